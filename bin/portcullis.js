@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// Entry point of the `portcullis` command: runs the TypeScript sources through tsx's loader, so there is no
+// build step between a checkout and a running gateway.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 11)) {
+  process.stderr.write(`portcullis needs Node.js >= 20.11 (this is ${process.versions.node})\n`);
+  process.exit(1);
+}
+const { register } = await import('tsx/esm/api');
+register();
+const { main } = await import('../gateway/src/cli/index.ts');
+process.exitCode = await main(process.argv);

@@ -1,0 +1,37 @@
+import { hostname } from 'node:os';
+import type { AuditEntry } from './audit-log.ts';
+
+export type ExportFormat = 'jsonl' | 'syslog';
+
+export function toJsonLine(e: AuditEntry): string {
+  return JSON.stringify(e);
+}
+
+/**
+ * IANA's documentation enterprise number (RFC 5612). Portcullis has no Private Enterprise Number of its own yet;
+ * SIEM parsers key on the SD-ID, documented in docs/audit.md.
+ */
+const SD_ID = 'portcullis@32473';
+/** Facility 13 (log audit), severity 5 (notice). */
+const PRI = 13 * 8 + 5;
+const BOM = '\uFEFF';
+
+function sdValue(v: string): string {
+  return v.replace(/[\\"\]]/g, (c) => `\\${c}`);
+}
+
+/** RFC 5424 header fields must be printable US-ASCII without spaces; anything else becomes `_`. */
+function headerToken(v: string, max: number): string {
+  const t = v.replace(/[^\x21-\x7e]/g, '_').slice(0, max);
+  return t.length > 0 ? t : '-';
+}
+
+export function toSyslogLine(e: AuditEntry, host = hostname(), procId = '-'): string {
+  const sd = `[${SD_ID} seq="${e.seq}" actor="${sdValue(e.actor)}" hash="${e.hash}" prevHash="${e.prevHash}"]`;
+  const msg = JSON.stringify({ target: e.target, details: e.details });
+  return `<${PRI}>1 ${e.ts} ${headerToken(host, 255)} portcullis ${headerToken(procId, 128)} ${headerToken(e.action, 32)} ${sd} ${BOM}${msg}`;
+}
+
+export function formatEntry(e: AuditEntry, format: ExportFormat): string {
+  return format === 'jsonl' ? toJsonLine(e) : toSyslogLine(e);
+}

@@ -1,0 +1,95 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigError } from '../config/index.ts';
+import { PortcullisError } from '../errors.ts';
+import { VERSION } from '../version.ts';
+import {
+  auditExportCommand,
+  auditVerifyCommand,
+  configCheckCommand,
+  type Io,
+  startCommand,
+  stdio,
+} from './commands.ts';
+import { EXIT } from './exit-codes.ts';
+
+const HELP_FOOTER = `
+Configuration: --config FILE, else $PORTCULLIS_CONFIG, else /etc/portcullis/config.yaml if it exists,
+else embedded defaults (data in ./var, UI on https://127.0.0.1:8443, DTLS on 127.0.0.1:5684).
+
+Exit codes: 0 ok; 1 failure (e.g. broken audit chain, runtime error); 2 bad usage or invalid configuration.`;
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function buildProgram(io: Io, setCode: (code: number) => void): Command {
+  const program = new Command('portcullis')
+    .description('Portcullis edge security gateway')
+    .version(VERSION, '-V, --version')
+    .option('-c, --config <file>', 'configuration file (YAML)')
+    .addHelpText('after', HELP_FOOTER)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showHelpAfterError();
+  const configOpt = () => program.opts<{ config?: string }>().config;
+
+  program
+    .command('start')
+    .description('run the gateway until SIGTERM/SIGINT')
+    .action(async () => setCode(await startCommand(configOpt())));
+
+  const config = program.command('config').description('configuration tools');
+  config
+    .command('check [file]')
+    .description('validate a configuration file (default: the one start would use) and change nothing')
+    .option('--print', 'print the effective configuration, defaults filled in')
+    .action((file: string | undefined, opts: { print?: boolean }) =>
+      setCode(configCheckCommand(file ?? configOpt(), opts.print ?? false, io)),
+    );
+
+  const audit = program.command('audit').description('the hash-chained audit log');
+  audit
+    .command('verify')
+    .description('check the whole chain; names the first bad sequence number')
+    .action(() => setCode(auditVerifyCommand(configOpt(), io)));
+  audit
+    .command('export')
+    .description('write entries to stdout')
+    .addOption(
+      new Option('--format <format>', 'output format').choices(['jsonl', 'syslog']).makeOptionMandatory(),
+    )
+    .option('--from <seq>', 'first sequence number', positiveInt, 1)
+    .action((opts: { format: 'jsonl' | 'syslog'; from: number }) =>
+      setCode(auditExportCommand(configOpt(), opts.format, opts.from, io)),
+    );
+  return program;
+}
+
+/** Runs the CLI and returns the exit code; never throws. */
+export async function main(argv: string[], io: Io = stdio): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = buildProgram(io, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version arrive here with exit code 0.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (err instanceof ConfigError) {
+      io.err(`error [${err.code}]: ${err.message}`);
+      return EXIT.usage;
+    }
+    if (err instanceof PortcullisError) {
+      io.err(`error [${err.code}]: ${err.message}`);
+      return EXIT.failure;
+    }
+    io.err(`error: ${err instanceof Error ? err.message : String(err)}`);
+    return EXIT.failure;
+  }
+}

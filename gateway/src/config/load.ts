@@ -1,0 +1,97 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { PortcullisError } from '../errors.ts';
+import { type Config, configSchema } from './schema.ts';
+
+export const APPLIANCE_CONFIG_PATH = '/etc/portcullis/config.yaml';
+
+export interface ConfigIssue {
+  /** Dotted key path, e.g. `ui.port`; `(root)` for the document itself. */
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends PortcullisError {
+  constructor(
+    code: 'ERR_CONFIG_NOT_FOUND' | 'ERR_CONFIG_PARSE' | 'ERR_CONFIG_INVALID',
+    message: string,
+    readonly issues: ConfigIssue[] = [],
+  ) {
+    super(code, message);
+  }
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file the config came from; undefined when running on embedded defaults. */
+  source: string | undefined;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? '(root)' : path.map(String).join('.');
+}
+
+function toIssues(error: z.ZodError): ConfigIssue[] {
+  return error.issues.flatMap((issue): ConfigIssue[] => {
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: 'unknown key' }));
+    }
+    return [{ path: formatPath(issue.path), message: issue.message }];
+  });
+}
+
+/** Validate an already-parsed document. Never returns a partially valid config. */
+export function parseConfig(doc: unknown, baseDir: string, source?: string): Config {
+  const result = configSchema(baseDir).safeParse(doc ?? {});
+  if (result.success) return result.data;
+  const issues = toIssues(result.error);
+  const where = source ?? 'config';
+  throw new ConfigError(
+    'ERR_CONFIG_INVALID',
+    `${where}: invalid configuration\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`,
+    issues,
+  );
+}
+
+export function loadConfigFile(file: string): Config {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      'ERR_CONFIG_NOT_FOUND',
+      `${path}: cannot read config file (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0]!;
+    const line = first.linePos?.[0]?.line;
+    throw new ConfigError(
+      'ERR_CONFIG_PARSE',
+      `${path}${line ? `:${line}` : ''}: not valid YAML (${first.code})`,
+      [{ path: '(root)', message: first.code }],
+    );
+  }
+  return parseConfig(doc.toJS(), dirname(path), path);
+}
+
+/**
+ * Which config applies: `--config`, then `PORTCULLIS_CONFIG`, then the appliance path if it exists, else the
+ * embedded defaults (relative paths then resolve against the working directory).
+ */
+export function resolveConfig(
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): LoadedConfig {
+  const file =
+    explicit ??
+    env.PORTCULLIS_CONFIG ??
+    (existsSync(APPLIANCE_CONFIG_PATH) ? APPLIANCE_CONFIG_PATH : undefined);
+  if (file === undefined) return { config: parseConfig({}, cwd), source: undefined };
+  return { config: loadConfigFile(file), source: resolve(file) };
+}

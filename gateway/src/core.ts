@@ -1,0 +1,69 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AuditLog } from './audit/index.ts';
+import type { Clock } from './clock.ts';
+import type { Config } from './config/index.ts';
+import { DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
+import { VERSION } from './version.ts';
+
+export interface GatewayStatus {
+  version: string;
+  uptimeSeconds: number;
+  store: 'ok' | 'error';
+  keystore: { backend: 'software' | 'tpm2'; hardwareBacked: boolean };
+  uplink: { configured: boolean; queueDepth: number };
+  firewall: { enforce: boolean };
+  devices: Record<DeviceState, number>;
+}
+
+/**
+ * The one service layer the CLI, the UI and the control API all call: it owns the store and the audit log.
+ * Listeners (UI, DTLS) are added on top of it by the gateway process.
+ */
+export class Core {
+  readonly audit: AuditLog;
+  private readonly startedAt: number;
+
+  private constructor(
+    readonly config: Config,
+    readonly store: Store,
+    readonly clock: Clock,
+  ) {
+    this.audit = new AuditLog(store, clock);
+    this.startedAt = clock.now();
+  }
+
+  static open(config: Config, clock: Clock, options: { readonly?: boolean } = {}): Core {
+    if (!options.readonly) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    const store = Store.open(join(config.dataDir, DATABASE_FILE), {
+      synchronous: config.store.synchronous,
+      readonly: options.readonly ?? false,
+    });
+    return new Core(config, store, clock);
+  }
+
+  status(): GatewayStatus {
+    const storeOk = this.store.healthy();
+    return {
+      version: VERSION,
+      uptimeSeconds: Math.floor((this.clock.now() - this.startedAt) / 1000),
+      store: storeOk ? 'ok' : 'error',
+      keystore: {
+        backend: this.config.keystore.backend,
+        hardwareBacked: this.config.keystore.backend === 'tpm2',
+      },
+      uplink: {
+        configured: this.config.uplink !== undefined,
+        queueDepth: storeOk ? this.store.queue.depth() : 0,
+      },
+      firewall: { enforce: this.config.firewall.enforce },
+      devices: storeOk
+        ? this.store.devices.countByState()
+        : { pending: 0, active: 0, quarantined: 0, decommissioned: 0 },
+    };
+  }
+
+  close(): void {
+    this.store.close();
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * Base of every error Portcullis throws on purpose. `code` is stable and machine-readable; `message` is for
+ * people and must never contain secrets (PSKs, keys, passwords, tokens).
+ */
+export class PortcullisError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

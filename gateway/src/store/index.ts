@@ -1,0 +1,63 @@
+import { type Db, type OpenOptions, openDatabase } from './database.ts';
+import { AlertRepository } from './repositories/alerts.ts';
+import { AuditRepository } from './repositories/audit.ts';
+import { CredentialRepository } from './repositories/credentials.ts';
+import { DeviceRepository } from './repositories/devices.ts';
+import { QueueRepository } from './repositories/queue.ts';
+import { SegmentRepository } from './repositories/segments.ts';
+import { UserRepository } from './repositories/users.ts';
+
+export { type Db, StoreError } from './database.ts';
+export { LATEST_SCHEMA_VERSION } from './migrations.ts';
+export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
+export type { AuditRow } from './repositories/audit.ts';
+export type { Credential } from './repositories/credentials.ts';
+export type { CredentialKind, Device, DeviceState, NewDevice } from './repositories/devices.ts';
+export type { QueuedMessage } from './repositories/queue.ts';
+export type { Segment } from './repositories/segments.ts';
+export type { Role, User } from './repositories/users.ts';
+
+export const DATABASE_FILE = 'portcullis.db';
+
+/** One SQLite database with a repository per aggregate. */
+export class Store {
+  readonly devices: DeviceRepository;
+  readonly credentials: CredentialRepository;
+  readonly segments: SegmentRepository;
+  readonly users: UserRepository;
+  readonly alerts: AlertRepository;
+  readonly queue: QueueRepository;
+  readonly audit: AuditRepository;
+
+  private constructor(readonly db: Db) {
+    this.devices = new DeviceRepository(db);
+    this.credentials = new CredentialRepository(db);
+    this.segments = new SegmentRepository(db);
+    this.users = new UserRepository(db);
+    this.alerts = new AlertRepository(db);
+    this.queue = new QueueRepository(db);
+    this.audit = new AuditRepository(db);
+  }
+
+  static open(file: string, options: OpenOptions = {}): Store {
+    return new Store(openDatabase(file, options));
+  }
+
+  /** Run `fn` in one IMMEDIATE transaction: all of it survives a crash, or none of it. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  healthy(): boolean {
+    try {
+      this.db.prepare('SELECT 1').get();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

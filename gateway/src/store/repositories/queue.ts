@@ -1,0 +1,61 @@
+import type { Db } from '../database.ts';
+
+export interface QueuedMessage {
+  id: number;
+  deviceId: string;
+  topic: string;
+  payload: Buffer;
+  properties: Record<string, string>;
+  enqueuedAt: string;
+}
+
+interface QueueRow {
+  id: number;
+  device_id: string;
+  topic: string;
+  payload: Buffer;
+  properties: string;
+  enqueued_at: string;
+}
+
+function toMessage(r: QueueRow): QueuedMessage {
+  return {
+    id: r.id,
+    deviceId: r.device_id,
+    topic: r.topic,
+    payload: r.payload,
+    properties: JSON.parse(r.properties) as Record<string, string>,
+    enqueuedAt: r.enqueued_at,
+  };
+}
+
+/** The durable uplink queue: ids grow monotonically, so reading in id order keeps per-device order. */
+export class QueueRepository {
+  constructor(private readonly db: Db) {}
+
+  enqueue(m: Omit<QueuedMessage, 'id'>): number {
+    const r = this.db
+      .prepare(
+        'INSERT INTO uplink_queue (device_id, topic, payload, properties, enqueued_at) VALUES (?, ?, ?, ?, ?)',
+      )
+      .run(m.deviceId, m.topic, m.payload, JSON.stringify(m.properties), m.enqueuedAt);
+    return Number(r.lastInsertRowid);
+  }
+
+  peek(limit: number, afterId = 0): QueuedMessage[] {
+    return (
+      this.db
+        .prepare('SELECT * FROM uplink_queue WHERE id > ? ORDER BY id LIMIT ?')
+        .all(afterId, limit) as QueueRow[]
+    ).map(toMessage);
+  }
+
+  /** Called only on PUBACK. */
+  delete(id: number): boolean {
+    return this.db.prepare('DELETE FROM uplink_queue WHERE id = ?').run(id).changes === 1;
+  }
+
+  depth(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM uplink_queue').get() as { n: number }).n;
+  }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: system packages, type-check, lint, then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-debian-packages.sh
+echo "== type-check"
+npx tsc --noEmit -p tsconfig.json
+echo "== lint"
+npx biome check .
+echo "== tests"
+bash scripts/run-tests.sh

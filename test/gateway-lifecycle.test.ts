@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { VERSION } from '../gateway/src/version.ts';
+import { runCli, spawnCli, waitForLine } from './helpers/cli.ts';
+import { httpsGet } from './helpers/https.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+interface StartedLine {
+  ui: string;
+  dataDir: string;
+}
+
+function startedLine(line: string): StartedLine | undefined {
+  try {
+    const o = JSON.parse(line) as { msg?: string } & StartedLine;
+    return o.msg === 'gateway started' ? o : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+describe('portcullis start', () => {
+  it('comes up on embedded defaults, answers /healthz over HTTPS, and exits 0 within 5 s of SIGTERM', async (t) => {
+    const dir = tempDir(t);
+    const child = spawnCli(['start'], { cwd: dir });
+    t.after(() => child.kill('SIGKILL'));
+    const started = await waitForLine(child, startedLine);
+    assert.equal(started.ui, 'https://127.0.0.1:8443');
+    assert.equal(started.dataDir, join(dir, 'var'));
+
+    const ca = readFileSync(join(dir, 'var', 'tls', 'ui-cert.pem'), 'utf8');
+    assert.equal(statSync(join(dir, 'var', 'tls', 'ui-key.pem')).mode & 0o777, 0o600);
+    const res = await httpsGet('https://127.0.0.1:8443/healthz', ca);
+    assert.equal(res.status, 200);
+    assert.match(String(res.headers['content-type']), /application\/json/);
+    const body = JSON.parse(res.body);
+    assert.equal(body.status, 'ok');
+    assert.equal(body.version, VERSION);
+    assert.deepEqual(body.components, {
+      store: 'ok',
+      keystore: 'software',
+      uplink: 'unset',
+      firewall: 'off',
+    });
+    assert.equal(res.headers['x-content-type-options'], 'nosniff');
+
+    const t0 = performance.now();
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    const elapsed = performance.now() - t0;
+    assert.equal(code, 0);
+    assert.ok(elapsed < 5_000, `took ${elapsed} ms to exit`);
+
+    // Start and stop are on the record, and the record is intact.
+    const exported = await runCli(['audit', 'export', '--format', 'jsonl'], { cwd: dir });
+    assert.deepEqual(
+      exported.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).action),
+      ['gateway.start', 'gateway.stop'],
+    );
+    assert.equal((await runCli(['audit', 'verify'], { cwd: dir })).code, 0);
+  });
+
+  it('reuses its UI certificate across restarts', async (t) => {
+    const dir = tempDir(t);
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, 'ui: {port: 0}\n');
+    const certs: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const child = spawnCli(['--config', config, 'start'], { cwd: dir });
+      t.after(() => child.kill('SIGKILL'));
+      const started = await waitForLine(child, startedLine);
+      const ca = readFileSync(join(dir, 'var', 'tls', 'ui-cert.pem'), 'utf8');
+      assert.equal((await httpsGet(`${started.ui}/healthz`, ca)).status, 200);
+      certs.push(ca);
+      child.kill('SIGTERM');
+      assert.deepEqual(await once(child, 'exit'), [0, null]);
+    }
+    assert.equal(certs[0], certs[1]);
+  });
+
+  it('fails with a clear error and exit 1 when its UI port is taken, and records nothing', async (t) => {
+    const dir = tempDir(t);
+    const blocker = createServer();
+    blocker.listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    t.after(() => blocker.close());
+    const port = (blocker.address() as { port: number }).port;
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `ui: {port: ${port}}\n`);
+    const r = await runCli(['--config', config, 'start'], { cwd: dir });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`ERR_LISTEN.*127\\.0\\.0\\.1:${port}.*EADDRINUSE`));
+    const exported = await runCli(['--config', config, 'audit', 'export', '--format', 'jsonl'], { cwd: dir });
+    assert.equal(exported.stdout, '');
+  });
+
+  it('refuses to start on an invalid config with exit 2 and creates no data directory', async (t) => {
+    const dir = tempDir(t);
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `dataDir: ${join(dir, 'data')}\nfirewall: {enforce: "yes"}\n`);
+    const r = await runCli(['--config', config, 'start'], { cwd: dir });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /firewall\.enforce/);
+    assert.throws(() => statSync(join(dir, 'data')), /ENOENT/);
+  });
+});
+
+describe('portcullis --version and --help', () => {
+  it('prints the package version', async () => {
+    const r = await runCli(['--version']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.trim(), VERSION);
+  });
+
+  it('documents the config search order and exit codes, and rejects an unknown command with exit 2', async () => {
+    const help = await runCli(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /PORTCULLIS_CONFIG/);
+    assert.match(help.stdout, /Exit codes/);
+    const bad = await runCli(['frobnicate']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown command/);
+  });
+});

@@ -1,0 +1,82 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+export const PORTCULLIS_BIN = fileURLToPath(new URL('../../bin/portcullis.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the real `portcullis` command as a user would, in its own process. */
+export async function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
+  const child = spawn(process.execPath, [PORTCULLIS_BIN, ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, PORTCULLIS_CONFIG: undefined, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  return spawn(process.execPath, [PORTCULLIS_BIN, ...args], {
+    cwd: opts.cwd,
+    env: { ...process.env, PORTCULLIS_CONFIG: undefined, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** Resolve with the first stdout line for which `match` returns a value. */
+export function waitForLine<T>(
+  child: ChildProcess,
+  match: (line: string) => T | undefined,
+  timeoutMs = 20_000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let errBuf = '';
+    const timer = setTimeout(
+      () => reject(new Error(`timed out waiting for output; stderr: ${errBuf}`)),
+      timeoutMs,
+    );
+    const onExit = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`process exited (${code}) before expected output; stderr: ${errBuf}; stdout: ${buf}`));
+    };
+    child.stderr?.on('data', (d: Buffer) => {
+      errBuf += d.toString();
+    });
+    child.once('exit', onExit);
+    child.stdout?.on('data', function onData(d: Buffer) {
+      buf += d.toString();
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        const v = match(line);
+        if (v !== undefined) {
+          clearTimeout(timer);
+          child.removeListener('exit', onExit);
+          child.stdout?.removeListener('data', onData);
+          resolve(v);
+          return;
+        }
+        nl = buf.indexOf('\n');
+      }
+    });
+  });
+}

@@ -1,0 +1,46 @@
+import { createServer as createHttpsServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import type { Hono } from 'hono';
+import { PortcullisError } from '../../gateway/src/errors.ts';
+
+export class ListenError extends PortcullisError {
+  constructor(what: string, host: string, port: number, cause: NodeJS.ErrnoException) {
+    super('ERR_LISTEN', `${what}: cannot listen on ${host}:${port} (${cause.code ?? cause.message})`, {
+      cause,
+    });
+  }
+}
+
+export interface RunningServer {
+  address: AddressInfo;
+  close(): Promise<void>;
+}
+
+export function startHttpsServer(
+  app: Hono,
+  opts: { host: string; port: number; key: string; cert: string },
+): Promise<RunningServer> {
+  return new Promise((resolve, reject) => {
+    const server = serve({
+      fetch: app.fetch,
+      hostname: opts.host,
+      port: opts.port,
+      createServer: createHttpsServer,
+      serverOptions: { key: opts.key, cert: opts.cert, minVersion: 'TLSv1.2' },
+    }) as Server;
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new ListenError('ui', opts.host, opts.port, err)),
+    );
+    server.once('listening', () => {
+      resolve({
+        address: server.address() as AddressInfo,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}
