@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { VERSION } from '../gateway/src/version.ts';
-import { runCli, spawnCli, waitForLine } from './helpers/cli.ts';
+import { PORTCULLIS_BIN, runCli, spawnCli, waitForLine } from './helpers/cli.ts';
 import { httpsGet } from './helpers/https.ts';
 import { tempDir } from './helpers/tmp.ts';
+
+const REPO_ROOT = dirname(dirname(PORTCULLIS_BIN));
 
 interface StartedLine {
   ui: string;
@@ -65,6 +69,39 @@ describe('portcullis start', () => {
       ['gateway.start', 'gateway.stop'],
     );
     assert.equal((await runCli(['audit', 'verify'], { cwd: dir })).code, 0);
+  });
+
+  it('stops the gateway too when `npm start` (the README command) receives SIGTERM', async (t) => {
+    const dir = tempDir(t);
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `dataDir: ${join(dir, 'var')}\nui: {port: 0}\n`);
+    const npm = spawn('npm', ['start', '--silent'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, PORTCULLIS_CONFIG: config },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Own process group, so cleanup can reach a gateway the wrapper failed to stop.
+      detached: true,
+    });
+    t.after(() => {
+      try {
+        process.kill(-(npm.pid as number), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
+    await waitForLine(npm, startedLine);
+    npm.kill('SIGTERM');
+    await once(npm, 'exit');
+    await delay(300);
+    // The gateway itself must have shut down cleanly, not been orphaned by the npm wrapper.
+    const exported = await runCli(['--config', config, 'audit', 'export', '--format', 'jsonl'], { cwd: dir });
+    assert.deepEqual(
+      exported.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).action),
+      ['gateway.start', 'gateway.stop'],
+    );
   });
 
   it('reuses its UI certificate across restarts', async (t) => {
