@@ -27,6 +27,17 @@ function startedLine(line: string): StartedLine | undefined {
   }
 }
 
+/** The actions on the audit record, in order, as the CLI exports them. */
+async function auditActions(globalArgs: string[], cwd: string): Promise<string[]> {
+  const exported = await runCli([...globalArgs, 'audit', 'export', '--format', 'jsonl'], { cwd });
+  assert.equal(exported.code, 0, exported.stderr);
+  return exported.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => (JSON.parse(l) as { action: string }).action);
+}
+
 describe('portcullis start', () => {
   it('comes up on embedded defaults, answers /healthz over HTTPS, and exits 0 within 5 s of SIGTERM', async (t) => {
     const dir = tempDir(t);
@@ -60,14 +71,7 @@ describe('portcullis start', () => {
     assert.ok(elapsed < 5_000, `took ${elapsed} ms to exit`);
 
     // Start and stop are on the record, and the record is intact.
-    const exported = await runCli(['audit', 'export', '--format', 'jsonl'], { cwd: dir });
-    assert.deepEqual(
-      exported.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l).action),
-      ['gateway.start', 'gateway.stop'],
-    );
+    assert.deepEqual(await auditActions([], dir), ['gateway.start', 'gateway.stop']);
     assert.equal((await runCli(['audit', 'verify'], { cwd: dir })).code, 0);
   });
 
@@ -94,14 +98,7 @@ describe('portcullis start', () => {
     await once(npm, 'exit');
     await delay(300);
     // The gateway itself must have shut down cleanly, not been orphaned by the npm wrapper.
-    const exported = await runCli(['--config', config, 'audit', 'export', '--format', 'jsonl'], { cwd: dir });
-    assert.deepEqual(
-      exported.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l).action),
-      ['gateway.start', 'gateway.stop'],
-    );
+    assert.deepEqual(await auditActions(['--config', config], dir), ['gateway.start', 'gateway.stop']);
   });
 
   it('reuses its UI certificate across restarts', async (t) => {
