@@ -1,0 +1,143 @@
+import { decodeError } from './errors.ts';
+
+/** Bounds-checked big-endian reader; every overrun is a decode error, never an exception from Buffer. */
+export class Reader {
+  private pos = 0;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly what: string,
+  ) {}
+
+  get remaining(): number {
+    return this.buf.length - this.pos;
+  }
+
+  get offset(): number {
+    return this.pos;
+  }
+
+  private need(n: number): void {
+    if (n > this.buf.length - this.pos) throw decodeError(this.what);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++] as number;
+  }
+
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  u24(): number {
+    this.need(3);
+    const v = this.buf.readUIntBE(this.pos, 3);
+    this.pos += 3;
+    return v;
+  }
+
+  u48(): number {
+    this.need(6);
+    const v = this.buf.readUIntBE(this.pos, 6);
+    this.pos += 6;
+    return v;
+  }
+
+  bytes(n: number): Buffer {
+    this.need(n);
+    const v = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+
+  vec8(): Buffer {
+    return this.bytes(this.u8());
+  }
+
+  vec16(): Buffer {
+    return this.bytes(this.u16());
+  }
+
+  vec24(): Buffer {
+    return this.bytes(this.u24());
+  }
+
+  rest(): Buffer {
+    return this.bytes(this.remaining);
+  }
+
+  end(): void {
+    if (this.remaining !== 0) throw decodeError(this.what);
+  }
+}
+
+/** Big-endian writer that grows as needed. */
+export class Writer {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(initial = 256) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  u8(v: number): this {
+    this.room(1);
+    this.buf[this.pos++] = v;
+    return this;
+  }
+
+  u16(v: number): this {
+    this.room(2);
+    this.buf.writeUInt16BE(v, this.pos);
+    this.pos += 2;
+    return this;
+  }
+
+  u24(v: number): this {
+    this.room(3);
+    this.buf.writeUIntBE(v, this.pos, 3);
+    this.pos += 3;
+    return this;
+  }
+
+  u48(v: number): this {
+    this.room(6);
+    this.buf.writeUIntBE(v, this.pos, 6);
+    this.pos += 6;
+    return this;
+  }
+
+  bytes(b: Uint8Array): this {
+    this.room(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+    return this;
+  }
+
+  vec8(b: Uint8Array): this {
+    return this.u8(b.length).bytes(b);
+  }
+
+  vec16(b: Uint8Array): this {
+    return this.u16(b.length).bytes(b);
+  }
+
+  vec24(b: Uint8Array): this {
+    return this.u24(b.length).bytes(b);
+  }
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+}

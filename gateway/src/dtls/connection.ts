@@ -1,0 +1,815 @@
+import { createHash, type KeyObject, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto';
+import { AeadKey } from './aead.ts';
+import { Reader, Writer } from './bytes.ts';
+import { parseRawPublicKey, spkiFingerprint, verifyCertificateChain } from './certificates.ts';
+import {
+  AlertDescription,
+  AlertLevel,
+  CertificateType,
+  CLIENT_CERT_TYPE_ECDSA_SIGN,
+  ContentType,
+  DTLS_1_2,
+  ECDSA_SECP256R1_SHA256,
+  ExtensionType,
+  HANDSHAKE_HEADER_LENGTH,
+  HandshakeType,
+  MAX_PLAINTEXT,
+  NamedGroup,
+  RECORD_HEADER_LENGTH,
+  RENEGOTIATION_SCSV,
+} from './constants.ts';
+import { type EphemeralKey, generateEphemeral } from './ecdhe.ts';
+import { DtlsError, decodeError } from './errors.ts';
+import {
+  type ClientHello,
+  encodeExtensions,
+  encodeHandshake,
+  fragmentHandshake,
+  type HandshakeMessage,
+  parseFragments,
+  parseU8List,
+  parseU16List,
+  Reassembler,
+} from './handshake.ts';
+import type { ResolvedOptions } from './options.ts';
+import { finishedVerifyData, keyBlock, masterSecret } from './prf.ts';
+import { type DtlsRecord, encodeRecord, openRecord, sealRecord } from './record.ts';
+import { ReplayWindow } from './replay.ts';
+import { type CipherSuite, type CipherSuiteName, usesEcdhe, usesPsk } from './suites.ts';
+import type { DtlsSession, HandshakeFailure, PeerAddress, PeerCredential } from './types.ts';
+
+export type CloseReason = 'peer-closed' | 'idle' | 'local' | 'replaced' | 'alert';
+
+/** What a connection needs from the server that owns the socket. */
+export interface ConnectionHost {
+  readonly opts: ResolvedOptions;
+  send(datagram: Buffer, peer: PeerAddress): void;
+  established(conn: ServerConnection): void;
+  closed(conn: ServerConnection, reason: CloseReason): void;
+  failed(conn: ServerConnection, failure: HandshakeFailure): void;
+  discard(peer: PeerAddress, reason: 'bad-record-mac' | 'replay' | 'unknown-epoch'): void;
+  /** A newer authenticated record for a CID session came from another address (RFC 9146 §6). */
+  moved(conn: ServerConnection, from: PeerAddress): void;
+}
+
+interface FlightItem {
+  epoch: 0 | 1;
+  type: number;
+  payload: Buffer;
+}
+
+interface HandshakeState {
+  transcript: Buffer[];
+  reassembler: Reassembler;
+  expect: number[];
+  ephemeral: EphemeralKey | null;
+  requestCertificate: boolean;
+  clientCertType: number;
+  clientKey: KeyObject | null;
+  unknownPskIdentity: boolean;
+  master: Buffer | null;
+  nextSendSeq: number;
+}
+
+const MAX_SEQ = 2 ** 48 - 1;
+const MAX_PSK_IDENTITY = 256;
+
+function fail(code: string, message: string, alert: number): DtlsError {
+  return new DtlsError(code, message, alert);
+}
+
+function sha256(parts: Buffer[]): Buffer {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/**
+ * One peer's DTLS 1.2 connection, server side: the handshake state machine, then record protection for the
+ * established session. Created only after the peer proved its address with a valid cookie.
+ */
+export class ServerConnection implements DtlsSession {
+  state: 'handshake' | 'established' | 'closed' = 'handshake';
+  lastActivity: number;
+  credential!: PeerCredential;
+  extendedMasterSecret = false;
+  /** The CID this server issued: what the peer puts on records it sends us. */
+  connectionId: Buffer | null = null;
+  private peerCid: Buffer | null = null;
+  private suite!: CipherSuite;
+  private clientRandom!: Buffer;
+  private serverRandom!: Buffer;
+  private hs: HandshakeState | null = null;
+  private readKey: AeadKey | null = null;
+  private writeKey: AeadKey | null = null;
+  private writeEpoch: 0 | 1 = 0;
+  private readonly writeSeq = [0, 0];
+  private readonly replay = new ReplayWindow();
+  private flight: FlightItem[] | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private retransmits = 0;
+  private timeoutMs: number;
+  private resendWanted = false;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    public peer: PeerAddress,
+  ) {
+    this.lastActivity = host.opts.now();
+    this.timeoutMs = host.opts.retransmit.initialMs;
+  }
+
+  get cipherSuite(): CipherSuiteName {
+    return this.suite.name;
+  }
+
+  // ---------------------------------------------------------------- handshake start
+
+  /** Answers a cookie-verified ClientHello with the server's first flight. */
+  start(hello: ClientHello, helloMessage: HandshakeMessage, recordSeq: number, ownCid: Buffer | null): void {
+    try {
+      this.negotiate(hello, helloMessage, recordSeq, ownCid);
+    } catch (err) {
+      this.abort(err);
+    }
+  }
+
+  private negotiate(
+    hello: ClientHello,
+    msg: HandshakeMessage,
+    recordSeq: number,
+    ownCid: Buffer | null,
+  ): void {
+    const o = this.host.opts;
+    if (!hello.compressionMethods.includes(0)) {
+      throw fail(
+        'ERR_DTLS_COMPRESSION',
+        'client offers no null compression',
+        AlertDescription.illegalParameter,
+      );
+    }
+    const reneg = hello.extensions.get(ExtensionType.renegotiationInfo);
+    if (reneg && !(reneg.length === 1 && reneg[0] === 0)) {
+      throw fail(
+        'ERR_DTLS_RENEGOTIATION',
+        'renegotiation is not supported',
+        AlertDescription.handshakeFailure,
+      );
+    }
+    this.extendedMasterSecret = hello.extensions.has(ExtensionType.extendedMasterSecret);
+    if (o.requireExtendedMasterSecret && !this.extendedMasterSecret) {
+      throw fail(
+        'ERR_DTLS_EMS_REQUIRED',
+        'client does not offer Extended Master Secret',
+        AlertDescription.handshakeFailure,
+      );
+    }
+    const ext = hello.extensions;
+    const sigAlgs = ext.has(ExtensionType.signatureAlgorithms)
+      ? parseU16List(ext.get(ExtensionType.signatureAlgorithms) as Buffer, 'signature_algorithms')
+      : [ECDSA_SECP256R1_SHA256];
+    const clientGroups = ext.has(ExtensionType.supportedGroups)
+      ? parseU16List(ext.get(ExtensionType.supportedGroups) as Buffer, 'supported_groups')
+      : [NamedGroup.secp256r1];
+    const group = o.groups.find((g) => clientGroups.includes(NamedGroup[g]));
+    if (ext.has(ExtensionType.ecPointFormats)) {
+      const formats = parseU8List(ext.get(ExtensionType.ecPointFormats) as Buffer, 'ec_point_formats');
+      if (!formats.includes(0)) throw decodeError('ec_point_formats (no uncompressed)');
+    }
+    // RFC 7250: each side lists the certificate types it can send (client) or process (server's).
+    const clientTypes = ext.has(ExtensionType.clientCertificateType)
+      ? parseU8List(ext.get(ExtensionType.clientCertificateType) as Buffer, 'client_certificate_type')
+      : [CertificateType.x509];
+    const serverTypes = ext.has(ExtensionType.serverCertificateType)
+      ? parseU8List(ext.get(ExtensionType.serverCertificateType) as Buffer, 'server_certificate_type')
+      : [CertificateType.x509];
+    const clientCertType = clientTypes.find(
+      (t) =>
+        (t === CertificateType.x509 && o.trustAnchors.length > 0) ||
+        (t === CertificateType.rawPublicKey && o.allowRawPublicKeys),
+    );
+    const serverCertType = serverTypes.find(
+      (t) =>
+        (t === CertificateType.x509 && o.identity?.chain) ||
+        (t === CertificateType.rawPublicKey && o.identity),
+    );
+    const ecdsaUsable =
+      o.identity !== null &&
+      group !== undefined &&
+      sigAlgs.includes(ECDSA_SECP256R1_SHA256) &&
+      clientCertType !== undefined &&
+      serverCertType !== undefined;
+    const usable = (s: CipherSuite): boolean => {
+      if (!hello.cipherSuites.includes(s.id)) return false;
+      switch (s.keyExchange) {
+        case 'psk':
+          return o.lookupPsk !== null;
+        case 'ecdhe_psk':
+          return o.lookupPsk !== null && group !== undefined;
+        case 'ecdhe_ecdsa':
+          return ecdsaUsable;
+      }
+    };
+    const suite = o.suites.find(usable);
+    if (!suite) {
+      throw fail(
+        'ERR_DTLS_NO_SHARED_SUITE',
+        'no cipher suite acceptable to both sides',
+        AlertDescription.handshakeFailure,
+      );
+    }
+    this.suite = suite;
+    this.clientRandom = Buffer.from(hello.random);
+    this.serverRandom = randomBytes(32);
+    const requestCertificate = suite.keyExchange === 'ecdhe_ecdsa';
+
+    const serverExts: Array<[number, Buffer]> = [];
+    if (reneg || hello.cipherSuites.includes(RENEGOTIATION_SCSV)) {
+      serverExts.push([ExtensionType.renegotiationInfo, Buffer.from([0])]);
+    }
+    if (this.extendedMasterSecret) serverExts.push([ExtensionType.extendedMasterSecret, Buffer.alloc(0)]);
+    if (usesEcdhe(suite) && ext.has(ExtensionType.ecPointFormats)) {
+      serverExts.push([ExtensionType.ecPointFormats, Buffer.from([1, 0])]);
+    }
+    if (suite.keyExchange === 'ecdhe_ecdsa') {
+      if (ext.has(ExtensionType.clientCertificateType)) {
+        serverExts.push([ExtensionType.clientCertificateType, Buffer.from([clientCertType as number])]);
+      }
+      if (ext.has(ExtensionType.serverCertificateType)) {
+        serverExts.push([ExtensionType.serverCertificateType, Buffer.from([serverCertType as number])]);
+      }
+    }
+    if (ownCid && ext.has(ExtensionType.connectionId)) {
+      const r = new Reader(ext.get(ExtensionType.connectionId) as Buffer, 'connection_id');
+      const peerCid = r.vec8();
+      r.end();
+      this.peerCid = peerCid.length > 0 ? Buffer.from(peerCid) : null;
+      this.connectionId = ownCid;
+      serverExts.push([ExtensionType.connectionId, new Writer().vec8(ownCid).finish()]);
+    }
+
+    const hs: HandshakeState = {
+      transcript: [encodeHandshake(msg.type, msg.seq, msg.body)],
+      reassembler: new Reassembler(msg.seq + 1, {
+        maxMessageLength: o.limits.maxHandshakeMessageLength,
+        maxAhead: 4,
+      }),
+      expect: requestCertificate
+        ? [
+            HandshakeType.certificate,
+            HandshakeType.clientKeyExchange,
+            HandshakeType.certificateVerify,
+            HandshakeType.finished,
+          ]
+        : [HandshakeType.clientKeyExchange, HandshakeType.finished],
+      ephemeral: usesEcdhe(suite) ? generateEphemeral(group as NonNullable<typeof group>) : null,
+      requestCertificate,
+      clientCertType: clientCertType ?? CertificateType.x509,
+      clientKey: null,
+      unknownPskIdentity: false,
+      master: null,
+      // The server is stateless until now, so it numbers its messages from the client's (RFC 6347 §4.2.2).
+      nextSendSeq: msg.seq,
+    };
+    this.hs = hs;
+    this.writeSeq[0] = recordSeq;
+
+    const out: FlightItem[] = [];
+    const add = (type: number, body: Buffer) => {
+      const m = encodeHandshake(type, hs.nextSendSeq++, body);
+      hs.transcript.push(m);
+      out.push({ epoch: 0, type: ContentType.handshake, payload: m });
+    };
+    add(
+      HandshakeType.serverHello,
+      new Writer()
+        .u16(DTLS_1_2)
+        .bytes(this.serverRandom)
+        .vec8(Buffer.alloc(0))
+        .u16(suite.id)
+        .u8(0)
+        .bytes(encodeExtensions(serverExts))
+        .finish(),
+    );
+    if (suite.keyExchange === 'ecdhe_ecdsa') {
+      const identity = o.identity as NonNullable<ResolvedOptions['identity']>;
+      if (serverCertType === CertificateType.rawPublicKey) {
+        add(HandshakeType.certificate, new Writer().vec24(identity.spki).finish());
+      } else {
+        const list = new Writer();
+        for (const der of identity.chain as Buffer[]) list.vec24(der);
+        add(HandshakeType.certificate, new Writer().vec24(list.finish()).finish());
+      }
+      const eph = hs.ephemeral as EphemeralKey;
+      const params = new Writer().u8(3).u16(NamedGroup[eph.group]).vec8(eph.publicPoint).finish();
+      const signature = sign(
+        'sha256',
+        Buffer.concat([this.clientRandom, this.serverRandom, params]),
+        identity.privateKey,
+      );
+      add(
+        HandshakeType.serverKeyExchange,
+        new Writer().bytes(params).u16(ECDSA_SECP256R1_SHA256).vec16(signature).finish(),
+      );
+      add(
+        HandshakeType.certificateRequest,
+        new Writer()
+          .vec8(Buffer.from([CLIENT_CERT_TYPE_ECDSA_SIGN]))
+          .vec16(new Writer().u16(ECDSA_SECP256R1_SHA256).finish())
+          .vec16(Buffer.alloc(0))
+          .finish(),
+      );
+    } else if (suite.keyExchange === 'ecdhe_psk') {
+      const eph = hs.ephemeral as EphemeralKey;
+      add(
+        HandshakeType.serverKeyExchange,
+        new Writer().vec16(Buffer.alloc(0)).u8(3).u16(NamedGroup[eph.group]).vec8(eph.publicPoint).finish(),
+      );
+    }
+    add(HandshakeType.serverHelloDone, Buffer.alloc(0));
+    this.sendFlight(out, true);
+  }
+
+  // ---------------------------------------------------------------- records in
+
+  /** Handles the records of one datagram from this peer. Never throws. */
+  handleRecords(records: DtlsRecord[], from: PeerAddress): void {
+    this.resendWanted = false;
+    try {
+      for (const rec of records) {
+        if (this.state === 'closed') return;
+        this.handleRecord(rec, from);
+      }
+      if (this.resendWanted && this.flight) this.resendFlight();
+    } catch (err) {
+      this.abort(err);
+    }
+  }
+
+  private handleRecord(rec: DtlsRecord, from: PeerAddress): void {
+    if (rec.epoch === 0) {
+      if (rec.cid) return; // CID records are always protected
+      this.handlePlainRecord(rec);
+      return;
+    }
+    if (rec.epoch !== 1 || !this.readKey) {
+      this.host.discard(from, 'unknown-epoch');
+      return;
+    }
+    if (!this.replay.check(rec.seq)) {
+      this.host.discard(from, 'replay');
+      return;
+    }
+    const opened = openRecord(this.readKey, rec);
+    if (!opened) {
+      if (this.state === 'handshake') {
+        const hs = this.hs as HandshakeState;
+        throw hs.unknownPskIdentity
+          ? fail('ERR_DTLS_UNKNOWN_PSK_IDENTITY', 'unknown PSK identity', AlertDescription.badRecordMac)
+          : fail(
+              'ERR_DTLS_BAD_RECORD_MAC',
+              'record did not authenticate (wrong key or tampered record)',
+              AlertDescription.badRecordMac,
+            );
+      }
+      // Established sessions drop forged records silently (RFC 6347 §4.1.2.7): an off-path sender must not
+      // be able to tear a session down.
+      this.host.discard(from, 'bad-record-mac');
+      return;
+    }
+    const newest = this.replay.accept(rec.seq);
+    this.lastActivity = this.host.opts.now();
+    if (newest && rec.cid && (from.address !== this.peer.address || from.port !== this.peer.port)) {
+      const old = this.peer;
+      this.peer = from;
+      this.host.moved(this, old);
+    }
+    switch (opened.type) {
+      case ContentType.applicationData:
+        if (this.state !== 'established') return;
+        // The peer has our Finished: the final flight is no longer needed for retransmission.
+        this.flight = null;
+        this.host.opts.handlers.onData?.(this, opened.data);
+        return;
+      case ContentType.handshake:
+        this.handleHandshakeData(opened.data, 1);
+        return;
+      case ContentType.alert:
+        this.handleAlert(opened.data);
+        return;
+      default:
+        throw fail(
+          'ERR_DTLS_UNEXPECTED_MESSAGE',
+          `unexpected record type ${opened.type}`,
+          AlertDescription.unexpectedMessage,
+        );
+    }
+  }
+
+  private handlePlainRecord(rec: DtlsRecord): void {
+    this.lastActivity = this.host.opts.now();
+    if (this.state === 'established') {
+      // Unauthenticated; only a retransmitted final flight from the client matters: our Finished was lost.
+      if (rec.type === ContentType.handshake && this.flight) this.resendWanted = true;
+      return;
+    }
+    switch (rec.type) {
+      case ContentType.handshake:
+        this.handleHandshakeData(rec.fragment, 0);
+        return;
+      case ContentType.changeCipherSpec:
+        if (rec.fragment.length !== 1 || rec.fragment[0] !== 1) throw decodeError('ChangeCipherSpec');
+        return;
+      case ContentType.alert:
+        this.handleAlert(rec.fragment);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handleAlert(data: Buffer): void {
+    if (data.length !== 2) throw decodeError('alert');
+    const [level, description] = [data[0] as number, data[1] as number];
+    if (description === AlertDescription.closeNotify) {
+      if (this.state === 'established') this.sendAlert(AlertLevel.warning, AlertDescription.closeNotify);
+      this.terminate('peer-closed');
+      return;
+    }
+    if (level === AlertLevel.fatal) {
+      if (this.state === 'handshake') {
+        this.host.failed(this, {
+          peer: this.peer,
+          code: 'ERR_DTLS_PEER_ALERT',
+          message: `peer sent fatal alert ${description}`,
+          alert: description,
+          fromPeer: true,
+        });
+      }
+      this.terminate('alert');
+    }
+  }
+
+  private handleHandshakeData(data: Buffer, epoch: 0 | 1): void {
+    if (this.state === 'established') {
+      // Either a retransmitted Finished (our final flight was lost) or a renegotiation attempt.
+      const frags = parseFragments(data);
+      if (frags.some((f) => f.type === HandshakeType.clientHello)) {
+        this.sendAlert(AlertLevel.warning, AlertDescription.noRenegotiation);
+      } else if (this.flight) {
+        this.resendWanted = true;
+      }
+      return;
+    }
+    const hs = this.hs as HandshakeState;
+    for (const f of parseFragments(data)) {
+      // The Finished must arrive under the new keys, and nothing else may.
+      if ((f.type === HandshakeType.finished) !== (epoch === 1)) {
+        throw fail(
+          'ERR_DTLS_UNEXPECTED_MESSAGE',
+          'handshake message in the wrong epoch',
+          AlertDescription.unexpectedMessage,
+        );
+      }
+      if (hs.reassembler.add(f) === 'old') this.resendWanted = true;
+    }
+    for (let m = hs.reassembler.next(); m && this.state === 'handshake'; m = hs.reassembler.next()) {
+      this.handleMessage(hs, m);
+    }
+  }
+
+  private handleMessage(hs: HandshakeState, m: HandshakeMessage): void {
+    const expected = hs.expect.shift();
+    if (m.type !== expected) {
+      throw fail(
+        'ERR_DTLS_UNEXPECTED_MESSAGE',
+        `unexpected handshake message ${m.type}`,
+        AlertDescription.unexpectedMessage,
+      );
+    }
+    const encoded = encodeHandshake(m.type, m.seq, m.body);
+    switch (m.type) {
+      case HandshakeType.certificate:
+        this.onClientCertificate(hs, m.body);
+        break;
+      case HandshakeType.clientKeyExchange:
+        hs.transcript.push(encoded);
+        this.onClientKeyExchange(hs, m.body);
+        return;
+      case HandshakeType.certificateVerify:
+        this.onCertificateVerify(hs, m.body);
+        break;
+      case HandshakeType.finished:
+        this.onFinished(hs, m.body, encoded);
+        return;
+    }
+    hs.transcript.push(encoded);
+  }
+
+  private onClientCertificate(hs: HandshakeState, body: Buffer): void {
+    const o = this.host.opts;
+    const r = new Reader(body, 'Certificate');
+    const list = r.vec24();
+    r.end();
+    let credential: PeerCredential;
+    let key: KeyObject;
+    if (hs.clientCertType === CertificateType.rawPublicKey) {
+      if (list.length === 0) {
+        throw fail(
+          'ERR_DTLS_NO_CERTIFICATE',
+          'peer sent no raw public key',
+          AlertDescription.handshakeFailure,
+        );
+      }
+      key = parseRawPublicKey(list);
+      credential = { kind: 'rpk', spki: Buffer.from(list), fingerprint: spkiFingerprint(list) };
+    } else {
+      const lr = new Reader(list, 'Certificate list');
+      const ders: Buffer[] = [];
+      while (lr.remaining > 0) ders.push(Buffer.from(lr.vec24()));
+      const chain = verifyCertificateChain(ders, o.trustAnchors, new Date(o.now()));
+      const leaf = chain[0] as (typeof chain)[0];
+      key = leaf.publicKey;
+      credential = {
+        kind: 'x509',
+        chain,
+        fingerprint: leaf.fingerprint256.replaceAll(':', '').toLowerCase(),
+      };
+    }
+    if (!o.verifyPeer(credential, this.peer)) {
+      throw fail(
+        'ERR_DTLS_PEER_REJECTED',
+        'peer credential rejected by policy',
+        AlertDescription.accessDenied,
+      );
+    }
+    hs.clientKey = key;
+    this.credential = credential;
+  }
+
+  private onClientKeyExchange(hs: HandshakeState, body: Buffer): void {
+    const r = new Reader(body, 'ClientKeyExchange');
+    let psk: Buffer | null = null;
+    if (usesPsk(this.suite)) {
+      const identity = r.vec16();
+      if (identity.length === 0 || identity.length > MAX_PSK_IDENTITY) throw decodeError('PSK identity');
+      this.credential = { kind: 'psk', identity: Buffer.from(identity) };
+      const found = (this.host.opts.lookupPsk as NonNullable<ResolvedOptions['lookupPsk']>)(
+        identity,
+        this.peer,
+      );
+      // RFC 4279 §2: carry on with a random key so an unknown identity looks exactly like a wrong key.
+      hs.unknownPskIdentity = found === undefined;
+      psk = found ?? randomBytes(16);
+    }
+    let pms: Buffer;
+    if (this.suite.keyExchange === 'psk') {
+      const p = psk as Buffer;
+      pms = new Writer().vec16(Buffer.alloc(p.length)).vec16(p).finish();
+    } else {
+      const point = r.vec8();
+      const shared = (hs.ephemeral as EphemeralKey).derive(point);
+      pms = psk ? new Writer().vec16(shared).vec16(psk).finish() : shared;
+    }
+    r.end();
+    hs.ephemeral = null;
+    hs.master = masterSecret(
+      pms,
+      this.clientRandom,
+      this.serverRandom,
+      this.extendedMasterSecret ? sha256(hs.transcript) : null,
+    );
+    pms.fill(0);
+    const kb = keyBlock(hs.master, this.clientRandom, this.serverRandom);
+    this.readKey = new AeadKey(this.suite, kb.clientKey, kb.clientSalt);
+    this.writeKey = new AeadKey(this.suite, kb.serverKey, kb.serverSalt);
+  }
+
+  private onCertificateVerify(hs: HandshakeState, body: Buffer): void {
+    const r = new Reader(body, 'CertificateVerify');
+    const scheme = r.u16();
+    const sig = r.vec16();
+    r.end();
+    if (scheme !== ECDSA_SECP256R1_SHA256) {
+      throw fail(
+        'ERR_DTLS_BAD_SIGNATURE_SCHEME',
+        'unsupported CertificateVerify scheme',
+        AlertDescription.illegalParameter,
+      );
+    }
+    let ok = false;
+    try {
+      ok = verify('sha256', Buffer.concat(hs.transcript), hs.clientKey as KeyObject, sig);
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      throw fail(
+        'ERR_DTLS_BAD_CERTIFICATE_VERIFY',
+        'CertificateVerify signature is invalid',
+        AlertDescription.decryptError,
+      );
+    }
+  }
+
+  private onFinished(hs: HandshakeState, body: Buffer, encoded: Buffer): void {
+    const master = hs.master as Buffer;
+    const expected = finishedVerifyData(master, 'client', sha256(hs.transcript));
+    if (body.length !== expected.length || !timingSafeEqual(body, expected)) {
+      throw fail(
+        'ERR_DTLS_BAD_FINISHED',
+        'client Finished does not match the handshake',
+        AlertDescription.decryptError,
+      );
+    }
+    hs.transcript.push(encoded);
+    const serverFinished = encodeHandshake(
+      HandshakeType.finished,
+      hs.nextSendSeq++,
+      finishedVerifyData(master, 'server', sha256(hs.transcript)),
+    );
+    master.fill(0);
+    this.clearTimer();
+    this.hs = null;
+    this.state = 'established';
+    this.sendFlight(
+      [
+        { epoch: 0, type: ContentType.changeCipherSpec, payload: Buffer.from([1]) },
+        { epoch: 1, type: ContentType.handshake, payload: serverFinished },
+      ],
+      false,
+    );
+    this.host.established(this);
+  }
+
+  // ---------------------------------------------------------------- records out
+
+  private nextSeq(epoch: 0 | 1): number {
+    const seq = this.writeSeq[epoch] as number;
+    if (seq >= MAX_SEQ)
+      throw fail(
+        'ERR_DTLS_SEQ_EXHAUSTED',
+        'record sequence numbers exhausted',
+        AlertDescription.internalError,
+      );
+    this.writeSeq[epoch] = seq + 1;
+    return seq;
+  }
+
+  private protect(epoch: 0 | 1, type: number, payload: Buffer): Buffer {
+    const seq = this.nextSeq(epoch);
+    if (epoch === 0) return encodeRecord(type, DTLS_1_2, 0, seq, payload);
+    return sealRecord(this.writeKey as AeadKey, type, DTLS_1_2, 1, seq, payload, this.peerCid);
+  }
+
+  private recordOverhead(epoch: 0 | 1): number {
+    if (epoch === 0) return RECORD_HEADER_LENGTH;
+    const key = this.writeKey as AeadKey;
+    return RECORD_HEADER_LENGTH + key.overhead + (this.peerCid ? this.peerCid.length + 1 : 0);
+  }
+
+  /** Serialises a flight into as few datagrams as the MTU allows, fragmenting handshake messages to fit. */
+  private transmitFlight(items: FlightItem[]): void {
+    const mtu = this.host.opts.mtu;
+    const datagrams: Buffer[][] = [[]];
+    let used = 0;
+    const push = (rec: Buffer) => {
+      if (used + rec.length > mtu && used > 0) {
+        datagrams.push([]);
+        used = 0;
+      }
+      (datagrams[datagrams.length - 1] as Buffer[]).push(rec);
+      used += rec.length;
+    };
+    for (const item of items) {
+      if (item.type !== ContentType.handshake) {
+        push(this.protect(item.epoch, item.type, item.payload));
+        continue;
+      }
+      const maxBody = mtu - this.recordOverhead(item.epoch) - HANDSHAKE_HEADER_LENGTH;
+      for (const frag of fragmentHandshake(item.payload, maxBody)) {
+        if (used > 0 && used + frag.length + this.recordOverhead(item.epoch) > mtu) {
+          datagrams.push([]);
+          used = 0;
+        }
+        push(this.protect(item.epoch, item.type, frag));
+      }
+    }
+    for (const d of datagrams) if (d.length > 0) this.host.send(Buffer.concat(d), this.peer);
+  }
+
+  private sendFlight(items: FlightItem[], expectReply: boolean): void {
+    this.flight = items;
+    this.retransmits = 0;
+    this.timeoutMs = this.host.opts.retransmit.initialMs;
+    this.transmitFlight(items);
+    if (items.some((i) => i.epoch === 1)) this.writeEpoch = 1;
+    if (expectReply) this.armTimer();
+  }
+
+  private resendFlight(): void {
+    if (!this.flight) return;
+    // Each retransmission, timed or prompted by the peer, counts: a peer cannot make us amplify forever.
+    if (++this.retransmits > this.host.opts.retransmit.maxRetransmits * 2) return;
+    this.transmitFlight(this.flight);
+  }
+
+  private armTimer(): void {
+    this.clearTimer();
+    this.timer = setTimeout(() => this.onTimer(), this.timeoutMs);
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    if (this.state !== 'handshake') return;
+    const policy = this.host.opts.retransmit;
+    if (this.retransmits >= policy.maxRetransmits) {
+      this.abort(fail('ERR_DTLS_HANDSHAKE_TIMEOUT', 'peer stopped answering during the handshake', -1));
+      return;
+    }
+    this.retransmits++;
+    try {
+      if (this.flight) this.transmitFlight(this.flight);
+    } catch (err) {
+      this.abort(err);
+      return;
+    }
+    this.timeoutMs = Math.min(this.timeoutMs * 2, policy.maxMs);
+    this.armTimer();
+  }
+
+  private sendAlert(level: number, description: number): void {
+    try {
+      this.host.send(
+        this.protect(this.writeEpoch, ContentType.alert, Buffer.from([level, description])),
+        this.peer,
+      );
+    } catch {
+      // Alerts are best effort; the connection is going away.
+    }
+  }
+
+  /** Ends a failed handshake (or session): fatal alert unless the failure came from the peer or a timeout. */
+  private abort(err: unknown): void {
+    if (this.state === 'closed') return;
+    const e =
+      err instanceof DtlsError
+        ? err
+        : fail('ERR_DTLS_INTERNAL', 'internal error while handling the peer', AlertDescription.internalError);
+    if (!(err instanceof DtlsError)) this.host.opts.handlers.onInternalError?.(err);
+    if (e.alert >= 0) this.sendAlert(AlertLevel.fatal, e.alert);
+    if (this.state === 'handshake') {
+      this.host.failed(this, {
+        peer: this.peer,
+        code: e.code,
+        message: e.message,
+        alert: e.alert,
+        fromPeer: false,
+      });
+    }
+    this.terminate('alert');
+  }
+
+  private terminate(reason: CloseReason): void {
+    if (this.state === 'closed') return;
+    const wasEstablished = this.state === 'established';
+    this.state = 'closed';
+    this.clearTimer();
+    this.hs = null;
+    this.flight = null;
+    this.readKey = null;
+    this.writeKey = null;
+    this.host.closed(this, wasEstablished ? reason : 'alert');
+  }
+
+  // ---------------------------------------------------------------- session API
+
+  send(data: Buffer): void {
+    if (this.state !== 'established') {
+      throw new DtlsError(
+        'ERR_DTLS_NOT_ESTABLISHED',
+        'session is not established',
+        AlertDescription.internalError,
+      );
+    }
+    if (data.length > MAX_PLAINTEXT) {
+      throw new DtlsError(
+        'ERR_DTLS_TOO_LARGE',
+        'application data exceeds one record',
+        AlertDescription.internalError,
+      );
+    }
+    this.host.send(this.protect(1, ContentType.applicationData, data), this.peer);
+  }
+
+  close(reason: CloseReason = 'local'): void {
+    if (this.state === 'established') this.sendAlert(AlertLevel.warning, AlertDescription.closeNotify);
+    this.terminate(reason);
+  }
+}

@@ -1,0 +1,53 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+const COOKIE_LENGTH = 16;
+
+/**
+ * Stateless HelloVerifyRequest cookies (RFC 6347 §4.2.1): HMAC-SHA256 over the peer's address and the
+ * ClientHello without its cookie, under a secret that rotates; the previous secret stays valid for one
+ * period so a handshake that straddles a rotation still completes.
+ */
+export class CookieJar {
+  private current = randomBytes(32);
+  private previous = randomBytes(32);
+  private rotatedAt: number;
+
+  constructor(
+    private readonly rotateMs: number,
+    private readonly now: () => number,
+  ) {
+    this.rotatedAt = now();
+  }
+
+  private maybeRotate(): void {
+    const t = this.now();
+    if (t - this.rotatedAt < this.rotateMs) return;
+    // After two or more idle periods both secrets are stale.
+    this.previous = t - this.rotatedAt >= 2 * this.rotateMs ? randomBytes(32) : this.current;
+    this.current = randomBytes(32);
+    this.rotatedAt = t;
+  }
+
+  private mac(secret: Buffer, peer: string, helloWithoutCookie: Buffer): Buffer {
+    return createHmac('sha256', secret)
+      .update(peer)
+      .update('\0')
+      .update(helloWithoutCookie)
+      .digest()
+      .subarray(0, COOKIE_LENGTH);
+  }
+
+  make(peer: string, helloWithoutCookie: Buffer): Buffer {
+    this.maybeRotate();
+    return this.mac(this.current, peer, helloWithoutCookie);
+  }
+
+  verify(peer: string, helloWithoutCookie: Buffer, cookie: Buffer): boolean {
+    if (cookie.length !== COOKIE_LENGTH) return false;
+    this.maybeRotate();
+    return (
+      timingSafeEqual(cookie, this.mac(this.current, peer, helloWithoutCookie)) ||
+      timingSafeEqual(cookie, this.mac(this.previous, peer, helloWithoutCookie))
+    );
+  }
+}

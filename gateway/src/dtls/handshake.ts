@@ -1,0 +1,195 @@
+import { Reader, Writer } from './bytes.ts';
+import { HANDSHAKE_HEADER_LENGTH } from './constants.ts';
+import { DtlsError, decodeError } from './errors.ts';
+
+export interface HandshakeFragment {
+  type: number;
+  length: number;
+  seq: number;
+  offset: number;
+  body: Buffer;
+}
+
+export interface HandshakeMessage {
+  type: number;
+  seq: number;
+  body: Buffer;
+}
+
+/** Splits a handshake record into fragments; a record may carry several. */
+export function parseFragments(data: Buffer): HandshakeFragment[] {
+  const r = new Reader(data, 'handshake fragment');
+  const out: HandshakeFragment[] = [];
+  while (r.remaining > 0) {
+    const type = r.u8();
+    const length = r.u24();
+    const seq = r.u16();
+    const offset = r.u24();
+    const fragLen = r.u24();
+    if (offset + fragLen > length) throw decodeError('handshake fragment');
+    out.push({ type, length, seq, offset, body: r.bytes(fragLen) });
+  }
+  return out;
+}
+
+/** The message as the transcript hashes it: one unfragmented DTLS handshake header plus body. */
+export function encodeHandshake(type: number, seq: number, body: Buffer): Buffer {
+  return new Writer(HANDSHAKE_HEADER_LENGTH + body.length)
+    .u8(type)
+    .u24(body.length)
+    .u16(seq)
+    .u24(0)
+    .u24(body.length)
+    .bytes(body)
+    .finish();
+}
+
+/** Cuts an encoded message into fragments whose bodies are at most `maxBody` bytes. */
+export function fragmentHandshake(message: Buffer, maxBody: number): Buffer[] {
+  const body = message.subarray(HANDSHAKE_HEADER_LENGTH);
+  if (body.length <= maxBody) return [message];
+  const out: Buffer[] = [];
+  for (let off = 0; off < body.length; off += maxBody) {
+    const part = body.subarray(off, off + maxBody);
+    const h = Buffer.from(message.subarray(0, HANDSHAKE_HEADER_LENGTH));
+    h.writeUIntBE(off, 6, 3);
+    h.writeUIntBE(part.length, 9, 3);
+    out.push(Buffer.concat([h, part]));
+  }
+  return out;
+}
+
+interface Partial {
+  type: number;
+  body: Buffer;
+  have: Uint8Array;
+  missing: number;
+}
+
+export interface ReassemblyLimits {
+  /** Largest handshake message accepted (a certificate chain must fit). */
+  maxMessageLength: number;
+  /** How many messages ahead of the next expected one may be buffered. */
+  maxAhead: number;
+}
+
+export type FragmentVerdict = 'accepted' | 'old' | 'ignored';
+
+/**
+ * Reassembles handshake messages in message_seq order with bounded memory: at most `maxAhead` messages
+ * beyond the expected one, each at most `maxMessageLength` bytes, allocated only when its first fragment
+ * arrives. Overlapping and duplicate fragments are fine; inconsistent ones are a decode error.
+ */
+export class Reassembler {
+  private readonly partials = new Map<number, Partial>();
+
+  constructor(
+    public nextSeq: number,
+    private readonly limits: ReassemblyLimits,
+  ) {}
+
+  add(f: HandshakeFragment): FragmentVerdict {
+    if (f.seq < this.nextSeq) return 'old';
+    if (f.seq > this.nextSeq + this.limits.maxAhead) return 'ignored';
+    if (f.length > this.limits.maxMessageLength) {
+      throw new DtlsError(
+        'ERR_DTLS_HANDSHAKE_TOO_LARGE',
+        `handshake message of ${f.length} bytes exceeds limit`,
+      );
+    }
+    let p = this.partials.get(f.seq);
+    if (!p) {
+      p = { type: f.type, body: Buffer.alloc(f.length), have: new Uint8Array(f.length), missing: f.length };
+      this.partials.set(f.seq, p);
+    } else if (p.type !== f.type || p.body.length !== f.length) {
+      throw decodeError('handshake fragment (inconsistent with earlier fragments)');
+    }
+    f.body.copy(p.body, f.offset);
+    for (let i = f.offset; i < f.offset + f.body.length; i++) {
+      if (p.have[i] === 0) {
+        p.have[i] = 1;
+        p.missing--;
+      }
+    }
+    return 'accepted';
+  }
+
+  /** The next in-order complete message, if any. */
+  next(): HandshakeMessage | null {
+    const p = this.partials.get(this.nextSeq);
+    if (!p || p.missing > 0) return null;
+    this.partials.delete(this.nextSeq);
+    return { type: p.type, seq: this.nextSeq++, body: p.body };
+  }
+
+  clear(): void {
+    this.partials.clear();
+  }
+}
+
+export interface ClientHello {
+  version: number;
+  random: Buffer;
+  sessionId: Buffer;
+  cookie: Buffer;
+  cipherSuites: number[];
+  compressionMethods: Buffer;
+  extensions: Map<number, Buffer>;
+  /** Everything the cookie must bind: the hello without its cookie. */
+  cookieInput: Buffer;
+}
+
+export function parseClientHello(body: Buffer): ClientHello {
+  const r = new Reader(body, 'ClientHello');
+  const version = r.u16();
+  const random = r.bytes(32);
+  const sessionId = r.vec8();
+  if (sessionId.length > 32) throw decodeError('ClientHello session id');
+  const cookieStart = r.offset;
+  const cookie = r.vec8();
+  const cookieEnd = r.offset;
+  const suitesRaw = r.vec16();
+  if (suitesRaw.length % 2 !== 0 || suitesRaw.length === 0) throw decodeError('ClientHello cipher suites');
+  const cipherSuites: number[] = [];
+  for (let i = 0; i < suitesRaw.length; i += 2) cipherSuites.push(suitesRaw.readUInt16BE(i));
+  const compressionMethods = r.vec8();
+  const extensions = new Map<number, Buffer>();
+  if (r.remaining > 0) {
+    const er = new Reader(r.vec16(), 'ClientHello extensions');
+    while (er.remaining > 0) {
+      const type = er.u16();
+      const data = er.vec16();
+      if (extensions.has(type)) throw decodeError('ClientHello (duplicate extension)');
+      extensions.set(type, data);
+    }
+  }
+  r.end();
+  const cookieInput = Buffer.concat([body.subarray(0, cookieStart), body.subarray(cookieEnd)]);
+  return { version, random, sessionId, cookie, cipherSuites, compressionMethods, extensions, cookieInput };
+}
+
+export function encodeExtensions(exts: Array<[number, Buffer]>): Buffer {
+  if (exts.length === 0) return Buffer.alloc(0);
+  const w = new Writer();
+  for (const [type, data] of exts) w.u16(type).vec16(data);
+  return new Writer().vec16(w.finish()).finish();
+}
+
+/** Reads a list of u16 values inside a vec16 (supported_groups, signature_algorithms). */
+export function parseU16List(data: Buffer, what: string): number[] {
+  const r = new Reader(data, what);
+  const list = r.vec16();
+  r.end();
+  if (list.length % 2 !== 0) throw decodeError(what);
+  const out: number[] = [];
+  for (let i = 0; i < list.length; i += 2) out.push(list.readUInt16BE(i));
+  return out;
+}
+
+/** Reads a list of u8 values inside a vec8 (ec_point_formats, certificate types). */
+export function parseU8List(data: Buffer, what: string): number[] {
+  const r = new Reader(data, what);
+  const list = r.vec8();
+  r.end();
+  return [...list];
+}

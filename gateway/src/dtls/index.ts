@@ -1,0 +1,5 @@
+export { AlertDescription } from './constants.ts';
+export { DtlsError } from './errors.ts';
+export { CID_LENGTH, DtlsServer, type DtlsServerStats } from './server.ts';
+export { CIPHER_SUITE_NAMES, type CipherSuiteName, DEFAULT_SUITE_ORDER } from './suites.ts';
+export type * from './types.ts';

@@ -1,0 +1,86 @@
+import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
+import type { GroupName } from './constants.ts';
+import { DtlsError } from './errors.ts';
+import { type CipherSuite, DEFAULT_SUITE_ORDER, suiteByName } from './suites.ts';
+import type {
+  DtlsLimits,
+  DtlsServerHandlers,
+  DtlsServerOptions,
+  PeerAddress,
+  PeerCredential,
+  RetransmitPolicy,
+} from './types.ts';
+
+export interface ResolvedOptions {
+  suites: CipherSuite[];
+  groups: GroupName[];
+  lookupPsk: ((identity: Buffer, peer: PeerAddress) => Buffer | undefined) | null;
+  identity: { chain: Buffer[] | null; privateKey: KeyObject; spki: Buffer } | null;
+  trustAnchors: X509Certificate[];
+  allowRawPublicKeys: boolean;
+  verifyPeer: (credential: PeerCredential, peer: PeerAddress) => boolean;
+  requireExtendedMasterSecret: boolean;
+  connectionIds: boolean;
+  mtu: number;
+  limits: DtlsLimits;
+  retransmit: RetransmitPolicy;
+  cookieRotateMs: number;
+  now: () => number;
+  handlers: DtlsServerHandlers;
+}
+
+export const DEFAULT_LIMITS: DtlsLimits = {
+  maxSessions: 10_000,
+  maxHandshakes: 500,
+  handshakesPerSecondPerSource: 20,
+  idleTimeoutMs: 10 * 60_000,
+  maxHandshakeMessageLength: 16_384,
+};
+
+export const DEFAULT_RETRANSMIT: RetransmitPolicy = { initialMs: 1000, maxMs: 60_000, maxRetransmits: 6 };
+
+function invalid(message: string): DtlsError {
+  return new DtlsError('ERR_DTLS_OPTIONS', message);
+}
+
+/** Validates server options once, so the per-datagram path never has to. */
+export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
+  const names = o.cipherSuites ?? [...DEFAULT_SUITE_ORDER];
+  if (names.length === 0) throw invalid('no cipher suites configured');
+  const suites = names.map(suiteByName);
+  let identity: ResolvedOptions['identity'] = null;
+  if (o.identity) {
+    const key = o.identity.privateKey;
+    if (key.type !== 'private' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+      throw invalid('server identity key must be a P-256 private key');
+    }
+    const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
+    const chain = o.identity.certificateChain ?? null;
+    if (chain && chain.length > 0) {
+      const leaf = new X509Certificate(chain[0] as Buffer);
+      if (!leaf.checkPrivateKey(key)) throw invalid('server certificate does not match its private key');
+    }
+    identity = { chain: chain && chain.length > 0 ? chain : null, privateKey: key, spki };
+  }
+  const ca = o.clientAuth ?? {};
+  const mtu = o.mtu ?? 1200;
+  if (mtu < 256 || mtu > 65_507) throw invalid('mtu must be between 256 and 65507');
+  const { onSession, onData, onClose, onHandshakeFailure, onDiscard, onInternalError } = o;
+  return {
+    suites,
+    groups: o.groups ?? ['secp256r1', 'x25519'],
+    lookupPsk: o.lookupPsk ?? null,
+    identity,
+    trustAnchors: ca.trustAnchors ?? [],
+    allowRawPublicKeys: ca.allowRawPublicKeys ?? false,
+    verifyPeer: ca.verifyPeer ?? (() => true),
+    requireExtendedMasterSecret: o.requireExtendedMasterSecret ?? false,
+    connectionIds: o.connectionIds ?? false,
+    mtu,
+    limits: { ...DEFAULT_LIMITS, ...o.limits },
+    retransmit: { ...DEFAULT_RETRANSMIT, ...o.retransmit },
+    cookieRotateMs: o.cookieRotateMs ?? 60_000,
+    now: o.now ?? Date.now,
+    handlers: { onSession, onData, onClose, onHandshakeFailure, onDiscard, onInternalError },
+  };
+}

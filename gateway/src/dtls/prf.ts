@@ -1,0 +1,49 @@
+import { createHmac } from 'node:crypto';
+
+/** TLS 1.2 PRF with SHA-256 (RFC 5246 §5). */
+export function prf(secret: Buffer, label: string, seed: Buffer, length: number): Buffer {
+  const labelSeed = Buffer.concat([Buffer.from(label, 'ascii'), seed]);
+  const out = Buffer.allocUnsafe(length);
+  let a = labelSeed;
+  let filled = 0;
+  while (filled < length) {
+    a = createHmac('sha256', secret).update(a).digest();
+    const block = createHmac('sha256', secret).update(a).update(labelSeed).digest();
+    filled += block.copy(out, filled);
+  }
+  return out;
+}
+
+export function masterSecret(
+  preMaster: Buffer,
+  clientRandom: Buffer,
+  serverRandom: Buffer,
+  sessionHash: Buffer | null,
+): Buffer {
+  // RFC 7627: with Extended Master Secret the secret binds the whole handshake up to ClientKeyExchange.
+  return sessionHash
+    ? prf(preMaster, 'extended master secret', sessionHash, 48)
+    : prf(preMaster, 'master secret', Buffer.concat([clientRandom, serverRandom]), 48);
+}
+
+export interface KeyBlock {
+  clientKey: Buffer;
+  serverKey: Buffer;
+  clientSalt: Buffer;
+  serverSalt: Buffer;
+}
+
+/** AEAD suites: no MAC keys, 16-byte AES keys, 4-byte implicit nonce salts (RFC 5288, RFC 6655). */
+export function keyBlock(master: Buffer, clientRandom: Buffer, serverRandom: Buffer): KeyBlock {
+  const kb = prf(master, 'key expansion', Buffer.concat([serverRandom, clientRandom]), 40);
+  return {
+    clientKey: kb.subarray(0, 16),
+    serverKey: kb.subarray(16, 32),
+    clientSalt: kb.subarray(32, 36),
+    serverSalt: kb.subarray(36, 40),
+  };
+}
+
+export function finishedVerifyData(master: Buffer, who: 'client' | 'server', transcriptHash: Buffer): Buffer {
+  return prf(master, `${who} finished`, transcriptHash, 12);
+}

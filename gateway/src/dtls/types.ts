@@ -1,0 +1,108 @@
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import type { GroupName } from './constants.ts';
+import type { CipherSuiteName } from './suites.ts';
+
+export interface PeerAddress {
+  address: string;
+  port: number;
+  family: 'IPv4' | 'IPv6';
+}
+
+/** What the peer authenticated with. PSK values never appear here, only the identity. */
+export type PeerCredential =
+  | { kind: 'psk'; identity: Buffer }
+  | { kind: 'x509'; chain: X509Certificate[]; fingerprint: string }
+  | { kind: 'rpk'; spki: Buffer; fingerprint: string };
+
+export interface HandshakeFailure {
+  peer: PeerAddress;
+  code: string;
+  message: string;
+  /** The alert description sent to the peer, or the one it sent us (`fromPeer`). */
+  alert: number;
+  fromPeer: boolean;
+}
+
+export interface DiscardEvent {
+  peer: PeerAddress;
+  reason:
+    | 'bad-record-mac'
+    | 'replay'
+    | 'unknown-epoch'
+    | 'malformed'
+    | 'rate-limited'
+    | 'capacity'
+    | 'unknown-cid';
+}
+
+export interface ServerIdentity {
+  /** DER certificates, leaf first. Omit to offer only a raw public key. */
+  certificateChain?: Buffer[];
+  /** P-256 private key of the leaf (or of the raw public key). */
+  privateKey: KeyObject;
+}
+
+export interface DtlsLimits {
+  maxSessions: number;
+  maxHandshakes: number;
+  /** Valid-cookie ClientHellos per second per source address (burst: the same number). */
+  handshakesPerSecondPerSource: number;
+  idleTimeoutMs: number;
+  maxHandshakeMessageLength: number;
+}
+
+export interface RetransmitPolicy {
+  initialMs: number;
+  maxMs: number;
+  /** After this many retransmissions of one flight the handshake is abandoned. */
+  maxRetransmits: number;
+}
+
+export interface DtlsSessionInfo {
+  readonly peer: PeerAddress;
+  readonly credential: PeerCredential;
+  readonly cipherSuite: CipherSuiteName;
+  readonly extendedMasterSecret: boolean;
+  readonly connectionId: Buffer | null;
+}
+
+export interface DtlsSession extends DtlsSessionInfo {
+  send(data: Buffer): void;
+  close(): void;
+}
+
+export interface DtlsServerHandlers {
+  onSession?(session: DtlsSession): void;
+  onData?(session: DtlsSession, data: Buffer): void;
+  onClose?(session: DtlsSession, reason: 'peer-closed' | 'idle' | 'local' | 'replaced' | 'alert'): void;
+  onHandshakeFailure?(failure: HandshakeFailure): void;
+  onDiscard?(event: DiscardEvent): void;
+  /** A bug, never a peer's doing; the socket keeps serving. */
+  onInternalError?(err: unknown): void;
+}
+
+export interface DtlsServerOptions extends DtlsServerHandlers {
+  /** Server preference order; only these are ever negotiated. */
+  cipherSuites?: CipherSuiteName[];
+  groups?: GroupName[];
+  /** PSK for an identity, or undefined if unknown. Called once per handshake. */
+  lookupPsk?(identity: Buffer, peer: PeerAddress): Buffer | undefined;
+  identity?: ServerIdentity;
+  /** Client authentication for ECDHE_ECDSA suites. */
+  clientAuth?: {
+    trustAnchors?: X509Certificate[];
+    allowRawPublicKeys?: boolean;
+    /** Final say on an authenticated credential (pinning, revocation, device state). */
+    verifyPeer?(credential: PeerCredential, peer: PeerAddress): boolean;
+  };
+  /** Refuse clients that do not offer RFC 7627 Extended Master Secret. */
+  requireExtendedMasterSecret?: boolean;
+  /** Issue RFC 9146 Connection IDs to clients that support them. */
+  connectionIds?: boolean;
+  /** Largest datagram the server sends. */
+  mtu?: number;
+  limits?: Partial<DtlsLimits>;
+  retransmit?: Partial<RetransmitPolicy>;
+  cookieRotateMs?: number;
+  now?: () => number;
+}
