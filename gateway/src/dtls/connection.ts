@@ -188,11 +188,14 @@ export class ServerConnection implements DtlsSession {
         (t === CertificateType.x509 && o.trustAnchors.length > 0) ||
         (t === CertificateType.rawPublicKey && o.allowRawPublicKeys),
     );
-    const serverCertType = serverTypes.find(
-      (t) =>
-        (t === CertificateType.x509 && o.identity?.chain) ||
-        (t === CertificateType.rawPublicKey && o.identity),
-    );
+    const serverCanSend = (t: number) =>
+      (t === CertificateType.x509 && Boolean(o.identity?.chain)) ||
+      (t === CertificateType.rawPublicKey && o.identity !== null);
+    // A client authenticating with a raw public key usually expects one back (no PKI on either side).
+    const serverCertType =
+      clientCertType !== undefined && serverTypes.includes(clientCertType) && serverCanSend(clientCertType)
+        ? clientCertType
+        : serverTypes.find(serverCanSend);
     const ecdsaUsable =
       o.identity !== null &&
       group !== undefined &&
