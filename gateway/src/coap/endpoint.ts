@@ -1,0 +1,278 @@
+import { randomInt } from 'node:crypto';
+import { type ParsedPacket, generate, parse } from 'coap-packet';
+import type { DtlsSession } from '../dtls/index.ts';
+import { type BlockOption, blockSize, decodeBlock, decodeUint, encodeBlock, encodeUint } from './options.ts';
+import type { CoapMethod, CoapResponse, CoapRouter } from './router.ts';
+
+/** RFC 7252 §4.8.2: how long a message ID may be repeated by a retransmitting client. */
+export const EXCHANGE_LIFETIME_MS = 247_000;
+const MAX_REMEMBERED_IDS = 256;
+const MAX_PARALLEL_UPLOADS = 4;
+
+const METHODS: Record<string, CoapMethod> = { '0.01': 'GET', '0.02': 'POST', '0.03': 'PUT', '0.04': 'DELETE' };
+/** Options this endpoint understands; any other critical (odd) option is a 4.02 (RFC 7252 §5.4.1). */
+const KNOWN_OPTIONS = new Set<string | number>([
+  'If-Match',
+  'Uri-Host',
+  'ETag',
+  'If-None-Match',
+  'Uri-Port',
+  'Uri-Path',
+  'Content-Format',
+  'Uri-Query',
+  'Accept',
+  'Block2',
+  'Block1',
+  'Size2',
+  'Size1',
+  'No-Response',
+  'Max-Age',
+  'Observe',
+]);
+
+export interface CoapEndpointOptions {
+  router: CoapRouter;
+  /** Largest request body accepted through Block1, in bytes. */
+  maxBodyLength?: number;
+  /** Largest block this server sends or asks for: 2^(szx+4) bytes; 6 (1024 B) fits a 1200-byte MTU. */
+  maxBlockSzx?: number;
+  now?: () => number;
+  /** A handler threw; the client got 5.00. */
+  onHandlerError?(err: unknown): void;
+}
+
+interface Upload {
+  parts: Buffer[];
+  length: number;
+  at: number;
+}
+
+interface Download {
+  response: CoapResponse;
+  at: number;
+}
+
+interface SessionState {
+  seen: Map<number, { at: number; reply: Buffer | null }>;
+  uploads: Map<string, Upload>;
+  downloads: Map<string, Download>;
+  nextMessageId: number;
+}
+
+interface Reply {
+  code: string;
+  payload?: Buffer;
+  options: { name: string; value: Buffer }[];
+}
+
+function option(msg: ParsedPacket, name: string): Buffer | undefined {
+  return msg.options.find((o) => o.name === name)?.value;
+}
+
+/**
+ * CoAP (RFC 7252) over DTLS sessions: piggy-backed responses to CON, NON answered with NON, message-ID
+ * deduplication for the exchange lifetime, and block-wise transfer (RFC 7959) both ways.
+ */
+export class CoapEndpoint {
+  private readonly states = new WeakMap<DtlsSession, SessionState>();
+  private readonly maxBody: number;
+  private readonly maxSzx: number;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: CoapEndpointOptions) {
+    this.maxBody = opts.maxBodyLength ?? 64 * 1024;
+    this.maxSzx = opts.maxBlockSzx ?? 6;
+    this.now = opts.now ?? Date.now;
+  }
+
+  private state(session: DtlsSession): SessionState {
+    let s = this.states.get(session);
+    if (!s) {
+      s = { seen: new Map(), uploads: new Map(), downloads: new Map(), nextMessageId: randomInt(0, 0x10000) };
+      this.states.set(session, s);
+    }
+    return s;
+  }
+
+  /** Handles one decrypted datagram. Never throws: a bad message gets RST or is dropped. */
+  async handle(session: DtlsSession, data: Buffer): Promise<void> {
+    if (data.length < 4 || data[0] === undefined || data[0] >> 6 !== 1) return;
+    const confirmable = ((data[0] >> 4) & 3) === 0;
+    const messageId = data.readUInt16BE(2);
+    let msg: ParsedPacket;
+    try {
+      msg = parse(data);
+    } catch {
+      // RFC 7252 §4.2: a CON message with a format error is rejected with RST.
+      if (confirmable) this.sendRaw(session, generate({ reset: true, messageId, code: '0.00' }));
+      return;
+    }
+    if (msg.reset || msg.ack) return;
+    if (msg.code === '0.00') {
+      if (msg.confirmable) this.sendRaw(session, generate({ reset: true, messageId, code: '0.00' })); // CoAP ping
+      return;
+    }
+    if (!msg.code.startsWith('0.')) return;
+
+    const st = this.state(session);
+    const now = this.now();
+    const seen = st.seen.get(messageId);
+    if (seen && now - seen.at < EXCHANGE_LIFETIME_MS) {
+      // A retransmission: repeat the answer (CON) without running the handler again.
+      if (seen.reply && msg.confirmable) this.sendRaw(session, seen.reply);
+      return;
+    }
+    const entry = { at: now, reply: null as Buffer | null };
+    st.seen.set(messageId, entry);
+    this.pruneSeen(st, now);
+
+    let reply: Reply;
+    try {
+      reply = await this.respond(session, st, msg);
+    } catch (err) {
+      this.opts.onHandlerError?.(err);
+      reply = { code: '5.00', options: [] };
+    }
+    const packet = generate(
+      {
+        code: reply.code,
+        messageId: msg.confirmable ? messageId : this.nextMessageId(st),
+        token: msg.token,
+        ack: msg.confirmable,
+        confirmable: false,
+        options: reply.options,
+        payload: reply.payload ?? Buffer.alloc(0),
+      },
+      65_535,
+    );
+    entry.reply = packet;
+    this.sendRaw(session, packet);
+  }
+
+  private nextMessageId(st: SessionState): number {
+    st.nextMessageId = (st.nextMessageId + 1) & 0xffff;
+    return st.nextMessageId;
+  }
+
+  private pruneSeen(st: SessionState, now: number): void {
+    for (const [id, e] of st.seen) {
+      if (st.seen.size <= MAX_REMEMBERED_IDS && now - e.at < EXCHANGE_LIFETIME_MS) break;
+      st.seen.delete(id);
+    }
+  }
+
+  private sendRaw(session: DtlsSession, packet: Buffer): void {
+    try {
+      session.send(packet);
+    } catch {
+      // The session closed while the handler ran; nothing to answer.
+    }
+  }
+
+  private async respond(session: DtlsSession, st: SessionState, msg: ParsedPacket): Promise<Reply> {
+    const method = METHODS[msg.code];
+    if (!method) return { code: '4.05', options: [] };
+    for (const o of msg.options) {
+      const n = typeof o.name === 'number' ? o.name : Number.NaN;
+      if (!KNOWN_OPTIONS.has(o.name) && Number.isInteger(n) && n % 2 === 1) return { code: '4.02', options: [] };
+    }
+    const path = `/${msg.options
+      .filter((o) => o.name === 'Uri-Path')
+      .map((o) => o.value.toString('utf8'))
+      .join('/')}`;
+    const query = msg.options.filter((o) => o.name === 'Uri-Query').map((o) => o.value.toString('utf8'));
+    const cf = option(msg, 'Content-Format');
+    const key = `${method} ${path}`;
+
+    let payload = msg.payload;
+    const block1Raw = option(msg, 'Block1');
+    let block1Ack: BlockOption | null = null;
+    if (block1Raw) {
+      const b1 = decodeBlock(block1Raw);
+      if (!b1) return { code: '4.02', options: [] };
+      const upload = this.receiveBlock(st, key, b1, msg.payload);
+      if (typeof upload === 'string') {
+        return upload === '4.13'
+          ? { code: '4.13', options: [{ name: 'Size1', value: encodeUint(this.maxBody) }] }
+          : { code: upload, options: [] };
+      }
+      const ackSzx = Math.min(b1.szx, this.maxSzx);
+      if (b1.more) {
+        // RFC 7959 §2.3: 2.31 Continue; a smaller szx here asks the client to shrink later blocks.
+        return { code: '2.31', options: [{ name: 'Block1', value: encodeBlock({ num: b1.num, more: true, szx: ackSzx }) }] };
+      }
+      payload = upload;
+      block1Ack = { num: b1.num, more: false, szx: ackSzx };
+    }
+
+    const block2Raw = option(msg, 'Block2');
+    const b2 = block2Raw ? decodeBlock(block2Raw) : null;
+    if (block2Raw && !b2) return { code: '4.02', options: [] };
+    let response: CoapResponse;
+    const cached = st.downloads.get(key);
+    if (b2 && b2.num > 0 && cached && this.now() - cached.at < EXCHANGE_LIFETIME_MS) {
+      response = cached.response;
+    } else {
+      const handler = this.opts.router.resolve(method, path);
+      if (typeof handler === 'string') return { code: handler, options: [] };
+      response = await handler({
+        method,
+        path,
+        query,
+        contentFormat: cf ? decodeUint(cf) : null,
+        payload,
+        session,
+        confirmable: msg.confirmable,
+      });
+    }
+
+    const options: Reply['options'] = [];
+    if (block1Ack) options.push({ name: 'Block1', value: encodeBlock(block1Ack) });
+    if (response.contentFormat !== undefined) {
+      options.push({ name: 'Content-Format', value: encodeUint(response.contentFormat) });
+    }
+    const body = response.payload ?? Buffer.alloc(0);
+    const szx = Math.min(b2?.szx ?? this.maxSzx, this.maxSzx);
+    const size = blockSize(szx);
+    if (body.length <= size && !(b2 && b2.num > 0)) {
+      st.downloads.delete(key);
+      return { code: response.code, payload: body, options };
+    }
+    const num = b2?.num ?? 0;
+    if (num * size >= body.length && body.length > 0) return { code: '4.02', options: [] };
+    const more = (num + 1) * size < body.length;
+    if (more) st.downloads.set(key, { response, at: this.now() });
+    else st.downloads.delete(key);
+    options.push({ name: 'Block2', value: encodeBlock({ num, more, szx }) });
+    if (num === 0) options.push({ name: 'Size2', value: encodeUint(body.length) });
+    return { code: response.code, payload: body.subarray(num * size, (num + 1) * size), options };
+  }
+
+  /** Adds a Block1 part; returns the whole body when complete, or an error response code. */
+  private receiveBlock(st: SessionState, key: string, b: BlockOption, part: Buffer): Buffer | string {
+    const size = blockSize(b.szx);
+    if (b.more && part.length !== size) return '4.00';
+    let up = st.uploads.get(key);
+    if (b.num === 0) {
+      if (!up && st.uploads.size >= MAX_PARALLEL_UPLOADS) return '5.03';
+      up = { parts: [], length: 0, at: this.now() };
+      st.uploads.set(key, up);
+    }
+    // RFC 7959 §2.5: blocks out of order or of an unknown transfer are 4.08 Request Entity Incomplete.
+    // The offset, not the number, must line up: the client may shrink its blocks after our first 2.31.
+    if (!up || b.num * size !== up.length || this.now() - up.at > EXCHANGE_LIFETIME_MS) {
+      st.uploads.delete(key);
+      return '4.08';
+    }
+    if (up.length + part.length > this.maxBody) {
+      st.uploads.delete(key);
+      return '4.13';
+    }
+    up.parts.push(Buffer.from(part));
+    up.length += part.length;
+    up.at = this.now();
+    if (b.more) return Buffer.alloc(0); // the caller answers 2.31 Continue
+    st.uploads.delete(key);
+    return Buffer.concat(up.parts);
+  }
+}

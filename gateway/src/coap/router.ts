@@ -1,0 +1,44 @@
+import type { DtlsSessionInfo } from '../dtls/index.ts';
+
+export type CoapMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface CoapRequest {
+  method: CoapMethod;
+  /** Uri-Path segments joined with '/', with a leading '/'. */
+  path: string;
+  query: string[];
+  contentFormat: number | null;
+  payload: Buffer;
+  session: DtlsSessionInfo;
+  confirmable: boolean;
+}
+
+export interface CoapResponse {
+  /** Response code as "class.detail", e.g. "2.04". */
+  code: string;
+  payload?: Buffer;
+  contentFormat?: number;
+}
+
+export type CoapHandler = (req: CoapRequest) => CoapResponse | Promise<CoapResponse>;
+
+/** Exact-path resource router; a path with no resource is 4.04, a known path with another method 4.05. */
+export class CoapRouter {
+  private readonly routes = new Map<string, Map<CoapMethod, CoapHandler>>();
+
+  on(method: CoapMethod, path: string, handler: CoapHandler): this {
+    let byMethod = this.routes.get(path);
+    if (!byMethod) {
+      byMethod = new Map();
+      this.routes.set(path, byMethod);
+    }
+    byMethod.set(method, handler);
+    return this;
+  }
+
+  resolve(method: CoapMethod, path: string): CoapHandler | '4.04' | '4.05' {
+    const byMethod = this.routes.get(path);
+    if (!byMethod) return '4.04';
+    return byMethod.get(method) ?? '4.05';
+  }
+}
