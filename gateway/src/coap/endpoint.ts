@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { type ParsedPacket, generate, parse } from 'coap-packet';
+import { generate, type ParsedPacket, parse } from 'coap-packet';
 import type { DtlsSession } from '../dtls/index.ts';
 import { type BlockOption, blockSize, decodeBlock, decodeUint, encodeBlock, encodeUint } from './options.ts';
 import type { CoapMethod, CoapResponse, CoapRouter } from './router.ts';
@@ -9,7 +9,12 @@ export const EXCHANGE_LIFETIME_MS = 247_000;
 const MAX_REMEMBERED_IDS = 256;
 const MAX_PARALLEL_UPLOADS = 4;
 
-const METHODS: Record<string, CoapMethod> = { '0.01': 'GET', '0.02': 'POST', '0.03': 'PUT', '0.04': 'DELETE' };
+const METHODS: Record<string, CoapMethod> = {
+  '0.01': 'GET',
+  '0.02': 'POST',
+  '0.03': 'PUT',
+  '0.04': 'DELETE',
+};
 /** Options this endpoint understands; any other critical (odd) option is a 4.02 (RFC 7252 §5.4.1). */
 const KNOWN_OPTIONS = new Set<string | number>([
   'If-Match',
@@ -174,7 +179,8 @@ export class CoapEndpoint {
     if (!method) return { code: '4.05', options: [] };
     for (const o of msg.options) {
       const n = typeof o.name === 'number' ? o.name : Number.NaN;
-      if (!KNOWN_OPTIONS.has(o.name) && Number.isInteger(n) && n % 2 === 1) return { code: '4.02', options: [] };
+      if (!KNOWN_OPTIONS.has(o.name) && Number.isInteger(n) && n % 2 === 1)
+        return { code: '4.02', options: [] };
     }
     const path = `/${msg.options
       .filter((o) => o.name === 'Uri-Path')
@@ -199,7 +205,10 @@ export class CoapEndpoint {
       const ackSzx = Math.min(b1.szx, this.maxSzx);
       if (b1.more) {
         // RFC 7959 §2.3: 2.31 Continue; a smaller szx here asks the client to shrink later blocks.
-        return { code: '2.31', options: [{ name: 'Block1', value: encodeBlock({ num: b1.num, more: true, szx: ackSzx }) }] };
+        return {
+          code: '2.31',
+          options: [{ name: 'Block1', value: encodeBlock({ num: b1.num, more: true, szx: ackSzx }) }],
+        };
       }
       payload = upload;
       block1Ack = { num: b1.num, more: false, szx: ackSzx };

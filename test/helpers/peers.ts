@@ -1,0 +1,46 @@
+import { spawn } from 'node:child_process';
+
+export interface PeerResult {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+  /** True when the peer was stopped by us once `until` held or the time ran out. */
+  stopped: boolean;
+}
+
+/**
+ * Runs an independent peer (openssl, libcoap) to completion, or until its stdout satisfies `until`,
+ * or `timeoutMs` passes. Never rejects: the caller asserts on the result.
+ */
+export function runPeer(
+  cmd: string,
+  args: string[],
+  opts: { stdin?: Buffer; until?: (stdout: Buffer) => boolean; timeoutMs?: number } = {},
+): Promise<PeerResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      child.kill('SIGKILL');
+    };
+    const timer = setTimeout(stop, opts.timeoutMs ?? 15_000);
+    child.stdout.on('data', (d: Buffer) => {
+      out.push(d);
+      if (opts.until?.(Buffer.concat(out))) stop();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdin.on('error', () => {});
+    if (opts.stdin) child.stdin.write(opts.stdin);
+    // openssl s_client must keep stdin open or it closes the session before the answer arrives.
+    if (!opts.until) child.stdin.end();
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr, stopped });
+    });
+  });
+}

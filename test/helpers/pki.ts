@@ -1,0 +1,123 @@
+import { execFileSync } from 'node:child_process';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Party {
+  certPath: string;
+  /** PKCS#8 PEM. */
+  keyPath: string;
+  /** SEC1 "EC PRIVATE KEY" PEM, the form libcoap's gnutls build wants for raw public keys. */
+  ecKeyPath: string;
+  der: Buffer;
+  key: KeyObject;
+}
+
+export interface TestPki {
+  dir: string;
+  caPath: string;
+  ca: X509Certificate;
+  server: Party;
+  client: Party;
+  /** Signed by a CA the server does not trust. */
+  stranger: Party;
+  /** Valid for one day only: expired for a server whose clock is a month ahead. */
+  shortLived: Party;
+  dispose(): void;
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function makeCa(dir: string, name: string): void {
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '3650',
+      '-subj',
+      `/CN=${name}`,
+    ],
+    dir,
+  );
+}
+
+function makeParty(dir: string, name: string, ca: string, days: number): Party {
+  openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=${name}`,
+    ],
+    dir,
+  );
+  writeFileSync(join(dir, `${name}.ext`), 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n');
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${ca}.pem`,
+      '-CAkey',
+      `${ca}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      String(days),
+      '-extfile',
+      `${name}.ext`,
+    ],
+    dir,
+  );
+  openssl(['ec', '-in', `${name}.key`, '-out', `${name}.ec.key`], dir);
+  const certPath = join(dir, `${name}.pem`);
+  const keyPath = join(dir, `${name}.key`);
+  return {
+    certPath,
+    keyPath,
+    ecKeyPath: join(dir, `${name}.ec.key`),
+    der: new X509Certificate(readFileSync(certPath)).raw,
+    key: createPrivateKey(readFileSync(keyPath)),
+  };
+}
+
+/** A throwaway PKI made with the openssl CLI at test time; nothing secret ships in fixtures. */
+export function makePki(): TestPki {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-pki-'));
+  makeCa(dir, 'ca');
+  makeCa(dir, 'other-ca');
+  return {
+    dir,
+    caPath: join(dir, 'ca.pem'),
+    ca: new X509Certificate(readFileSync(join(dir, 'ca.pem'))),
+    server: makeParty(dir, 'server', 'ca', 30),
+    client: makeParty(dir, 'client', 'ca', 30),
+    stranger: makeParty(dir, 'stranger', 'other-ca', 30),
+    shortLived: makeParty(dir, 'short-lived', 'ca', 1),
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
