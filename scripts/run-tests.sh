@@ -14,4 +14,4 @@ if [[ ${#files[@]} -eq 0 ]]; then
 fi
 # One file at a time: several tests bind the product's default ports, and the machine has two cores.
 # A per-test timeout turns a hung peer into a failure instead of a stuck CI run.
-exec node --import tsx --test --test-concurrency=1 --test-timeout=120000 "${opts[@]}" "${files[@]}"
+exec node --import tsx --test --test-concurrency=1 --test-timeout=600000 "${opts[@]}" "${files[@]}"

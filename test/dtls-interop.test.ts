@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
-import { generate, parse } from 'coap-packet';
+import { parse } from 'coap-packet';
 import type { Fixture } from './helpers/coaps-fixture.ts';
-import { PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
+import { coapPost, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 
@@ -23,17 +23,6 @@ interface NodeDtlsSocket {
 const { dtls } = require('node-dtls-client') as {
   dtls: { createSocket(o: Record<string, unknown>): NodeDtlsSocket };
 };
-
-function coapPost(payload: string, messageId = 0x1234): Buffer {
-  return generate({
-    code: 'POST',
-    messageId,
-    token: Buffer.from([0xca, 0xfe]),
-    confirmable: true,
-    options: [{ name: 'Uri-Path', value: Buffer.from('telemetry') }],
-    payload: Buffer.from(payload),
-  });
-}
 
 /** The payload and client-visible outcome of one exchange, checked the same way for every peer. */
 async function expectTelemetry(

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { generate } from 'coap-packet';
 import { createCoapsServer, type Telemetry, telemetryRouter } from '../../gateway/src/coap/index.ts';
 import type {
   DiscardEvent,
@@ -71,4 +72,16 @@ export async function startFixture(
   );
   const addr = await server.listen(0, '127.0.0.1');
   return { ...f, server, port: addr.port, close: () => server.close() };
+}
+
+/** A confirmable CoAP POST to /telemetry. */
+export function coapPost(payload: string, messageId = 0x1234): Buffer {
+  return generate({
+    code: 'POST',
+    messageId,
+    token: Buffer.from([0xca, 0xfe]),
+    confirmable: true,
+    options: [{ name: 'Uri-Path', value: Buffer.from('telemetry') }],
+    payload: Buffer.from(payload),
+  });
 }

@@ -66,6 +66,8 @@ export interface TestClientOptions {
     finishedDatagram?(d: Buffer): Buffer;
   };
   timeoutMs?: number;
+  /** Bind this local port (to play a sensor that rebooted and came back from the same address). */
+  localPort?: number;
 }
 
 function sha256(parts: Buffer[]): Buffer {
@@ -94,6 +96,9 @@ export class TestDtlsClient {
 
   private openSocket(): Socket {
     const s = createSocket('udp4');
+    // A test that forgets to close its client must not keep the runner alive.
+    s.unref();
+    if (this.o.localPort) s.bind(this.o.localPort, '127.0.0.1');
     s.on('message', (m) => {
       for (const r of parseRecords(m, 0)) this.queue.push(r);
       this.waiter?.();
@@ -143,7 +148,6 @@ export class TestDtlsClient {
       if (type === ContentType.alert) {
         this.alerts.push(data[1] as number);
         if (data[0] === 2 || data[1] === 0) throw new AlertReceived(data[1] as number);
-        continue;
       }
       return { type, data, epoch: r.epoch };
     }
@@ -350,9 +354,32 @@ export class TestDtlsClient {
 
   /** Sends application data; returns the datagram so a test can replay or tamper with it. */
   send(data: Buffer): Buffer {
-    const d = this.protectedRecord(ContentType.applicationData, data);
+    return this.sendProtected(ContentType.applicationData, data);
+  }
+
+  /** Sends any record type under the session keys (e.g. a ClientHello, to attempt renegotiation). */
+  sendProtected(type: number, payload: Buffer): Buffer {
+    const d = this.protectedRecord(type, payload);
     this.sendRaw(d);
     return d;
+  }
+
+  /** Waits for the next alert from the server (warning or fatal) and returns its description. */
+  async nextAlert(): Promise<number> {
+    try {
+      for (;;) {
+        const r = await this.nextPlain();
+        if (r.type === ContentType.alert) return r.data[1] as number;
+      }
+    } catch (err) {
+      if (err instanceof AlertReceived) return err.description;
+      throw err;
+    }
+  }
+
+  /** Protects application data without sending it (to tamper with it first). */
+  seal(data: Buffer): Buffer {
+    return this.protectedRecord(ContentType.applicationData, data);
   }
 
   /** Next application-data record from the server. */
@@ -361,6 +388,10 @@ export class TestDtlsClient {
       const r = await this.nextPlain();
       if (r.type === ContentType.applicationData) return r.data;
     }
+  }
+
+  get localPort(): number {
+    return this.socket.address().port;
   }
 
   /** Moves to a new local port, as a NAT rebinding would. */

@@ -141,6 +141,9 @@ export class ServerConnection implements DtlsSession {
     ownCid: Buffer | null,
   ): void {
     const o = this.host.opts;
+    // The HelloVerifyRequest used the client's first record number; anything we send (an alert included)
+    // must come after it or the client's replay window drops it.
+    this.writeSeq[0] = recordSeq;
     if (!hello.compressionMethods.includes(0)) {
       throw fail(
         'ERR_DTLS_COMPRESSION',
@@ -275,7 +278,6 @@ export class ServerConnection implements DtlsSession {
       nextSendSeq: msg.seq,
     };
     this.hs = hs;
-    this.writeSeq[0] = recordSeq;
 
     const out: FlightItem[] = [];
     const add = (type: number, body: Buffer) => {
