@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { generate } from 'coap-packet';
-import { createCoapsServer, type Telemetry, telemetryRouter } from '../../gateway/src/coap/index.ts';
+import {
+  type CoapEndpointOptions,
+  createCoapsServer,
+  type Telemetry,
+  telemetryRouter,
+} from '../../gateway/src/coap/index.ts';
 import type {
   DiscardEvent,
   DtlsServer,
@@ -37,10 +42,14 @@ export async function waitFor<T>(what: string, pick: () => T | undefined, timeou
   }
 }
 
-/** A CoAPs server on a random loopback port with PSK, certificates (if `pki`) and the telemetry resource. */
+/**
+ * A CoAPs server on a random loopback port with PSK, certificates (if `pki`) and, unless `coap` brings its
+ * own router, the telemetry resource.
+ */
 export async function startFixture(
   pki: TestPki | null,
   extra: Partial<DtlsServerOptions> = {},
+  coap: Partial<CoapEndpointOptions> = {},
 ): Promise<Fixture> {
   const psk = randomBytes(12).toString('base64url');
   const f: Omit<Fixture, 'server' | 'port' | 'close'> = {
@@ -68,7 +77,7 @@ export async function startFixture(
       onInternalError: (e) => f.internalErrors.push(e),
       ...extra,
     },
-    { router: telemetryRouter((t) => void f.telemetry.push(t)) },
+    { router: telemetryRouter((t) => void f.telemetry.push(t)), ...coap },
   );
   const addr = await server.listen(0, '127.0.0.1');
   return { ...f, server, port: addr.port, close: () => server.close() };

@@ -110,7 +110,11 @@ export class TestDtlsClient {
     return this.o.timeoutMs ?? 3000;
   }
 
+  /** Every datagram sent, in order (a corpus for the fuzzer). */
+  readonly sent: Buffer[] = [];
+
   sendRaw(datagram: Buffer): void {
+    this.sent.push(datagram);
     this.socket.send(datagram, this.o.port, this.o.host ?? '127.0.0.1');
   }
 

@@ -106,6 +106,8 @@ export class CoapEndpoint {
     const messageId = data.readUInt16BE(2);
     let msg: ParsedPacket;
     try {
+      // Token lengths 9-15 are reserved and a format error (RFC 7252 §3); coap-packet accepts them.
+      if ((data[0] & 0x0f) > 8) throw new Error('reserved token length');
       msg = parse(data);
     } catch {
       // RFC 7252 §4.2: a CON message with a format error is rejected with RST.
@@ -178,7 +180,8 @@ export class CoapEndpoint {
     const method = METHODS[msg.code];
     if (!method) return { code: '4.05', options: [] };
     for (const o of msg.options) {
-      const n = typeof o.name === 'number' ? o.name : Number.NaN;
+      // coap-packet names the options it knows and gives the others as their number in a string.
+      const n = Number(o.name);
       if (!KNOWN_OPTIONS.has(o.name) && Number.isInteger(n) && n % 2 === 1)
         return { code: '4.02', options: [] };
     }

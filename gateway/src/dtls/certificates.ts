@@ -37,7 +37,12 @@ export function verifyCertificateChain(
   if (der.length > MAX_CHAIN) throw badCert('ERR_DTLS_CERT_CHAIN', 'certificate chain too long');
   let chain: X509Certificate[];
   try {
-    chain = der.map((d) => new X509Certificate(d));
+    chain = der.map((d) => {
+      const cert = new X509Certificate(d);
+      // The key is decoded lazily and can fail on its own (found by fuzzing): decode it here, once.
+      void cert.publicKey;
+      return cert;
+    });
   } catch {
     throw badCert('ERR_DTLS_CERT_PARSE', 'peer certificate does not parse');
   }
@@ -58,7 +63,7 @@ export function verifyCertificateChain(
       return chain;
     }
     const issuer = chain[i + 1];
-    if (!issuer || !issuer.ca || !cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) break;
+    if (!issuer?.ca || !cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) break;
   }
   throw badCert(
     'ERR_DTLS_CERT_UNTRUSTED',

@@ -73,6 +73,8 @@ interface HandshakeState {
 
 const MAX_SEQ = 2 ** 48 - 1;
 const MAX_PSK_IDENTITY = 256;
+/** Next-epoch records kept while the keys they need are still missing (a Finished and its retransmissions). */
+const MAX_EARLY_RECORDS = 4;
 
 function fail(code: string, message: string, alert: number): DtlsError {
   return new DtlsError(code, message, alert);
@@ -110,6 +112,12 @@ export class ServerConnection implements DtlsSession {
   private retransmits = 0;
   private timeoutMs: number;
   private resendWanted = false;
+  /**
+   * Epoch-1 records (the client's Finished) that overtook the ClientKeyExchange they depend on, e.g. when a
+   * lossy link dropped it and the client retransmits its flight record by record. Bounded; replayed once the
+   * keys exist (RFC 6347 §4.1 allows buffering next-epoch records).
+   */
+  private early: Array<{ rec: DtlsRecord; from: PeerAddress }> = [];
 
   constructor(
     private readonly host: ConnectionHost,
@@ -345,6 +353,14 @@ export class ServerConnection implements DtlsSession {
         if (this.state === 'closed') return;
         this.handleRecord(rec, from);
       }
+      if (this.readKey && this.early.length > 0) {
+        const early = this.early;
+        this.early = [];
+        for (const e of early) {
+          if (this.state !== 'handshake') break;
+          this.handleRecord(e.rec, e.from);
+        }
+      }
       if (this.resendWanted && this.flight) this.resendFlight();
     } catch (err) {
       this.abort(err);
@@ -355,6 +371,19 @@ export class ServerConnection implements DtlsSession {
     if (rec.epoch === 0) {
       if (rec.cid) return; // CID records are always protected
       this.handlePlainRecord(rec);
+      return;
+    }
+    if (
+      rec.epoch === 1 &&
+      !this.readKey &&
+      this.state === 'handshake' &&
+      this.early.length < MAX_EARLY_RECORDS
+    ) {
+      // Copied: the datagram's buffer is not ours to keep.
+      this.early.push({
+        rec: { ...rec, fragment: Buffer.from(rec.fragment), cid: rec.cid && Buffer.from(rec.cid) },
+        from,
+      });
       return;
     }
     if (rec.epoch !== 1 || !this.readKey) {
@@ -790,6 +819,7 @@ export class ServerConnection implements DtlsSession {
     this.flight = null;
     this.readKey = null;
     this.writeKey = null;
+    this.early = [];
     this.host.closed(this, wasEstablished ? reason : 'alert');
   }
 

@@ -20,6 +20,8 @@ import type { DiscardEvent, DtlsServerOptions, HandshakeFailure, PeerAddress } f
 /** Length of the Connection IDs this server issues. */
 export const CID_LENGTH = 8;
 const MAX_RATE_BUCKETS = 10_000;
+/** Generous: a client re-sending its hello after several HelloVerifyRequests counts up. */
+const MAX_INITIAL_HELLO_SEQ = 16;
 
 export interface DtlsServerStats {
   datagrams: number;
@@ -226,6 +228,9 @@ export class DtlsServer {
       const f = frags[0];
       if (!f || f.type !== HandshakeType.clientHello || f.offset !== 0 || f.body.length !== f.length)
         return null;
+      // The server numbers its flight on from the hello's message_seq; a hello that opens a handshake
+      // carries 0 or 1 (RFC 6347 §4.2.2), and a huge one would overflow the 16-bit counter.
+      if (f.seq > MAX_INITIAL_HELLO_SEQ) return null;
       return { message: { type: f.type, seq: f.seq, body: f.body }, hello: parseClientHello(f.body) };
     } catch {
       return null;
