@@ -1,11 +1,16 @@
-// `npm run bench -- <name>`: runs one benchmark and prints its JSON report. Benchmarks measure Portcullis
-// against a peer in the same run and report ratios; they are never timed assertions in the test suite.
-const BENCHES: Record<string, () => Promise<unknown>> = {};
+// `npm run bench -- <name> [options]`: runs one benchmark and prints its JSON report on stdout (progress on
+// stderr). Benchmarks measure Portcullis against a peer in the same run and report ratios; they are never
+// timed assertions in the test suite.
+import { dtlsBench } from './dtls.ts';
 
-const name = process.argv[2];
-if (!name || !(name in BENCHES)) {
-  const known = Object.keys(BENCHES);
-  process.stderr.write(`usage: npm run bench -- <${known.join('|') || 'no benchmarks yet'}>\n`);
+const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
+  dtls: dtlsBench,
+};
+
+const [name, ...rest] = process.argv.slice(2);
+const bench = name ? BENCHES[name] : undefined;
+if (!bench) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]\n`);
   process.exit(2);
 }
-process.stdout.write(`${JSON.stringify(await BENCHES[name]!(), null, 2)}\n`);
+process.stdout.write(`${JSON.stringify(await bench(rest), null, 2)}\n`);

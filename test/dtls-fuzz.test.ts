@@ -139,7 +139,7 @@ async function bindPort(port: number): Promise<Socket> {
 }
 
 async function record(opts: TestClientOptions, payloads: string[]): Promise<Recording> {
-  const c = new TestDtlsClient(opts);
+  const c = new TestDtlsClient({ ...opts, recordSent: true });
   await c.connect();
   for (const p of payloads) {
     c.send(coapPost(p));

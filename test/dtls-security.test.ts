@@ -152,6 +152,52 @@ describe('DTLS PSK authentication', () => {
   });
 });
 
+describe('DTLS ECDHE_PSK (opt-in suite; no Debian peer offers it)', () => {
+  let f: Fixture;
+  before(async () => {
+    f = await startFixture(null, {
+      cipherSuites: ['TLS_ECDHE_PSK_WITH_AES_128_CCM_8_SHA256', 'TLS_PSK_WITH_AES_128_CCM_8'],
+    });
+  });
+  after(() => f.close());
+  const ecdhePsk = (key: string) =>
+    pskClient(f, {
+      suite: 'TLS_ECDHE_PSK_WITH_AES_128_CCM_8_SHA256',
+      psk: { identity: PSK_IDENTITY, key: Buffer.from(key) },
+    });
+
+  it('completes a handshake and a CoAP exchange with the right PSK', async () => {
+    const c = ecdhePsk(f.psk);
+    await c.connect();
+    c.send(coapPost('ecdhe-psk'));
+    assert.equal(parse(await c.receive()).code, '2.04');
+    c.close();
+    assert.equal(f.sessions.at(-1)?.cipherSuite, 'TLS_ECDHE_PSK_WITH_AES_128_CCM_8_SHA256');
+  });
+
+  it('rejects a wrong PSK with bad_record_mac', async () => {
+    const before = f.telemetry.length;
+    await expectAlert(ecdhePsk(`${f.psk}x`), AlertDescription.badRecordMac);
+    assert.equal(f.failures.at(-1)?.code, 'ERR_DTLS_BAD_RECORD_MAC');
+    assert.equal(f.telemetry.length, before);
+  });
+
+  it('is not negotiated unless configured', async () => {
+    const g = await startFixture(null);
+    try {
+      const c = new TestDtlsClient({
+        port: g.port,
+        suite: 'TLS_ECDHE_PSK_WITH_AES_128_CCM_8_SHA256',
+        psk: { identity: PSK_IDENTITY, key: Buffer.from(g.psk) },
+      });
+      await expectAlert(c, AlertDescription.handshakeFailure);
+      assert.equal(g.failures.at(-1)?.code, 'ERR_DTLS_NO_SHARED_SUITE');
+    } finally {
+      await g.close();
+    }
+  });
+});
+
 describe('DTLS established-session record protection', () => {
   let f: Fixture;
   before(async () => {

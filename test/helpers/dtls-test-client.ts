@@ -68,6 +68,8 @@ export interface TestClientOptions {
   timeoutMs?: number;
   /** Bind this local port (to play a sensor that rebooted and came back from the same address). */
   localPort?: number;
+  /** Keep every datagram sent in `sent`. */
+  recordSent?: boolean;
 }
 
 function sha256(parts: Buffer[]): Buffer {
@@ -110,11 +112,11 @@ export class TestDtlsClient {
     return this.o.timeoutMs ?? 3000;
   }
 
-  /** Every datagram sent, in order (a corpus for the fuzzer). */
+  /** Every datagram sent, in order, when `recordSent` is set (a corpus for the fuzzer). */
   readonly sent: Buffer[] = [];
 
   sendRaw(datagram: Buffer): void {
-    this.sent.push(datagram);
+    if (this.o.recordSent) this.sent.push(datagram);
     this.socket.send(datagram, this.o.port, this.o.host ?? '127.0.0.1');
   }
 
@@ -259,6 +261,7 @@ export class TestDtlsClient {
             break;
           }
           case HandshakeType.serverKeyExchange: {
+            if (suite.keyExchange === 'psk') break; // only an identity hint, which this client ignores
             if (suite.keyExchange === 'ecdhe_psk') r.vec16();
             const start = r.offset;
             r.u8();
@@ -404,6 +407,17 @@ export class TestDtlsClient {
     this.socket = this.openSocket();
     old.close();
     await once(old, 'close');
+  }
+
+  /** Ends the session politely (close_notify) so the server frees it at once, then closes the socket. */
+  async closeNotify(): Promise<void> {
+    if (this.writeKey) {
+      const d = this.protectedRecord(ContentType.alert, Buffer.from([1, 0]));
+      await new Promise<void>((resolve) =>
+        this.socket.send(d, this.o.port, this.o.host ?? '127.0.0.1', () => resolve()),
+      );
+    }
+    this.close();
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import type { CipherSuite } from './suites.ts';
 
 const EXPLICIT_NONCE = 8;
@@ -7,14 +7,17 @@ const EXPLICIT_NONCE = 8;
 export class AeadKey {
   private readonly algorithm: 'aes-128-ccm' | 'aes-128-gcm';
   readonly tagLength: number;
+  /** A KeyObject, so the key is not re-imported for every record. */
+  private readonly key: KeyObject;
+  /** salt || explicit nonce, rewritten per record: cipher construction copies it, nothing keeps it. */
+  private readonly nonceBuffer: Buffer;
 
-  constructor(
-    suite: CipherSuite,
-    private readonly key: Buffer,
-    private readonly salt: Buffer,
-  ) {
+  constructor(suite: CipherSuite, key: Buffer, salt: Buffer) {
     this.algorithm = suite.aead;
     this.tagLength = suite.tagLength;
+    this.key = createSecretKey(key);
+    this.nonceBuffer = Buffer.alloc(salt.length + EXPLICIT_NONCE);
+    salt.copy(this.nonceBuffer, 0);
   }
 
   /** Ciphertext expansion: explicit nonce plus tag. */
@@ -23,19 +26,33 @@ export class AeadKey {
   }
 
   private nonce(explicit: Buffer): Buffer {
-    return Buffer.concat([this.salt, explicit]);
+    explicit.copy(this.nonceBuffer, this.nonceBuffer.length - EXPLICIT_NONCE, 0, EXPLICIT_NONCE);
+    return this.nonceBuffer;
   }
 
-  /** Returns explicit_nonce || ciphertext || tag. The explicit nonce is epoch||sequence, never reused. */
-  seal(explicit: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
+  /**
+   * Writes explicit_nonce || ciphertext || tag into `out` at `offset` (room for `overhead` + plaintext bytes)
+   * and returns the number of bytes written. The explicit nonce is epoch||sequence, never reused.
+   */
+  sealInto(explicit: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): number {
     const c =
       this.algorithm === 'aes-128-ccm'
         ? createCipheriv('aes-128-ccm', this.key, this.nonce(explicit), { authTagLength: 8 })
         : createCipheriv('aes-128-gcm', this.key, this.nonce(explicit), { authTagLength: 16 });
     c.setAAD(aad, { plaintextLength: plaintext.length });
-    const body = c.update(plaintext);
-    c.final();
-    return Buffer.concat([explicit, body, c.getAuthTag()]);
+    explicit.copy(out, offset, 0, EXPLICIT_NONCE);
+    let at = offset + EXPLICIT_NONCE;
+    at += c.update(plaintext).copy(out, at);
+    at += c.final().copy(out, at);
+    at += c.getAuthTag().copy(out, at);
+    return at - offset;
+  }
+
+  /** Returns explicit_nonce || ciphertext || tag. */
+  seal(explicit: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(this.overhead + plaintext.length);
+    this.sealInto(explicit, aad, plaintext, out, 0);
+    return out;
   }
 
   /** Returns the plaintext, or null if the record does not authenticate. */

@@ -1,14 +1,16 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 
 /** TLS 1.2 PRF with SHA-256 (RFC 5246 §5). */
 export function prf(secret: Buffer, label: string, seed: Buffer, length: number): Buffer {
   const labelSeed = Buffer.concat([Buffer.from(label, 'ascii'), seed]);
+  // Imported once for the two HMACs per output block.
+  const key = createSecretKey(secret);
   const out = Buffer.allocUnsafe(length);
   let a = labelSeed;
   let filled = 0;
   while (filled < length) {
-    a = createHmac('sha256', secret).update(a).digest();
-    const block = createHmac('sha256', secret).update(a).update(labelSeed).digest();
+    a = createHmac('sha256', key).update(a).digest();
+    const block = createHmac('sha256', key).update(a).update(labelSeed).digest();
     filled += block.copy(out, filled);
   }
   return out;

@@ -120,8 +120,22 @@ export function sealRecord(
     const frag = key.seal(nonce, cidAad(epoch, seq, version, cid, inner.length), inner);
     return encodeRecord(ContentType.tls12Cid, version, epoch, seq, frag, cid);
   }
-  const frag = key.seal(nonce, plainAad(epoch, seq, type, version, plaintext.length), plaintext);
-  return encodeRecord(type, version, epoch, seq, frag);
+  // One allocation for the whole record: header, then the AEAD output written in place.
+  const length = key.overhead + plaintext.length;
+  const b = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + length);
+  b[0] = type;
+  b.writeUInt16BE(version, 1);
+  b.writeUInt16BE(epoch, 3);
+  b.writeUIntBE(seq, 5, 6);
+  b.writeUInt16BE(length, 11);
+  key.sealInto(
+    nonce,
+    plainAad(epoch, seq, type, version, plaintext.length),
+    plaintext,
+    b,
+    RECORD_HEADER_LENGTH,
+  );
+  return b;
 }
 
 /** Returns the record's real type and plaintext, or null when it does not authenticate. */
