@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -15,6 +16,7 @@ const REPO_ROOT = dirname(dirname(PORTCULLIS_BIN));
 
 interface StartedLine {
   ui: string;
+  dtls: string;
   dataDir: string;
 }
 
@@ -45,6 +47,7 @@ describe('portcullis start', () => {
     t.after(() => child.kill('SIGKILL'));
     const started = await waitForLine(child, startedLine);
     assert.equal(started.ui, 'https://127.0.0.1:8443');
+    assert.equal(started.dtls, '127.0.0.1:5684');
     assert.equal(started.dataDir, join(dir, 'var'));
 
     const ca = readFileSync(join(dir, 'var', 'tls', 'ui-cert.pem'), 'utf8');
@@ -78,7 +81,7 @@ describe('portcullis start', () => {
   it('stops the gateway too when `npm start` (the README command) receives SIGTERM', async (t) => {
     const dir = tempDir(t);
     const config = join(dir, 'config.yaml');
-    writeFileSync(config, `dataDir: ${join(dir, 'var')}\nui: {port: 0}\n`);
+    writeFileSync(config, `dataDir: ${join(dir, 'var')}\nui: {port: 0}\ndtls: {port: 0}\n`);
     const npm = spawn('npm', ['start', '--silent'], {
       cwd: REPO_ROOT,
       env: { ...process.env, PORTCULLIS_CONFIG: config },
@@ -104,7 +107,7 @@ describe('portcullis start', () => {
   it('reuses its UI certificate across restarts', async (t) => {
     const dir = tempDir(t);
     const config = join(dir, 'config.yaml');
-    writeFileSync(config, 'ui: {port: 0}\n');
+    writeFileSync(config, 'ui: {port: 0}\ndtls: {port: 0}\n');
     const certs: string[] = [];
     for (let i = 0; i < 2; i++) {
       const child = spawnCli(['--config', config, 'start'], { cwd: dir });
@@ -127,12 +130,26 @@ describe('portcullis start', () => {
     t.after(() => blocker.close());
     const port = (blocker.address() as { port: number }).port;
     const config = join(dir, 'config.yaml');
-    writeFileSync(config, `ui: {port: ${port}}\n`);
+    writeFileSync(config, `ui: {port: ${port}}\ndtls: {port: 0}\n`);
     const r = await runCli(['--config', config, 'start'], { cwd: dir });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`ERR_LISTEN.*127\\.0\\.0\\.1:${port}.*EADDRINUSE`));
     const exported = await runCli(['--config', config, 'audit', 'export', '--format', 'jsonl'], { cwd: dir });
     assert.equal(exported.stdout, '');
+  });
+
+  it('fails with a clear error and exit 1 when its DTLS port is taken, and leaves no listener behind', async (t) => {
+    const dir = tempDir(t);
+    const blocker = createSocket('udp4');
+    blocker.bind(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    t.after(() => blocker.close());
+    const port = blocker.address().port;
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `ui: {port: 0}\ndtls: {port: ${port}}\n`);
+    const r = await runCli(['--config', config, 'start'], { cwd: dir });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`ERR_LISTEN.*dtls.*127\\.0\\.0\\.1:${port}.*EADDRINUSE`));
   });
 
   it('refuses to start on an invalid config with exit 2 and creates no data directory', async (t) => {

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { AuditLog } from './audit/index.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config/index.ts';
+import { IdentityError, IdentityService } from './identity/index.ts';
+import { type Keystore, openKeystore } from './keystore/index.ts';
 import { DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
 import { VERSION } from './version.ts';
 
@@ -24,22 +26,39 @@ export class Core {
   readonly audit: AuditLog;
   private readonly startedAt: number;
 
+  private readonly identityService: IdentityService | null;
+
   private constructor(
     readonly config: Config,
     readonly store: Store,
     readonly clock: Clock,
+    readonly keystore: Keystore | null,
   ) {
     this.audit = new AuditLog(store, clock);
     this.startedAt = clock.now();
+    this.identityService = keystore ? new IdentityService(store, keystore, this.audit, clock) : null;
   }
 
+  /** Read-only opens (audit verify/export) need no keystore and change nothing. */
   static open(config: Config, clock: Clock, options: { readonly?: boolean } = {}): Core {
     if (!options.readonly) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const store = Store.open(join(config.dataDir, DATABASE_FILE), {
       synchronous: config.store.synchronous,
       readonly: options.readonly ?? false,
     });
-    return new Core(config, store, clock);
+    try {
+      return new Core(config, store, clock, options.readonly ? null : openKeystore(config));
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  }
+
+  get identity(): IdentityService {
+    if (!this.identityService) {
+      throw new IdentityError('ERR_IDENTITY_STATE', 'the store was opened read-only');
+    }
+    return this.identityService;
   }
 
   status(): GatewayStatus {

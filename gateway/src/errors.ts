@@ -15,3 +15,12 @@ export class PortcullisError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A listener (UI, DTLS) could not bind its address. */
+export class ListenError extends PortcullisError {
+  constructor(what: string, host: string, port: number, cause: NodeJS.ErrnoException) {
+    super('ERR_LISTEN', `${what}: cannot listen on ${host}:${port} (${cause.code ?? cause.message})`, {
+      cause,
+    });
+  }
+}

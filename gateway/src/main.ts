@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createUiApp } from '../../ui/src/app.ts';
 import { type RunningServer, startHttpsServer } from '../../ui/src/server.ts';
@@ -5,7 +7,26 @@ import { loadOrCreateUiTls } from '../../ui/src/tls.ts';
 import type { Clock } from './clock.ts';
 import type { LoadedConfig } from './config/index.ts';
 import { Core } from './core.ts';
+import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
 import type { Logger } from './log.ts';
+import { Uplink, type UplinkOptions } from './uplink/index.ts';
+
+function uplinkOptions(core: Core): UplinkOptions | null {
+  const u = core.config.uplink;
+  if (!u) return null;
+  return {
+    url: u.url,
+    clientId: u.clientId ?? `portcullis-${hostname()}`,
+    topicPrefix: u.topicPrefix,
+    tls: {
+      ca: readFileSync(u.caFile),
+      cert: u.certFile ? readFileSync(u.certFile) : null,
+      key: (core.keystore as NonNullable<Core['keystore']>).uplinkKey().key,
+    },
+    maxMessages: u.queue.maxMessages,
+    maxAgeMs: u.queue.maxAgeHours * 3600_000,
+  };
+}
 
 /** The composition root of the `portcullis-gateway` process. */
 export class Gateway {
@@ -14,6 +35,8 @@ export class Gateway {
   private constructor(
     readonly core: Core,
     private readonly ui: RunningServer,
+    readonly uplink: Uplink,
+    private readonly sensors: SensorListener,
     private readonly logger: Logger,
   ) {}
 
@@ -21,15 +44,24 @@ export class Gateway {
     const { config } = loaded;
     const { logger } = deps;
     const core = Core.open(config, deps.clock);
+    let uplink: Uplink | undefined;
+    let sensors: SensorListener | undefined;
+    let ui: RunningServer | undefined;
     try {
       const tls = await loadOrCreateUiTls(join(config.dataDir, 'tls'), config.ui.host, config.ui.tls);
       if (tls.generated)
         logger.warn({ dir: join(config.dataDir, 'tls') }, 'generated a self-signed UI certificate');
-      const ui = await startHttpsServer(createUiApp(core), {
+      ui = await startHttpsServer(createUiApp(core), {
         host: config.ui.host,
         port: config.ui.port,
         ...tls,
       });
+      uplink = new Uplink(core.store, uplinkOptions(core), deps.clock, logger);
+      sensors = await startSensorListener(core, uplink, logger);
+      uplink.start();
+      if (config.uplink && !config.uplink.certFile) {
+        logger.warn('uplink has no client certificate yet (uplink.certFile); messages queue until it is set');
+      }
       core.audit.append({
         actor: 'system',
         action: 'gateway.start',
@@ -40,6 +72,7 @@ export class Gateway {
           config: loaded.source ?? 'embedded defaults',
           dataDir: config.dataDir,
           ui: `https://${ui.address.address}:${ui.address.port}`,
+          dtls: `${sensors.address.address}:${sensors.address.port}`,
           keystore: config.keystore.backend,
           uplink: config.uplink ? 'configured' : 'unset',
           firewall: config.firewall.enforce ? 'enforcing' : 'off',
@@ -49,8 +82,12 @@ export class Gateway {
       if (config.keystore.backend === 'software') {
         logger.warn('keystore backend is software: keys are files on disk, not protected by a TPM');
       }
-      return new Gateway(core, ui, logger);
+      return new Gateway(core, ui, uplink, sensors, logger);
     } catch (err) {
+      // Whatever came up goes down again: a failed start must not leave a listener behind.
+      await ui?.close();
+      await sensors?.close();
+      await uplink?.stop();
       core.close();
       throw err;
     }
@@ -60,11 +97,16 @@ export class Gateway {
     return this.ui.address;
   }
 
+  get dtlsAddress() {
+    return this.sensors.address;
+  }
+
   /** Idempotent: close listeners first so no new work arrives, then record the stop and close the database. */
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ reason }, 'gateway stopping');
-      await this.ui.close();
+      await Promise.all([this.ui.close(), this.sensors.close()]);
+      await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
       this.core.close();
       this.logger.info('gateway stopped');

@@ -24,6 +24,12 @@ export interface TestPki {
   stranger: Party;
   /** Valid for one day only: expired for a server whose clock is a month ahead. */
   shortLived: Party;
+  /** A TLS server certificate for 127.0.0.1/localhost (the MQTT broker). */
+  broker: Party;
+  /** The same, but from the CA nobody trusts. */
+  rogueBroker: Party;
+  /** Signs a PEM certificate request with the CA (as the cloud operator would) and returns the cert path. */
+  signCsr(csrPem: string, name: string): string;
   dispose(): void;
 }
 
@@ -54,7 +60,9 @@ function makeCa(dir: string, name: string): void {
   );
 }
 
-function makeParty(dir: string, name: string, ca: string, days: number): Party {
+const SERVER_EXT = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n';
+
+function makeParty(dir: string, name: string, ca: string, days: number, ext = ''): Party {
   openssl(
     [
       'req',
@@ -72,7 +80,7 @@ function makeParty(dir: string, name: string, ca: string, days: number): Party {
     ],
     dir,
   );
-  writeFileSync(join(dir, `${name}.ext`), 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n');
+  writeFileSync(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n${ext}`);
   openssl(
     [
       'x509',
@@ -118,6 +126,18 @@ export function makePki(): TestPki {
     client: makeParty(dir, 'client', 'ca', 30),
     stranger: makeParty(dir, 'stranger', 'other-ca', 30),
     shortLived: makeParty(dir, 'short-lived', 'ca', 1),
+    broker: makeParty(dir, 'broker', 'ca', 30, SERVER_EXT),
+    rogueBroker: makeParty(dir, 'rogue-broker', 'other-ca', 30, SERVER_EXT),
+    signCsr: (csrPem, name) => {
+      writeFileSync(join(dir, `${name}.csr`), csrPem);
+      writeFileSync(join(dir, `${name}.ext`), 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
+      openssl(
+        ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+          '-out', `${name}.pem`, '-days', '30', '-extfile', `${name}.ext`],
+        dir,
+      );
+      return join(dir, `${name}.pem`);
+    },
     dispose: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

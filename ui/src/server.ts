@@ -2,15 +2,9 @@ import { createServer as createHttpsServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
-import { PortcullisError } from '../../gateway/src/errors.ts';
+import { ListenError } from '../../gateway/src/errors.ts';
 
-export class ListenError extends PortcullisError {
-  constructor(what: string, host: string, port: number, cause: NodeJS.ErrnoException) {
-    super('ERR_LISTEN', `${what}: cannot listen on ${host}:${port} (${cause.code ?? cause.message})`, {
-      cause,
-    });
-  }
-}
+export { ListenError };
 
 export interface RunningServer {
   address: AddressInfo;

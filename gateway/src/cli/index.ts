@@ -10,6 +10,14 @@ import {
   startCommand,
   stdio,
 } from './commands.ts';
+import {
+  type DeviceAddOptions,
+  deviceAddCommand,
+  deviceDecommissionCommand,
+  deviceListCommand,
+  deviceShowCommand,
+  uplinkCsrCommand,
+} from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
 
 const HELP_FOOTER = `
@@ -63,6 +71,46 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--from <seq>', 'first sequence number', positiveInt, 1)
     .action((opts: { format: 'jsonl' | 'syslog'; from: number }) =>
       setCode(auditExportCommand(configOpt(), opts.format, opts.from, io)),
+    );
+
+  const device = program.command('device').description('sensors: provisioning, inventory, decommissioning');
+  device
+    .command('add <id>')
+    .description('pre-provision a PSK sensor (active at once)')
+    .requiredOption('--psk-identity <identity>', 'the PSK identity the sensor sends')
+    .option('--psk <hex>', 'the PSK, 16-64 bytes of hex')
+    .option('--generate-psk', 'make a 128-bit PSK and print it once')
+    .option('--segment <name>', 'network segment')
+    .option('--name <name>', 'human-readable name')
+    .option('--type <type>', 'device type')
+    .action((id: string, opts: DeviceAddOptions) => setCode(deviceAddCommand(configOpt(), id, opts, io)));
+  device
+    .command('list')
+    .description('all devices')
+    .option('--json', 'JSON output')
+    .action((opts: { json?: boolean }) => setCode(deviceListCommand(configOpt(), opts.json ?? false, io)));
+  device
+    .command('show <id>')
+    .description('one device and its credentials (never the secrets)')
+    .option('--json', 'JSON output')
+    .action((id: string, opts: { json?: boolean }) =>
+      setCode(deviceShowCommand(configOpt(), id, opts.json ?? false, io)),
+    );
+  device
+    .command('decommission <id>')
+    .description('revoke and crypto-erase its credentials, close its sessions, for good')
+    .option('--reason <text>', 'recorded in the audit log')
+    .action((id: string, opts: { reason?: string }) =>
+      setCode(deviceDecommissionCommand(configOpt(), id, opts.reason, io)),
+    );
+
+  const uplink = program.command('uplink').description('the cloud MQTT uplink');
+  uplink
+    .command('csr')
+    .description("print a PKCS#10 request for the uplink's client key (created on first use)")
+    .requiredOption('--subject <dn>', 'subject, e.g. "CN=gateway-17,O=Example"')
+    .action(async (opts: { subject: string }) =>
+      setCode(await uplinkCsrCommand(configOpt(), opts.subject, io)),
     );
   return program;
 }

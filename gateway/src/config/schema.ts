@@ -85,6 +85,14 @@ export function configSchema(baseDir: string) {
           .regex(/^[^#+]+$/, { error: 'must not contain MQTT wildcards' })
           .default('portcullis'),
         clientId: z.string().min(1).max(128).optional(),
+        queue: z
+          .strictObject({
+            /** Beyond this many queued messages the oldest are dropped (and counted). */
+            maxMessages: z.number().int().min(1).default(100_000),
+            /** Messages older than this are dropped (and counted). */
+            maxAgeHours: z.number().positive().default(168),
+          })
+          .prefault({}),
       })
       .optional(),
   });

@@ -55,6 +55,18 @@ export class QueueRepository {
     return this.db.prepare('DELETE FROM uplink_queue WHERE id = ?').run(id).changes === 1;
   }
 
+  /** Drop policy: the oldest go first. Returns how many were dropped. */
+  deleteOldest(n: number): number {
+    return this.db
+      .prepare('DELETE FROM uplink_queue WHERE id IN (SELECT id FROM uplink_queue ORDER BY id LIMIT ?)')
+      .run(n).changes;
+  }
+
+  /** Expiry: messages enqueued before `iso` are dropped. Returns how many. */
+  deleteEnqueuedBefore(iso: string): number {
+    return this.db.prepare('DELETE FROM uplink_queue WHERE enqueued_at < ?').run(iso).changes;
+  }
+
   depth(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM uplink_queue').get() as { n: number }).n;
   }

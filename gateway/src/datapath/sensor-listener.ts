@@ -1,0 +1,96 @@
+import { CoapRouter, createCoapsServer } from '../coap/index.ts';
+import type { Core } from '../core.ts';
+import type { DtlsServer, DtlsSession, PeerAddress } from '../dtls/index.ts';
+import { ListenError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { authorizeTelemetry } from '../policy/index.ts';
+import type { Uplink } from '../uplink/index.ts';
+
+/** How often sessions of devices that lost their standing (decommissioned, quarantined) are closed. */
+const SESSION_REVIEW_MS = 1000;
+
+export interface SensorListener {
+  address: PeerAddress;
+  server: DtlsServer;
+  close(): Promise<void>;
+}
+
+/**
+ * The sensor side of the data path: DTLS (PSK from the identity service) → CoAP `POST /telemetry` →
+ * identity → policy → durable uplink queue. A message is acknowledged (2.04) only once it is in the queue.
+ */
+export async function startSensorListener(
+  core: Core,
+  uplink: Uplink,
+  logger: Logger,
+): Promise<SensorListener> {
+  const identity = core.identity;
+  const sessions = new Set<DtlsSession>();
+  const router = new CoapRouter().on('POST', '/telemetry', (req) => {
+    const device = identity.deviceFor(req.session.credential);
+    const decision = authorizeTelemetry(device);
+    if (!decision.allow || !device) {
+      logger.warn(
+        { deviceId: device?.id, reason: decision.allow ? 'unknown' : decision.reason },
+        'telemetry refused',
+      );
+      return { code: '4.03' };
+    }
+    uplink.enqueue({
+      deviceId: device.id,
+      payload: req.payload,
+      contentFormat: req.contentFormat,
+      credentialKind: req.session.credential.kind,
+    });
+    identity.touch(device.id);
+    return { code: '2.04' };
+  });
+  const { server } = createCoapsServer(
+    {
+      lookupPsk: (id) => {
+        try {
+          return identity.pskFor(id);
+        } catch (err) {
+          // A secret that no longer unwraps (tampered row, changed data key) must fail closed, loudly.
+          logger.error({ err: (err as Error).message }, 'PSK lookup failed');
+          return undefined;
+        }
+      },
+      onSession: (s) => {
+        sessions.add(s);
+        const device = identity.deviceFor(s.credential);
+        logger.info(
+          { deviceId: device?.id, peer: `${s.peer.address}:${s.peer.port}`, suite: s.cipherSuite },
+          'sensor session',
+        );
+      },
+      onClose: (s) => sessions.delete(s),
+      onHandshakeFailure: (f) =>
+        logger.warn(
+          { peer: `${f.peer.address}:${f.peer.port}`, code: f.code, fromPeer: f.fromPeer },
+          'sensor handshake failed',
+        ),
+      onInternalError: (err) => logger.error({ err }, 'DTLS internal error'),
+    },
+    { router, onHandlerError: (err) => logger.error({ err }, 'CoAP handler error') },
+  );
+  const { host, port } = core.config.dtls;
+  const address = await server.listen(port, host).catch((err: NodeJS.ErrnoException) => {
+    throw new ListenError('dtls', host, port, err);
+  });
+  // The CLI changes device state in another process; close sessions whose device may no longer talk.
+  const review = setInterval(() => {
+    for (const s of sessions) {
+      if (!authorizeTelemetry(identity.deviceFor(s.credential)).allow) s.close();
+    }
+  }, SESSION_REVIEW_MS);
+  review.unref();
+  return {
+    address,
+    server,
+    close: async () => {
+      clearInterval(review);
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import type { AuditLog } from '../audit/index.ts';
+import type { Clock } from '../clock.ts';
+import type { PeerCredential } from '../dtls/index.ts';
+import type { Keystore } from '../keystore/index.ts';
+import { type Device, type DeviceState, type Store, StoreError } from '../store/index.ts';
+import { IdentityError } from './errors.ts';
+
+/** Device ids appear in MQTT topics and file names: no '/', '+', '#', spaces or control characters. */
+export const deviceIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+  error: 'must be 1-64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit',
+});
+
+const pskIdentitySchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[\x21-\x7e]+$/, { error: 'must be 1-128 printable ASCII characters without spaces' });
+
+/** 128 to 512 bits, as hex. Shorter keys are refused: a sensor PSK is the device's only secret. */
+const pskHexSchema = z
+  .string()
+  .regex(/^([0-9a-fA-F]{2}){16,64}$/, { error: 'must be 16-64 bytes of hex (at least 128 bits)' });
+
+export interface AddPskDevice {
+  id: string;
+  pskIdentity: string;
+  /** Hex; omit with `generate` to have the gateway make a 128-bit key. */
+  pskHex?: string;
+  generate?: boolean;
+  segment?: string;
+  name?: string;
+  type?: string;
+}
+
+export interface CredentialView {
+  kind: 'psk' | 'x509' | 'rpk';
+  /** The PSK identity or the SHA-256 fingerprint; never the secret. */
+  lookup: string;
+  createdAt: string;
+  revokedAt: string | null;
+  erased: boolean;
+}
+
+function pskContext(identity: string): string {
+  return `credential:psk:${identity}`;
+}
+
+function invalid(what: string, err: z.ZodError): IdentityError {
+  return new IdentityError('ERR_IDENTITY_INVALID', `${what} ${err.issues[0]?.message ?? 'is invalid'}`);
+}
+
+/** Devices, their credentials and their lifecycle. Every state change is an audit entry naming the actor. */
+export class IdentityService {
+  constructor(
+    private readonly store: Store,
+    private readonly keystore: Keystore,
+    private readonly audit: AuditLog,
+    private readonly clock: Clock,
+  ) {}
+
+  private nowIso(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+
+  /** Pre-provisions a PSK device (active at once). Returns the key only when the gateway generated it. */
+  addPskDevice(req: AddPskDevice, actor: string): { device: Device; generatedPskHex: string | null } {
+    const id = deviceIdSchema.safeParse(req.id);
+    if (!id.success) throw invalid('device id', id.error);
+    const identity = pskIdentitySchema.safeParse(req.pskIdentity);
+    if (!identity.success) throw invalid('PSK identity', identity.error);
+    if (Boolean(req.pskHex) === Boolean(req.generate)) {
+      throw new IdentityError('ERR_IDENTITY_INVALID', 'give exactly one of a PSK (hex) or --generate-psk');
+    }
+    let psk: Buffer;
+    if (req.pskHex) {
+      const hex = pskHexSchema.safeParse(req.pskHex);
+      if (!hex.success) throw invalid('PSK', hex.error);
+      psk = Buffer.from(hex.data, 'hex');
+    } else {
+      psk = randomBytes(16);
+    }
+    if (req.segment && !this.store.segments.get(req.segment)) {
+      throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `segment ${req.segment} does not exist`);
+    }
+    const now = this.nowIso();
+    try {
+      const device = this.store.transaction(() => {
+        const d = this.store.devices.insert(
+          {
+            id: id.data,
+            name: req.name ?? null,
+            type: req.type ?? null,
+            credentialKind: 'psk',
+            segment: req.segment ?? null,
+            state: 'active',
+          },
+          now,
+        );
+        this.store.credentials.insert(
+          {
+            deviceId: d.id,
+            kind: 'psk',
+            lookup: identity.data,
+            secretWrapped: this.keystore.wrap(psk, pskContext(identity.data)),
+          },
+          now,
+        );
+        this.audit.append({
+          actor,
+          action: 'device.add',
+          target: d.id,
+          details: {
+            credentialKind: 'psk',
+            identity: identity.data,
+            segment: d.segment,
+            generated: !req.pskHex,
+          },
+        });
+        return d;
+      });
+      return { device, generatedPskHex: req.generate ? psk.toString('hex') : null };
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT') {
+        throw new IdentityError('ERR_IDENTITY_CONFLICT', err.message);
+      }
+      throw err;
+    } finally {
+      psk.fill(0);
+    }
+  }
+
+  list(filter: { state?: DeviceState } = {}): Device[] {
+    return this.store.devices.list(filter);
+  }
+
+  show(id: string): { device: Device; credentials: CredentialView[] } {
+    const device = this.store.devices.get(id);
+    if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
+    const credentials = this.store.credentials.listForDevice(id).map((c) => ({
+      kind: c.kind,
+      lookup: c.lookup,
+      createdAt: c.createdAt,
+      revokedAt: c.revokedAt,
+      erased: c.secretWrapped === null,
+    }));
+    return { device, credentials };
+  }
+
+  /**
+   * Revokes and crypto-erases every credential, marks the device decommissioned, and audits it — in one
+   * transaction. The running gateway sees the new state on the device's next message and closes its sessions.
+   */
+  decommission(id: string, actor: string, reason?: string): Device {
+    const now = this.nowIso();
+    return this.store.transaction(() => {
+      const device = this.store.devices.get(id);
+      if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
+      if (device.state === 'decommissioned') {
+        throw new IdentityError('ERR_IDENTITY_STATE', `device ${id} is already decommissioned`);
+      }
+      const erased = this.store.credentials.revokeAndEraseForDevice(id, now);
+      this.store.devices.setState(id, 'decommissioned', now);
+      this.audit.append({
+        actor,
+        action: 'device.decommission',
+        target: id,
+        details: { previousState: device.state, credentialsErased: erased, reason: reason ?? null },
+      });
+      return this.store.devices.get(id) as Device;
+    });
+  }
+
+  /**
+   * The PSK for a handshake, or undefined. Only an unrevoked credential of an active device authenticates;
+   * everything else looks exactly like an unknown identity to the peer.
+   */
+  pskFor(identity: Buffer): Buffer | undefined {
+    const lookup = identity.toString('utf8');
+    const cred = this.store.credentials.findActive('psk', lookup);
+    if (!cred?.secretWrapped) return undefined;
+    const device = this.store.devices.get(cred.deviceId);
+    if (device?.state !== 'active') return undefined;
+    return this.keystore.unwrap(cred.secretWrapped, pskContext(lookup));
+  }
+
+  /** The device behind an authenticated DTLS credential, whatever its state (policy decides what it may do). */
+  deviceFor(credential: PeerCredential): Device | undefined {
+    const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;
+    const cred = this.store.credentials.findActive(credential.kind, lookup);
+    return cred ? this.store.devices.get(cred.deviceId) : undefined;
+  }
+
+  touch(id: string): void {
+    this.store.devices.touch(id, this.nowIso());
+  }
+}

@@ -1,0 +1,139 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  createSecretKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomBytes,
+  webcrypto,
+} from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
+import { KeystoreError } from './errors.ts';
+import type { Keystore, KeystoreStatus, TlsClientKey } from './types.ts';
+
+const WRAP_VERSION = 1;
+const IV_LENGTH = 12;
+const TAG_LENGTH = 16;
+
+/** Reads a key file, refusing one that others can read: a leaked key file is a leaked key. */
+function readSecretFile(path: string): Buffer {
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) {
+    throw new KeystoreError(
+      'ERR_KEYSTORE_FILE',
+      `${path} is accessible to other users (mode ${mode.toString(8)}); expected 0600`,
+    );
+  }
+  return readFileSync(path);
+}
+
+function writeSecretFile(path: string, data: Buffer | string): void {
+  // wx: never overwrite an existing key (that would orphan every secret wrapped under it).
+  writeFileSync(path, data, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+}
+
+/** AES-256-GCM wrapping shared by every backend once it holds the data key. */
+export function wrapWith(dataKey: Buffer | KeyObject, plaintext: Buffer, context: string): Buffer {
+  const iv = randomBytes(IV_LENGTH);
+  const c = createCipheriv('aes-256-gcm', dataKey, iv);
+  c.setAAD(Buffer.from(context, 'utf8'));
+  const body = Buffer.concat([c.update(plaintext), c.final()]);
+  return Buffer.concat([Buffer.from([WRAP_VERSION]), iv, c.getAuthTag(), body]);
+}
+
+export function unwrapWith(dataKey: Buffer | KeyObject, wrapped: Buffer, context: string): Buffer {
+  if (wrapped.length < 1 + IV_LENGTH + TAG_LENGTH || wrapped[0] !== WRAP_VERSION) {
+    throw new KeystoreError('ERR_KEYSTORE_UNWRAP', 'wrapped secret is malformed');
+  }
+  const iv = wrapped.subarray(1, 1 + IV_LENGTH);
+  const tag = wrapped.subarray(1 + IV_LENGTH, 1 + IV_LENGTH + TAG_LENGTH);
+  const d = createDecipheriv('aes-256-gcm', dataKey, iv);
+  d.setAAD(Buffer.from(context, 'utf8'));
+  d.setAuthTag(tag);
+  try {
+    return Buffer.concat([d.update(wrapped.subarray(1 + IV_LENGTH + TAG_LENGTH)), d.final()]);
+  } catch {
+    throw new KeystoreError(
+      'ERR_KEYSTORE_UNWRAP',
+      'wrapped secret does not authenticate (tampered, moved, or wrapped under another data key)',
+    );
+  }
+}
+
+/** Builds a PKCS#10 request signed by a P-256 key (PKCS#8), for the cloud CA to issue the uplink certificate. */
+export async function csrFor(privateKeyPem: string, subject: string): Promise<string> {
+  const priv = createPrivateKey(privateKeyPem);
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+  const pkcs8 = priv.export({ format: 'der', type: 'pkcs8' });
+  const spki = createPublicKey(priv).export({ format: 'der', type: 'spki' });
+  const keys = {
+    privateKey: await webcrypto.subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']),
+    publicKey: await webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']),
+  };
+  try {
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: subject,
+      keys,
+      signingAlgorithm: alg,
+    });
+    return csr.toString('pem');
+  } catch (err) {
+    throw new KeystoreError('ERR_KEYSTORE_CSR', `cannot build the CSR: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Keys as files (0600) in `<dataDir>/keystore`, for machines without a TPM. Said loudly in status and logs:
+ * anyone who can read these files holds every device secret.
+ */
+export class SoftwareKeystore implements Keystore {
+  readonly backend = 'software' as const;
+  readonly hardwareBacked = false;
+  private readonly dataKey: KeyObject;
+  private readonly uplinkKeyPath: string;
+
+  constructor(dir: string) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const dataKeyPath = join(dir, 'data.key');
+    if (!existsSync(dataKeyPath)) writeSecretFile(dataKeyPath, randomBytes(32));
+    const raw = readSecretFile(dataKeyPath);
+    if (raw.length !== 32)
+      throw new KeystoreError('ERR_KEYSTORE_FILE', `${dataKeyPath} is not a 256-bit key`);
+    // A KeyObject keeps the data key out of ordinary Buffers that could end up in a log by accident.
+    this.dataKey = createSecretKey(raw);
+    this.uplinkKeyPath = join(dir, 'uplink.key');
+  }
+
+  wrap(plaintext: Buffer, context: string): Buffer {
+    return wrapWith(this.dataKey, plaintext, context);
+  }
+
+  unwrap(wrapped: Buffer, context: string): Buffer {
+    return unwrapWith(this.dataKey, wrapped, context);
+  }
+
+  private uplinkKeyPem(): string {
+    if (!existsSync(this.uplinkKeyPath)) {
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      writeSecretFile(this.uplinkKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+    }
+    return readSecretFile(this.uplinkKeyPath).toString('utf8');
+  }
+
+  uplinkKey(): TlsClientKey {
+    return { key: this.uplinkKeyPem() };
+  }
+
+  uplinkCsr(subject: string): Promise<string> {
+    return csrFor(this.uplinkKeyPem(), subject);
+  }
+
+  status(): KeystoreStatus {
+    return { backend: this.backend, hardwareBacked: false, uplinkKey: existsSync(this.uplinkKeyPath) };
+  }
+}

@@ -1,0 +1,33 @@
+import type { KeyObject } from 'node:crypto';
+
+export type KeystoreBackend = 'software' | 'tpm2';
+
+/** What TLS needs to authenticate the uplink with the gateway's client key. */
+export interface TlsClientKey {
+  /** PEM private key, or a KeyObject; with `tpm2` it names a key that stays inside the TPM. */
+  key: string | KeyObject;
+}
+
+export interface KeystoreStatus {
+  backend: KeystoreBackend;
+  hardwareBacked: boolean;
+  uplinkKey: boolean;
+}
+
+/**
+ * Where the gateway's keys live. The data key that encrypts secrets at rest (device PSKs, TOTP secrets, CA
+ * keys) never leaves the keystore in the clear; callers only wrap and unwrap.
+ */
+export interface Keystore {
+  readonly backend: KeystoreBackend;
+  readonly hardwareBacked: boolean;
+  /** AES-256-GCM under the data key; `context` is bound as AAD so a blob cannot be moved to another row. */
+  wrap(plaintext: Buffer, context: string): Buffer;
+  /** Throws `ERR_KEYSTORE_UNWRAP` when the blob was tampered with, moved, or wrapped under another key. */
+  unwrap(wrapped: Buffer, context: string): Buffer;
+  /** The uplink's TLS client key, created on first use; null only if it cannot exist (never silently). */
+  uplinkKey(): TlsClientKey;
+  /** A PKCS#10 request for the uplink key, for the cloud operator's CA to sign. */
+  uplinkCsr(subject: string): Promise<string>;
+  status(): KeystoreStatus;
+}

@@ -1,0 +1,7 @@
+export {
+  type TelemetryMessage,
+  Uplink,
+  type UplinkOptions,
+  type UplinkStatus,
+  type UplinkTls,
+} from './uplink.ts';

@@ -1,0 +1,245 @@
+import type { KeyObject } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import type { Store } from '../store/index.ts';
+
+export interface UplinkTls {
+  ca: Buffer;
+  /** PEM chain of the gateway's client certificate; without it the uplink waits and messages queue. */
+  cert: Buffer | null;
+  key: string | KeyObject;
+}
+
+export interface UplinkOptions {
+  url: string;
+  clientId: string;
+  topicPrefix: string;
+  tls: UplinkTls;
+  /** Unacknowledged publishes at once. */
+  window?: number;
+  /** Queue bounds; beyond them the oldest messages are dropped and counted. */
+  maxMessages?: number;
+  maxAgeMs?: number;
+  reconnect?: { minMs?: number; maxMs?: number };
+}
+
+export interface TelemetryMessage {
+  deviceId: string;
+  payload: Buffer;
+  contentFormat: number | null;
+  credentialKind: string;
+}
+
+export interface UplinkStatus {
+  state: 'unset' | 'awaiting-certificate' | 'connecting' | 'connected' | 'disconnected';
+  queueDepth: number;
+  published: number;
+  dropped: number;
+  lastError: string | null;
+}
+
+/**
+ * Store-and-forward to the cloud broker: a message is durable in SQLite before the sensor is answered, is
+ * published with QoS 1 in queue order, and is deleted only on PUBACK. After a reconnect or a restart the
+ * queue is replayed from its head, so delivery is at least once (a lost PUBACK means one duplicate).
+ */
+export class Uplink {
+  private client: MqttClient | null = null;
+  private connected = false;
+  private readonly inflight = new Set<number>();
+  private lastSentId = 0;
+  private depth: number;
+  private published = 0;
+  private dropped = 0;
+  private attempt = 0;
+  private lastError: string | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private pumpScheduled = false;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: UplinkOptions | null,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {
+    this.depth = store.queue.depth();
+  }
+
+  topicFor(deviceId: string): string {
+    return `${this.opts?.topicPrefix ?? 'portcullis'}/devices/${deviceId}/telemetry`;
+  }
+
+  /** Durable on return (the store commits synchronously): only then may the sensor be acknowledged. */
+  enqueue(m: TelemetryMessage): number {
+    const max = this.opts?.maxMessages ?? 100_000;
+    if (this.depth >= max) {
+      const n = this.store.queue.deleteOldest(this.depth - max + 1);
+      this.depth -= n;
+      this.dropped += n;
+      this.logger.warn({ dropped: n, max }, 'uplink queue full: dropped the oldest messages');
+    }
+    const receivedAt = new Date(this.clock.now()).toISOString();
+    const properties: Record<string, string> = {
+      deviceId: m.deviceId,
+      receivedAt,
+      credentialKind: m.credentialKind,
+    };
+    if (m.contentFormat !== null) properties.contentFormat = String(m.contentFormat);
+    const id = this.store.queue.enqueue({
+      deviceId: m.deviceId,
+      topic: this.topicFor(m.deviceId),
+      payload: m.payload,
+      properties,
+      enqueuedAt: receivedAt,
+    });
+    this.depth++;
+    this.schedulePump();
+    return id;
+  }
+
+  start(): void {
+    const maxAge = this.opts?.maxAgeMs ?? 7 * 24 * 3600_000;
+    this.expiryTimer = setInterval(() => this.expire(maxAge), Math.min(maxAge, 60_000));
+    this.expiryTimer.unref();
+    this.connect();
+  }
+
+  private expire(maxAgeMs: number): void {
+    const n = this.store.queue.deleteEnqueuedBefore(new Date(this.clock.now() - maxAgeMs).toISOString());
+    if (n > 0) {
+      this.depth -= n;
+      this.dropped += n;
+      this.logger.warn({ dropped: n, maxAgeMs }, 'uplink queue: dropped expired messages');
+    }
+  }
+
+  private connect(): void {
+    const o = this.opts;
+    if (!o?.tls.cert || this.stopped) return;
+    const client = mqtt.connect(o.url, {
+      protocolVersion: 5,
+      clientId: o.clientId,
+      clean: true,
+      // Reconnection is ours (jittered back-off, queue replay); mqtt.js must not keep a second store.
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      ca: o.tls.ca,
+      cert: o.tls.cert,
+      key: o.tls.key as string,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+    } as mqtt.IClientOptions);
+    this.client = client;
+    client.on('connect', () => {
+      this.connected = true;
+      this.attempt = 0;
+      this.lastError = null;
+      this.inflight.clear();
+      this.lastSentId = 0;
+      this.logger.info({ url: o.url }, 'uplink connected');
+      this.schedulePump();
+    });
+    client.on('error', (err) => {
+      this.lastError = err.message;
+      this.logger.warn({ err: err.message }, 'uplink error');
+    });
+    client.on('close', () => {
+      if (this.client !== client) return;
+      const was = this.connected;
+      this.connected = false;
+      this.client = null;
+      client.removeAllListeners();
+      client.on('error', () => {});
+      client.end(true);
+      if (was) this.logger.warn('uplink disconnected; messages queue until it is back');
+      this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const min = this.opts?.reconnect?.minMs ?? 1000;
+    const max = this.opts?.reconnect?.maxMs ?? 60_000;
+    // Full jitter: a site of gateways that lost the same broker does not come back in lockstep.
+    const ceiling = Math.min(max, min * 2 ** this.attempt);
+    const delay = Math.round(min / 2 + Math.random() * (ceiling - min / 2));
+    this.attempt++;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connect();
+    }, delay);
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || !this.connected) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const client = this.client;
+    const window = this.opts?.window ?? 64;
+    while (client && this.connected && this.inflight.size < window) {
+      const batch = this.store.queue.peek(window - this.inflight.size, this.lastSentId);
+      if (batch.length === 0) return;
+      for (const m of batch) {
+        this.inflight.add(m.id);
+        this.lastSentId = m.id;
+        client.publish(
+          m.topic,
+          m.payload,
+          { qos: 1, properties: { userProperties: m.properties } },
+          (err) => {
+            if (this.client !== client) return; // a new connection replays from the queue
+            this.inflight.delete(m.id);
+            if (err) {
+              this.lastError = err.message;
+              return;
+            }
+            if (this.store.queue.delete(m.id)) this.depth--;
+            this.published++;
+            this.schedulePump();
+          },
+        );
+      }
+    }
+  }
+
+  status(): UplinkStatus {
+    let state: UplinkStatus['state'];
+    if (!this.opts) state = 'unset';
+    else if (!this.opts.tls.cert) state = 'awaiting-certificate';
+    else if (this.connected) state = 'connected';
+    else state = this.attempt === 0 ? 'connecting' : 'disconnected';
+    return {
+      state,
+      queueDepth: this.depth,
+      published: this.published,
+      dropped: this.dropped,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Stops publishing; what is not acknowledged stays queued for the next start. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    const client = this.client;
+    this.client = null;
+    this.connected = false;
+    if (!client) return;
+    // Give in-flight publishes a moment to be acknowledged; what is not stays queued anyway.
+    await Promise.race([
+      new Promise<void>((resolve) => client.end(false, {}, () => resolve())),
+      new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
+    ]);
+    client.end(true);
+  }
+}
