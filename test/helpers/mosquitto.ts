@@ -1,7 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { chownSync, copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Party } from './pki.ts';
@@ -51,6 +51,10 @@ export interface Broker {
 export async function startBroker(opts: { caPath: string; server: Party }): Promise<Broker> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-mosquitto-'));
   const port = await freeTcpPort();
+  // mosquitto started as root drops to its own user: give it a private copy of what it must read and write.
+  copyFileSync(opts.caPath, join(dir, 'ca.pem'));
+  copyFileSync(opts.server.certPath, join(dir, 'server.pem'));
+  copyFileSync(opts.server.keyPath, join(dir, 'server.key'));
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(
     conf,
@@ -60,15 +64,20 @@ export async function startBroker(opts: { caPath: string; server: Party }): Prom
       'persistence true',
       `persistence_location ${dir}/`,
       `listener ${port} 127.0.0.1`,
-      `cafile ${opts.caPath}`,
-      `certfile ${opts.server.certPath}`,
-      `keyfile ${opts.server.keyPath}`,
+      `cafile ${dir}/ca.pem`,
+      `certfile ${dir}/server.pem`,
+      `keyfile ${dir}/server.key`,
       'require_certificate true',
       'tls_version tlsv1.3',
       'max_queued_messages 100000',
       '',
     ].join('\n'),
   );
+  if (process.getuid?.() === 0) {
+    const uid = Number(execFileSync('id', ['-u', 'mosquitto']).toString());
+    const gid = Number(execFileSync('id', ['-g', 'mosquitto']).toString());
+    for (const f of ['', ...readdirSync(dir)]) chownSync(join(dir, f), uid, gid);
+  }
   let child: ChildProcess | null = null;
   let log = '';
   const broker: Broker = {

@@ -132,8 +132,23 @@ export function makePki(): TestPki {
       writeFileSync(join(dir, `${name}.csr`), csrPem);
       writeFileSync(join(dir, `${name}.ext`), 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
       openssl(
-        ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-          '-out', `${name}.pem`, '-days', '30', '-extfile', `${name}.ext`],
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${name}.csr`,
+          '-CA',
+          'ca.pem',
+          '-CAkey',
+          'ca.key',
+          '-CAcreateserial',
+          '-out',
+          `${name}.pem`,
+          '-days',
+          '30',
+          '-extfile',
+          `${name}.ext`,
+        ],
         dir,
       );
       return join(dir, `${name}.pem`);

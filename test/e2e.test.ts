@@ -1,0 +1,225 @@
+/**
+ * The data path end to end, all real: a technician provisions sensors with the CLI, the gateway is started by
+ * the CLI, sensors (libcoap, node-dtls-client, the crafted client) talk CoAP over DTLS, and mosquitto — TLS 1.3,
+ * client certificates required — delivers to `mosquitto_sub` holding its own certificate.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parse } from 'coap-packet';
+import { coapPost } from './helpers/coaps-fixture.ts';
+import { TestDtlsClient } from './helpers/dtls-test-client.ts';
+import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
+import { type Broker, startBroker } from './helpers/mosquitto.ts';
+import { runPeer } from './helpers/peers.ts';
+import { makePki, type TestPki } from './helpers/pki.ts';
+import { type Subscriber, startSubscriber } from './helpers/subscriber.ts';
+
+const require = createRequire(import.meta.url);
+interface NodeDtlsSocket {
+  on(event: 'connected' | 'close', cb: () => void): NodeDtlsSocket;
+  on(event: 'message', cb: (m: Buffer) => void): NodeDtlsSocket;
+  on(event: 'error', cb: (e: Error) => void): NodeDtlsSocket;
+  send(data: Buffer): void;
+  close(): void;
+}
+const { dtls } = require('node-dtls-client') as {
+  dtls: { createSocket(o: Record<string, unknown>): NodeDtlsSocket };
+};
+
+// libcoap and node-dtls-client take the PSK as text; the gateway stores whatever bytes it is given (hex).
+const KEY_1 = 'sensor-one-key-0123';
+const KEY_3 = 'sensor-three-key-456';
+const hex = (s: string) => Buffer.from(s).toString('hex');
+const topicOf = (id: string) => `site-1/devices/${id}/telemetry`;
+
+describe('end to end: sensor → DTLS → gateway → MQTT 5 mTLS → broker', () => {
+  let pki: TestPki;
+  let broker: Broker;
+  let home: GatewayHome;
+  let gw: RunningGateway;
+  let sub: Subscriber;
+  let generatedKey: Buffer;
+
+  before(async () => {
+    pki = makePki();
+    broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
+    home = await makeGatewayHome(pki, broker, 'gw-e2e');
+    await home.cli(['device', 'add', 'sensor-1', '--psk-identity', 'sensor-1', '--psk', hex(KEY_1)]);
+    const added = await home.cli(['device', 'add', 'sensor-2', '--psk-identity', 'id-2', '--generate-psk']);
+    generatedKey = Buffer.from(/psk: ([0-9a-f]{32})/.exec(added)?.[1] ?? '', 'hex');
+    await home.cli(['device', 'add', 'sensor-3', '--psk-identity', 'sensor-3', '--psk', hex(KEY_3)]);
+    gw = await home.start();
+    sub = await startSubscriber(pki, broker, 'site-1/#');
+  });
+  after(async () => {
+    sub?.stop();
+    await gw?.stop();
+    await broker?.dispose();
+    home?.dispose();
+    pki?.dispose();
+  });
+
+  it('delivers a coap-client-openssl POST byte for byte on the device topic with MQTT 5 user properties', async () => {
+    const body = randomBytes(64);
+    const file = join(home.dir, 'body.bin');
+    writeFileSync(file, body);
+    const r = await runPeer('coap-client-openssl', [
+      '-u',
+      'sensor-1',
+      '-k',
+      KEY_1,
+      '-m',
+      'post',
+      '-t',
+      '42',
+      '-f',
+      file,
+      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    await sub.waitFor((ms) => ms.some((m) => m.payload.equals(body)), 'the binary payload');
+    const m = sub.messages.find((x) => x.payload.equals(body));
+    assert.equal(m?.topic, topicOf('sensor-1'));
+    assert.match(m?.properties ?? '', /deviceId:sensor-1/);
+    assert.match(m?.properties ?? '', /credentialKind:psk/);
+    assert.match(m?.properties ?? '', /contentFormat:42/);
+    assert.match(m?.properties ?? '', /receivedAt:\d{4}-\d\d-\d\dT/);
+  });
+
+  it('delivers from node-dtls-client', async () => {
+    const socket = dtls.createSocket({
+      type: 'udp4',
+      address: '127.0.0.1',
+      port: home.dtlsPort,
+      psk: { 'sensor-1': KEY_1 },
+      timeout: 5000,
+      ciphers: ['TLS_PSK_WITH_AES_128_CCM_8'],
+    });
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      socket
+        .on('connected', () => socket.send(coapPost('from node-dtls-client')))
+        .on('message', resolve)
+        .on('error', reject);
+    });
+    socket.close();
+    assert.equal(parse(answer).code, '2.04');
+    await sub.waitFor(
+      (ms) => ms.some((m) => m.payload.toString() === 'from node-dtls-client'),
+      'node-dtls-client telemetry',
+    );
+  });
+
+  it('delivers from a sensor holding the PSK the gateway generated', async () => {
+    const c = new TestDtlsClient({
+      port: home.dtlsPort,
+      suite: 'TLS_PSK_WITH_AES_128_CCM_8',
+      psk: { identity: 'id-2', key: generatedKey },
+    });
+    await c.connect();
+    c.send(coapPost('generated key'));
+    assert.equal(parse(await c.receive()).code, '2.04');
+    c.close();
+    await sub.waitFor(
+      (ms) => ms.some((m) => m.payload.toString() === 'generated key'),
+      'generated-key telemetry',
+    );
+    assert.equal(
+      sub.messages.find((m) => m.payload.toString() === 'generated key')?.topic,
+      topicOf('sensor-2'),
+    );
+  });
+
+  it('lets nothing through from an unknown identity or a decommissioned device, and closes its live session', async () => {
+    const mark = sub.messages.length;
+    const unknown = await runPeer('coap-client-openssl', [
+      '-u',
+      'nobody',
+      '-k',
+      KEY_1,
+      '-m',
+      'post',
+      '-e',
+      'from nobody',
+      '-B',
+      '3',
+      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+    ]);
+    assert.match(unknown.stdout.toString() + unknown.stderr, /bad record mac/);
+
+    // sensor-3 has a live session when it is decommissioned.
+    const live = new TestDtlsClient({
+      port: home.dtlsPort,
+      suite: 'TLS_PSK_WITH_AES_128_CCM_8',
+      psk: { identity: 'sensor-3', key: Buffer.from(KEY_3) },
+      timeoutMs: 5000,
+    });
+    await live.connect();
+    live.send(coapPost('before decommission'));
+    assert.equal(parse(await live.receive()).code, '2.04');
+    const out = await home.cli(['device', 'decommission', 'sensor-3', '--reason', 'sold']);
+    assert.match(out, /decommissioned/);
+    assert.equal(await live.nextAlert(), 0, 'the gateway closed the session (close_notify)');
+    live.send(coapPost('after decommission'));
+    live.close();
+
+    const again = await runPeer('coap-client-openssl', [
+      '-u',
+      'sensor-3',
+      '-k',
+      KEY_3,
+      '-m',
+      'post',
+      '-e',
+      'with the old key',
+      '-B',
+      '3',
+      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+    ]);
+    assert.match(again.stdout.toString() + again.stderr, /bad record mac/);
+
+    // A sentinel from a good sensor proves the subscriber was listening throughout.
+    const ok = await runPeer('coap-client-openssl', [
+      '-u',
+      'sensor-1',
+      '-k',
+      KEY_1,
+      '-m',
+      'post',
+      '-e',
+      'sentinel',
+      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    await sub.waitFor((ms) => ms.some((m) => m.payload.toString() === 'sentinel'), 'the sentinel');
+    const since = sub.messages.slice(mark).map((m) => m.payload.toString());
+    assert.deepEqual(since, ['before decommission', 'sentinel']);
+
+    const shown = JSON.parse(await home.cli(['device', 'show', 'sensor-3', '--json'])) as {
+      device: { state: string };
+      credentials: { erased: boolean; revokedAt: string | null }[];
+    };
+    assert.equal(shown.device.state, 'decommissioned');
+    assert.ok(shown.credentials.every((c) => c.erased && c.revokedAt));
+  });
+
+  it('records who provisioned and decommissioned each device, and never the key', async () => {
+    const audit = await home.cli(['audit', 'export', '--format', 'jsonl']);
+    const entries = audit
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { action: string; actor: string; target: string | null });
+    assert.deepEqual(
+      entries.filter((e) => e.action.startsWith('device.')).map((e) => `${e.action} ${e.target}`),
+      ['device.add sensor-1', 'device.add sensor-2', 'device.add sensor-3', 'device.decommission sensor-3'],
+    );
+    assert.ok(entries.filter((e) => e.action.startsWith('device.')).every((e) => e.actor.startsWith('cli:')));
+    for (const secret of [hex(KEY_1), hex(KEY_3), generatedKey.toString('hex'), KEY_1, KEY_3]) {
+      assert.ok(!audit.includes(secret), 'no PSK in the audit log');
+      assert.ok(!gw.log.join('\n').includes(secret), 'no PSK in the gateway log');
+    }
+  });
+});
