@@ -25,6 +25,7 @@ function uplinkOptions(core: Core): UplinkOptions | null {
     },
     maxMessages: u.queue.maxMessages,
     maxAgeMs: u.queue.maxAgeHours * 3600_000,
+    reconnect: { minMs: u.reconnect.minSeconds * 1000, maxMs: u.reconnect.maxSeconds * 1000 },
   };
 }
 

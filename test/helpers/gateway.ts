@@ -53,6 +53,7 @@ export async function makeGatewayHome(pki: TestPki, broker: Broker, clientId: st
     `  caFile: ${pki.caPath}`,
     `  clientId: ${clientId}`,
     '  topicPrefix: site-1',
+    '  reconnect: {minSeconds: 0.2, maxSeconds: 1}',
   ];
   writeFileSync(config, `${base.join('\n')}\n`);
   const cli = async (args: string[]) => {

@@ -93,6 +93,14 @@ export function configSchema(baseDir: string) {
             maxAgeHours: z.number().positive().default(168),
           })
           .prefault({}),
+        /** Reconnect back-off after the broker goes away: jittered, doubling up to the maximum. */
+        reconnect: z
+          .strictObject({
+            minSeconds: z.number().positive().default(1),
+            maxSeconds: z.number().positive().default(60),
+          })
+          .prefault({})
+          .refine((r) => r.maxSeconds >= r.minSeconds, { error: 'maxSeconds must be at least minSeconds' }),
       })
       .optional(),
   });
