@@ -21,7 +21,7 @@ function uplinkOptions(core: Core): UplinkOptions | null {
     tls: {
       ca: readFileSync(u.caFile),
       cert: u.certFile ? readFileSync(u.certFile) : null,
-      key: (core.keystore as NonNullable<Core['keystore']>).uplinkKey().key,
+      key: (core.keystore as NonNullable<Core['keystore']>).uplinkKey(),
     },
     maxMessages: u.queue.maxMessages,
     maxAgeMs: u.queue.maxAgeHours * 3600_000,

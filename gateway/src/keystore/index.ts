@@ -6,7 +6,7 @@ import type { Keystore } from './types.ts';
 
 export { KeystoreError } from './errors.ts';
 export { SoftwareKeystore } from './software.ts';
-export type { Keystore, KeystoreBackend, KeystoreStatus, TlsClientKey } from './types.ts';
+export type { Keystore, KeystoreBackend, KeystoreStatus } from './types.ts';
 
 /** Opens the configured backend. Never falls back from `tpm2` to `software`: that would be a silent downgrade. */
 export function openKeystore(config: Config): Keystore {

@@ -12,8 +12,9 @@ import {
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import type { UplinkKey } from '../uplink/connection.ts';
 import { KeystoreError } from './errors.ts';
-import type { Keystore, KeystoreStatus, TlsClientKey } from './types.ts';
+import type { Keystore, KeystoreStatus } from './types.ts';
 
 const WRAP_VERSION = 1;
 const IV_LENGTH = 12;
@@ -125,8 +126,8 @@ export class SoftwareKeystore implements Keystore {
     return readSecretFile(this.uplinkKeyPath).toString('utf8');
   }
 
-  uplinkKey(): TlsClientKey {
-    return { key: this.uplinkKeyPem() };
+  uplinkKey(): UplinkKey {
+    return { kind: 'pem', pem: this.uplinkKeyPem() };
   }
 
   uplinkCsr(subject: string): Promise<string> {

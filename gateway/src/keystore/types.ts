@@ -1,12 +1,6 @@
-import type { KeyObject } from 'node:crypto';
+import type { UplinkKey } from '../uplink/connection.ts';
 
 export type KeystoreBackend = 'software' | 'tpm2';
-
-/** What TLS needs to authenticate the uplink with the gateway's client key. */
-export interface TlsClientKey {
-  /** PEM private key, or a KeyObject; with `tpm2` it names a key that stays inside the TPM. */
-  key: string | KeyObject;
-}
 
 export interface KeystoreStatus {
   backend: KeystoreBackend;
@@ -26,7 +20,7 @@ export interface Keystore {
   /** Throws `ERR_KEYSTORE_UNWRAP` when the blob was tampered with, moved, or wrapped under another key. */
   unwrap(wrapped: Buffer, context: string): Buffer;
   /** The uplink's TLS client key, created on first use; null only if it cannot exist (never silently). */
-  uplinkKey(): TlsClientKey;
+  uplinkKey(): UplinkKey;
   /** A PKCS#10 request for the uplink key, for the cloud operator's CA to sign. */
   uplinkCsr(subject: string): Promise<string>;
   status(): KeystoreStatus;

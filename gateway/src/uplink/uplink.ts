@@ -1,14 +1,13 @@
-import type { KeyObject } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/index.ts';
+import { type BrokerConnection, connectBroker, type UplinkKey } from './connection.ts';
 
 export interface UplinkTls {
   ca: Buffer;
   /** PEM chain of the gateway's client certificate; without it the uplink waits and messages queue. */
   cert: Buffer | null;
-  key: string | KeyObject;
+  key: UplinkKey;
 }
 
 export interface UplinkOptions {
@@ -45,7 +44,7 @@ export interface UplinkStatus {
  * queue is replayed from its head, so delivery is at least once (a lost PUBACK means one duplicate).
  */
 export class Uplink {
-  private client: MqttClient | null = null;
+  private client: BrokerConnection | null = null;
   private connected = false;
   private readonly inflight = new Set<number>();
   private lastSentId = 0;
@@ -119,44 +118,34 @@ export class Uplink {
   private connect(): void {
     const o = this.opts;
     if (!o?.tls.cert || this.stopped) return;
-    const client = mqtt.connect(o.url, {
-      protocolVersion: 5,
-      clientId: o.clientId,
-      clean: true,
-      // Reconnection is ours (jittered back-off, queue replay); mqtt.js must not keep a second store.
-      reconnectPeriod: 0,
-      connectTimeout: 10_000,
-      ca: o.tls.ca,
-      cert: o.tls.cert,
-      key: o.tls.key as string,
-      rejectUnauthorized: true,
-      minVersion: 'TLSv1.2',
-    } as mqtt.IClientOptions);
+    let client: BrokerConnection | null = null;
+    client = connectBroker(
+      { url: o.url, clientId: o.clientId, ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key },
+      {
+        onConnect: () => {
+          this.connected = true;
+          this.attempt = 0;
+          this.lastError = null;
+          this.inflight.clear();
+          this.lastSentId = 0;
+          this.logger.info({ url: o.url }, 'uplink connected');
+          this.schedulePump();
+        },
+        onError: (message) => {
+          this.lastError = message;
+          this.logger.warn({ err: message }, 'uplink error');
+        },
+        onClose: () => {
+          if (this.client !== client) return;
+          const was = this.connected;
+          this.connected = false;
+          this.client = null;
+          if (was) this.logger.warn('uplink disconnected; messages queue until it is back');
+          this.scheduleReconnect();
+        },
+      },
+    );
     this.client = client;
-    client.on('connect', () => {
-      this.connected = true;
-      this.attempt = 0;
-      this.lastError = null;
-      this.inflight.clear();
-      this.lastSentId = 0;
-      this.logger.info({ url: o.url }, 'uplink connected');
-      this.schedulePump();
-    });
-    client.on('error', (err) => {
-      this.lastError = err.message;
-      this.logger.warn({ err: err.message }, 'uplink error');
-    });
-    client.on('close', () => {
-      if (this.client !== client) return;
-      const was = this.connected;
-      this.connected = false;
-      this.client = null;
-      client.removeAllListeners();
-      client.on('error', () => {});
-      client.end(true);
-      if (was) this.logger.warn('uplink disconnected; messages queue until it is back');
-      this.scheduleReconnect();
-    });
   }
 
   private scheduleReconnect(): void {
@@ -191,22 +180,17 @@ export class Uplink {
       for (const m of batch) {
         this.inflight.add(m.id);
         this.lastSentId = m.id;
-        client.publish(
-          m.topic,
-          m.payload,
-          { qos: 1, properties: { userProperties: m.properties } },
-          (err) => {
-            if (this.client !== client) return; // a new connection replays from the queue
-            this.inflight.delete(m.id);
-            if (err) {
-              this.lastError = err.message;
-              return;
-            }
-            if (this.store.queue.delete(m.id)) this.depth--;
-            this.published++;
-            this.schedulePump();
-          },
-        );
+        client.publish(m.topic, m.payload, m.properties, (err) => {
+          if (this.client !== client) return; // a new connection replays from the queue
+          this.inflight.delete(m.id);
+          if (err) {
+            this.lastError = err;
+            return;
+          }
+          if (this.store.queue.delete(m.id)) this.depth--;
+          this.published++;
+          this.schedulePump();
+        });
       }
     }
   }
@@ -234,12 +218,7 @@ export class Uplink {
     const client = this.client;
     this.client = null;
     this.connected = false;
-    if (!client) return;
     // Give in-flight publishes a moment to be acknowledged; what is not stays queued anyway.
-    await Promise.race([
-      new Promise<void>((resolve) => client.end(false, {}, () => resolve())),
-      new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
-    ]);
-    client.end(true);
+    await client?.end(1000);
   }
 }

@@ -1,0 +1,165 @@
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
+import type { FromWorker, ToWorker } from './broker-worker.ts';
+
+/** How the uplink proves itself: a PEM key in this process, or a provider key only a TPM can use. */
+export type UplinkKey =
+  | { kind: 'pem'; pem: string }
+  /**
+   * A key that lives in the TPM: `keyPem` is the TPM-wrapped blob (TSS2 PRIVATE KEY), usable only through
+   * OpenSSL's tpm2 provider, which `opensslConfig` loads in a separate process (see broker-worker.ts).
+   */
+  | { kind: 'tpm2'; keyPem: string; opensslConfig: string; env: Record<string, string> };
+
+export interface ConnectParams {
+  url: string;
+  clientId: string;
+  ca: Buffer;
+  cert: Buffer;
+  key: UplinkKey;
+}
+
+export interface ConnectionEvents {
+  onConnect(): void;
+  /** The connection is gone for good; the uplink reconnects with a new one. */
+  onClose(): void;
+  onError(message: string): void;
+}
+
+export interface BrokerConnection {
+  /** QoS 1; `done(null)` on PUBACK. */
+  publish(
+    topic: string,
+    payload: Buffer,
+    userProperties: Record<string, string>,
+    done: (err: string | null) => void,
+  ): void;
+  /** Waits up to `graceMs` for in-flight acknowledgements, then closes hard. */
+  end(graceMs: number): Promise<void>;
+}
+
+/** mqtt.js in this process: MQTT 5, mutual TLS ≥ 1.2, server verified against the configured CA. */
+export function connectInProcess(
+  p: Omit<ConnectParams, 'key'>,
+  ev: ConnectionEvents,
+  key: string,
+): BrokerConnection {
+  const client = mqtt.connect(p.url, {
+    protocolVersion: 5,
+    clientId: p.clientId,
+    clean: true,
+    // Reconnection is the uplink's (jittered back-off, queue replay); mqtt.js must not keep a second store.
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    ca: p.ca,
+    cert: p.cert,
+    key,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+  } as mqtt.IClientOptions);
+  let closed = false;
+  client.on('connect', () => ev.onConnect());
+  client.on('error', (err) => ev.onError(err.message));
+  client.on('close', () => {
+    if (closed) return;
+    closed = true;
+    client.removeAllListeners();
+    client.on('error', () => {});
+    client.end(true);
+    ev.onClose();
+  });
+  return {
+    publish(topic, payload, userProperties, done) {
+      client.publish(topic, payload, { qos: 1, properties: { userProperties } }, (err) =>
+        done(err ? err.message : null),
+      );
+    },
+    async end(graceMs) {
+      closed = true;
+      await Promise.race([
+        new Promise<void>((resolve) => client.end(false, {}, () => resolve())),
+        new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref()),
+      ]);
+      client.end(true);
+    },
+  };
+}
+
+/**
+ * The same connection, held by broker-worker.ts in a child process whose OpenSSL prefers the tpm2 provider,
+ * so the TLS handshake signs inside the TPM. Publishes and acknowledgements cross the IPC channel.
+ */
+export function connectViaWorker(
+  p: ConnectParams,
+  ev: ConnectionEvents,
+  key: Extract<UplinkKey, { kind: 'tpm2' }>,
+): BrokerConnection {
+  const child = fork(fileURLToPath(new URL('./broker-worker.ts', import.meta.url)), [], {
+    execArgv: [`--openssl-config=${key.opensslConfig}`, '--import', import.meta.resolve('tsx')],
+    env: { ...process.env, ...key.env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const pending = new Map<number, (err: string | null) => void>();
+  let nextId = 1;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    for (const done of pending.values()) done('uplink worker gone');
+    pending.clear();
+    ev.onClose();
+  };
+  child.on('message', (m: FromWorker) => {
+    switch (m.type) {
+      case 'connect':
+        ev.onConnect();
+        return;
+      case 'error':
+        ev.onError(m.message);
+        return;
+      case 'ack': {
+        const done = pending.get(m.id);
+        pending.delete(m.id);
+        done?.(m.err);
+        return;
+      }
+      case 'close':
+        child.kill('SIGTERM');
+        close();
+        return;
+    }
+  });
+  child.on('error', (err) => ev.onError(`uplink worker: ${err.message}`));
+  child.on('exit', close);
+  const toWorker = (m: ToWorker) => {
+    if (child.connected) child.send(m);
+  };
+  toWorker({
+    type: 'connect',
+    params: { url: p.url, clientId: p.clientId, ca: p.ca.toString(), cert: p.cert.toString() },
+    keyPem: key.keyPem,
+  });
+  return {
+    publish(topic, payload, userProperties, done) {
+      if (closed) return done('uplink worker gone');
+      const id = nextId++;
+      pending.set(id, done);
+      toWorker({ type: 'publish', id, topic, payload: payload.toString('base64'), userProperties });
+    },
+    async end(graceMs) {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      toWorker({ type: 'end', graceMs });
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs + 2000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Connects the way the key requires. */
+export function connectBroker(p: ConnectParams, ev: ConnectionEvents): BrokerConnection {
+  return p.key.kind === 'pem' ? connectInProcess(p, ev, p.key.pem) : connectViaWorker(p, ev, p.key);
+}
