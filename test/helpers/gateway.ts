@@ -39,13 +39,19 @@ export interface RunningGateway {
  * A gateway home as a technician would set one up: config file, uplink key created by the gateway,
  * its CSR signed by the cloud CA, the certificate put in place — all through the real CLI.
  */
-export async function makeGatewayHome(pki: TestPki, broker: Broker, clientId: string): Promise<GatewayHome> {
+export async function makeGatewayHome(
+  pki: TestPki,
+  broker: Broker,
+  clientId: string,
+  opts: { tpm?: { tcti: string; env: Record<string, string> } } = {},
+): Promise<GatewayHome> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-gw-'));
   const dtlsPort = await freeUdpPort();
   const config = join(dir, 'config.yaml');
   const base = [
     `dataDir: ${join(dir, 'var')}`,
     'log: {level: info}',
+    ...(opts.tpm ? [`keystore: {backend: tpm2, tcti: "${opts.tpm.tcti}"}`] : []),
     `dtls: {host: 127.0.0.1, port: ${dtlsPort}}`,
     'ui: {port: 0}',
     'uplink:',
@@ -57,7 +63,7 @@ export async function makeGatewayHome(pki: TestPki, broker: Broker, clientId: st
   ];
   writeFileSync(config, `${base.join('\n')}\n`);
   const cli = async (args: string[]) => {
-    const r = await runCli(['--config', config, ...args], { cwd: dir });
+    const r = await runCli(['--config', config, ...args], { cwd: dir, env: opts.tpm?.env });
     if (r.code !== 0) throw new Error(`portcullis ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     return r.stdout;
   };
@@ -70,7 +76,7 @@ export async function makeGatewayHome(pki: TestPki, broker: Broker, clientId: st
     dtlsPort,
     cli,
     async start() {
-      const child = spawnCli(['--config', config, 'start'], { cwd: dir });
+      const child = spawnCli(['--config', config, 'start'], { cwd: dir, env: opts.tpm?.env });
       const log: string[] = [];
       let buf = '';
       child.stdout?.on('data', (d: Buffer) => {
