@@ -2,8 +2,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeTcpPort, waitForPort } from './mosquitto.ts';
 
@@ -100,7 +100,8 @@ export async function startTpm(): Promise<TestTpm> {
       });
       break;
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`TPM did not come up: ${String(err)}; tpm2-abrmd: ${abrmdLog}`);
+      if (Date.now() > deadline)
+        throw new Error(`TPM did not come up: ${String(err)}; tpm2-abrmd: ${abrmdLog}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
