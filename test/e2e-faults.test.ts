@@ -24,8 +24,9 @@ const TOPIC = 'site-1/devices/sensor-f/telemetry';
 async function persistentSubscriber(
   pki: TestPki,
   broker: Broker,
-): Promise<{ counts: Map<string, number>; client: MqttClient }> {
+): Promise<{ counts: Map<string, number>; order: string[]; client: MqttClient }> {
   const counts = new Map<string, number>();
+  const order: string[] = [];
   const client = mqtt.connect(broker.url, {
     protocolVersion: 5,
     clientId: 'fault-subscriber',
@@ -38,6 +39,7 @@ async function persistentSubscriber(
   });
   client.on('message', (_t, payload) => {
     const p = payload.toString();
+    if (!counts.has(p)) order.push(p);
     counts.set(p, (counts.get(p) ?? 0) + 1);
   });
   client.on('error', () => {});
@@ -46,7 +48,7 @@ async function persistentSubscriber(
     client.once('error', reject);
   });
   await client.subscribeAsync(TOPIC, { qos: 1 });
-  return { counts, client };
+  return { counts, order, client };
 }
 
 async function until(what: string, pred: () => boolean, timeoutMs: number): Promise<void> {
@@ -105,6 +107,12 @@ describe('store-and-forward under faults', () => {
     await broker.start();
     await until('all 5,000 at the subscriber', () => payloads.every((p) => sub.counts.has(p)), 120_000);
     const duplicates = payloads.reduce((n, p) => n + ((sub.counts.get(p) ?? 0) - 1), 0);
+    // The device's messages arrive in the order the sensor sent them.
+    const firstSeen = sub.order.filter((p) => p.startsWith('outage-')).map((p) => Number(p.slice(7)));
+    assert.deepEqual(
+      firstSeen,
+      payloads.map((_, i) => i),
+    );
     // At least once: a PUBACK lost in the outage means a resend. Reported, and bounded by the window.
     console.log(JSON.stringify({ outage: { sent: 5000, delivered: 5000, duplicates } }));
     assert.ok(duplicates <= 64, `${duplicates} duplicates`);
