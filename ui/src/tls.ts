@@ -25,6 +25,8 @@ export async function loadOrCreateUiTls(
   dir: string,
   host: string,
   configured?: { certFile: string; keyFile: string },
+  /** File name prefix: the sensors' DTLS listener keeps its own self-signed certificate beside the UI's. */
+  name = 'ui',
 ): Promise<TlsMaterial> {
   if (configured) {
     return {
@@ -33,8 +35,8 @@ export async function loadOrCreateUiTls(
       generated: false,
     };
   }
-  const certPath = join(dir, 'ui-cert.pem');
-  const keyPath = join(dir, 'ui-key.pem');
+  const certPath = join(dir, `${name}-cert.pem`);
+  const keyPath = join(dir, `${name}-key.pem`);
   if (existsSync(certPath) && existsSync(keyPath)) {
     return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), generated: false };
   }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { systemClock } from '../clock.ts';
 import { resolveConfig } from '../config/index.ts';
@@ -29,7 +30,8 @@ function deviceLine(d: Device): string {
 }
 
 export interface DeviceAddOptions {
-  pskIdentity: string;
+  pskIdentity?: string;
+  rpk?: string;
   psk?: string;
   generatePsk?: boolean;
   segment?: string;
@@ -44,6 +46,23 @@ export function deviceAddCommand(
   io: Io,
 ): number {
   return withWritableCore(configPath, (core) => {
+    if (o.rpk !== undefined) {
+      if (o.pskIdentity || o.psk || o.generatePsk) {
+        io.err('error: --rpk and the --psk options are exclusive');
+        return EXIT.usage;
+      }
+      const d = core.identity.addRpkDevice(
+        { id, publicKeyPem: readFileSync(o.rpk, 'utf8'), segment: o.segment, name: o.name },
+        cliActor(),
+      );
+      const fp = core.identity.show(d.id).credentials[0]?.lookup;
+      io.out(`added ${d.id} (raw public key, SHA-256 ${fp}), state ${d.state}`);
+      return EXIT.ok;
+    }
+    if (!o.pskIdentity) {
+      io.err('error: give --psk-identity (with --psk or --generate-psk), or --rpk <public key file>');
+      return EXIT.usage;
+    }
     const { device, generatedPskHex } = core.identity.addPskDevice(
       {
         id,
@@ -121,4 +140,32 @@ export async function uplinkCsrCommand(
   } finally {
     core.close();
   }
+}
+
+export function deviceApproveCommand(configPath: string | undefined, id: string, io: Io): number {
+  return withWritableCore(configPath, (core) => {
+    const d = core.identity.approve(id, cliActor());
+    io.out(`${d.id} approved: it may connect now`);
+    return EXIT.ok;
+  });
+}
+
+export function trustAddCommand(
+  configPath: string | undefined,
+  name: string,
+  caFile: string,
+  io: Io,
+): number {
+  return withWritableCore(configPath, (core) => {
+    const a = core.identity.addTrustAnchor(name, readFileSync(caFile, 'utf8'), cliActor());
+    io.out(`trust anchor ${a.name} added (SHA-256 ${a.fingerprint}); its sensors start as pending devices`);
+    return EXIT.ok;
+  });
+}
+
+export function trustListCommand(configPath: string | undefined, io: Io): number {
+  return withWritableCore(configPath, (core) => {
+    for (const a of core.identity.listTrustAnchors()) io.out(`${a.name}\t${a.fingerprint}\t${a.createdAt}`);
+    return EXIT.ok;
+  });
 }

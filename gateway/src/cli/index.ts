@@ -13,9 +13,12 @@ import {
 import {
   type DeviceAddOptions,
   deviceAddCommand,
+  deviceApproveCommand,
   deviceDecommissionCommand,
   deviceListCommand,
   deviceShowCommand,
+  trustAddCommand,
+  trustListCommand,
   uplinkCsrCommand,
 } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
@@ -76,10 +79,14 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
   const device = program.command('device').description('sensors: provisioning, inventory, decommissioning');
   device
     .command('add <id>')
-    .description('pre-provision a PSK sensor (active at once)')
-    .requiredOption('--psk-identity <identity>', 'the PSK identity the sensor sends')
+    .description('pre-provision a PSK or raw-public-key sensor (active at once)')
+    .option('--psk-identity <identity>', 'the PSK identity the sensor sends')
     .option('--psk <hex>', 'the PSK, 16-64 bytes of hex')
     .option('--generate-psk', 'make a 128-bit PSK and print it once')
+    .option(
+      '--rpk <file>',
+      'pin a raw-public-key sensor by its key (PEM; a private key file gives its public half)',
+    )
     .option('--segment <name>', 'network segment')
     .option('--name <name>', 'human-readable name')
     .option('--type <type>', 'device type')
@@ -97,12 +104,31 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       setCode(deviceShowCommand(configOpt(), id, opts.json ?? false, io)),
     );
   device
+    .command('approve <id>')
+    .description('let a pending certificate sensor in')
+    .action((id: string) => setCode(deviceApproveCommand(configOpt(), id, io)));
+  device
     .command('decommission <id>')
     .description('revoke and crypto-erase its credentials, close its sessions, for good')
     .option('--reason <text>', 'recorded in the audit log')
     .action((id: string, opts: { reason?: string }) =>
       setCode(deviceDecommissionCommand(configOpt(), id, opts.reason, io)),
     );
+
+  const identity = program.command('identity').description('trust in sensor manufacturers');
+  const trust = identity.command('trust').description('manufacturer CAs for certificate sensors');
+  trust
+    .command('add')
+    .description('trust a manufacturer CA: its sensors may ask to join and start as pending')
+    .requiredOption('--name <name>', 'manufacturer name')
+    .requiredOption('--ca <file>', 'CA certificate (PEM)')
+    .action((opts: { name: string; ca: string }) =>
+      setCode(trustAddCommand(configOpt(), opts.name, opts.ca, io)),
+    );
+  trust
+    .command('list')
+    .description('trusted manufacturer CAs')
+    .action(() => setCode(trustListCommand(configOpt(), io)));
 
   const uplink = program.command('uplink').description('the cloud MQTT uplink');
   uplink

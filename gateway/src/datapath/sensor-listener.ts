@@ -1,3 +1,6 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { join } from 'node:path';
+import { loadOrCreateUiTls } from '../../../ui/src/tls.ts';
 import { CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
 import type { DtlsServer, DtlsSession, PeerAddress } from '../dtls/index.ts';
@@ -45,8 +48,44 @@ export async function startSensorListener(
     identity.touch(device.id);
     return { code: '2.04' };
   });
+  // Certificate and raw-public-key sensors need the gateway to present a key of its own.
+  const tls = await loadOrCreateUiTls(
+    join(core.config.dataDir, 'tls'),
+    core.config.dtls.host,
+    undefined,
+    'sensors',
+  );
+  // Refreshed in place: trust anchors added with the CLI apply to the next handshake.
+  const trustAnchors: X509Certificate[] = [];
+  const refreshAnchors = () => {
+    const fresh = identity.listTrustAnchors().map((a) => new X509Certificate(a.certificatePem));
+    trustAnchors.splice(0, trustAnchors.length, ...fresh);
+  };
+  refreshAnchors();
   const { server } = createCoapsServer(
     {
+      identity: {
+        certificateChain: [new X509Certificate(tls.cert).raw],
+        privateKey: createPrivateKey(tls.key),
+      },
+      clientAuth: {
+        trustAnchors,
+        allowRawPublicKeys: true,
+        verifyPeer: (credential, peer) => {
+          // Chained to a trusted manufacturer CA, or a pinned raw key; and the device must be active.
+          const device =
+            credential.kind === 'x509'
+              ? identity.admitCertificate(credential, `${peer.address}:${peer.port}`)
+              : identity.deviceFor(credential);
+          if (device?.state === 'pending') {
+            logger.warn(
+              { deviceId: device.id },
+              'certificate sensor pending approval (portcullis device approve)',
+            );
+          }
+          return device?.state === 'active';
+        },
+      },
       lookupPsk: (id) => {
         try {
           return identity.pskFor(id);
@@ -80,6 +119,7 @@ export async function startSensorListener(
   });
   // The CLI changes device state in another process; close sessions whose device may no longer talk.
   const review = setInterval(() => {
+    refreshAnchors();
     for (const s of sessions) {
       if (!authorizeTelemetry(identity.deviceFor(s.credential)).allow) s.close();
     }

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import type { PeerCredential } from '../dtls/index.ts';
 import type { Keystore } from '../keystore/index.ts';
-import { type Device, type DeviceState, type Store, StoreError } from '../store/index.ts';
+import { type Device, type DeviceState, type Store, StoreError, type TrustAnchor } from '../store/index.ts';
 import { IdentityError } from './errors.ts';
 
 /** Device ids appear in MQTT topics and file names: no '/', '+', '#', spaces or control characters. */
@@ -190,6 +190,139 @@ export class IdentityService {
     const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;
     const cred = this.store.credentials.findActive(credential.kind, lookup);
     return cred ? this.store.devices.get(cred.deviceId) : undefined;
+  }
+
+  /** Adds a manufacturer CA: sensors whose chain ends there may ask to join (they start pending). */
+  addTrustAnchor(name: string, pem: string, actor: string): TrustAnchor {
+    const n = deviceIdSchema.safeParse(name);
+    if (!n.success) throw invalid('trust anchor name', n.error);
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch {
+      throw new IdentityError('ERR_IDENTITY_INVALID', 'the CA file is not a PEM certificate');
+    }
+    if (!cert.ca)
+      throw new IdentityError('ERR_IDENTITY_INVALID', 'the certificate is not a CA (basicConstraints)');
+    const anchor = {
+      name: n.data,
+      certificatePem: cert.toString(),
+      fingerprint: cert.fingerprint256.replaceAll(':', '').toLowerCase(),
+      createdAt: this.nowIso(),
+    };
+    try {
+      this.store.transaction(() => {
+        this.store.trustAnchors.insert(anchor);
+        this.audit.append({
+          actor,
+          action: 'identity.trust.add',
+          target: anchor.name,
+          details: { fingerprint: anchor.fingerprint, subject: cert.subject },
+        });
+      });
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT') {
+        throw new IdentityError('ERR_IDENTITY_CONFLICT', err.message);
+      }
+      throw err;
+    }
+    return anchor;
+  }
+
+  listTrustAnchors(): TrustAnchor[] {
+    return this.store.trustAnchors.list();
+  }
+
+  /** Pins a raw-public-key sensor (RFC 7250) by the SHA-256 of its SubjectPublicKeyInfo; active at once. */
+  addRpkDevice(
+    req: { id: string; publicKeyPem: string; segment?: string; name?: string },
+    actor: string,
+  ): Device {
+    const id = deviceIdSchema.safeParse(req.id);
+    if (!id.success) throw invalid('device id', id.error);
+    let spki: Buffer;
+    try {
+      spki = createPublicKey(req.publicKeyPem).export({ format: 'der', type: 'spki' });
+    } catch {
+      throw new IdentityError('ERR_IDENTITY_INVALID', 'the key file is not a PEM public or private key');
+    }
+    const fingerprint = createHash('sha256').update(spki).digest('hex');
+    const now = this.nowIso();
+    try {
+      return this.store.transaction(() => {
+        const d = this.store.devices.insert(
+          {
+            id: id.data,
+            name: req.name ?? null,
+            credentialKind: 'rpk',
+            segment: req.segment ?? null,
+            state: 'active',
+          },
+          now,
+        );
+        this.store.credentials.insert({ deviceId: d.id, kind: 'rpk', lookup: fingerprint }, now);
+        this.audit.append({
+          actor,
+          action: 'device.add',
+          target: d.id,
+          details: { credentialKind: 'rpk', fingerprint },
+        });
+        return d;
+      });
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT') {
+        throw new IdentityError('ERR_IDENTITY_CONFLICT', err.message);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * First contact of a sensor whose certificate chains to a trust anchor: it becomes a pending device (id from
+   * its fingerprint, name from its subject) until a technician approves it. Returns the device either way.
+   */
+  admitCertificate(credential: Extract<PeerCredential, { kind: 'x509' }>, from: string): Device {
+    const known = this.deviceFor(credential);
+    if (known) return known;
+    const leaf = credential.chain[0];
+    const id = `x509-${credential.fingerprint.slice(0, 16)}`;
+    const now = this.nowIso();
+    return this.store.transaction(() => {
+      const existing = this.store.devices.get(id);
+      if (existing) return existing; // decommissioned earlier: its credential is revoked, it stays out
+      const d = this.store.devices.insert(
+        { id, name: leaf?.subject.replaceAll('\n', ', ') ?? null, credentialKind: 'x509', state: 'pending' },
+        now,
+      );
+      this.store.credentials.insert({ deviceId: id, kind: 'x509', lookup: credential.fingerprint }, now);
+      this.audit.append({
+        actor: 'system',
+        action: 'device.pending',
+        target: id,
+        details: {
+          fingerprint: credential.fingerprint,
+          subject: leaf?.subject ?? null,
+          issuer: leaf?.issuer ?? null,
+          from,
+        },
+      });
+      return d;
+    });
+  }
+
+  /** A technician lets a pending device in. */
+  approve(id: string, actor: string): Device {
+    const now = this.nowIso();
+    return this.store.transaction(() => {
+      const device = this.store.devices.get(id);
+      if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
+      if (device.state !== 'pending') {
+        throw new IdentityError('ERR_IDENTITY_STATE', `device ${id} is ${device.state}, not pending`);
+      }
+      this.store.devices.setState(id, 'active', now);
+      this.audit.append({ actor, action: 'device.approve', target: id, details: {} });
+      return this.store.devices.get(id) as Device;
+    });
   }
 
   touch(id: string): void {

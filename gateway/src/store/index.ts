@@ -5,6 +5,7 @@ import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
 import { QueueRepository } from './repositories/queue.ts';
 import { SegmentRepository } from './repositories/segments.ts';
+import { TrustAnchorRepository } from './repositories/trust-anchors.ts';
 import { UserRepository } from './repositories/users.ts';
 
 export { type Db, StoreError } from './database.ts';
@@ -15,6 +16,7 @@ export type { Credential } from './repositories/credentials.ts';
 export type { CredentialKind, Device, DeviceState, NewDevice } from './repositories/devices.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment } from './repositories/segments.ts';
+export type { TrustAnchor } from './repositories/trust-anchors.ts';
 export type { Role, User } from './repositories/users.ts';
 
 export const DATABASE_FILE = 'portcullis.db';
@@ -28,6 +30,7 @@ export class Store {
   readonly alerts: AlertRepository;
   readonly queue: QueueRepository;
   readonly audit: AuditRepository;
+  readonly trustAnchors: TrustAnchorRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -37,6 +40,7 @@ export class Store {
     this.alerts = new AlertRepository(db);
     this.queue = new QueueRepository(db);
     this.audit = new AuditRepository(db);
+    this.trustAnchors = new TrustAnchorRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

@@ -109,6 +109,19 @@ export const MIGRATIONS: readonly Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
     `,
   },
+  {
+    version: 2,
+    name: 'trust anchors for certificate devices',
+    sql: `
+      -- Manufacturer CAs: a sensor chaining to one of these becomes a pending device on first contact.
+      CREATE TABLE trust_anchors (
+        name TEXT PRIMARY KEY,
+        certificate_pem TEXT NOT NULL,
+        fingerprint TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
