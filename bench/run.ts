@@ -2,9 +2,11 @@
 // stderr). Benchmarks measure Portcullis against a peer in the same run and report ratios; they are never
 // timed assertions in the test suite.
 import { dtlsBench } from './dtls.ts';
+import { e2eBench } from './e2e.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   dtls: dtlsBench,
+  e2e: e2eBench,
 };
 
 const [name, ...rest] = process.argv.slice(2);

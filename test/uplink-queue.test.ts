@@ -29,11 +29,11 @@ const msg = (i: number) => ({
 });
 
 describe('uplink queue', () => {
-  it('keeps messages durable across a restart of the process (a new Uplink on the same file)', (t) => {
+  it('keeps messages durable across a restart of the process (a new Uplink on the same file)', async (t) => {
     const file = join(tempDir(t), 'q.db');
     const s1 = Store.open(file);
     const u1 = new Uplink(s1, opts({}), new ManualClock(), quiet);
-    for (let i = 0; i < 3; i++) u1.enqueue(msg(i));
+    for (let i = 0; i < 3; i++) await u1.enqueue(msg(i));
     s1.close();
     const s2 = Store.open(file);
     const u2 = new Uplink(s2, opts({}), new ManualClock(), quiet);
@@ -49,10 +49,10 @@ describe('uplink queue', () => {
     s2.close();
   });
 
-  it('drops the oldest beyond maxMessages, counts every drop, and keeps the newest in order', (t) => {
+  it('drops the oldest beyond maxMessages, counts every drop, and keeps the newest in order', async (t) => {
     const store = Store.open(join(tempDir(t), 'q.db'));
     const u = new Uplink(store, opts({ maxMessages: 3 }), new ManualClock(), quiet);
-    for (let i = 0; i < 5; i++) u.enqueue(msg(i));
+    for (let i = 0; i < 5; i++) await u.enqueue(msg(i));
     const s = u.status();
     assert.equal(s.state, 'awaiting-certificate');
     assert.equal(s.queueDepth, 3);
@@ -68,9 +68,9 @@ describe('uplink queue', () => {
     const store = Store.open(join(tempDir(t), 'q.db'));
     const clock = new ManualClock();
     const u = new Uplink(store, opts({ maxAgeMs: 200 }), clock, quiet);
-    u.enqueue(msg(0));
+    await u.enqueue(msg(0));
     clock.advance(300);
-    u.enqueue(msg(1));
+    await u.enqueue(msg(1));
     u.start();
     try {
       await new Promise((r) => setTimeout(r, 450));

@@ -43,7 +43,7 @@ export async function makeGatewayHome(
   pki: TestPki,
   broker: Broker,
   clientId: string,
-  opts: { tpm?: { tcti: string; env: Record<string, string> } } = {},
+  opts: { tpm?: { tcti: string; env: Record<string, string> }; dtlsLimits?: string } = {},
 ): Promise<GatewayHome> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-gw-'));
   const dtlsPort = await freeUdpPort();
@@ -52,7 +52,7 @@ export async function makeGatewayHome(
     `dataDir: ${join(dir, 'var')}`,
     'log: {level: info}',
     ...(opts.tpm ? [`keystore: {backend: tpm2, tcti: "${opts.tpm.tcti}"}`] : []),
-    `dtls: {host: 127.0.0.1, port: ${dtlsPort}}`,
+    `dtls: {host: 127.0.0.1, port: ${dtlsPort}${opts.dtlsLimits ? `, limits: ${opts.dtlsLimits}` : ''}}`,
     'ui: {port: 0}',
     'uplink:',
     `  url: ${broker.url}`,

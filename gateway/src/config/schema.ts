@@ -55,6 +55,15 @@ export function configSchema(baseDir: string) {
       .strictObject({
         host: listenHost.default('127.0.0.1'),
         port: listenPort.default(5684),
+        limits: z
+          .strictObject({
+            maxSessions: z.number().int().min(1).default(10_000),
+            maxHandshakes: z.number().int().min(1).default(500),
+            /** Cookie-verified handshakes per second from one source address. */
+            handshakesPerSecondPerSource: z.number().positive().default(20),
+            idleTimeoutSeconds: z.number().positive().default(600),
+          })
+          .prefault({}),
       })
       .prefault({}),
     ui: z

@@ -29,7 +29,7 @@ export async function startSensorListener(
 ): Promise<SensorListener> {
   const identity = core.identity;
   const sessions = new Set<DtlsSession>();
-  const router = new CoapRouter().on('POST', '/telemetry', (req) => {
+  const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
     const decision = authorizeTelemetry(device);
     if (!decision.allow || !device) {
@@ -39,7 +39,7 @@ export async function startSensorListener(
       );
       return { code: '4.03' };
     }
-    uplink.enqueue({
+    await uplink.enqueue({
       deviceId: device.id,
       payload: req.payload,
       contentFormat: req.contentFormat,
@@ -64,6 +64,12 @@ export async function startSensorListener(
   refreshAnchors();
   const { server } = createCoapsServer(
     {
+      limits: {
+        maxSessions: core.config.dtls.limits.maxSessions,
+        maxHandshakes: core.config.dtls.limits.maxHandshakes,
+        handshakesPerSecondPerSource: core.config.dtls.limits.handshakesPerSecondPerSource,
+        idleTimeoutMs: core.config.dtls.limits.idleTimeoutSeconds * 1000,
+      },
       identity: {
         certificateChain: [new X509Certificate(tls.cert).raw],
         privateKey: createPrivateKey(tls.key),

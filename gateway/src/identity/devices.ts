@@ -52,7 +52,11 @@ function invalid(what: string, err: z.ZodError): IdentityError {
 }
 
 /** Devices, their credentials and their lifecycle. Every state change is an audit entry naming the actor. */
+/** last_seen granularity: a sensor sending every second must not cost a database write every second. */
+const TOUCH_INTERVAL_MS = 30_000;
+
 export class IdentityService {
+  private readonly touched = new Map<string, number>();
   constructor(
     private readonly store: Store,
     private readonly keystore: Keystore,
@@ -325,7 +329,12 @@ export class IdentityService {
     });
   }
 
+  /** Records activity; written at most once per TOUCH_INTERVAL_MS per device, not once per message. */
   touch(id: string): void {
-    this.store.devices.touch(id, this.nowIso());
+    const now = this.clock.now();
+    const last = this.touched.get(id);
+    if (last !== undefined && now - last < TOUCH_INTERVAL_MS) return;
+    this.touched.set(id, now);
+    this.store.devices.touch(id, new Date(now).toISOString());
   }
 }

@@ -57,6 +57,8 @@ export class Uplink {
   private expiryTimer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
   private stopped = false;
+  private batch: Array<{ m: TelemetryMessage; resolve(): void; reject(err: unknown): void }> = [];
+  private acked: number[] = [];
 
   constructor(
     private readonly store: Store,
@@ -71,32 +73,69 @@ export class Uplink {
     return `${this.opts?.topicPrefix ?? 'portcullis'}/devices/${deviceId}/telemetry`;
   }
 
-  /** Durable on return (the store commits synchronously): only then may the sensor be acknowledged. */
-  enqueue(m: TelemetryMessage): number {
-    const max = this.opts?.maxMessages ?? 100_000;
-    if (this.depth >= max) {
-      const n = this.store.queue.deleteOldest(this.depth - max + 1);
-      this.depth -= n;
-      this.dropped += n;
-      this.logger.warn({ dropped: n, max }, 'uplink queue full: dropped the oldest messages');
-    }
-    const receivedAt = new Date(this.clock.now()).toISOString();
-    const properties: Record<string, string> = {
-      deviceId: m.deviceId,
-      receivedAt,
-      credentialKind: m.credentialKind,
-    };
-    if (m.contentFormat !== null) properties.contentFormat = String(m.contentFormat);
-    const id = this.store.queue.enqueue({
-      deviceId: m.deviceId,
-      topic: this.topicFor(m.deviceId),
-      payload: m.payload,
-      properties,
-      enqueuedAt: receivedAt,
+  /**
+   * Resolves once the message is committed (group commit: every message that arrives in the same turn of the
+   * event loop shares one transaction, so one fsync). Only then may the sensor be acknowledged.
+   */
+  enqueue(m: TelemetryMessage): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.batch.push({ m, resolve, reject });
+      if (this.batch.length === 1) setImmediate(() => this.commitBatch());
     });
-    this.depth++;
+  }
+
+  private commitBatch(): void {
+    const batch = this.batch;
+    this.batch = [];
+    try {
+      this.store.transaction(() => {
+        const max = this.opts?.maxMessages ?? 100_000;
+        const overflow = this.depth + batch.length - max;
+        if (overflow > 0) {
+          const n = this.store.queue.deleteOldest(overflow);
+          this.depth -= n;
+          this.dropped += n;
+          this.logger.warn({ dropped: n, max }, 'uplink queue full: dropped the oldest messages');
+        }
+        const receivedAt = new Date(this.clock.now()).toISOString();
+        for (const { m } of batch) {
+          const properties: Record<string, string> = {
+            deviceId: m.deviceId,
+            receivedAt,
+            credentialKind: m.credentialKind,
+          };
+          if (m.contentFormat !== null) properties.contentFormat = String(m.contentFormat);
+          this.store.queue.enqueue({
+            deviceId: m.deviceId,
+            topic: this.topicFor(m.deviceId),
+            payload: m.payload,
+            properties,
+            enqueuedAt: receivedAt,
+          });
+        }
+      });
+    } catch (err) {
+      // Nothing was stored: no sensor is acknowledged, so each will retransmit.
+      for (const b of batch) b.reject(err);
+      return;
+    }
+    this.depth += batch.length;
+    for (const b of batch) b.resolve();
     this.schedulePump();
-    return id;
+  }
+
+  /** PUBACKed rows go in one transaction per turn; a delete lost in a crash only means a duplicate. */
+  private acknowledged(id: number): void {
+    this.acked.push(id);
+    if (this.acked.length === 1) setImmediate(() => this.flushAcks());
+  }
+
+  private flushAcks(): void {
+    const ids = this.acked;
+    this.acked = [];
+    if (ids.length === 0) return;
+    const n = this.store.transaction(() => ids.filter((i) => this.store.queue.delete(i)).length);
+    this.depth -= n;
   }
 
   start(): void {
@@ -187,7 +226,7 @@ export class Uplink {
             this.lastError = err;
             return;
           }
-          if (this.store.queue.delete(m.id)) this.depth--;
+          this.acknowledged(m.id);
           this.published++;
           this.schedulePump();
         });
@@ -220,5 +259,7 @@ export class Uplink {
     this.connected = false;
     // Give in-flight publishes a moment to be acknowledged; what is not stays queued anyway.
     await client?.end(1000);
+    if (this.batch.length > 0) this.commitBatch();
+    this.flushAcks();
   }
 }
