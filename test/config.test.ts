@@ -21,7 +21,16 @@ describe('config', () => {
     const { config, source } = resolveConfig(undefined, {}, '/srv/site');
     assert.equal(source, undefined);
     assert.equal(config.dataDir, '/srv/site/var');
-    assert.deepEqual(config.dtls, { host: '127.0.0.1', port: 5684 });
+    assert.deepEqual(config.dtls, {
+      host: '127.0.0.1',
+      port: 5684,
+      limits: {
+        maxSessions: 10_000,
+        maxHandshakes: 500,
+        handshakesPerSecondPerSource: 20,
+        idleTimeoutSeconds: 600,
+      },
+    });
     assert.equal(config.ui.host, '127.0.0.1');
     assert.equal(config.ui.port, 8443);
     assert.equal(config.keystore.backend, 'software');
