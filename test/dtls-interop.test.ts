@@ -3,26 +3,13 @@
  * node-dtls-client), each completes a handshake and a CoAP exchange with the Portcullis server.
  */
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'coap-packet';
 import type { Fixture } from './helpers/coaps-fixture.ts';
 import { coapPost, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
+import { dtls } from './helpers/node-dtls-client.ts';
 import { runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
-
-const require = createRequire(import.meta.url);
-
-interface NodeDtlsSocket {
-  on(event: 'connected' | 'close', cb: () => void): NodeDtlsSocket;
-  on(event: 'message', cb: (m: Buffer) => void): NodeDtlsSocket;
-  on(event: 'error', cb: (e: Error) => void): NodeDtlsSocket;
-  send(data: Buffer): void;
-  close(): void;
-}
-const { dtls } = require('node-dtls-client') as {
-  dtls: { createSocket(o: Record<string, unknown>): NodeDtlsSocket };
-};
 
 /** The payload and client-visible outcome of one exchange, checked the same way for every peer. */
 async function expectTelemetry(

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'coap-packet';
@@ -14,21 +13,10 @@ import { coapPost } from './helpers/coaps-fixture.ts';
 import { TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
 import { type Broker, startBroker } from './helpers/mosquitto.ts';
+import { dtls } from './helpers/node-dtls-client.ts';
 import { runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 import { type Subscriber, startSubscriber } from './helpers/subscriber.ts';
-
-const require = createRequire(import.meta.url);
-interface NodeDtlsSocket {
-  on(event: 'connected' | 'close', cb: () => void): NodeDtlsSocket;
-  on(event: 'message', cb: (m: Buffer) => void): NodeDtlsSocket;
-  on(event: 'error', cb: (e: Error) => void): NodeDtlsSocket;
-  send(data: Buffer): void;
-  close(): void;
-}
-const { dtls } = require('node-dtls-client') as {
-  dtls: { createSocket(o: Record<string, unknown>): NodeDtlsSocket };
-};
 
 // libcoap and node-dtls-client take the PSK as text; the gateway stores whatever bytes it is given (hex).
 const KEY_1 = 'sensor-one-key-0123';

@@ -62,25 +62,9 @@ function makeCa(dir: string, name: string): void {
 
 const SERVER_EXT = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n';
 
-function makeParty(dir: string, name: string, ca: string, days: number, ext = ''): Party {
-  openssl(
-    [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-      '-subj',
-      `/CN=${name}`,
-    ],
-    dir,
-  );
-  writeFileSync(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n${ext}`);
+/** The CA `ca` signs `<name>.csr` into `<name>.pem`, as a leaf with the given extension lines. */
+function signRequest(dir: string, name: string, ca: string, days: number, ext: string): void {
+  writeFileSync(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\n${ext}`);
   openssl(
     [
       'x509',
@@ -101,6 +85,27 @@ function makeParty(dir: string, name: string, ca: string, days: number, ext = ''
     ],
     dir,
   );
+}
+
+function makeParty(dir: string, name: string, ca: string, days: number, ext = ''): Party {
+  openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=${name}`,
+    ],
+    dir,
+  );
+  signRequest(dir, name, ca, days, `keyUsage=digitalSignature\n${ext}`);
   openssl(['ec', '-in', `${name}.key`, '-out', `${name}.ec.key`], dir);
   const certPath = join(dir, `${name}.pem`);
   const keyPath = join(dir, `${name}.key`);
@@ -130,27 +135,7 @@ export function makePki(): TestPki {
     rogueBroker: makeParty(dir, 'rogue-broker', 'other-ca', 30, SERVER_EXT),
     signCsr: (csrPem, name) => {
       writeFileSync(join(dir, `${name}.csr`), csrPem);
-      writeFileSync(join(dir, `${name}.ext`), 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n');
-      openssl(
-        [
-          'x509',
-          '-req',
-          '-in',
-          `${name}.csr`,
-          '-CA',
-          'ca.pem',
-          '-CAkey',
-          'ca.key',
-          '-CAcreateserial',
-          '-out',
-          `${name}.pem`,
-          '-days',
-          '30',
-          '-extfile',
-          `${name}.ext`,
-        ],
-        dir,
-      );
+      signRequest(dir, name, 'ca', 30, 'extendedKeyUsage=clientAuth\n');
       return join(dir, `${name}.pem`);
     },
     dispose: () => rmSync(dir, { recursive: true, force: true }),
