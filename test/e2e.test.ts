@@ -194,6 +194,40 @@ describe('end to end: sensor → DTLS → gateway → MQTT 5 mTLS → broker', (
     assert.ok(shown.credentials.every((c) => c.erased && c.revokedAt));
   });
 
+  it('delivers a cloud command in the response to the sensor’s next message; refuses what policy does not allow', async () => {
+    const pub = (topic: string, message: string) =>
+      runPeer('mosquitto_pub', [
+        ...['-h', '127.0.0.1', '-p', String(broker.port), '--cafile', pki.caPath],
+        ...['--cert', pki.client.certPath, '--key', pki.client.keyPath, '-V', 'mqttv5', '-q', '1'],
+        ...['-t', topic, '-m', message, '-D', 'publish', 'user-property', 'contentFormat', '0'],
+      ]);
+    const count = (msg: string) => gw.log.filter((l) => l.includes(msg)).length;
+    const [queued, refused] = [count('downlink command queued'), count('downlink command refused')];
+    for (const [topic, message] of [
+      ['site-1/devices/sensor-1/commands', 'set-interval 60'],
+      ['site-1/devices/sensor-3/commands', 'to a decommissioned device'],
+      ['site-1/devices/ghost/commands', 'to nobody'],
+      ['site-1/devices/sensor-1/commands', 'x'.repeat(1025)],
+    ] as const) {
+      assert.equal((await pub(topic, message)).code, 0);
+    }
+    await sub.waitFor(
+      () =>
+        count('downlink command queued') === queued + 1 && count('downlink command refused') === refused + 3,
+      'the gateway to queue one command and refuse three',
+    );
+    const post = (payload: string) =>
+      runPeer('coap-client-openssl', [
+        ...['-u', 'sensor-1', '-k', KEY_1, '-m', 'post', '-e', payload],
+        `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+      ]);
+    const first = await post('reading 1');
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.stdout.toString().trim(), 'set-interval 60');
+    const second = await post('reading 2');
+    assert.equal(second.stdout.toString().trim(), '', 'delivered once');
+  });
+
   it('records who provisioned and decommissioned each device, and never the key', async () => {
     const audit = await home.cli(['audit', 'export', '--format', 'jsonl']);
     const entries = audit

@@ -7,6 +7,7 @@ import { loadOrCreateUiTls } from '../../ui/src/tls.ts';
 import type { Clock } from './clock.ts';
 import type { LoadedConfig } from './config/index.ts';
 import { Core } from './core.ts';
+import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
 import type { Logger } from './log.ts';
 import { Uplink, type UplinkOptions } from './uplink/index.ts';
@@ -57,7 +58,7 @@ export class Gateway {
         port: config.ui.port,
         ...tls,
       });
-      uplink = new Uplink(core.store, uplinkOptions(core), deps.clock, logger);
+      uplink = new Uplink(core.store, uplinkOptions(core), deps.clock, logger, commandHandler(core, logger));
       sensors = await startSensorListener(core, uplink, logger);
       uplink.start();
       if (config.uplink && !config.uplink.certFile) {

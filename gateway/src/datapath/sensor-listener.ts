@@ -8,6 +8,7 @@ import { ListenError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { authorizeTelemetry } from '../policy/index.ts';
 import type { Uplink } from '../uplink/index.ts';
+import { withNextCommand } from './downlink.ts';
 
 /** How often sessions of devices that lost their standing (decommissioned, quarantined) are closed. */
 const SESSION_REVIEW_MS = 1000;
@@ -46,7 +47,13 @@ export async function startSensorListener(
       credentialKind: req.session.credential.kind,
     });
     identity.touch(device.id);
-    return { code: '2.04' };
+    return withNextCommand(core, device.id, '2.04');
+  });
+  // A sensor that sends nothing can still ask for its commands.
+  router.on('GET', '/commands', (req) => {
+    const device = identity.deviceFor(req.session.credential);
+    if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
+    return withNextCommand(core, device.id, '2.05');
   });
   // Certificate and raw-public-key sensors need the gateway to present a key of its own.
   const tls = await loadOrCreateUiTls(

@@ -165,6 +165,7 @@ export class IdentityService {
         throw new IdentityError('ERR_IDENTITY_STATE', `device ${id} is already decommissioned`);
       }
       const erased = this.store.credentials.revokeAndEraseForDevice(id, now);
+      this.store.downlink.deleteForDevice(id);
       this.store.devices.setState(id, 'decommissioned', now);
       this.audit.append({
         actor,

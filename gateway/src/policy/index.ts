@@ -11,3 +11,16 @@ export function authorizeTelemetry(device: Device | undefined): Decision {
   if (device.state !== 'active') return { allow: false, reason: `device is ${device.state}` };
   return { allow: true };
 }
+
+/** Largest command the gateway will hold for a sensor: it must fit a constrained device's CoAP response. */
+export const MAX_COMMAND_BYTES = 1024;
+
+/** A cloud command is held for a device only if the device is active and the command fits. */
+export function authorizeCommand(device: Device | undefined, payload: Buffer): Decision {
+  if (!device) return { allow: false, reason: 'unknown device' };
+  if (device.state !== 'active') return { allow: false, reason: `device is ${device.state}` };
+  if (payload.length > MAX_COMMAND_BYTES) {
+    return { allow: false, reason: `command is ${payload.length} bytes (limit ${MAX_COMMAND_BYTES})` };
+  }
+  return { allow: true };
+}

@@ -3,6 +3,7 @@ import { AlertRepository } from './repositories/alerts.ts';
 import { AuditRepository } from './repositories/audit.ts';
 import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
+import { DownlinkRepository } from './repositories/downlink.ts';
 import { QueueRepository } from './repositories/queue.ts';
 import { SegmentRepository } from './repositories/segments.ts';
 import { TrustAnchorRepository } from './repositories/trust-anchors.ts';
@@ -14,6 +15,7 @@ export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
 export type { AuditRow } from './repositories/audit.ts';
 export type { Credential } from './repositories/credentials.ts';
 export type { CredentialKind, Device, DeviceState, NewDevice } from './repositories/devices.ts';
+export type { DownlinkCommand } from './repositories/downlink.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment } from './repositories/segments.ts';
 export type { TrustAnchor } from './repositories/trust-anchors.ts';
@@ -31,6 +33,7 @@ export class Store {
   readonly queue: QueueRepository;
   readonly audit: AuditRepository;
   readonly trustAnchors: TrustAnchorRepository;
+  readonly downlink: DownlinkRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -41,6 +44,7 @@ export class Store {
     this.queue = new QueueRepository(db);
     this.audit = new AuditRepository(db);
     this.trustAnchors = new TrustAnchorRepository(db);
+    this.downlink = new DownlinkRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

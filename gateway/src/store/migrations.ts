@@ -122,6 +122,21 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 3,
+    name: 'downlink queue',
+    sql: `
+      -- Commands from the cloud waiting for their device's next message (delivered in its CoAP response).
+      CREATE TABLE downlink_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        content_format INTEGER,
+        received_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX downlink_queue_device ON downlink_queue(device_id, id);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

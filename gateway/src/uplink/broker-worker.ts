@@ -13,6 +13,7 @@ export type ToWorker =
       keyPem: string;
     }
   | { type: 'publish'; id: number; topic: string; payload: string; userProperties: Record<string, string> }
+  | { type: 'subscribe'; topic: string }
   | { type: 'end'; graceMs: number };
 
 export type FromWorker =
@@ -20,6 +21,7 @@ export type FromWorker =
   | { type: 'close' }
   | { type: 'error'; message: string }
   | { type: 'ack'; id: number; err: string | null }
+  | { type: 'message'; topic: string; payload: string; userProperties: Record<string, string> }
   | { type: 'ended' };
 
 const send = (m: FromWorker) => process.send?.(m);
@@ -34,6 +36,8 @@ process.on('message', (m: ToWorker) => {
           onConnect: () => send({ type: 'connect' }),
           onClose: () => send({ type: 'close' }),
           onError: (message) => send({ type: 'error', message }),
+          onMessage: (topic, payload, userProperties) =>
+            send({ type: 'message', topic, payload: payload.toString('base64'), userProperties }),
         },
         m.keyPem,
       );
@@ -42,6 +46,9 @@ process.on('message', (m: ToWorker) => {
       conn?.publish(m.topic, Buffer.from(m.payload, 'base64'), m.userProperties, (err) =>
         send({ type: 'ack', id: m.id, err }),
       );
+      return;
+    case 'subscribe':
+      conn?.subscribe(m.topic);
       return;
     case 'end':
       void (conn?.end(m.graceMs) ?? Promise.resolve()).then(() => {

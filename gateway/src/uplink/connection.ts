@@ -26,6 +26,8 @@ export interface ConnectionEvents {
   /** The connection is gone for good; the uplink reconnects with a new one. */
   onClose(): void;
   onError(message: string): void;
+  /** A message on a subscribed topic (the downlink). */
+  onMessage(topic: string, payload: Buffer, userProperties: Record<string, string>): void;
 }
 
 export interface BrokerConnection {
@@ -36,6 +38,8 @@ export interface BrokerConnection {
     userProperties: Record<string, string>,
     done: (err: string | null) => void,
   ): void;
+  /** QoS 1 subscription. */
+  subscribe(topic: string): void;
   /** Waits up to `graceMs` for in-flight acknowledgements, then closes hard. */
   end(graceMs: number): Promise<void>;
 }
@@ -62,6 +66,12 @@ export function connectInProcess(
   let closed = false;
   client.on('connect', () => ev.onConnect());
   client.on('error', (err) => ev.onError(err.message));
+  client.on('message', (topic, payload, packet) => {
+    const props = packet.properties?.userProperties ?? {};
+    const flat: Record<string, string> = {};
+    for (const [k, v] of Object.entries(props)) flat[k] = Array.isArray(v) ? String(v[0]) : String(v);
+    ev.onMessage(topic, payload, flat);
+  });
   client.on('close', () => {
     if (closed) return;
     closed = true;
@@ -75,6 +85,11 @@ export function connectInProcess(
       client.publish(topic, payload, { qos: 1, properties: { userProperties } }, (err) =>
         done(err ? err.message : null),
       );
+    },
+    subscribe(topic) {
+      client.subscribe(topic, { qos: 1 }, (err) => {
+        if (err) ev.onError(`subscribe ${topic}: ${err.message}`);
+      });
     },
     async end(graceMs) {
       closed = true;
@@ -119,6 +134,9 @@ export function connectViaWorker(
       case 'error':
         ev.onError(m.message);
         return;
+      case 'message':
+        ev.onMessage(m.topic, Buffer.from(m.payload, 'base64'), m.userProperties);
+        return;
       case 'ack': {
         const done = pending.get(m.id);
         pending.delete(m.id);
@@ -147,6 +165,9 @@ export function connectViaWorker(
       const id = nextId++;
       pending.set(id, done);
       toWorker({ type: 'publish', id, topic, payload: payload.toString('base64'), userProperties });
+    },
+    subscribe(topic) {
+      toWorker({ type: 'subscribe', topic });
     },
     async end(graceMs) {
       if (child.exitCode !== null) return;

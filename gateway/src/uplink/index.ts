@@ -1,4 +1,5 @@
 export {
+  type DownlinkMessage,
   type TelemetryMessage,
   Uplink,
   type UplinkOptions,

@@ -23,6 +23,13 @@ export interface UplinkOptions {
   reconnect?: { minMs?: number; maxMs?: number };
 }
 
+/** A command from the cloud for one device (topic `{prefix}/devices/{id}/commands`). */
+export interface DownlinkMessage {
+  deviceId: string;
+  payload: Buffer;
+  contentFormat: number | null;
+}
+
 export interface TelemetryMessage {
   deviceId: string;
   payload: Buffer;
@@ -65,8 +72,27 @@ export class Uplink {
     private readonly opts: UplinkOptions | null,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    /** Decides about and stores a downlink command; the uplink only parses the topic. */
+    private readonly onCommand: (c: DownlinkMessage) => void = () => {},
   ) {
     this.depth = store.queue.depth();
+  }
+
+  private commandsTopic(): string {
+    return `${this.opts?.topicPrefix ?? 'portcullis'}/devices/+/commands`;
+  }
+
+  private onBrokerMessage(topic: string, payload: Buffer, props: Record<string, string>): void {
+    const prefix = `${this.opts?.topicPrefix ?? 'portcullis'}/devices/`;
+    if (!topic.startsWith(prefix) || !topic.endsWith('/commands')) return;
+    const deviceId = topic.slice(prefix.length, -'/commands'.length);
+    const cf = props.contentFormat !== undefined ? Number(props.contentFormat) : null;
+    const contentFormat = cf !== null && Number.isInteger(cf) && cf >= 0 && cf <= 0xffff ? cf : null;
+    try {
+      this.onCommand({ deviceId, payload, contentFormat });
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message, deviceId }, 'downlink command not stored');
+    }
   }
 
   topicFor(deviceId: string): string {
@@ -168,8 +194,10 @@ export class Uplink {
           this.inflight.clear();
           this.lastSentId = 0;
           this.logger.info({ url: o.url }, 'uplink connected');
+          client?.subscribe(this.commandsTopic());
           this.schedulePump();
         },
+        onMessage: (topic, payload, props) => this.onBrokerMessage(topic, payload, props),
         onError: (message) => {
           this.lastError = message;
           this.logger.warn({ err: message }, 'uplink error');
