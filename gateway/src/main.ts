@@ -10,6 +10,7 @@ import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
 import type { Logger } from './log.ts';
+import { PullManager } from './pull/pull-manager.ts';
 import { Uplink, type UplinkOptions } from './uplink/index.ts';
 
 function uplinkOptions(core: Core): UplinkOptions | null {
@@ -39,6 +40,7 @@ export class Gateway {
     private readonly ui: RunningServer,
     readonly uplink: Uplink,
     private readonly sensors: SensorListener,
+    private readonly pull: PullManager,
     private readonly logger: Logger,
   ) {}
 
@@ -49,6 +51,7 @@ export class Gateway {
     let uplink: Uplink | undefined;
     let sensors: SensorListener | undefined;
     let ui: RunningServer | undefined;
+    let pull: PullManager | undefined;
     try {
       const tls = await loadOrCreateUiTls(join(config.dataDir, 'tls'), config.ui.host, config.ui.tls);
       if (tls.generated)
@@ -61,6 +64,8 @@ export class Gateway {
       uplink = new Uplink(core.store, uplinkOptions(core), deps.clock, logger, commandHandler(core, logger));
       sensors = await startSensorListener(core, uplink, logger);
       uplink.start();
+      pull = new PullManager(core, uplink, logger);
+      pull.start();
       if (config.uplink && !config.uplink.certFile) {
         logger.warn('uplink has no client certificate yet (uplink.certFile); messages queue until it is set');
       }
@@ -84,10 +89,11 @@ export class Gateway {
       if (config.keystore.backend === 'software') {
         logger.warn('keystore backend is software: keys are files on disk, not protected by a TPM');
       }
-      return new Gateway(core, ui, uplink, sensors, logger);
+      return new Gateway(core, ui, uplink, sensors, pull, logger);
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
       await ui?.close();
+      await pull?.stop();
       await sensors?.close();
       await uplink?.stop();
       core.close();
@@ -107,7 +113,7 @@ export class Gateway {
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ reason }, 'gateway stopping');
-      await Promise.all([this.ui.close(), this.sensors.close()]);
+      await Promise.all([this.ui.close(), this.sensors.close(), this.pull.stop()]);
       await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
       this.core.close();

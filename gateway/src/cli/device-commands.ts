@@ -32,6 +32,8 @@ function deviceLine(d: Device): string {
 export interface DeviceAddOptions {
   pskIdentity?: string;
   rpk?: string;
+  pull?: string;
+  interval?: number;
   psk?: string;
   generatePsk?: boolean;
   segment?: string;
@@ -72,6 +74,7 @@ export function deviceAddCommand(
         segment: o.segment,
         name: o.name,
         type: o.type,
+        pull: o.pull ? { url: o.pull, intervalSeconds: o.interval ?? 60 } : undefined,
       },
       cliActor(),
     );

@@ -87,6 +87,8 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       '--rpk <file>',
       'pin a raw-public-key sensor by its key (PEM; a private key file gives its public half)',
     )
+    .option('--pull <url>', 'the sensor is a CoAP server: poll this coaps:// resource (PSK sensors)')
+    .option('--interval <seconds>', 'polling interval for --pull (default 60)', positiveInt)
     .option('--segment <name>', 'network segment')
     .option('--name <name>', 'human-readable name')
     .option('--type <type>', 'device type')

@@ -32,7 +32,13 @@ export interface AddPskDevice {
   segment?: string;
   name?: string;
   type?: string;
+  /** A sensor that is a CoAP server: the gateway polls `url` (coaps://host[:port]/path) every interval. */
+  pull?: { url: string; intervalSeconds: number };
 }
+
+const pullUrlSchema = z
+  .url({ protocol: /^coaps$/, error: 'must be a coaps:// URL' })
+  .refine((u) => new URL(u).pathname.length > 1, { error: 'must name a resource path' });
 
 export interface CredentialView {
   kind: 'psk' | 'x509' | 'rpk';
@@ -85,6 +91,16 @@ export class IdentityService {
     } else {
       psk = randomBytes(16);
     }
+    if (req.pull) {
+      const u = pullUrlSchema.safeParse(req.pull.url);
+      if (!u.success) throw invalid('pull URL', u.error);
+      if (!Number.isInteger(req.pull.intervalSeconds) || req.pull.intervalSeconds < 1) {
+        throw new IdentityError(
+          'ERR_IDENTITY_INVALID',
+          'pull interval must be a whole number of seconds ≥ 1',
+        );
+      }
+    }
     if (req.segment && !this.store.segments.get(req.segment)) {
       throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `segment ${req.segment} does not exist`);
     }
@@ -111,6 +127,7 @@ export class IdentityService {
           },
           now,
         );
+        if (req.pull) this.store.pullSources.insert({ deviceId: d.id, ...req.pull }, now);
         this.audit.append({
           actor,
           action: 'device.add',
@@ -120,6 +137,7 @@ export class IdentityService {
             identity: identity.data,
             segment: d.segment,
             generated: !req.pskHex,
+            pull: req.pull ?? null,
           },
         });
         return d;
@@ -188,6 +206,15 @@ export class IdentityService {
     const device = this.store.devices.get(cred.deviceId);
     if (device?.state !== 'active') return undefined;
     return this.keystore.unwrap(cred.secretWrapped, pskContext(lookup));
+  }
+
+  /** The PSK identity and key the gateway uses as the DTLS client of an active pull-mode sensor. */
+  pullCredential(deviceId: string): { identity: string; key: Buffer } | undefined {
+    const device = this.store.devices.get(deviceId);
+    if (device?.state !== 'active') return undefined;
+    const cred = this.store.credentials.listForDevice(deviceId).find((c) => c.kind === 'psk' && !c.revokedAt);
+    if (!cred?.secretWrapped) return undefined;
+    return { identity: cred.lookup, key: this.keystore.unwrap(cred.secretWrapped, pskContext(cred.lookup)) };
   }
 
   /** The device behind an authenticated DTLS credential, whatever its state (policy decides what it may do). */

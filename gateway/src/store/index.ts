@@ -4,6 +4,7 @@ import { AuditRepository } from './repositories/audit.ts';
 import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
 import { DownlinkRepository } from './repositories/downlink.ts';
+import { PullSourceRepository } from './repositories/pull-sources.ts';
 import { QueueRepository } from './repositories/queue.ts';
 import { SegmentRepository } from './repositories/segments.ts';
 import { TrustAnchorRepository } from './repositories/trust-anchors.ts';
@@ -16,6 +17,7 @@ export type { AuditRow } from './repositories/audit.ts';
 export type { Credential } from './repositories/credentials.ts';
 export type { CredentialKind, Device, DeviceState, NewDevice } from './repositories/devices.ts';
 export type { DownlinkCommand } from './repositories/downlink.ts';
+export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment } from './repositories/segments.ts';
 export type { TrustAnchor } from './repositories/trust-anchors.ts';
@@ -34,6 +36,7 @@ export class Store {
   readonly audit: AuditRepository;
   readonly trustAnchors: TrustAnchorRepository;
   readonly downlink: DownlinkRepository;
+  readonly pullSources: PullSourceRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -45,6 +48,7 @@ export class Store {
     this.audit = new AuditRepository(db);
     this.trustAnchors = new TrustAnchorRepository(db);
     this.downlink = new DownlinkRepository(db);
+    this.pullSources = new PullSourceRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

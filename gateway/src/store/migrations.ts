@@ -137,6 +137,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX downlink_queue_device ON downlink_queue(device_id, id);
     `,
   },
+  {
+    version: 4,
+    name: 'pull-mode sensors',
+    sql: `
+      -- Sensors that are CoAP servers: the gateway is the DTLS client and polls this resource.
+      CREATE TABLE pull_sources (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        url TEXT NOT NULL,
+        interval_seconds INTEGER NOT NULL CHECK (interval_seconds >= 1),
+        created_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

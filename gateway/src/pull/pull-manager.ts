@@ -1,0 +1,131 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import type { Core } from '../core.ts';
+import type { Logger } from '../log.ts';
+import { authorizeTelemetry } from '../policy/index.ts';
+import type { Uplink } from '../uplink/index.ts';
+import type { FromPoller, PollSource, ToPoller } from './poller-worker.ts';
+
+/** How often sources are re-read (the CLI adds and decommissions devices from another process). */
+const RELOAD_MS = 2000;
+
+/**
+ * Pull-mode sensors: runs the poller worker, gives it the active sources, and feeds what they answer into the
+ * same policy → durable uplink path as pushed telemetry. A crashed worker is restarted with back-off.
+ */
+export class PullManager {
+  private child: ChildProcess | null = null;
+  private reload: NodeJS.Timeout | null = null;
+  private restart: NodeJS.Timeout | null = null;
+  private lastDigest = '';
+  private crashes = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly core: Core,
+    private readonly uplink: Uplink,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.sync();
+    this.reload = setInterval(() => this.sync(), RELOAD_MS);
+    this.reload.unref();
+  }
+
+  private sources(): PollSource[] {
+    const out: PollSource[] = [];
+    for (const p of this.core.store.pullSources.list()) {
+      let cred: { identity: string; key: Buffer } | undefined;
+      try {
+        cred = this.core.identity.pullCredential(p.deviceId);
+      } catch (err) {
+        this.logger.error({ deviceId: p.deviceId, err: (err as Error).message }, 'pull sensor key unusable');
+      }
+      if (!cred) continue; // not active (pending, quarantined, decommissioned): not polled
+      const url = new URL(p.url);
+      out.push({
+        deviceId: p.deviceId,
+        host: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port ? Number(url.port) : 5684,
+        path: url.pathname.split('/').filter(Boolean).map(decodeURIComponent),
+        intervalSeconds: p.intervalSeconds,
+        identity: cred.identity,
+        keyLatin1: cred.key.toString('latin1'),
+      });
+    }
+    return out;
+  }
+
+  private sync(): void {
+    if (this.stopped) return;
+    const sources = this.sources();
+    const digest = createHash('sha256').update(JSON.stringify(sources)).digest('hex');
+    if (sources.length === 0 && !this.child) return;
+    if (!this.child) this.spawn();
+    if (digest === this.lastDigest) return;
+    this.lastDigest = digest;
+    const msg: ToPoller = { type: 'sources', sources };
+    if (this.child?.connected) this.child.send(msg);
+  }
+
+  private spawn(): void {
+    const child = fork(fileURLToPath(new URL('./poller-worker.ts', import.meta.url)), [], {
+      execArgv: ['--import', import.meta.resolve('tsx')],
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    this.child = child;
+    this.lastDigest = '';
+    child.stderr?.on('data', () => {}); // node-dtls-client's crash traces: counted below, not echoed
+    child.on('message', (m: FromPoller) => this.onMessage(m));
+    child.on('exit', (code, signal) => {
+      if (this.child !== child) return;
+      this.child = null;
+      if (this.stopped) return;
+      this.crashes++;
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(this.crashes, 6));
+      this.logger.warn({ code, signal, restartInMs: delay }, 'pull poller exited; restarting');
+      this.restart = setTimeout(() => {
+        this.restart = null;
+        this.sync();
+      }, delay);
+    });
+  }
+
+  private onMessage(m: FromPoller): void {
+    if (m.type === 'poll-failed') {
+      this.logger.warn({ deviceId: m.deviceId, reason: m.reason }, 'pull poll failed');
+      return;
+    }
+    const device = this.core.store.devices.get(m.deviceId);
+    const decision = authorizeTelemetry(device);
+    if (!decision.allow) {
+      this.logger.warn({ deviceId: m.deviceId, reason: decision.reason }, 'pulled reading refused');
+      return;
+    }
+    this.crashes = 0;
+    this.uplink
+      .enqueue({
+        deviceId: m.deviceId,
+        payload: Buffer.from(m.payload, 'base64'),
+        contentFormat: m.contentFormat,
+        credentialKind: 'psk',
+      })
+      .then(
+        () => this.core.identity.touch(m.deviceId),
+        (err: unknown) => this.logger.error({ err: (err as Error).message }, 'pulled reading not queued'),
+      );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reload) clearInterval(this.reload);
+    if (this.restart) clearTimeout(this.restart);
+    const child = this.child;
+    this.child = null;
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+    }
+  }
+}
