@@ -90,6 +90,24 @@ describe('end to end: certificate and raw-public-key sensors', () => {
     );
   });
 
+  it('never lets a decommissioned certificate sensor back in, not even as pending', async () => {
+    const devices = JSON.parse(await home.cli(['device', 'list', '--json'])) as {
+      id: string;
+      credentialKind: string;
+    }[];
+    const id = devices.find((d) => d.credentialKind === 'x509')?.id as string;
+    await home.cli(['device', 'decommission', id]);
+    const r = await post(cert(), 'after decommission');
+    assert.match(r.stdout.toString() + r.stderr, /alert|fail/i);
+    const after = JSON.parse(await home.cli(['device', 'list', '--json'])) as { id: string; state: string }[];
+    assert.deepEqual(
+      after.filter((d) => d.id.startsWith('x509-')).map((d) => d.state),
+      ['decommissioned'],
+    );
+    await new Promise((res) => setTimeout(res, 500));
+    assert.ok(!delivered('after decommission'));
+  });
+
   it('accepts a raw public key only once it is pinned', async () => {
     const before = await post(['-M', pki.stranger.ecKeyPath], 'unpinned key');
     assert.match(before.stdout.toString() + before.stderr, /access.denied|alert|fail/i);
