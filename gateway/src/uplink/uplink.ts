@@ -64,6 +64,8 @@ export class Uplink {
   private expiryTimer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
   private stopped = false;
+  /** After stop(): the store may be closed; nothing touches it any more. */
+  private closed = false;
   private batch: Array<{ m: TelemetryMessage; resolve(): void; reject(err: unknown): void }> = [];
   private acked: number[] = [];
 
@@ -113,16 +115,13 @@ export class Uplink {
   private commitBatch(): void {
     const batch = this.batch;
     this.batch = [];
+    if (batch.length === 0) return;
+    const max = this.opts?.maxMessages ?? 100_000;
+    let droppedNow = 0;
     try {
       this.store.transaction(() => {
-        const max = this.opts?.maxMessages ?? 100_000;
         const overflow = this.depth + batch.length - max;
-        if (overflow > 0) {
-          const n = this.store.queue.deleteOldest(overflow);
-          this.depth -= n;
-          this.dropped += n;
-          this.logger.warn({ dropped: n, max }, 'uplink queue full: dropped the oldest messages');
-        }
+        if (overflow > 0) droppedNow = this.store.queue.deleteOldest(overflow);
         const receivedAt = new Date(this.clock.now()).toISOString();
         for (const { m } of batch) {
           const properties: Record<string, string> = {
@@ -145,6 +144,11 @@ export class Uplink {
       for (const b of batch) b.reject(err);
       return;
     }
+    if (droppedNow > 0) {
+      this.depth -= droppedNow;
+      this.dropped += droppedNow;
+      this.logger.warn({ dropped: droppedNow, max }, 'uplink queue full: dropped the oldest messages');
+    }
     this.depth += batch.length;
     for (const b of batch) b.resolve();
     this.schedulePump();
@@ -152,6 +156,7 @@ export class Uplink {
 
   /** PUBACKed rows go in one transaction per turn; a delete lost in a crash only means a duplicate. */
   private acknowledged(id: number): void {
+    if (this.closed) return; // the row stays queued: at worst one duplicate after the restart
     this.acked.push(id);
     if (this.acked.length === 1) setImmediate(() => this.flushAcks());
   }
@@ -160,8 +165,13 @@ export class Uplink {
     const ids = this.acked;
     this.acked = [];
     if (ids.length === 0) return;
-    const n = this.store.transaction(() => ids.filter((i) => this.store.queue.delete(i)).length);
-    this.depth -= n;
+    try {
+      const n = this.store.transaction(() => ids.filter((i) => this.store.queue.delete(i)).length);
+      this.depth -= n;
+    } catch (err) {
+      // Not fatal: the rows stay and are published again (at least once).
+      this.logger.error({ err: (err as Error).message }, 'uplink: acknowledged messages not deleted');
+    }
   }
 
   start(): void {
@@ -230,7 +240,7 @@ export class Uplink {
   }
 
   private schedulePump(): void {
-    if (this.pumpScheduled || !this.connected) return;
+    if (this.pumpScheduled || !this.connected || this.stopped) return;
     this.pumpScheduled = true;
     setImmediate(() => {
       this.pumpScheduled = false;
@@ -239,6 +249,7 @@ export class Uplink {
   }
 
   private pump(): void {
+    if (this.stopped) return;
     const client = this.client;
     const window = this.opts?.window ?? 64;
     while (client && this.connected && this.inflight.size < window) {
@@ -282,12 +293,13 @@ export class Uplink {
     this.stopped = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
-    const client = this.client;
+    // Give in-flight publishes a moment to be acknowledged (their rows are still deleted); what is not
+    // acknowledged stays queued for the next start.
+    await this.client?.end(1000);
     this.client = null;
     this.connected = false;
-    // Give in-flight publishes a moment to be acknowledged; what is not stays queued anyway.
-    await client?.end(1000);
     if (this.batch.length > 0) this.commitBatch();
     this.flushAcks();
+    this.closed = true;
   }
 }
