@@ -6,11 +6,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
-import { type Broker, startBroker } from './helpers/mosquitto.ts';
+import { startE2e, stopE2e } from './helpers/e2e.ts';
+import type { GatewayHome, RunningGateway } from './helpers/gateway.ts';
+import type { Broker } from './helpers/mosquitto.ts';
 import { runPeer } from './helpers/peers.ts';
-import { makePki, type TestPki } from './helpers/pki.ts';
-import { type Subscriber, startSubscriber } from './helpers/subscriber.ts';
+import type { TestPki } from './helpers/pki.ts';
+import type { Subscriber } from './helpers/subscriber.ts';
 
 describe('end to end: certificate and raw-public-key sensors', () => {
   let pki: TestPki;
@@ -35,19 +36,9 @@ describe('end to end: certificate and raw-public-key sensors', () => {
   const delivered = (p: string) => sub.messages.some((m) => m.payload.toString() === p);
 
   before(async () => {
-    pki = makePki();
-    broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
-    home = await makeGatewayHome(pki, broker, 'gw-certs');
-    gw = await home.start();
-    sub = await startSubscriber(pki, broker, 'site-1/#');
+    ({ pki, broker, home, gw, sub } = await startE2e('gw-certs'));
   });
-  after(async () => {
-    sub?.stop();
-    await gw?.stop();
-    await broker?.dispose();
-    home?.dispose();
-    pki?.dispose();
-  });
+  after(() => stopE2e({ pki, broker, home, gw, sub }));
 
   it('refuses a certificate sensor before its manufacturer is trusted, and records nothing', async () => {
     const r = await post(cert(), 'untrusted maker');

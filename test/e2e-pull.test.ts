@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { freeUdpPort, type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
-import { type Broker, startBroker } from './helpers/mosquitto.ts';
-import { makePki, type TestPki } from './helpers/pki.ts';
-import { type Subscriber, startSubscriber } from './helpers/subscriber.ts';
+import { startE2e, stopE2e } from './helpers/e2e.ts';
+import { freeUdpPort, type GatewayHome, type RunningGateway } from './helpers/gateway.ts';
+import type { Broker } from './helpers/mosquitto.ts';
+import type { TestPki } from './helpers/pki.ts';
+import type { Subscriber } from './helpers/subscriber.ts';
 
 const KEY = 'pull-sensor-key-0001';
 
@@ -23,24 +24,16 @@ describe('end to end: a pull-mode sensor polled by the gateway', () => {
   let sensorPort: number;
 
   before(async () => {
-    pki = makePki();
-    broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
-    home = await makeGatewayHome(pki, broker, 'gw-pull');
     // coap-server listens on port + 1 for DTLS.
     sensorPort = await freeUdpPort();
     sensor = spawn('coap-server-openssl', ['-A', '127.0.0.1', '-p', String(sensorPort), '-k', KEY], {
       stdio: 'ignore',
     });
-    gw = await home.start();
-    sub = await startSubscriber(pki, broker, 'site-1/#');
+    ({ pki, broker, home, gw, sub } = await startE2e('gw-pull'));
   });
   after(async () => {
-    sub?.stop();
     sensor?.kill('SIGTERM');
-    await gw?.stop();
-    await broker?.dispose();
-    home?.dispose();
-    pki?.dispose();
+    await stopE2e({ pki, broker, home, gw, sub });
   });
 
   it('polls the sensor’s resource and publishes each reading on the device topic', async () => {

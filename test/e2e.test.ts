@@ -11,12 +11,13 @@ import { after, before, describe, it } from 'node:test';
 import { parse } from 'coap-packet';
 import { coapPost } from './helpers/coaps-fixture.ts';
 import { TestDtlsClient } from './helpers/dtls-test-client.ts';
-import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
-import { type Broker, startBroker } from './helpers/mosquitto.ts';
+import { startE2e, stopE2e } from './helpers/e2e.ts';
+import type { GatewayHome, RunningGateway } from './helpers/gateway.ts';
+import type { Broker } from './helpers/mosquitto.ts';
 import { dtls } from './helpers/node-dtls-client.ts';
 import { runPeer } from './helpers/peers.ts';
-import { makePki, type TestPki } from './helpers/pki.ts';
-import { type Subscriber, startSubscriber } from './helpers/subscriber.ts';
+import type { TestPki } from './helpers/pki.ts';
+import type { Subscriber } from './helpers/subscriber.ts';
 
 // libcoap and node-dtls-client take the PSK as text; the gateway stores whatever bytes it is given (hex).
 const KEY_1 = 'sensor-one-key-0123';
@@ -33,23 +34,14 @@ describe('end to end: sensor → DTLS → gateway → MQTT 5 mTLS → broker', (
   let generatedKey: Buffer;
 
   before(async () => {
-    pki = makePki();
-    broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
-    home = await makeGatewayHome(pki, broker, 'gw-e2e');
-    await home.cli(['device', 'add', 'sensor-1', '--psk-identity', 'sensor-1', '--psk', hex(KEY_1)]);
-    const added = await home.cli(['device', 'add', 'sensor-2', '--psk-identity', 'id-2', '--generate-psk']);
-    generatedKey = Buffer.from(/psk: ([0-9a-f]{32})/.exec(added)?.[1] ?? '', 'hex');
-    await home.cli(['device', 'add', 'sensor-3', '--psk-identity', 'sensor-3', '--psk', hex(KEY_3)]);
-    gw = await home.start();
-    sub = await startSubscriber(pki, broker, 'site-1/#');
+    ({ pki, broker, home, gw, sub } = await startE2e('gw-e2e', async (h) => {
+      await h.cli(['device', 'add', 'sensor-1', '--psk-identity', 'sensor-1', '--psk', hex(KEY_1)]);
+      const added = await h.cli(['device', 'add', 'sensor-2', '--psk-identity', 'id-2', '--generate-psk']);
+      generatedKey = Buffer.from(/psk: ([0-9a-f]{32})/.exec(added)?.[1] ?? '', 'hex');
+      await h.cli(['device', 'add', 'sensor-3', '--psk-identity', 'sensor-3', '--psk', hex(KEY_3)]);
+    }));
   });
-  after(async () => {
-    sub?.stop();
-    await gw?.stop();
-    await broker?.dispose();
-    home?.dispose();
-    pki?.dispose();
-  });
+  after(() => stopE2e({ pki, broker, home, gw, sub }));
 
   it('delivers a coap-client-openssl POST byte for byte on the device topic with MQTT 5 user properties', async () => {
     const body = randomBytes(64);
