@@ -23,7 +23,7 @@ describe('end to end: certificate and raw-public-key sensors', () => {
     runPeer('coap-client-gnutls', [
       ...auth,
       '-C',
-      join(home.dir, 'var', 'tls', 'sensors-cert.pem'),
+      join(home.dir, 'var', 'tls', 'identity-ca.pem'),
       '-m',
       'post',
       '-e',

@@ -4,9 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { operationalCertificate } from '../gateway/src/identity/gateway-certificate.ts';
 import { Tpm2Keystore } from '../gateway/src/keystore/index.ts';
 import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
 import { type Broker, startBroker } from './helpers/mosquitto.ts';
@@ -53,6 +55,27 @@ describe('TPM keystore', () => {
       }).toString(),
       /CN = gw-tpm/,
     );
+  });
+
+  it('certifies the listeners’ keys with a gateway identity key that never leaves the TPM', async (t) => {
+    const dir = tempDir(t);
+    const ks = new Tpm2Keystore(dir, tpm.tcti);
+    const tls = await operationalCertificate(ks, join(dir, 'tls'), 'sensors', ['127.0.0.1'], Date.now());
+    assert.match(readFileSync(join(dir, 'identity.tss'), 'utf8'), /^-----BEGIN TSS2 PRIVATE KEY-----/);
+    const ca = new X509Certificate(tls.caPem);
+    assert.ok(ca.ca);
+    const leaf = new X509Certificate(tls.certPem);
+    assert.ok(leaf.checkIssued(ca) && leaf.verify(ca.publicKey), 'the TPM key signed the leaf');
+    assert.equal(leaf.checkIP('127.0.0.1'), '127.0.0.1');
+    // Restarting with a fresh leaf still chains to the same identity.
+    const again = await operationalCertificate(
+      new Tpm2Keystore(dir, tpm.tcti),
+      join(dir, 'tls'),
+      'sensors',
+      ['127.0.0.1'],
+      Date.now(),
+    );
+    assert.equal(again.caPem, tls.caPem);
   });
 
   it('wraps secrets under a sealed data key that only the same TPM can unseal, and never stores it in clear', async (t) => {

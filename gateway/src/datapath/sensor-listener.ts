@@ -1,10 +1,10 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
-import { loadOrCreateUiTls } from '../../../ui/src/tls.ts';
 import { CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
 import type { DtlsServer, DtlsSession, PeerAddress } from '../dtls/index.ts';
 import { ListenError } from '../errors.ts';
+import { operationalCertificate } from '../identity/gateway-certificate.ts';
 import type { Logger } from '../log.ts';
 import { authorizeTelemetry } from '../policy/index.ts';
 import type { Uplink } from '../uplink/index.ts';
@@ -55,12 +55,15 @@ export async function startSensorListener(
     if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
     return withNextCommand(core, device.id, '2.05');
   });
-  // Certificate and raw-public-key sensors need the gateway to present a key of its own.
-  const tls = await loadOrCreateUiTls(
+  // Certificate and raw-public-key sensors need the gateway to present a key of its own: a leaf certified by
+  // the gateway's identity key (in the TPM with the tpm2 keystore); sensors trust `tls/identity-ca.pem`.
+  const { host, port } = core.config.dtls;
+  const tls = await operationalCertificate(
+    core.keystore as NonNullable<Core['keystore']>,
     join(core.config.dataDir, 'tls'),
-    core.config.dtls.host,
-    undefined,
     'sensors',
+    host === '0.0.0.0' || host === '::' ? ['localhost'] : [host],
+    core.clock.now(),
   );
   // Refreshed in place: trust anchors added with the CLI apply to the next handshake.
   const trustAnchors: X509Certificate[] = [];
@@ -78,8 +81,8 @@ export async function startSensorListener(
         idleTimeoutMs: core.config.dtls.limits.idleTimeoutSeconds * 1000,
       },
       identity: {
-        certificateChain: [new X509Certificate(tls.cert).raw],
-        privateKey: createPrivateKey(tls.key),
+        certificateChain: [new X509Certificate(tls.certPem).raw],
+        privateKey: createPrivateKey(tls.keyPem),
       },
       clientAuth: {
         trustAnchors,
@@ -126,7 +129,6 @@ export async function startSensorListener(
     },
     { router, onHandlerError: (err) => logger.error({ err }, 'CoAP handler error') },
   );
-  const { host, port } = core.config.dtls;
   const address = await server.listen(port, host).catch((err: NodeJS.ErrnoException) => {
     throw new ListenError('dtls', host, port, err);
   });

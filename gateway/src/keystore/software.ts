@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import type { UplinkKey } from '../uplink/connection.ts';
 import { KeystoreError } from './errors.ts';
+import { IdentityCa } from './openssl-ca.ts';
 import type { Keystore, KeystoreStatus } from './types.ts';
 
 const WRAP_VERSION = 1;
@@ -108,6 +109,24 @@ export class SoftwareKeystore implements Keystore {
     // A KeyObject keeps the data key out of ordinary Buffers that could end up in a log by accident.
     this.dataKey = createSecretKey(raw);
     this.uplinkKeyPath = join(dir, 'uplink.key');
+    const identityKey = join(dir, 'identity.key');
+    if (!existsSync(identityKey)) {
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      writeSecretFile(identityKey, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+    }
+    readSecretFile(identityKey); // refuses a key file others can read
+    this.ca = new IdentityCa(identityKey, join(dir, 'identity.pem'), [], process.env);
+  }
+
+  private readonly ca: IdentityCa;
+
+  identityCertificate(): string {
+    return this.ca.certificate('/CN=portcullis gateway identity (software)');
+  }
+
+  signLeaf(csrPem: string, opts: { days: number; sans: string[] }): string {
+    this.identityCertificate();
+    return this.ca.signLeaf(csrPem, opts);
   }
 
   wrap(plaintext: Buffer, context: string): Buffer {

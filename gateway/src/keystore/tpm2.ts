@@ -5,6 +5,7 @@ import { arch, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { UplinkKey } from '../uplink/connection.ts';
 import { KeystoreError } from './errors.ts';
+import { IdentityCa } from './openssl-ca.ts';
 import { unwrapWith, wrapWith } from './software.ts';
 import type { Keystore, KeystoreStatus } from './types.ts';
 
@@ -66,6 +67,49 @@ export class Tpm2Keystore implements Keystore {
     }
     this.dataKey = createSecretKey(this.unsealDataKey());
     this.writeOpensslConfig();
+    this.ca = new IdentityCa(
+      join(dir, 'identity.tss'),
+      join(dir, 'identity.pem'),
+      ['-provider', 'tpm2', '-provider', 'default'],
+      this.env,
+    );
+  }
+
+  private readonly ca: IdentityCa;
+
+  private ensureTpmKey(path: string, what: string): void {
+    if (existsSync(path)) return;
+    try {
+      this.run('openssl', [
+        'genpkey',
+        '-provider',
+        'tpm2',
+        '-provider',
+        'default',
+        '-algorithm',
+        'EC',
+        '-pkeyopt',
+        'group:P-256',
+        '-out',
+        path,
+      ]);
+      chmodSync(path, 0o600);
+    } catch (err) {
+      throw new KeystoreError(
+        'ERR_KEYSTORE_TPM',
+        `cannot create the ${what} key in the TPM (${firstLine(err)})`,
+      );
+    }
+  }
+
+  identityCertificate(): string {
+    this.ensureTpmKey(join(this.dir, 'identity.tss'), 'identity');
+    return this.ca.certificate('/CN=portcullis gateway identity (TPM)');
+  }
+
+  signLeaf(csrPem: string, opts: { days: number; sans: string[] }): string {
+    this.identityCertificate();
+    return this.ca.signLeaf(csrPem, opts);
   }
 
   private run(cmd: string, args: string[], input?: Buffer): Buffer {
@@ -146,28 +190,7 @@ export class Tpm2Keystore implements Keystore {
   }
 
   private ensureUplinkKey(): void {
-    if (existsSync(this.uplinkKeyPath)) return;
-    try {
-      this.run('openssl', [
-        'genpkey',
-        '-provider',
-        'tpm2',
-        '-provider',
-        'default',
-        '-algorithm',
-        'EC',
-        '-pkeyopt',
-        'group:P-256',
-        '-out',
-        this.uplinkKeyPath,
-      ]);
-      chmodSync(this.uplinkKeyPath, 0o600);
-    } catch (err) {
-      throw new KeystoreError(
-        'ERR_KEYSTORE_TPM',
-        `cannot create the uplink key in the TPM (${firstLine(err)})`,
-      );
-    }
+    this.ensureTpmKey(this.uplinkKeyPath, 'uplink');
   }
 
   uplinkKey(): UplinkKey {

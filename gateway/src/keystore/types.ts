@@ -23,5 +23,9 @@ export interface Keystore {
   uplinkKey(): UplinkKey;
   /** A PKCS#10 request for the uplink key, for the cloud operator's CA to sign. */
   uplinkCsr(subject: string): Promise<string>;
+  /** The gateway's identity certificate (a self-signed CA, PEM); its key never leaves the keystore. */
+  identityCertificate(): string;
+  /** Issues a short-lived leaf for `csrPem`, signed by the identity key. */
+  signLeaf(csrPem: string, opts: { days: number; sans: string[] }): string;
   status(): KeystoreStatus;
 }
