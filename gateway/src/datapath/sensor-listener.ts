@@ -6,6 +6,7 @@ import type { DtlsServer, DtlsSession, PeerAddress } from '../dtls/index.ts';
 import { ListenError } from '../errors.ts';
 import { operationalCertificate } from '../identity/gateway-certificate.ts';
 import type { Logger } from '../log.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import { authorizeTelemetry } from '../policy/index.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { withNextCommand } from './downlink.ts';
@@ -30,14 +31,18 @@ export async function startSensorListener(
 ): Promise<SensorListener> {
   const identity = core.identity;
   const sessions = new Set<DtlsSession>();
+  const throttle = new LogThrottle(60_000, () => core.clock.now());
+  /** Logs a peer-triggered warning at most once a minute per key, with the count of what it held back. */
+  const warnOnce = (key: string, fields: Record<string, unknown>, msg: string) => {
+    const suppressed = throttle.admit(key);
+    if (suppressed !== null) logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+  };
   const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
     const decision = authorizeTelemetry(device);
     if (!decision.allow || !device) {
-      logger.warn(
-        { deviceId: device?.id, reason: decision.allow ? 'unknown' : decision.reason },
-        'telemetry refused',
-      );
+      const reason = decision.allow ? 'unknown' : decision.reason;
+      warnOnce(`refused:${device?.id ?? '?'}`, { deviceId: device?.id, reason }, 'telemetry refused');
       return { code: '4.03' };
     }
     await uplink.enqueue({
@@ -94,7 +99,8 @@ export async function startSensorListener(
               ? identity.admitCertificate(credential, `${peer.address}:${peer.port}`)
               : identity.deviceFor(credential);
           if (device?.state === 'pending') {
-            logger.warn(
+            warnOnce(
+              `pending:${device.id}`,
               { deviceId: device.id },
               'certificate sensor pending approval (portcullis device approve)',
             );
@@ -121,7 +127,8 @@ export async function startSensorListener(
       },
       onClose: (s) => sessions.delete(s),
       onHandshakeFailure: (f) =>
-        logger.warn(
+        warnOnce(
+          `handshake:${f.peer.address}:${f.code}`,
           { peer: `${f.peer.address}:${f.peer.port}`, code: f.code, fromPeer: f.fromPeer },
           'sensor handshake failed',
         ),
