@@ -40,6 +40,8 @@ describe('portcullis device / identity commands: bad input', () => {
       assert.equal(r.code, 1, id);
       assert.match(r.stderr, /ERR_IDENTITY_INVALID.*device id/);
     }
+    const reserved = await cli('device', 'add', 's1', '--psk-identity', 'pull:x', '--generate-psk');
+    assert.match(reserved.stderr, /ERR_IDENTITY_INVALID.*reserved/);
     const both = await cli(
       'device',
       'add',

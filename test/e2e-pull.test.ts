@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { startE2e, stopE2e } from './helpers/e2e.ts';
 import { freeUdpPort, type GatewayHome, type RunningGateway } from './helpers/gateway.ts';
 import type { Broker } from './helpers/mosquitto.ts';
+import { runPeer } from './helpers/peers.ts';
 import type { TestPki } from './helpers/pki.ts';
 import type { Subscriber } from './helpers/subscriber.ts';
 
@@ -52,6 +53,15 @@ describe('end to end: a pull-mode sensor polled by the gateway', () => {
     assert.match(m?.properties ?? '', /deviceId:meter-1/);
   });
 
+  it('never accepts the gateway-to-sensor key for an inbound session', async () => {
+    const r = await runPeer('coap-client-openssl', [
+      ...['-u', 'pull:meter-1', '-k', KEY, '-m', 'post', '-e', 'impostor', '-B', '3'],
+      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+    ]);
+    assert.match(r.stdout.toString() + r.stderr, /bad record mac/);
+    assert.ok(!sub.messages.some((x) => x.payload.toString() === 'impostor'));
+  });
+
   it('stops polling a sensor once it is decommissioned', async () => {
     await home.cli(['device', 'decommission', 'meter-1']);
     await new Promise((r) => setTimeout(r, 3000)); // one reload period and a poll interval
@@ -67,7 +77,7 @@ describe('end to end: a pull-mode sensor polled by the gateway', () => {
         'add',
         'meter-2',
         '--psk-identity',
-        'gateway-2',
+        'gateway',
         '--psk',
         Buffer.from('a-wrong-key-0123456').toString('hex'),
       ],

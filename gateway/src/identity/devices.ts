@@ -58,6 +58,9 @@ function invalid(what: string, err: z.ZodError): IdentityError {
 }
 
 /** Devices, their credentials and their lifecycle. Every state change is an audit entry naming the actor. */
+/** Credential lookups of pull sensors: `pull:<device id>`. */
+const PULL_PREFIX = 'pull:';
+
 /** last_seen granularity: a sensor sending every second must not cost a database write every second. */
 const TOUCH_INTERVAL_MS = 30_000;
 
@@ -80,6 +83,12 @@ export class IdentityService {
     if (!id.success) throw invalid('device id', id.error);
     const identity = pskIdentitySchema.safeParse(req.pskIdentity);
     if (!identity.success) throw invalid('PSK identity', identity.error);
+    if (!req.pull && identity.data.startsWith(PULL_PREFIX)) {
+      throw new IdentityError(
+        'ERR_IDENTITY_INVALID',
+        `PSK identity must not start with "${PULL_PREFIX}" (reserved)`,
+      );
+    }
     if (Boolean(req.pskHex) === Boolean(req.generate)) {
       throw new IdentityError('ERR_IDENTITY_INVALID', 'give exactly one of a PSK (hex) or --generate-psk');
     }
@@ -105,6 +114,9 @@ export class IdentityService {
       throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `segment ${req.segment} does not exist`);
     }
     const now = this.nowIso();
+    // A pull sensor's key is the one the gateway presents to it; many sensors may expect the same identity, so
+    // its credential is keyed by device, under a prefix inbound handshakes can never authenticate with.
+    const credentialLookup = req.pull ? `${PULL_PREFIX}${id.data}` : identity.data;
     try {
       const device = this.store.transaction(() => {
         const d = this.store.devices.insert(
@@ -122,12 +134,14 @@ export class IdentityService {
           {
             deviceId: d.id,
             kind: 'psk',
-            lookup: identity.data,
-            secretWrapped: this.keystore.wrap(psk, pskContext(identity.data)),
+            lookup: credentialLookup,
+            secretWrapped: this.keystore.wrap(psk, pskContext(credentialLookup)),
           },
           now,
         );
-        if (req.pull) this.store.pullSources.insert({ deviceId: d.id, ...req.pull }, now);
+        if (req.pull) {
+          this.store.pullSources.insert({ deviceId: d.id, ...req.pull, pskIdentity: identity.data }, now);
+        }
         this.audit.append({
           actor,
           action: 'device.add',
@@ -201,6 +215,7 @@ export class IdentityService {
    */
   pskFor(identity: Buffer): Buffer | undefined {
     const lookup = identity.toString('utf8');
+    if (lookup.startsWith(PULL_PREFIX)) return undefined; // gateway-to-sensor keys never authenticate inbound
     const cred = this.store.credentials.findActive('psk', lookup);
     if (!cred?.secretWrapped) return undefined;
     const device = this.store.devices.get(cred.deviceId);
@@ -211,15 +226,21 @@ export class IdentityService {
   /** The PSK identity and key the gateway uses as the DTLS client of an active pull-mode sensor. */
   pullCredential(deviceId: string): { identity: string; key: Buffer } | undefined {
     const device = this.store.devices.get(deviceId);
-    if (device?.state !== 'active') return undefined;
-    const cred = this.store.credentials.listForDevice(deviceId).find((c) => c.kind === 'psk' && !c.revokedAt);
+    const source = this.store.pullSources.get(deviceId);
+    if (device?.state !== 'active' || !source) return undefined;
+    const lookup = `${PULL_PREFIX}${deviceId}`;
+    const cred = this.store.credentials.findActive('psk', lookup);
     if (!cred?.secretWrapped) return undefined;
-    return { identity: cred.lookup, key: this.keystore.unwrap(cred.secretWrapped, pskContext(cred.lookup)) };
+    return {
+      identity: source.pskIdentity,
+      key: this.keystore.unwrap(cred.secretWrapped, pskContext(lookup)),
+    };
   }
 
   /** The device behind an authenticated DTLS credential, whatever its state (policy decides what it may do). */
   deviceFor(credential: PeerCredential): Device | undefined {
     const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;
+    if (credential.kind === 'psk' && lookup.startsWith(PULL_PREFIX)) return undefined;
     const cred = this.store.credentials.findActive(credential.kind, lookup);
     return cred ? this.store.devices.get(cred.deviceId) : undefined;
   }

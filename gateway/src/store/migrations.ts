@@ -145,6 +145,8 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE pull_sources (
         device_id TEXT PRIMARY KEY REFERENCES devices(id),
         url TEXT NOT NULL,
+        -- The identity the gateway presents to this sensor (sensors often all expect the same one).
+        psk_identity TEXT NOT NULL,
         interval_seconds INTEGER NOT NULL CHECK (interval_seconds >= 1),
         created_at TEXT NOT NULL
       ) STRICT;
