@@ -10,6 +10,7 @@ import { LogThrottle } from '../log-throttle.ts';
 import { authorizeTelemetry } from '../policy/index.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { withNextCommand } from './downlink.ts';
+import { ingestTelemetry } from './ingest.ts';
 
 /** How often sessions of devices that lost their standing (decommissioned, quarantined) are closed. */
 const SESSION_REVIEW_MS = 1000;
@@ -39,19 +40,16 @@ export async function startSensorListener(
   };
   const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
-    const decision = authorizeTelemetry(device);
+    const decision = await ingestTelemetry(core, uplink, device, {
+      payload: req.payload,
+      contentFormat: req.contentFormat,
+      credentialKind: req.session.credential.kind,
+    });
     if (!decision.allow || !device) {
       const reason = decision.allow ? 'unknown' : decision.reason;
       warnOnce(`refused:${device?.id ?? '?'}`, { deviceId: device?.id, reason }, 'telemetry refused');
       return { code: '4.03' };
     }
-    await uplink.enqueue({
-      deviceId: device.id,
-      payload: req.payload,
-      contentFormat: req.contentFormat,
-      credentialKind: req.session.credential.kind,
-    });
-    identity.touch(device.id);
     return withNextCommand(core, device.id, '2.04');
   });
   // A sensor that sends nothing can still ask for its commands.

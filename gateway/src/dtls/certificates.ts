@@ -77,6 +77,11 @@ export function spkiFingerprint(spki: Buffer): string {
   return createHash('sha256').update(spki).digest('hex');
 }
 
+/** SHA-256 of the DER certificate, lowercase hex without colons: how certificate devices are looked up. */
+export function certificateFingerprint(cert: X509Certificate): string {
+  return cert.fingerprint256.replaceAll(':', '').toLowerCase();
+}
+
 export function parseRawPublicKey(spki: Buffer): KeyObject {
   let key: KeyObject;
   try {

@@ -1,7 +1,12 @@
 import { createHash, type KeyObject, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto';
 import { AeadKey } from './aead.ts';
 import { Reader, Writer } from './bytes.ts';
-import { parseRawPublicKey, spkiFingerprint, verifyCertificateChain } from './certificates.ts';
+import {
+  certificateFingerprint,
+  parseRawPublicKey,
+  spkiFingerprint,
+  verifyCertificateChain,
+} from './certificates.ts';
 import {
   AlertDescription,
   AlertLevel,
@@ -567,7 +572,7 @@ export class ServerConnection implements DtlsSession {
       credential = {
         kind: 'x509',
         chain,
-        fingerprint: leaf.fingerprint256.replaceAll(':', '').toLowerCase(),
+        fingerprint: certificateFingerprint(leaf),
       };
     }
     if (!o.verifyPeer(credential, this.peer)) {

@@ -1,3 +1,4 @@
+export { certificateFingerprint, spkiFingerprint } from './certificates.ts';
 export { AlertDescription } from './constants.ts';
 export { DtlsError } from './errors.ts';
 export { CID_LENGTH, DtlsServer, type DtlsServerStats } from './server.ts';

@@ -1,8 +1,8 @@
-import { createHash, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
+import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
-import type { PeerCredential } from '../dtls/index.ts';
+import { certificateFingerprint, type PeerCredential, spkiFingerprint } from '../dtls/index.ts';
 import type { Keystore } from '../keystore/index.ts';
 import { type Device, type DeviceState, type Store, StoreError, type TrustAnchor } from '../store/index.ts';
 import { IdentityError } from './errors.ts';
@@ -51,6 +51,13 @@ export interface CredentialView {
 
 function pskContext(identity: string): string {
   return `credential:psk:${identity}`;
+}
+
+/** A uniqueness clash in the store is the caller's conflict (same id, identity, key or anchor); else as is. */
+function asConflict(err: unknown): unknown {
+  return err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT'
+    ? new IdentityError('ERR_IDENTITY_CONFLICT', err.message)
+    : err;
 }
 
 function invalid(what: string, err: z.ZodError): IdentityError {
@@ -158,10 +165,7 @@ export class IdentityService {
       });
       return { device, generatedPskHex: req.generate ? psk.toString('hex') : null };
     } catch (err) {
-      if (err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT') {
-        throw new IdentityError('ERR_IDENTITY_CONFLICT', err.message);
-      }
-      throw err;
+      throw asConflict(err);
     } finally {
       psk.fill(0);
     }
@@ -260,7 +264,7 @@ export class IdentityService {
     const anchor = {
       name: n.data,
       certificatePem: cert.toString(),
-      fingerprint: cert.fingerprint256.replaceAll(':', '').toLowerCase(),
+      fingerprint: certificateFingerprint(cert),
       createdAt: this.nowIso(),
     };
     try {
@@ -274,10 +278,7 @@ export class IdentityService {
         });
       });
     } catch (err) {
-      if (err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT') {
-        throw new IdentityError('ERR_IDENTITY_CONFLICT', err.message);
-      }
-      throw err;
+      throw asConflict(err);
     }
     return anchor;
   }
@@ -299,7 +300,7 @@ export class IdentityService {
     } catch {
       throw new IdentityError('ERR_IDENTITY_INVALID', 'the key file is not a PEM public or private key');
     }
-    const fingerprint = createHash('sha256').update(spki).digest('hex');
+    const fingerprint = spkiFingerprint(spki);
     const now = this.nowIso();
     try {
       return this.store.transaction(() => {
@@ -323,10 +324,7 @@ export class IdentityService {
         return d;
       });
     } catch (err) {
-      if (err instanceof StoreError && err.code === 'ERR_STORE_CONFLICT') {
-        throw new IdentityError('ERR_IDENTITY_CONFLICT', err.message);
-      }
-      throw err;
+      throw asConflict(err);
     }
   }
 

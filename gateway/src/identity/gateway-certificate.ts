@@ -1,8 +1,8 @@
-import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Keystore } from '../keystore/index.ts';
-import { csrFor } from '../keystore/software.ts';
+import { csrFor, ensureKeyFile } from '../keystore/software.ts';
 
 const LEAF_DAYS = 397;
 /** Reissued at start when less than this is left (a gateway restarts with every update). */
@@ -33,12 +33,7 @@ export async function operationalCertificate(
   const ca = new X509Certificate(caPem);
   const keyPath = join(dir, `${name}-key.pem`);
   const certPath = join(dir, `${name}-cert.pem`);
-  if (!existsSync(keyPath)) {
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    writeFileSync(keyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 });
-    chmodSync(keyPath, 0o600);
-  }
-  const keyPem = readFileSync(keyPath, 'utf8');
+  const keyPem = ensureKeyFile(keyPath);
   let certPem = existsSync(certPath) ? readFileSync(certPath, 'utf8') : '';
   const current = certPem ? new X509Certificate(certPem) : null;
   const fresh =

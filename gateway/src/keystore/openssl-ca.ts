@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeystoreError } from './errors.ts';
+import { firstErrorLine, runTool } from './tools.ts';
 
 /**
  * The gateway's identity as a small CA, through the openssl CLI so the same code serves a key file and a key
@@ -18,21 +18,14 @@ export class IdentityCa {
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  private openssl(args: string[], input?: string): string {
+  private openssl(args: string[]): string {
     try {
-      return execFileSync('openssl', args, {
-        env: this.env,
-        input,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      }).toString();
+      return runTool('openssl', args, this.env).toString();
     } catch (err) {
-      const e = err as { stderr?: Buffer };
-      const line =
-        e.stderr
-          ?.toString()
-          .split('\n')
-          .find((l) => l.trim() !== '') ?? String(err);
-      throw new KeystoreError('ERR_KEYSTORE_IDENTITY', `identity CA: openssl ${args[0]} failed (${line})`);
+      throw new KeystoreError(
+        'ERR_KEYSTORE_IDENTITY',
+        `identity CA: openssl ${args[0]} failed (${firstErrorLine(err)})`,
+      );
     }
   }
 

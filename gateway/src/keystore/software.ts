@@ -39,6 +39,15 @@ function writeSecretFile(path: string, data: Buffer | string): void {
   chmodSync(path, 0o600);
 }
 
+/** A P-256 private key file (PKCS#8 PEM, 0600), made on first use; returns its PEM. */
+export function ensureKeyFile(path: string): string {
+  if (!existsSync(path)) {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    writeSecretFile(path, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+  }
+  return readSecretFile(path).toString('utf8');
+}
+
 /** AES-256-GCM wrapping shared by every backend once it holds the data key. */
 export function wrapWith(dataKey: Buffer | KeyObject, plaintext: Buffer, context: string): Buffer {
   const iv = randomBytes(IV_LENGTH);
@@ -110,11 +119,7 @@ export class SoftwareKeystore implements Keystore {
     this.dataKey = createSecretKey(raw);
     this.uplinkKeyPath = join(dir, 'uplink.key');
     const identityKey = join(dir, 'identity.key');
-    if (!existsSync(identityKey)) {
-      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-      writeSecretFile(identityKey, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
-    }
-    readSecretFile(identityKey); // refuses a key file others can read
+    ensureKeyFile(identityKey);
     this.ca = new IdentityCa(identityKey, join(dir, 'identity.pem'), [], process.env);
   }
 
@@ -138,11 +143,7 @@ export class SoftwareKeystore implements Keystore {
   }
 
   private uplinkKeyPem(): string {
-    if (!existsSync(this.uplinkKeyPath)) {
-      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-      writeSecretFile(this.uplinkKeyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
-    }
-    return readSecretFile(this.uplinkKeyPath).toString('utf8');
+    return ensureKeyFile(this.uplinkKeyPath);
   }
 
   uplinkKey(): UplinkKey {

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, tmpdir } from 'node:os';
@@ -7,6 +6,7 @@ import type { UplinkKey } from '../uplink/connection.ts';
 import { KeystoreError } from './errors.ts';
 import { IdentityCa } from './openssl-ca.ts';
 import { unwrapWith, wrapWith } from './software.ts';
+import { firstErrorLine, runTool } from './tools.ts';
 import type { Keystore, KeystoreStatus } from './types.ts';
 
 const PROVIDER_PATHS = [
@@ -14,12 +14,6 @@ const PROVIDER_PATHS = [
   '/usr/lib/x86_64-linux-gnu/ossl-modules/tpm2.so',
   '/usr/lib/aarch64-linux-gnu/ossl-modules/tpm2.so',
 ];
-
-function firstLine(err: unknown): string {
-  const e = err as { stderr?: Buffer; message?: string };
-  const text = e.stderr?.toString().trim() || e.message || String(err);
-  return text.split('\n').find((l) => l.trim() !== '') ?? text;
-}
 
 /** "CN=a,O=b" (RFC 4514, no escapes) → "/CN=a/O=b" for openssl req. */
 function slashSubject(subject: string): string {
@@ -62,7 +56,7 @@ export class Tpm2Keystore implements Keystore {
     } catch (err) {
       throw new KeystoreError(
         'ERR_KEYSTORE_TPM',
-        `the TPM is not reachable through ${tcti} (${firstLine(err)}); refusing to start without it`,
+        `the TPM is not reachable through ${tcti} (${firstErrorLine(err)}); refusing to start without it`,
       );
     }
     this.dataKey = createSecretKey(this.unsealDataKey());
@@ -97,7 +91,7 @@ export class Tpm2Keystore implements Keystore {
     } catch (err) {
       throw new KeystoreError(
         'ERR_KEYSTORE_TPM',
-        `cannot create the ${what} key in the TPM (${firstLine(err)})`,
+        `cannot create the ${what} key in the TPM (${firstErrorLine(err)})`,
       );
     }
   }
@@ -113,12 +107,7 @@ export class Tpm2Keystore implements Keystore {
   }
 
   private run(cmd: string, args: string[], input?: Buffer): Buffer {
-    return execFileSync(cmd, args, {
-      env: this.env,
-      input,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: 30_000,
-    });
+    return runTool(cmd, args, this.env, input);
   }
 
   /** Creates the sealed data key on first start; unseals it on every start. */
@@ -146,7 +135,7 @@ export class Tpm2Keystore implements Keystore {
     } catch (err) {
       throw new KeystoreError(
         'ERR_KEYSTORE_TPM',
-        `cannot unseal the data key with this TPM (${firstLine(err)}); was the TPM replaced or cleared?`,
+        `cannot unseal the data key with this TPM (${firstErrorLine(err)}); was the TPM replaced or cleared?`,
       );
     } finally {
       rmSync(work, { recursive: true, force: true });
@@ -220,7 +209,7 @@ export class Tpm2Keystore implements Keystore {
       ]).toString('utf8');
     } catch (err) {
       if (err instanceof KeystoreError) throw err;
-      throw new KeystoreError('ERR_KEYSTORE_CSR', `cannot build the CSR in the TPM (${firstLine(err)})`);
+      throw new KeystoreError('ERR_KEYSTORE_CSR', `cannot build the CSR in the TPM (${firstErrorLine(err)})`);
     }
   }
 

@@ -2,8 +2,8 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Core } from '../core.ts';
+import { ingestTelemetry } from '../datapath/ingest.ts';
 import type { Logger } from '../log.ts';
-import { authorizeTelemetry } from '../policy/index.ts';
 import type { Uplink } from '../uplink/index.ts';
 import type { FromPoller, PollSource, ToPoller } from './poller-worker.ts';
 
@@ -98,24 +98,21 @@ export class PullManager {
       this.logger.warn({ deviceId: m.deviceId, reason: m.reason }, 'pull poll failed');
       return;
     }
-    const device = this.core.store.devices.get(m.deviceId);
-    const decision = authorizeTelemetry(device);
-    if (!decision.allow) {
-      this.logger.warn({ deviceId: m.deviceId, reason: decision.reason }, 'pulled reading refused');
-      return;
-    }
     this.crashes = 0;
-    this.uplink
-      .enqueue({
-        deviceId: m.deviceId,
-        payload: Buffer.from(m.payload, 'base64'),
-        contentFormat: m.contentFormat,
-        credentialKind: 'psk',
-      })
-      .then(
-        () => this.core.identity.touch(m.deviceId),
-        (err: unknown) => this.logger.error({ err: (err as Error).message }, 'pulled reading not queued'),
-      );
+    const device = this.core.store.devices.get(m.deviceId);
+    const reading = {
+      payload: Buffer.from(m.payload, 'base64'),
+      contentFormat: m.contentFormat,
+      credentialKind: 'psk',
+    };
+    ingestTelemetry(this.core, this.uplink, device, reading).then(
+      (decision) => {
+        if (!decision.allow) {
+          this.logger.warn({ deviceId: m.deviceId, reason: decision.reason }, 'pulled reading refused');
+        }
+      },
+      (err: unknown) => this.logger.error({ err: (err as Error).message }, 'pulled reading not queued'),
+    );
   }
 
   async stop(): Promise<void> {

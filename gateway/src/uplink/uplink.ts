@@ -80,12 +80,17 @@ export class Uplink {
     this.depth = store.queue.depth();
   }
 
+  /** `{topicPrefix}/devices/`: telemetry goes under it, commands come from under it. */
+  private get devicesTopic(): string {
+    return `${this.opts?.topicPrefix ?? 'portcullis'}/devices/`;
+  }
+
   private commandsTopic(): string {
-    return `${this.opts?.topicPrefix ?? 'portcullis'}/devices/+/commands`;
+    return `${this.devicesTopic}+/commands`;
   }
 
   private onBrokerMessage(topic: string, payload: Buffer, props: Record<string, string>): void {
-    const prefix = `${this.opts?.topicPrefix ?? 'portcullis'}/devices/`;
+    const prefix = this.devicesTopic;
     if (!topic.startsWith(prefix) || !topic.endsWith('/commands')) return;
     const deviceId = topic.slice(prefix.length, -'/commands'.length);
     const cf = props.contentFormat !== undefined ? Number(props.contentFormat) : null;
@@ -98,7 +103,7 @@ export class Uplink {
   }
 
   topicFor(deviceId: string): string {
-    return `${this.opts?.topicPrefix ?? 'portcullis'}/devices/${deviceId}/telemetry`;
+    return `${this.devicesTopic}${deviceId}/telemetry`;
   }
 
   /**
@@ -144,11 +149,7 @@ export class Uplink {
       for (const b of batch) b.reject(err);
       return;
     }
-    if (droppedNow > 0) {
-      this.depth -= droppedNow;
-      this.dropped += droppedNow;
-      this.logger.warn({ dropped: droppedNow, max }, 'uplink queue full: dropped the oldest messages');
-    }
+    this.countDropped(droppedNow, { max }, 'uplink queue full: dropped the oldest messages');
     this.depth += batch.length;
     for (const b of batch) b.resolve();
     this.schedulePump();
@@ -183,18 +184,21 @@ export class Uplink {
 
   private expire(maxAgeMs: number): void {
     const n = this.store.queue.deleteEnqueuedBefore(new Date(this.clock.now() - maxAgeMs).toISOString());
-    if (n > 0) {
-      this.depth -= n;
-      this.dropped += n;
-      this.logger.warn({ dropped: n, maxAgeMs }, 'uplink queue: dropped expired messages');
-    }
+    this.countDropped(n, { maxAgeMs }, 'uplink queue: dropped expired messages');
+  }
+
+  /** Every drop is counted and said: the bound is a policy, never a silent loss. */
+  private countDropped(n: number, fields: Record<string, unknown>, msg: string): void {
+    if (n === 0) return;
+    this.depth -= n;
+    this.dropped += n;
+    this.logger.warn({ dropped: n, ...fields }, msg);
   }
 
   private connect(): void {
     const o = this.opts;
     if (!o?.tls.cert || this.stopped) return;
-    let client: BrokerConnection | null = null;
-    client = connectBroker(
+    const client: BrokerConnection = connectBroker(
       { url: o.url, clientId: o.clientId, ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key },
       {
         onConnect: () => {
@@ -204,7 +208,7 @@ export class Uplink {
           this.inflight.clear();
           this.lastSentId = 0;
           this.logger.info({ url: o.url }, 'uplink connected');
-          client?.subscribe(this.commandsTopic());
+          client.subscribe(this.commandsTopic());
           this.schedulePump();
         },
         onMessage: (topic, payload, props) => this.onBrokerMessage(topic, payload, props),
