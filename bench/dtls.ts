@@ -21,6 +21,7 @@ import { createInterface } from 'node:readline';
 import { generate } from 'coap-packet';
 import { type TestClientOptions, TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { makePki, type TestPki } from '../test/helpers/pki.ts';
+import { inParallel, type LoadResult, parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
 import { cpuMs, memory } from './lib/proc.ts';
 
 interface Settings {
@@ -44,30 +45,12 @@ interface Server {
   settle(): Promise<void>;
 }
 
-interface Measurement {
-  ops: number;
-  errors: number;
-  seconds: number;
+interface Measurement extends LoadResult {
   serverCpuMs: number;
   generatorCpuMs: number;
 }
 
 const PSK = 'bench-psk-0123456789';
-
-function parseSettings(argv: string[]): Settings {
-  const s: Settings = { seconds: 3, rounds: 3, sessions: 1000, concurrency: 16, inflight: 64 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i]?.replace(/^--/, '') as keyof Settings;
-    const value = Number(argv[i + 1]);
-    if (!(key in s) || !Number.isFinite(value) || value <= 0) {
-      throw new Error(
-        `usage: npm run bench -- dtls [--seconds N] [--rounds N] [--sessions N] [--concurrency N] [--inflight N]`,
-      );
-    }
-    s[key] = value;
-  }
-  return s;
-}
 
 async function freePortPair(): Promise<number> {
   for (;;) {
@@ -210,7 +193,7 @@ async function handshake(server: Server, kind: 'psk' | 'ecdhe', pki: TestPki | n
   }
 }
 
-/** Runs `workers` loops of `op` for `seconds`, counting what completed, and the CPU both sides used. */
+/** Runs the load (see runFor) and adds the CPU both sides used. */
 async function measure(
   server: Server,
   seconds: number,
@@ -220,47 +203,17 @@ async function measure(
   const pid = server.child.pid as number;
   const cpu0 = cpuMs(pid);
   const gen0 = process.cpuUsage();
-  const t0 = performance.now();
-  const deadline = t0 + seconds * 1000;
-  let ops = 0;
-  let errors = 0;
-  await Promise.all(
-    Array.from({ length: workers }, async (_, w) => {
-      while (performance.now() < deadline) {
-        try {
-          await op(w);
-          ops++;
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
-  const elapsed = (performance.now() - t0) / 1000;
+  const r = await runFor(seconds, workers, op);
   const gen = process.cpuUsage(gen0);
-  return {
-    ops,
-    errors,
-    seconds: elapsed,
-    serverCpuMs: cpuMs(pid) - cpu0,
-    generatorCpuMs: (gen.user + gen.system) / 1000,
-  };
+  return { ...r, serverCpuMs: cpuMs(pid) - cpu0, generatorCpuMs: (gen.user + gen.system) / 1000 };
 }
 
-async function openSessions(server: Server, n: number, concurrency: number): Promise<TestDtlsClient[]> {
-  const clients: TestDtlsClient[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        next++;
-        const c = new TestDtlsClient(clientOptions(server, 'psk', null));
-        await c.connect();
-        clients.push(c);
-      }
-    }),
-  );
-  return clients;
+function openSessions(server: Server, n: number, concurrency: number): Promise<TestDtlsClient[]> {
+  return inParallel(n, concurrency, async () => {
+    const c = new TestDtlsClient(clientOptions(server, 'psk', null));
+    await c.connect();
+    return c;
+  });
 }
 
 function median(xs: number[]): number {
@@ -269,8 +222,8 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
-const round2 = (x: number) => Math.round(x * 100) / 100;
-const round3 = (x: number) => Math.round(x * 1000) / 1000;
+const round2 = (x: number) => round(x, 2);
+const round3 = (x: number) => round(x, 3);
 
 function summarize(ms: Measurement[]) {
   return {
@@ -298,7 +251,13 @@ function versionOf(cmd: string, args: string[]): string {
 }
 
 export async function dtlsBench(argv: string[]): Promise<unknown> {
-  const settings = parseSettings(argv);
+  const settings: Settings = parseOptions('dtls', argv, {
+    seconds: 3,
+    rounds: 3,
+    sessions: 1000,
+    concurrency: 16,
+    inflight: 64,
+  });
   const pki = makePki();
   const log = (msg: string) => process.stderr.write(`[bench dtls] ${msg}\n`);
   const servers = [await startPortcullis(pki), await startLibcoap(pki)];
@@ -345,15 +304,12 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
       };
       const ids = clients.map(() => Math.floor(Math.random() * 0x10000));
       const inflight = Math.min(settings.inflight, clients.length);
-      const turn = new Array<number>(inflight).fill(0);
+      const nextSession = sliceWalker(clients.length, inflight);
       for (let round = 0; round < settings.rounds; round++) {
         log(`round ${round + 1}/${settings.rounds}: ${s.target} requests over ${clients.length} sessions`);
         results[s.target].requests.push(
           await measure(s, settings.seconds, inflight, async (w) => {
-            // Worker w walks its own slice of the sessions (w, w + inflight, …), one request at a time.
-            const k = (turn[w] as number) % Math.ceil((clients.length - w) / inflight);
-            turn[w] = k + 1;
-            const at = w + k * inflight;
+            const at = nextSession(w);
             const c = clients[at] as TestDtlsClient;
             const id = ((ids[at] as number) + 1) & 0xffff;
             ids[at] = id;

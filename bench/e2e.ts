@@ -16,28 +16,10 @@ import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { makeGatewayHome } from '../test/helpers/gateway.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki, type TestPki } from '../test/helpers/pki.ts';
-
-interface Settings {
-  seconds: number;
-  sensors: number;
-  inflight: number;
-}
-
-function parseSettings(argv: string[]): Settings {
-  const s: Settings = { seconds: 5, sensors: 1000, inflight: 64 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i]?.replace(/^--/, '') as keyof Settings;
-    const value = Number(argv[i + 1]);
-    if (!(key in s) || !Number.isFinite(value) || value <= 0) {
-      throw new Error('usage: npm run bench -- e2e [--seconds N] [--sensors N] [--inflight N]');
-    }
-    s[key] = value;
-  }
-  return s;
-}
+import { inParallel, parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
 
 const log = (msg: string) => process.stderr.write(`[bench e2e] ${msg}\n`);
-const round2 = (x: number) => Math.round(x * 100) / 100;
+const round2 = (x: number) => round(x, 2);
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -69,7 +51,7 @@ async function latencySink(pki: TestPki, url: string, topic: string) {
   return { latencies, client };
 }
 
-/** Runs `inflight` workers for `seconds`, each walking its own slice of `n` senders, one message at a time. */
+/** `inflight` workers for `seconds`, each walking its own slice of the `n` senders, one message at a time. */
 async function drive(
   n: number,
   inflight: number,
@@ -77,26 +59,9 @@ async function drive(
   send: (sender: number) => Promise<void>,
 ): Promise<{ sent: number; errors: number; elapsed: number }> {
   const workers = Math.min(inflight, n);
-  const turn = new Array<number>(workers).fill(0);
-  let sent = 0;
-  let errors = 0;
-  const t0 = performance.now();
-  const deadline = t0 + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: workers }, async (_, w) => {
-      while (performance.now() < deadline) {
-        const k = (turn[w] as number) % Math.ceil((n - w) / workers);
-        turn[w] = k + 1;
-        try {
-          await send(w + k * workers);
-          sent++;
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
-  return { sent, errors, elapsed: (performance.now() - t0) / 1000 };
+  const next = sliceWalker(n, workers);
+  const r = await runFor(seconds, workers, (w) => send(next(w)));
+  return { sent: r.ops, errors: r.errors, elapsed: r.seconds };
 }
 
 async function drain(latencies: Map<string, number[]>, tag: string, expected: number): Promise<void> {
@@ -118,7 +83,7 @@ function summarize(latencies: number[], sent: number, elapsed: number, errors: n
 }
 
 export async function e2eBench(argv: string[]): Promise<unknown> {
-  const settings = parseSettings(argv);
+  const settings = parseOptions('e2e', argv, { seconds: 5, sensors: 1000, inflight: 64 });
   const pki = makePki();
   const broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
   // Every simulated sensor shares 127.0.0.1: lift the per-source handshake rate a site's sensors would not hit.
@@ -147,21 +112,17 @@ export async function e2eBench(argv: string[]): Promise<unknown> {
     sink = await latencySink(pki, broker.url, '#');
 
     log(`opening ${settings.sensors} DTLS sessions`);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (next < settings.sensors) {
-          const i = next++;
-          const c = new TestDtlsClient({
-            port: home.dtlsPort,
-            suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-            psk: { identity: `s${i}`, key: keyOf(i) },
-            timeoutMs: 10_000,
-          });
-          await c.connect();
-          sensors[i] = c;
-        }
-      }),
+    sensors.push(
+      ...(await inParallel(settings.sensors, 16, async (i) => {
+        const c = new TestDtlsClient({
+          port: home.dtlsPort,
+          suite: 'TLS_PSK_WITH_AES_128_CCM_8',
+          psk: { identity: `s${i}`, key: keyOf(i) },
+          timeoutMs: 10_000,
+        });
+        await c.connect();
+        return c;
+      })),
     );
     log('gateway path');
     const mids = new Array<number>(settings.sensors).fill(0);
@@ -175,26 +136,22 @@ export async function e2eBench(argv: string[]): Promise<unknown> {
     const gwLatencies = sink.latencies.get('gw') ?? [];
 
     log(`connecting ${settings.sensors} MQTT clients straight to the broker`);
-    next = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (next < settings.sensors) {
-          const i = next++;
-          const c = mqtt.connect(broker.url, {
-            protocolVersion: 5,
-            clientId: `direct-${i}`,
-            ca: readFileSync(pki.caPath),
-            cert: readFileSync(pki.client.certPath),
-            key: readFileSync(pki.client.keyPath),
-            reconnectPeriod: 0,
-          });
-          await new Promise<void>((resolve, reject) => {
-            c.once('connect', () => resolve());
-            c.once('error', reject);
-          });
-          direct[i] = c;
-        }
-      }),
+    direct.push(
+      ...(await inParallel(settings.sensors, 16, async (i) => {
+        const c = mqtt.connect(broker.url, {
+          protocolVersion: 5,
+          clientId: `direct-${i}`,
+          ca: readFileSync(pki.caPath),
+          cert: readFileSync(pki.client.certPath),
+          key: readFileSync(pki.client.keyPath),
+          reconnectPeriod: 0,
+        });
+        await new Promise<void>((resolve, reject) => {
+          c.once('connect', () => resolve());
+          c.once('error', reject);
+        });
+        return c;
+      })),
     );
     log('direct path');
     const straight = await drive(settings.sensors, settings.inflight, settings.seconds, async (i) => {

@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse } from 'coap-packet';
 import { coapPost, type Fixture, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { type TestClientOptions, TestDtlsClient } from './helpers/dtls-test-client.ts';
+import { freeUdpPort } from './helpers/gateway.ts';
 import { runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 import { prng } from './helpers/prng.ts';
@@ -282,14 +283,6 @@ describe('DTLS fuzzing', () => {
   });
 });
 
-/** A UDP port that was free a moment ago: concurrent libcoap clients otherwise may share one (SO_REUSEADDR). */
-async function freeUdpPort(): Promise<number> {
-  const s = await bindPort(0);
-  const { port } = s.address();
-  s.close();
-  return port;
-}
-
 describe('DTLS under packet loss', () => {
   let f: Fixture;
   before(async () => {
@@ -331,6 +324,7 @@ describe('DTLS under packet loss', () => {
     await Promise.all(
       payloads.map(async (p) => {
         for (let attempt = 0; attempt < 3 && !delivered(p); attempt++) {
+          // A port of its own: concurrent libcoap clients may otherwise share one (SO_REUSEADDR).
           const r = await client(p, '30%', await freeUdpPort());
           dropped += drops(r.stdout);
           // libcoap exits 0 even when it gave up; delivery is the proof.
