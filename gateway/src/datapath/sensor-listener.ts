@@ -137,8 +137,13 @@ export async function startSensorListener(
   const address = await server.listen(port, host).catch((err: NodeJS.ErrnoException) => {
     throw new ListenError('dtls', host, port, err);
   });
-  // The CLI changes device state in another process; close sessions whose device may no longer talk.
+  // The CLI changes device state in another process; close sessions whose device may no longer talk. The
+  // review (two queries per session) runs only when something in identity changed since the last one.
+  let reviewed = identity.changeStamp;
   const review = setInterval(() => {
+    const stamp = identity.changeStamp;
+    if (stamp === reviewed) return;
+    reviewed = stamp;
     refreshAnchors();
     for (const s of sessions) {
       if (!authorizeTelemetry(identity.deviceFor(s.credential)).allow) s.close();

@@ -73,12 +73,28 @@ const TOUCH_INTERVAL_MS = 30_000;
 
 export class IdentityService {
   private readonly touched = new Map<string, number>();
+  private localChanges = 0;
   constructor(
     private readonly store: Store,
     private readonly keystore: Keystore,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
   ) {}
+
+  /**
+   * Differs whenever devices, credentials or trust anchors may have changed — here or in another process (the
+   * CLI) — so periodic reviews can skip the work when nothing did.
+   */
+  get changeStamp(): string {
+    return `${this.store.dataVersion()}:${this.localChanges}`;
+  }
+
+  /** Runs a mutation in one transaction and marks the stamp changed. */
+  private mutate<T>(fn: () => T): T {
+    const out = this.store.transaction(fn);
+    this.localChanges++;
+    return out;
+  }
 
   private nowIso(): string {
     return new Date(this.clock.now()).toISOString();
@@ -125,7 +141,7 @@ export class IdentityService {
     // its credential is keyed by device, under a prefix inbound handshakes can never authenticate with.
     const credentialLookup = req.pull ? `${PULL_PREFIX}${id.data}` : identity.data;
     try {
-      const device = this.store.transaction(() => {
+      const device = this.mutate(() => {
         const d = this.store.devices.insert(
           {
             id: id.data,
@@ -194,7 +210,7 @@ export class IdentityService {
    */
   decommission(id: string, actor: string, reason?: string): Device {
     const now = this.nowIso();
-    return this.store.transaction(() => {
+    return this.mutate(() => {
       const device = this.store.devices.get(id);
       if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
       if (device.state === 'decommissioned') {
@@ -268,7 +284,7 @@ export class IdentityService {
       createdAt: this.nowIso(),
     };
     try {
-      this.store.transaction(() => {
+      this.mutate(() => {
         this.store.trustAnchors.insert(anchor);
         this.audit.append({
           actor,
@@ -303,7 +319,7 @@ export class IdentityService {
     const fingerprint = spkiFingerprint(spki);
     const now = this.nowIso();
     try {
-      return this.store.transaction(() => {
+      return this.mutate(() => {
         const d = this.store.devices.insert(
           {
             id: id.data,
@@ -338,7 +354,7 @@ export class IdentityService {
     const leaf = credential.chain[0];
     const id = `x509-${credential.fingerprint.slice(0, 16)}`;
     const now = this.nowIso();
-    return this.store.transaction(() => {
+    return this.mutate(() => {
       const existing = this.store.devices.get(id);
       if (existing) return existing; // decommissioned earlier: its credential is revoked, it stays out
       const d = this.store.devices.insert(
@@ -364,7 +380,7 @@ export class IdentityService {
   /** A technician lets a pending device in. */
   approve(id: string, actor: string): Device {
     const now = this.nowIso();
-    return this.store.transaction(() => {
+    return this.mutate(() => {
       const device = this.store.devices.get(id);
       if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
       if (device.state !== 'pending') {

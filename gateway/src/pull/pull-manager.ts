@@ -19,6 +19,7 @@ export class PullManager {
   private reload: NodeJS.Timeout | null = null;
   private restart: NodeJS.Timeout | null = null;
   private lastDigest = '';
+  private syncedStamp = '';
   private crashes = 0;
   private stopped = false;
 
@@ -60,6 +61,10 @@ export class PullManager {
 
   private sync(): void {
     if (this.stopped) return;
+    // Sources (and their keys) are re-read only when identity changed or the worker needs them afresh.
+    const stamp = this.core.identity.changeStamp;
+    if (this.child && stamp === this.syncedStamp) return;
+    this.syncedStamp = stamp;
     const sources = this.sources();
     const digest = createHash('sha256').update(JSON.stringify(sources)).digest('hex');
     if (sources.length === 0 && !this.child) return;

@@ -60,6 +60,11 @@ export class Store {
     return this.db.transaction(fn).immediate();
   }
 
+  /** Changes whenever another connection (e.g. the CLI in its own process) commits to the database. */
+  dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
+  }
+
   healthy(): boolean {
     try {
       this.db.prepare('SELECT 1').get();
