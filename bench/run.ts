@@ -3,10 +3,12 @@
 // timed assertions in the test suite.
 import { dtlsBench } from './dtls.ts';
 import { e2eBench } from './e2e.ts';
+import { firewallBench } from './firewall.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   dtls: dtlsBench,
   e2e: e2eBench,
+  firewall: firewallBench,
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -80,6 +80,8 @@ describe('store', () => {
     s.segments.upsert(
       {
         name: 'sensors',
+        role: 'sensors',
+        interface: null,
         vlanId: 20,
         parentInterface: 'eth0',
         subnet: '10.20.0.0/24',
@@ -104,9 +106,9 @@ describe('store', () => {
     // The schema, not only the code, rejects states that do not exist.
     assert.throws(() => s.db.prepare("UPDATE devices SET state = 'trusted' WHERE id = 'a'").run(), /CHECK/);
     // A device cannot point at a segment that does not exist.
-    assert.throws(
+    refused(
       () => s.devices.insert({ id: 'c', credentialKind: 'psk', state: 'active', segment: 'nope' }, NOW),
-      /FOREIGN KEY/,
+      'ERR_STORE_NOT_FOUND',
     );
   });
 

@@ -5,6 +5,7 @@ import type { Clock } from './clock.ts';
 import type { Config } from './config/index.ts';
 import { IdentityError, IdentityService } from './identity/index.ts';
 import { type Keystore, openKeystore } from './keystore/index.ts';
+import { SegmentationService, syncSegments } from './segmentation/index.ts';
 import { DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
 import { VERSION } from './version.ts';
 
@@ -14,7 +15,8 @@ export interface GatewayStatus {
   store: 'ok' | 'error';
   keystore: { backend: 'software' | 'tpm2'; hardwareBacked: boolean };
   uplink: { configured: boolean; queueDepth: number };
-  firewall: { enforce: boolean };
+  /** inForce: the hash of the ruleset last applied successfully. */
+  firewall: { enforce: boolean; inForce: string | null };
   devices: Record<DeviceState, number>;
 }
 
@@ -27,6 +29,7 @@ export class Core {
   private readonly startedAt: number;
 
   private readonly identityService: IdentityService | null;
+  private segmentationService: SegmentationService | undefined;
 
   private constructor(
     readonly config: Config,
@@ -37,6 +40,8 @@ export class Core {
     this.audit = new AuditLog(store, clock);
     this.startedAt = clock.now();
     this.identityService = keystore ? new IdentityService(store, keystore, this.audit, clock) : null;
+    // Devices reference segments: the store mirrors the configured ones on every writable open.
+    if (keystore) syncSegments(store, config.segments, new Date(clock.now()).toISOString());
   }
 
   /** Read-only opens (audit verify/export) need no keystore and change nothing. */
@@ -61,6 +66,17 @@ export class Core {
     return this.identityService;
   }
 
+  get segmentation(): SegmentationService {
+    this.segmentationService ??= new SegmentationService({
+      config: this.config,
+      store: this.store,
+      audit: this.audit,
+      identity: this.identity,
+      clock: this.clock,
+    });
+    return this.segmentationService;
+  }
+
   status(): GatewayStatus {
     const storeOk = this.store.healthy();
     return {
@@ -75,7 +91,10 @@ export class Core {
         configured: this.config.uplink !== undefined,
         queueDepth: storeOk ? this.store.queue.depth() : 0,
       },
-      firewall: { enforce: this.config.firewall.enforce },
+      firewall: {
+        enforce: this.config.firewall.enforce,
+        inForce: storeOk ? (this.store.rulesets.lastApplied()?.hash ?? null) : null,
+      },
       devices: storeOk
         ? this.store.devices.countByState()
         : { pending: 0, active: 0, quarantined: 0, decommissioned: 0 },

@@ -11,6 +11,7 @@ import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
+import { type FirewallReconciler, startFirewallReconciler } from './segmentation/index.ts';
 import { Uplink, type UplinkOptions } from './uplink/index.ts';
 
 function uplinkOptions(core: Core): UplinkOptions | null {
@@ -41,6 +42,7 @@ export class Gateway {
     readonly uplink: Uplink,
     private readonly sensors: SensorListener,
     private readonly pull: PullManager,
+    private readonly firewall: FirewallReconciler | undefined,
     private readonly logger: Logger,
   ) {}
 
@@ -52,7 +54,19 @@ export class Gateway {
     let sensors: SensorListener | undefined;
     let ui: RunningServer | undefined;
     let pull: PullManager | undefined;
+    let firewall: FirewallReconciler | undefined;
     try {
+      // The firewall first: sensors are contained before the gateway starts listening to them.
+      if (config.firewall.enforce) {
+        firewall = startFirewallReconciler(
+          core.segmentation,
+          core.identity,
+          config.firewall.dnsRefreshSeconds,
+          () => deps.clock.now(),
+          logger,
+        );
+        await firewall.ready;
+      }
       const tls = await loadOrCreateUiTls(join(config.dataDir, 'tls'), config.ui.host, config.ui.tls);
       if (tls.generated)
         logger.warn({ dir: join(config.dataDir, 'tls') }, 'generated a self-signed UI certificate');
@@ -89,13 +103,14 @@ export class Gateway {
       if (config.keystore.backend === 'software') {
         logger.warn('keystore backend is software: keys are files on disk, not protected by a TPM');
       }
-      return new Gateway(core, ui, uplink, sensors, pull, logger);
+      return new Gateway(core, ui, uplink, sensors, pull, firewall, logger);
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
       await ui?.close();
       await pull?.stop();
       await sensors?.close();
       await uplink?.stop();
+      await firewall?.close();
       core.close();
       throw err;
     }
@@ -113,7 +128,7 @@ export class Gateway {
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ reason }, 'gateway stopping');
-      await Promise.all([this.ui.close(), this.sensors.close(), this.pull.stop()]);
+      await Promise.all([this.ui.close(), this.sensors.close(), this.pull.stop(), this.firewall?.close()]);
       await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
       this.core.close();

@@ -10,30 +10,33 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface CliOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Run inside this network namespace (`ip netns exec`), as the appliance's gateway namespace. */
+  netns?: string;
+}
+
 /** Run the real `portcullis` command as a user would, in its own process. */
-export async function runCli(
-  args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<CliResult> {
-  const child = spawn(process.execPath, [PORTCULLIS_BIN, ...args], {
-    cwd: opts.cwd,
-    env: { ...process.env, PORTCULLIS_CONFIG: undefined, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  const child = spawnCli(args, opts);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
+  child.stdout?.on('data', (d: Buffer) => {
     stdout += d.toString();
   });
-  child.stderr.on('data', (d: Buffer) => {
+  child.stderr?.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
   const [code] = (await once(child, 'close')) as [number | null];
   return { code, stdout, stderr };
 }
 
-export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  return spawn(process.execPath, [PORTCULLIS_BIN, ...args], {
+export function spawnCli(args: string[], opts: CliOptions = {}): ChildProcess {
+  const argv = [process.execPath, PORTCULLIS_BIN, ...args];
+  if (opts.netns) argv.unshift('ip', 'netns', 'exec', opts.netns);
+  const [cmd, ...rest] = argv as [string, ...string[]];
+  return spawn(cmd, rest, {
     cwd: opts.cwd,
     env: { ...process.env, PORTCULLIS_CONFIG: undefined, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -16,17 +16,25 @@ export function cliActor(): string {
   }
 }
 
-function withWritableCore<T>(configPath: string | undefined, fn: (core: Core) => T): T {
+/** Opens the core for one command and closes it afterwards, also when `fn` returns a promise. */
+export function withWritableCore<T>(configPath: string | undefined, fn: (core: Core) => T): T {
   const core = Core.open(resolveConfig(configPath).config, systemClock);
+  let out: T;
   try {
-    return fn(core);
-  } finally {
+    out = fn(core);
+  } catch (err) {
     core.close();
+    throw err;
   }
+  if (out instanceof Promise) return out.finally(() => core.close()) as T;
+  core.close();
+  return out;
 }
 
 function deviceLine(d: Device): string {
-  return [d.id, d.state, d.credentialKind, d.segment ?? '-', d.lastSeen ?? 'never'].join('\t');
+  return [d.id, d.state, d.credentialKind, d.segment ?? '-', d.address ?? '-', d.lastSeen ?? 'never'].join(
+    '\t',
+  );
 }
 
 export interface DeviceAddOptions {
@@ -93,7 +101,7 @@ export function deviceListCommand(configPath: string | undefined, json: boolean,
     const devices = core.identity.list();
     if (json) io.out(JSON.stringify(devices, null, 2));
     else {
-      io.out(['id', 'state', 'credential', 'segment', 'last seen'].join('\t'));
+      io.out(['id', 'state', 'credential', 'segment', 'address', 'last seen'].join('\t'));
       for (const d of devices) io.out(deviceLine(d));
     }
     return EXIT.ok;
@@ -107,8 +115,13 @@ export function deviceShowCommand(configPath: string | undefined, id: string, js
       io.out(JSON.stringify(view, null, 2));
       return EXIT.ok;
     }
-    const d = view.device;
+    const { quarantine, ...d } = view.device;
     for (const [k, v] of Object.entries(d)) io.out(`${k}: ${v ?? '-'}`);
+    if (quarantine) {
+      io.out(
+        `quarantine: ${quarantine.mode} since ${quarantine.since} (${quarantine.reason}); release returns it to ${quarantine.previousState}`,
+      );
+    }
     for (const c of view.credentials) {
       const status = c.revokedAt ? `revoked ${c.revokedAt}${c.erased ? ', erased' : ''}` : 'active';
       io.out(`credential: ${c.kind} ${c.lookup} (${status})`);

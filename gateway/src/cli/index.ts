@@ -22,6 +22,19 @@ import {
   uplinkCsrCommand,
 } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
+import {
+  devicePlaceCommand,
+  deviceQuarantineCommand,
+  deviceReleaseCommand,
+  firewallApplyCommand,
+  firewallRenderCommand,
+  firewallStatusCommand,
+  mudControllerCommand,
+  mudControllerListCommand,
+  mudImportCommand,
+  segmentListCommand,
+  segmentNetworkConfigCommand,
+} from './segmentation-commands.ts';
 
 const HELP_FOOTER = `
 Configuration: --config FILE, else $PORTCULLIS_CONFIG, else /etc/portcullis/config.yaml if it exists,
@@ -116,6 +129,91 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .action((id: string, opts: { reason?: string }) =>
       setCode(deviceDecommissionCommand(configOpt(), id, opts.reason, io)),
     );
+
+  device
+    .command('place <id>')
+    .description('set the segment and/or IPv4 address the firewall knows the device by')
+    .option('--segment <name>', 'segment (from the configuration)')
+    .option('--address <ipv4>', 'its address (a DHCP reservation or static address in the segment)')
+    .action((id: string, opts: { segment?: string; address?: string }) =>
+      setCode(devicePlaceCommand(configOpt(), id, opts, io)),
+    );
+  device
+    .command('quarantine <id>')
+    .description("cut a device off: it keeps only the gateway's DTLS endpoint (observe) or nothing (isolate)")
+    .requiredOption('--reason <text>', 'why (recorded in the audit log)')
+    .addOption(
+      new Option('--mode <mode>', 'default: firewall.quarantineMode').choices(['observe', 'isolate']),
+    )
+    .action(async (id: string, opts: { reason: string; mode?: 'observe' | 'isolate' }) =>
+      setCode(await deviceQuarantineCommand(configOpt(), id, opts, io)),
+    );
+  device
+    .command('release <id>')
+    .description('end a quarantine: the device returns to its previous state')
+    .option('--reason <text>', 'recorded in the audit log')
+    .action(async (id: string, opts: { reason?: string }) =>
+      setCode(await deviceReleaseCommand(configOpt(), id, opts.reason, io)),
+    );
+
+  const firewall = program
+    .command('firewall')
+    .description('the iptables/ipset ruleset compiled from segments and devices');
+  firewall
+    .command('render')
+    .description('print the ipset and iptables-restore documents; change nothing')
+    .option('--json', 'JSON output (hash, documents, warnings)')
+    .action(async (opts: { json?: boolean }) =>
+      setCode(await firewallRenderCommand(configOpt(), opts.json ?? false, io)),
+    );
+  firewall
+    .command('apply')
+    .description('dry-run, apply atomically, read back; on failure the previous ruleset stays in force')
+    .action(async () => setCode(await firewallApplyCommand(configOpt(), io)));
+  firewall
+    .command('status')
+    .description('the ruleset in force and the last attempt')
+    .action(() => setCode(firewallStatusCommand(configOpt(), io)));
+
+  const segment = program.command('segment').description('network segments (VLANs) from the configuration');
+  segment
+    .command('list')
+    .description('configured segments')
+    .action(() => setCode(segmentListCommand(configOpt(), io)));
+  segment
+    .command('network-config')
+    .description('VLAN interface configuration: systemd-networkd files (validated) or ip commands')
+    .addOption(
+      new Option('--format <format>', 'output format').choices(['networkd', 'ip']).default('networkd'),
+    )
+    .option('--out <dir>', 'write the networkd files here instead of printing them')
+    .action((opts: { format: 'networkd' | 'ip'; out?: string }) =>
+      setCode(segmentNetworkConfigCommand(configOpt(), opts, io)),
+    );
+
+  const mud = program.command('mud').description('RFC 8520 Manufacturer Usage Descriptions');
+  mud
+    .command('import <file>')
+    .description("make a MUD file the device's whole allow-list (all of it or nothing)")
+    .requiredOption('--device <id>', 'the device it describes')
+    .action((file: string, opts: { device: string }) =>
+      setCode(mudImportCommand(configOpt(), file, opts.device, io)),
+    );
+  const controller = mud
+    .command('controller')
+    .description("addresses of MUD 'controller' classes on this site");
+  for (const op of ['add', 'remove'] as const) {
+    controller
+      .command(`${op} <uri> <address>`)
+      .description(`${op} an address serving a controller URI (or a MUD URL, for my-controller)`)
+      .action((uri: string, address: string) =>
+        setCode(mudControllerCommand(configOpt(), op, uri, address, io)),
+      );
+  }
+  controller
+    .command('list')
+    .description('registered controllers')
+    .action(() => setCode(mudControllerListCommand(configOpt(), io)));
 
   const identity = program.command('identity').description('trust in sensor manufacturers');
   const trust = identity.command('trust').description('manufacturer CAs for certificate sensors');

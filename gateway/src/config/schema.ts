@@ -1,6 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { isHostOf, networksOverlap, parseIpv4Network } from '../segmentation/addresses.ts';
 
 /** Port 0 asks the OS for a free port: useful in tests, never a default. */
 const listenPort = z.number().int().min(0).max(65535);
@@ -14,6 +15,68 @@ function isReadableFile(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Linux interface names: at most 15 bytes, no '/', ':' or whitespace. */
+const interfaceName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$/, { error: 'must be a Linux interface name (1-15 characters)' });
+
+const segmentSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,23}$/, {
+      error: 'must be 1-24 characters: lower-case letters, digits or "-", starting with a letter',
+    }),
+    /** sensors: DTLS, DHCP and DNS to the gateway only; management: may also reach the UI; protected: neither. */
+    role: z.enum(['sensors', 'protected', 'management']),
+    vlanId: z.number().int().min(1).max(4094).optional(),
+    parentInterface: interfaceName.optional(),
+    /** The segment's interface on the gateway; defaults to the VLAN interface `<parentInterface>.<vlanId>`. */
+    interface: interfaceName.optional(),
+    subnet: z.string().refine((s) => parseIpv4Network(s) !== undefined, {
+      error: 'must be an IPv4 network such as 10.20.0.0/24 (host bits zero)',
+    }),
+    gatewayAddress: z.ipv4(),
+    /** What the segment's devices may reach beyond their allow-lists: nothing (deny) or the WAN (allow). */
+    defaultPolicy: z.enum(['deny', 'allow']).default('deny'),
+  })
+  .refine((s) => (s.vlanId === undefined) === (s.parentInterface === undefined), {
+    error: 'vlanId and parentInterface go together',
+  })
+  .refine((s) => s.interface !== undefined || s.vlanId !== undefined, {
+    error: 'give vlanId and parentInterface, or interface',
+  })
+  .refine((s) => s.interface !== undefined || `${s.parentInterface}.${s.vlanId}`.length <= 15, {
+    error: 'the VLAN interface name <parentInterface>.<vlanId> is longer than 15 characters; set interface',
+  })
+  .refine((s) => isHostOf(parseIpv4Network(s.subnet) ?? { base: 0, prefix: 32 }, s.gatewayAddress), {
+    error: 'gatewayAddress must be a host address inside subnet',
+  });
+
+export type SegmentConfig = z.output<typeof segmentSchema>;
+
+/** Segments must not overlap or share a name, VLAN or interface: each rule names exactly one of them. */
+function checkSegments(segments: SegmentConfig[], ctx: z.RefinementCtx): void {
+  const seen = { name: new Set<string>(), vlan: new Set<string>(), iface: new Set<string>() };
+  segments.forEach((s, i) => {
+    const iface = s.interface ?? `${s.parentInterface}.${s.vlanId}`;
+    const vlan = s.vlanId === undefined ? undefined : `${s.parentInterface}.${s.vlanId}`;
+    const clash = (what: string) =>
+      ctx.addIssue({ code: 'custom', path: [i], message: `${what} is used by another segment` });
+    if (seen.name.has(s.name)) clash(`name ${s.name}`);
+    if (vlan && seen.vlan.has(vlan)) clash(`VLAN ${vlan}`);
+    if (seen.iface.has(iface)) clash(`interface ${iface}`);
+    seen.name.add(s.name);
+    if (vlan) seen.vlan.add(vlan);
+    seen.iface.add(iface);
+    const net = parseIpv4Network(s.subnet);
+    segments.slice(0, i).forEach((o) => {
+      const other = parseIpv4Network(o.subnet);
+      if (net && other && networksOverlap(net, other)) {
+        ctx.addIssue({ code: 'custom', path: [i, 'subnet'], message: `overlaps segment ${o.name}` });
+      }
+    });
+  });
 }
 
 /**
@@ -32,87 +95,114 @@ export function configSchema(baseDir: string) {
     .transform((p) => resolve(baseDir, p))
     .refine(isReadableFile, { error: 'file does not exist or is not readable' });
 
-  return z.strictObject({
-    dataDir: dirPath.default(resolve(baseDir, 'var')),
-    log: z
-      .strictObject({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
-      })
-      .prefault({}),
-    store: z
-      .strictObject({
-        /** `full` fsyncs every commit: nothing acknowledged is lost even on power loss. */
-        synchronous: z.enum(['full', 'normal']).default('full'),
-      })
-      .prefault({}),
-    keystore: z
-      .strictObject({
-        backend: z.enum(['software', 'tpm2']).default('software'),
-        tcti: z.string().min(1).optional(),
-      })
-      .prefault({}),
-    dtls: z
-      .strictObject({
-        host: listenHost.default('127.0.0.1'),
-        port: listenPort.default(5684),
-        limits: z
-          .strictObject({
-            maxSessions: z.number().int().min(1).default(10_000),
-            maxHandshakes: z.number().int().min(1).default(500),
-            /** Cookie-verified handshakes per second from one source address. */
-            handshakesPerSecondPerSource: z.number().positive().default(20),
-            idleTimeoutSeconds: z.number().positive().default(600),
-          })
-          .prefault({}),
-      })
-      .prefault({}),
-    ui: z
-      .strictObject({
-        host: listenHost.default('127.0.0.1'),
-        port: listenPort.default(8443),
-        tls: z
-          .strictObject({
-            certFile: existingFile,
-            keyFile: existingFile,
-          })
-          .optional(),
-      })
-      .prefault({}),
-    firewall: z
-      .strictObject({
-        enforce: z.boolean().default(false),
-      })
-      .prefault({}),
-    uplink: z
-      .strictObject({
-        url: z.url({ protocol: /^mqtts$/, error: 'must be an mqtts:// URL' }),
-        caFile: existingFile,
-        certFile: existingFile.optional(),
-        topicPrefix: z
-          .string()
-          .min(1)
-          .regex(/^[^#+]+$/, { error: 'must not contain MQTT wildcards' })
-          .default('portcullis'),
-        clientId: z.string().min(1).max(128).optional(),
-        queue: z
-          .strictObject({
-            /** Beyond this many queued messages the oldest are dropped (and counted). */
-            maxMessages: z.number().int().min(1).default(100_000),
-            /** Messages older than this are dropped (and counted). */
-            maxAgeHours: z.number().positive().default(168),
-          })
-          .prefault({}),
-        /** Reconnect back-off after the broker goes away: jittered, doubling up to the maximum. */
-        reconnect: z
-          .strictObject({
-            minSeconds: z.number().positive().default(1),
-            maxSeconds: z.number().positive().default(60),
-          })
-          .prefault({})
-          .refine((r) => r.maxSeconds >= r.minSeconds, { error: 'maxSeconds must be at least minSeconds' }),
-      })
-      .optional(),
-  });
+  return z
+    .strictObject({
+      dataDir: dirPath.default(resolve(baseDir, 'var')),
+      log: z
+        .strictObject({
+          level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+        })
+        .prefault({}),
+      store: z
+        .strictObject({
+          /** `full` fsyncs every commit: nothing acknowledged is lost even on power loss. */
+          synchronous: z.enum(['full', 'normal']).default('full'),
+        })
+        .prefault({}),
+      keystore: z
+        .strictObject({
+          backend: z.enum(['software', 'tpm2']).default('software'),
+          tcti: z.string().min(1).optional(),
+        })
+        .prefault({}),
+      dtls: z
+        .strictObject({
+          host: listenHost.default('127.0.0.1'),
+          port: listenPort.default(5684),
+          limits: z
+            .strictObject({
+              maxSessions: z.number().int().min(1).default(10_000),
+              maxHandshakes: z.number().int().min(1).default(500),
+              /** Cookie-verified handshakes per second from one source address. */
+              handshakesPerSecondPerSource: z.number().positive().default(20),
+              idleTimeoutSeconds: z.number().positive().default(600),
+            })
+            .prefault({}),
+        })
+        .prefault({}),
+      ui: z
+        .strictObject({
+          host: listenHost.default('127.0.0.1'),
+          port: listenPort.default(8443),
+          tls: z
+            .strictObject({
+              certFile: existingFile,
+              keyFile: existingFile,
+            })
+            .optional(),
+        })
+        .prefault({}),
+      firewall: z
+        .strictObject({
+          /** The gateway applies the ruleset at start and whenever devices, allow-lists or quarantines change. */
+          enforce: z.boolean().default(false),
+          /** Where segments with defaultPolicy allow may go (the site's uplink). */
+          wanInterface: interfaceName.optional(),
+          /** Datagrams per second per source to the DTLS port, beyond which they are dropped in the kernel. */
+          dtlsRateLimit: z
+            .strictObject({
+              perSecond: z.number().int().min(1).max(100_000).default(200),
+              burst: z.number().int().min(1).max(100_000).default(400),
+            })
+            .prefault({}),
+          /** What quarantine does when the caller does not say: observe keeps the DTLS endpoint reachable. */
+          quarantineMode: z.enum(['observe', 'isolate']).default('observe'),
+          /** How often DNS names in allow-lists (from MUD files) are resolved again. */
+          dnsRefreshSeconds: z.number().int().min(10).default(300),
+        })
+        .prefault({}),
+      segments: z.array(segmentSchema).default([]).superRefine(checkSegments),
+      uplink: z
+        .strictObject({
+          url: z.url({ protocol: /^mqtts$/, error: 'must be an mqtts:// URL' }),
+          caFile: existingFile,
+          certFile: existingFile.optional(),
+          topicPrefix: z
+            .string()
+            .min(1)
+            .regex(/^[^#+]+$/, { error: 'must not contain MQTT wildcards' })
+            .default('portcullis'),
+          clientId: z.string().min(1).max(128).optional(),
+          queue: z
+            .strictObject({
+              /** Beyond this many queued messages the oldest are dropped (and counted). */
+              maxMessages: z.number().int().min(1).default(100_000),
+              /** Messages older than this are dropped (and counted). */
+              maxAgeHours: z.number().positive().default(168),
+            })
+            .prefault({}),
+          /** Reconnect back-off after the broker goes away: jittered, doubling up to the maximum. */
+          reconnect: z
+            .strictObject({
+              minSeconds: z.number().positive().default(1),
+              maxSeconds: z.number().positive().default(60),
+            })
+            .prefault({})
+            .refine((r) => r.maxSeconds >= r.minSeconds, { error: 'maxSeconds must be at least minSeconds' }),
+        })
+        .optional(),
+    })
+    .superRefine((c, ctx) => {
+      c.segments.forEach((s, i) => {
+        if (s.defaultPolicy === 'allow' && !c.firewall.wanInterface) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['segments', i, 'defaultPolicy'],
+            message: 'allow needs firewall.wanInterface (where the segment may go)',
+          });
+        }
+      });
+    });
 }
 
 export type Config = z.output<ReturnType<typeof configSchema>>;

@@ -7,7 +7,7 @@ import { ListenError } from '../errors.ts';
 import { operationalCertificate } from '../identity/gateway-certificate.ts';
 import type { Logger } from '../log.ts';
 import { LogThrottle } from '../log-throttle.ts';
-import { authorizeTelemetry } from '../policy/index.ts';
+import { authorizeTelemetry, mayHoldSession } from '../policy/index.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { withNextCommand } from './downlink.ts';
 import { ingestTelemetry } from './ingest.ts';
@@ -91,7 +91,8 @@ export async function startSensorListener(
         trustAnchors,
         allowRawPublicKeys: true,
         verifyPeer: (credential, peer) => {
-          // Chained to a trusted manufacturer CA, or a pinned raw key; and the device must be active.
+          // Chained to a trusted manufacturer CA, or a pinned raw key; and the device must be active (or
+          // quarantined for observation).
           const device =
             credential.kind === 'x509'
               ? identity.admitCertificate(credential, `${peer.address}:${peer.port}`)
@@ -103,7 +104,7 @@ export async function startSensorListener(
               'certificate sensor pending approval (portcullis device approve)',
             );
           }
-          return device?.state === 'active';
+          return mayHoldSession(device);
         },
       },
       lookupPsk: (id) => {
@@ -146,7 +147,7 @@ export async function startSensorListener(
     reviewed = stamp;
     refreshAnchors();
     for (const s of sessions) {
-      if (!authorizeTelemetry(identity.deviceFor(s.credential)).allow) s.close();
+      if (!mayHoldSession(identity.deviceFor(s.credential))) s.close();
     }
   }, SESSION_REVIEW_MS);
   review.unref();

@@ -4,7 +4,16 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { certificateFingerprint, type PeerCredential, spkiFingerprint } from '../dtls/index.ts';
 import type { Keystore } from '../keystore/index.ts';
-import { type Device, type DeviceState, type Store, StoreError, type TrustAnchor } from '../store/index.ts';
+import { mayHoldSession } from '../policy/index.ts';
+import { isHostOf, parseIpv4Network } from '../segmentation/addresses.ts';
+import {
+  type Device,
+  type DeviceState,
+  type QuarantineMode,
+  type Store,
+  StoreError,
+  type TrustAnchor,
+} from '../store/index.ts';
 import { IdentityError } from './errors.ts';
 
 /** Device ids appear in MQTT topics and file names: no '/', '+', '#', spaces or control characters. */
@@ -87,6 +96,11 @@ export class IdentityService {
    */
   get changeStamp(): string {
     return `${this.store.dataVersion()}:${this.localChanges}`;
+  }
+
+  /** Runs another module's write (allow-lists, controllers) so that reviews notice it like an identity change. */
+  transact<T>(fn: () => T): T {
+    return this.mutate(fn);
   }
 
   /** Runs a mutation in one transaction and marks the stamp changed. */
@@ -238,8 +252,7 @@ export class IdentityService {
     if (lookup.startsWith(PULL_PREFIX)) return undefined; // gateway-to-sensor keys never authenticate inbound
     const cred = this.store.credentials.findActive('psk', lookup);
     if (!cred?.secretWrapped) return undefined;
-    const device = this.store.devices.get(cred.deviceId);
-    if (device?.state !== 'active') return undefined;
+    if (!mayHoldSession(this.store.devices.get(cred.deviceId))) return undefined;
     return this.keystore.unwrap(cred.secretWrapped, pskContext(lookup));
   }
 
@@ -390,6 +403,110 @@ export class IdentityService {
       this.audit.append({ actor, action: 'device.approve', target: id, details: {} });
       return this.store.devices.get(id) as Device;
     });
+  }
+
+  /** Where a device lives: its segment and the IPv4 address the firewall knows it by (must be in the segment). */
+  place(id: string, p: { segment?: string | null; address?: string | null }, actor: string): Device {
+    const now = this.nowIso();
+    try {
+      return this.mutate(() => {
+        const device = this.requireDevice(id);
+        const segmentName = p.segment === undefined ? device.segment : p.segment;
+        const address = p.address === undefined ? device.address : p.address;
+        const segment = segmentName ? this.store.segments.get(segmentName) : undefined;
+        if (segmentName && !segment) {
+          throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `segment ${segmentName} does not exist`);
+        }
+        if (address) {
+          const net = segment?.subnet ? parseIpv4Network(segment.subnet) : undefined;
+          if (!net) {
+            throw new IdentityError(
+              'ERR_IDENTITY_INVALID',
+              'an address needs a segment with a subnet (give --segment)',
+            );
+          }
+          if (!isHostOf(net, address) || address === segment?.gatewayAddress) {
+            throw new IdentityError(
+              'ERR_IDENTITY_INVALID',
+              `address ${address} is not a device address in segment ${segment?.name} (${segment?.subnet})`,
+            );
+          }
+        }
+        this.store.devices.setPlacement(id, { segment: p.segment, address: p.address }, now);
+        this.audit.append({
+          actor,
+          action: 'device.place',
+          target: id,
+          details: {
+            segment: segmentName,
+            address,
+            previous: { segment: device.segment, address: device.address },
+          },
+        });
+        return this.store.devices.get(id) as Device;
+      });
+    } catch (err) {
+      throw asConflict(err);
+    }
+  }
+
+  /**
+   * Moves a device into quarantine: observe (it keeps only the gateway's DTLS endpoint) or isolate (nothing).
+   * The firewall side is segmentation's; this is the record, in one transaction with its audit entry.
+   */
+  quarantine(id: string, req: { mode: QuarantineMode; reason: string }, actor: string): Device {
+    const reason = req.reason.trim();
+    if (reason.length === 0 || reason.length > 500) {
+      throw new IdentityError('ERR_IDENTITY_INVALID', 'a quarantine needs a reason (1-500 characters)');
+    }
+    const now = this.nowIso();
+    return this.mutate(() => {
+      const device = this.requireDevice(id);
+      if (device.state !== 'active' && device.state !== 'pending') {
+        throw new IdentityError(
+          'ERR_IDENTITY_STATE',
+          `device ${id} is ${device.state}; only active or pending devices can be quarantined`,
+        );
+      }
+      this.store.devices.quarantine(id, { mode: req.mode, reason, previousState: device.state }, now);
+      this.audit.append({
+        actor,
+        action: 'device.quarantine',
+        target: id,
+        details: { mode: req.mode, reason, previousState: device.state, address: device.address },
+      });
+      return this.store.devices.get(id) as Device;
+    });
+  }
+
+  /** Ends a quarantine: the device returns to the state it had before. */
+  release(id: string, actor: string, reason?: string): Device {
+    const now = this.nowIso();
+    return this.mutate(() => {
+      const device = this.requireDevice(id);
+      if (device.state !== 'quarantined' || !device.quarantine) {
+        throw new IdentityError('ERR_IDENTITY_STATE', `device ${id} is ${device.state}, not quarantined`);
+      }
+      this.store.devices.release(id, device.quarantine.previousState, now);
+      this.audit.append({
+        actor,
+        action: 'device.release',
+        target: id,
+        details: {
+          returnedTo: device.quarantine.previousState,
+          quarantinedSince: device.quarantine.since,
+          reason: reason ?? null,
+          address: device.address,
+        },
+      });
+      return this.store.devices.get(id) as Device;
+    });
+  }
+
+  private requireDevice(id: string): Device {
+    const device = this.store.devices.get(id);
+    if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
+    return device;
   }
 
   /** Records activity; written at most once per TOUCH_INTERVAL_MS per device, not once per message. */

@@ -12,6 +12,17 @@ export function authorizeTelemetry(device: Device | undefined): Decision {
   return { allow: true };
 }
 
+/**
+ * Whether a device may hold a DTLS session at all. A quarantined device in observe mode keeps its session so
+ * the gateway can still see what it does; nothing it sends is forwarded (authorizeTelemetry says no).
+ */
+export function mayHoldSession(device: Device | undefined): boolean {
+  if (!device) return false;
+  return (
+    device.state === 'active' || (device.state === 'quarantined' && device.quarantine?.mode === 'observe')
+  );
+}
+
 /** Largest command the gateway will hold for a sensor: it must fit a constrained device's CoAP response. */
 export const MAX_COMMAND_BYTES = 1024;
 

@@ -1,9 +1,12 @@
 import { type Db, type OpenOptions, openDatabase } from './database.ts';
 import { AlertRepository } from './repositories/alerts.ts';
+import { AllowListRepository } from './repositories/allowlists.ts';
 import { AuditRepository } from './repositories/audit.ts';
 import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
 import { DownlinkRepository } from './repositories/downlink.ts';
+import { FirewallRulesetRepository } from './repositories/firewall-rulesets.ts';
+import { MudControllerRepository } from './repositories/mud-controllers.ts';
 import { PullSourceRepository } from './repositories/pull-sources.ts';
 import { QueueRepository } from './repositories/queue.ts';
 import { SegmentRepository } from './repositories/segments.ts';
@@ -13,13 +16,22 @@ import { UserRepository } from './repositories/users.ts';
 export { type Db, StoreError } from './database.ts';
 export { LATEST_SCHEMA_VERSION } from './migrations.ts';
 export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
+export type { StoredAllowList } from './repositories/allowlists.ts';
 export type { AuditRow } from './repositories/audit.ts';
 export type { Credential } from './repositories/credentials.ts';
-export type { CredentialKind, Device, DeviceState, NewDevice } from './repositories/devices.ts';
+export type {
+  CredentialKind,
+  Device,
+  DeviceState,
+  NewDevice,
+  Quarantine,
+  QuarantineMode,
+} from './repositories/devices.ts';
 export type { DownlinkCommand } from './repositories/downlink.ts';
+export type { RulesetStatus, StoredRuleset } from './repositories/firewall-rulesets.ts';
 export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
-export type { Segment } from './repositories/segments.ts';
+export type { Segment, SegmentRole } from './repositories/segments.ts';
 export type { TrustAnchor } from './repositories/trust-anchors.ts';
 export type { Role, User } from './repositories/users.ts';
 
@@ -37,6 +49,9 @@ export class Store {
   readonly trustAnchors: TrustAnchorRepository;
   readonly downlink: DownlinkRepository;
   readonly pullSources: PullSourceRepository;
+  readonly allowLists: AllowListRepository;
+  readonly mudControllers: MudControllerRepository;
+  readonly rulesets: FirewallRulesetRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -49,6 +64,9 @@ export class Store {
     this.trustAnchors = new TrustAnchorRepository(db);
     this.downlink = new DownlinkRepository(db);
     this.pullSources = new PullSourceRepository(db);
+    this.allowLists = new AllowListRepository(db);
+    this.mudControllers = new MudControllerRepository(db);
+    this.rulesets = new FirewallRulesetRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

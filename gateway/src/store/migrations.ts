@@ -152,6 +152,55 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 5,
+    name: 'segmentation',
+    sql: `
+      -- sensors: DTLS/DHCP/DNS to the gateway only; management: may reach the UI; protected: reached by no one.
+      ALTER TABLE segments ADD COLUMN role TEXT NOT NULL DEFAULT 'sensors'
+        CHECK (role IN ('sensors', 'protected', 'management'));
+      ALTER TABLE segments ADD COLUMN interface TEXT;
+
+      -- The address the firewall knows the device by (a DHCP reservation or static address), IPv4.
+      ALTER TABLE devices ADD COLUMN address TEXT;
+      ALTER TABLE devices ADD COLUMN quarantine_mode TEXT CHECK (quarantine_mode IN ('observe', 'isolate'));
+      ALTER TABLE devices ADD COLUMN quarantine_reason TEXT;
+      ALTER TABLE devices ADD COLUMN quarantined_at TEXT;
+      -- The state a release returns the device to.
+      ALTER TABLE devices ADD COLUMN state_before_quarantine TEXT;
+      CREATE UNIQUE INDEX devices_address ON devices(address) WHERE address IS NOT NULL;
+
+      -- A device's allow-list (from a MUD file or by hand): whom it may open connections to and who may open
+      -- connections to it. Entries are JSON (see segmentation/allowlist.ts); replaced whole, never patched.
+      CREATE TABLE allowlists (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        source TEXT NOT NULL CHECK (source IN ('mud', 'manual')),
+        mud_url TEXT,
+        manufacturer TEXT,
+        entries TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      -- MUD 'controller' classes (a URI) and the addresses that serve them on this site.
+      CREATE TABLE mud_controllers (
+        uri TEXT NOT NULL,
+        address TEXT NOT NULL,
+        PRIMARY KEY (uri, address)
+      ) STRICT;
+
+      -- Every ruleset applied or tried: the last 'applied' one is what a failed apply rolls back to.
+      CREATE TABLE firewall_rulesets (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash TEXT NOT NULL,
+        iptables TEXT NOT NULL,
+        ipsets TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('applied', 'failed', 'rolled-back')),
+        error TEXT,
+        actor TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -3,6 +3,16 @@ import { StoreError } from '../database.ts';
 
 export type CredentialKind = 'psk' | 'x509' | 'rpk';
 export type DeviceState = 'pending' | 'active' | 'quarantined' | 'decommissioned';
+/** observe: the device may still reach the gateway's DTLS endpoint and nothing else; isolate: nothing at all. */
+export type QuarantineMode = 'observe' | 'isolate';
+
+export interface Quarantine {
+  mode: QuarantineMode;
+  reason: string;
+  since: string;
+  /** The state a release returns the device to. */
+  previousState: DeviceState;
+}
 
 export interface Device {
   id: string;
@@ -14,6 +24,9 @@ export interface Device {
   firstSeen: string | null;
   lastSeen: string | null;
   firmwareVersion: string | null;
+  /** IPv4 address the firewall knows the device by; null until set. */
+  address: string | null;
+  quarantine: Quarantine | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -28,6 +41,11 @@ interface DeviceRow {
   first_seen: string | null;
   last_seen: string | null;
   firmware_version: string | null;
+  address: string | null;
+  quarantine_mode: QuarantineMode | null;
+  quarantine_reason: string | null;
+  quarantined_at: string | null;
+  state_before_quarantine: DeviceState | null;
   created_at: string;
   updated_at: string;
 }
@@ -43,6 +61,16 @@ function toDevice(r: DeviceRow): Device {
     firstSeen: r.first_seen,
     lastSeen: r.last_seen,
     firmwareVersion: r.firmware_version,
+    address: r.address,
+    quarantine:
+      r.state === 'quarantined' && r.quarantine_mode
+        ? {
+            mode: r.quarantine_mode,
+            reason: r.quarantine_reason ?? '',
+            since: r.quarantined_at ?? r.updated_at,
+            previousState: r.state_before_quarantine ?? 'active',
+          }
+        : null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -54,7 +82,22 @@ export interface NewDevice {
   type?: string | null;
   credentialKind: CredentialKind;
   segment?: string | null;
+  address?: string | null;
   state: DeviceState;
+}
+
+function asDeviceConflict(err: unknown, id: string, address: string | null): unknown {
+  const code = (err as { code?: string }).code;
+  if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+    return new StoreError('ERR_STORE_CONFLICT', `device ${id} already exists`);
+  }
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE') {
+    return new StoreError('ERR_STORE_CONFLICT', `address ${address} belongs to another device`);
+  }
+  if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+    return new StoreError('ERR_STORE_NOT_FOUND', 'no such segment');
+  }
+  return err;
 }
 
 export class DeviceRepository {
@@ -64,15 +107,12 @@ export class DeviceRepository {
     try {
       this.db
         .prepare(
-          `INSERT INTO devices (id, name, type, credential_kind, segment, state, created_at, updated_at)
-           VALUES (@id, @name, @type, @credentialKind, @segment, @state, @now, @now)`,
+          `INSERT INTO devices (id, name, type, credential_kind, segment, address, state, created_at, updated_at)
+           VALUES (@id, @name, @type, @credentialKind, @segment, @address, @state, @now, @now)`,
         )
-        .run({ name: null, type: null, segment: null, ...d, now });
+        .run({ name: null, type: null, segment: null, address: null, ...d, now });
     } catch (err) {
-      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-        throw new StoreError('ERR_STORE_CONFLICT', `device ${d.id} already exists`);
-      }
-      throw err;
+      throw asDeviceConflict(err, d.id, d.address ?? null);
     }
     return this.get(d.id)!;
   }
@@ -98,6 +138,49 @@ export class DeviceRepository {
       .prepare('UPDATE devices SET state = ?, updated_at = ? WHERE id = ?')
       .run(state, now, id);
     if (r.changes === 0) throw new StoreError('ERR_STORE_NOT_FOUND', `device ${id} not found`);
+  }
+
+  /** Where the device lives on the network; `undefined` leaves a field as it is. */
+  setPlacement(id: string, p: { segment?: string | null; address?: string | null }, now: string): void {
+    try {
+      const r = this.db
+        .prepare(
+          `UPDATE devices SET
+             segment = CASE WHEN @setSegment THEN @segment ELSE segment END,
+             address = CASE WHEN @setAddress THEN @address ELSE address END,
+             updated_at = @now
+           WHERE id = @id`,
+        )
+        .run({
+          id,
+          now,
+          setSegment: p.segment !== undefined ? 1 : 0,
+          segment: p.segment ?? null,
+          setAddress: p.address !== undefined ? 1 : 0,
+          address: p.address ?? null,
+        });
+      if (r.changes === 0) throw new StoreError('ERR_STORE_NOT_FOUND', `device ${id} not found`);
+    } catch (err) {
+      throw asDeviceConflict(err, id, p.address ?? null);
+    }
+  }
+
+  quarantine(id: string, q: Omit<Quarantine, 'since'>, now: string): void {
+    this.db
+      .prepare(
+        `UPDATE devices SET state = 'quarantined', quarantine_mode = ?, quarantine_reason = ?, quarantined_at = ?,
+           state_before_quarantine = ?, updated_at = ? WHERE id = ?`,
+      )
+      .run(q.mode, q.reason, now, q.previousState, now, id);
+  }
+
+  release(id: string, state: DeviceState, now: string): void {
+    this.db
+      .prepare(
+        `UPDATE devices SET state = ?, quarantine_mode = NULL, quarantine_reason = NULL, quarantined_at = NULL,
+           state_before_quarantine = NULL, updated_at = ? WHERE id = ?`,
+      )
+      .run(state, now, id);
   }
 
   touch(id: string, now: string): void {

@@ -1,7 +1,12 @@
 import type { Db } from '../database.ts';
 
+export type SegmentRole = 'sensors' | 'protected' | 'management';
+
 export interface Segment {
   name: string;
+  role: SegmentRole;
+  /** The segment's interface on the gateway: a VLAN interface (`parent.vlan`), a bridge or a port. */
+  interface: string | null;
   vlanId: number | null;
   parentInterface: string | null;
   subnet: string | null;
@@ -12,6 +17,8 @@ export interface Segment {
 
 interface SegmentRow {
   name: string;
+  role: SegmentRole;
+  interface: string | null;
   vlan_id: number | null;
   parent_interface: string | null;
   subnet: string | null;
@@ -23,6 +30,8 @@ interface SegmentRow {
 function toSegment(r: SegmentRow): Segment {
   return {
     name: r.name,
+    role: r.role,
+    interface: r.interface,
     vlanId: r.vlan_id,
     parentInterface: r.parent_interface,
     subnet: r.subnet,
@@ -38,9 +47,10 @@ export class SegmentRepository {
   upsert(s: Omit<Segment, 'createdAt'>, now: string): Segment {
     this.db
       .prepare(
-        `INSERT INTO segments (name, vlan_id, parent_interface, subnet, gateway_address, default_policy, created_at)
-         VALUES (@name, @vlanId, @parentInterface, @subnet, @gatewayAddress, @defaultPolicy, @now)
-         ON CONFLICT(name) DO UPDATE SET vlan_id = excluded.vlan_id, parent_interface = excluded.parent_interface,
+        `INSERT INTO segments (name, role, interface, vlan_id, parent_interface, subnet, gateway_address,
+           default_policy, created_at)
+         VALUES (@name, @role, @interface, @vlanId, @parentInterface, @subnet, @gatewayAddress, @defaultPolicy, @now)
+         ON CONFLICT(name) DO UPDATE SET role = excluded.role, interface = excluded.interface, vlan_id = excluded.vlan_id, parent_interface = excluded.parent_interface,
            subnet = excluded.subnet, gateway_address = excluded.gateway_address, default_policy = excluded.default_policy`,
       )
       .run({ ...s, now });
@@ -50,6 +60,14 @@ export class SegmentRepository {
   get(name: string): Segment | undefined {
     const row = this.db.prepare('SELECT * FROM segments WHERE name = ?').get(name) as SegmentRow | undefined;
     return row && toSegment(row);
+  }
+
+  /** Removes a segment no device is in; returns false (and keeps it) while devices still are. */
+  deleteIfUnused(name: string): boolean {
+    const used = this.db.prepare('SELECT 1 FROM devices WHERE segment = ? LIMIT 1').get(name);
+    if (used) return false;
+    this.db.prepare('DELETE FROM segments WHERE name = ?').run(name);
+    return true;
   }
 
   list(): Segment[] {

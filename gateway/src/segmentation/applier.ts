@@ -1,0 +1,227 @@
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import type { CompiledRuleset, IpSet } from './compiler.ts';
+import { SET_MAX_ELEMENTS, SET_PREFIX } from './compiler.ts';
+import { SegmentationError } from './errors.ts';
+import type { FirewallTools } from './tools.ts';
+
+/** Staging copies are filled beside the live sets and swapped in, so a set is never seen half-filled. */
+const STAGING_SUFFIX = '-new';
+
+export interface ApplyTimings {
+  stageMs: number;
+  testMs: number;
+  swapMs: number;
+  verifyMs: number;
+  totalMs: number;
+}
+
+/** The filter table's policies and rules as `iptables-save` prints them (no comments, no counters). */
+export function ruleLines(doc: string): string[] {
+  return doc
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l.startsWith('-A ') || l.startsWith(':'))
+    .map((l) => (l.startsWith(':') ? l.replace(/ \[\d+:\d+\]$/, '') : l));
+}
+
+function createLine(s: Pick<IpSet, 'name' | 'type'>, name = s.name): string {
+  return `create ${name} ${s.type} family inet hashsize 1024 maxelem ${SET_MAX_ELEMENTS} -exist`;
+}
+
+/** Entries per set, from `ipset list -t`. */
+function parseSetSizes(listing: string): Map<string, number> {
+  const sizes = new Map<string, number>();
+  let name: string | undefined;
+  for (const line of listing.split('\n')) {
+    if (line.startsWith('Name: ')) name = line.slice(6).trim();
+    const m = /^Number of entries: (\d+)/.exec(line);
+    if (m && name) sizes.set(name, Number(m[1]));
+  }
+  return sizes;
+}
+
+/**
+ * Applies compiled rulesets to the kernel: stage the sets, dry-run the rules (`iptables-restore --test`), swap
+ * the sets and replace the filter table in one `iptables-restore`, then read both back. Any failure after the
+ * dry run puts back exactly what was in force before (old set contents are still in the staging sets; the old
+ * table was saved) and verifies that too. One apply at a time, across processes (a lock file).
+ */
+export class FirewallApplier {
+  constructor(
+    private readonly tools: FirewallTools,
+    private readonly lockFile: string,
+  ) {}
+
+  async apply(r: Pick<CompiledRuleset, 'iptables' | 'sets'>): Promise<ApplyTimings> {
+    const release = this.lock();
+    try {
+      return await this.applyLocked(r);
+    } finally {
+      release();
+    }
+  }
+
+  private async applyLocked(r: Pick<CompiledRuleset, 'iptables' | 'sets'>): Promise<ApplyTimings> {
+    const t0 = performance.now();
+    const staged = r.sets.map((s) => ({ ...s, staging: `${s.name}${STAGING_SUFFIX}` }));
+    const stage: string[] = [];
+    for (const s of staged) {
+      stage.push(createLine(s), createLine(s, s.staging), `flush ${s.staging}`);
+      for (const e of s.entries) stage.push(`add ${s.staging} ${e}`);
+    }
+    await this.tools.run('ipset', ['restore'], `${stage.join('\n')}\n`);
+    const t1 = performance.now();
+    try {
+      await this.tools.run('iptables-restore', ['--test'], r.iptables);
+    } catch (err) {
+      await this.destroy(staged.map((s) => s.staging));
+      throw new SegmentationError(
+        'ERR_FIREWALL_TEST',
+        `the kernel refused the ruleset (nothing changed): ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const t2 = performance.now();
+    const before = await this.tools.run('iptables-save', ['-t', 'filter']);
+    const swap = staged.map((s) => `swap ${s.staging} ${s.name}`).join('\n');
+    let t3 = t2;
+    try {
+      await this.tools.run('ipset', ['restore'], `${swap}\n`);
+      await this.tools.run('iptables-restore', [], r.iptables);
+      t3 = performance.now();
+      await this.verify(r.iptables, new Map(r.sets.map((s) => [s.name, s.entries.length])));
+    } catch (err) {
+      await this.rollback(staged, before, err);
+    }
+    const t4 = performance.now();
+    // The staging sets (old contents now) and sets of ours no rule uses any more (an allow-list group gone).
+    await this.destroyUnused(new Set(r.sets.map((s) => s.name)));
+    return {
+      stageMs: t1 - t0,
+      testMs: t2 - t1,
+      swapMs: t3 - t2,
+      verifyMs: t4 - t3,
+      totalMs: performance.now() - t0,
+    };
+  }
+
+  /** Puts back the sets (swap again) and the saved table; throws ERR_FIREWALL_APPLY, or _ROLLBACK if that fails. */
+  private async rollback(
+    staged: { name: string; staging: string }[],
+    before: string,
+    cause: unknown,
+  ): Promise<never> {
+    const why = (cause as Error).message;
+    try {
+      const sizes = parseSetSizes(await this.tools.run('ipset', ['list', '-t']));
+      const swappable = staged.filter((s) => sizes.has(s.name) && sizes.has(s.staging));
+      await this.tools.run(
+        'ipset',
+        ['restore'],
+        `${swappable.map((s) => `swap ${s.staging} ${s.name}`).join('\n')}\n`,
+      );
+      await this.tools.run('iptables-restore', [], before);
+      const back = await this.tools.run('iptables-save', ['-t', 'filter']);
+      if (ruleLines(back).join('\n') !== ruleLines(before).join('\n'))
+        throw new Error('the restored table reads back differently');
+    } catch (err) {
+      throw new SegmentationError(
+        'ERR_FIREWALL_ROLLBACK',
+        `apply failed (${why}) and restoring the previous ruleset failed too: ${(err as Error).message}`,
+        { cause },
+      );
+    }
+    await this.destroy(staged.map((s) => s.staging));
+    throw new SegmentationError('ERR_FIREWALL_APPLY', `apply failed, previous ruleset restored: ${why}`, {
+      cause,
+    });
+  }
+
+  /** Reads the table and the set sizes back; anything different from what was applied is a failure. */
+  private async verify(iptables: string, expected: Map<string, number>): Promise<void> {
+    const live = ruleLines(await this.tools.run('iptables-save', ['-t', 'filter']));
+    const want = ruleLines(iptables);
+    if (live.join('\n') !== want.join('\n')) {
+      const i = want.findIndex((l, k) => live[k] !== l);
+      const at = i === -1 ? want.length : i;
+      throw new Error(
+        `read-back differs at rule ${at + 1}: expected "${want[at] ?? '(end)'}", found "${live[at] ?? '(end)'}"`,
+      );
+    }
+    const sizes = parseSetSizes(await this.tools.run('ipset', ['list', '-t']));
+    for (const [name, n] of expected) {
+      if (sizes.get(name) !== n)
+        throw new Error(`set ${name} holds ${sizes.get(name) ?? 'nothing'} entries, expected ${n}`);
+    }
+  }
+
+  private async destroy(names: string[]): Promise<void> {
+    if (names.length === 0) return;
+    const sizes = parseSetSizes(await this.tools.run('ipset', ['list', '-t']));
+    const present = names.filter((n) => sizes.has(n));
+    if (present.length > 0)
+      await this.tools.run('ipset', ['restore'], `${present.map((n) => `destroy ${n}`).join('\n')}\n`);
+  }
+
+  /** Destroys every set with our prefix that is not in `keep`. */
+  private async destroyUnused(keep: Set<string>): Promise<void> {
+    const names = (await this.tools.run('ipset', ['list', '-n'])).split('\n').map((l) => l.trim());
+    await this.destroy(names.filter((n) => n.startsWith(SET_PREFIX) && !keep.has(n)));
+  }
+
+  /** Adds or removes one address in a set: the quarantine fast path (no recompile, no table reload). */
+  async setMember(set: string, address: string, present: boolean): Promise<void> {
+    try {
+      await this.tools.run('ipset', [present ? 'add' : 'del', set, address, '-exist']);
+    } catch (err) {
+      if (/does not exist/.test((err as Error).message)) {
+        throw new SegmentationError(
+          'ERR_FIREWALL_NOT_APPLIED',
+          `set ${set} does not exist: no ruleset has been applied yet (portcullis firewall apply)`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** The rules in force now, as `iptables-save` prints them. */
+  async live(): Promise<string> {
+    return this.tools.run('iptables-save', ['-t', 'filter']);
+  }
+
+  /** An exclusive lock across processes; a lock left by a dead process is taken over. */
+  private lock(): () => void {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(this.lockFile, 'wx', 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        return () => {
+          try {
+            unlinkSync(this.lockFile);
+          } catch {
+            // already gone
+          }
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const holder = Number(readFileSync(this.lockFile, 'utf8'));
+        if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+          throw new SegmentationError('ERR_FIREWALL_BUSY', `another apply is running (pid ${holder})`);
+        }
+        unlinkSync(this.lockFile);
+      }
+    }
+    throw new SegmentationError('ERR_FIREWALL_BUSY', 'could not take the firewall lock');
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

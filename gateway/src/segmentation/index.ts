@@ -1,0 +1,12 @@
+export { isIpv4, parseIpv4Network } from './addresses.ts';
+export type { AllowEntry, AllowList, Peer } from './allowlist.ts';
+export { type ApplyTimings, FirewallApplier, ruleLines } from './applier.ts';
+export { type CompiledRuleset, type CompileInput, compileRuleset, type IpSet, SET } from './compiler.ts';
+export { SegmentationError } from './errors.ts';
+export { parseMud } from './mud.ts';
+export { type GeneratedFile, renderIpCommands, renderNetworkd, validateNetworkd } from './networkd.ts';
+export { type FirewallReconciler, startFirewallReconciler } from './reconciler.ts';
+export { NameCache, type NameLookup } from './resolver.ts';
+export { segmentInterface, syncSegments } from './segments.ts';
+export { type ApplyResult, type QuarantineResult, SegmentationService } from './service.ts';
+export { type FirewallTools, systemFirewallTools } from './tools.ts';
