@@ -6,6 +6,11 @@ if (major < 20 || (major === 20 && minor < 11)) {
   process.stderr.write(`portcullis needs Node.js >= 20.11 (this is ${process.versions.node})\n`);
   process.exit(1);
 }
+// A reader that goes away (`portcullis firewall render | head`) is not an error of ours.
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 const { register } = await import('tsx/esm/api');
 register();
 const { main } = await import('../gateway/src/cli/index.ts');
