@@ -2,79 +2,31 @@
 // 10,000 devices, and the cost of one quarantine at 10,000 devices — against the naive one-rule-per-device
 // iptables ruleset doing the same work in the same run, each in its own network namespace (needs root).
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import type { SegmentConfig } from '../gateway/src/config/schema.ts';
 import {
   compileRuleset,
   FirewallApplier,
-  parseMud,
   SET,
   systemFirewallTools,
 } from '../gateway/src/segmentation/index.ts';
-import type { Device } from '../gateway/src/store/index.ts';
+import { sensorAddress, siteInput } from '../test/helpers/site-model.ts';
 import { parseOptions, round } from './lib/load.ts';
 
-const MUD = readFileSync(fileURLToPath(new URL('../test/fixtures/mud/thermo.json', import.meta.url)), 'utf8');
-const SEGMENTS: SegmentConfig[] = [
-  {
-    name: 'sensors',
-    role: 'sensors',
-    vlanId: 20,
-    parentInterface: 'lan0',
-    subnet: '10.20.0.0/16',
-    gatewayAddress: '10.20.0.1',
-    defaultPolicy: 'deny',
-  },
-  {
-    name: 'corp',
-    role: 'protected',
-    interface: 'corp0',
-    subnet: '10.30.0.0/24',
-    gatewayAddress: '10.30.0.1',
-    defaultPolicy: 'allow',
-  },
-  {
-    name: 'mgmt',
-    role: 'management',
-    vlanId: 99,
-    parentInterface: 'lan0',
-    subnet: '10.99.0.0/24',
-    gatewayAddress: '10.99.0.1',
-    defaultPolicy: 'deny',
-  },
-];
-const address = (i: number) => `10.20.${Math.floor(i / 250)}.${(i % 250) + 2}`;
+const address = sensorAddress;
 
-function siteInput(n: number, quarantined = -1) {
-  const devices: Device[] = Array.from({ length: n }, (_, i) => ({
-    id: `d${i}`,
-    name: null,
-    type: null,
-    credentialKind: 'psk',
-    segment: 'sensors',
-    state: i === quarantined ? 'quarantined' : 'active',
-    firstSeen: null,
-    lastSeen: null,
-    firmwareVersion: null,
-    address: address(i),
-    quarantine:
-      i === quarantined ? { mode: 'observe', reason: 'bench', since: '', previousState: 'active' } : null,
-    createdAt: '',
-    updatedAt: '',
-  }));
-  const mud = parseMud(MUD, 'x');
-  return {
-    segments: SEGMENTS,
-    ports: { dtls: 5684, ui: 8443 },
-    wanInterface: 'wan0',
-    dtlsRateLimit: { perSecond: 200, burst: 400 },
-    devices,
-    allowLists: devices.map((d) => ({ ...mud, deviceId: d.id })),
-    controllers: [{ uri: mud.mudUrl ?? '', address: '10.30.0.5' }],
-    dns: new Map([['telemetry.cloud.example', ['198.51.100.10']]]),
-  };
+/** n sensors with the thermometer allow-list; device `quarantined` (if any) quarantined. */
+function benchInput(n: number, quarantined: number) {
+  const input = siteInput(n);
+  input.devices = input.devices.map((d, i) =>
+    i === quarantined
+      ? {
+          ...d,
+          state: 'quarantined',
+          quarantine: { mode: 'observe', reason: 'bench', since: '', previousState: 'active' },
+        }
+      : d,
+  );
+  return input;
 }
 
 /** The same policy without sets: every allow-list entry and every quarantine is its own rule. */
@@ -121,7 +73,7 @@ export async function firewallBench(argv: string[]) {
       let naiveRules = 0;
       for (let rep = 0; rep < o.reps; rep++) {
         // A different quarantined device each time, so every apply really changes something.
-        const input = siteInput(n, rep);
+        const input = benchInput(n, rep);
         let compiled: ReturnType<typeof compileRuleset> | undefined;
         compileMs.push(
           await timed(async () => {

@@ -9,90 +9,23 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../gateway/src/clock.ts';
 import { ConfigError, parseConfig } from '../gateway/src/config/index.ts';
-import type { SegmentConfig } from '../gateway/src/config/schema.ts';
 import { Core } from '../gateway/src/core.ts';
 import {
   type AllowList,
-  type CompileInput,
   compileRuleset,
   NameCache,
   parseMud,
   renderNetworkd,
   validateNetworkd,
 } from '../gateway/src/segmentation/index.ts';
-import type { Device } from '../gateway/src/store/index.ts';
 import { runCli } from './helpers/cli.ts';
+import { SITE_SEGMENTS, siteDevice, siteInput, THERMO_MUD } from './helpers/site-model.ts';
 import { tempDir } from './helpers/tmp.ts';
 
-const MUD_TEXT = readFileSync(new URL('./fixtures/mud/thermo.json', import.meta.url), 'utf8');
-
-const SEGMENTS: SegmentConfig[] = [
-  {
-    name: 'sensors',
-    role: 'sensors',
-    vlanId: 20,
-    parentInterface: 'lan0',
-    subnet: '10.20.0.0/16',
-    gatewayAddress: '10.20.0.1',
-    defaultPolicy: 'deny',
-  },
-  {
-    name: 'corp',
-    role: 'protected',
-    interface: 'corp0',
-    subnet: '10.30.0.0/24',
-    gatewayAddress: '10.30.0.1',
-    defaultPolicy: 'allow',
-  },
-  {
-    name: 'mgmt',
-    role: 'management',
-    vlanId: 99,
-    parentInterface: 'lan0',
-    subnet: '10.99.0.0/24',
-    gatewayAddress: '10.99.0.1',
-    defaultPolicy: 'deny',
-  },
-];
-
-function device(id: string, address: string | null, over: Partial<Device> = {}): Device {
-  return {
-    id,
-    name: null,
-    type: null,
-    credentialKind: 'psk',
-    segment: 'sensors',
-    state: 'active',
-    firstSeen: null,
-    lastSeen: null,
-    firmwareVersion: null,
-    address,
-    quarantine: null,
-    createdAt: '2026-01-01T00:00:00.000Z',
-    updatedAt: '2026-01-01T00:00:00.000Z',
-    ...over,
-  };
-}
-
-function addressOf(i: number): string {
-  return `10.20.${Math.floor(i / 250)}.${(i % 250) + 2}`;
-}
-
-function site(n: number, over: Partial<CompileInput> = {}): CompileInput {
-  const devices = Array.from({ length: n }, (_, i) => device(`d${i}`, addressOf(i)));
-  const mud = parseMud(MUD_TEXT, 'x');
-  return {
-    segments: SEGMENTS,
-    ports: { dtls: 5684, ui: 8443 },
-    wanInterface: 'wan0',
-    dtlsRateLimit: { perSecond: 200, burst: 400 },
-    devices,
-    allowLists: devices.map((d) => ({ ...mud, deviceId: d.id })),
-    controllers: [{ uri: 'https://sensors.example.com/thermo-2000.json', address: '10.30.0.5' }],
-    dns: new Map([['telemetry.cloud.example', ['198.51.100.10']]]),
-    ...over,
-  };
-}
+const MUD_TEXT = THERMO_MUD;
+const SEGMENTS = SITE_SEGMENTS;
+const device = siteDevice;
+const site = siteInput;
 
 const ruleCount = (doc: string) => doc.split('\n').filter((l) => l.startsWith('-A ')).length;
 
