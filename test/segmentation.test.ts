@@ -10,12 +10,15 @@ import { describe, it } from 'node:test';
 import { ManualClock } from '../gateway/src/clock.ts';
 import { ConfigError, parseConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
+import { createLogger } from '../gateway/src/log.ts';
 import {
   type AllowList,
   compileRuleset,
   NameCache,
   parseMud,
   renderNetworkd,
+  SegmentationService,
+  startFirewallReconciler,
   validateNetworkd,
 } from '../gateway/src/segmentation/index.ts';
 import { runCli } from './helpers/cli.ts';
@@ -570,5 +573,65 @@ describe('portcullis firewall / mud / device place: bad input', () => {
     assert.match(readFileSync(join(out, '20-portcullis-sensors.netdev'), 'utf8'), /Kind=vlan/);
     const ip = await cli('segment', 'network-config', '--format', 'ip');
     assert.match(ip.stdout, /^link add link lan0 name lan0\.20 type vlan id 20$/m);
+  });
+});
+
+describe('firewall reconcile loop', () => {
+  it('applies at start, again when DNS answers change on schedule, and not when nothing changed', async (t) => {
+    const dir = tempDir(t);
+    const clock = new ManualClock();
+    const config = parseConfig({ dataDir: join(dir, 'var'), segments: [{ ...SITE_SEGMENTS[0] }] }, dir);
+    const core = Core.open(config, clock);
+    t.after(() => core.close());
+    core.identity.addPskDevice(
+      { id: 's1', pskIdentity: 's1', pskHex: '11'.repeat(16), segment: 'sensors' },
+      'test',
+    );
+    core.identity.place('s1', { address: '10.20.0.7' }, 'test');
+    let answer = '198.51.100.10';
+    const service = new SegmentationService({
+      config: core.config,
+      store: core.store,
+      audit: core.audit,
+      identity: core.identity,
+      clock,
+      names: new NameCache(
+        async () => [answer],
+        () => clock.now(),
+      ),
+    });
+    service.importMud('s1', THERMO_MUD, 'test');
+    // The kernel side is proven in segmentation-netns.test.ts; here only what the loop asks for is recorded.
+    const applied: string[] = [];
+    const loop = startFirewallReconciler(
+      {
+        render: (o) => service.render(o),
+        apply: async (_actor, compiled) => {
+          const c = compiled ?? (await service.render());
+          applied.push(c.sets.find((s) => s.name === 'pc-from')?.entries.join(' ') ?? '');
+          return {
+            hash: c.hash,
+            warnings: [],
+            rules: 0,
+            setEntries: 0,
+            timings: { stageMs: 0, testMs: 0, swapMs: 0, verifyMs: 0, totalMs: 0 },
+          };
+        },
+      },
+      core.identity,
+      60,
+      () => clock.now(),
+      createLogger('fatal'),
+    );
+    t.after(() => loop.close());
+    await loop.ready;
+    assert.deepEqual(applied, ['10.20.0.7,tcp:8883,198.51.100.10']);
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.equal(applied.length, 1, 'nothing changed, nothing applied');
+    answer = '198.51.100.77';
+    clock.advance(60_000);
+    const deadline = Date.now() + 5000;
+    while (applied.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(applied.at(-1), '10.20.0.7,tcp:8883,198.51.100.77');
   });
 });

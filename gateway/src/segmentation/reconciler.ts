@@ -17,7 +17,7 @@ export interface FirewallReconciler {
  * only when the compiled ruleset's hash differs from the one in force.
  */
 export function startFirewallReconciler(
-  service: SegmentationService,
+  service: Pick<SegmentationService, 'render' | 'apply'>,
   identity: IdentityService,
   refreshSeconds: number,
   now: () => number,
