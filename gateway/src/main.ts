@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createUiApp } from '../../ui/src/app.ts';
 import { type RunningServer, startHttpsServer } from '../../ui/src/server.ts';
 import { loadOrCreateUiTls } from '../../ui/src/tls.ts';
+import { AnomalyService } from './anomaly/index.ts';
 import type { Clock } from './clock.ts';
 import type { LoadedConfig } from './config/index.ts';
 import { Core } from './core.ts';
@@ -43,6 +44,7 @@ export class Gateway {
     private readonly sensors: SensorListener,
     private readonly pull: PullManager,
     private readonly firewall: FirewallReconciler | undefined,
+    readonly anomaly: AnomalyService | undefined,
     private readonly logger: Logger,
   ) {}
 
@@ -55,6 +57,7 @@ export class Gateway {
     let ui: RunningServer | undefined;
     let pull: PullManager | undefined;
     let firewall: FirewallReconciler | undefined;
+    let anomaly: AnomalyService | undefined;
     try {
       // The firewall first: sensors are contained before the gateway starts listening to them.
       if (config.firewall.enforce) {
@@ -76,9 +79,21 @@ export class Gateway {
         ...tls,
       });
       uplink = new Uplink(core.store, uplinkOptions(core), deps.clock, logger, commandHandler(core, logger));
-      sensors = await startSensorListener(core, uplink, logger);
+      if (config.anomaly.enabled) {
+        anomaly = new AnomalyService({
+          config,
+          store: core.store,
+          audit: core.audit,
+          identity: core.identity,
+          segmentation: core.segmentation,
+          clock: deps.clock,
+          logger,
+        });
+        anomaly.start();
+      }
+      sensors = await startSensorListener(core, uplink, logger, anomaly);
       uplink.start();
-      pull = new PullManager(core, uplink, logger);
+      pull = new PullManager(core, uplink, logger, anomaly);
       pull.start();
       if (config.uplink && !config.uplink.certFile) {
         logger.warn('uplink has no client certificate yet (uplink.certFile); messages queue until it is set');
@@ -103,13 +118,14 @@ export class Gateway {
       if (config.keystore.backend === 'software') {
         logger.warn('keystore backend is software: keys are files on disk, not protected by a TPM');
       }
-      return new Gateway(core, ui, uplink, sensors, pull, firewall, logger);
+      return new Gateway(core, ui, uplink, sensors, pull, firewall, anomaly, logger);
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
       await ui?.close();
       await pull?.stop();
       await sensors?.close();
       await uplink?.stop();
+      await anomaly?.stop();
       await firewall?.close();
       core.close();
       throw err;
@@ -129,6 +145,7 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.logger.info({ reason }, 'gateway stopping');
       await Promise.all([this.ui.close(), this.sensors.close(), this.pull.stop(), this.firewall?.close()]);
+      await this.anomaly?.stop();
       await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
       this.core.close();

@@ -16,12 +16,13 @@ const SD_ID = 'portcullis@32473';
 const PRI = 13 * 8 + 5;
 const BOM = '\uFEFF';
 
-function sdValue(v: string): string {
+/** An RFC 5424 structured-data parameter value, escaped. */
+export function sdValue(v: string): string {
   return v.replace(/[\\"\]]/g, (c) => `\\${c}`);
 }
 
 /** RFC 5424 header fields must be printable US-ASCII without spaces; anything else becomes `_`. */
-function headerToken(v: string, max: number): string {
+export function headerToken(v: string, max: number): string {
   const t = v.replace(/[^\x21-\x7e]/g, '_').slice(0, max);
   return t.length > 0 ? t : '-';
 }

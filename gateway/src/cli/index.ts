@@ -3,6 +3,12 @@ import { ConfigError } from '../config/index.ts';
 import { PortcullisError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import {
+  alertsAckCommand,
+  alertsListCommand,
+  detectReplayCommand,
+  deviceUnlimitCommand,
+} from './anomaly-commands.ts';
+import {
   auditExportCommand,
   auditVerifyCommand,
   configCheckCommand,
@@ -45,6 +51,12 @@ Exit codes: 0 ok; 1 failure (e.g. broken audit chain, runtime error); 2 bad usag
 function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function positiveNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
   return n;
 }
 
@@ -155,6 +167,40 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .action(async (id: string, opts: { reason?: string }) =>
       setCode(await deviceReleaseCommand(configOpt(), id, opts.reason, io)),
     );
+
+  device
+    .command('unlimit <id>')
+    .description('lift an automatic rate limit (an anomaly response) before it expires')
+    .action((id: string) => setCode(deviceUnlimitCommand(configOpt(), id, io)));
+
+  program
+    .command('detect')
+    .description('behaviour detection offline: replay events (JSON lines) through the live detector')
+    .requiredOption('--replay <file>', 'events file, or - for standard input')
+    .option(
+      '--learning-hours <h>',
+      'learning period per device (default: anomaly.learningHours)',
+      positiveNumber,
+    )
+    .option('--window-seconds <s>', 'scoring window (default: anomaly.windowSeconds)', positiveInt)
+    .action(async (opts: { replay: string; learningHours?: number; windowSeconds?: number }) =>
+      setCode(await detectReplayCommand(configOpt(), opts.replay, opts, io)),
+    );
+
+  const alerts = program.command('alerts').description('alerts: behaviour, firewall');
+  alerts
+    .command('list')
+    .description('open alerts (all with --all)')
+    .option('--all', 'include acknowledged alerts')
+    .option('--device <id>', 'only this device')
+    .option('--json', 'JSON output')
+    .action((opts: { all?: boolean; json?: boolean; device?: string }) =>
+      setCode(alertsListCommand(configOpt(), opts, io)),
+    );
+  alerts
+    .command('ack <id>')
+    .description('acknowledge an alert (recorded with your name); the next one of its kind opens a new alert')
+    .action((id: string) => setCode(alertsAckCommand(configOpt(), positiveInt(id), io)));
 
   const firewall = program
     .command('firewall')

@@ -162,6 +162,62 @@ export function configSchema(baseDir: string) {
         })
         .prefault({}),
       segments: z.array(segmentSchema).default([]).superRefine(checkSegments),
+      anomaly: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          /** Event time a new device is only learned (cold start); fractions allowed. */
+          learningHours: z
+            .number()
+            .positive()
+            .max(24 * 90)
+            .default(24),
+          windowSeconds: z.number().int().min(1).max(3600).default(60),
+          /** The site's offset from UTC, for hour-of-day habits. */
+          utcOffsetMinutes: z
+            .number()
+            .int()
+            .min(-14 * 60)
+            .max(14 * 60)
+            .default(0),
+          /** The same kind of alert for the same device at most once per this many minutes. */
+          cooldownMinutes: z.number().positive().default(60),
+          /** First matching rule wins; no match: alert only. */
+          responses: z
+            .array(
+              z.strictObject({
+                segment: z.string().min(1).optional(),
+                /** Device class (the device's type). */
+                type: z.string().min(1).optional(),
+                minSeverity: z.enum(['low', 'medium', 'high']).default('high'),
+                action: z.enum(['alert', 'rate-limit', 'quarantine', 'revoke']),
+                /** For rate-limit: messages per second allowed, and for how long. */
+                perSecond: z.number().positive().default(1),
+                durationMinutes: z.number().positive().default(60),
+              }),
+            )
+            .default([]),
+          siem: z
+            .strictObject({
+              /** RFC 5424 over TCP (RFC 6587 octet counting), with TLS (RFC 5425) when tls is set. */
+              syslog: z
+                .strictObject({
+                  host: z.string().min(1),
+                  port: z.number().int().min(1).max(65535),
+                  tls: z
+                    .strictObject({ caFile: existingFile, serverName: z.string().min(1).optional() })
+                    .optional(),
+                })
+                .optional(),
+              /** JSON lines appended to this file (docs/anomaly.md has the schema). */
+              jsonlFile: z
+                .string()
+                .min(1)
+                .transform((p) => resolve(baseDir, p))
+                .optional(),
+            })
+            .prefault({}),
+        })
+        .prefault({}),
       uplink: z
         .strictObject({
           url: z.url({ protocol: /^mqtts$/, error: 'must be an mqtts:// URL' }),

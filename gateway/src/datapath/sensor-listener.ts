@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
+import type { AnomalyService } from '../anomaly/index.ts';
 import { CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
 import type { DtlsServer, DtlsSession, PeerAddress } from '../dtls/index.ts';
@@ -8,6 +9,7 @@ import { operationalCertificate } from '../identity/gateway-certificate.ts';
 import type { Logger } from '../log.ts';
 import { LogThrottle } from '../log-throttle.ts';
 import { authorizeTelemetry, mayHoldSession } from '../policy/index.ts';
+import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { withNextCommand } from './downlink.ts';
 import { ingestTelemetry } from './ingest.ts';
@@ -29,8 +31,13 @@ export async function startSensorListener(
   core: Core,
   uplink: Uplink,
   logger: Logger,
+  anomaly?: AnomalyService,
 ): Promise<SensorListener> {
   const identity = core.identity;
+  const nowIso = () => new Date(core.clock.now()).toISOString();
+  // Automatic rate limits (an anomaly response) apply per message; CoAP says 4.29 Too Many Requests (RFC 8516).
+  const limiter = new RateLimiter(() => core.clock.now());
+  limiter.refresh(core.store.rateLimits.active(nowIso()));
   const sessions = new Set<DtlsSession>();
   const throttle = new LogThrottle(60_000, () => core.clock.now());
   /** Logs a peer-triggered warning at most once a minute per key, with the count of what it held back. */
@@ -40,11 +47,24 @@ export async function startSensorListener(
   };
   const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
-    const decision = await ingestTelemetry(core, uplink, device, {
-      payload: req.payload,
-      contentFormat: req.contentFormat,
-      credentialKind: req.session.credential.kind,
-    });
+    if (device && !limiter.admit(device.id)) {
+      anomaly?.observe({
+        ts: core.clock.now(),
+        device: device.id,
+        kind: 'message',
+        bytes: req.payload.length,
+        resource: '/telemetry',
+      });
+      warnOnce(`limited:${device.id}`, { deviceId: device.id }, 'telemetry over the device rate limit');
+      return { code: '4.29' };
+    }
+    const decision = await ingestTelemetry(
+      core,
+      uplink,
+      device,
+      { payload: req.payload, contentFormat: req.contentFormat, credentialKind: req.session.credential.kind },
+      anomaly,
+    );
     if (!decision.allow || !device) {
       const reason = decision.allow ? 'unknown' : decision.reason;
       warnOnce(`refused:${device?.id ?? '?'}`, { deviceId: device?.id, reason }, 'telemetry refused');
@@ -55,6 +75,14 @@ export async function startSensorListener(
   // A sensor that sends nothing can still ask for its commands.
   router.on('GET', '/commands', (req) => {
     const device = identity.deviceFor(req.session.credential);
+    if (device)
+      anomaly?.observe({
+        ts: core.clock.now(),
+        device: device.id,
+        kind: 'message',
+        bytes: 0,
+        resource: '/commands',
+      });
     if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
     return withNextCommand(core, device.id, '2.05');
   });
@@ -125,12 +153,22 @@ export async function startSensorListener(
         );
       },
       onClose: (s) => sessions.delete(s),
-      onHandshakeFailure: (f) =>
+      onHandshakeFailure: (f) => {
+        // A failed handshake that named a known device's PSK identity counts against that device.
+        const claimed =
+          f.claimedPskIdentity && identity.deviceFor({ kind: 'psk', identity: f.claimedPskIdentity });
+        if (claimed) anomaly?.observe({ ts: core.clock.now(), device: claimed.id, kind: 'auth_failure' });
         warnOnce(
           `handshake:${f.peer.address}:${f.code}`,
-          { peer: `${f.peer.address}:${f.peer.port}`, code: f.code, fromPeer: f.fromPeer },
+          {
+            peer: `${f.peer.address}:${f.peer.port}`,
+            code: f.code,
+            fromPeer: f.fromPeer,
+            deviceId: claimed ? claimed.id : undefined,
+          },
           'sensor handshake failed',
-        ),
+        );
+      },
       onInternalError: (err) => logger.error({ err }, 'DTLS internal error'),
     },
     { router, onHandlerError: (err) => logger.error({ err }, 'CoAP handler error') },
@@ -146,6 +184,7 @@ export async function startSensorListener(
     if (stamp === reviewed) return;
     reviewed = stamp;
     refreshAnchors();
+    limiter.refresh(core.store.rateLimits.active(nowIso()));
     for (const s of sessions) {
       if (!mayHoldSession(identity.deviceFor(s.credential))) s.close();
     }

@@ -127,9 +127,13 @@ export class DtlsServer {
         this.opts.handlers.onSession?.(conn);
       },
       closed: (conn, reason) => this.forget(conn, reason),
-      failed: (_conn, failure: HandshakeFailure) => {
+      failed: (conn, failure: HandshakeFailure) => {
         this.stats.handshakesFailed++;
-        this.opts.handlers.onHandshakeFailure?.(failure);
+        // `credential` is only assigned once a ClientKeyExchange or Certificate was parsed.
+        const claimed = conn.credential as typeof conn.credential | undefined;
+        this.opts.handlers.onHandshakeFailure?.(
+          claimed?.kind === 'psk' ? { ...failure, claimedPskIdentity: claimed.identity } : failure,
+        );
       },
       discard: (peer, reason) => this.discard(peer, reason),
       moved: (conn, from) => {

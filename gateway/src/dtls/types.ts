@@ -21,6 +21,11 @@ export interface HandshakeFailure {
   /** The alert description sent to the peer, or the one it sent us (`fromPeer`). */
   alert: number;
   fromPeer: boolean;
+  /**
+   * The PSK identity the peer claimed before it failed, if it got that far. Unauthenticated: good for
+   * attributing failed attempts (credential guessing) to a device, never for trusting anything.
+   */
+  claimedPskIdentity?: Buffer;
 }
 
 export interface DiscardEvent {

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import type { AnomalyService } from '../anomaly/index.ts';
 import type { Core } from '../core.ts';
 import { ingestTelemetry } from '../datapath/ingest.ts';
 import type { Logger } from '../log.ts';
@@ -27,6 +28,7 @@ export class PullManager {
     private readonly core: Core,
     private readonly uplink: Uplink,
     private readonly logger: Logger,
+    private readonly anomaly?: AnomalyService,
   ) {}
 
   start(): void {
@@ -110,7 +112,7 @@ export class PullManager {
       contentFormat: m.contentFormat,
       credentialKind: 'psk',
     };
-    ingestTelemetry(this.core, this.uplink, device, reading).then(
+    ingestTelemetry(this.core, this.uplink, device, reading, this.anomaly).then(
       (decision) => {
         if (!decision.allow) {
           this.logger.warn({ deviceId: m.deviceId, reason: decision.reason }, 'pulled reading refused');

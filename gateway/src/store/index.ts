@@ -1,6 +1,7 @@
 import { type Db, type OpenOptions, openDatabase } from './database.ts';
 import { AlertRepository } from './repositories/alerts.ts';
 import { AllowListRepository } from './repositories/allowlists.ts';
+import { BaselineRepository, RateLimitRepository } from './repositories/anomaly.ts';
 import { AuditRepository } from './repositories/audit.ts';
 import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
@@ -17,6 +18,7 @@ export { type Db, StoreError } from './database.ts';
 export { LATEST_SCHEMA_VERSION } from './migrations.ts';
 export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
 export type { StoredAllowList } from './repositories/allowlists.ts';
+export type { RateLimit } from './repositories/anomaly.ts';
 export type { AuditRow } from './repositories/audit.ts';
 export type { Credential } from './repositories/credentials.ts';
 export type {
@@ -52,6 +54,8 @@ export class Store {
   readonly allowLists: AllowListRepository;
   readonly mudControllers: MudControllerRepository;
   readonly rulesets: FirewallRulesetRepository;
+  readonly baselines: BaselineRepository;
+  readonly rateLimits: RateLimitRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -67,6 +71,8 @@ export class Store {
     this.allowLists = new AllowListRepository(db);
     this.mudControllers = new MudControllerRepository(db);
     this.rulesets = new FirewallRulesetRepository(db);
+    this.baselines = new BaselineRepository(db);
+    this.rateLimits = new RateLimitRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

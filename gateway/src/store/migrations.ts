@@ -201,6 +201,27 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 6,
+    name: 'behaviour monitoring',
+    sql: `
+      -- Each device's learned behaviour (the detector's own layout, versioned inside the blob).
+      CREATE TABLE anomaly_baselines (
+        device_id TEXT PRIMARY KEY,
+        state BLOB NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      -- Automatic rate limits: messages per second a device may send until a time (or a person lifts it).
+      CREATE TABLE device_rate_limits (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        per_second REAL NOT NULL CHECK (per_second > 0),
+        until TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+/** What the gateway sees of a device: the detector's only input, live or replayed. */
+export type DetectorEvent =
+  | { ts: number; device: string; kind: 'message'; bytes: number; resource: string }
+  | { ts: number; device: string; kind: 'connection'; dst: string; dport: number; proto: 'tcp' | 'udp' }
+  | { ts: number; device: string; kind: 'auth_failure' };
+
+const ts = z.iso.datetime({ offset: true }).transform((s) => Date.parse(s));
+const device = z.string().min(1).max(128);
+
+/** One replay line. Unknown fields are ignored (objects are not strict): exports from other tools add their own. */
+const eventLine = z.discriminatedUnion('kind', [
+  z.object({
+    ts,
+    device,
+    kind: z.literal('message'),
+    bytes: z.number().int().min(0).max(1e9),
+    resource: z.string().min(1).max(256).default('/telemetry'),
+  }),
+  z.object({
+    ts,
+    device,
+    kind: z.literal('connection'),
+    dst: z.string().min(1).max(253),
+    dport: z.number().int().min(0).max(65535),
+    proto: z.enum(['tcp', 'udp']),
+  }),
+  z.object({ ts, device, kind: z.literal('auth_failure') }),
+]);
+
+/** Parses one JSON line; the error names the first problem (the caller adds the line number). */
+export function parseEventLine(
+  line: string,
+): { ok: true; event: DetectorEvent } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return { ok: false, error: 'not JSON' };
+  }
+  const r = eventLine.safeParse(json);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    return { ok: false, error: `${i?.path.join('.') || 'line'}: ${i?.message ?? 'invalid'}` };
+  }
+  return { ok: true, event: r.data as DetectorEvent };
+}

@@ -1,0 +1,200 @@
+import type { AuditLog } from '../audit/index.ts';
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config/index.ts';
+import type { IdentityService } from '../identity/index.ts';
+import type { Logger } from '../log.ts';
+import type { SegmentationService } from '../segmentation/index.ts';
+import type { Device, Store } from '../store/index.ts';
+import { Detector, type Finding, type Severity } from './detector.ts';
+import type { DetectorEvent } from './events.ts';
+import { type AlertSink, alertRecord, JsonlSink, SyslogSink } from './siem.ts';
+
+type Response = Config['anomaly']['responses'][number];
+
+const RANK: Record<Severity, number> = { low: 0, medium: 1, high: 2 };
+/** Baselines are written to the store this often (and at stop), so a restart does not start learning over. */
+const SAVE_INTERVAL_MS = 10 * 60_000;
+
+export interface AnomalyServiceDeps {
+  config: Config;
+  store: Store;
+  audit: AuditLog;
+  identity: IdentityService;
+  segmentation: SegmentationService;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** The response rule for a device: the first whose segment and type match, if the finding is severe enough. */
+export function responseFor(
+  rules: readonly Response[],
+  device: Device | undefined,
+  severity: Severity,
+): Response | undefined {
+  const rule = rules.find(
+    (r) =>
+      (r.segment === undefined || r.segment === device?.segment) &&
+      (r.type === undefined || r.type === device?.type),
+  );
+  return rule && RANK[severity] >= RANK[rule.minSeverity] ? rule : undefined;
+}
+
+/**
+ * The live side of behaviour monitoring: events from the data path into the detector, findings into stored
+ * alerts (de-duplicated until a person acknowledges them), SIEM sinks, and the configured automatic response.
+ */
+export class AnomalyService {
+  readonly detector: Detector;
+  private readonly sinks: AlertSink[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  /** Responses run one after another, in finding order. */
+  private responding: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: AnomalyServiceDeps) {
+    const a = deps.config.anomaly;
+    this.detector = new Detector({
+      learningMs: a.learningHours * 3_600_000,
+      windowMs: a.windowSeconds * 1000,
+      cooldownMs: a.cooldownMinutes * 60_000,
+      utcOffsetMinutes: a.utcOffsetMinutes,
+    });
+    let restored = 0;
+    for (const [id, state] of deps.store.baselines.all())
+      if (this.detector.importState(id, state)) restored++;
+    if (restored > 0) deps.logger.info({ devices: restored }, 'behaviour baselines restored');
+    if (a.siem.jsonlFile) this.sinks.push(new JsonlSink(a.siem.jsonlFile));
+    if (a.siem.syslog) this.sinks.push(new SyslogSink(a.siem.syslog, deps.logger));
+  }
+
+  start(): void {
+    const windowMs = this.deps.config.anomaly.windowSeconds * 1000;
+    // Windows of devices that went quiet close on the clock, not only when their next event comes.
+    const flush = setInterval(
+      () => this.handle(this.detector.flush(this.deps.clock.now())),
+      Math.min(windowMs, 5000),
+    );
+    const save = setInterval(() => this.save(), SAVE_INTERVAL_MS);
+    flush.unref();
+    save.unref();
+    this.timers = [flush, save];
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    await this.responding;
+    this.save();
+    await Promise.all(this.sinks.map((s) => s.close()));
+  }
+
+  /** One event from the data path. Never throws into it. */
+  observe(e: DetectorEvent): void {
+    try {
+      this.handle(this.detector.observe(e));
+    } catch (err) {
+      this.deps.logger.error({ err }, 'behaviour monitoring failed on an event');
+    }
+  }
+
+  /** Settles once every response started so far has run (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.responding;
+  }
+
+  private save(): void {
+    try {
+      this.deps.store.baselines.saveAll(
+        this.detector.exportStates(),
+        new Date(this.deps.clock.now()).toISOString(),
+      );
+    } catch (err) {
+      this.deps.logger.error({ err }, 'saving behaviour baselines failed');
+    }
+  }
+
+  private handle(findings: Finding[]): void {
+    for (const f of findings) {
+      const device = this.deps.store.devices.get(f.device);
+      const rule = responseFor(this.deps.config.anomaly.responses, device, f.severity);
+      const action = rule?.action ?? 'alert';
+      const kinds = [...new Set(f.reasons.map((r) => r.feature))].sort();
+      const { alert } = this.deps.store.alerts.raise(
+        {
+          deviceId: f.device,
+          severity: f.severity,
+          kind: `anomaly.${kinds.join('+')}`,
+          explanation: f.reasons.map((r) => r.text).join('; '),
+          evidence: {
+            score: f.score,
+            windowStart: new Date(f.windowStart).toISOString(),
+            ts: new Date(f.ts).toISOString(),
+            reasons: f.reasons,
+            response: action,
+          },
+          dedupeKey: `anomaly:${f.device}:${kinds.join('+')}`,
+        },
+        new Date(this.deps.clock.now()).toISOString(),
+      );
+      this.deps.logger.warn(
+        { deviceId: f.device, alertId: alert.id, severity: f.severity, kinds, response: action },
+        'behaviour alert',
+      );
+      const record = alertRecord(f, alert.id, action);
+      for (const s of this.sinks) {
+        try {
+          s.send(record);
+        } catch (err) {
+          this.deps.logger.error({ err: (err as Error).message }, 'SIEM export failed');
+        }
+      }
+      if (rule && device && rule.action !== 'alert') {
+        this.responding = this.responding.then(() => this.respond(rule, device, f, alert.id));
+      }
+    }
+  }
+
+  /** The automatic response: audited (by the services it calls, or here), and reversible by a person. */
+  private async respond(rule: Response, device: Device, f: Finding, alertId: number): Promise<void> {
+    const reason = `anomaly alert ${alertId}: ${f.reasons[0]?.text ?? 'behaviour changed'}`.slice(0, 500);
+    try {
+      const current = this.deps.store.devices.get(device.id);
+      if (rule.action === 'quarantine' || rule.action === 'revoke') {
+        if (current?.state !== 'active') return; // already quarantined, pending or gone
+        // revoke = isolate: the credential is refused and the network is cut, yet nothing is erased, so a person
+        // can release it; erasing is decommission, a person's decision.
+        const r = await this.deps.segmentation.quarantine(
+          device.id,
+          { reason, mode: rule.action === 'revoke' ? 'isolate' : 'observe' },
+          'anomaly',
+        );
+        if (r.firewall === 'failed')
+          this.deps.logger.error(
+            { deviceId: device.id, error: r.error },
+            'quarantine not enforced in the firewall',
+          );
+      } else if (rule.action === 'rate-limit') {
+        const until = new Date(this.deps.clock.now() + rule.durationMinutes * 60_000).toISOString();
+        this.deps.identity.transact(() => {
+          this.deps.store.rateLimits.put(
+            { deviceId: device.id, perSecond: rule.perSecond, until, reason },
+            new Date(this.deps.clock.now()).toISOString(),
+          );
+          this.deps.audit.append({
+            actor: 'anomaly',
+            action: 'device.rate-limit',
+            target: device.id,
+            details: { perSecond: rule.perSecond, until, alertId },
+          });
+        });
+      }
+      this.deps.logger.warn(
+        { deviceId: device.id, action: rule.action, alertId },
+        'automatic response applied',
+      );
+    } catch (err) {
+      this.deps.logger.error(
+        { err: (err as Error).message, deviceId: device.id, action: rule.action },
+        'automatic response failed',
+      );
+    }
+  }
+}
