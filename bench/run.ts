@@ -1,11 +1,13 @@
 // `npm run bench -- <name> [options]`: runs one benchmark and prints its JSON report on stdout (progress on
 // stderr). Benchmarks measure Portcullis against a peer in the same run and report ratios; they are never
 // timed assertions in the test suite.
+import { anomalyBench } from './anomaly.ts';
 import { dtlsBench } from './dtls.ts';
 import { e2eBench } from './e2e.ts';
 import { firewallBench } from './firewall.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
+  anomaly: anomalyBench,
   dtls: dtlsBench,
   e2e: e2eBench,
   firewall: firewallBench,

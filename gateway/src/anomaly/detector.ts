@@ -1,5 +1,6 @@
+import { DeviceModel } from './device-model.ts';
 import type { DetectorEvent } from './events.ts';
-import { BoundedHashSet, Cusum, Ewma, fnv1a } from './stats.ts';
+import { fnv1a } from './stats.ts';
 
 export type Severity = 'low' | 'medium' | 'high';
 export type FindingKind =
@@ -98,137 +99,6 @@ const MAX_RHYTHM_GAP_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 
-/**
- * One device's baseline: O(1) memory (about 1.5 KB, see the bench) whatever its traffic. Windows are aligned
- * to multiples of the window length in event time; idle windows are learned as zeros when the next event comes.
- */
-class DeviceModel {
-  readonly firstTs: number;
-  windowStart: number;
-  // The open window.
-  wCount = 0;
-  wBytes = 0;
-  wBytesSq = 0;
-  wAuth = 0;
-  wGapSum = 0;
-  wGapSq = 0;
-  wGaps = 0;
-  wNew: string[] = [];
-  wNewDistinct = 0;
-  wNewResources: string[] = [];
-  lastMessageTs = Number.NaN;
-  // Baselines.
-  readonly rate = new Ewma(ALPHA_WINDOW);
-  readonly auth = new Ewma(ALPHA_WINDOW);
-  readonly size = new Ewma(ALPHA_MESSAGE);
-  readonly gap = new Ewma(ALPHA_MESSAGE);
-  readonly rateCusum = new Cusum(T.cusumK, T.cusumCap);
-  readonly sizeCusum = new Cusum(T.cusumK, T.cusumCap);
-  /** Messages arriving faster than the device's rhythm, message by message: slow senders' rate changes. */
-  readonly gapCusum = new Cusum(T.cusumK, T.cusumCap);
-  /**
-   * Messages per window by hour of day (24 weekday + 24 weekend slots): [0,48) mean, [48,96) variance,
-   * [96,144) windows observed (decayed). The daily cycle lives here, so a device that wakes at 7 is not news.
-   */
-  readonly slots = new Float32Array(144);
-  /** The busiest window seen lately: bursty devices' bursts are their normal. */
-  peak = 0;
-  readonly destinations = new BoundedHashSet(32);
-  readonly resources = new BoundedHashSet(8);
-  readonly lastAlert = new Float64Array(KINDS.length).fill(Number.NEGATIVE_INFINITY);
-
-  constructor(ts: number, windowMs: number) {
-    this.firstTs = ts;
-    this.windowStart = Math.floor(ts / windowMs) * windowMs;
-  }
-
-  /** Scalars in a fixed order: the persisted layout (STATE_VERSION) depends on it. */
-  private scalars(): number[] {
-    const e = (x: Ewma) => [x.mean, x.variance, x.n];
-    return [
-      this.firstTs,
-      this.windowStart,
-      this.wCount,
-      this.wBytes,
-      this.wBytesSq,
-      this.wAuth,
-      this.wGapSum,
-      this.wGapSq,
-      this.wGaps,
-      this.wNewDistinct,
-      this.lastMessageTs,
-      this.peak,
-      ...e(this.rate),
-      ...e(this.auth),
-      ...e(this.size),
-      ...e(this.gap),
-      this.rateCusum.value,
-      this.sizeCusum.value,
-      this.gapCusum.value,
-      this.destinations.size,
-      this.destinations.overflowed ? 1 : 0,
-      this.resources.size,
-      this.resources.overflowed ? 1 : 0,
-      ...this.lastAlert,
-    ];
-  }
-
-  /** The baseline as bytes, to survive restarts (the open window's example strings are not kept). */
-  toBuffer(): Buffer {
-    const scalars = Float64Array.from(this.scalars());
-    const out = Buffer.alloc(1 + scalars.byteLength + this.slots.byteLength + 4 * (32 + 8));
-    out[0] = STATE_VERSION;
-    let o = 1;
-    for (const part of [scalars, this.slots, this.destinations.items, this.resources.items]) {
-      Buffer.from(part.buffer, part.byteOffset, part.byteLength).copy(out, o);
-      o += part.byteLength;
-    }
-    return out;
-  }
-
-  static fromBuffer(buf: Buffer, windowMs: number): DeviceModel | undefined {
-    const n = new DeviceModel(0, windowMs).scalars().length;
-    if (buf[0] !== STATE_VERSION || buf.length !== 1 + n * 8 + 144 * 4 + 40 * 4) return undefined;
-    const copy = new Uint8Array(buf.subarray(1)).buffer;
-    const v = new Float64Array(copy, 0, n);
-    let i = 0;
-    const next = () => v[i++] as number;
-    const m = new DeviceModel(v[0] as number, windowMs);
-    next();
-    m.windowStart = next();
-    m.wCount = next();
-    m.wBytes = next();
-    m.wBytesSq = next();
-    m.wAuth = next();
-    m.wGapSum = next();
-    m.wGapSq = next();
-    m.wGaps = next();
-    m.wNewDistinct = next();
-    m.lastMessageTs = next();
-    m.peak = next();
-    for (const x of [m.rate, m.auth, m.size, m.gap]) {
-      x.mean = next();
-      x.variance = next();
-      x.n = next();
-    }
-    m.rateCusum.value = next();
-    m.sizeCusum.value = next();
-    m.gapCusum.value = next();
-    m.destinations.size = next();
-    m.destinations.overflowed = next() === 1;
-    m.resources.size = next();
-    m.resources.overflowed = next() === 1;
-    for (let k = 0; k < m.lastAlert.length; k++) m.lastAlert[k] = next();
-    m.slots.set(new Float32Array(copy, n * 8, 144));
-    m.destinations.items.set(new Uint32Array(copy, n * 8 + 144 * 4, 32));
-    m.resources.items.set(new Uint32Array(copy, n * 8 + 144 * 4 + 32 * 4, 8));
-    return m;
-  }
-}
-
-/** Bump when the persisted layout of a baseline changes: older states are then relearned, not misread. */
-const STATE_VERSION = 1;
-
 function fmt(x: number): string {
   return Number.isInteger(x) ? String(x) : x.toFixed(x < 10 ? 2 : 1);
 }
@@ -256,7 +126,7 @@ export class Detector {
   observe(e: DetectorEvent): Finding[] {
     let m = this.devices.get(e.device);
     if (!m) {
-      m = new DeviceModel(e.ts, this.options.windowMs);
+      m = DeviceModel.create(e.ts, this.options.windowMs);
       this.devices.set(e.device, m);
     }
     const out = e.ts >= m.windowStart + this.options.windowMs ? this.advance(e.device, m, e.ts) : [];
@@ -275,30 +145,39 @@ export class Detector {
           m.wGapSum += g;
           m.wGapSq += g * g;
           m.wGaps++;
-          if (!learning && m.gap.n > 1) {
-            m.gapCusum.update((m.gap.mean - g) / Math.max(m.gap.std(), 0.05 * m.gap.mean, 1));
+          if (!learning && m.observations('gap') > 1) {
+            m.updateCusum(
+              'gapCusum',
+              (m.mean('gap') - g) / Math.max(m.std('gap'), 0.05 * m.mean('gap'), 1),
+              T.cusumK,
+              T.cusumCap,
+            );
           }
         }
         m.lastMessageTs = e.ts;
         const h = fnv1a(e.resource);
-        if (!m.resources.has(h)) {
-          if (learning || m.resources.overflowed) m.resources.add(h);
-          else if (m.wNewResources.length < 3 && !m.wNewResources.includes(e.resource))
-            m.wNewResources.push(e.resource);
+        if (!m.hasResource(h)) {
+          if (learning || m.resourcesOverflowed) m.addResource(h);
+          else {
+            m.wNewResources ??= [];
+            if (m.wNewResources.length < 3 && !m.wNewResources.includes(e.resource))
+              m.wNewResources.push(e.resource);
+          }
         }
         break;
       }
       case 'connection': {
         const key = `${e.proto}:${e.dst}:${e.dport}`;
         const h = fnv1a(key);
-        if (m.destinations.has(h)) break;
-        if (learning || m.destinations.overflowed) {
-          m.destinations.add(h);
+        if (m.hasDestination(h)) break;
+        if (learning || m.destinationsOverflowed) {
+          m.addDestination(h);
           break;
         }
         m.wNewDistinct++;
+        m.wNew ??= [];
         if (m.wNew.length < 5 && !m.wNew.includes(key)) m.wNew.push(key);
-        m.destinations.add(h);
+        m.addDestination(h);
         break;
       }
       case 'auth_failure':
@@ -319,12 +198,12 @@ export class Detector {
 
   /** Every device's baseline, for persisting. */
   *exportStates(): IterableIterator<[string, Buffer]> {
-    for (const [id, m] of this.devices) yield [id, m.toBuffer()];
+    for (const [id, m] of this.devices) yield [id, m.toBytes()];
   }
 
   /** Restores a persisted baseline; false (and nothing changed) if it is from another layout version. */
   importState(device: string, state: Buffer): boolean {
-    const m = DeviceModel.fromBuffer(state, this.options.windowMs);
+    const m = DeviceModel.fromBytes(state);
     if (!m) return false;
     this.devices.set(device, m);
     return true;
@@ -351,7 +230,7 @@ export class Detector {
       // Idle windows are observations too (zero messages), hour by hour; size has nothing to learn from them.
       const n = Math.min(idle, MAX_IDLE_WINDOWS);
       for (let i = 0; i < n; i++) this.learnCount(m, nextStart + i * W, 0, 0);
-      m.rateCusum.value = Math.max(0, m.rateCusum.value - n * T.cusumK);
+      m.setCusum('rateCusum', Math.max(0, m.cusum('rateCusum') - n * T.cusumK));
     }
     m.windowStart = nextStart + idle * W;
     return finding ? [finding] : [];
@@ -376,14 +255,14 @@ export class Detector {
     let s = slot;
     if (s >= 24 && m.slots[96 + s]! < 2 * perHour) s -= 24;
     const evidence = m.slots[96 + s]!;
-    if (evidence < perHour / 2) return { mean: m.rate.mean, variance: m.rate.variance, evidence };
+    if (evidence < perHour / 2) return { mean: m.mean('rate'), variance: m.variance('rate'), evidence };
     return { mean: m.slots[s]!, variance: m.slots[48 + s]!, evidence };
   }
 
   /** One window's message count into the overall and the hour-of-day baselines. */
   private learnCount(m: DeviceModel, windowStart: number, count: number, auth: number): void {
-    m.rate.update(count);
-    m.auth.update(auth);
+    m.update('rate', ALPHA_WINDOW, count);
+    m.update('auth', ALPHA_WINDOW, auth);
     m.peak = Math.max(count, m.peak * PEAK_DECAY);
     const s = this.slotOf(windowStart);
     const n = (m.slots[96 + s]! += 1);
@@ -401,27 +280,18 @@ export class Detector {
     const now = end;
     const reported = reasons.filter((r) => {
       const k = KINDS.indexOf(r.feature);
-      if (now - m.lastAlert[k]! < this.options.cooldownMs) return false;
-      m.lastAlert[k] = now;
+      if (now - m.lastAlert(k) < this.options.cooldownMs) return false;
+      m.setLastAlert(k, now);
       return true;
     });
     // Never learn from a window that looked anomalous, reported or not: an attacker must not teach the baseline.
     if (reasons.length === 0) this.learn(m);
     if (reasons.some((r) => r.feature === 'rate' || r.feature === 'flood')) {
-      m.rateCusum.reset();
-      m.gapCusum.reset();
+      m.setCusum('rateCusum', 0);
+      m.setCusum('gapCusum', 0);
     }
-    if (reasons.some((r) => r.feature === 'size')) m.sizeCusum.reset();
-    m.wCount = 0;
-    m.wBytes = 0;
-    m.wBytesSq = 0;
-    m.wAuth = 0;
-    m.wGapSum = 0;
-    m.wGapSq = 0;
-    m.wGaps = 0;
-    m.wNew = [];
-    m.wNewDistinct = 0;
-    m.wNewResources = [];
+    if (reasons.some((r) => r.feature === 'size')) m.setCusum('sizeCusum', 0);
+    m.resetWindow();
     if (reported.length === 0) return null;
     const top = reported.reduce((a, b) =>
       SEVERITY_RANK[b.severity] > SEVERITY_RANK[a.severity] ||
@@ -443,11 +313,11 @@ export class Detector {
     this.learnCount(m, m.windowStart, m.wCount, m.wAuth);
     if (m.wCount > 0) {
       const mean = m.wBytes / m.wCount;
-      m.size.updateBatch(m.wCount, mean, Math.max(0, m.wBytesSq / m.wCount - mean * mean));
+      m.updateBatch('size', ALPHA_MESSAGE, m.wCount, mean, Math.max(0, m.wBytesSq / m.wCount - mean * mean));
     }
     if (m.wGaps > 0) {
       const mean = m.wGapSum / m.wGaps;
-      m.gap.updateBatch(m.wGaps, mean, Math.max(0, m.wGapSq / m.wGaps - mean * mean));
+      m.updateBatch('gap', ALPHA_MESSAGE, m.wGaps, mean, Math.max(0, m.wGapSq / m.wGaps - mean * mean));
     }
   }
 
@@ -464,8 +334,8 @@ export class Detector {
     const sd = Math.sqrt(Math.max(exp.variance, 0.25 * mu, 0.25));
     const z = (c - mu) / sd;
     const usual =
-      m.gap.n > 1 && m.gap.mean > 0
-        ? ` (normally one every ${fmt(m.gap.mean / 1000)} s ± ${fmt(m.gap.std() / 1000)})`
+      m.observations('gap') > 1 && m.mean('gap') > 0
+        ? ` (normally one every ${fmt(m.mean('gap') / 1000)} s ± ${fmt(m.std('gap') / 1000)})`
         : '';
     if (
       z >= T.floodZ &&
@@ -480,7 +350,7 @@ export class Detector {
         text: `message flood: ${c} messages in ${secs} s, expected ${fmt(mu)} ± ${fmt(sd)} at this hour and at most ${fmt(m.peak)} lately${usual}`,
       });
     } else {
-      const s = m.rateCusum.update(z);
+      const s = m.updateCusum('rateCusum', z, T.cusumK, T.cusumCap);
       if (s >= T.rateCusumH) {
         reasons.push({
           feature: 'rate',
@@ -493,24 +363,24 @@ export class Detector {
       }
     }
     if (
-      m.gapCusum.value >= T.gapCusumH &&
+      m.cusum('gapCusum') >= T.gapCusumH &&
       !reasons.some((r) => r.feature === 'flood' || r.feature === 'rate')
     ) {
       const now = c > 0 && m.wGaps > 0 ? `every ${fmt(m.wGapSum / m.wGaps / 1000)} s` : 'faster';
       reasons.push({
         feature: 'rate',
         severity: 'medium',
-        score: m.gapCusum.value,
-        observed: `messages ${now}, for a while (CUSUM ${fmt(m.gapCusum.value)})`,
-        expected: `one every ${fmt(m.gap.mean / 1000)} s ± ${fmt(m.gap.std() / 1000)}`,
-        text: `messages come faster than the device's rhythm: ${now} lately, normally one every ${fmt(m.gap.mean / 1000)} s ± ${fmt(m.gap.std() / 1000)}`,
+        score: m.cusum('gapCusum'),
+        observed: `messages ${now}, for a while (CUSUM ${fmt(m.cusum('gapCusum'))})`,
+        expected: `one every ${fmt(m.mean('gap') / 1000)} s ± ${fmt(m.std('gap') / 1000)}`,
+        text: `messages come faster than the device's rhythm: ${now} lately, normally one every ${fmt(m.mean('gap') / 1000)} s ± ${fmt(m.std('gap') / 1000)}`,
       });
     }
     // Message size (exfiltration hides in bigger payloads).
-    if (c > 0 && m.size.n > 0) {
+    if (c > 0 && m.observations('size') > 0) {
       const mean = m.wBytes / c;
-      const mu_b = m.size.mean;
-      const sd_b = Math.sqrt(m.size.variance / c + (0.02 * mu_b) ** 2 + 1);
+      const mu_b = m.mean('size');
+      const sd_b = Math.sqrt(m.variance('size') / c + (0.02 * mu_b) ** 2 + 1);
       const zb = (mean - mu_b) / sd_b;
       if (zb >= T.sizeZ && mean >= T.sizeRatio * mu_b) {
         reasons.push({
@@ -518,34 +388,34 @@ export class Detector {
           severity: mean >= 3 * mu_b ? 'high' : 'medium',
           score: zb,
           observed: `${fmt(mean)} bytes per message`,
-          expected: `${fmt(mu_b)} ± ${fmt(m.size.std())}`,
-          text: `larger messages: ${fmt(mean)} bytes on average over ${c}, expected ${fmt(mu_b)} ± ${fmt(m.size.std())}`,
+          expected: `${fmt(mu_b)} ± ${fmt(m.std('size'))}`,
+          text: `larger messages: ${fmt(mean)} bytes on average over ${c}, expected ${fmt(mu_b)} ± ${fmt(m.std('size'))}`,
         });
       } else {
-        const s = m.sizeCusum.update(zb);
+        const s = m.updateCusum('sizeCusum', zb, T.cusumK, T.cusumCap);
         if (s >= T.sizeCusumH) {
           reasons.push({
             feature: 'size',
             severity: 'medium',
             score: s,
             observed: `${fmt(mean)} bytes per message, raised for a while (CUSUM ${fmt(s)})`,
-            expected: `${fmt(mu_b)} ± ${fmt(m.size.std())}`,
-            text: `messages persistently larger than normal: ${fmt(mean)} bytes now, expected ${fmt(mu_b)} ± ${fmt(m.size.std())}`,
+            expected: `${fmt(mu_b)} ± ${fmt(m.std('size'))}`,
+            text: `messages persistently larger than normal: ${fmt(mean)} bytes now, expected ${fmt(mu_b)} ± ${fmt(m.std('size'))}`,
           });
         }
       }
     }
     // Authentication failures (credential guessing).
     const a = m.wAuth;
-    const sdA = Math.sqrt(Math.max(m.auth.variance, m.auth.mean, 0.2));
-    if (a >= T.authMin && (a - m.auth.mean) / sdA >= T.authZ) {
+    const sdA = Math.sqrt(Math.max(m.variance('auth'), m.mean('auth'), 0.2));
+    if (a >= T.authMin && (a - m.mean('auth')) / sdA >= T.authZ) {
       reasons.push({
         feature: 'auth',
         severity: 'high',
-        score: (a - m.auth.mean) / sdA,
+        score: (a - m.mean('auth')) / sdA,
         observed: `${a} failed handshakes in ${secs} s`,
-        expected: `${fmt(m.auth.mean)} ± ${fmt(sdA)}`,
-        text: `credential guessing: ${a} failed DTLS handshakes in ${secs} s, expected ${fmt(m.auth.mean)}`,
+        expected: `${fmt(m.mean('auth'))} ± ${fmt(sdA)}`,
+        text: `credential guessing: ${a} failed DTLS handshakes in ${secs} s, expected ${fmt(m.mean('auth'))}`,
       });
     }
     // New destinations: one is news, many at once is a scan.
@@ -554,21 +424,21 @@ export class Detector {
         feature: 'scan',
         severity: 'high',
         score: m.wNewDistinct,
-        observed: `${m.wNewDistinct} new destinations in ${secs} s (e.g. ${m.wNew.join(', ')})`,
+        observed: `${m.wNewDistinct} new destinations in ${secs} s (e.g. ${(m.wNew ?? []).join(', ')})`,
         expected: 'destinations seen while learning',
-        text: `scan: ${m.wNewDistinct} destinations never seen before in ${secs} s, e.g. ${m.wNew.join(', ')}`,
+        text: `scan: ${m.wNewDistinct} destinations never seen before in ${secs} s, e.g. ${(m.wNew ?? []).join(', ')}`,
       });
     } else if (m.wNewDistinct > 0) {
       reasons.push({
         feature: 'new-destination',
         severity: 'medium',
         score: 5,
-        observed: m.wNew.join(', '),
+        observed: (m.wNew ?? []).join(', '),
         expected: 'destinations seen while learning',
-        text: `talks to a destination never seen before: ${m.wNew.join(', ')}`,
+        text: `talks to a destination never seen before: ${(m.wNew ?? []).join(', ')}`,
       });
     }
-    if (m.wNewResources.length > 0) {
+    if (m.wNewResources && m.wNewResources.length > 0) {
       reasons.push({
         feature: 'new-resource',
         severity: 'low',
@@ -583,7 +453,7 @@ export class Detector {
     if (c > 0 || a > 0) {
       const base = slot >= 24 ? 24 : 0;
       const hour = slot - base;
-      const quiet = T.offHoursRatio * m.rate.mean;
+      const quiet = T.offHoursRatio * m.mean('rate');
       const here = exp;
       const before = this.expected(m, base + ((hour + 23) % 24));
       const after = this.expected(m, base + ((hour + 1) % 24));
@@ -596,8 +466,8 @@ export class Detector {
           severity: 'medium',
           score: 5,
           observed: `${c} messages at ${hh}:00-${hh}:59${when}`,
-          expected: `${fmt(here.mean)} per window at that hour (overall ${fmt(m.rate.mean)})`,
-          text: `active at an unusual hour: ${c} messages at ${hh}:00-${hh}:59${when}, where it normally sends ${fmt(here.mean)} per ${secs} s (${fmt(m.rate.mean)} overall)`,
+          expected: `${fmt(here.mean)} per window at that hour (overall ${fmt(m.mean('rate'))})`,
+          text: `active at an unusual hour: ${c} messages at ${hh}:00-${hh}:59${when}, where it normally sends ${fmt(here.mean)} per ${secs} s (${fmt(m.mean('rate'))} overall)`,
         });
       }
     }
