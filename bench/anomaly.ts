@@ -79,8 +79,8 @@ export async function anomalyBench(argv: string[]) {
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   process.stderr.write('anomaly: memory…\n');
-  const detectorBytes = heapPerDevice(o.devices, () => new Detector());
   const peerBytes = heapPerDevice(o.devices, () => new ThresholdCounter());
+  const detectorBytes = heapPerDevice(o.devices, () => new Detector());
   const persisted = (() => {
     const d = new Detector();
     for (const e of stream(1, 5, 3)) d.observe(e);
