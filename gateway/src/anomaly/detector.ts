@@ -265,7 +265,8 @@ export class Detector {
     m.update('auth', ALPHA_WINDOW, auth);
     m.peak = Math.max(count, m.peak * PEAK_DECAY);
     const s = this.slotOf(windowStart);
-    const n = (m.slots[96 + s]! += 1);
+    const n = m.slots[96 + s]! + 1;
+    m.slots[96 + s] = n;
     const a = Math.max(ALPHA_SLOT, 1 / n);
     const d = count - m.slots[s]!;
     m.slots[s]! += a * d;
