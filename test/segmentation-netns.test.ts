@@ -30,6 +30,8 @@ describe('segmentation in network namespaces', () => {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-seg-'));
   const config = join(dir, 'config.yaml');
   let gateway: ReturnType<typeof spawnCli> | undefined;
+  /** When the historian opened its first connection: its learning period starts there. */
+  let historianFirstFlow = 0;
 
   const cli = async (args: string[]) => {
     const r = await runCli(['--config', config, ...args], { cwd: dir, netns: site.gw });
@@ -50,32 +52,19 @@ describe('segmentation in network namespaces', () => {
         'dtls: {host: 0.0.0.0, port: 5684}',
         'ui: {host: 0.0.0.0, port: 8443}',
         'firewall: {enforce: true, wanInterface: wan0, dtlsRateLimit: {perSecond: 50, burst: 100}}',
+        // Behaviour monitoring with connections from conntrack; a learning period of 18 s for the test.
+        'anomaly: {learningHours: 0.005, windowSeconds: 1, conntrack: true}',
         Site.segmentsYaml,
         '',
       ].join('\n'),
     );
-    await cli([
-      'device',
-      'add',
-      'sensor-a',
-      '--psk-identity',
-      'sa',
-      '--psk',
-      hex(KEY_A),
-      '--segment',
-      'sensors',
-    ]);
-    await cli([
-      'device',
-      'add',
-      'sensor-b',
-      '--psk-identity',
-      'sb',
-      '--psk',
-      hex(KEY_B),
-      '--segment',
-      'sensors',
-    ]);
+    const add = (id: string, identity: string, key: string, segment: string) =>
+      cli(['device', 'add', id, '--psk-identity', identity, '--psk', hex(key), '--segment', segment]);
+    await add('sensor-a', 'sa', KEY_A, 'sensors');
+    await add('sensor-b', 'sb', KEY_B, 'sensors');
+    // The historian in corp is a device too (its connections are watched), though it never speaks DTLS.
+    await add('historian', 'historian', 'historian-key-0123456', 'corp');
+    await cli(['device', 'place', 'historian', '--address', site.corp.address]);
     await cli(['device', 'place', 'sensor-a', '--address', site.sensorA.address]);
     await cli(['device', 'place', 'sensor-b', '--address', site.sensorB.address]);
     await cli([
@@ -115,6 +104,7 @@ describe('segmentation in network namespaces', () => {
 
   it('stops lateral movement: a sensor reaches neither corp nor the other sensor', () => {
     // Positive control: forwarding works where policy allows it (corp may go out to the WAN).
+    historianFirstFlow = Date.now();
     assert.equal(site.canConnect(site.corp.ns, site.cloud.address, 8884), true, 'corp reaches the cloud');
     assert.equal(site.canConnect(site.sensorA.ns, site.corp.address, 80), false, 'sensor → corp');
     assert.equal(
@@ -179,6 +169,30 @@ describe('segmentation in network namespaces', () => {
       dropsAfter > dropsBefore,
       `the hashlimit rule dropped part of the flood (${dropsBefore} → ${dropsAfter}): ${inNs(site.gw, 'iptables', ['-L', 'pc-dtls', '-v', '-x', '-n'])}`,
     );
+  });
+
+  it('watches the connections devices open (conntrack) and alerts on a destination never used before', async () => {
+    // The historian's first flows (the tests above: cloud:8884, sensor-a:8080) fell in its learning period.
+    await new Promise((r) => setTimeout(r, Math.max(0, historianFirstFlow + 20_000 - Date.now())));
+    assert.equal(site.canConnect(site.corp.ns, site.cloud.address, 8884), true, 'a known destination');
+    assert.equal(
+      site.canConnect(site.corp.ns, site.cloud.address, 8883),
+      true,
+      'a new one (corp may go out)',
+    );
+    const deadline = Date.now() + 10_000;
+    let alert: { kind: string; explanation: string } | undefined;
+    while (!alert && Date.now() < deadline) {
+      const list = JSON.parse(await cli(['alerts', 'list', '--device', 'historian', '--json'])) as {
+        kind: string;
+        explanation: string;
+      }[];
+      alert = list.find((a) => a.kind === 'anomaly.new-destination');
+      if (!alert) await new Promise((r) => setTimeout(r, 300));
+    }
+    assert.ok(alert, 'a new-destination alert for the historian');
+    assert.match(alert.explanation, /never seen before: tcp:198\.51\.100\.10:8883/);
+    assert.doesNotMatch(alert.explanation, /8884/);
   });
 
   it('picks up a change made by another process within the reconcile interval (the daemon path)', async () => {

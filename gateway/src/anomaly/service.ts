@@ -5,6 +5,7 @@ import type { IdentityService } from '../identity/index.ts';
 import type { Logger } from '../log.ts';
 import type { SegmentationService } from '../segmentation/index.ts';
 import type { Device, Store } from '../store/index.ts';
+import { ConntrackFeed } from './conntrack.ts';
 import { Detector, type Finding, type Severity } from './detector.ts';
 import type { DetectorEvent } from './events.ts';
 import { type AlertSink, alertRecord, JsonlSink, SyslogSink } from './siem.ts';
@@ -47,6 +48,10 @@ export class AnomalyService {
   readonly detector: Detector;
   private readonly sinks: AlertSink[] = [];
   private timers: NodeJS.Timeout[] = [];
+  private conntrack: ConntrackFeed | undefined;
+  /** Device by address, for attributing connections; rebuilt when identity changes. */
+  private byAddress = new Map<string, string>();
+  private addressStamp = '';
   /** Responses run one after another, in finding order. */
   private responding: Promise<void> = Promise.resolve();
 
@@ -77,10 +82,39 @@ export class AnomalyService {
     flush.unref();
     save.unref();
     this.timers = [flush, save];
+    if (this.deps.config.anomaly.conntrack) {
+      this.conntrack = new ConntrackFeed((c) => {
+        const device = this.deviceAt(c.src);
+        if (device)
+          this.observe({
+            ts: this.deps.clock.now(),
+            device,
+            kind: 'connection',
+            dst: c.dst,
+            dport: c.dport,
+            proto: c.proto,
+          });
+      }, this.deps.logger);
+      this.conntrack.start();
+    }
+  }
+
+  private deviceAt(address: string): string | undefined {
+    const stamp = this.deps.identity.changeStamp;
+    if (stamp !== this.addressStamp) {
+      this.addressStamp = stamp;
+      this.byAddress = new Map(
+        this.deps.store.devices
+          .list()
+          .flatMap((d) => (d.address ? [[d.address, d.id] as [string, string]] : [])),
+      );
+    }
+    return this.byAddress.get(address);
   }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    this.conntrack?.stop();
     await this.responding;
     this.save();
     await Promise.all(this.sinks.map((s) => s.close()));

@@ -179,6 +179,8 @@ export function configSchema(baseDir: string) {
             .min(-14 * 60)
             .max(14 * 60)
             .default(0),
+          /** Observe the connections devices open from connection tracking (`conntrack -E`, CAP_NET_ADMIN). */
+          conntrack: z.boolean().default(false),
           /** The same kind of alert for the same device at most once per this many minutes. */
           cooldownMinutes: z.number().positive().default(60),
           /** First matching rule wins; no match: alert only. */
