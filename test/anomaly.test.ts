@@ -126,6 +126,23 @@ describe('behaviour detector: learning and drift', () => {
     assert.deepEqual(runDetector(events, SCENARIO_START + 14 * DAY, { learningMs: DAY }), []);
   });
 
+  it('scores a single event against the baseline without learning from it', () => {
+    const d = new Detector(opts);
+    for (const e of steady(SCENARIO_START, SCENARIO_START + 7 * HOUR)) d.observe(e);
+    const at = SCENARIO_START + 7 * HOUR;
+    assert.equal(d.scoreEvent(msg(at)).score, 0, 'a usual message');
+    const big = d.scoreEvent(msg(at, 'd1', 1000));
+    assert.ok(big.score > 8);
+    assert.match(big.reasons[0] ?? '', /size 1000 bytes, expected 100/);
+    assert.match(
+      d.scoreEvent({ ts: at, device: 'd1', kind: 'connection', dst: '192.0.2.5', dport: 23, proto: 'tcp' })
+        .reasons[0] ?? '',
+      /new destination tcp:192\.0\.2\.5:23/,
+    );
+    assert.equal(d.scoreEvent(msg(at, 'd1', 1000)).score, big.score, 'scoring did not learn');
+    assert.deepEqual(d.scoreEvent(msg(at, 'new-device')), { score: 0, learning: true, reasons: [] });
+  });
+
   it('keeps its baselines across a restart: exported state scores the rest of the stream the same way', () => {
     const events = [
       ...steady(SCENARIO_START, SCENARIO_START + 10 * HOUR),

@@ -214,6 +214,41 @@ export class Detector {
     this.devices.delete(device);
   }
 
+  /**
+   * Scores one event against the device's baseline without learning from it (the per-event score; windows
+   * are scored by `observe`). For a message: how unusual its size is, and whether its resource is new; for a
+   * connection: whether its destination is new. 0 while learning or for an unknown device.
+   */
+  scoreEvent(e: DetectorEvent): { score: number; learning: boolean; reasons: string[] } {
+    const m = this.devices.get(e.device);
+    if (!m || e.ts - m.firstTs < this.options.learningMs) return { score: 0, learning: true, reasons: [] };
+    const reasons: string[] = [];
+    let score = 0;
+    if (e.kind === 'message') {
+      if (m.observations('size') > 0) {
+        const mu = m.mean('size');
+        const z = (e.bytes - mu) / Math.max(m.std('size'), 0.05 * mu, 1);
+        score = Math.max(score, Math.abs(z));
+        if (Math.abs(z) >= 4)
+          reasons.push(`size ${e.bytes} bytes, expected ${fmt(mu)} ± ${fmt(m.std('size'))}`);
+      }
+      if (!m.resourcesOverflowed && !m.hasResource(fnv1a(e.resource))) {
+        score = Math.max(score, 3);
+        reasons.push(`new resource ${e.resource}`);
+      }
+    } else if (e.kind === 'connection') {
+      const key = `${e.proto}:${e.dst}:${e.dport}`;
+      if (!m.destinationsOverflowed && !m.hasDestination(fnv1a(key))) {
+        score = 5;
+        reasons.push(`new destination ${key}`);
+      }
+    } else {
+      score = 1;
+      reasons.push('failed handshake');
+    }
+    return { score: Math.round(score * 100) / 100, learning: false, reasons };
+  }
+
   /** Whether the device is still in its learning period at `now`. */
   isLearning(device: string, now: number): boolean {
     const m = this.devices.get(device);
