@@ -256,15 +256,17 @@ describe('behaviour alerts and automatic responses', () => {
         'test',
       );
     }
-    const service = new AnomalyService({
-      config,
-      store: core.store,
-      audit: core.audit,
-      identity: core.identity,
-      segmentation: core.segmentation,
-      clock,
-      logger: createLogger('fatal'),
-    });
+    const makeService = () =>
+      new AnomalyService({
+        config,
+        store: core.store,
+        audit: core.audit,
+        identity: core.identity,
+        segmentation: core.segmentation,
+        clock,
+        logger: createLogger('fatal'),
+      });
+    const service = makeService();
     const feed = async (events: DetectorEvent[]) => {
       for (const e of events) {
         clock.set(e.ts);
@@ -272,7 +274,7 @@ describe('behaviour alerts and automatic responses', () => {
       }
       await service.idle();
     };
-    return { dir, core, service, clock, feed, config };
+    return { dir, core, service, feed, makeService };
   }
 
   it('stores one alert per kind until acknowledged, explains it, exports it, and audits the acknowledgement', async (t) => {
@@ -373,18 +375,10 @@ describe('behaviour alerts and automatic responses', () => {
   });
 
   it('restores baselines saved at stop, so a restart does not start learning again', async (t) => {
-    const { core, service, feed, config, clock } = setup(t, []);
+    const { service, feed, makeService } = setup(t, []);
     await feed(steady(SCENARIO_START, SCENARIO_START + 7 * HOUR));
     await service.stop();
-    const again = new AnomalyService({
-      config,
-      store: core.store,
-      audit: core.audit,
-      identity: core.identity,
-      segmentation: core.segmentation,
-      clock,
-      logger: createLogger('fatal'),
-    });
+    const again = makeService();
     assert.equal(again.detector.isLearning('d1', SCENARIO_START + 7 * HOUR), false);
   });
 });
