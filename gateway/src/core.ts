@@ -7,6 +7,7 @@ import { IdentityError, IdentityService } from './identity/index.ts';
 import { type Keystore, openKeystore } from './keystore/index.ts';
 import { SegmentationService, syncSegments } from './segmentation/index.ts';
 import { DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
+import { UserService } from './users/index.ts';
 import { VERSION } from './version.ts';
 
 export interface GatewayStatus {
@@ -30,6 +31,7 @@ export class Core {
 
   private readonly identityService: IdentityService | null;
   private segmentationService: SegmentationService | undefined;
+  private userService: UserService | undefined;
 
   private constructor(
     readonly config: Config,
@@ -64,6 +66,17 @@ export class Core {
       throw new IdentityError('ERR_IDENTITY_STATE', 'the store was opened read-only');
     }
     return this.identityService;
+  }
+
+  /** Accounts of the technician UI. */
+  get users(): UserService {
+    this.userService ??= new UserService(
+      this.store,
+      this.keystore as NonNullable<Core['keystore']>,
+      this.audit,
+      this.clock,
+    );
+    return this.userService;
   }
 
   get segmentation(): SegmentationService {

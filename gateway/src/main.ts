@@ -98,6 +98,12 @@ export class Gateway {
       if (config.uplink && !config.uplink.certFile) {
         logger.warn('uplink has no client certificate yet (uplink.certFile); messages queue until it is set');
       }
+      // No default password (ETSI EN 303 645 5.1-1): until the first account exists, setup needs this code,
+      // shown only here on the console (the journal) — proof of physical presence.
+      const setupCode = core.users.issueSetupCode();
+      if (setupCode) {
+        process.stderr.write(`portcullis: first boot: set up the first account at the UI with the setup code ${setupCode}\n`);
+      }
       core.audit.append({
         actor: 'system',
         action: 'gateway.start',

@@ -1,8 +1,12 @@
 import { Hono } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import type { Core } from '../../gateway/src/core.ts';
+import { errorResponse } from './http.ts';
+import { apiRoutes } from './routes/api.ts';
+import { authRoutes } from './routes/auth-routes.ts';
+import { UiSessions } from './sessions.ts';
 
-/** The technician UI and its JSON API. Pages and /api/v1 arrive with the UI issue; health is here from day one. */
+/** The technician UI's server: health, authentication, and the JSON API (pages arrive on top of it). */
 export function createUiApp(core: Core): Hono {
   const app = new Hono();
   app.use('*', secureHeaders());
@@ -27,7 +31,14 @@ export function createUiApp(core: Core): Hono {
     );
   });
 
+  // Read-only opens (no keystore) serve health only.
+  if (core.keystore) {
+    const sessions = new UiSessions(core.store, core.clock);
+    app.route('/auth', authRoutes(core, sessions));
+    app.route('/api/v1', apiRoutes(core, sessions));
+  }
+
   app.notFound((c) => c.json({ error: { code: 'ERR_NOT_FOUND', message: 'no such route' } }, 404));
-  app.onError((_err, c) => c.json({ error: { code: 'ERR_INTERNAL', message: 'internal error' } }, 500));
+  app.onError((err, c) => errorResponse(c, err));
   return app;
 }

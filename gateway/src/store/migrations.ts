@@ -222,6 +222,38 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 7,
+    name: 'technician UI accounts and sessions',
+    sql: `
+      ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE users ADD COLUMN locked_until TEXT;
+      ALTER TABLE users ADD COLUMN totp_enrolled_at TEXT;
+      -- The TOTP time step last accepted: a code is good once.
+      ALTER TABLE users ADD COLUMN totp_last_step INTEGER;
+      -- SHA-256 (hex) of each unused recovery code, JSON.
+      ALTER TABLE users ADD COLUMN recovery_codes TEXT;
+
+      -- Only a hash of the session token is stored: a copy of the database does not log anyone in.
+      CREATE TABLE ui_sessions (
+        token_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL REFERENCES users(username),
+        mfa_passed INTEGER NOT NULL DEFAULT 0,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        reauth_at TEXT
+      ) STRICT;
+      CREATE INDEX ui_sessions_user ON ui_sessions(username);
+
+      -- First-boot setup: proof of physical presence (the code on the console and the label), used once.
+      CREATE TABLE setup_code (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        code_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -8,6 +8,11 @@ export interface User {
   role: Role;
   passwordHash: string;
   totpSecretWrapped: Buffer | null;
+  totpEnrolledAt: string | null;
+  totpLastStep: number | null;
+  recoveryCodeHashes: string[];
+  failedLogins: number;
+  lockedUntil: string | null;
   createdAt: string;
   disabledAt: string | null;
 }
@@ -17,6 +22,11 @@ interface UserRow {
   role: Role;
   password_hash: string;
   totp_secret_wrapped: Buffer | null;
+  totp_enrolled_at: string | null;
+  totp_last_step: number | null;
+  recovery_codes: string | null;
+  failed_logins: number;
+  locked_until: string | null;
   created_at: string;
   disabled_at: string | null;
 }
@@ -27,6 +37,11 @@ function toUser(r: UserRow): User {
     role: r.role,
     passwordHash: r.password_hash,
     totpSecretWrapped: r.totp_secret_wrapped,
+    totpEnrolledAt: r.totp_enrolled_at,
+    totpLastStep: r.totp_last_step,
+    recoveryCodeHashes: r.recovery_codes ? (JSON.parse(r.recovery_codes) as string[]) : [],
+    failedLogins: r.failed_logins,
+    lockedUntil: r.locked_until,
     createdAt: r.created_at,
     disabledAt: r.disabled_at,
   };
@@ -62,5 +77,48 @@ export class UserRepository {
 
   count(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM users').get() as { n: number }).n;
+  }
+
+  /** A failed login: counts up, and locks the account until `lockUntil` once `lockAfter` is reached. */
+  recordFailure(username: string, lockAfter: number, lockUntil: string): number {
+    this.db
+      .prepare(
+        `UPDATE users SET failed_logins = failed_logins + 1,
+           locked_until = CASE WHEN failed_logins + 1 >= ? THEN ? ELSE locked_until END
+         WHERE username = ?`,
+      )
+      .run(lockAfter, lockUntil, username);
+    return this.get(username)?.failedLogins ?? 0;
+  }
+
+  clearFailures(username: string): void {
+    this.db
+      .prepare('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = ?')
+      .run(username);
+  }
+
+  setTotp(username: string, wrapped: Buffer | null, enrolledAt: string | null): void {
+    this.db
+      .prepare(
+        'UPDATE users SET totp_secret_wrapped = ?, totp_enrolled_at = ?, totp_last_step = NULL WHERE username = ?',
+      )
+      .run(wrapped, enrolledAt, username);
+  }
+
+  /** Accepts a TOTP step only if it is later than the last one accepted (a code works once). */
+  acceptTotpStep(username: string, step: number): boolean {
+    return (
+      this.db
+        .prepare(
+          'UPDATE users SET totp_last_step = ? WHERE username = ? AND (totp_last_step IS NULL OR totp_last_step < ?)',
+        )
+        .run(step, username, step).changes > 0
+    );
+  }
+
+  setRecoveryCodes(username: string, hashes: string[]): void {
+    this.db
+      .prepare('UPDATE users SET recovery_codes = ? WHERE username = ?')
+      .run(JSON.stringify(hashes), username);
   }
 }

@@ -1,0 +1,2 @@
+export { UserError } from './errors.ts';
+export { passwordSchema, UserService, usernameSchema } from './service.ts';

@@ -1,0 +1,306 @@
+/**
+ * The technician UI's security, in process (hono's app.request): first-boot setup without a default password,
+ * argon2id login with lockout and per-address rate limit, TOTP with replay protection and recovery codes,
+ * sessions (idle and absolute expiry, fixation), CSRF, re-authentication, and the role × route matrix.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { generateSync } from 'otplib';
+import { ManualClock } from '../gateway/src/clock.ts';
+import { parseConfig } from '../gateway/src/config/index.ts';
+import { Core } from '../gateway/src/core.ts';
+import type { Role } from '../gateway/src/store/index.ts';
+import { createUiApp } from '../ui/src/app.ts';
+import { API_ROUTES } from '../ui/src/routes/api.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const PASSWORD = 'correct horse battery staple';
+
+/** A browser: keeps the session cookie, sends JSON and (once known) the CSRF token. */
+class Browser {
+  cookie = '';
+  csrf = '';
+  constructor(private readonly app: ReturnType<typeof createUiApp>) {}
+
+  async call(method: string, path: string, json?: unknown, opts: { csrf?: string | null } = {}) {
+    const headers: Record<string, string> = {};
+    if (this.cookie) headers.cookie = this.cookie;
+    const csrf = opts.csrf === undefined ? this.csrf : opts.csrf;
+    if (csrf) headers['x-csrf-token'] = csrf;
+    if (json !== undefined) headers['content-type'] = 'application/json';
+    const res = await this.app.request(path, {
+      method,
+      headers,
+      body: json === undefined ? undefined : JSON.stringify(json),
+    });
+    const set = res.headers.get('set-cookie');
+    if (set) {
+      const m = /__Host-portcullis=([^;]*)/.exec(set);
+      this.cookie = m?.[1] ? `__Host-portcullis=${m[1]}` : '';
+    }
+    const text = await res.text();
+    let data: Record<string, unknown> = {};
+    try {
+      data = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      // not JSON
+    }
+    return { status: res.status, data, setCookie: set };
+  }
+}
+
+function site(t: Parameters<typeof tempDir>[0]) {
+  const dir = tempDir(t);
+  const clock = new ManualClock(Date.UTC(2026, 10, 25, 9));
+  const core = Core.open(parseConfig({ dataDir: join(dir, 'var') }, dir), clock);
+  t.after(() => core.close());
+  const app = createUiApp(core);
+  const totp = (secret: string, offsetSeconds = 0) =>
+    generateSync({ secret, epoch: Math.floor(clock.now() / 1000) + offsetSeconds });
+  const secrets = new Map<string, string>();
+  /** A user of `role`, enrolled (the first time), logged in through the HTTP flow. */
+  const login = async (username: string, role: Role) => {
+    if (!core.users.get(username))
+      await core.users.createUser({ username, role, password: PASSWORD }, 'test');
+    const b = new Browser(app);
+    assert.equal((await b.call('POST', '/auth/login', { username, password: PASSWORD })).status, 200);
+    let recoveryCodes: string[] = [];
+    let secret = secrets.get(username);
+    let done: Awaited<ReturnType<Browser['call']>>;
+    if (secret) {
+      done = await b.call('POST', '/auth/totp', { code: totp(secret) });
+    } else {
+      secret = (await b.call('POST', '/auth/totp/enroll')).data.secret as string;
+      secrets.set(username, secret);
+      done = await b.call('POST', '/auth/totp/confirm', { code: totp(secret) });
+      recoveryCodes = done.data.recoveryCodes as string[];
+    }
+    assert.equal(done.status, 200, JSON.stringify(done.data));
+    b.csrf = done.data.csrf as string;
+    clock.advance(31_000); // the next code is a new time step
+    return { b, secret, recoveryCodes };
+  };
+  return { core, app, clock, totp, login };
+}
+
+describe('UI first-boot setup', () => {
+  it('has no default account: setup needs the one-time code from the console, then closes for good', async (t) => {
+    const { core, app } = site(t);
+    const b = new Browser(app);
+    assert.equal((await b.call('GET', '/auth/state')).data.setup, true);
+    assert.equal(
+      (await b.call('POST', '/auth/login', { username: 'admin', password: 'admin' })).status,
+      401,
+      'no default password',
+    );
+    const code = core.users.issueSetupCode() as string;
+    const wrong = await b.call('POST', '/auth/setup', {
+      code: 'AAAAA-BBBBB',
+      username: 'root',
+      password: PASSWORD,
+    });
+    assert.equal(wrong.status, 403);
+    assert.equal(wrong.data.error && (wrong.data.error as { code: string }).code, 'ERR_USER_SETUP');
+    const weak = await b.call('POST', '/auth/setup', { code, username: 'root', password: 'short' });
+    assert.equal(weak.status, 400);
+    assert.match(JSON.stringify(weak.data), /at least 12 characters/);
+    const ok = await b.call('POST', '/auth/setup', {
+      code: code.toLowerCase(),
+      username: 'root',
+      password: PASSWORD,
+    });
+    assert.equal(ok.status, 201);
+    assert.equal(ok.data.role, 'admin');
+    const again = await b.call('POST', '/auth/setup', { code, username: 'second', password: PASSWORD });
+    assert.equal(again.status, 403, 'setup is closed once an account exists');
+    assert.equal(core.users.issueSetupCode(), null);
+    const audit = JSON.stringify([...core.store.audit.iterate()]);
+    assert.doesNotMatch(audit, new RegExp(PASSWORD));
+    assert.doesNotMatch(audit, new RegExp(code));
+  });
+});
+
+describe('UI login and second factor', () => {
+  it('gives a password-only session nothing but enrolment; the API needs the second factor', async (t) => {
+    const { core, app } = site(t);
+    await core.users.createUser({ username: 'tech', role: 'technician', password: PASSWORD }, 'test');
+    const b = new Browser(app);
+    const login = await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    assert.deepEqual(login.data, { next: 'enroll' });
+    assert.match(login.setCookie ?? '', /__Host-portcullis=.*; Path=\/; HttpOnly; Secure; SameSite=Strict/);
+    const api = await b.call('GET', '/api/v1/devices');
+    assert.equal(api.status, 401);
+    assert.equal((api.data.error as { code: string }).code, 'ERR_UI_MFA_REQUIRED');
+  });
+
+  it('accepts a TOTP code once (no replay), a recovery code once, and swaps the session token after MFA', async (t) => {
+    const { app, login, totp, clock } = site(t);
+    const { secret, recoveryCodes } = await login('tech', 'technician');
+    assert.equal(recoveryCodes.length, 10);
+    const b = new Browser(app);
+    await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    const preMfa = b.cookie;
+    const code = totp(secret);
+    const ok = await b.call('POST', '/auth/totp', { code });
+    assert.equal(ok.status, 200);
+    assert.notEqual(b.cookie, preMfa, 'a new session token after the second factor');
+    const stale = new Browser(app);
+    stale.cookie = preMfa;
+    assert.equal((await stale.call('GET', '/api/v1/status')).status, 401, 'the pre-MFA token is dead');
+    // The same code again, in another login within its time step: refused.
+    const c2 = new Browser(app);
+    await c2.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    assert.equal((await c2.call('POST', '/auth/totp', { code })).status, 401, 'a TOTP code works once');
+    assert.equal((await c2.call('POST', '/auth/totp', { code: recoveryCodes[0] })).status, 200);
+    const c3 = new Browser(app);
+    await c3.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    assert.equal(
+      (await c3.call('POST', '/auth/totp', { code: recoveryCodes[0] })).status,
+      401,
+      'a recovery code works once',
+    );
+    clock.advance(31_000);
+    assert.equal((await c3.call('POST', '/auth/totp', { code: totp(secret) })).status, 200);
+    // An enrolled account cannot be re-enrolled from a password-only session (that would bypass MFA).
+    const c4 = new Browser(app);
+    await c4.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    assert.equal((await c4.call('POST', '/auth/totp/enroll')).status, 401);
+  });
+
+  it('locks an account after 5 failures, even against the right password, and audits it without the password', async (t) => {
+    const { core, app, clock } = site(t);
+    await core.users.createUser({ username: 'tech', role: 'technician', password: PASSWORD }, 'test');
+    const b = new Browser(app);
+    for (let i = 0; i < 5; i++) {
+      assert.equal(
+        (await b.call('POST', '/auth/login', { username: 'tech', password: `wrong password ${i}` })).status,
+        401,
+      );
+    }
+    const locked = await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    assert.equal(locked.status, 423);
+    assert.equal((locked.data.error as { code: string }).code, 'ERR_USER_LOCKED');
+    const unknown = await b.call('POST', '/auth/login', { username: 'nobody', password: PASSWORD });
+    assert.equal(unknown.status, 401, 'unknown users look like wrong passwords');
+    clock.advance(15 * 60_000 + 1000);
+    assert.equal((await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD })).status, 200);
+    const audit = [...core.store.audit.iterate()].filter((e) => e.action === 'user.login.failed');
+    assert.equal(audit.length, 5);
+    assert.doesNotMatch(JSON.stringify(audit), /wrong password/);
+  });
+
+  it('rate-limits login attempts per client address', async (t) => {
+    const { app } = site(t);
+    const b = new Browser(app);
+    const codes: number[] = [];
+    for (let i = 0; i < 12; i++)
+      codes.push((await b.call('POST', '/auth/login', { username: `u${i}`, password: 'x' })).status);
+    assert.deepEqual(codes.slice(-2), [429, 429]);
+  });
+});
+
+describe('UI sessions and CSRF', () => {
+  it('refuses state changes without the CSRF token or with a wrong one; reads need none', async (t) => {
+    const { core, login } = site(t);
+    core.identity.addPskDevice({ id: 's1', pskIdentity: 's1', pskHex: '11'.repeat(16) }, 'test');
+    const { b } = await login('tech', 'technician');
+    assert.equal((await b.call('GET', '/api/v1/devices')).status, 200);
+    const none = await b.call('POST', '/api/v1/devices/s1/quarantine', { reason: 'x' }, { csrf: null });
+    assert.equal(none.status, 403);
+    assert.equal((none.data.error as { code: string }).code, 'ERR_UI_CSRF');
+    assert.equal(
+      (await b.call('POST', '/api/v1/devices/s1/quarantine', { reason: 'x' }, { csrf: 'forged' })).status,
+      403,
+    );
+    assert.equal(core.store.devices.get('s1')?.state, 'active', 'nothing changed');
+    const ok = await b.call('POST', '/api/v1/devices/s1/quarantine', { reason: 'suspicious' });
+    assert.equal(ok.status, 200);
+    assert.equal(core.store.devices.get('s1')?.state, 'quarantined');
+    const entry = [...core.store.audit.iterate()].find((e) => e.action === 'device.quarantine');
+    assert.equal(entry?.actor, 'ui:tech', 'audited with the person');
+    const bad = await b.call('POST', '/api/v1/devices/s1/release', { reason: 7 });
+    assert.equal(bad.status, 400);
+  });
+
+  it('expires a session after 15 idle minutes and after 8 hours whatever the activity; logout ends it', async (t) => {
+    const { app, login, clock } = site(t);
+    const { b } = await login('tech', 'technician');
+    clock.advance(14 * 60_000);
+    assert.equal((await b.call('GET', '/api/v1/status')).status, 200);
+    clock.advance(16 * 60_000);
+    assert.equal((await b.call('GET', '/api/v1/status')).status, 401, 'idle timeout');
+    const second = await login('tech', 'technician');
+    for (let i = 0; i < 36; i++) {
+      clock.advance(14 * 60_000);
+      if ((await second.b.call('GET', '/api/v1/status')).status !== 200) break;
+    }
+    assert.equal((await second.b.call('GET', '/api/v1/status')).status, 401, 'absolute timeout');
+    const third = await login('tech', 'technician');
+    assert.equal((await third.b.call('POST', '/auth/logout', {})).status, 200);
+    assert.equal((await third.b.call('GET', '/api/v1/status')).status, 401, 'logged out');
+  });
+});
+
+describe('UI authorisation: role × route', () => {
+  it('lets each role do exactly what the route table says, and nothing else (an auditor changes nothing)', async (t) => {
+    const { login, totp, clock } = site(t);
+    for (const role of ['admin', 'technician', 'auditor'] as const) {
+      const { b, secret } = await login(`${role}1`, role);
+      for (const r of API_ROUTES) {
+        if (r.method === 'POST' && r.path === '/api/v1/firewall/apply') continue; // would change this host's firewall
+        const path = r.path.replace(':id', r.path.includes('alerts') ? '999' : 'no-such-device');
+        const res = await b.call(r.method, path, r.method === 'POST' ? (r.sample ?? {}) : undefined);
+        const allowed = r.access.roles.includes(role);
+        const where = `${role} ${r.method} ${r.path}`;
+        if (!allowed) {
+          assert.equal(res.status, 403, where);
+          assert.equal((res.data.error as { code: string }).code, 'ERR_UI_FORBIDDEN', where);
+        } else if (r.access.reauth) {
+          assert.equal(
+            (res.data.error as { code: string } | undefined)?.code,
+            'ERR_UI_REAUTH_REQUIRED',
+            where,
+          );
+        } else {
+          assert.notEqual(res.status, 403, where);
+          assert.ok(res.status < 500, `${where}: ${res.status} ${JSON.stringify(res.data)}`);
+        }
+      }
+      if (role === 'admin') {
+        // Dangerous actions after re-authentication (password and a fresh code).
+        assert.equal(
+          (await b.call('POST', '/auth/reauth', { password: PASSWORD, code: totp(secret) })).status,
+          200,
+        );
+        const created = await b.call('POST', '/api/v1/users', {
+          username: 'newtech',
+          role: 'technician',
+          password: 'another long password',
+        });
+        assert.equal(created.status, 201);
+        clock.advance(5 * 60_000 + 1000);
+        const late = await b.call('POST', '/api/v1/users', {
+          username: 'late',
+          role: 'auditor',
+          password: 'another long password',
+        });
+        assert.equal(
+          (late.data.error as { code: string }).code,
+          'ERR_UI_REAUTH_REQUIRED',
+          're-authentication expires',
+        );
+      }
+    }
+  });
+
+  it('refuses a wrong password or code at re-authentication', async (t) => {
+    const { login } = site(t);
+    const { b } = await login('boss', 'admin');
+    assert.equal(
+      (await b.call('POST', '/auth/reauth', { password: 'not the password!', code: '000000' })).status,
+      401,
+    );
+    assert.equal((await b.call('POST', '/auth/reauth', { password: PASSWORD, code: '000000' })).status, 401);
+  });
+});

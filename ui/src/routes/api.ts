@@ -1,0 +1,153 @@
+import { type Context, Hono } from 'hono';
+import { z } from 'zod';
+import type { Core } from '../../../gateway/src/core.ts';
+import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
+import { body, HttpError } from '../http.ts';
+import type { UiSessions } from '../sessions.ts';
+
+type Env = { Variables: AuthVars };
+type Method = 'GET' | 'POST';
+
+/** Every API route with who may call it: the single table the authorisation tests walk (role × route). */
+export interface RouteSpec {
+  method: Method;
+  path: string;
+  access: Access;
+  /** A body that passes validation, for the tests. */
+  sample?: unknown;
+}
+
+export const API_ROUTES: readonly RouteSpec[] = [
+  { method: 'GET', path: '/api/v1/status', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/api/v1/devices', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/api/v1/devices/:id', access: { roles: ALL_ROLES } },
+  { method: 'POST', path: '/api/v1/devices/:id/approve', access: { roles: OPERATORS } },
+  {
+    method: 'POST',
+    path: '/api/v1/devices/:id/quarantine',
+    access: { roles: OPERATORS },
+    sample: { reason: 'test' },
+  },
+  { method: 'POST', path: '/api/v1/devices/:id/release', access: { roles: OPERATORS }, sample: {} },
+  {
+    method: 'POST',
+    path: '/api/v1/devices/:id/decommission',
+    access: { roles: ADMINS, reauth: true },
+    sample: { reason: 'test' },
+  },
+  { method: 'GET', path: '/api/v1/alerts', access: { roles: ALL_ROLES } },
+  { method: 'POST', path: '/api/v1/alerts/:id/ack', access: { roles: OPERATORS } },
+  { method: 'GET', path: '/api/v1/audit', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/api/v1/firewall', access: { roles: ALL_ROLES } },
+  { method: 'POST', path: '/api/v1/firewall/apply', access: { roles: ADMINS, reauth: true } },
+  { method: 'GET', path: '/api/v1/users', access: { roles: ADMINS } },
+  {
+    method: 'POST',
+    path: '/api/v1/users',
+    access: { roles: ADMINS, reauth: true },
+    sample: { username: 'newtech', role: 'technician', password: 'a long enough password' },
+  },
+];
+
+const quarantineBody = z.strictObject({
+  reason: z.string().min(1).max(500),
+  mode: z.enum(['observe', 'isolate']).optional(),
+});
+const reasonBody = z.strictObject({ reason: z.string().min(1).max(500).optional() });
+
+/** The JSON API under /api/v1: the same services as the CLI, every action audited as `ui:<user>`. */
+export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
+  const app = new Hono<Env>();
+  app.use(
+    '*',
+    requireSession(sessions, (u) => {
+      const user = core.users.get(u);
+      return user && !user.disabledAt ? user.role : undefined;
+    }),
+  );
+  const now = () => core.clock.now();
+  const route = (
+    method: Method,
+    path: string,
+    handler: (c: Context<Env>) => Response | Promise<Response>,
+  ) => {
+    const spec = API_ROUTES.find((r) => r.method === method && r.path === path);
+    if (!spec) throw new Error(`route ${method} ${path} is missing from API_ROUTES`);
+    const sub = path.replace(/^\/api\/v1/, '');
+    app.on(method, sub, allow(spec.access, now), handler);
+  };
+  const id = (c: { req: { param(n: string): string | undefined } }) => c.req.param('id') as string;
+
+  route('GET', '/api/v1/status', (c) => c.json(core.status()));
+  route('GET', '/api/v1/devices', (c) => c.json(core.identity.list()));
+  route('GET', '/api/v1/devices/:id', (c) => c.json(core.identity.show(id(c))));
+  route('POST', '/api/v1/devices/:id/approve', (c) => c.json(core.identity.approve(id(c), c.get('actor'))));
+  route('POST', '/api/v1/devices/:id/quarantine', async (c) => {
+    const b = await body(c, quarantineBody);
+    return c.json(await core.segmentation.quarantine(id(c), b, c.get('actor')));
+  });
+  route('POST', '/api/v1/devices/:id/release', async (c) => {
+    const b = await body(c, reasonBody);
+    return c.json(await core.segmentation.release(id(c), c.get('actor'), b.reason));
+  });
+  route('POST', '/api/v1/devices/:id/decommission', async (c) => {
+    const b = await body(c, reasonBody);
+    return c.json(core.identity.decommission(id(c), c.get('actor'), b.reason));
+  });
+  route('GET', '/api/v1/alerts', (c) =>
+    c.json(core.store.alerts.list({ open: c.req.query('all') ? undefined : true })),
+  );
+  route('POST', '/api/v1/alerts/:id/ack', (c) => {
+    const n = Number(id(c));
+    if (!Number.isSafeInteger(n) || n < 1)
+      throw new HttpError(400, 'ERR_UI_INVALID', 'alert id must be a positive integer');
+    const actor = c.get('actor');
+    const alert = core.store.transaction(() => {
+      const a = core.store.alerts.acknowledge(n, actor, new Date(now()).toISOString());
+      core.audit.append({
+        actor,
+        action: 'alert.acknowledge',
+        target: String(n),
+        details: { kind: a.kind, deviceId: a.deviceId },
+      });
+      return a;
+    });
+    return c.json(alert);
+  });
+  route('GET', '/api/v1/audit', (c) => {
+    const from = Math.max(1, Number(c.req.query('from') ?? 1) || 1);
+    const limit = Math.min(1000, Math.max(1, Number(c.req.query('limit') ?? 100) || 100));
+    const out = [];
+    for (const row of core.store.audit.iterate(from)) {
+      out.push({ ...row, details: JSON.parse(row.details) as unknown });
+      if (out.length >= limit) break;
+    }
+    return c.json(out);
+  });
+  route('GET', '/api/v1/firewall', (c) => {
+    const good = core.store.rulesets.lastApplied();
+    const latest = core.store.rulesets.latest();
+    const view = (r: typeof good) =>
+      r && { hash: r.hash, status: r.status, actor: r.actor, createdAt: r.createdAt, error: r.error };
+    return c.json({
+      enforce: core.config.firewall.enforce,
+      inForce: view(good) ?? null,
+      latest: view(latest) ?? null,
+    });
+  });
+  route('POST', '/api/v1/firewall/apply', async (c) => c.json(await core.segmentation.apply(c.get('actor'))));
+  route('GET', '/api/v1/users', (c) => c.json(core.users.list()));
+  route('POST', '/api/v1/users', async (c) => {
+    const b = await body(
+      c,
+      z.strictObject({
+        username: z.string(),
+        role: z.enum(['admin', 'technician', 'auditor']),
+        password: z.string(),
+      }),
+    );
+    const u = await core.users.createUser(b, c.get('actor'));
+    return c.json({ username: u.username, role: u.role }, 201);
+  });
+  return app;
+}

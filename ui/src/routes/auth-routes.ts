@@ -1,0 +1,145 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import type { Core } from '../../../gateway/src/core.ts';
+import { clearSessionCookie, sessionFrom, setSessionCookie } from '../auth.ts';
+import { body, clientAddress, HttpError } from '../http.ts';
+import type { UiSessions } from '../sessions.ts';
+
+/** Login attempts per client address per minute, before the per-account lockout even counts. */
+const LOGIN_ATTEMPTS_PER_MINUTE = 10;
+
+const credentials = z.strictObject({
+  username: z.string().min(1).max(64),
+  password: z.string().min(1).max(256),
+});
+const codeBody = z.strictObject({ code: z.string().min(1).max(32) });
+
+/**
+ * Setup, login, second factor, re-authentication, logout. Every body is JSON: a cross-site form cannot send
+ * it without a CORS preflight the UI never grants, which closes login CSRF; the session cookie is SameSite
+ * Strict for the rest.
+ */
+export function authRoutes(core: Core, sessions: UiSessions): Hono {
+  const app = new Hono();
+  const users = core.users;
+  const attempts = new Map<string, { start: number; n: number }>();
+  const throttle = (c: Parameters<typeof clientAddress>[0]) => {
+    const key = clientAddress(c);
+    const now = core.clock.now();
+    const a = attempts.get(key);
+    if (!a || now - a.start >= 60_000) attempts.set(key, { start: now, n: 1 });
+    else if (++a.n > LOGIN_ATTEMPTS_PER_MINUTE) {
+      throw new HttpError(429, 'ERR_UI_RATE_LIMITED', 'too many attempts from this address; wait a minute');
+    }
+  };
+
+  app.get('/state', (c) => {
+    const s = sessionFrom(c, sessions);
+    const user = s ? users.get(s.username) : undefined;
+    return c.json({
+      setup: users.needsSetup(),
+      authenticated: Boolean(s?.mfaPassed && user),
+      mfa: !s ? 'none' : s.mfaPassed ? 'passed' : user?.totpEnrolledAt ? 'required' : 'enroll',
+      username: s?.mfaPassed ? s.username : null,
+      role: s?.mfaPassed ? (user?.role ?? null) : null,
+      csrf: s?.mfaPassed ? s.csrf : null,
+    });
+  });
+
+  app.post('/setup', async (c) => {
+    throttle(c);
+    const b = await body(
+      c,
+      z.strictObject({
+        code: z.string().min(1).max(32),
+        username: z.string().min(1).max(64),
+        password: z.string().min(1).max(256),
+      }),
+    );
+    const user = await users.completeSetup(b.code, b.username, b.password);
+    return c.json(
+      { username: user.username, role: user.role, next: 'log in, then enrol a second factor' },
+      201,
+    );
+  });
+
+  app.post('/login', async (c) => {
+    throttle(c);
+    const b = await body(c, credentials);
+    const user = await users.authenticate(b.username, b.password);
+    const { token } = sessions.create(user.username, false);
+    setSessionCookie(c, token);
+    return c.json({ next: user.totpEnrolledAt ? 'totp' : 'enroll' });
+  });
+
+  const preMfa = (c: Parameters<typeof sessionFrom>[0]) => {
+    const s = sessionFrom(c, sessions);
+    if (!s) throw new HttpError(401, 'ERR_UI_UNAUTHENTICATED', 'log in first');
+    if (s.mfaPassed) throw new HttpError(409, 'ERR_UI_STATE', 'already logged in');
+    return s;
+  };
+
+  app.post('/totp', async (c) => {
+    throttle(c);
+    const s = preMfa(c);
+    const b = await body(c, codeBody);
+    users.verifySecondFactor(s.username, b.code);
+    const { token, session } = sessions.promote(s);
+    setSessionCookie(c, token);
+    core.audit.append({
+      actor: `ui:${s.username}`,
+      action: 'user.login',
+      target: s.username,
+      details: { address: clientAddress(c) },
+    });
+    return c.json({ username: session.username, role: users.get(s.username)?.role, csrf: session.csrf });
+  });
+
+  app.post('/totp/enroll', async (c) => {
+    const s = preMfa(c);
+    return c.json(users.beginTotpEnrollment(s.username));
+  });
+
+  app.post('/totp/confirm', async (c) => {
+    throttle(c);
+    const s = preMfa(c);
+    const b = await body(c, codeBody);
+    const recoveryCodes = users.confirmTotpEnrollment(s.username, b.code);
+    const { token, session } = sessions.promote(s);
+    setSessionCookie(c, token);
+    core.audit.append({
+      actor: `ui:${s.username}`,
+      action: 'user.login',
+      target: s.username,
+      details: { address: clientAddress(c), enrolled: true },
+    });
+    return c.json({ recoveryCodes, csrf: session.csrf, role: users.get(s.username)?.role });
+  });
+
+  app.post('/reauth', async (c) => {
+    throttle(c);
+    const s = sessionFrom(c, sessions);
+    if (!s?.mfaPassed) throw new HttpError(401, 'ERR_UI_UNAUTHENTICATED', 'log in first');
+    if (c.req.header('x-csrf-token') !== s.csrf)
+      throw new HttpError(403, 'ERR_UI_CSRF', 'missing or wrong CSRF token');
+    const b = await body(
+      c,
+      z.strictObject({ password: z.string().min(1).max(256), code: z.string().min(1).max(32) }),
+    );
+    await users.authenticate(s.username, b.password);
+    users.verifySecondFactor(s.username, b.code);
+    sessions.markReauth(s);
+    return c.json({ reauthenticated: true });
+  });
+
+  app.post('/logout', (c) => {
+    const s = sessionFrom(c, sessions);
+    if (s && s.mfaPassed && c.req.header('x-csrf-token') !== s.csrf) {
+      throw new HttpError(403, 'ERR_UI_CSRF', 'missing or wrong CSRF token');
+    }
+    if (s) sessions.destroyHash(s.tokenHash);
+    clearSessionCookie(c);
+    return c.json({ loggedOut: true });
+  });
+  return app;
+}
