@@ -224,7 +224,7 @@ describe('UI sessions and CSRF', () => {
   });
 
   it('expires a session after 15 idle minutes and after 8 hours whatever the activity; logout ends it', async (t) => {
-    const { app, login, clock } = site(t);
+    const { login, clock } = site(t);
     const { b } = await login('tech', 'technician');
     clock.advance(14 * 60_000);
     assert.equal((await b.call('GET', '/api/v1/status')).status, 200);

@@ -102,7 +102,9 @@ export class Gateway {
       // shown only here on the console (the journal) — proof of physical presence.
       const setupCode = core.users.issueSetupCode();
       if (setupCode) {
-        process.stderr.write(`portcullis: first boot: set up the first account at the UI with the setup code ${setupCode}\n`);
+        process.stderr.write(
+          `portcullis: first boot: set up the first account at the UI with the setup code ${setupCode}\n`,
+        );
       }
       core.audit.append({
         actor: 'system',

@@ -134,7 +134,7 @@ export function authRoutes(core: Core, sessions: UiSessions): Hono {
 
   app.post('/logout', (c) => {
     const s = sessionFrom(c, sessions);
-    if (s && s.mfaPassed && c.req.header('x-csrf-token') !== s.csrf) {
+    if (s?.mfaPassed && c.req.header('x-csrf-token') !== s.csrf) {
       throw new HttpError(403, 'ERR_UI_CSRF', 'missing or wrong CSRF token');
     }
     if (s) sessions.destroyHash(s.tokenHash);
