@@ -41,6 +41,7 @@ import {
   segmentListCommand,
   segmentNetworkConfigCommand,
 } from './segmentation-commands.ts';
+import { uiSetupCodeCommand } from './ui-commands.ts';
 
 const HELP_FOOTER = `
 Configuration: --config FILE, else $PORTCULLIS_CONFIG, else /etc/portcullis/config.yaml if it exists,
@@ -186,6 +187,11 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .action(async (opts: { replay: string; learningHours?: number; windowSeconds?: number }) =>
       setCode(await detectReplayCommand(configOpt(), opts.replay, opts, io)),
     );
+
+  const ui = program.command('ui').description('the technician web UI');
+  ui.command('setup-code')
+    .description('first boot: print a fresh one-time setup code (the previous one stops working)')
+    .action(() => setCode(uiSetupCodeCommand(configOpt(), io)));
 
   const alerts = program.command('alerts').description('alerts: behaviour, firewall');
   alerts
