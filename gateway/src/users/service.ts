@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import argon2 from 'argon2';
+import { argon2id, argon2Verify } from 'hash-wasm';
 import { generateSecret, generateURI, verifySync } from 'otplib';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
@@ -20,6 +20,27 @@ const RECOVERY_CODES = 10;
 const ISSUER = 'Portcullis';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/**
+ * argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane), as a PHC string. WebAssembly
+ * (hash-wasm): the native argon2 package's prebuilt binary crashed on load here, and building it needs a
+ * compiler and Node's headers from the internet.
+ */
+function hashPassword(password: string): Promise<string> {
+  return argon2id({
+    password,
+    salt: randomBytes(16),
+    parallelism: 1,
+    iterations: 2,
+    memorySize: 19_456,
+    hashLength: 32,
+    outputType: 'encoded',
+  });
+}
+
+function verifyPassword(hash: string, password: string): Promise<boolean> {
+  return argon2Verify({ password, hash }).catch(() => false);
+}
 
 /** A code a person types: 10 characters from an alphabet without look-alikes, shown as two groups. */
 function humanCode(): string {
@@ -79,7 +100,7 @@ export class UserService {
     if (!name.success) throw new UserError('ERR_USER_INVALID', `username ${name.error.issues[0]?.message}`);
     const pw = passwordSchema.safeParse(password);
     if (!pw.success) throw new UserError('ERR_USER_INVALID', `password ${pw.error.issues[0]?.message}`);
-    const hash = await argon2.hash(pw.data, { type: argon2.argon2id });
+    const hash = await hashPassword(pw.data);
     return this.store.transaction(() => {
       const row = this.store.db.prepare('SELECT code_hash FROM setup_code WHERE id = 1').get() as
         | { code_hash: string }
@@ -110,7 +131,7 @@ export class UserService {
     if (!name.success) throw new UserError('ERR_USER_INVALID', `username ${name.error.issues[0]?.message}`);
     const pw = passwordSchema.safeParse(req.password);
     if (!pw.success) throw new UserError('ERR_USER_INVALID', `password ${pw.error.issues[0]?.message}`);
-    const hash = await argon2.hash(pw.data, { type: argon2.argon2id });
+    const hash = await hashPassword(pw.data);
     try {
       return this.store.transaction(() => {
         const u = this.store.users.insert(
@@ -131,12 +152,12 @@ export class UserService {
   async authenticate(username: string, password: string): Promise<User> {
     const user = this.store.users.get(username);
     if (!user || user.disabledAt) {
-      dummyHash ??= argon2.hash('portcullis-timing-equaliser', { type: argon2.argon2id });
-      await argon2.verify(await dummyHash, password).catch(() => false);
+      dummyHash ??= hashPassword('portcullis-timing-equaliser');
+      await verifyPassword(await dummyHash, password);
       throw new UserError('ERR_USER_CREDENTIALS', 'wrong username or password');
     }
     this.assertNotLocked(user);
-    const ok = await argon2.verify(user.passwordHash, password).catch(() => false);
+    const ok = await verifyPassword(user.passwordHash, password);
     if (!ok) {
       this.fail(user.username, 'password');
       throw new UserError('ERR_USER_CREDENTIALS', 'wrong username or password');
