@@ -195,7 +195,12 @@ describe('store', () => {
       'ERR_STORE_CONFLICT',
     );
     assert.throws(
-      () => s.db.prepare("INSERT INTO users VALUES ('bob', 'root', 'h', NULL, 'now', NULL)").run(),
+      () =>
+        s.db
+          .prepare(
+            "INSERT INTO users (username, role, password_hash, created_at) VALUES ('bob', 'root', 'h', 'now')",
+          )
+          .run(),
       /CHECK/,
     );
     assert.equal(s.users.count(), 1);
