@@ -4,9 +4,11 @@
  * sessions (idle and absolute expiry, fixation), CSRF, re-authentication, and the role × route matrix.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { generateSync } from 'otplib';
+import { parse } from 'yaml';
 import { ManualClock } from '../gateway/src/clock.ts';
 import { parseConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
@@ -21,7 +23,7 @@ const PASSWORD = 'correct horse battery staple';
 class Browser {
   cookie = '';
   csrf = '';
-  constructor(private readonly app: ReturnType<typeof createUiApp>) {}
+  constructor(readonly app: ReturnType<typeof createUiApp>) {}
 
   async call(method: string, path: string, json?: unknown, opts: { csrf?: string | null } = {}) {
     const headers: Record<string, string> = {};
@@ -302,5 +304,69 @@ describe('UI authorisation: role × route', () => {
       401,
     );
     assert.equal((await b.call('POST', '/auth/reauth', { password: PASSWORD, code: '000000' })).status, 401);
+  });
+});
+
+describe('UI API: onboarding and the ruleset review', () => {
+  it('creates a PSK device and shows the generated key once, uncached; refuses a bad body whole', async (t) => {
+    const { core, login } = site(t);
+    const { b } = await login('tech', 'technician');
+    const bad = await b.call('POST', '/api/v1/devices', {
+      id: 'x',
+      pskIdentity: 'x',
+      generatePsk: true,
+      pskHex: '00'.repeat(16),
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(core.store.devices.get('x'), undefined);
+    const res = await b.app.request('/api/v1/devices', {
+      method: 'POST',
+      headers: { cookie: b.cookie, 'x-csrf-token': b.csrf, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'boiler-7', pskIdentity: 'boiler-7', generatePsk: true }),
+    });
+    assert.equal(res.status, 201);
+    assert.equal(res.headers.get('cache-control'), 'no-store');
+    const json = (await res.json()) as { psk: string; device: { state: string } };
+    assert.match(json.psk, /^[0-9a-f]{32}$/);
+    assert.equal(json.device.state, 'active');
+    assert.doesNotMatch(
+      JSON.stringify([...core.store.audit.iterate()]),
+      new RegExp(json.psk),
+      'the key is in no audit entry',
+    );
+    assert.equal(
+      ((await b.call('GET', '/api/v1/devices/boiler-7')).data as { credentials: { lookup: string }[] })
+        .credentials[0]?.lookup,
+      'boiler-7',
+    );
+  });
+
+  it('shows the compiled ruleset and its diff against the one in force before anyone applies it', async (t) => {
+    const { login } = site(t);
+    const { b } = await login('auditor1', 'auditor');
+    const r = await b.call('GET', '/api/v1/firewall/render');
+    assert.equal(r.status, 200);
+    assert.equal(r.data.inForce, null);
+    assert.equal(r.data.changed, true);
+    const diff = r.data.diff as { iptables: string[] };
+    assert.ok(diff.iptables.includes('+:INPUT DROP [0:0]'), diff.iptables.slice(0, 5).join('\n'));
+  });
+});
+
+describe('UI API documentation', () => {
+  it('documents every route of the role table in docs/openapi.yaml, with the same roles', () => {
+    const doc = parse(readFileSync(new URL('../docs/openapi.yaml', import.meta.url), 'utf8')) as {
+      paths: Record<string, Record<string, { 'x-roles'?: string[]; 'x-reauth'?: boolean }>>;
+    };
+    for (const r of API_ROUTES) {
+      const op = doc.paths[r.path.replace(':id', '{id}')]?.[r.method.toLowerCase()];
+      assert.ok(op, `${r.method} ${r.path} is documented`);
+      assert.deepEqual(
+        [...(op['x-roles'] ?? [])].sort(),
+        [...r.access.roles].sort(),
+        `${r.method} ${r.path} roles`,
+      );
+      assert.equal(Boolean(op['x-reauth']), Boolean(r.access.reauth), `${r.method} ${r.path} re-auth`);
+    }
   });
 });

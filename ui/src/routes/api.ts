@@ -20,6 +20,12 @@ export interface RouteSpec {
 export const API_ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/api/v1/status', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/devices', access: { roles: ALL_ROLES } },
+  {
+    method: 'POST',
+    path: '/api/v1/devices',
+    access: { roles: OPERATORS },
+    sample: { id: 'new-sensor', pskIdentity: 'new-sensor', generatePsk: true },
+  },
   { method: 'GET', path: '/api/v1/devices/:id', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/devices/:id/approve', access: { roles: OPERATORS } },
   {
@@ -38,7 +44,9 @@ export const API_ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/api/v1/alerts', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/alerts/:id/ack', access: { roles: OPERATORS } },
   { method: 'GET', path: '/api/v1/audit', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/api/v1/segments', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/firewall', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/api/v1/firewall/render', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/firewall/apply', access: { roles: ADMINS, reauth: true } },
   { method: 'GET', path: '/api/v1/users', access: { roles: ADMINS } },
   {
@@ -48,6 +56,59 @@ export const API_ROUTES: readonly RouteSpec[] = [
     sample: { username: 'newtech', role: 'technician', password: 'a long enough password' },
   },
 ];
+
+const newPskDevice = z
+  .strictObject({
+    id: z.string().min(1).max(64),
+    pskIdentity: z.string().min(1).max(128),
+    pskHex: z.string().max(128).optional(),
+    generatePsk: z.boolean().optional(),
+    segment: z.string().min(1).optional(),
+    name: z.string().min(1).max(128).optional(),
+    type: z.string().min(1).max(64).optional(),
+  })
+  .refine((b) => Boolean(b.pskHex) !== Boolean(b.generatePsk), {
+    error: 'give exactly one of pskHex or generatePsk',
+  });
+
+/** Lines only in `a` (-) or only in `b` (+), in order: enough to review a ruleset change before applying it. */
+export function lineDiff(a: string, b: string): string[] {
+  const left = a.split('\n');
+  const right = b.split('\n');
+  const n = left.length;
+  const m = right.length;
+  if (n * m > 4_000_000) {
+    // Set contents (thousands of `add` lines) have no meaningful order: compare them as sets.
+    const l = new Set(left);
+    const r = new Set(right);
+    return [
+      ...left.filter((x) => !r.has(x)).map((x) => `-${x}`),
+      ...right.filter((x) => !l.has(x)).map((x) => `+${x}`),
+    ];
+  }
+  // Longest common subsequence over lines; the rules are a few dozen lines (devices live in sets).
+  const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      lcs[i]![j] =
+        left[i] === right[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+    }
+  }
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && left[i] === right[j]) {
+      i++;
+      j++;
+    } else if (j < m && (i === n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) {
+      out.push(`+${right[j++]}`);
+    } else {
+      out.push(`-${left[i++]}`);
+    }
+  }
+  return out;
+}
 
 const quarantineBody = z.strictObject({
   reason: z.string().min(1).max(500),
@@ -80,6 +141,24 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
 
   route('GET', '/api/v1/status', (c) => c.json(core.status()));
   route('GET', '/api/v1/devices', (c) => c.json(core.identity.list()));
+  route('POST', '/api/v1/devices', async (c) => {
+    const b = await body(c, newPskDevice);
+    const { device, generatedPskHex } = core.identity.addPskDevice(
+      {
+        id: b.id,
+        pskIdentity: b.pskIdentity,
+        pskHex: b.pskHex,
+        generate: b.generatePsk,
+        segment: b.segment,
+        name: b.name,
+        type: b.type,
+      },
+      c.get('actor'),
+    );
+    // The generated key is shown once, to this response only: never cached, never stored in the clear.
+    c.header('Cache-Control', 'no-store');
+    return c.json({ device, psk: generatedPskHex }, 201);
+  });
   route('GET', '/api/v1/devices/:id', (c) => c.json(core.identity.show(id(c))));
   route('POST', '/api/v1/devices/:id/approve', (c) => c.json(core.identity.approve(id(c), c.get('actor'))));
   route('POST', '/api/v1/devices/:id/quarantine', async (c) => {
@@ -133,6 +212,23 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
       enforce: core.config.firewall.enforce,
       inForce: view(good) ?? null,
       latest: view(latest) ?? null,
+    });
+  });
+  route('GET', '/api/v1/segments', (c) => c.json(core.config.segments));
+  route('GET', '/api/v1/firewall/render', async (c) => {
+    const r = await core.segmentation.render();
+    const inForce = core.store.rulesets.lastApplied();
+    return c.json({
+      hash: r.hash,
+      inForce: inForce?.hash ?? null,
+      changed: r.hash !== inForce?.hash,
+      warnings: r.warnings,
+      iptables: r.iptables,
+      ipsets: r.ipsets,
+      diff: {
+        iptables: lineDiff(inForce?.iptables ?? '', r.iptables),
+        ipsets: lineDiff(inForce?.ipsets ?? '', r.ipsets),
+      },
     });
   });
   route('POST', '/api/v1/firewall/apply', async (c) => c.json(await core.segmentation.apply(c.get('actor'))));
