@@ -13,6 +13,7 @@ import { type SensorListener, startSensorListener } from './datapath/sensor-list
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
 import { type FirewallReconciler, startFirewallReconciler } from './segmentation/index.ts';
+import { SystemdNotifier } from './systemd.ts';
 import { Uplink, type UplinkOptions } from './uplink/index.ts';
 
 function uplinkOptions(core: Core): UplinkOptions | null {
@@ -46,6 +47,7 @@ export class Gateway {
     private readonly firewall: FirewallReconciler | undefined,
     readonly anomaly: AnomalyService | undefined,
     private readonly logger: Logger,
+    private readonly systemd: SystemdNotifier,
   ) {}
 
   static async start(loaded: LoadedConfig, deps: { clock: Clock; logger: Logger }): Promise<Gateway> {
@@ -126,7 +128,9 @@ export class Gateway {
       if (config.keystore.backend === 'software') {
         logger.warn('keystore backend is software: keys are files on disk, not protected by a TPM');
       }
-      return new Gateway(core, ui, uplink, sensors, pull, firewall, anomaly, logger);
+      const systemd = new SystemdNotifier(logger);
+      systemd.ready(() => core.store.healthy());
+      return new Gateway(core, ui, uplink, sensors, pull, firewall, anomaly, logger, systemd);
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
       await ui?.close();
@@ -152,6 +156,7 @@ export class Gateway {
   stop(reason: string): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ reason }, 'gateway stopping');
+      this.systemd.stopping();
       await Promise.all([this.ui.close(), this.sensors.close(), this.pull.stop(), this.firewall?.close()]);
       await this.anomaly?.stop();
       await this.uplink.stop();

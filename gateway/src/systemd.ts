@@ -1,0 +1,54 @@
+import { execFile } from 'node:child_process';
+import type { Logger } from './log.ts';
+
+/**
+ * systemd readiness and watchdog for `Type=notify` (systemd/portcullis-gateway.service). Node cannot send to
+ * a Unix datagram socket itself, so the messages go through `systemd-notify`, a child in the same cgroup —
+ * hence `NotifyAccess=all` in the unit. Outside systemd (no NOTIFY_SOCKET) everything here does nothing.
+ */
+export class SystemdNotifier {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
+
+  get active(): boolean {
+    return Boolean(this.env.NOTIFY_SOCKET);
+  }
+
+  private send(...messages: string[]): void {
+    if (!this.active) return;
+    execFile(
+      'systemd-notify',
+      [`--pid=${process.pid}`, ...messages],
+      { env: this.env, timeout: 5000 },
+      (err) => {
+        if (err) this.logger.warn({ err: err.message }, 'systemd-notify failed');
+      },
+    );
+  }
+
+  /** Ready: every listener is up. Starts the watchdog if the unit has one (WATCHDOG_USEC). */
+  ready(healthy: () => boolean): void {
+    this.send('--ready', 'STATUS=serving');
+    const usec = Number(this.env.WATCHDOG_USEC);
+    const forUs = !this.env.WATCHDOG_PID || Number(this.env.WATCHDOG_PID) === process.pid;
+    if (!this.active || !Number.isFinite(usec) || usec <= 0 || !forUs) return;
+    // Pet at half the interval, and only while the store answers: a wedged gateway gets restarted.
+    this.timer = setInterval(
+      () => {
+        if (healthy()) this.send('WATCHDOG=1');
+        else this.logger.error('store unhealthy: withholding the systemd watchdog');
+      },
+      Math.max(1000, usec / 2000),
+    );
+    this.timer.unref();
+  }
+
+  stopping(): void {
+    clearInterval(this.timer);
+    this.send('STOPPING=1', 'STATUS=stopping');
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The appliance's units: `systemd-analyze verify` and `systemd-analyze security --offline` on each (systemd is
+ * not PID 1 here), with the exposure targets; and the gateway's readiness/watchdog messages through the real
+ * `systemd-notify` to a datagram socket standing in for systemd's notify socket.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { PORTCULLIS_BIN, waitForLine } from './helpers/cli.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const unit = (name: string) => fileURLToPath(new URL(`../systemd/${name}`, import.meta.url));
+
+function exposure(name: string): number {
+  const out = execFileSync('systemd-analyze', ['security', '--offline=true', unit(name)], {
+    encoding: 'utf8',
+  });
+  const m = /Overall exposure level for \S+: (\d+\.\d+)/.exec(out);
+  assert.ok(m, out);
+  return Number(m[1]);
+}
+
+function directives(name: string, key: string): string[] {
+  return readFileSync(unit(name), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith(`${key}=`))
+    .map((l) => l.slice(key.length + 1));
+}
+
+describe('systemd units', () => {
+  for (const name of ['portcullis-gateway.service', 'portcullis-flows.service']) {
+    it(`${name} passes systemd-analyze verify`, () => {
+      const r = execFileSync('systemd-analyze', ['verify', '--man=no', unit(name)], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      assert.equal(r.trim(), '');
+    });
+  }
+
+  it('keeps the gateway at exposure ≤ 2.5 with only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE', (t) => {
+    const e = exposure('portcullis-gateway.service');
+    t.diagnostic(`gateway exposure ${e}`);
+    assert.ok(e <= 2.5, `exposure ${e}`);
+    assert.deepEqual(directives('portcullis-gateway.service', 'AmbientCapabilities'), [
+      'CAP_NET_ADMIN CAP_NET_BIND_SERVICE',
+    ]);
+    assert.deepEqual(directives('portcullis-gateway.service', 'CapabilityBoundingSet'), [
+      'CAP_NET_ADMIN CAP_NET_BIND_SERVICE',
+    ]);
+    assert.deepEqual(directives('portcullis-gateway.service', 'Type'), ['notify']);
+    assert.deepEqual(directives('portcullis-gateway.service', 'SupplementaryGroups'), ['tss']);
+  });
+
+  it('keeps Node-RED at exposure ≤ 2.0, with no capabilities and the gateway state out of sight', (t) => {
+    const e = exposure('portcullis-flows.service');
+    t.diagnostic(`flows exposure ${e}`);
+    assert.ok(e <= 2.0, `exposure ${e}`);
+    assert.deepEqual(directives('portcullis-flows.service', 'CapabilityBoundingSet'), ['']);
+    assert.match(
+      directives('portcullis-flows.service', 'InaccessiblePaths').join(' '),
+      /-\/var\/lib\/portcullis\b/,
+    );
+    assert.notDeepEqual(
+      directives('portcullis-flows.service', 'User'),
+      directives('portcullis-gateway.service', 'User'),
+    );
+  });
+});
+
+describe('systemd readiness and watchdog', () => {
+  it('tells the notify socket READY=1 once serving, pets the watchdog, and says STOPPING=1 on SIGTERM', async (t) => {
+    const dir = tempDir(t);
+    const socket = join(dir, 'notify.sock');
+    // A datagram listener in place of PID 1's notify socket (Node has no Unix datagram sockets).
+    const listener = spawn('python3', [
+      '-u',
+      '-c',
+      `import socket,sys
+s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("listening", flush=True)
+while True:
+    print(s.recv(4096).decode().replace("\\n", " "), flush=True)`,
+      socket,
+    ]);
+    t.after(() => listener.kill());
+    const messages: string[] = [];
+    listener.stdout.on('data', (d: Buffer) => messages.push(...d.toString().trim().split('\n')));
+    await waitForLine(listener, (l) => (l === 'listening' ? true : undefined));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `dataDir: ${join(dir, 'var')}\ndtls: {port: 0}\nui: {port: 0}\n`);
+    const gw = spawn(process.execPath, [PORTCULLIS_BIN, '--config', config, 'start'], {
+      env: { ...process.env, NOTIFY_SOCKET: socket, WATCHDOG_USEC: '2000000' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await waitForLine(gw, (l) => (l.includes('"gateway started"') ? true : undefined));
+    const until = async (pred: () => boolean) => {
+      const end = Date.now() + 10_000;
+      while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    };
+    await until(() => messages.some((m) => m.includes('WATCHDOG=1')));
+    gw.kill('SIGTERM');
+    await new Promise((r) => gw.once('exit', r));
+    await until(() => messages.some((m) => m.includes('STOPPING=1')));
+    assert.ok(
+      messages.some((m) => /READY=1/.test(m) && m.includes(`MAINPID=${gw.pid}`)),
+      messages.join(' | '),
+    );
+    assert.ok(
+      messages.some((m) => m.includes('WATCHDOG=1')),
+      'the watchdog is petted',
+    );
+    assert.ok(
+      messages.some((m) => m.includes('STOPPING=1')),
+      'stopping is announced',
+    );
+  });
+});
