@@ -16,6 +16,7 @@ import {
   startCommand,
   stdio,
 } from './commands.ts';
+import { complianceCommand } from './compliance-commands.ts';
 import {
   type DeviceAddOptions,
   deviceAddCommand,
@@ -186,6 +187,15 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--window-seconds <s>', 'scoring window (default: anomaly.windowSeconds)', positiveInt)
     .action(async (opts: { replay: string; learningHours?: number; windowSeconds?: number }) =>
       setCode(await detectReplayCommand(configOpt(), opts.replay, opts, io)),
+    );
+
+  program
+    .command('compliance')
+    .description('self-assessment of the running configuration (ETSI EN 303 645, NIST IR 8259A)')
+    .option('--json', 'JSON output')
+    .option('--html', 'a printable HTML report')
+    .action((opts: { json?: boolean; html?: boolean }) =>
+      setCode(complianceCommand(configOpt(), opts.json ? 'json' : opts.html ? 'html' : 'text', io)),
     );
 
   const ui = program.command('ui').description('the technician web UI');

@@ -162,6 +162,14 @@ export function configSchema(baseDir: string) {
         })
         .prefault({}),
       segments: z.array(segmentSchema).default([]).superRefine(checkSegments),
+      compliance: z
+        .strictObject({
+          /** Where researchers report vulnerabilities (ETSI EN 303 645 5.2-1), e.g. a security.txt URL. */
+          vulnerabilityDisclosureUrl: z
+            .url({ protocol: /^https$/, error: 'must be an https:// URL' })
+            .optional(),
+        })
+        .prefault({}),
       anomaly: z
         .strictObject({
           enabled: z.boolean().default(true),

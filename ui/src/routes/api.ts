@@ -1,5 +1,6 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
+import { assess } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
 import { body, HttpError } from '../http.ts';
@@ -45,6 +46,7 @@ export const API_ROUTES: readonly RouteSpec[] = [
   { method: 'POST', path: '/api/v1/alerts/:id/ack', access: { roles: OPERATORS } },
   { method: 'GET', path: '/api/v1/audit', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/segments', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/api/v1/compliance', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/firewall', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/firewall/render', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/firewall/apply', access: { roles: ADMINS, reauth: true } },
@@ -215,6 +217,7 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
     });
   });
   route('GET', '/api/v1/segments', (c) => c.json(core.config.segments));
+  route('GET', '/api/v1/compliance', (c) => c.json(assess(core)));
   route('GET', '/api/v1/firewall/render', async (c) => {
     const r = await core.segmentation.render();
     const inForce = core.store.rulesets.lastApplied();
