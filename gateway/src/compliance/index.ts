@@ -186,14 +186,14 @@ export function assess(core: Core): ComplianceReport {
   };
 }
 
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const htmlEscape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A self-contained, printable HTML report (no scripts, no external resources). */
 export function toHtml(r: ComplianceReport): string {
   const rows = r.findings
     .map(
       (f) =>
-        `<tr class="${f.status.replace(/\W/g, '')}"><td>${escape(f.standard)} ${escape(f.provision)}</td><td>${escape(f.title)}</td><td>${escape(f.status)}</td><td><ul>${f.evidence.map((e) => `<li>${escape(e)}</li>`).join('')}</ul></td></tr>`,
+        `<tr class="${f.status.replace(/\W/g, '')}"><td>${htmlEscape(f.standard)} ${htmlEscape(f.provision)}</td><td>${htmlEscape(f.title)}</td><td>${htmlEscape(f.status)}</td><td><ul>${f.evidence.map((e) => `<li>${htmlEscape(e)}</li>`).join('')}</ul></td></tr>`,
     )
     .join('\n');
   return `<!doctype html>
@@ -201,7 +201,7 @@ export function toHtml(r: ComplianceReport): string {
 <style>body{font:14px/1.4 sans-serif;margin:2em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #999;padding:.4em;vertical-align:top;text-align:left}.met td:nth-child(3){color:#064}.notmet td:nth-child(3){color:#900;font-weight:bold}@media print{body{margin:0}}</style>
 </head><body>
 <h1>Portcullis compliance self-assessment</h1>
-<p>Version ${escape(r.version)}, generated ${escape(r.generatedAt)} from the running configuration. Met: ${r.summary.met}, not met: ${r.summary['not met']}, not applicable: ${r.summary['n.a.']}.</p>
+<p>Version ${htmlEscape(r.version)}, generated ${htmlEscape(r.generatedAt)} from the running configuration. Met: ${r.summary.met}, not met: ${r.summary['not met']}, not applicable: ${r.summary['n.a.']}.</p>
 <table><thead><tr><th>Provision</th><th>Title</th><th>Status</th><th>Evidence</th></tr></thead><tbody>
 ${rows}
 </tbody></table></body></html>
