@@ -10,6 +10,7 @@ import type { LoadedConfig } from './config/index.ts';
 import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
+import { type GpioBackend, HardwareService, openOnoff, SimulatedGpio } from './hardware/index.ts';
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
 import { type FirewallReconciler, startFirewallReconciler } from './segmentation/index.ts';
@@ -34,6 +35,20 @@ function uplinkOptions(core: Core): UplinkOptions | null {
   };
 }
 
+async function gpioBackend(
+  kind: 'none' | 'auto' | 'simulator',
+  logger: Logger,
+): Promise<GpioBackend | undefined> {
+  if (kind === 'simulator') return new SimulatedGpio();
+  if (kind === 'none') return undefined;
+  const onoff = await openOnoff();
+  if (!onoff)
+    logger.warn(
+      'hardware.backend auto: no accessible GPIO (or no onoff); pairing button, tamper switch and LED are off',
+    );
+  return onoff;
+}
+
 /** The composition root of the `portcullis-gateway` process. */
 export class Gateway {
   private stopping: Promise<void> | undefined;
@@ -48,6 +63,7 @@ export class Gateway {
     readonly anomaly: AnomalyService | undefined,
     private readonly logger: Logger,
     private readonly systemd: SystemdNotifier,
+    readonly hardware: HardwareService | undefined,
   ) {}
 
   static async start(loaded: LoadedConfig, deps: { clock: Clock; logger: Logger }): Promise<Gateway> {
@@ -60,7 +76,20 @@ export class Gateway {
     let pull: PullManager | undefined;
     let firewall: FirewallReconciler | undefined;
     let anomaly: AnomalyService | undefined;
+    let hardware: HardwareService | undefined;
     try {
+      const backend = await gpioBackend(config.hardware.backend, logger);
+      if (backend) {
+        hardware = new HardwareService({
+          backend,
+          options: config.hardware,
+          store: core.store,
+          audit: core.audit,
+          clock: deps.clock,
+          logger,
+        });
+        hardware.start();
+      }
       // The firewall first: sensors are contained before the gateway starts listening to them.
       if (config.firewall.enforce) {
         firewall = startFirewallReconciler(
@@ -75,7 +104,8 @@ export class Gateway {
       const tls = await loadOrCreateUiTls(join(config.dataDir, 'tls'), config.ui.host, config.ui.tls);
       if (tls.generated)
         logger.warn({ dir: join(config.dataDir, 'tls') }, 'generated a self-signed UI certificate');
-      ui = await startHttpsServer(createUiApp(core), {
+      const pairing = hardware;
+      ui = await startHttpsServer(createUiApp(core, { pairingOpen: () => pairing?.pairingOpen() ?? false }), {
         host: config.ui.host,
         port: config.ui.port,
         ...tls,
@@ -130,7 +160,7 @@ export class Gateway {
       }
       const systemd = new SystemdNotifier(logger);
       systemd.ready(() => core.store.healthy());
-      return new Gateway(core, ui, uplink, sensors, pull, firewall, anomaly, logger, systemd);
+      return new Gateway(core, ui, uplink, sensors, pull, firewall, anomaly, logger, systemd, hardware);
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
       await ui?.close();
@@ -139,6 +169,7 @@ export class Gateway {
       await uplink?.stop();
       await anomaly?.stop();
       await firewall?.close();
+      hardware?.stop();
       core.close();
       throw err;
     }
@@ -159,6 +190,7 @@ export class Gateway {
       this.systemd.stopping();
       await Promise.all([this.ui.close(), this.sensors.close(), this.pull.stop(), this.firewall?.close()]);
       await this.anomaly?.stop();
+      this.hardware?.stop();
       await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
       this.core.close();

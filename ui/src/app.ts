@@ -7,7 +7,12 @@ import { authRoutes } from './routes/auth-routes.ts';
 import { UiSessions } from './sessions.ts';
 
 /** The technician UI's server: health, authentication, and the JSON API (pages arrive on top of it). */
-export function createUiApp(core: Core): Hono {
+export interface UiOptions {
+  /** The pairing button's window is open: physical presence, so first setup needs no code. */
+  pairingOpen?: () => boolean;
+}
+
+export function createUiApp(core: Core, options: UiOptions = {}): Hono {
   const app = new Hono();
   app.use('*', secureHeaders());
 
@@ -34,7 +39,7 @@ export function createUiApp(core: Core): Hono {
   // Read-only opens (no keystore) serve health only.
   if (core.keystore) {
     const sessions = new UiSessions(core.store, core.clock);
-    app.route('/auth', authRoutes(core, sessions));
+    app.route('/auth', authRoutes(core, sessions, options.pairingOpen ?? (() => false)));
     app.route('/api/v1', apiRoutes(core, sessions));
   }
 

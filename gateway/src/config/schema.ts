@@ -162,6 +162,24 @@ export function configSchema(baseDir: string) {
         })
         .prefault({}),
       segments: z.array(segmentSchema).default([]).superRefine(checkSegments),
+      hardware: z
+        .strictObject({
+          /** auto: onoff where GPIO is accessible, else none; simulator: no real pins (demos, tests). */
+          backend: z.enum(['none', 'auto', 'simulator']).default('none'),
+          pins: z
+            .strictObject({
+              pairingButton: z.number().int().min(0).max(1023).optional(),
+              tamperSwitch: z.number().int().min(0).max(1023).optional(),
+              statusLed: z.number().int().min(0).max(1023).optional(),
+            })
+            .prefault({}),
+          /** A pressed button / open enclosure reads 0 (pull-up wiring). */
+          activeLow: z.boolean().default(true),
+          pairingWindowMinutes: z.number().positive().max(120).default(10),
+          /** An open tamper alert locks changes through the UI until a person acknowledges it. */
+          tamperLocksUi: z.boolean().default(false),
+        })
+        .prefault({}),
       compliance: z
         .strictObject({
           /** Where researchers report vulnerabilities (ETSI EN 303 645 5.2-1), e.g. a security.txt URL. */

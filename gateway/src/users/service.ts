@@ -94,8 +94,16 @@ export class UserService {
     return code;
   }
 
-  /** First boot: the setup code proves presence; creates the first admin and closes setup for good. */
-  async completeSetup(code: string, username: string, password: string): Promise<User> {
+  /**
+   * First boot: the setup code — or the pairing button pressed moments ago (`buttonPressed`) — proves presence;
+   * creates the first admin and closes setup for good.
+   */
+  async completeSetup(
+    code: string | null,
+    username: string,
+    password: string,
+    buttonPressed = false,
+  ): Promise<User> {
     const name = usernameSchema.safeParse(username);
     if (!name.success) throw new UserError('ERR_USER_INVALID', `username ${name.error.issues[0]?.message}`);
     const pw = passwordSchema.safeParse(password);
@@ -105,9 +113,12 @@ export class UserService {
       const row = this.store.db.prepare('SELECT code_hash FROM setup_code WHERE id = 1').get() as
         | { code_hash: string }
         | undefined;
-      if (!this.needsSetup() || !row) throw new UserError('ERR_USER_SETUP', 'setup is closed');
-      const given = Buffer.from(sha256(normaliseCode(code)), 'hex');
-      if (!timingSafeEqual(given, Buffer.from(row.code_hash, 'hex'))) {
+      if (!this.needsSetup() || (!row && !buttonPressed))
+        throw new UserError('ERR_USER_SETUP', 'setup is closed');
+      const given = Buffer.from(sha256(normaliseCode(code ?? '')), 'hex');
+      const codeOk =
+        code !== null && row !== undefined && timingSafeEqual(given, Buffer.from(row.code_hash, 'hex'));
+      if (!codeOk && !buttonPressed) {
         this.audit.append({ actor: 'ui:setup', action: 'user.setup.failed', details: {} });
         throw new UserError('ERR_USER_SETUP', 'wrong setup code');
       }
@@ -120,7 +131,7 @@ export class UserService {
         actor: `ui:${name.data}`,
         action: 'user.setup',
         target: name.data,
-        details: { role: 'admin' },
+        details: { role: 'admin', presence: codeOk ? 'setup code' : 'pairing button' },
       });
       return user;
     });

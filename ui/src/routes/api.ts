@@ -2,6 +2,7 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { assess } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
+import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
 import { body, HttpError } from '../http.ts';
 import type { UiSessions } from '../sessions.ts';
@@ -128,6 +129,17 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
       return user && !user.disabledAt ? user.role : undefined;
     }),
   );
+  // After a tamper alert (with tamperLocksUi), nothing changes through the UI until a person acknowledges it.
+  app.use('*', async (c, next) => {
+    if (c.req.method !== 'GET' && !/\/alerts\/[^/]+\/ack$/.test(c.req.path) && uiLockedByTamper(core.store)) {
+      throw new HttpError(
+        423,
+        'ERR_UI_TAMPER_LOCK',
+        'the enclosure was opened: acknowledge the tamper alert first',
+      );
+    }
+    await next();
+  });
   const now = () => core.clock.now();
   const route = (
     method: Method,

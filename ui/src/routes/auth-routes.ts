@@ -19,7 +19,7 @@ const codeBody = z.strictObject({ code: z.string().min(1).max(32) });
  * it without a CORS preflight the UI never grants, which closes login CSRF; the session cookie is SameSite
  * Strict for the rest.
  */
-export function authRoutes(core: Core, sessions: UiSessions): Hono {
+export function authRoutes(core: Core, sessions: UiSessions, pairingOpen: () => boolean): Hono {
   const app = new Hono();
   const users = core.users;
   const attempts = new Map<string, { start: number; n: number }>();
@@ -51,12 +51,13 @@ export function authRoutes(core: Core, sessions: UiSessions): Hono {
     const b = await body(
       c,
       z.strictObject({
-        code: z.string().min(1).max(32),
+        code: z.string().min(1).max(32).optional(),
         username: z.string().min(1).max(64),
         password: z.string().min(1).max(256),
       }),
     );
-    const user = await users.completeSetup(b.code, b.username, b.password);
+    // Proof of presence: the code from the console, or the pairing button pressed in the last few minutes.
+    const user = await users.completeSetup(b.code ?? null, b.username, b.password, pairingOpen());
     return c.json(
       { username: user.username, role: user.role, next: 'log in, then enrol a second factor' },
       201,
