@@ -6,7 +6,7 @@ import type { Config } from './config/index.ts';
 import { IdentityError, IdentityService } from './identity/index.ts';
 import { type Keystore, openKeystore } from './keystore/index.ts';
 import { SegmentationService, syncSegments } from './segmentation/index.ts';
-import { DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
+import { type Alert, DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
 import { UserService } from './users/index.ts';
 import { VERSION } from './version.ts';
 
@@ -88,6 +88,20 @@ export class Core {
       clock: this.clock,
     });
     return this.segmentationService;
+  }
+
+  /** A person acknowledges an alert (audited with them); the next finding of its kind opens a new one. */
+  acknowledgeAlert(id: number, actor: string): Alert {
+    return this.store.transaction(() => {
+      const alert = this.store.alerts.acknowledge(id, actor, new Date(this.clock.now()).toISOString());
+      this.audit.append({
+        actor,
+        action: 'alert.acknowledge',
+        target: String(id),
+        details: { kind: alert.kind, deviceId: alert.deviceId },
+      });
+      return alert;
+    });
   }
 
   status(): GatewayStatus {

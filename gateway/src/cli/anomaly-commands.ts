@@ -71,19 +71,8 @@ export function alertsListCommand(
 
 export function alertsAckCommand(configPath: string | undefined, id: number, io: Io): number {
   return withWritableCore(configPath, (core) => {
-    const actor = cliActor();
-    const now = new Date(core.clock.now()).toISOString();
-    const a = core.store.transaction(() => {
-      const alert = core.store.alerts.acknowledge(id, actor, now);
-      core.audit.append({
-        actor,
-        action: 'alert.acknowledge',
-        target: String(id),
-        details: { kind: alert.kind, deviceId: alert.deviceId },
-      });
-      return alert;
-    });
-    io.out(`alert ${a.id} acknowledged by ${actor}`);
+    const a = core.acknowledgeAlert(id, cliActor());
+    io.out(`alert ${a.id} acknowledged by ${a.acknowledgedBy}`);
     return EXIT.ok;
   });
 }

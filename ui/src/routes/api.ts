@@ -194,17 +194,7 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
     const n = Number(id(c));
     if (!Number.isSafeInteger(n) || n < 1)
       throw new HttpError(400, 'ERR_UI_INVALID', 'alert id must be a positive integer');
-    const actor = c.get('actor');
-    const alert = core.store.transaction(() => {
-      const a = core.store.alerts.acknowledge(n, actor, new Date(now()).toISOString());
-      core.audit.append({
-        actor,
-        action: 'alert.acknowledge',
-        target: String(n),
-        details: { kind: a.kind, deviceId: a.deviceId },
-      });
-      return a;
-    });
+    const alert = core.acknowledgeAlert(n, c.get('actor'));
     return c.json(alert);
   });
   route('GET', '/api/v1/audit', (c) => {

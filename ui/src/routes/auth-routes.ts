@@ -1,9 +1,9 @@
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Core } from '../../../gateway/src/core.ts';
 import { clearSessionCookie, sessionFrom, setSessionCookie } from '../auth.ts';
 import { body, clientAddress, HttpError } from '../http.ts';
-import type { UiSessions } from '../sessions.ts';
+import type { UiSession, UiSessions } from '../sessions.ts';
 
 /** Login attempts per client address per minute, before the per-account lockout even counts. */
 const LOGIN_ATTEMPTS_PER_MINUTE = 10;
@@ -73,6 +73,19 @@ export function authRoutes(core: Core, sessions: UiSessions, pairingOpen: () => 
     return c.json({ next: user.totpEnrolledAt ? 'totp' : 'enroll' });
   });
 
+  /** The second factor passed: a fresh session token (no fixation) and an audit entry. */
+  const loggedIn = (c: Context, s: UiSession, details: Record<string, unknown>) => {
+    const { token, session } = sessions.promote(s);
+    setSessionCookie(c, token);
+    core.audit.append({
+      actor: `ui:${s.username}`,
+      action: 'user.login',
+      target: s.username,
+      details: { address: clientAddress(c), ...details },
+    });
+    return session;
+  };
+
   const preMfa = (c: Parameters<typeof sessionFrom>[0]) => {
     const s = sessionFrom(c, sessions);
     if (!s) throw new HttpError(401, 'ERR_UI_UNAUTHENTICATED', 'log in first');
@@ -85,14 +98,7 @@ export function authRoutes(core: Core, sessions: UiSessions, pairingOpen: () => 
     const s = preMfa(c);
     const b = await body(c, codeBody);
     users.verifySecondFactor(s.username, b.code);
-    const { token, session } = sessions.promote(s);
-    setSessionCookie(c, token);
-    core.audit.append({
-      actor: `ui:${s.username}`,
-      action: 'user.login',
-      target: s.username,
-      details: { address: clientAddress(c) },
-    });
+    const session = loggedIn(c, s, {});
     return c.json({ username: session.username, role: users.get(s.username)?.role, csrf: session.csrf });
   });
 
@@ -106,14 +112,7 @@ export function authRoutes(core: Core, sessions: UiSessions, pairingOpen: () => 
     const s = preMfa(c);
     const b = await body(c, codeBody);
     const recoveryCodes = users.confirmTotpEnrollment(s.username, b.code);
-    const { token, session } = sessions.promote(s);
-    setSessionCookie(c, token);
-    core.audit.append({
-      actor: `ui:${s.username}`,
-      action: 'user.login',
-      target: s.username,
-      details: { address: clientAddress(c), enrolled: true },
-    });
+    const session = loggedIn(c, s, { enrolled: true });
     return c.json({ recoveryCodes, csrf: session.csrf, role: users.get(s.username)?.role });
   });
 
