@@ -7,6 +7,7 @@ import { loadOrCreateUiTls } from '../../ui/src/tls.ts';
 import { AnomalyService } from './anomaly/index.ts';
 import type { Clock } from './clock.ts';
 import type { LoadedConfig } from './config/index.ts';
+import { type ControlServer, startControlServer } from './control/server.ts';
 import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
@@ -64,6 +65,7 @@ export class Gateway {
     private readonly logger: Logger,
     private readonly systemd: SystemdNotifier,
     readonly hardware: HardwareService | undefined,
+    private readonly control: ControlServer | undefined,
   ) {}
 
   static async start(loaded: LoadedConfig, deps: { clock: Clock; logger: Logger }): Promise<Gateway> {
@@ -77,6 +79,7 @@ export class Gateway {
     let firewall: FirewallReconciler | undefined;
     let anomaly: AnomalyService | undefined;
     let hardware: HardwareService | undefined;
+    let control: ControlServer | undefined;
     try {
       const backend = await gpioBackend(config.hardware.backend, logger);
       if (backend) {
@@ -126,6 +129,7 @@ export class Gateway {
       sensors = await startSensorListener(core, uplink, logger, anomaly);
       uplink.start();
       pull = new PullManager(core, uplink, logger, anomaly);
+      if (config.control.socketPath) control = await startControlServer(core, config.control.socketPath);
       pull.start();
       if (config.uplink && !config.uplink.certFile) {
         logger.warn('uplink has no client certificate yet (uplink.certFile); messages queue until it is set');
@@ -160,10 +164,23 @@ export class Gateway {
       }
       const systemd = new SystemdNotifier(logger);
       systemd.ready(() => core.store.healthy());
-      return new Gateway(core, ui, uplink, sensors, pull, firewall, anomaly, logger, systemd, hardware);
+      return new Gateway(
+        core,
+        ui,
+        uplink,
+        sensors,
+        pull,
+        firewall,
+        anomaly,
+        logger,
+        systemd,
+        hardware,
+        control,
+      );
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
       await ui?.close();
+      await control?.close();
       await pull?.stop();
       await sensors?.close();
       await uplink?.stop();
@@ -188,7 +205,13 @@ export class Gateway {
     this.stopping ??= (async () => {
       this.logger.info({ reason }, 'gateway stopping');
       this.systemd.stopping();
-      await Promise.all([this.ui.close(), this.sensors.close(), this.pull.stop(), this.firewall?.close()]);
+      await Promise.all([
+        this.ui.close(),
+        this.sensors.close(),
+        this.pull.stop(),
+        this.firewall?.close(),
+        this.control?.close(),
+      ]);
       await this.anomaly?.stop();
       this.hardware?.stop();
       await this.uplink.stop();

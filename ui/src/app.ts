@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import type { Core } from '../../gateway/src/core.ts';
-import { errorResponse } from './http.ts';
+import { errorResponse } from '../../gateway/src/http.ts';
 import { apiRoutes } from './routes/api.ts';
 import { authRoutes } from './routes/auth-routes.ts';
 import { UiSessions } from './sessions.ts';

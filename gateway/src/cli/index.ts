@@ -29,6 +29,7 @@ import {
   uplinkCsrCommand,
 } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
+import { flowsTokenCreateCommand, flowsTokenListCommand, flowsTokenRevokeCommand } from './flows-commands.ts';
 import {
   devicePlaceCommand,
   deviceQuarantineCommand,
@@ -197,6 +198,30 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .action((opts: { json?: boolean; html?: boolean }) =>
       setCode(complianceCommand(configOpt(), opts.json ? 'json' : opts.html ? 'html' : 'text', io)),
     );
+
+  const flows = program.command('flows').description('policy flows (Node-RED): control API tokens');
+  const token = flows
+    .command('token')
+    .description('tokens the Portcullis nodes present on the control socket');
+  token
+    .command('create')
+    .description('a new token with scopes; printed once')
+    .requiredOption('--name <name>', 'what the audit log will call it (flows:<name>)')
+    .requiredOption(
+      '--scopes <list>',
+      'comma-separated: events:read, device:read, device:quarantine, uplink:publish, audit:write',
+    )
+    .action((opts: { name: string; scopes: string }) =>
+      setCode(flowsTokenCreateCommand(configOpt(), opts.name, opts.scopes, io)),
+    );
+  token
+    .command('list')
+    .description('tokens, their scopes and state (never the secrets)')
+    .action(() => setCode(flowsTokenListCommand(configOpt(), io)));
+  token
+    .command('revoke <name>')
+    .description('refuse the token from the next call on')
+    .action((name: string) => setCode(flowsTokenRevokeCommand(configOpt(), name, io)));
 
   const ui = program.command('ui').description('the technician web UI');
   ui.command('setup-code')

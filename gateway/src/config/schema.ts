@@ -162,6 +162,16 @@ export function configSchema(baseDir: string) {
         })
         .prefault({}),
       segments: z.array(segmentSchema).default([]).superRefine(checkSegments),
+      control: z
+        .strictObject({
+          /** The Unix socket of the control API for policy flows; unset: no control API. */
+          socketPath: z
+            .string()
+            .min(1)
+            .transform((p) => resolve(baseDir, p))
+            .optional(),
+        })
+        .prefault({}),
       hardware: z
         .strictObject({
           /** auto: onoff where GPIO is accessible, else none; simulator: no real pins (demos, tests). */

@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { assess } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
+import { body, HttpError } from '../../../gateway/src/http.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
-import { body, HttpError } from '../http.ts';
 import type { UiSessions } from '../sessions.ts';
 
 type Env = { Variables: AuthVars };

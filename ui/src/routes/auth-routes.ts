@@ -1,8 +1,8 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Core } from '../../../gateway/src/core.ts';
+import { body, clientAddress, HttpError } from '../../../gateway/src/http.ts';
 import { clearSessionCookie, sessionFrom, setSessionCookie } from '../auth.ts';
-import { body, clientAddress, HttpError } from '../http.ts';
 import type { UiSession, UiSessions } from '../sessions.ts';
 
 /** Login attempts per client address per minute, before the per-account lockout even counts. */

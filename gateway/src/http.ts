@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { z } from 'zod';
-import { PortcullisError } from '../../gateway/src/errors.ts';
+import { PortcullisError } from './errors.ts';
 
 /** A JSON error the pages and API clients can act on: a stable code and a message for people. */
 export class HttpError extends PortcullisError {

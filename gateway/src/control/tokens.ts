@@ -1,0 +1,118 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import type { AuditLog } from '../audit/index.ts';
+import type { Clock } from '../clock.ts';
+import { PortcullisError } from '../errors.ts';
+import type { Store } from '../store/index.ts';
+
+/** Codes: ERR_CONTROL_INVALID, ERR_CONTROL_CONFLICT, ERR_CONTROL_NOT_FOUND. */
+export class ControlError extends PortcullisError {}
+
+/** What a flow may do through the control socket; granted per token by an admin, nothing by default. */
+export const SCOPES = [
+  'events:read',
+  'device:read',
+  'device:quarantine',
+  'uplink:publish',
+  'audit:write',
+] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface ControlToken {
+  name: string;
+  scopes: Scope[];
+  createdBy: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+interface Row {
+  name: string;
+  token_hash: string;
+  scopes: string;
+  created_by: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+const hash = (t: string) => createHash('sha256').update(t).digest('hex');
+const toToken = (r: Row): ControlToken => ({
+  name: r.name,
+  scopes: JSON.parse(r.scopes) as Scope[],
+  createdBy: r.created_by,
+  createdAt: r.created_at,
+  revokedAt: r.revoked_at,
+});
+
+const nameSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9._-]{0,31}$/, { error: 'must be 1-32 characters: a-z, 0-9, ".", "_", "-"' });
+
+/** Tokens for the control socket: shown once at creation, stored as a hash, checked on every call. */
+export class ControlTokens {
+  constructor(
+    private readonly store: Store,
+    private readonly audit: AuditLog,
+    private readonly clock: Clock,
+  ) {}
+
+  create(name: string, scopes: string[], actor: string): { token: string; info: ControlToken } {
+    const n = nameSchema.safeParse(name);
+    if (!n.success) throw new ControlError('ERR_CONTROL_INVALID', `token name ${n.error.issues[0]?.message}`);
+    const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
+    if (scopes.length === 0 || unknown.length > 0) {
+      throw new ControlError(
+        'ERR_CONTROL_INVALID',
+        `scopes must be some of ${SCOPES.join(', ')}${unknown.length ? ` (unknown: ${unknown.join(', ')})` : ''}`,
+      );
+    }
+    const token = `pct_${randomBytes(24).toString('base64url')}`;
+    const now = new Date(this.clock.now()).toISOString();
+    try {
+      this.store.transaction(() => {
+        this.store.db
+          .prepare(
+            'INSERT INTO control_tokens (name, token_hash, scopes, created_by, created_at) VALUES (?, ?, ?, ?, ?)',
+          )
+          .run(n.data, hash(token), JSON.stringify([...new Set(scopes)].sort()), actor, now);
+        this.audit.append({ actor, action: 'control.token.create', target: n.data, details: { scopes } });
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) {
+        throw new ControlError('ERR_CONTROL_CONFLICT', `a token named ${n.data} exists`);
+      }
+      throw err;
+    }
+    return { token, info: this.get(n.data) as ControlToken };
+  }
+
+  get(name: string): ControlToken | undefined {
+    const r = this.store.db.prepare('SELECT * FROM control_tokens WHERE name = ?').get(name) as
+      | Row
+      | undefined;
+    return r && toToken(r);
+  }
+
+  list(): ControlToken[] {
+    return (this.store.db.prepare('SELECT * FROM control_tokens ORDER BY name').all() as Row[]).map(toToken);
+  }
+
+  revoke(name: string, actor: string): void {
+    this.store.transaction(() => {
+      const r = this.store.db
+        .prepare('UPDATE control_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL')
+        .run(new Date(this.clock.now()).toISOString(), name);
+      if (r.changes === 0) throw new ControlError('ERR_CONTROL_NOT_FOUND', `no live token named ${name}`);
+      this.audit.append({ actor, action: 'control.token.revoke', target: name, details: {} });
+    });
+  }
+
+  /** The live token for a presented secret; read from the store on every call, so a revocation is immediate. */
+  verify(presented: string | undefined): ControlToken | undefined {
+    if (!presented || presented.length > 100) return undefined;
+    const r = this.store.db
+      .prepare('SELECT * FROM control_tokens WHERE token_hash = ? AND revoked_at IS NULL')
+      .get(hash(presented)) as Row | undefined;
+    return r && toToken(r);
+  }
+}
