@@ -275,6 +275,38 @@ describe('segmentation in network namespaces', () => {
     const actions = [...core.store.audit.iterate()].map((e) => e.action);
     assert.equal(actions.at(-1), 'firewall.apply.failed');
   });
+
+  it('swaps back only the sets that were swapped when the swap itself fails half-way', async (t) => {
+    const core = Core.open(resolveConfig(config).config, systemClock);
+    t.after(() => core.close());
+    const real = systemFirewallTools({ netns: site.gw });
+    // The swap batch goes through for its first three lines, then "fails" as ipset would, naming line 4.
+    const halfway: FirewallTools = {
+      async run(cmd, args, input) {
+        if (
+          cmd === 'ipset' &&
+          args[0] === 'restore' &&
+          input?.startsWith('swap ') &&
+          input.split('\n').length > 4
+        ) {
+          await real.run(cmd, args, `${input.split('\n').slice(0, 3).join('\n')}\n`);
+          throw new Error('ipset v7.17: Error in line 4: forced failure');
+        }
+        return real.run(cmd, args, input);
+      },
+    };
+    const service = new SegmentationService({ ...coreDeps(core), tools: halfway });
+    const rules = ruleLines(inNs(site.gw, 'iptables-save', ['-t', 'filter']));
+    const sets = inNs(site.gw, 'ipset', ['save']);
+    const compiled = await service.render();
+    const changed = {
+      ...compiled,
+      sets: compiled.sets.map((s) => ({ ...s, entries: s.name === 'pc-to' ? [] : [...s.entries] })),
+    };
+    await assert.rejects(service.apply('test', changed), { code: 'ERR_FIREWALL_APPLY' });
+    assert.deepEqual(ruleLines(inNs(site.gw, 'iptables-save', ['-t', 'filter'])), rules);
+    assert.equal(inNs(site.gw, 'ipset', ['save']), sets, 'every set holds exactly what it held before');
+  });
 });
 
 function coreDeps(core: Core) {

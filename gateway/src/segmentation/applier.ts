@@ -85,13 +85,23 @@ export class FirewallApplier {
     const before = await this.tools.run('iptables-save', ['-t', 'filter']);
     const swap = staged.map((s) => `swap ${s.staging} ${s.name}`).join('\n');
     let t3 = t2;
+    // How many swaps took effect: `ipset restore` stops at the first failing line and names it.
+    let swapped = 0;
     try {
-      await this.tools.run('ipset', ['restore'], `${swap}\n`);
+      try {
+        await this.tools.run('ipset', ['restore'], `${swap}\n`);
+        swapped = staged.length;
+      } catch (err) {
+        const line = Number(/line (\d+)/i.exec((err as Error).message)?.[1] ?? 1);
+        swapped = Math.max(0, Math.min(staged.length, line - 1));
+        throw err;
+      }
       await this.tools.run('iptables-restore', [], r.iptables);
       t3 = performance.now();
       await this.verify(r.iptables, new Map(r.sets.map((s) => [s.name, s.entries.length])));
     } catch (err) {
-      await this.rollback(staged, before, err);
+      // Only the sets actually swapped are swapped back: swapping an untouched one would install new contents.
+      await this.rollback(staged.slice(0, swapped), before, err, staged);
     }
     const t4 = performance.now();
     // The staging sets (old contents now) and sets of ours no rule uses any more (an allow-list group gone).
@@ -105,21 +115,27 @@ export class FirewallApplier {
     };
   }
 
-  /** Puts back the sets (swap again) and the saved table; throws ERR_FIREWALL_APPLY, or _ROLLBACK if that fails. */
+  /**
+   * Puts back the sets that were swapped (swap again) and the saved table; throws ERR_FIREWALL_APPLY, or
+   * ERR_FIREWALL_ROLLBACK if that fails too. `all` are destroyed afterwards (staging copies).
+   */
   private async rollback(
     staged: { name: string; staging: string }[],
     before: string,
     cause: unknown,
+    all: { name: string; staging: string }[],
   ): Promise<never> {
     const why = (cause as Error).message;
     try {
       const sizes = parseSetSizes(await this.tools.run('ipset', ['list', '-t']));
       const swappable = staged.filter((s) => sizes.has(s.name) && sizes.has(s.staging));
-      await this.tools.run(
-        'ipset',
-        ['restore'],
-        `${swappable.map((s) => `swap ${s.staging} ${s.name}`).join('\n')}\n`,
-      );
+      if (swappable.length > 0) {
+        await this.tools.run(
+          'ipset',
+          ['restore'],
+          `${swappable.map((s) => `swap ${s.staging} ${s.name}`).join('\n')}\n`,
+        );
+      }
       await this.tools.run('iptables-restore', [], before);
       const back = await this.tools.run('iptables-save', ['-t', 'filter']);
       if (ruleLines(back).join('\n') !== ruleLines(before).join('\n'))
@@ -131,7 +147,7 @@ export class FirewallApplier {
         { cause },
       );
     }
-    await this.destroy(staged.map((s) => s.staging));
+    await this.destroy(all.map((s) => s.staging));
     throw new SegmentationError('ERR_FIREWALL_APPLY', `apply failed, previous ruleset restored: ${why}`, {
       cause,
     });
