@@ -1,10 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { SegmentConfig } from '../config/schema.ts';
 import type { Device } from '../store/index.ts';
-import { formatNetwork, ipsetNetwork, isHostOf, parseIpv4Network } from './addresses.ts';
+import { formatNetwork, type Ipv4Network, ipsetNetwork, isHostOf, parseIpv4Network } from './addresses.ts';
 import type { AllowEntry, AllowList, Peer } from './allowlist.ts';
 import { SegmentationError } from './errors.ts';
 import { segmentInterface } from './segments.ts';
+
+/** A network the config or allow-list schema has already validated. */
+function validNetwork(s: string): Ipv4Network {
+  const n = parseIpv4Network(s);
+  if (!n) throw new SegmentationError('ERR_FIREWALL_COMPILE', `${s} is not an IPv4 network`);
+  return n;
+}
 
 export interface CompileInput {
   segments: readonly SegmentConfig[];
@@ -89,7 +96,7 @@ function peerNetworks(ctx: Context, peer: Peer, list: AllowList, selfAddress: st
       .map((a) => ipsetNetwork(parseIpv4Network(a) ?? { base: 0, prefix: 32 }));
   switch (peer.kind) {
     case 'cidr':
-      return [ipsetNetwork(parseIpv4Network(peer.cidr) as NonNullable<ReturnType<typeof parseIpv4Network>>)];
+      return [ipsetNetwork(validNetwork(peer.cidr))];
     case 'dns': {
       const found = ctx.input.dns.get(peer.name);
       if (!found || found.length === 0)
@@ -182,7 +189,7 @@ function iptablesDocument(input: CompileInput, groups: readonly Group[]): string
   ];
   for (const s of sortedSegments(input.segments)) {
     const i = segmentInterface(s);
-    const net = formatNetwork(parseIpv4Network(s.subnet) as NonNullable<ReturnType<typeof parseIpv4Network>>);
+    const net = formatNetwork(validNetwork(s.subnet));
     // DHCP before the anti-spoofing rule: a client without a lease sends from 0.0.0.0.
     L.push(`-A INPUT -i ${i} -p udp -m udp --sport 68 --dport 67 -j ACCEPT`);
     L.push(`-A INPUT ! -s ${net} -i ${i} -j DROP`);
@@ -204,7 +211,7 @@ function iptablesDocument(input: CompileInput, groups: readonly Group[]): string
   // Anti-spoofing: a segment's addresses only ever arrive on its interface, and it sends only its addresses.
   for (const s of sortedSegments(input.segments)) {
     const i = segmentInterface(s);
-    const net = formatNetwork(parseIpv4Network(s.subnet) as NonNullable<ReturnType<typeof parseIpv4Network>>);
+    const net = formatNetwork(validNetwork(s.subnet));
     L.push(`-A FORWARD ! -s ${net} -i ${i} -j DROP`, `-A FORWARD -s ${net} ! -i ${i} -j DROP`);
   }
   // ip = the device; port = the connection's destination port; net = the peer.
@@ -264,9 +271,7 @@ export function compileRuleset(input: CompileInput): CompiledRuleset {
     warnings: [],
     byManufacturer: new Map(),
     byMudUrl: new Map(),
-    localNetworks: sortedSegments(input.segments).map((s) =>
-      ipsetNetwork(parseIpv4Network(s.subnet) as NonNullable<ReturnType<typeof parseIpv4Network>>),
-    ),
+    localNetworks: sortedSegments(input.segments).map((s) => ipsetNetwork(validNetwork(s.subnet))),
   };
   const placed = placedDevices(ctx);
   const listByDevice = new Map(input.allowLists.map((l) => [l.deviceId, l]));
