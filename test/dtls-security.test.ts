@@ -13,7 +13,7 @@ import { AlertDescription } from '../gateway/src/dtls/index.ts';
 import { encodeRecord } from '../gateway/src/dtls/record.ts';
 import { coapPost, type Fixture, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { AlertReceived, type TestClientOptions, TestDtlsClient } from './helpers/dtls-test-client.ts';
-import { runPeer } from './helpers/peers.ts';
+import { coapClientPost, runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 
 function pskClient(f: Fixture, extra: Partial<TestClientOptions> = {}): TestDtlsClient {
@@ -88,19 +88,7 @@ describe('DTLS PSK authentication', () => {
   });
 
   it('rejects an unknown identity exactly as it rejects a wrong key, so identities cannot be probed', async () => {
-    const r = await runPeer('coap-client-openssl', [
-      '-u',
-      'nobody',
-      '-k',
-      f.psk,
-      '-m',
-      'post',
-      '-e',
-      'x',
-      '-B',
-      '3',
-      `coaps://127.0.0.1:${f.port}/telemetry`,
-    ]);
+    const r = await coapClientPost(f.port, { identity: 'nobody', key: f.psk }, 'x', ['-B', '3']);
     // libcoap logs to stdout.
     assert.match(r.stdout.toString() + r.stderr, /bad record mac/);
     const failure = await waitFor('failure', () =>

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { startE2e, stopE2e } from './helpers/e2e.ts';
 import { freeUdpPort, type GatewayHome, type RunningGateway } from './helpers/gateway.ts';
 import type { Broker } from './helpers/mosquitto.ts';
-import { runPeer } from './helpers/peers.ts';
+import { coapClientPost } from './helpers/peers.ts';
 import type { TestPki } from './helpers/pki.ts';
 import type { Subscriber } from './helpers/subscriber.ts';
 
@@ -54,9 +54,9 @@ describe('end to end: a pull-mode sensor polled by the gateway', () => {
   });
 
   it('never accepts the gateway-to-sensor key for an inbound session', async () => {
-    const r = await runPeer('coap-client-openssl', [
-      ...['-u', 'pull:meter-1', '-k', KEY, '-m', 'post', '-e', 'impostor', '-B', '3'],
-      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+    const r = await coapClientPost(home.dtlsPort, { identity: 'pull:meter-1', key: KEY }, 'impostor', [
+      '-B',
+      '3',
     ]);
     assert.match(r.stdout.toString() + r.stderr, /bad record mac/);
     assert.ok(!sub.messages.some((x) => x.payload.toString() === 'impostor'));

@@ -15,7 +15,7 @@ import { startE2e, stopE2e } from './helpers/e2e.ts';
 import type { GatewayHome, RunningGateway } from './helpers/gateway.ts';
 import type { Broker } from './helpers/mosquitto.ts';
 import { dtls } from './helpers/node-dtls-client.ts';
-import { runPeer } from './helpers/peers.ts';
+import { coapClientPost, runPeer } from './helpers/peers.ts';
 import type { TestPki } from './helpers/pki.ts';
 import type { Subscriber } from './helpers/subscriber.ts';
 
@@ -115,18 +115,9 @@ describe('end to end: sensor → DTLS → gateway → MQTT 5 mTLS → broker', (
 
   it('lets nothing through from an unknown identity or a decommissioned device, and closes its live session', async () => {
     const mark = sub.messages.length;
-    const unknown = await runPeer('coap-client-openssl', [
-      '-u',
-      'nobody',
-      '-k',
-      KEY_1,
-      '-m',
-      'post',
-      '-e',
-      'from nobody',
+    const unknown = await coapClientPost(home.dtlsPort, { identity: 'nobody', key: KEY_1 }, 'from nobody', [
       '-B',
       '3',
-      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
     ]);
     assert.match(unknown.stdout.toString() + unknown.stderr, /bad record mac/);
 
@@ -146,33 +137,16 @@ describe('end to end: sensor → DTLS → gateway → MQTT 5 mTLS → broker', (
     live.send(coapPost('after decommission'));
     live.close();
 
-    const again = await runPeer('coap-client-openssl', [
-      '-u',
-      'sensor-3',
-      '-k',
-      KEY_3,
-      '-m',
-      'post',
-      '-e',
+    const again = await coapClientPost(
+      home.dtlsPort,
+      { identity: 'sensor-3', key: KEY_3 },
       'with the old key',
-      '-B',
-      '3',
-      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
-    ]);
+      ['-B', '3'],
+    );
     assert.match(again.stdout.toString() + again.stderr, /bad record mac/);
 
     // A sentinel from a good sensor proves the subscriber was listening throughout.
-    const ok = await runPeer('coap-client-openssl', [
-      '-u',
-      'sensor-1',
-      '-k',
-      KEY_1,
-      '-m',
-      'post',
-      '-e',
-      'sentinel',
-      `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
-    ]);
+    const ok = await coapClientPost(home.dtlsPort, { identity: 'sensor-1', key: KEY_1 }, 'sentinel');
     assert.equal(ok.code, 0, ok.stderr);
     await sub.waitFor((ms) => ms.some((m) => m.payload.toString() === 'sentinel'), 'the sentinel');
     const since = sub.messages.slice(mark).map((m) => m.payload.toString());
@@ -209,10 +183,7 @@ describe('end to end: sensor → DTLS → gateway → MQTT 5 mTLS → broker', (
       'the gateway to queue one command and refuse three',
     );
     const post = (payload: string) =>
-      runPeer('coap-client-openssl', [
-        ...['-u', 'sensor-1', '-k', KEY_1, '-m', 'post', '-e', payload],
-        `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
-      ]);
+      coapClientPost(home.dtlsPort, { identity: 'sensor-1', key: KEY_1 }, payload);
     const first = await post('reading 1');
     assert.equal(first.code, 0, first.stderr);
     assert.equal(first.stdout.toString().trim(), 'set-interval 60');

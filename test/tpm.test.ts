@@ -12,7 +12,7 @@ import { operationalCertificate } from '../gateway/src/identity/gateway-certific
 import { Tpm2Keystore } from '../gateway/src/keystore/index.ts';
 import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
 import { type Broker, startBroker } from './helpers/mosquitto.ts';
-import { runPeer } from './helpers/peers.ts';
+import { coapClientPost } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 import { startSubscriber } from './helpers/subscriber.ts';
 import { tempDir } from './helpers/tmp.ts';
@@ -135,17 +135,7 @@ describe('end to end with the uplink key in the TPM', () => {
   it('publishes over mutual TLS signed by the TPM key', async () => {
     const sub = await startSubscriber(pki, broker, 'site-1/#');
     try {
-      const r = await runPeer('coap-client-openssl', [
-        '-u',
-        'sensor-t',
-        '-k',
-        KEY,
-        '-m',
-        'post',
-        '-e',
-        'via the TPM',
-        `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
-      ]);
+      const r = await coapClientPost(home.dtlsPort, { identity: 'sensor-t', key: KEY }, 'via the TPM');
       assert.equal(r.code, 0, r.stderr);
       await sub.waitFor(
         (ms) => ms.some((m) => m.payload.toString() === 'via the TPM'),

@@ -44,3 +44,19 @@ export function runPeer(
     });
   });
 }
+
+/**
+ * One CoAP POST of `body` to `/telemetry` with libcoap's `coap-client-openssl` over DTLS with a PSK. `extra`
+ * options go before the URI (e.g. `-B 3`: give up after three seconds, as a refused handshake needs).
+ */
+export function coapClientPost(
+  port: number,
+  psk: { identity: string; key: string },
+  body: string,
+  extra: string[] = [],
+): Promise<PeerResult> {
+  return runPeer('coap-client-openssl', [
+    ...['-u', psk.identity, '-k', psk.key, '-m', 'post', '-e', body, ...extra],
+    `coaps://127.0.0.1:${port}/telemetry`,
+  ]);
+}

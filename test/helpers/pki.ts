@@ -37,27 +37,23 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-function makeCa(dir: string, name: string): void {
+/** `openssl req` with a fresh P-256 key in `<name>.key`, subject CN=<name>; `out` is the certificate or CSR. */
+function newKeyRequest(dir: string, name: string, out: string, extra: string[] = []): void {
   openssl(
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
+    ['req', ...extra, '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'].concat([
       '-keyout',
       `${name}.key`,
       '-out',
-      `${name}.pem`,
-      '-days',
-      '3650',
+      out,
       '-subj',
       `/CN=${name}`,
-    ],
+    ]),
     dir,
   );
+}
+
+function makeCa(dir: string, name: string): void {
+  newKeyRequest(dir, name, `${name}.pem`, ['-x509', '-days', '3650']);
 }
 
 const SERVER_EXT = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n';
@@ -88,23 +84,7 @@ function signRequest(dir: string, name: string, ca: string, days: number, ext: s
 }
 
 function makeParty(dir: string, name: string, ca: string, days: number, ext = ''): Party {
-  openssl(
-    [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-      '-subj',
-      `/CN=${name}`,
-    ],
-    dir,
-  );
+  newKeyRequest(dir, name, `${name}.csr`);
   signRequest(dir, name, ca, days, `keyUsage=digitalSignature\n${ext}`);
   openssl(['ec', '-in', `${name}.key`, '-out', `${name}.ec.key`], dir);
   const certPath = join(dir, `${name}.pem`);
