@@ -5,12 +5,14 @@ import { anomalyBench } from './anomaly.ts';
 import { dtlsBench } from './dtls.ts';
 import { e2eBench } from './e2e.ts';
 import { firewallBench } from './firewall.ts';
+import { uiBench } from './ui.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   anomaly: anomalyBench,
   dtls: dtlsBench,
   e2e: e2eBench,
   firewall: firewallBench,
+  ui: uiBench,
 };
 
 const [name, ...rest] = process.argv.slice(2);

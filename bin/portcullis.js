@@ -12,6 +12,7 @@ process.stdout.on('error', (err) => {
   throw err;
 });
 const { register } = await import('tsx/esm/api');
-register();
+// The project's tsconfig, wherever the command is started from (JSX of the UI pages is compiled by it).
+register({ tsconfig: new URL('../tsconfig.json', import.meta.url).pathname });
 const { main } = await import('../gateway/src/cli/index.ts');
 process.exitCode = await main(process.argv);

@@ -38,6 +38,20 @@ describe('config', () => {
     assert.equal(config.uplink, undefined);
   });
 
+  it('serves the UI on the management segment only, unless told otherwise', () => {
+    const segments = [
+      {
+        name: 'mgmt',
+        role: 'management',
+        interface: 'eth1',
+        subnet: '10.99.0.0/24',
+        gatewayAddress: '10.99.0.1',
+      },
+    ];
+    assert.equal(parseConfig({ segments }, '/srv').ui.host, '10.99.0.1');
+    assert.equal(parseConfig({ segments, ui: { host: '0.0.0.0' } }, '/srv').ui.host, '0.0.0.0');
+  });
+
   it('takes PORTCULLIS_CONFIG when no --config is given, and --config over it', (t) => {
     const dir = tempDir(t);
     const a = join(dir, 'a.yaml');

@@ -108,7 +108,12 @@ export class Gateway {
       if (tls.generated)
         logger.warn({ dir: join(config.dataDir, 'tls') }, 'generated a self-signed UI certificate');
       const pairing = hardware;
-      ui = await startHttpsServer(createUiApp(core, { pairingOpen: () => pairing?.pairingOpen() ?? false }), {
+      const uiApp = createUiApp(core, {
+        pairingOpen: () => pairing?.pairingOpen() ?? false,
+        uplinkStatus: () => uplink?.status(),
+        logger,
+      });
+      ui = await startHttpsServer(uiApp, {
         host: config.ui.host,
         port: config.ui.port,
         ...tls,

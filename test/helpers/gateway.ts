@@ -31,6 +31,8 @@ export interface RunningGateway {
   child: ChildProcess;
   /** Every stdout line so far (pino JSON). */
   log: string[];
+  /** Everything written to stderr so far (the console: first-boot setup code, fatal errors). */
+  stderr(): string;
   stop(): Promise<number | null>;
   kill(): Promise<void>;
 }
@@ -78,6 +80,10 @@ export async function makeGatewayHome(
     async start() {
       const child = spawnCli(['--config', config, 'start'], { cwd: dir, env: opts.tpm?.env });
       const log: string[] = [];
+      let err = '';
+      child.stderr?.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
       let buf = '';
       child.stdout?.on('data', (d: Buffer) => {
         buf += d.toString();
@@ -95,6 +101,7 @@ export async function makeGatewayHome(
       return {
         child,
         log,
+        stderr: () => err,
         async stop() {
           if (child.exitCode !== null) return child.exitCode;
           const exited = once(child, 'exit');

@@ -1,20 +1,62 @@
+import { readFileSync } from 'node:fs';
 import { Hono } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import type { Core } from '../../gateway/src/core.ts';
+import { PortcullisError } from '../../gateway/src/errors.ts';
 import { errorResponse } from '../../gateway/src/http.ts';
+import type { Logger } from '../../gateway/src/log.ts';
+import type { UplinkStatus } from '../../gateway/src/uplink/uplink.ts';
+import { LiveFeed } from './live.ts';
+import { LoginThrottle } from './login.ts';
 import { apiRoutes } from './routes/api.ts';
 import { authRoutes } from './routes/auth-routes.ts';
+import { loginPages, pageRoutes } from './routes/pages.tsx';
 import { UiSessions } from './sessions.ts';
 
-/** The technician UI's server: health, authentication, and the JSON API (pages arrive on top of it). */
+/** The technician UI's server: health, authentication, the JSON API and the server-rendered pages. */
 export interface UiOptions {
   /** The pairing button's window is open: physical presence, so first setup needs no code. */
   pairingOpen?: () => boolean;
+  /** The running uplink's connection state, for the dashboard (absent: only what the store knows). */
+  uplinkStatus?: () => UplinkStatus | undefined;
+  /** How often live views poll for changes (tests shorten it). */
+  livePollMs?: number;
+  /** Where unexpected failures are reported (the client only sees "internal error"). */
+  logger?: Pick<Logger, 'error'>;
 }
+
+// Two small files, read once: the pages work without them (progressive enhancement), nothing is fetched
+// from anywhere else, and the CSP below allows nothing else.
+const STATIC: Record<string, { type: string; body: string }> = {
+  '/static/app.css': {
+    type: 'text/css; charset=utf-8',
+    body: readFileSync(new URL('../static/app.css', import.meta.url), 'utf8'),
+  },
+  '/static/app.js': {
+    type: 'text/javascript; charset=utf-8',
+    body: readFileSync(new URL('../static/app.js', import.meta.url), 'utf8'),
+  },
+};
 
 export function createUiApp(core: Core, options: UiOptions = {}): Hono {
   const app = new Hono();
-  app.use('*', secureHeaders());
+  app.use(
+    '*',
+    secureHeaders({
+      // Same-origin requests keep their Referer (a form returns to the page it came from); others get none.
+      referrerPolicy: 'same-origin',
+      contentSecurityPolicy: {
+        defaultSrc: ["'none'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
+      },
+    }),
+  );
 
   // Unauthenticated by design (monitoring, systemd health checks): states only, no device names or counts.
   app.get('/healthz', (c) => {
@@ -35,15 +77,37 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
       ok ? 200 : 503,
     );
   });
+  for (const [path, file] of Object.entries(STATIC)) {
+    app.get(path, (c) => {
+      c.header('Content-Type', file.type);
+      c.header('Cache-Control', 'no-cache');
+      return c.body(file.body);
+    });
+  }
 
   // Read-only opens (no keystore) serve health only.
   if (core.keystore) {
     const sessions = new UiSessions(core.store, core.clock);
-    app.route('/auth', authRoutes(core, sessions, options.pairingOpen ?? (() => false)));
+    const limiter = new LoginThrottle(() => core.clock.now());
+    const pageOptions = {
+      pairingOpen: options.pairingOpen ?? (() => false),
+      uplinkStatus: options.uplinkStatus ?? (() => undefined),
+    };
+    app.route('/auth', authRoutes(core, sessions, pageOptions.pairingOpen, limiter));
     app.route('/api/v1', apiRoutes(core, sessions));
+    app.route('/', loginPages(core, sessions, limiter, pageOptions));
+    app.route('/', pageRoutes(core, sessions, new LiveFeed(core, options.livePollMs), pageOptions));
   }
 
   app.notFound((c) => c.json({ error: { code: 'ERR_NOT_FOUND', message: 'no such route' } }, 404));
-  app.onError((err, c) => errorResponse(c, err));
+  app.onError((err, c) => {
+    if (!(err instanceof PortcullisError)) {
+      options.logger?.error(
+        { err: err.message, path: c.req.path, method: c.req.method },
+        'UI request failed',
+      );
+    }
+    return errorResponse(c, err);
+  });
   return app;
 }

@@ -81,6 +81,19 @@ export class UiSessions {
   }
 
   /**
+   * Whether a session is still live, without touching it: a long-lived event stream must not keep an idle
+   * session alive, and must end when the session does.
+   */
+  alive(tokenHash: string): boolean {
+    const r = this.store.db
+      .prepare('SELECT created_at, last_seen_at FROM ui_sessions WHERE token_hash = ?')
+      .get(tokenHash) as Pick<Row, 'created_at' | 'last_seen_at'> | undefined;
+    if (!r) return false;
+    const now = this.clock.now();
+    return now - Date.parse(r.last_seen_at) <= IDLE_MS && now - Date.parse(r.created_at) <= ABSOLUTE_MS;
+  }
+
+  /**
    * After the second factor: a new token (the pre-MFA one stops working, so a token seen before login —
    * session fixation — gains nothing).
    */

@@ -46,6 +46,17 @@ export interface Finding {
   windowStart: number;
 }
 
+/** What one closed window held, reported whether or not it raised a finding (the UI charts it). */
+export interface WindowSummary {
+  device: string;
+  windowStart: number;
+  messages: number;
+  bytes: number;
+  authFailures: number;
+  /** The highest reason score in the window, reported or held back by the cooldown; 0 when nothing was unusual. */
+  score: number;
+}
+
 export interface DetectorOptions {
   /** Event time a device is only learned, never scored (cold start). */
   learningMs: number;
@@ -113,6 +124,8 @@ const SEVERITY_RANK: Record<Severity, number> = { low: 0, medium: 1, high: 2 };
 export class Detector {
   private readonly devices = new Map<string, DeviceModel>();
   readonly options: DetectorOptions;
+  /** Called for every closed window; must not throw (the service catches for it). */
+  onWindow: ((w: WindowSummary) => void) | undefined;
 
   constructor(options: Partial<DetectorOptions> = {}) {
     this.options = { ...DEFAULT_DETECTOR_OPTIONS, ...options };
@@ -210,6 +223,10 @@ export class Detector {
   }
 
   /** Forgets a device (decommissioned, or a person reset its baseline). */
+  deviceIds(): IterableIterator<string> {
+    return this.devices.keys();
+  }
+
   forget(device: string): void {
     this.devices.delete(device);
   }
@@ -313,6 +330,14 @@ export class Detector {
     const end = m.windowStart + W;
     const learning = end - m.firstTs <= this.options.learningMs;
     const reasons: Reason[] = learning ? [] : this.score(m);
+    this.onWindow?.({
+      device: id,
+      windowStart: m.windowStart,
+      messages: m.wCount,
+      bytes: m.wBytes,
+      authFailures: m.wAuth,
+      score: reasons.length > 0 ? Math.max(...reasons.map((r) => r.score)) : 0,
+    });
     const now = end;
     const reported = reasons.filter((r) => {
       const k = KINDS.indexOf(r.feature);

@@ -5,6 +5,7 @@ import type { IdentityService } from '../identity/index.ts';
 import type { Logger } from '../log.ts';
 import type { SegmentationService } from '../segmentation/index.ts';
 import type { Device, Store } from '../store/index.ts';
+import { ActivityRecorder } from './activity.ts';
 import { ConntrackFeed } from './conntrack.ts';
 import { Detector, type Finding, type Severity } from './detector.ts';
 import type { DetectorEvent } from './events.ts';
@@ -54,6 +55,7 @@ export class AnomalyService {
   private addressStamp = '';
   /** Responses run one after another, in finding order. */
   private responding: Promise<void> = Promise.resolve();
+  private readonly activity: ActivityRecorder;
 
   constructor(private readonly deps: AnomalyServiceDeps) {
     const a = deps.config.anomaly;
@@ -63,6 +65,8 @@ export class AnomalyService {
       cooldownMs: a.cooldownMinutes * 60_000,
       utcOffsetMinutes: a.utcOffsetMinutes,
     });
+    this.activity = new ActivityRecorder(deps.store);
+    this.detector.onWindow = (w) => this.activity.add(w);
     let restored = 0;
     for (const [id, state] of deps.store.baselines.all())
       if (this.detector.importState(id, state)) restored++;
@@ -79,9 +83,12 @@ export class AnomalyService {
       Math.min(windowMs, 5000),
     );
     const save = setInterval(() => this.save(), SAVE_INTERVAL_MS);
+    // Charts lag by at most a few windows (a minute at the default window), at one transaction per flush.
+    const activity = setInterval(() => this.saveActivity(), Math.min(60_000, windowMs * 5));
     flush.unref();
     save.unref();
-    this.timers = [flush, save];
+    activity.unref();
+    this.timers = [flush, save, activity];
     if (this.deps.config.anomaly.conntrack) {
       this.conntrack = new ConntrackFeed((c) => {
         const device = this.deviceAt(c.src);
@@ -134,7 +141,20 @@ export class AnomalyService {
     return this.responding;
   }
 
+  private saveActivity(): void {
+    try {
+      this.activity.flush(this.deps.clock.now());
+    } catch (err) {
+      this.deps.logger.error({ err }, 'saving device activity failed');
+    }
+  }
+
   private save(): void {
+    this.saveActivity();
+    // A decommissioned device's baseline was erased with it; do not write it back from memory.
+    for (const id of [...this.detector.deviceIds()]) {
+      if (this.deps.store.devices.get(id)?.state === 'decommissioned') this.detector.forget(id);
+    }
     try {
       this.deps.store.baselines.saveAll(
         this.detector.exportStates(),

@@ -132,7 +132,8 @@ export function configSchema(baseDir: string) {
         .prefault({}),
       ui: z
         .strictObject({
-          host: listenHost.default('127.0.0.1'),
+          /** Default: the management segment's gateway address if one is configured, else loopback. */
+          host: listenHost.optional(),
           port: listenPort.default(8443),
           tls: z
             .strictObject({
@@ -296,7 +297,15 @@ export function configSchema(baseDir: string) {
           });
         }
       });
-    });
+    })
+    .transform((c) => ({
+      ...c,
+      // Technicians reach the UI from the management segment only: by default it listens nowhere else.
+      ui: {
+        ...c.ui,
+        host: c.ui.host ?? c.segments.find((s) => s.role === 'management')?.gatewayAddress ?? '127.0.0.1',
+      },
+    }));
 }
 
 export type Config = z.output<ReturnType<typeof configSchema>>;

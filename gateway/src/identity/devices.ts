@@ -223,6 +223,23 @@ export class IdentityService {
    * transaction. The running gateway sees the new state on the device's next message and closes its sessions.
    */
   decommission(id: string, actor: string, reason?: string): Device {
+    return this.retire(id, actor, 'device.decommission', reason);
+  }
+
+  /**
+   * Onboarding's "no": a pending device is refused for good, with the same erasure as decommission. Only
+   * pending devices — taking an admitted one out is decommission, an admin's decision.
+   */
+  reject(id: string, actor: string, reason?: string): Device {
+    return this.retire(id, actor, 'device.reject', reason);
+  }
+
+  private retire(
+    id: string,
+    actor: string,
+    action: 'device.decommission' | 'device.reject',
+    reason: string | undefined,
+  ): Device {
     const now = this.nowIso();
     return this.mutate(() => {
       const device = this.store.devices.get(id);
@@ -230,12 +247,18 @@ export class IdentityService {
       if (device.state === 'decommissioned') {
         throw new IdentityError('ERR_IDENTITY_STATE', `device ${id} is already decommissioned`);
       }
+      if (action === 'device.reject' && device.state !== 'pending') {
+        throw new IdentityError('ERR_IDENTITY_STATE', `device ${id} is ${device.state}, not pending`);
+      }
       const erased = this.store.credentials.revokeAndEraseForDevice(id, now);
       this.store.downlink.deleteForDevice(id);
+      // What was learned about the device goes too (EN 303 645 5.11: deletion).
+      this.store.baselines.delete(id);
+      this.store.activity.deleteForDevice(id);
       this.store.devices.setState(id, 'decommissioned', now);
       this.audit.append({
         actor,
-        action: 'device.decommission',
+        action,
         target: id,
         details: { previousState: device.state, credentialsErased: erased, reason: reason ?? null },
       });

@@ -1,4 +1,5 @@
 import { type Db, type OpenOptions, openDatabase } from './database.ts';
+import { ActivityRepository } from './repositories/activity.ts';
 import { AlertRepository } from './repositories/alerts.ts';
 import { AllowListRepository } from './repositories/allowlists.ts';
 import { BaselineRepository, RateLimitRepository } from './repositories/anomaly.ts';
@@ -16,6 +17,7 @@ import { UserRepository } from './repositories/users.ts';
 
 export { type Db, StoreError } from './database.ts';
 export { LATEST_SCHEMA_VERSION } from './migrations.ts';
+export type { ActivityBucket } from './repositories/activity.ts';
 export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
 export type { StoredAllowList } from './repositories/allowlists.ts';
 export type { RateLimit } from './repositories/anomaly.ts';
@@ -56,6 +58,7 @@ export class Store {
   readonly rulesets: FirewallRulesetRepository;
   readonly baselines: BaselineRepository;
   readonly rateLimits: RateLimitRepository;
+  readonly activity: ActivityRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -73,6 +76,7 @@ export class Store {
     this.rulesets = new FirewallRulesetRepository(db);
     this.baselines = new BaselineRepository(db);
     this.rateLimits = new RateLimitRepository(db);
+    this.activity = new ActivityRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

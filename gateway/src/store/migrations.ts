@@ -269,6 +269,22 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 9,
+    name: 'device activity series for the UI charts',
+    sql: `
+      -- One row per device per bucket (15 minutes): what the device page charts. Pruned after 7 days.
+      CREATE TABLE device_activity (
+        device_id TEXT NOT NULL,
+        bucket_start TEXT NOT NULL,
+        messages INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        auth_failures INTEGER NOT NULL,
+        max_score REAL NOT NULL,
+        PRIMARY KEY (device_id, bucket_start)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

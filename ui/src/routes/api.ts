@@ -1,5 +1,6 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
+import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
 import { assess } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
@@ -30,6 +31,8 @@ export const API_ROUTES: readonly RouteSpec[] = [
   },
   { method: 'GET', path: '/api/v1/devices/:id', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/devices/:id/approve', access: { roles: OPERATORS } },
+  { method: 'POST', path: '/api/v1/devices/:id/reject', access: { roles: OPERATORS } },
+  { method: 'GET', path: '/api/v1/devices/:id/activity', access: { roles: ALL_ROLES } },
   {
     method: 'POST',
     path: '/api/v1/devices/:id/quarantine',
@@ -46,6 +49,7 @@ export const API_ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/api/v1/alerts', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/alerts/:id/ack', access: { roles: OPERATORS } },
   { method: 'GET', path: '/api/v1/audit', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/api/v1/audit/verify', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/segments', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/compliance', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/firewall', access: { roles: ALL_ROLES } },
@@ -175,6 +179,14 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
   });
   route('GET', '/api/v1/devices/:id', (c) => c.json(core.identity.show(id(c))));
   route('POST', '/api/v1/devices/:id/approve', (c) => c.json(core.identity.approve(id(c), c.get('actor'))));
+  route('POST', '/api/v1/devices/:id/reject', (c) =>
+    c.json(core.identity.reject(id(c), c.get('actor'), 'rejected at onboarding')),
+  );
+  route('GET', '/api/v1/devices/:id/activity', (c) => {
+    const device = core.identity.show(id(c)).device;
+    const span = c.req.query('range') === '7d' ? RETENTION_MS : 86_400_000;
+    return c.json(core.store.activity.since(device.id, new Date(now() - span).toISOString()));
+  });
   route('POST', '/api/v1/devices/:id/quarantine', async (c) => {
     const b = await body(c, quarantineBody);
     return c.json(await core.segmentation.quarantine(id(c), b, c.get('actor')));
@@ -207,6 +219,7 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
     }
     return c.json(out);
   });
+  route('GET', '/api/v1/audit/verify', (c) => c.json(core.audit.verify()));
   route('GET', '/api/v1/firewall', (c) => {
     const good = core.store.rulesets.lastApplied();
     const latest = core.store.rulesets.latest();

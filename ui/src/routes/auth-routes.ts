@@ -1,12 +1,10 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Core } from '../../../gateway/src/core.ts';
-import { body, clientAddress, HttpError } from '../../../gateway/src/http.ts';
+import { body, HttpError } from '../../../gateway/src/http.ts';
 import { clearSessionCookie, sessionFrom, setSessionCookie } from '../auth.ts';
+import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
 import type { UiSession, UiSessions } from '../sessions.ts';
-
-/** Login attempts per client address per minute, before the per-account lockout even counts. */
-const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 
 const credentials = z.strictObject({
   username: z.string().min(1).max(64),
@@ -19,19 +17,15 @@ const codeBody = z.strictObject({ code: z.string().min(1).max(32) });
  * it without a CORS preflight the UI never grants, which closes login CSRF; the session cookie is SameSite
  * Strict for the rest.
  */
-export function authRoutes(core: Core, sessions: UiSessions, pairingOpen: () => boolean): Hono {
+export function authRoutes(
+  core: Core,
+  sessions: UiSessions,
+  pairingOpen: () => boolean,
+  limiter: LoginThrottle,
+): Hono {
   const app = new Hono();
   const users = core.users;
-  const attempts = new Map<string, { start: number; n: number }>();
-  const throttle = (c: Parameters<typeof clientAddress>[0]) => {
-    const key = clientAddress(c);
-    const now = core.clock.now();
-    const a = attempts.get(key);
-    if (!a || now - a.start >= 60_000) attempts.set(key, { start: now, n: 1 });
-    else if (++a.n > LOGIN_ATTEMPTS_PER_MINUTE) {
-      throw new HttpError(429, 'ERR_UI_RATE_LIMITED', 'too many attempts from this address; wait a minute');
-    }
-  };
+  const throttle = (c: Context) => limiter.check(c);
 
   app.get('/state', (c) => {
     const s = sessionFrom(c, sessions);
@@ -73,18 +67,8 @@ export function authRoutes(core: Core, sessions: UiSessions, pairingOpen: () => 
     return c.json({ next: user.totpEnrolledAt ? 'totp' : 'enroll' });
   });
 
-  /** The second factor passed: a fresh session token (no fixation) and an audit entry. */
-  const loggedIn = (c: Context, s: UiSession, details: Record<string, unknown>) => {
-    const { token, session } = sessions.promote(s);
-    setSessionCookie(c, token);
-    core.audit.append({
-      actor: `ui:${s.username}`,
-      action: 'user.login',
-      target: s.username,
-      details: { address: clientAddress(c), ...details },
-    });
-    return session;
-  };
+  const loggedIn = (c: Context, s: UiSession, details: Record<string, unknown>) =>
+    completeLogin(c, core, sessions, s, details);
 
   const preMfa = (c: Parameters<typeof sessionFrom>[0]) => {
     const s = sessionFrom(c, sessions);
@@ -126,9 +110,7 @@ export function authRoutes(core: Core, sessions: UiSessions, pairingOpen: () => 
       c,
       z.strictObject({ password: z.string().min(1).max(256), code: z.string().min(1).max(32) }),
     );
-    await users.authenticate(s.username, b.password);
-    users.verifySecondFactor(s.username, b.code);
-    sessions.markReauth(s);
+    await reauthenticate(core, sessions, s, b.password, b.code);
     return c.json({ reauthenticated: true });
   });
 

@@ -129,4 +129,24 @@ export class AlertRepository {
       throw new StoreError('ERR_STORE_NOT_FOUND', `alert ${id} not found or already acknowledged`);
     return this.get(id)!;
   }
+
+  /** Open alerts by severity and a stamp that changes when any alert is raised, repeated or acknowledged. */
+  openSummary(): { open: number; high: number; stamp: string } {
+    const r = this.db
+      .prepare(
+        `SELECT count(*) FILTER (WHERE acknowledged_at IS NULL) AS open,
+                count(*) FILTER (WHERE acknowledged_at IS NULL AND severity = 'high') AS high,
+                max(last_seen_at) AS seen, max(acknowledged_at) AS acked, max(id) AS last, sum(count) AS total
+         FROM alerts`,
+      )
+      .get() as {
+      open: number;
+      high: number;
+      seen: string | null;
+      acked: string | null;
+      last: number | null;
+      total: number | null;
+    };
+    return { open: r.open, high: r.high, stamp: `${r.last}:${r.total}:${r.seen}:${r.acked}:${r.open}` };
+  }
 }

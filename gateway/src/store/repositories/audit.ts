@@ -41,4 +41,34 @@ export class AuditRepository {
       .prepare('SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq')
       .iterate(fromSeq) as IterableIterator<AuditRow>;
   }
+
+  /**
+   * Newest first, filtered: each filter is a case-insensitive substring of its column. `beforeSeq` pages
+   * backwards.
+   */
+  search(f: {
+    actor?: string;
+    action?: string;
+    target?: string;
+    beforeSeq?: number;
+    limit: number;
+  }): AuditRow[] {
+    const like = (v: string | undefined) => (v ? `%${v.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null);
+    return this.db
+      .prepare(
+        `SELECT * FROM audit_log
+         WHERE (@actor IS NULL OR actor LIKE @actor ESCAPE '\\')
+           AND (@action IS NULL OR action LIKE @action ESCAPE '\\')
+           AND (@target IS NULL OR target LIKE @target ESCAPE '\\')
+           AND (@before IS NULL OR seq < @before)
+         ORDER BY seq DESC LIMIT @limit`,
+      )
+      .all({
+        actor: like(f.actor),
+        action: like(f.action),
+        target: like(f.target),
+        before: f.beforeSeq ?? null,
+        limit: f.limit,
+      }) as AuditRow[];
+  }
 }

@@ -198,4 +198,13 @@ export class DeviceRepository {
     for (const r of rows) counts[r.state] = r.n;
     return counts;
   }
+
+  /** Changes whenever any device row does (a cheap poll for live views). */
+  changeStamp(): string {
+    const r = this.db.prepare('SELECT count(*) AS n, max(updated_at) AS u FROM devices').get() as {
+      n: number;
+      u: string | null;
+    };
+    return `${r.n}:${r.u ?? ''}`;
+  }
 }

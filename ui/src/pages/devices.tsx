@@ -1,0 +1,355 @@
+import type { FC } from 'hono/jsx';
+import type { CredentialView } from '../../../gateway/src/identity/index.ts';
+import type {
+  ActivityBucket,
+  Alert,
+  AuditRow,
+  Device,
+  DeviceState,
+  Segment,
+} from '../../../gateway/src/store/index.ts';
+import { ActionForm, Badge, Chart, Csrf, Reauth, when } from './components.tsx';
+import type { Viewer } from './layout.tsx';
+
+export const PAGE_SIZE = 100;
+const STATES: DeviceState[] = ['pending', 'active', 'quarantined', 'decommissioned'];
+
+export interface DeviceFilter {
+  q: string;
+  state: DeviceState | '';
+  segment: string;
+  page: number;
+}
+
+export const DeviceList: FC<{
+  devices: Device[];
+  total: number;
+  filter: DeviceFilter;
+  segments: Segment[];
+}> = ({ devices, total, filter, segments }) => {
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  const link = (page: number) =>
+    `/devices?${new URLSearchParams({ q: filter.q, state: filter.state, segment: filter.segment, page: String(page) })}`;
+  return (
+    <>
+      <h1>Devices</h1>
+      <form method="get" action="/devices" class="row">
+        <div>
+          <label for="f-q">Search</label>
+          <input id="f-q" name="q" value={filter.q} placeholder="id, name, type or address" />
+        </div>
+        <div>
+          <label for="f-state">State</label>
+          <select id="f-state" name="state">
+            <option value="">any</option>
+            {STATES.map((s) => (
+              <option value={s} selected={filter.state === s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div>
+          <label for="f-segment">Segment</label>
+          <select id="f-segment" name="segment">
+            <option value="">any</option>
+            {segments.map((s) => (
+              <option value={s.name} selected={filter.segment === s.name}>
+                {s.name}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div>
+          <button type="submit">Filter</button>
+        </div>
+      </form>
+      <div id="device-list" data-live="devices">
+        <p aria-live="polite">
+          {total} device{total === 1 ? '' : 's'}
+          {pages > 1 ? `, page ${filter.page} of ${pages}` : ''}
+        </p>
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Device</th>
+                <th scope="col">State</th>
+                <th scope="col">Type</th>
+                <th scope="col">Segment</th>
+                <th scope="col" class="hide-narrow">
+                  Credential
+                </th>
+                <th scope="col" class="hide-narrow">
+                  Firmware
+                </th>
+                <th scope="col">Last seen</th>
+              </tr>
+            </thead>
+            <tbody>
+              {devices.map((d) => (
+                <tr>
+                  <td>
+                    <a href={`/devices/${encodeURIComponent(d.id)}`}>{d.id}</a>
+                    {d.name ? <div class="muted">{d.name}</div> : null}
+                  </td>
+                  <td>
+                    <Badge value={d.state} />
+                  </td>
+                  <td>{d.type ?? '—'}</td>
+                  <td>{d.segment ?? '—'}</td>
+                  <td class="hide-narrow">{d.credentialKind}</td>
+                  <td class="hide-narrow">{d.firmwareVersion ?? '—'}</td>
+                  <td>{when(d.lastSeen)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {pages > 1 ? (
+          <nav aria-label="Pages" class="row">
+            {filter.page > 1 ? <a href={link(filter.page - 1)}>Previous page</a> : null}
+            {filter.page < pages ? <a href={link(filter.page + 1)}>Next page</a> : null}
+          </nav>
+        ) : null}
+      </div>
+    </>
+  );
+};
+
+export interface DeviceDetailData {
+  device: Device;
+  credentials: CredentialView[];
+  activity: ActivityBucket[];
+  range: '24h' | '7d';
+  /** The period charted, ms since the epoch. */
+  from: number;
+  to: number;
+  alerts: Alert[];
+  events: AuditRow[];
+  rateLimit: { perSecond: number; until: string } | undefined;
+}
+
+export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOperate: boolean }> = ({
+  data,
+  viewer,
+  canOperate,
+}) => {
+  const { device: d } = data;
+  const base = `/devices/${encodeURIComponent(d.id)}`;
+  return (
+    <>
+      <h1>
+        Device {d.id} <Badge value={d.state} />
+      </h1>
+      <div id="device-facts" data-live="devices alerts">
+        <dl class="facts">
+          <dt>Name</dt>
+          <dd>{d.name ?? '—'}</dd>
+          <dt>Type</dt>
+          <dd>{d.type ?? '—'}</dd>
+          <dt>Credential</dt>
+          <dd>{d.credentialKind}</dd>
+          <dt>Segment</dt>
+          <dd>{d.segment ?? '—'}</dd>
+          <dt>Address</dt>
+          <dd>{d.address ?? '—'}</dd>
+          <dt>Firmware</dt>
+          <dd>{d.firmwareVersion ?? 'not reported'}</dd>
+          <dt>First seen</dt>
+          <dd>{when(d.firstSeen)}</dd>
+          <dt>Last seen</dt>
+          <dd>{when(d.lastSeen)}</dd>
+          {d.quarantine ? (
+            <>
+              <dt>Quarantine</dt>
+              <dd>
+                {d.quarantine.mode} since {when(d.quarantine.since)}: {d.quarantine.reason}
+              </dd>
+            </>
+          ) : null}
+          {data.rateLimit ? (
+            <>
+              <dt>Rate limit</dt>
+              <dd>
+                {data.rateLimit.perSecond}/s until {when(data.rateLimit.until)}
+              </dd>
+            </>
+          ) : null}
+        </dl>
+        {canOperate ? (
+          <DeviceActions d={d} viewer={viewer} base={base} isAdmin={viewer.role === 'admin'} />
+        ) : null}
+        <h2>Credentials</h2>
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Kind</th>
+                <th scope="col">Identity or fingerprint</th>
+                <th scope="col">Created</th>
+                <th scope="col">Status</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.credentials.map((c) => (
+                <tr>
+                  <td>{c.kind}</td>
+                  <td>
+                    <code>{c.lookup}</code>
+                  </td>
+                  <td>{when(c.createdAt)}</td>
+                  <td>
+                    {c.revokedAt ? `revoked ${when(c.revokedAt)}${c.erased ? ', erased' : ''}` : 'in use'}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        <h2>Open alerts</h2>
+        {data.alerts.length === 0 ? (
+          <p>None.</p>
+        ) : (
+          <ul>
+            {data.alerts.map((a) => (
+              <li>
+                <Badge value={a.severity} /> <a href={`/alerts#alert-${a.id}`}>{a.explanation}</a> (
+                {when(a.lastSeenAt)})
+              </li>
+            ))}
+          </ul>
+        )}
+      </div>
+      <h2>Traffic and behaviour</h2>
+      <p>
+        Period:{' '}
+        <a href={`${base}?range=24h`} aria-current={data.range === '24h' ? 'true' : undefined}>
+          last 24 hours
+        </a>{' '}
+        ·{' '}
+        <a href={`${base}?range=7d`} aria-current={data.range === '7d' ? 'true' : undefined}>
+          last 7 days
+        </a>
+      </p>
+      <Chart
+        title="Messages"
+        points={data.activity}
+        value={(b) => b.messages}
+        unit="messages"
+        from={data.from}
+        to={data.to}
+      />
+      <Chart
+        title="Anomaly score"
+        points={data.activity}
+        value={(b) => b.maxScore}
+        unit="score"
+        kind="score"
+        from={data.from}
+        to={data.to}
+      />
+      <h2>Recent events</h2>
+      {data.events.length === 0 ? (
+        <p>No audited events.</p>
+      ) : (
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">Who</th>
+                <th scope="col">What</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.events.map((e) => (
+                <tr>
+                  <td>{when(e.ts)}</td>
+                  <td>{e.actor}</td>
+                  <td>{e.action}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+};
+
+const DeviceActions: FC<{ d: Device; viewer: Viewer; base: string; isAdmin: boolean }> = ({
+  d,
+  viewer,
+  base,
+  isAdmin,
+}) => (
+  <section aria-label="Actions">
+    <h2>Actions</h2>
+    {d.state === 'pending' ? (
+      <p class="row">
+        <ActionForm action={`${base}/approve`} csrf={viewer.csrf} label="Approve" />
+        <ActionForm
+          action={`${base}/reject`}
+          csrf={viewer.csrf}
+          label="Reject"
+          danger
+          confirm={`Reject ${d.id}? Its credential is erased.`}
+        />
+      </p>
+    ) : null}
+    {d.state === 'active' ? (
+      <form method="post" action={`${base}/quarantine`} data-confirm={`Quarantine ${d.id}?`}>
+        <Csrf token={viewer.csrf} />
+        <div class="row">
+          <div>
+            <label for="q-reason">Reason for quarantine</label>
+            <input id="q-reason" name="reason" required maxlength={500} />
+          </div>
+          <div>
+            <label for="q-mode">Mode</label>
+            <select id="q-mode" name="mode">
+              <option value="observe">observe (keeps its session, watched)</option>
+              <option value="isolate">isolate (cut off)</option>
+            </select>
+          </div>
+          <div>
+            <button type="submit" class="danger">
+              Quarantine
+            </button>
+          </div>
+        </div>
+      </form>
+    ) : null}
+    {d.state === 'quarantined' ? (
+      <form method="post" action={`${base}/release`}>
+        <Csrf token={viewer.csrf} />
+        <div class="row">
+          <div>
+            <label for="r-reason">Reason for release (optional)</label>
+            <input id="r-reason" name="reason" maxlength={500} />
+          </div>
+          <div>
+            <button type="submit">Release</button>
+          </div>
+        </div>
+      </form>
+    ) : null}
+    {isAdmin && d.state !== 'decommissioned' ? (
+      <details>
+        <summary>Decommission (erases its credentials; cannot be undone)</summary>
+        <form method="post" action={`${base}/decommission`} data-confirm={`Decommission ${d.id} for good?`}>
+          <Csrf token={viewer.csrf} />
+          <label for="d-reason">Reason</label>
+          <input id="d-reason" name="reason" maxlength={500} />
+          <Reauth idPrefix="d" />
+          <p>
+            <button type="submit" class="danger">
+              Decommission
+            </button>
+          </p>
+        </form>
+      </details>
+    ) : null}
+  </section>
+);

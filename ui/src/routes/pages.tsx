@@ -1,0 +1,787 @@
+import { type Context, Hono, type MiddlewareHandler } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import type { Child } from 'hono/jsx';
+import { streamSSE } from 'hono/streaming';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import QRCode from 'qrcode';
+import { z } from 'zod';
+import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
+import { toJsonLine } from '../../../gateway/src/audit/index.ts';
+import { assess, toHtml } from '../../../gateway/src/compliance/index.ts';
+import type { Core } from '../../../gateway/src/core.ts';
+import { PortcullisError } from '../../../gateway/src/errors.ts';
+import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
+import { HttpError, statusFor } from '../../../gateway/src/http.ts';
+import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
+import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
+import {
+  type Access,
+  ADMINS,
+  ALL_ROLES,
+  clearSessionCookie,
+  OPERATORS,
+  sessionFrom,
+  setSessionCookie,
+} from '../auth.ts';
+import { type LiveFeed, MAX_STREAMS } from '../live.ts';
+import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
+import { Alerts } from '../pages/alerts.tsx';
+import { AuditPage } from '../pages/audit.tsx';
+import { EnrollPage, ErrorPage, LoginPage, RecoveryCodesPage, SetupPage, TotpPage } from '../pages/auth.tsx';
+import { CompliancePage } from '../pages/compliance.tsx';
+import { Dashboard } from '../pages/dashboard.tsx';
+import { DeviceDetail, DeviceList, PAGE_SIZE } from '../pages/devices.tsx';
+import { type FlashMessage, Layout, type Viewer } from '../pages/layout.tsx';
+import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
+import { type FirewallView, Segments } from '../pages/segments.tsx';
+import { UsersPage } from '../pages/users.tsx';
+import type { UiSession, UiSessions } from '../sessions.ts';
+import { lineDiff } from './api.ts';
+
+type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
+type Env = { Variables: { viewer: Viewer; session: UiSession } };
+type Method = 'GET' | 'POST';
+
+/** Every page and form route with who may use it: the table the page authorisation tests walk. */
+export interface PageSpec {
+  method: Method;
+  path: string;
+  access: Access;
+  /** A form body that passes validation, for the tests. */
+  sample?: Record<string, string>;
+}
+
+const REAUTH_SAMPLE = { password: 'x', code: '000000' };
+export const PAGE_ROUTES: readonly PageSpec[] = [
+  { method: 'GET', path: '/', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/events', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/devices', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/devices/:id', access: { roles: ALL_ROLES } },
+  { method: 'POST', path: '/devices/:id/approve', access: { roles: OPERATORS } },
+  { method: 'POST', path: '/devices/:id/reject', access: { roles: OPERATORS } },
+  {
+    method: 'POST',
+    path: '/devices/:id/quarantine',
+    access: { roles: OPERATORS },
+    sample: { reason: 'test' },
+  },
+  { method: 'POST', path: '/devices/:id/release', access: { roles: OPERATORS } },
+  {
+    method: 'POST',
+    path: '/devices/:id/decommission',
+    access: { roles: ADMINS, reauth: true },
+    sample: REAUTH_SAMPLE,
+  },
+  { method: 'GET', path: '/onboarding', access: { roles: ALL_ROLES } },
+  {
+    method: 'POST',
+    path: '/onboarding/psk',
+    access: { roles: OPERATORS },
+    sample: { id: 'page-sensor', pskIdentity: 'page-sensor' },
+  },
+  { method: 'GET', path: '/alerts', access: { roles: ALL_ROLES } },
+  { method: 'POST', path: '/alerts/:id/ack', access: { roles: OPERATORS } },
+  { method: 'GET', path: '/segments', access: { roles: ALL_ROLES } },
+  {
+    method: 'POST',
+    path: '/segments/apply',
+    access: { roles: ADMINS, reauth: true },
+    sample: { hash: 'x', ...REAUTH_SAMPLE },
+  },
+  { method: 'GET', path: '/audit', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/audit/export', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/compliance', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/compliance/report', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/users', access: { roles: ADMINS } },
+  {
+    method: 'POST',
+    path: '/users',
+    access: { roles: ADMINS, reauth: true },
+    sample: {
+      username: 'pageuser',
+      role: 'auditor',
+      newPassword: 'a long enough password',
+      ...REAUTH_SAMPLE,
+    },
+  },
+];
+
+const FLASH_COOKIE = '__Host-portcullis-flash';
+const AUDIT_PAGE = 200;
+
+export interface PageOptions {
+  pairingOpen: () => boolean;
+  uplinkStatus: () => UplinkStatus | undefined;
+}
+
+/** Form fields as strings; a file or a repeated field where one string belongs is a 400 like any bad field. */
+async function form<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  const type = c.req.header('content-type') ?? '';
+  if (!type.startsWith('application/x-www-form-urlencoded') && !type.startsWith('multipart/form-data')) {
+    throw new HttpError(415, 'ERR_UI_CONTENT_TYPE', 'send a form');
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = (await c.req.parseBody()) as Record<string, unknown>;
+  } catch {
+    throw new HttpError(400, 'ERR_UI_INVALID', 'the form could not be read');
+  }
+  const { _csrf: _, ...fields } = raw;
+  const r = schema.safeParse(fields);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new HttpError(400, 'ERR_UI_INVALID', `${i?.path.join('.') || 'form'}: ${i?.message ?? 'invalid'}`);
+  }
+  return r.data;
+}
+
+const optional = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .transform((v) => v.trim() || undefined)
+    .optional();
+const reauthFields = { password: z.string().min(1).max(256), code: z.string().min(1).max(32) };
+
+/**
+ * A cross-site form must not act. Fetch metadata decides where the browser sends it; otherwise the Origin must
+ * name this host. A request with neither is not from a browser, so not a cross-site forgery.
+ */
+function sameOrigin(c: Context): boolean {
+  const site = c.req.header('sec-fetch-site');
+  if (site !== undefined) return site === 'same-origin';
+  const origin = c.req.header('origin');
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === new URL(c.req.url).host;
+  } catch {
+    return false; // includes "null" (an opaque origin: sandboxed frames, data: pages)
+  }
+}
+
+/** A same-host path to go back to after a form, from the Referer; never an open redirect. */
+function backTo(c: Context, fallback: string): string {
+  const ref = c.req.header('referer');
+  if (!ref) return fallback;
+  try {
+    const u = new URL(ref);
+    if (u.host !== new URL(c.req.url).host) return fallback;
+    return `${u.pathname}${u.search}`;
+  } catch {
+    return fallback;
+  }
+}
+
+function flashTo(c: Context, to: string, flash: FlashMessage): Response {
+  // Only our own short messages (never a secret) ride in the cookie; it lives for the next page only.
+  setCookie(c, FLASH_COOKIE, JSON.stringify(flash), {
+    secure: true,
+    httpOnly: true,
+    sameSite: 'Strict',
+    path: '/',
+    maxAge: 60,
+  });
+  return c.redirect(to, 303);
+}
+
+function takeFlash(c: Context): FlashMessage | undefined {
+  const v = getCookie(c, FLASH_COOKIE);
+  if (!v) return undefined;
+  deleteCookie(c, FLASH_COOKIE, { secure: true, path: '/' });
+  try {
+    const f = JSON.parse(v) as FlashMessage; // hono's cookie helpers do the URI encoding
+    return (f.kind === 'ok' || f.kind === 'error') && typeof f.text === 'string'
+      ? { kind: f.kind, text: f.text.slice(0, 300) }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a person may be told about a failure: typed errors carry safe messages; anything else is generic. */
+function describe(err: unknown): { status: ContentfulStatusCode; text: string } {
+  if (err instanceof HttpError) return { status: err.status, text: err.message };
+  if (err instanceof PortcullisError) {
+    const status = statusFor(err.code);
+    return { status, text: status === 500 ? 'internal error' : err.message };
+  }
+  return { status: 500, text: 'internal error' };
+}
+
+/**
+ * The server-rendered pages: plain HTML forms (no script needed), POST-redirect-GET with a one-page flash,
+ * the session's CSRF token in every form plus a same-origin check, roles enforced per route exactly as in the
+ * JSON API, and dangerous actions re-authenticated inside their own form.
+ */
+export function pageRoutes(
+  core: Core,
+  sessions: UiSessions,
+  feed: LiveFeed,
+  options: PageOptions,
+): Hono<Env> {
+  const app = new Hono<Env>();
+  const users = core.users;
+  const now = () => core.clock.now();
+
+  const html = (c: Context, status: ContentfulStatusCode, node: Html) => {
+    c.header('Cache-Control', 'no-store');
+    return c.html(node, status);
+  };
+  const errorPage = (c: Context, err: unknown) => {
+    const { status, text } = describe(err);
+    return html(c, status, <ErrorPage status={status} message={text} />);
+  };
+
+  // --- Signed-in pages -------------------------------------------------------------------------------------
+  const signedIn: MiddlewareHandler<Env> = async (c, next) => {
+    const s = sessionFrom(c, sessions);
+    if (!s) return c.redirect(users.needsSetup() ? '/setup' : '/login', 303);
+    if (!s.mfaPassed) return c.redirect(users.isEnrolled(s.username) ? '/login/totp' : '/login/enroll', 303);
+    const user = users.get(s.username);
+    if (!user || user.disabledAt) {
+      sessions.destroyHash(s.tokenHash);
+      clearSessionCookie(c);
+      return c.redirect('/login', 303);
+    }
+    if (c.req.method !== 'GET') {
+      if (!sameOrigin(c)) return errorPage(c, new HttpError(403, 'ERR_UI_CSRF', 'cross-site form refused'));
+      const type = c.req.header('content-type') ?? '';
+      const fields = type.includes('form') ? await c.req.parseBody().catch(() => ({})) : {};
+      if ((fields as Record<string, unknown>)._csrf !== s.csrf) {
+        return errorPage(
+          c,
+          new HttpError(403, 'ERR_UI_CSRF', 'the form is stale or forged; reload the page'),
+        );
+      }
+      if (!c.req.path.endsWith('/ack') && uiLockedByTamper(core.store)) {
+        return errorPage(
+          c,
+          new HttpError(
+            423,
+            'ERR_UI_TAMPER_LOCK',
+            'the enclosure was opened: acknowledge the tamper alert first',
+          ),
+        );
+      }
+    }
+    c.set('session', s);
+    c.set('viewer', { username: s.username, role: user.role, csrf: s.csrf });
+    await next();
+  };
+
+  const page = (method: Method, path: string, handler: (c: Context<Env>) => Response | Promise<Response>) => {
+    const spec = PAGE_ROUTES.find((r) => r.method === method && r.path === path);
+    if (!spec) throw new Error(`page ${method} ${path} is missing from PAGE_ROUTES`);
+    app.on(method, path, signedIn, async (c) => {
+      const role: Role = c.get('viewer').role;
+      if (!spec.access.roles.includes(role)) {
+        return errorPage(
+          c,
+          new HttpError(403, 'ERR_UI_FORBIDDEN', `this needs the role ${spec.access.roles.join(' or ')}`),
+        );
+      }
+      try {
+        return await handler(c);
+      } catch (err) {
+        if (method === 'GET') return errorPage(c, err);
+        // A failed form goes back where it came from, saying why; nothing was changed by the service.
+        return flashTo(c, backTo(c, '/'), { kind: 'error', text: describe(err).text });
+      }
+    });
+  };
+  const render = (c: Context<Env>, title: string, body: Child, live = false) =>
+    html(
+      c,
+      200,
+      <Layout title={title} path={c.req.path} viewer={c.get('viewer')} flash={takeFlash(c)} live={live}>
+        {body}
+      </Layout>,
+    );
+  const canOperate = (c: Context<Env>) => OPERATORS.includes(c.get('viewer').role);
+  const actor = (c: Context<Env>) => `ui:${c.get('viewer').username}`;
+  const id = (c: Context<Env>) => c.req.param('id') as string;
+  const deviceUrl = (deviceId: string) => `/devices/${encodeURIComponent(deviceId)}`;
+  /** Inline re-authentication of a dangerous action (the form carries the password and a code). */
+  const reauthed = async (c: Context<Env>, b: { password: string; code: string }) => {
+    await reauthenticate(core, sessions, c.get('session'), b.password, b.code);
+  };
+
+  page('GET', '/', (c) =>
+    render(
+      c,
+      'Dashboard',
+      <Dashboard
+        status={core.status()}
+        uplink={options.uplinkStatus()}
+        alerts={core.store.alerts.list({ open: true })}
+      />,
+      true,
+    ),
+  );
+
+  page('GET', '/events', (c) => {
+    if (feed.size >= MAX_STREAMS) throw new HttpError(503, 'ERR_UI_BUSY', 'too many live views open');
+    const s = c.get('session');
+    return streamSSE(c, async (stream) => {
+      const unsubscribe = feed.subscribe((topic, data) => {
+        void stream.writeSSE({ event: topic, data: JSON.stringify(data) });
+      });
+      stream.onAbort(unsubscribe);
+      // The stream ends with the session (idle or absolute expiry, logout) and never keeps it alive.
+      while (!stream.aborted && !stream.closed && sessions.alive(s.tokenHash)) {
+        await stream.sleep(5000);
+        await stream.write(': keep-alive\n\n');
+      }
+      unsubscribe();
+    });
+  });
+
+  const stateSchema = z.enum(['pending', 'active', 'quarantined', 'decommissioned']);
+  page('GET', '/devices', (c) => {
+    const q = (c.req.query('q') ?? '').trim().toLowerCase().slice(0, 100);
+    const stateQ = c.req.query('state') ?? '';
+    const state: DeviceState | '' = stateSchema.safeParse(stateQ).success ? (stateQ as DeviceState) : '';
+    const segment = (c.req.query('segment') ?? '').slice(0, 64);
+    const all = core.identity
+      .list(state ? { state } : {})
+      .filter(
+        (d) =>
+          (!segment || d.segment === segment) &&
+          (!q || [d.id, d.name, d.type, d.address].some((v) => v?.toLowerCase().includes(q))),
+      );
+    const pages = Math.max(1, Math.ceil(all.length / PAGE_SIZE));
+    const pageNo = Math.min(pages, Math.max(1, Number.parseInt(c.req.query('page') ?? '1', 10) || 1));
+    return render(
+      c,
+      'Devices',
+      <DeviceList
+        devices={all.slice((pageNo - 1) * PAGE_SIZE, pageNo * PAGE_SIZE)}
+        total={all.length}
+        filter={{ q, state, segment, page: pageNo }}
+        segments={core.store.segments.list()}
+      />,
+      true,
+    );
+  });
+
+  page('GET', '/devices/:id', (c) => {
+    const { device, credentials } = core.identity.show(id(c));
+    const range = c.req.query('range') === '7d' ? '7d' : '24h';
+    const from = now() - (range === '7d' ? RETENTION_MS : 86_400_000);
+    const since = new Date(from).toISOString();
+    const limit = core.store.rateLimits
+      .active(new Date(now()).toISOString())
+      .find((l) => l.deviceId === device.id);
+    return render(
+      c,
+      `Device ${device.id}`,
+      <DeviceDetail
+        data={{
+          device,
+          credentials,
+          activity: core.store.activity.since(device.id, since),
+          range,
+          from,
+          to: now(),
+          alerts: core.store.alerts.list({ open: true, deviceId: device.id }),
+          events: core.store.audit
+            .search({ target: device.id, limit: 20 })
+            .filter((e) => e.target === device.id),
+          rateLimit: limit,
+        }}
+        viewer={c.get('viewer')}
+        canOperate={canOperate(c)}
+      />,
+      true,
+    );
+  });
+
+  page('POST', '/devices/:id/approve', async (c) => {
+    const d = core.identity.approve(id(c), actor(c));
+    return flashTo(c, backTo(c, deviceUrl(d.id)), {
+      kind: 'ok',
+      text: `${d.id} approved: it may now connect.`,
+    });
+  });
+  page('POST', '/devices/:id/reject', async (c) => {
+    const d = core.identity.reject(id(c), actor(c), 'rejected at onboarding');
+    return flashTo(c, '/onboarding', { kind: 'ok', text: `${d.id} rejected; its credential was erased.` });
+  });
+  page('POST', '/devices/:id/quarantine', async (c) => {
+    const b = await form(
+      c,
+      z.strictObject({
+        reason: z.string().trim().min(1).max(500),
+        mode: z.enum(['observe', 'isolate']).optional(),
+      }),
+    );
+    const r = await core.segmentation.quarantine(id(c), b, actor(c));
+    const text =
+      r.firewall === 'failed'
+        ? `${id(c)} is quarantined in the gateway, but the firewall did not take it: ${r.error ?? 'see the alerts'}`
+        : `${id(c)} quarantined (${b.mode ?? 'observe'}).`;
+    return flashTo(c, deviceUrl(id(c)), { kind: r.firewall === 'failed' ? 'error' : 'ok', text });
+  });
+  page('POST', '/devices/:id/release', async (c) => {
+    const b = await form(c, z.strictObject({ reason: optional(500) }));
+    await core.segmentation.release(id(c), actor(c), b.reason);
+    return flashTo(c, deviceUrl(id(c)), { kind: 'ok', text: `${id(c)} released.` });
+  });
+  page('POST', '/devices/:id/decommission', async (c) => {
+    const b = await form(c, z.strictObject({ reason: optional(500), ...reauthFields }));
+    await reauthed(c, b);
+    const d = core.identity.decommission(id(c), actor(c), b.reason);
+    return flashTo(c, deviceUrl(d.id), {
+      kind: 'ok',
+      text: `${d.id} decommissioned; its credentials were erased.`,
+    });
+  });
+
+  page('GET', '/onboarding', (c) =>
+    render(
+      c,
+      'Onboarding',
+      <Onboarding
+        pending={core.identity.list({ state: 'pending' }).map((d) => core.identity.show(d.id))}
+        segments={core.store.segments.list()}
+        viewer={c.get('viewer')}
+        canOperate={canOperate(c)}
+      />,
+      true,
+    ),
+  );
+  page('POST', '/onboarding/psk', async (c) => {
+    const b = await form(
+      c,
+      z.strictObject({
+        id: z.string().trim().min(1).max(64),
+        pskIdentity: z.string().trim().min(1).max(128),
+        pskHex: optional(128),
+        name: optional(128),
+        type: optional(64),
+        segment: optional(64),
+      }),
+    );
+    const { device, generatedPskHex } = core.identity.addPskDevice({ ...b, generate: !b.pskHex }, actor(c));
+    // The key is shown in this response only: never stored in the clear, never in a redirect or a cache.
+    const qrSvg = generatedPskHex
+      ? await QRCode.toString(
+          `portcullis-psk:v1?${new URLSearchParams({ id: device.id, identity: b.pskIdentity, psk: generatedPskHex })}`,
+          { type: 'svg', errorCorrectionLevel: 'M', margin: 2 },
+        )
+      : null;
+    return render(
+      c,
+      `Device ${device.id} created`,
+      <PskCreated device={device} identity={b.pskIdentity} pskHex={generatedPskHex} qrSvg={qrSvg} />,
+    );
+  });
+
+  page('GET', '/alerts', (c) => {
+    const all = c.req.query('all') === '1';
+    return render(
+      c,
+      'Alerts',
+      <Alerts
+        alerts={core.store.alerts.list({ open: all ? undefined : true })}
+        all={all}
+        viewer={c.get('viewer')}
+        canOperate={canOperate(c)}
+        locked={uiLockedByTamper(core.store)}
+      />,
+      true,
+    );
+  });
+  page('POST', '/alerts/:id/ack', (c) => {
+    const n = Number(id(c));
+    if (!Number.isSafeInteger(n) || n < 1)
+      throw new HttpError(400, 'ERR_UI_INVALID', 'alert id must be a positive integer');
+    core.acknowledgeAlert(n, actor(c));
+    return flashTo(c, backTo(c, '/alerts'), { kind: 'ok', text: `Alert ${n} acknowledged.` });
+  });
+
+  page('GET', '/segments', async (c) => {
+    const members = new Map<string, number>();
+    for (const d of core.identity.list()) {
+      if (d.segment && d.state !== 'decommissioned')
+        members.set(d.segment, (members.get(d.segment) ?? 0) + 1);
+    }
+    const inForce = core.store.rulesets.lastApplied();
+    const latest = core.store.rulesets.latest();
+    let rendered: FirewallView['rendered'];
+    try {
+      const r = await core.segmentation.render();
+      rendered = {
+        hash: r.hash,
+        changed: r.hash !== inForce?.hash,
+        warnings: r.warnings,
+        diff: [
+          ...lineDiff(inForce?.iptables ?? '', r.iptables),
+          ...lineDiff(inForce?.ipsets ?? '', r.ipsets),
+        ],
+      };
+    } catch (err) {
+      rendered = { error: describe(err).text };
+    }
+    return render(
+      c,
+      'Segments',
+      <Segments
+        segments={core.config.segments}
+        members={members}
+        viewer={c.get('viewer')}
+        firewall={{
+          enforce: core.config.firewall.enforce,
+          inForce: inForce
+            ? { hash: inForce.hash, createdAt: inForce.createdAt, actor: inForce.actor }
+            : null,
+          latest: latest
+            ? { hash: latest.hash, status: latest.status, createdAt: latest.createdAt, error: latest.error }
+            : null,
+          rendered,
+        }}
+      />,
+    );
+  });
+  page('POST', '/segments/apply', async (c) => {
+    const b = await form(c, z.strictObject({ hash: z.string().min(1).max(128), ...reauthFields }));
+    await reauthed(c, b);
+    // What is applied must be what was reviewed: a change in between sends the technician back to look again.
+    const current = await core.segmentation.render();
+    if (current.hash !== b.hash) {
+      return flashTo(c, '/segments', {
+        kind: 'error',
+        text: 'the ruleset changed since you reviewed it; review the new difference and apply again',
+      });
+    }
+    // A failure throws: the applier has already restored the previous rules, and the flash says why.
+    const r = await core.segmentation.apply(actor(c));
+    return flashTo(c, '/segments', {
+      kind: 'ok',
+      text: `Ruleset ${r.hash.slice(0, 12)} is in force (${r.rules} rules).`,
+    });
+  });
+
+  const auditFilter = (c: Context<Env>) => ({
+    actor: (c.req.query('actor') ?? '').slice(0, 64),
+    action: (c.req.query('action') ?? '').slice(0, 64),
+    target: (c.req.query('target') ?? '').slice(0, 128),
+  });
+  page('GET', '/audit', (c) => {
+    const f = auditFilter(c);
+    const before = Number.parseInt(c.req.query('before') ?? '', 10);
+    const rows = core.store.audit.search({
+      actor: f.actor || undefined,
+      action: f.action || undefined,
+      target: f.target || undefined,
+      beforeSeq: Number.isSafeInteger(before) && before > 0 ? before : undefined,
+      limit: AUDIT_PAGE,
+    });
+    const verify = c.req.query('verify') === '1' ? core.audit.verify() : undefined;
+    return render(
+      c,
+      'Audit log',
+      <AuditPage rows={rows} filter={{ ...f, before: undefined }} verify={verify} pageSize={AUDIT_PAGE} />,
+    );
+  });
+  page('GET', '/audit/export', (c) => {
+    const f = auditFilter(c);
+    const has = (v: string | null, part: string) =>
+      !part || (v ?? '').toLowerCase().includes(part.toLowerCase());
+    const lines: string[] = [];
+    for (const e of core.audit.entries()) {
+      if (has(e.actor, f.actor) && has(e.action, f.action) && has(e.target, f.target))
+        lines.push(toJsonLine(e));
+    }
+    core.audit.append({
+      actor: actor(c),
+      action: 'audit.export',
+      details: { entries: lines.length, filter: f },
+    });
+    c.header('Content-Type', 'application/x-ndjson; charset=utf-8');
+    c.header('Content-Disposition', 'attachment; filename="portcullis-audit.jsonl"');
+    c.header('Cache-Control', 'no-store');
+    return c.body(lines.map((l) => `${l}\n`).join(''));
+  });
+
+  page('GET', '/compliance', (c) => render(c, 'Compliance', <CompliancePage report={assess(core)} />));
+  page('GET', '/compliance/report', (c) => {
+    c.header('Content-Disposition', 'attachment; filename="portcullis-compliance.html"');
+    c.header('Cache-Control', 'no-store');
+    return c.html(toHtml(assess(core)));
+  });
+
+  page('GET', '/users', (c) =>
+    render(c, 'Users', <UsersPage users={users.list()} viewer={c.get('viewer')} />),
+  );
+  page('POST', '/users', async (c) => {
+    const b = await form(
+      c,
+      z.strictObject({
+        username: z.string().trim().min(1).max(64),
+        role: z.enum(['admin', 'technician', 'auditor']),
+        newPassword: z.string().min(1).max(256),
+        ...reauthFields,
+      }),
+    );
+    await reauthed(c, b);
+    const u = await users.createUser(
+      { username: b.username, role: b.role, password: b.newPassword },
+      actor(c),
+    );
+    return flashTo(c, '/users', { kind: 'ok', text: `User ${u.username} (${u.role}) added.` });
+  });
+
+  return app;
+}
+
+/** The public side: setup, login, second factor, logout. Forms only; every POST is throttled per address. */
+export function loginPages(
+  core: Core,
+  sessions: UiSessions,
+  limiter: LoginThrottle,
+  options: PageOptions,
+): Hono {
+  const app = new Hono();
+  const users = core.users;
+  const show = (c: Context, node: Html, status: ContentfulStatusCode = 200) => {
+    c.header('Cache-Control', 'no-store');
+    return c.html(node, status);
+  };
+  const guard = (c: Context) => {
+    if (!sameOrigin(c)) throw new HttpError(403, 'ERR_UI_CSRF', 'cross-site form refused');
+    limiter.check(c);
+  };
+  /** The pre-MFA session of this browser, if any. */
+  const preMfa = (c: Context) => {
+    const s = sessionFrom(c, sessions);
+    return s && !s.mfaPassed ? s : undefined;
+  };
+
+  app.get('/setup', (c) => {
+    if (!users.needsSetup()) return c.redirect('/login', 303);
+    return show(c, <SetupPage pairingOpen={options.pairingOpen()} flash={takeFlash(c)} />);
+  });
+  app.post('/setup', async (c) => {
+    try {
+      guard(c);
+      const b = await form(
+        c,
+        z.strictObject({
+          code: optional(32),
+          username: z.string().trim().min(1).max(64),
+          password: z.string().min(1).max(256),
+        }),
+      );
+      await users.completeSetup(b.code ?? null, b.username, b.password, options.pairingOpen());
+      return flashTo(c, '/login', {
+        kind: 'ok',
+        text: `Administrator ${b.username} created. Log in to enrol a second factor.`,
+      });
+    } catch (err) {
+      const { status, text } = describe(err);
+      return show(
+        c,
+        <SetupPage pairingOpen={options.pairingOpen()} flash={{ kind: 'error', text }} />,
+        status,
+      );
+    }
+  });
+
+  app.get('/login', (c) => {
+    if (users.needsSetup()) return c.redirect('/setup', 303);
+    const s = sessionFrom(c, sessions);
+    if (s?.mfaPassed) return c.redirect('/', 303);
+    return show(c, <LoginPage flash={takeFlash(c)} />);
+  });
+  app.post('/login', async (c) => {
+    try {
+      guard(c);
+      const b = await form(
+        c,
+        z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) }),
+      );
+      const user = await users.authenticate(b.username, b.password);
+      const { token } = sessions.create(user.username, false);
+      setSessionCookie(c, token);
+      return c.redirect(user.totpEnrolledAt ? '/login/totp' : '/login/enroll', 303);
+    } catch (err) {
+      const { status, text } = describe(err);
+      return show(c, <LoginPage flash={{ kind: 'error', text }} />, status);
+    }
+  });
+
+  app.get('/login/totp', (c) => {
+    const s = preMfa(c);
+    if (!s) return c.redirect('/login', 303);
+    if (!users.isEnrolled(s.username)) return c.redirect('/login/enroll', 303);
+    return show(c, <TotpPage />);
+  });
+  app.post('/login/totp', async (c) => {
+    try {
+      guard(c);
+      const s = preMfa(c);
+      if (!s) return c.redirect('/login', 303);
+      const b = await form(c, z.strictObject({ code: z.string().trim().min(1).max(32) }));
+      users.verifySecondFactor(s.username, b.code);
+      completeLogin(c, core, sessions, s, {});
+      return c.redirect('/', 303);
+    } catch (err) {
+      const { status, text } = describe(err);
+      return show(c, <TotpPage flash={{ kind: 'error', text }} />, status);
+    }
+  });
+
+  const enrollPage = async (c: Context, username: string, flash?: FlashMessage) => {
+    const { secret, uri } = users.beginTotpEnrollment(username);
+    const qrSvg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
+    return show(c, <EnrollPage secret={secret} qrSvg={qrSvg} flash={flash} />, flash ? 400 : 200);
+  };
+  app.get('/login/enroll', async (c) => {
+    const s = preMfa(c);
+    if (!s) return c.redirect('/login', 303);
+    if (users.isEnrolled(s.username)) return c.redirect('/login/totp', 303);
+    return enrollPage(c, s.username);
+  });
+  app.post('/login/enroll', async (c) => {
+    const s = preMfa(c);
+    try {
+      guard(c);
+      if (!s) return c.redirect('/login', 303);
+      const b = await form(c, z.strictObject({ code: z.string().trim().min(1).max(8) }));
+      const codes = users.confirmTotpEnrollment(s.username, b.code);
+      completeLogin(c, core, sessions, s, { enrolled: true });
+      return show(c, <RecoveryCodesPage codes={codes} />);
+    } catch (err) {
+      const { text } = describe(err);
+      // A wrong first code starts over with a new key: the one shown may have been seen by someone else.
+      if (s && !users.isEnrolled(s.username)) return enrollPage(c, s.username, { kind: 'error', text });
+      return c.redirect('/login', 303);
+    }
+  });
+
+  app.post('/logout', async (c) => {
+    const s = sessionFrom(c, sessions);
+    if (s) {
+      const fields = await c.req.parseBody().catch(() => ({}) as Record<string, unknown>);
+      if (s.mfaPassed && (!sameOrigin(c) || (fields as Record<string, unknown>)._csrf !== s.csrf)) {
+        return show(
+          c,
+          <ErrorPage status={403} message="the form is stale or forged; reload the page" />,
+          403,
+        );
+      }
+      sessions.destroyHash(s.tokenHash);
+      core.audit.append({
+        actor: `ui:${s.username}`,
+        action: 'user.logout',
+        target: s.username,
+        details: {},
+      });
+    }
+    clearSessionCookie(c);
+    return c.redirect('/login', 303);
+  });
+  return app;
+}
