@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { AuditLog } from './audit/index.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config/index.ts';
+import { GatewayEvents } from './events.ts';
 import { IdentityError, IdentityService } from './identity/index.ts';
 import { type Keystore, openKeystore } from './keystore/index.ts';
 import { SegmentationService, syncSegments } from './segmentation/index.ts';
@@ -27,6 +28,8 @@ export interface GatewayStatus {
  */
 export class Core {
   readonly audit: AuditLog;
+  /** What happens in this process, for the control API's event stream. */
+  readonly events = new GatewayEvents();
   private readonly startedAt: number;
 
   private readonly identityService: IdentityService | null;
@@ -41,7 +44,7 @@ export class Core {
   ) {
     this.audit = new AuditLog(store, clock);
     this.startedAt = clock.now();
-    this.identityService = keystore ? new IdentityService(store, keystore, this.audit, clock) : null;
+    this.identityService = keystore ? new IdentityService(store, keystore, this.audit, clock, this.events) : null;
     // Devices reference segments: the store mirrors the configured ones on every writable open.
     if (keystore) syncSegments(store, config.segments, new Date(clock.now()).toISOString());
   }

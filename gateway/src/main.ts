@@ -7,7 +7,7 @@ import { loadOrCreateUiTls } from '../../ui/src/tls.ts';
 import { AnomalyService } from './anomaly/index.ts';
 import type { Clock } from './clock.ts';
 import type { LoadedConfig } from './config/index.ts';
-import { type ControlServer, startControlServer } from './control/server.ts';
+import { type ControlServer, groupId, startControlServer } from './control/server.ts';
 import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
@@ -128,13 +128,20 @@ export class Gateway {
           segmentation: core.segmentation,
           clock: deps.clock,
           logger,
+          events: core.events,
         });
         anomaly.start();
       }
       sensors = await startSensorListener(core, uplink, logger, anomaly);
       uplink.start();
       pull = new PullManager(core, uplink, logger, anomaly);
-      if (config.control.socketPath) control = await startControlServer(core, config.control.socketPath);
+      if (config.control.socketPath) {
+        control = await startControlServer(core, config.control.socketPath, {
+          anomaly,
+          uplink,
+          group: config.control.socketGroup ? groupId(config.control.socketGroup) : undefined,
+        });
+      }
       pull.start();
       if (config.uplink && !config.uplink.certFile) {
         logger.warn('uplink has no client certificate yet (uplink.certFile); messages queue until it is set');

@@ -1,6 +1,7 @@
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/index.ts';
+import type { GatewayEvents } from '../events.ts';
 import type { IdentityService } from '../identity/index.ts';
 import type { Logger } from '../log.ts';
 import type { SegmentationService } from '../segmentation/index.ts';
@@ -25,6 +26,7 @@ export interface AnomalyServiceDeps {
   segmentation: SegmentationService;
   clock: Clock;
   logger: Logger;
+  events?: GatewayEvents;
 }
 
 /** The response rule for a device: the first whose segment and type match, if the finding is severe enough. */
@@ -192,6 +194,16 @@ export class AnomalyService {
         { deviceId: f.device, alertId: alert.id, severity: f.severity, kinds, response: action },
         'behaviour alert',
       );
+      this.deps.events?.emit({
+        type: 'alert',
+        ts: new Date(this.deps.clock.now()).toISOString(),
+        alertId: alert.id,
+        deviceId: f.device,
+        severity: f.severity,
+        kind: alert.kind,
+        explanation: alert.explanation,
+        score: f.score,
+      });
       const record = alertRecord(f, alert.id, action);
       for (const s of this.sinks) {
         try {

@@ -171,6 +171,11 @@ export function configSchema(baseDir: string) {
             .min(1)
             .transform((p) => resolve(baseDir, p))
             .optional(),
+          /** The group that may connect (the flows service's); the socket is 0660 either way. */
+          socketGroup: z
+            .string()
+            .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'must be a group name' })
+            .optional(),
         })
         .prefault({}),
       hardware: z

@@ -1,9 +1,13 @@
-import { chmodSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
+import type { AnomalyService } from '../anomaly/index.ts';
+import { ConfigError } from '../config/index.ts';
 import type { Core } from '../core.ts';
+import { EVENT_TYPES, type GatewayEventType } from '../events.ts';
+import type { Uplink } from '../uplink/index.ts';
 import { body, errorResponse, HttpError } from '../http.ts';
 import { type ControlToken, ControlTokens, type Scope } from './tokens.ts';
 
@@ -17,7 +21,51 @@ const CALLS_PER_SECOND = 50;
  * token with scopes on every call — checked against the store each time, so a revocation is immediate —
  * rate-limited per token; every change is audited as `flows:<token name>`, every refusal too.
  */
-export function controlApp(core: Core): Hono<Env> {
+export interface ControlDeps {
+  /** The running behaviour monitor (absent when anomaly detection is off). */
+  anomaly?: AnomalyService;
+  /** The durable uplink; flows publish through it, never with keys of their own. */
+  uplink?: Uplink;
+}
+
+/** How often an open event stream re-checks its token: a revoked token's stream ends within this time. */
+const STREAM_RECHECK_MS = 1000;
+/** Events a slow reader may have pending before its stream is cut (it reconnects and carries on). */
+const STREAM_MAX_PENDING = 10_000;
+
+const publishBody = z.strictObject({
+  /** Under `<topicPrefix>/flows/<token name>/`: a flow cannot write into device or command topics. */
+  topic: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, { error: 'topic levels of letters, digits, ".", "_", "-"' })
+    // MQTT does not resolve ".." — but a reader (or a bridge mapping topics to paths) might: refuse it outright.
+    .refine((t) => t.split('/').every((level) => level !== '.' && level !== '..'), {
+      error: 'topic levels "." and ".." are not allowed',
+    }),
+  payload: z.string().max(256 * 1024),
+  encoding: z.enum(['utf8', 'base64']).default('utf8'),
+  deviceId: z.string().min(1).max(64).optional(),
+  contentFormat: z.number().int().min(0).max(65535).nullable().default(null),
+});
+
+const scoreBody = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('message'),
+    bytes: z.number().int().min(0).max(1e9),
+    resource: z.string().min(1).max(256).default('/telemetry'),
+  }),
+  z.strictObject({
+    kind: z.literal('connection'),
+    dst: z.string().min(1).max(64),
+    dport: z.number().int().min(0).max(65535),
+    proto: z.enum(['tcp', 'udp']),
+  }),
+  z.strictObject({ kind: z.literal('auth_failure') }),
+]);
+
+export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   const tokens = new ControlTokens(core.store, core.audit, core.clock);
   const buckets = new Map<string, { tokens: number; at: number }>();
   const app = new Hono<Env>();
@@ -53,7 +101,86 @@ export function controlApp(core: Core): Hono<Env> {
 
   app.get('/v1/devices/:id', (c) => {
     need(c, 'device:read');
-    return c.json(core.identity.show(id(c)).device);
+    const device = core.identity.show(id(c)).device;
+    const allowList = core.segmentation.allowLists().find((l) => l.deviceId === device.id);
+    return c.json({ ...device, allowList: allowList?.entries ?? null });
+  });
+
+  /**
+   * Events as they happen, one JSON object per line (NDJSON), optionally filtered by `types` and `device`.
+   * The stream ends when the token is revoked.
+   */
+  app.get('/v1/events', (c) => {
+    need(c, 'events:read');
+    const types = new Set(
+      (c.req.query('types') ?? '')
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+    );
+    for (const t of types) {
+      if (!EVENT_TYPES.includes(t as GatewayEventType))
+        throw new HttpError(400, 'ERR_CONTROL_INVALID', `unknown event type ${t} (${EVENT_TYPES.join(', ')})`);
+    }
+    const device = c.req.query('device');
+    const token = c.get('token');
+    const encoder = new TextEncoder();
+    let off: (() => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const stop = () => {
+      off?.();
+      if (timer) clearInterval(timer);
+    };
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(encoder.encode(`${JSON.stringify({ type: 'stream.open', ts: new Date(core.clock.now()).toISOString() })}\n`));
+        off = core.events.on((e) => {
+          if (types.size > 0 && !types.has(e.type)) return;
+          if (device && 'deviceId' in e && e.deviceId !== device) return;
+          if ((controller.desiredSize ?? 0) < -STREAM_MAX_PENDING) {
+            stop();
+            controller.error(new Error('reader too slow'));
+            return;
+          }
+          controller.enqueue(encoder.encode(`${JSON.stringify(e)}\n`));
+        });
+        timer = setInterval(() => {
+          if (!tokens.isActive(token.name)) {
+            stop();
+            controller.close();
+          }
+        }, STREAM_RECHECK_MS);
+        timer.unref();
+      },
+      cancel: stop,
+    });
+    return new Response(body, {
+      headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' },
+    });
+  });
+
+  /** The per-event score against the device's baseline, without learning from it. */
+  app.post('/v1/devices/:id/score', async (c) => {
+    need(c, 'device:read');
+    const b = await body(c, scoreBody);
+    const device = core.identity.show(id(c)).device;
+    if (!deps.anomaly) throw new HttpError(409, 'ERR_CONTROL_STATE', 'behaviour monitoring is off (anomaly.enabled)');
+    return c.json(deps.anomaly.detector.scoreEvent({ ...b, ts: core.clock.now(), device: device.id }));
+  });
+
+  app.post('/v1/uplink/publish', async (c) => {
+    need(c, 'uplink:publish');
+    const b = await body(c, publishBody);
+    if (!deps.uplink) throw new HttpError(409, 'ERR_CONTROL_STATE', 'no uplink is running');
+    const payload = Buffer.from(b.payload, b.encoding);
+    await deps.uplink.enqueue({
+      deviceId: b.deviceId ?? '',
+      payload,
+      contentFormat: b.contentFormat,
+      credentialKind: 'flow',
+      topicSuffix: `flows/${c.get('token').name}/${b.topic}`,
+    });
+    return c.json({ queued: true, bytes: payload.length }, 202);
   });
   app.post('/v1/devices/:id/quarantine', async (c) => {
     need(c, 'device:quarantine');
@@ -97,14 +224,20 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-export async function startControlServer(core: Core, path: string): Promise<ControlServer> {
+export async function startControlServer(
+  core: Core,
+  path: string,
+  deps: ControlDeps & { group?: number } = {},
+): Promise<ControlServer> {
   rmSync(path, { force: true }); // a socket left by a crash would make listen fail
-  const server: Server = createServer(getRequestListener(controlApp(core).fetch));
+  const server: Server = createServer(getRequestListener(controlApp(core, deps).fetch));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
   chmodSync(path, 0o660);
+  // The flows service reaches the socket through this group; nobody else can connect.
+  if (deps.group !== undefined) chownSync(path, -1, deps.group);
   return {
     path,
     close: () =>
@@ -113,4 +246,15 @@ export async function startControlServer(core: Core, path: string): Promise<Cont
         server.closeAllConnections();
       }),
   };
+}
+
+/** A group's id from /etc/group (the appliance has no NSS beyond files); unknown: a start-up error. */
+export function groupId(name: string, groupFile = '/etc/group'): number {
+  for (const line of readFileSync(groupFile, 'utf8').split('\n')) {
+    const [group, , gid] = line.split(':');
+    if (group === name && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new ConfigError('ERR_CONFIG_INVALID', `control.socketGroup: no group named ${name}`, [
+    { path: 'control.socketGroup', message: `no group named ${name}` },
+  ]);
 }

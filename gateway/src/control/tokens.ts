@@ -115,4 +115,12 @@ export class ControlTokens {
       .get(hash(presented)) as Row | undefined;
     return r && toToken(r);
   }
+
+  /** Whether the named token still exists unrevoked (an open event stream re-checks this). */
+  isActive(name: string): boolean {
+    const r = this.store.db.prepare('SELECT revoked_at FROM control_tokens WHERE name = ?').get(name) as
+      | { revoked_at: string | null }
+      | undefined;
+    return r !== undefined && r.revoked_at === null;
+  }
 }

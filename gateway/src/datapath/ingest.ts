@@ -28,6 +28,18 @@ export async function ingestTelemetry(
     });
   }
   const decision = authorizeTelemetry(device);
+  if (device && core.events.listenerCount > 0) {
+    core.events.emit({
+      type: 'device.message',
+      ts: new Date(core.clock.now()).toISOString(),
+      deviceId: device.id,
+      resource,
+      contentFormat: reading.contentFormat,
+      payload: reading.payload.toString('base64'),
+      size: reading.payload.length,
+      allowed: decision.allow,
+    });
+  }
   if (!decision.allow || !device) return decision;
   await uplink.enqueue({ deviceId: device.id, ...reading });
   core.identity.touch(device.id);

@@ -158,6 +158,13 @@ export async function startSensorListener(
         const claimed =
           f.claimedPskIdentity && identity.deviceFor({ kind: 'psk', identity: f.claimedPskIdentity });
         if (claimed) anomaly?.observe({ ts: core.clock.now(), device: claimed.id, kind: 'auth_failure' });
+        core.events.emit({
+          type: 'handshake.failure',
+          ts: new Date(core.clock.now()).toISOString(),
+          address: f.peer.address,
+          code: f.code,
+          deviceId: claimed ? claimed.id : null,
+        });
         warnOnce(
           `handshake:${f.peer.address}:${f.code}`,
           {

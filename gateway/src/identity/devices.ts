@@ -2,6 +2,7 @@ import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
+import type { GatewayEvents } from '../events.ts';
 import { certificateFingerprint, type PeerCredential, spkiFingerprint } from '../dtls/index.ts';
 import type { Keystore } from '../keystore/index.ts';
 import { mayHoldSession } from '../policy/index.ts';
@@ -88,7 +89,26 @@ export class IdentityService {
     private readonly keystore: Keystore,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
+    private readonly events?: GatewayEvents,
   ) {}
+
+  /** A state change of one device, told to the event stream once it committed. */
+  private transition(id: string, actor: string, fn: () => Device): Device {
+    const before = this.store.devices.get(id)?.state;
+    const d = this.mutate(fn);
+    return before === undefined ? d : this.announce(d, before, actor);
+  }
+
+  /** Tells the event stream, after the change committed. */
+  private announce(d: Device, from: DeviceState | null, actor: string): Device {
+    const ts = this.nowIso();
+    if (from === null) {
+      this.events?.emit({ type: 'device.new', ts, deviceId: d.id, credentialKind: d.credentialKind, state: d.state });
+    } else if (from !== d.state) {
+      this.events?.emit({ type: 'device.state', ts, deviceId: d.id, from, to: d.state, actor });
+    }
+    return d;
+  }
 
   /**
    * Differs whenever devices, credentials or trust anchors may have changed — here or in another process (the
@@ -193,6 +213,7 @@ export class IdentityService {
         });
         return d;
       });
+      this.announce(device, null, actor);
       return { device, generatedPskHex: req.generate ? psk.toString('hex') : null };
     } catch (err) {
       throw asConflict(err);
@@ -241,7 +262,7 @@ export class IdentityService {
     reason: string | undefined,
   ): Device {
     const now = this.nowIso();
-    return this.mutate(() => {
+    return this.transition(id, actor, () => {
       const device = this.store.devices.get(id);
       if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
       if (device.state === 'decommissioned') {
@@ -355,7 +376,7 @@ export class IdentityService {
     const fingerprint = spkiFingerprint(spki);
     const now = this.nowIso();
     try {
-      return this.mutate(() => {
+      const added = this.mutate(() => {
         const d = this.store.devices.insert(
           {
             id: id.data,
@@ -375,6 +396,7 @@ export class IdentityService {
         });
         return d;
       });
+      return this.announce(added, null, actor);
     } catch (err) {
       throw asConflict(err);
     }
@@ -390,9 +412,11 @@ export class IdentityService {
     const leaf = credential.chain[0];
     const id = `x509-${credential.fingerprint.slice(0, 16)}`;
     const now = this.nowIso();
-    return this.mutate(() => {
+    let created = false;
+    const device = this.mutate(() => {
       const existing = this.store.devices.get(id);
       if (existing) return existing; // decommissioned earlier: its credential is revoked, it stays out
+      created = true;
       const d = this.store.devices.insert(
         { id, name: leaf?.subject.replaceAll('\n', ', ') ?? null, credentialKind: 'x509', state: 'pending' },
         now,
@@ -411,12 +435,13 @@ export class IdentityService {
       });
       return d;
     });
+    return created ? this.announce(device, null, 'system') : device;
   }
 
   /** A technician lets a pending device in. */
   approve(id: string, actor: string): Device {
     const now = this.nowIso();
-    return this.mutate(() => {
+    return this.transition(id, actor, () => {
       const device = this.store.devices.get(id);
       if (!device) throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `device ${id} not found`);
       if (device.state !== 'pending') {
@@ -483,7 +508,7 @@ export class IdentityService {
       throw new IdentityError('ERR_IDENTITY_INVALID', 'a quarantine needs a reason (1-500 characters)');
     }
     const now = this.nowIso();
-    return this.mutate(() => {
+    return this.transition(id, actor, () => {
       const device = this.requireDevice(id);
       if (device.state !== 'active' && device.state !== 'pending') {
         throw new IdentityError(
@@ -505,7 +530,7 @@ export class IdentityService {
   /** Ends a quarantine: the device returns to the state it had before. */
   release(id: string, actor: string, reason?: string): Device {
     const now = this.nowIso();
-    return this.mutate(() => {
+    return this.transition(id, actor, () => {
       const device = this.requireDevice(id);
       if (device.state !== 'quarantined' || !device.quarantine) {
         throw new IdentityError('ERR_IDENTITY_STATE', `device ${id} is ${device.state}, not quarantined`);

@@ -31,10 +31,13 @@ export interface DownlinkMessage {
 }
 
 export interface TelemetryMessage {
+  /** Empty for a flow's message about no device in particular. */
   deviceId: string;
   payload: Buffer;
   contentFormat: number | null;
   credentialKind: string;
+  /** Under the topic prefix instead of the device's telemetry topic (messages published by policy flows). */
+  topicSuffix?: string;
 }
 
 export interface UplinkStatus {
@@ -129,15 +132,14 @@ export class Uplink {
         if (overflow > 0) droppedNow = this.store.queue.deleteOldest(overflow);
         const receivedAt = new Date(this.clock.now()).toISOString();
         for (const { m } of batch) {
-          const properties: Record<string, string> = {
-            deviceId: m.deviceId,
-            receivedAt,
-            credentialKind: m.credentialKind,
-          };
+          const properties: Record<string, string> = { receivedAt, credentialKind: m.credentialKind };
+          if (m.deviceId) properties.deviceId = m.deviceId;
           if (m.contentFormat !== null) properties.contentFormat = String(m.contentFormat);
           this.store.queue.enqueue({
             deviceId: m.deviceId,
-            topic: this.topicFor(m.deviceId),
+            topic: m.topicSuffix
+              ? `${this.opts?.topicPrefix ?? 'portcullis'}/${m.topicSuffix}`
+              : this.topicFor(m.deviceId),
             payload: m.payload,
             properties,
             enqueuedAt: receivedAt,
