@@ -1,4 +1,3 @@
-'use strict';
 const { gatewayOf, deviceIdOf, fail } = require('./lib/kit.js');
 
 /**
@@ -11,7 +10,9 @@ function observationOf(msg) {
   if (e && typeof e === 'object' && e.type === 'device.message') {
     return { kind: 'message', bytes: Number(e.size) || 0, resource: e.resource || '/telemetry' };
   }
-  const bytes = Buffer.isBuffer(msg.payload) ? msg.payload.length : Buffer.byteLength(String(msg.payload ?? ''));
+  const bytes = Buffer.isBuffer(msg.payload)
+    ? msg.payload.length
+    : Buffer.byteLength(String(msg.payload ?? ''));
   return { kind: 'message', bytes, resource: '/telemetry' };
 }
 
@@ -23,9 +24,18 @@ module.exports = (RED) => {
     this.on('input', async (msg, send, done) => {
       if (!gw) return done(new Error('no gateway configured'));
       const id = deviceIdOf(msg);
-      if (!id) return fail(this, done, Object.assign(new Error('no device id on the message'), { code: 'ERR_NODE_INPUT' }));
+      if (!id)
+        return fail(
+          this,
+          done,
+          Object.assign(new Error('no device id on the message'), { code: 'ERR_NODE_INPUT' }),
+        );
       try {
-        msg.anomaly = await gw.client.call('POST', `/v1/devices/${encodeURIComponent(id)}/score`, observationOf(msg));
+        msg.anomaly = await gw.client.call(
+          'POST',
+          `/v1/devices/${encodeURIComponent(id)}/score`,
+          observationOf(msg),
+        );
         const s = msg.anomaly.score;
         this.status({
           fill: msg.anomaly.learning ? 'grey' : s >= 3 ? 'red' : 'green',

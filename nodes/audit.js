@@ -1,4 +1,3 @@
-'use strict';
 const { gatewayOf, deviceIdOf, fail, clock } = require('./lib/kit.js');
 
 /** Appends an entry to the gateway's hash-chained audit log, as `flow.<action>` by this flow's token. */

@@ -1,4 +1,3 @@
-'use strict';
 const { gatewayOf, deviceIdOf, fail, clock } = require('./lib/kit.js');
 
 /**
@@ -13,14 +12,23 @@ module.exports = (RED) => {
     this.on('input', async (msg, send, done) => {
       if (!gw) return done(new Error('no gateway configured'));
       const topic = String(config.topic || msg.topic || '').trim();
-      if (!topic) return fail(this, done, Object.assign(new Error('no topic (node setting or msg.topic)'), { code: 'ERR_NODE_INPUT' }));
+      if (!topic)
+        return fail(
+          this,
+          done,
+          Object.assign(new Error('no topic (node setting or msg.topic)'), { code: 'ERR_NODE_INPUT' }),
+        );
       const p = msg.payload;
       const body = Buffer.isBuffer(p)
         ? { payload: p.toString('base64'), encoding: 'base64' }
         : { payload: typeof p === 'string' ? p : JSON.stringify(p ?? null), encoding: 'utf8' };
       const deviceId = deviceIdOf(msg);
       try {
-        await gw.client.call('POST', '/v1/uplink/publish', { topic, ...body, ...(deviceId ? { deviceId } : {}) });
+        await gw.client.call('POST', '/v1/uplink/publish', {
+          topic,
+          ...body,
+          ...(deviceId ? { deviceId } : {}),
+        });
         sent++;
         this.status({ fill: 'green', shape: 'dot', text: `queued ${sent} · ${clock()}` });
         send(msg);

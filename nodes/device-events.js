@@ -1,4 +1,3 @@
-'use strict';
 const { gatewayOf } = require('./lib/kit.js');
 
 const STATES = {
@@ -14,18 +13,25 @@ module.exports = (RED) => {
     RED.nodes.createNode(this, config);
     const gw = gatewayOf(RED, this, config);
     if (!gw) return;
-    const types = new Set((config.types ?? '').split(',').map((t) => t.trim()).filter(Boolean));
+    const types = new Set(
+      (config.types ?? '')
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+    );
     const device = (config.device ?? '').trim();
     let seen = 0;
     const off = gw.subscribe({
-      state: (s, detail) => this.status({ ...STATES[s], ...(detail ? { text: `${STATES[s].text} (${detail})` } : {}) }),
+      state: (s, detail) =>
+        this.status({ ...STATES[s], ...(detail ? { text: `${STATES[s].text} (${detail})` } : {}) }),
       event: (e) => {
         if (types.size > 0 && !types.has(e.type)) return;
         if (device && e.deviceId !== device) return;
         seen++;
         const msg = { topic: e.type, deviceId: e.deviceId, payload: e };
         // A device message's own bytes, decoded once here for the nodes downstream.
-        if (e.type === 'device.message' && typeof e.payload === 'string') msg.data = Buffer.from(e.payload, 'base64');
+        if (e.type === 'device.message' && typeof e.payload === 'string')
+          msg.data = Buffer.from(e.payload, 'base64');
         this.status({ fill: 'green', shape: 'dot', text: `connected · ${seen} events` });
         this.send(msg);
       },

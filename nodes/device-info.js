@@ -1,4 +1,3 @@
-'use strict';
 const { gatewayOf, deviceIdOf, fail } = require('./lib/kit.js');
 
 /** Looks the message's device up in the gateway: state, segment, type, firmware, MUD allow-list → `msg.device`. */
@@ -9,7 +8,12 @@ module.exports = (RED) => {
     this.on('input', async (msg, send, done) => {
       if (!gw) return done(new Error('no gateway configured'));
       const id = deviceIdOf(msg) || config.device;
-      if (!id) return fail(this, done, Object.assign(new Error('no device id on the message'), { code: 'ERR_NODE_INPUT' }));
+      if (!id)
+        return fail(
+          this,
+          done,
+          Object.assign(new Error('no device id on the message'), { code: 'ERR_NODE_INPUT' }),
+        );
       try {
         msg.device = await gw.client.call('GET', `/v1/devices/${encodeURIComponent(id)}`);
         this.status({ fill: 'green', shape: 'dot', text: `${id}: ${msg.device.state}` });

@@ -1,4 +1,3 @@
-'use strict';
 const { evaluate, RateWindow } = require('./lib/policy.js');
 const { gatewayOf, deviceIdOf, fail, clock } = require('./lib/kit.js');
 
@@ -9,7 +8,11 @@ module.exports = (RED) => {
   function PortcullisPolicy(config) {
     RED.nodes.createNode(this, config);
     const gw = gatewayOf(RED, this, config);
-    const list = (s) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    const list = (s) =>
+      (s ?? '')
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
     const num = (s) => (s === '' || s === undefined || s === null ? null : Number(s));
     const rule = {
       states: list(config.states ?? 'active'),

@@ -1,4 +1,3 @@
-'use strict';
 const { ControlClient } = require('./lib/client.js');
 
 /** Config node: the gateway's control socket and this flow's token (held in Node-RED's credentials). */
@@ -9,7 +8,10 @@ module.exports = (RED) => {
     this.client = null;
     this.clientError = null;
     try {
-      this.client = new ControlClient({ socketPath: config.socketPath, token: this.credentials?.token ?? '' });
+      this.client = new ControlClient({
+        socketPath: config.socketPath,
+        token: this.credentials?.token ?? '',
+      });
     } catch (err) {
       this.clientError = err;
     }

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-debian-packages.sh
 echo "== type-check"
 npx tsc --noEmit -p tsconfig.json
+npx tsc --noEmit -p nodes/tsconfig.json
 echo "== lint"
 npx biome check .
 echo "== tests"

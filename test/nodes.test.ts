@@ -4,7 +4,7 @@
  * see them), status badges, and the token's scopes and revocation as the gateway enforces them.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { createLogger } from '../gateway/src/log.ts';
 import { Uplink } from '../gateway/src/uplink/index.ts';
 
 const require = createRequire(import.meta.url);
+const ROOT = join(import.meta.dirname, '..');
 
 interface HelperNode {
   receive(msg: Record<string, unknown>): void;
@@ -100,7 +101,10 @@ describe('Portcullis Node-RED nodes', () => {
   let n = 0;
   beforeEach(() => {
     n++;
-    core.identity.addPskDevice({ id: `dev-${n}`, pskIdentity: `dev-${n}`, generate: true, type: 'meter' }, 'test');
+    core.identity.addPskDevice(
+      { id: `dev-${n}`, pskIdentity: `dev-${n}`, generate: true, type: 'meter' },
+      'test',
+    );
   });
   const device = () => `dev-${n}`;
 
@@ -119,11 +123,15 @@ describe('Portcullis Node-RED nodes', () => {
     new Promise<Msg>((resolve) => helper.getNode(id).on('input', (m) => resolve(m as unknown as Msg)));
   const failure = (id: string) =>
     new Promise<{ code?: string; message: string }>((resolve) =>
-      helper.getNode(id).on('call:error', (call) => resolve(call.args[0] as { code?: string; message: string })),
+      helper
+        .getNode(id)
+        .on('call:error', (call) => resolve(call.args[0] as { code?: string; message: string })),
     );
   const statuses = (id: string) => {
     const seen: { fill?: string; text?: string }[] = [];
-    helper.getNode(id).on('call:status', (call) => seen.push(call.args[0] as { fill?: string; text?: string }));
+    helper
+      .getNode(id)
+      .on('call:status', (call) => seen.push(call.args[0] as { fill?: string; text?: string }));
     return seen;
   };
 
@@ -145,7 +153,7 @@ describe('Portcullis Node-RED nodes', () => {
   it('policy check: allows an active device, denies a quarantined or unknown one, and says why', async () => {
     await load('full', [{ id: 'n1', type: 'portcullis-policy', states: 'active', wires: [['h1'], ['h2']] }]);
     const seen = statuses('n1');
-    let allowed = output('h1');
+    const allowed = output('h1');
     helper.getNode('n1').receive({ deviceId: device() });
     assert.equal(((await allowed).policy as { allow: boolean }).allow, true);
     assert.equal(seen.at(-1)?.fill, 'green');
@@ -168,7 +176,13 @@ describe('Portcullis Node-RED nodes', () => {
         mudUrl: null,
         manufacturer: null,
         entries: JSON.stringify([
-          { name: 'cloud', direction: 'from-device', protocol: 'tcp', ports: [8883], peer: { kind: 'cidr', cidr: '198.51.100.0/24' } },
+          {
+            name: 'cloud',
+            direction: 'from-device',
+            protocol: 'tcp',
+            ports: [8883],
+            peer: { kind: 'cidr', cidr: '198.51.100.0/24' },
+          },
         ]),
       },
       new Date().toISOString(),
@@ -226,6 +240,14 @@ describe('Portcullis Node-RED nodes', () => {
     assert.equal(d?.state, 'quarantined');
     assert.equal(d?.quarantine?.mode, 'isolate');
     assert.match(seen.at(-1)?.text ?? '', /quarantined dev-/);
+    const again = output('h1');
+    helper.getNode('q').receive({ deviceId: device(), reason: 'score still too high' });
+    assert.equal(
+      ((await again).payload as { unchanged?: boolean }).unchanged,
+      true,
+      'asking twice is not an error',
+    );
+    assert.match(seen.at(-1)?.text ?? '', /already quarantined/);
     const entry = [...core.store.audit.iterate()].reverse().find((e) => e.action === 'device.quarantine');
     assert.equal(entry?.actor, 'flows:full');
     const released = output('h2');
@@ -251,13 +273,29 @@ describe('Portcullis Node-RED nodes', () => {
 
   it('events in: passes the gateway events through, filtered by type and device, with a connected badge', async () => {
     await load('readonly', [
-      { id: 'ev', type: 'portcullis-events', types: 'device.message,device.state', device: device(), wires: [['h1']] },
+      {
+        id: 'ev',
+        type: 'portcullis-events',
+        types: 'device.message,device.state',
+        device: device(),
+        wires: [['h1']],
+      },
     ]);
     const seen = statuses('ev');
-    for (let i = 0; i < 50 && !seen.some((s) => s.text === 'connected'); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 50 && !seen.some((s) => s.text === 'connected'); i++)
+      await new Promise((r) => setTimeout(r, 50));
     assert.ok(seen.some((s) => s.text === 'connected'));
     const out = output('h1');
-    core.events.emit({ type: 'alert', ts: '', alertId: 1, deviceId: device(), severity: 'high', kind: 'x', explanation: 'x', score: 1 });
+    core.events.emit({
+      type: 'alert',
+      ts: '',
+      alertId: 1,
+      deviceId: device(),
+      severity: 'high',
+      kind: 'x',
+      explanation: 'x',
+      score: 1,
+    });
     core.events.emit({
       type: 'device.message',
       ts: '',
@@ -296,7 +334,8 @@ describe('Portcullis Node-RED nodes', () => {
     await load('readonly', [{ id: 'ev', type: 'portcullis-events', wires: [['h1']] }]);
     T.readonly = secrets.readonly as string;
     const seen = statuses('ev');
-    for (let i = 0; i < 50 && !seen.some((s) => s.text === 'connected'); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 50 && !seen.some((s) => s.text === 'connected'); i++)
+      await new Promise((r) => setTimeout(r, 50));
     const connectedAt = seen.findIndex((s) => s.text === 'connected');
     assert.ok(connectedAt >= 0);
     const started = Date.now();
@@ -310,7 +349,9 @@ describe('Portcullis Node-RED nodes', () => {
   it('anomaly score: scores a device message against its baseline (learning at first)', async () => {
     await load('full', [{ id: 's', type: 'portcullis-score', wires: [['h1']] }]);
     const out = output('h1');
-    helper.getNode('s').receive({ payload: { type: 'device.message', deviceId: device(), size: 40, resource: '/telemetry' } });
+    helper
+      .getNode('s')
+      .receive({ payload: { type: 'device.message', deviceId: device(), size: 40, resource: '/telemetry' } });
     const anomalyOut = (await out).anomaly as { score: number; learning: boolean };
     assert.equal(anomalyOut.learning, true);
     assert.equal(anomalyOut.score, 0);
@@ -333,7 +374,9 @@ describe('Portcullis Node-RED nodes', () => {
     const err = failure('p');
     helper.getNode('p').receive({ payload: 'x' });
     assert.equal((await err).code, 'ERR_CONTROL_SCOPE');
-    await load('full', [{ id: 'p', type: 'portcullis-publish', topic: '../devices/x/commands', wires: [['h1']] }]);
+    await load('full', [
+      { id: 'p', type: 'portcullis-publish', topic: '../devices/x/commands', wires: [['h1']] },
+    ]);
     const bad = failure('p');
     helper.getNode('p').receive({ payload: 'x' });
     assert.equal((await bad).code, 'ERR_UI_INVALID');
@@ -342,7 +385,9 @@ describe('Portcullis Node-RED nodes', () => {
   it('audit: appends flow.<action> by the token, with the policy decision as details', async () => {
     await load('full', [{ id: 'a', type: 'portcullis-audit', action: 'off-hours', wires: [['h1']] }]);
     const out = output('h1');
-    helper.getNode('a').receive({ deviceId: device(), policy: { allow: false, reason: 'outside the window' } });
+    helper
+      .getNode('a')
+      .receive({ deviceId: device(), policy: { allow: false, reason: 'outside the window' } });
     const msg = await out;
     const seq = (msg.audit as { seq: number }).seq;
     const entry = [...core.store.audit.iterate(seq)][0];
@@ -350,6 +395,35 @@ describe('Portcullis Node-RED nodes', () => {
     assert.equal(entry?.actor, 'flows:full');
     assert.equal(entry?.target, device());
     assert.match(entry?.details ?? '', /outside the window/);
+  });
+
+  it('ships example flows that use only these nodes (and core ones), fully wired, with no token inside', () => {
+    const dir = join(ROOT, 'nodes', 'examples');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+    assert.equal(files.length, 3);
+    const ours = new Set(
+      Object.keys(
+        (
+          JSON.parse(readFileSync(join(ROOT, 'nodes', 'package.json'), 'utf8')) as {
+            'node-red': { nodes: Record<string, string> };
+          }
+        )['node-red'].nodes,
+      ),
+    );
+    for (const f of files) {
+      const flow = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+        id: string;
+        type: string;
+        wires?: string[][];
+        credentials?: unknown;
+      }[];
+      const ids = new Set(flow.map((x) => x.id));
+      for (const node of flow) {
+        assert.ok(ours.has(node.type) || ['tab', 'change'].includes(node.type), `${f}: ${node.type}`);
+        for (const target of (node.wires ?? []).flat()) assert.ok(ids.has(target), `${f}: wire to ${target}`);
+        assert.equal(node.credentials, undefined, `${f}: no credentials in an example`);
+      }
+    }
   });
 
   it('fails with a clear status when no gateway is configured', async () => {

@@ -44,7 +44,9 @@ export class Core {
   ) {
     this.audit = new AuditLog(store, clock);
     this.startedAt = clock.now();
-    this.identityService = keystore ? new IdentityService(store, keystore, this.audit, clock, this.events) : null;
+    this.identityService = keystore
+      ? new IdentityService(store, keystore, this.audit, clock, this.events)
+      : null;
     // Devices reference segments: the store mirrors the configured ones on every writable open.
     if (keystore) syncSegments(store, config.segments, new Date(clock.now()).toISOString());
   }

@@ -1,5 +1,5 @@
 // @ts-check
-'use strict';
+
 /**
  * The control API client the nodes share: HTTP over the gateway's Unix socket with the flow's bearer token.
  * Plain Node (no dependencies): the Node-RED process holds nothing of the gateway's but this token.
@@ -73,7 +73,9 @@ class ControlClient {
           });
         },
       );
-      req.on('timeout', () => req.destroy(new ControlError(0, 'ERR_NODE_TIMEOUT', 'the gateway did not answer')));
+      req.on('timeout', () =>
+        req.destroy(new ControlError(0, 'ERR_NODE_TIMEOUT', 'the gateway did not answer')),
+      );
       req.on('error', (err) =>
         reject(
           err instanceof ControlError

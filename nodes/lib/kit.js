@@ -1,5 +1,5 @@
 // @ts-check
-'use strict';
+
 /** What every Portcullis node does the same way: find its gateway, the device a message is about, failures. */
 
 /**
@@ -34,7 +34,9 @@ function gatewayOf(RED, node, config) {
  */
 function deviceIdOf(msg) {
   if (typeof msg.deviceId === 'string' && msg.deviceId) return msg.deviceId;
-  const p = /** @type {Record<string, unknown> | null} */ (msg.payload && typeof msg.payload === 'object' ? msg.payload : null);
+  const p = /** @type {Record<string, unknown> | null} */ (
+    msg.payload && typeof msg.payload === 'object' ? msg.payload : null
+  );
   return p && typeof p.deviceId === 'string' && p.deviceId ? p.deviceId : undefined;
 }
 

@@ -1,5 +1,5 @@
 // @ts-check
-'use strict';
+
 /**
  * The zero-trust rule of the "policy check" node, as a pure function: every condition that is set must hold,
  * and anything that cannot be checked (no device, no score, no destination) denies — fail closed.
@@ -22,7 +22,14 @@
  */
 
 /** @type {Rule} */
-const DEFAULT_RULE = { states: ['active'], segments: [], window: null, maxPerMinute: null, maxScore: null, mud: false };
+const DEFAULT_RULE = {
+  states: ['active'],
+  segments: [],
+  window: null,
+  maxPerMinute: null,
+  maxScore: null,
+  mud: false,
+};
 
 /** @param {string} ip */
 function ipv4(ip) {
@@ -30,7 +37,9 @@ function ipv4(ip) {
   if (!m) return undefined;
   const parts = m.slice(1).map(Number);
   if (parts.some((p) => p > 255)) return undefined;
-  return ((parts[0] ?? 0) * 2 ** 24 + (parts[1] ?? 0) * 2 ** 16 + (parts[2] ?? 0) * 2 ** 8 + (parts[3] ?? 0)) >>> 0;
+  return (
+    ((parts[0] ?? 0) * 2 ** 24 + (parts[1] ?? 0) * 2 ** 16 + (parts[2] ?? 0) * 2 ** 8 + (parts[3] ?? 0)) >>> 0
+  );
 }
 
 /**
@@ -58,7 +67,8 @@ function allowedByMud(entries, d) {
     if (e.protocol !== 'any' && d.protocol && e.protocol !== d.protocol) return false;
     if (e.ports && (d.port === undefined || !e.ports.includes(d.port))) return false;
     if (e.peer.kind === 'cidr' && e.peer.cidr && d.address) return inCidr(e.peer.cidr, d.address);
-    if (e.peer.kind === 'dns' && e.peer.name && d.host) return e.peer.name.toLowerCase() === d.host.toLowerCase();
+    if (e.peer.kind === 'dns' && e.peer.name && d.host)
+      return e.peer.name.toLowerCase() === d.host.toLowerCase();
     return false; // controllers, manufacturers: resolved by the gateway's firewall, not here
   });
 }
@@ -76,24 +86,33 @@ function evaluate(partial, ctx) {
     return { allow: false, reason: `device ${d.id} is ${d.state}, not ${rule.states.join(' or ')}` };
   }
   if (rule.segments.length > 0 && !rule.segments.includes(d.segment ?? '')) {
-    return { allow: false, reason: `device ${d.id} is in segment ${d.segment ?? 'none'}, not ${rule.segments.join(' or ')}` };
+    return {
+      allow: false,
+      reason: `device ${d.id} is in segment ${d.segment ?? 'none'}, not ${rule.segments.join(' or ')}`,
+    };
   }
   if (rule.window) {
     const local = new Date(ctx.now + rule.window.utcOffsetMinutes * 60_000);
     const day = local.getUTCDay();
     const hour = local.getUTCHours();
     const { fromHour, toHour, days } = rule.window;
-    const inHours = fromHour <= toHour ? hour >= fromHour && hour < toHour : hour >= fromHour || hour < toHour;
+    const inHours =
+      fromHour <= toHour ? hour >= fromHour && hour < toHour : hour >= fromHour || hour < toHour;
     if (!days.includes(day) || !inHours) {
       return { allow: false, reason: `outside the allowed time window (day ${day}, ${hour}:00 local)` };
     }
   }
   if (rule.maxPerMinute !== null && ctx.perMinute > rule.maxPerMinute) {
-    return { allow: false, reason: `${ctx.perMinute} messages in the last minute, more than ${rule.maxPerMinute}` };
+    return {
+      allow: false,
+      reason: `${ctx.perMinute} messages in the last minute, more than ${rule.maxPerMinute}`,
+    };
   }
   if (rule.maxScore !== null) {
-    if (ctx.score === undefined) return { allow: false, reason: 'no anomaly score on the message (msg.anomaly.score)' };
-    if (ctx.score > rule.maxScore) return { allow: false, reason: `anomaly score ${ctx.score} above ${rule.maxScore}` };
+    if (ctx.score === undefined)
+      return { allow: false, reason: 'no anomaly score on the message (msg.anomaly.score)' };
+    if (ctx.score > rule.maxScore)
+      return { allow: false, reason: `anomaly score ${ctx.score} above ${rule.maxScore}` };
   }
   if (rule.mud) {
     if (!ctx.destination) return { allow: false, reason: 'no destination on the message (msg.destination)' };

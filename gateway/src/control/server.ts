@@ -7,8 +7,8 @@ import type { AnomalyService } from '../anomaly/index.ts';
 import { ConfigError } from '../config/index.ts';
 import type { Core } from '../core.ts';
 import { EVENT_TYPES, type GatewayEventType } from '../events.ts';
-import type { Uplink } from '../uplink/index.ts';
 import { body, errorResponse, HttpError } from '../http.ts';
+import type { Uplink } from '../uplink/index.ts';
 import { type ControlToken, ControlTokens, type Scope } from './tokens.ts';
 
 type Env = { Variables: { token: ControlToken; actor: string } };
@@ -39,7 +39,9 @@ const publishBody = z.strictObject({
     .string()
     .min(1)
     .max(128)
-    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, { error: 'topic levels of letters, digits, ".", "_", "-"' })
+    .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, {
+      error: 'topic levels of letters, digits, ".", "_", "-"',
+    })
     // MQTT does not resolve ".." — but a reader (or a bridge mapping topics to paths) might: refuse it outright.
     .refine((t) => t.split('/').every((level) => level !== '.' && level !== '..'), {
       error: 'topic levels "." and ".." are not allowed',
@@ -120,7 +122,11 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     );
     for (const t of types) {
       if (!EVENT_TYPES.includes(t as GatewayEventType))
-        throw new HttpError(400, 'ERR_CONTROL_INVALID', `unknown event type ${t} (${EVENT_TYPES.join(', ')})`);
+        throw new HttpError(
+          400,
+          'ERR_CONTROL_INVALID',
+          `unknown event type ${t} (${EVENT_TYPES.join(', ')})`,
+        );
     }
     const device = c.req.query('device');
     const token = c.get('token');
@@ -133,7 +139,11 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     };
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
-        controller.enqueue(encoder.encode(`${JSON.stringify({ type: 'stream.open', ts: new Date(core.clock.now()).toISOString() })}\n`));
+        controller.enqueue(
+          encoder.encode(
+            `${JSON.stringify({ type: 'stream.open', ts: new Date(core.clock.now()).toISOString() })}\n`,
+          ),
+        );
         off = core.events.on((e) => {
           if (types.size > 0 && !types.has(e.type)) return;
           if (device && 'deviceId' in e && e.deviceId !== device) return;
@@ -164,7 +174,8 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     need(c, 'device:read');
     const b = await body(c, scoreBody);
     const device = core.identity.show(id(c)).device;
-    if (!deps.anomaly) throw new HttpError(409, 'ERR_CONTROL_STATE', 'behaviour monitoring is off (anomaly.enabled)');
+    if (!deps.anomaly)
+      throw new HttpError(409, 'ERR_CONTROL_STATE', 'behaviour monitoring is off (anomaly.enabled)');
     return c.json(deps.anomaly.detector.scoreEvent({ ...b, ts: core.clock.now(), device: device.id }));
   });
 
@@ -188,11 +199,16 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
       c,
       z.strictObject({ reason: z.string().min(1).max(500), mode: z.enum(['observe', 'isolate']).optional() }),
     );
+    // Idempotent for automation: a flow that asks again for a device already quarantined changes nothing.
+    const current = core.identity.show(id(c)).device;
+    if (current.state === 'quarantined') return c.json({ device: current, unchanged: true });
     return c.json(await core.segmentation.quarantine(id(c), b, c.get('actor')));
   });
   app.post('/v1/devices/:id/release', async (c) => {
     need(c, 'device:quarantine');
     const b = await body(c, z.strictObject({ reason: z.string().min(1).max(500).optional() }));
+    const current = core.identity.show(id(c)).device;
+    if (current.state !== 'quarantined') return c.json({ device: current, unchanged: true });
     return c.json(await core.segmentation.release(id(c), c.get('actor'), b.reason));
   });
   app.post('/v1/audit', async (c) => {

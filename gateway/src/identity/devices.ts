@@ -2,8 +2,8 @@ import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
-import type { GatewayEvents } from '../events.ts';
 import { certificateFingerprint, type PeerCredential, spkiFingerprint } from '../dtls/index.ts';
+import type { GatewayEvents } from '../events.ts';
 import type { Keystore } from '../keystore/index.ts';
 import { mayHoldSession } from '../policy/index.ts';
 import { isHostOf, parseIpv4Network } from '../segmentation/addresses.ts';
@@ -103,7 +103,13 @@ export class IdentityService {
   private announce(d: Device, from: DeviceState | null, actor: string): Device {
     const ts = this.nowIso();
     if (from === null) {
-      this.events?.emit({ type: 'device.new', ts, deviceId: d.id, credentialKind: d.credentialKind, state: d.state });
+      this.events?.emit({
+        type: 'device.new',
+        ts,
+        deviceId: d.id,
+        credentialKind: d.credentialKind,
+        state: d.state,
+      });
     } else if (from !== d.state) {
       this.events?.emit({ type: 'device.state', ts, deviceId: d.id, from, to: d.state, actor });
     }
