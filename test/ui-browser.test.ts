@@ -98,13 +98,14 @@ describe('technician UI in chromium', () => {
   });
 
   it('enrols an authenticator at the first login, shows recovery codes once, then logs in with a code', async () => {
+    await shot('02-login');
     await page.getByLabel('User name').fill('alice');
     await page.getByLabel('Password').fill(PASSWORD);
     await page.getByRole('button', { name: 'Continue' }).click();
     await page.waitForURL(/\/login\/enroll$/);
     assert.equal(await page.locator('.qr svg').count(), 1, 'a QR code to scan');
     secret = ((await page.locator('.secret').textContent()) ?? '').trim();
-    await shot('02-enrol');
+    await shot('02-login-enrol');
     await page.getByLabel(/6-digit code/).fill(await nextCode());
     await page.getByRole('button', { name: 'Confirm' }).click();
     assert.equal(await page.getByRole('list', { name: 'Recovery codes' }).locator('li').count(), 10);
@@ -116,6 +117,7 @@ describe('technician UI in chromium', () => {
     await page.getByLabel('Password').fill(PASSWORD);
     await page.getByRole('button', { name: 'Continue' }).click();
     await page.waitForURL(/\/login\/totp$/);
+    await shot('03-login-second-factor');
     await page.getByLabel(/authenticator app/).fill('000000');
     await page.getByRole('button', { name: 'Log in' }).click();
     assert.match(await flash(), /wrong code/);

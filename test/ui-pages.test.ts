@@ -88,6 +88,19 @@ describe('UI pages', () => {
     assert.equal(anon.cookie, '');
   });
 
+  it('refuses an oversized body before reading it, and goes on serving', async (t) => {
+    const { login } = site(t);
+    const { b } = await login('tech', 'technician');
+    const big = await b.page('POST', '/onboarding/psk', {
+      id: 'x',
+      pskIdentity: 'x',
+      name: 'n'.repeat(200_000),
+    });
+    assert.equal(big.status, 413);
+    assert.match(big.text, /ERR_UI_TOO_LARGE/);
+    assert.equal((await b.page('GET', '/')).status, 200);
+  });
+
   it('gives a password-only session no page, only the second factor', async (t) => {
     const { core, app } = site(t);
     await core.users.createUser({ username: 'tech', role: 'technician', password: PASSWORD }, 'test');

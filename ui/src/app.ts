@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { secureHeaders } from 'hono/secure-headers';
 import type { Core } from '../../gateway/src/core.ts';
 import { PortcullisError } from '../../gateway/src/errors.ts';
@@ -38,8 +39,23 @@ const STATIC: Record<string, { type: string; body: string }> = {
   },
 };
 
+/** Request bodies beyond this are refused with 413 before they are read. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
 export function createUiApp(core: Core, options: UiOptions = {}): Hono {
   const app = new Hono();
+  // Nothing the UI accepts is large (the biggest is a form of a few fields): refuse big bodies before reading.
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        c.json(
+          { error: { code: 'ERR_UI_TOO_LARGE', message: `bodies are limited to ${MAX_BODY_BYTES} bytes` } },
+          413,
+        ),
+    }),
+  );
   app.use(
     '*',
     secureHeaders({

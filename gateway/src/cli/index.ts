@@ -44,6 +44,12 @@ import {
   segmentNetworkConfigCommand,
 } from './segmentation-commands.ts';
 import { uiSetupCodeCommand } from './ui-commands.ts';
+import {
+  updateApplyCommand,
+  updateBuildCommand,
+  updateKeygenCommand,
+  updateStatusCommand,
+} from './update-commands.ts';
 
 const HELP_FOOTER = `
 Configuration: --config FILE, else $PORTCULLIS_CONFIG, else /etc/portcullis/config.yaml if it exists,
@@ -222,6 +228,47 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .command('revoke <name>')
     .description('refuse the token from the next call on')
     .action((name: string) => setCode(flowsTokenRevokeCommand(configOpt(), name, io)));
+
+  const update = program
+    .command('update')
+    .description('signed gateway updates: A/B, health-checked, anti-rollback');
+  update
+    .command('apply <bundle>')
+    .description('verify, install beside the current release, switch, health-check; roll back if unhealthy')
+    .action(async (bundle: string) => setCode(await updateApplyCommand(configOpt(), bundle, io)));
+  update
+    .command('status')
+    .description('the linked release, releases on disk, the anti-rollback floor and the history')
+    .option('--json', 'JSON output')
+    .action((opts: { json?: boolean }) => setCode(updateStatusCommand(configOpt(), opts.json ?? false, io)));
+  update
+    .command('keygen <dir>')
+    .description('release manager: a new Ed25519 release key pair (never on the appliance)')
+    .action((dir: string) => setCode(updateKeygenCommand(dir, io)));
+  update
+    .command('build')
+    .description('release manager: hash and sign a release folder into a bundle')
+    .requiredOption(
+      '--source <dir>',
+      'the release folder (what /opt/portcullis/releases/<version> will hold)',
+    )
+    .requiredOption('--release <version>', 'its semantic version')
+    .requiredOption('--min-version <version>', 'the oldest installed version it may replace')
+    .option('--hardware <list>', 'x64,arm64', 'x64,arm64')
+    .option('--notes <text>', 'release notes', '')
+    .requiredOption('--key <file>', 'the release private key (PEM)')
+    .requiredOption('--out <file>', 'the bundle to write')
+    .action(
+      async (o: {
+        source: string;
+        release: string;
+        minVersion: string;
+        hardware: string;
+        notes: string;
+        key: string;
+        out: string;
+      }) => setCode(await updateBuildCommand({ ...o, version: o.release }, io)),
+    );
 
   const ui = program.command('ui').description('the technician web UI');
   ui.command('setup-code')

@@ -76,8 +76,15 @@ export function assess(core: Core): ComplianceReport {
         : 'compliance.vulnerabilityDisclosureUrl is not configured',
     ],
   );
+  // Gateway updates exist; sensor firmware campaigns do not yet, so the provision as a whole is not met.
+  const pinned = config.updates.publicKeyFile;
+  const lastUpdate = core.store.updates.history(1)[0];
   const updates = etsi('5.3', 'Keep software updated', 'not met', [
-    'signed gateway updates and sensor firmware campaigns are not implemented yet',
+    pinned
+      ? `signed gateway updates: release key pinned (${pinned}), A/B install with health check and rollback, anti-rollback floor`
+      : 'signed gateway updates are available but no release key is pinned (updates.publicKeyFile): nothing can be installed',
+    lastUpdate ? `last update: ${lastUpdate.version} ${lastUpdate.status} at ${lastUpdate.createdAt}` : 'no update applied yet',
+    'sensor firmware campaigns are not implemented yet',
   ]);
   const storage = etsi(
     '5.4',

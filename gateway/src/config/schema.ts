@@ -178,6 +178,30 @@ export function configSchema(baseDir: string) {
             .optional(),
         })
         .prefault({}),
+      updates: z
+        .strictObject({
+          /** The release key's public half (Ed25519 PEM), pinned in the image; without it no bundle installs. */
+          publicKeyFile: existingFile.optional(),
+          releasesDir: z
+            .string()
+            .min(1)
+            .transform((p) => resolve(baseDir, p))
+            .default('/opt/portcullis/releases'),
+          /** The symlink the services run from; switched atomically to the new release. */
+          currentLink: z
+            .string()
+            .min(1)
+            .transform((p) => resolve(baseDir, p))
+            .default('/opt/portcullis/current'),
+          /**
+           * Run after the switch (argv; `{current}` and `{version}` are substituted); exit 0 within the deadline
+           * means healthy. Default: the new release's CLI must start and report its version. The appliance
+           * restarts the gateway and waits for /healthz (systemd/portcullis-update-health).
+           */
+          healthCommand: z.array(z.string().min(1)).min(1).optional(),
+          healthDeadlineSeconds: z.number().int().min(1).max(3600).default(120),
+        })
+        .prefault({}),
       hardware: z
         .strictObject({
           /** auto: onoff where GPIO is accessible, else none; simulator: no real pins (demos, tests). */

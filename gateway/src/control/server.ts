@@ -2,6 +2,7 @@ import { chmodSync, chownSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
 import { ConfigError } from '../config/index.ts';
@@ -71,6 +72,15 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   const tokens = new ControlTokens(core.store, core.audit, core.clock);
   const buckets = new Map<string, { tokens: number; at: number }>();
   const app = new Hono<Env>();
+  // The largest legitimate body is a 256 KiB publish, base64-encoded.
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: 400 * 1024,
+      onError: (c) =>
+        c.json({ error: { code: 'ERR_CONTROL_TOO_LARGE', message: 'the body is too large' } }, 413),
+    }),
+  );
   app.use('*', async (c, next) => {
     const presented = /^Bearer (\S+)$/.exec(c.req.header('authorization') ?? '')?.[1];
     const token = tokens.verify(presented);

@@ -13,6 +13,7 @@ import { PullSourceRepository } from './repositories/pull-sources.ts';
 import { QueueRepository } from './repositories/queue.ts';
 import { SegmentRepository } from './repositories/segments.ts';
 import { TrustAnchorRepository } from './repositories/trust-anchors.ts';
+import { UpdateRepository } from './repositories/updates.ts';
 import { UserRepository } from './repositories/users.ts';
 
 export { type Db, StoreError } from './database.ts';
@@ -37,6 +38,7 @@ export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment, SegmentRole } from './repositories/segments.ts';
 export type { TrustAnchor } from './repositories/trust-anchors.ts';
+export type { UpdateRecord, UpdateStatus } from './repositories/updates.ts';
 export type { Role, User } from './repositories/users.ts';
 
 export const DATABASE_FILE = 'portcullis.db';
@@ -59,6 +61,7 @@ export class Store {
   readonly baselines: BaselineRepository;
   readonly rateLimits: RateLimitRepository;
   readonly activity: ActivityRepository;
+  readonly updates: UpdateRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -77,6 +80,7 @@ export class Store {
     this.baselines = new BaselineRepository(db);
     this.rateLimits = new RateLimitRepository(db);
     this.activity = new ActivityRepository(db);
+    this.updates = new UpdateRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

@@ -285,6 +285,27 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 10,
+    name: 'gateway updates: history and the anti-rollback floor',
+    sql: `
+      CREATE TABLE update_history (
+        id INTEGER PRIMARY KEY,
+        version TEXT NOT NULL,
+        previous TEXT,
+        status TEXT NOT NULL CHECK (status IN ('installed', 'rolled-back', 'refused')),
+        actor TEXT NOT NULL,
+        error TEXT,
+        created_at TEXT NOT NULL
+      ) STRICT;
+      -- The highest version ever installed and kept: bundles at or below it are refused (anti-rollback).
+      CREATE TABLE update_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        highest_version TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

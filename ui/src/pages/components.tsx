@@ -16,6 +16,8 @@ const TONE: Record<string, 'ok' | 'warn' | 'bad' | 'info'> = {
   connected: 'ok',
   enforcing: 'ok',
   applied: 'ok',
+  installed: 'ok',
+  refused: 'warn',
   tpm2: 'ok',
   pending: 'warn',
   medium: 'warn',

@@ -1,14 +1,17 @@
 import type { FC } from 'hono/jsx';
 import type { GatewayStatus } from '../../../gateway/src/core.ts';
 import type { Alert } from '../../../gateway/src/store/index.ts';
+import type { UpdateStatusView } from '../../../gateway/src/updates/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
 import { Badge, when } from './components.tsx';
 
-export const Dashboard: FC<{ status: GatewayStatus; uplink: UplinkStatus | undefined; alerts: Alert[] }> = ({
-  status,
-  uplink,
-  alerts,
-}) => {
+export const Dashboard: FC<{
+  status: GatewayStatus;
+  uplink: UplinkStatus | undefined;
+  alerts: Alert[];
+  updates: UpdateStatusView;
+}> = ({ status, uplink, alerts, updates }) => {
+  const lastUpdate = updates.history[0];
   const d = status.devices;
   return (
     <>
@@ -64,6 +67,20 @@ export const Dashboard: FC<{ status: GatewayStatus; uplink: UplinkStatus | undef
             <h2>Gateway</h2>
             <p>Version {status.version}</p>
             <p>Store: {status.store}</p>
+          </div>
+          <div class="card">
+            <h2>Updates</h2>
+            <p>Release: {updates.current ?? 'not installed from a bundle'}</p>
+            <p>
+              Last:{' '}
+              {lastUpdate ? (
+                <>
+                  <Badge value={lastUpdate.status} /> {lastUpdate.version} ({when(lastUpdate.createdAt)})
+                </>
+              ) : (
+                'none'
+              )}
+            </p>
           </div>
         </section>
         <h2>Active alerts</h2>

@@ -5,6 +5,7 @@ import { assess } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
+import { updateStatus } from '../../../gateway/src/updates/index.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
 import type { UiSessions } from '../sessions.ts';
 
@@ -55,6 +56,7 @@ export const API_ROUTES: readonly RouteSpec[] = [
   { method: 'GET', path: '/api/v1/firewall', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/firewall/render', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/firewall/apply', access: { roles: ADMINS, reauth: true } },
+  { method: 'GET', path: '/api/v1/updates', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/api/v1/users', access: { roles: ADMINS } },
   {
     method: 'POST',
@@ -250,6 +252,7 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
     });
   });
   route('POST', '/api/v1/firewall/apply', async (c) => c.json(await core.segmentation.apply(c.get('actor'))));
+  route('GET', '/api/v1/updates', (c) => c.json(updateStatus(core)));
   route('GET', '/api/v1/users', (c) => c.json(core.users.list()));
   route('POST', '/api/v1/users', async (c) => {
     const b = await body(

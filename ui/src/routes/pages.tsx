@@ -14,6 +14,7 @@ import { PortcullisError } from '../../../gateway/src/errors.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { HttpError, statusFor } from '../../../gateway/src/http.ts';
 import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
+import { updateStatus } from '../../../gateway/src/updates/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
 import {
   type Access,
@@ -315,6 +316,7 @@ export function pageRoutes(
         status={core.status()}
         uplink={options.uplinkStatus()}
         alerts={core.store.alerts.list({ open: true })}
+        updates={updateStatus(core)}
       />,
       true,
     ),

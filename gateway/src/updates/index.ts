@@ -1,0 +1,4 @@
+export { type BuildRequest, buildBundle, readHeader } from './bundle.ts';
+export { UpdateError, type UpdateErrorCode } from './errors.ts';
+export { type UpdateDeps, UpdateInstaller, type UpdateStatusView, updateStatus } from './installer.ts';
+export { loadReleaseKey, type Manifest, parseManifest } from './manifest.ts';

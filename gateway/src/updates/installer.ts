@@ -1,0 +1,287 @@
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
+import { basename, join } from 'node:path';
+import { execa } from 'execa';
+import semver from 'semver';
+import type { AuditLog } from '../audit/index.ts';
+import { type Clock, isoTime } from '../clock.ts';
+import type { Config } from '../config/index.ts';
+import type { Store, UpdateRecord } from '../store/index.ts';
+import { VERSION } from '../version.ts';
+import { extractRelease, readHeader } from './bundle.ts';
+import { UpdateError } from './errors.ts';
+import { checkSignature, loadReleaseKey, type Manifest, parseManifest } from './manifest.ts';
+
+export interface UpdateDeps {
+  options: Config['updates'];
+  store: Store;
+  audit: AuditLog;
+  clock: Clock;
+  /** The version of the code running now (used when no release is linked yet). */
+  runningVersion: string;
+  arch?: string;
+}
+
+export interface UpdateStatusView {
+  current: string | null;
+  releases: string[];
+  /** The anti-rollback floor: bundles at or below it are refused. */
+  highest: string;
+  history: UpdateRecord[];
+}
+
+/**
+ * A/B installation of signed gateway bundles: verify (signature, manifest, hardware, version floor) before a
+ * byte is unpacked; unpack into a staging folder and check every file's hash; move it to
+ * `releases/<version>`; switch the `current` link atomically; run the health check; keep it, or switch back and
+ * remove it. Every outcome is recorded and audited.
+ */
+export class UpdateInstaller {
+  constructor(private readonly deps: UpdateDeps) {}
+
+  private get o() {
+    return this.deps.options;
+  }
+
+  /** The linked release's version, if `current` points at `releases/<version>`. */
+  currentVersion(): string | null {
+    try {
+      const v = basename(readlinkSync(this.o.currentLink));
+      return semver.valid(v) === v ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  status(): UpdateStatusView {
+    const releases = existsSync(this.o.releasesDir)
+      ? readdirSync(this.o.releasesDir)
+          .filter((d) => semver.valid(d) === d)
+          .sort(semver.compare)
+      : [];
+    return {
+      current: this.currentVersion(),
+      releases,
+      highest: this.floor(),
+      history: this.deps.store.updates.history(),
+    };
+  }
+
+  private floor(): string {
+    const installed = this.currentVersion() ?? this.deps.runningVersion;
+    const stored = this.deps.store.updates.highest();
+    return stored && semver.gt(stored, installed) ? stored : installed;
+  }
+
+  /** Everything up to an installable manifest; throws (and changes nothing) otherwise. */
+  async verify(bundle: string): Promise<Manifest> {
+    if (!this.o.publicKeyFile) {
+      throw new UpdateError(
+        'ERR_UPDATE_CONFIG',
+        'no release key is pinned (updates.publicKeyFile): nothing can be installed',
+      );
+    }
+    const key = loadReleaseKey(readFileSync(this.o.publicKeyFile, 'utf8'));
+    const header = await readHeader(bundle);
+    if (!header.signature) throw new UpdateError('ERR_UPDATE_UNSIGNED', 'the bundle has no manifest.sig');
+    checkSignature(header.manifestBytes, header.signature, key);
+    const m = parseManifest(header.manifestBytes);
+    const arch = this.deps.arch ?? process.arch;
+    if (!(m.hardware as string[]).includes(arch)) {
+      throw new UpdateError(
+        'ERR_UPDATE_INCOMPATIBLE',
+        `release ${m.version} is for ${m.hardware.join(', ')}, this is ${arch}`,
+      );
+    }
+    const floor = this.floor();
+    if (!semver.gt(m.version, floor)) {
+      throw new UpdateError(
+        'ERR_UPDATE_DOWNGRADE',
+        `release ${m.version} is not newer than ${floor} (anti-rollback)`,
+      );
+    }
+    const installed = this.currentVersion() ?? this.deps.runningVersion;
+    if (semver.lt(installed, m.minVersion)) {
+      throw new UpdateError(
+        'ERR_UPDATE_INCOMPATIBLE',
+        `release ${m.version} needs at least ${m.minVersion} installed (this is ${installed})`,
+      );
+    }
+    return m;
+  }
+
+  async apply(bundle: string, actor: string): Promise<{ version: string; previous: string | null }> {
+    mkdirSync(this.o.releasesDir, { recursive: true, mode: 0o755 });
+    const lockPath = join(this.o.releasesDir, '.update.lock');
+    let lock: number;
+    try {
+      lock = openSync(lockPath, 'wx');
+    } catch {
+      throw new UpdateError('ERR_UPDATE_BUSY', `another update is in progress (${lockPath})`);
+    }
+    try {
+      return await this.applyLocked(bundle, actor);
+    } finally {
+      closeSync(lock);
+      rmSync(lockPath, { force: true });
+    }
+  }
+
+  private async applyLocked(bundle: string, actor: string) {
+    const previous = this.currentVersion();
+    let m: Manifest;
+    try {
+      m = await this.verify(bundle);
+    } catch (err) {
+      this.refused(bundle, previous, actor, err);
+      throw err;
+    }
+    const target = join(this.o.releasesDir, m.version);
+    const staging = mkdtempSync(join(this.o.releasesDir, '.staging-'));
+    try {
+      if (existsSync(target)) throw new UpdateError('ERR_UPDATE_INVALID', `${target} already exists`);
+      await extractRelease(bundle, m, staging);
+      renameSync(join(staging, 'files'), target);
+    } catch (err) {
+      this.refused(bundle, previous, actor, err, m.version);
+      throw err;
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
+    }
+    this.link(target);
+    const health = await this.healthCheck(m.version);
+    const now = isoTime(this.deps.clock);
+    if (health.ok) {
+      this.deps.store.transaction(() => {
+        this.deps.store.updates.setHighest(m.version, now);
+        this.deps.store.updates.record(
+          { version: m.version, previous, status: 'installed', actor, error: null },
+          now,
+        );
+        this.deps.audit.append({
+          actor,
+          action: 'update.install',
+          target: m.version,
+          details: { previous, files: Object.keys(m.files).length, notes: m.notes.slice(0, 200) },
+        });
+      });
+      return { version: m.version, previous };
+    }
+    // Unhealthy: the previous release comes back, the new one goes.
+    if (previous) this.link(join(this.o.releasesDir, previous));
+    else rmSync(this.o.currentLink, { force: true });
+    rmSync(target, { recursive: true, force: true });
+    this.deps.store.transaction(() => {
+      this.deps.store.updates.record(
+        { version: m.version, previous, status: 'rolled-back', actor, error: health.reason },
+        now,
+      );
+      this.deps.audit.append({
+        actor,
+        action: 'update.rollback',
+        target: m.version,
+        details: { restored: previous, reason: health.reason },
+      });
+      this.deps.store.alerts.raise(
+        {
+          deviceId: null,
+          severity: 'high',
+          kind: 'update.rolled_back',
+          explanation: `Release ${m.version} failed its health check and was rolled back to ${previous ?? 'nothing'}: ${health.reason}`,
+          evidence: { version: m.version, previous },
+          dedupeKey: `update.rolled_back:${m.version}`,
+        },
+        now,
+      );
+    });
+    throw new UpdateError(
+      'ERR_UPDATE_HEALTH',
+      `release ${m.version} failed its health check (${health.reason}); ${previous ?? 'nothing'} restored`,
+    );
+  }
+
+  /** Points `current` at `target` in one rename (a reader sees the old link or the new, never none). */
+  private link(target: string): void {
+    const tmp = `${this.o.currentLink}.new`;
+    rmSync(tmp, { force: true });
+    symlinkSync(target, tmp);
+    renameSync(tmp, this.o.currentLink);
+  }
+
+  private async healthCheck(version: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const argv = (this.o.healthCommand ?? [process.execPath, '{current}/bin/portcullis.js', '--version']).map(
+      (a) => a.replaceAll('{current}', this.o.currentLink).replaceAll('{version}', version),
+    );
+    const [cmd, ...args] = argv as [string, ...string[]];
+    const r = await execa(cmd, args, {
+      reject: false,
+      timeout: this.o.healthDeadlineSeconds * 1000,
+      env: { PORTCULLIS_EXPECTED_VERSION: version },
+    });
+    if (r.timedOut) return { ok: false, reason: `no answer within ${this.o.healthDeadlineSeconds} s` };
+    if (r.exitCode !== 0) return { ok: false, reason: `health check exited ${r.exitCode ?? r.signal}` };
+    if (!this.o.healthCommand && !String(r.stdout).includes(version)) {
+      return {
+        ok: false,
+        reason: `the new release reports ${String(r.stdout).trim().slice(0, 40)}, not ${version}`,
+      };
+    }
+    return { ok: true };
+  }
+
+  private refused(
+    bundle: string,
+    previous: string | null,
+    actor: string,
+    err: unknown,
+    version = 'unknown',
+  ): void {
+    const e = err as { code?: string; message?: string };
+    const now = isoTime(this.deps.clock);
+    this.deps.store.transaction(() => {
+      this.deps.store.updates.record(
+        {
+          version,
+          previous,
+          status: 'refused',
+          actor,
+          error: `${e.code ?? 'ERR'}: ${e.message ?? ''}`.slice(0, 500),
+        },
+        now,
+      );
+      this.deps.audit.append({
+        actor,
+        action: 'update.refused',
+        target: basename(bundle),
+        details: { code: e.code ?? null, reason: (e.message ?? '').slice(0, 300) },
+      });
+    });
+  }
+}
+
+/** The installer's view for status pages (the core's configuration and store; nothing is changed). */
+export function updateStatus(core: {
+  config: Config;
+  store: Store;
+  audit: AuditLog;
+  clock: Clock;
+}): UpdateStatusView {
+  return new UpdateInstaller({
+    options: core.config.updates,
+    store: core.store,
+    audit: core.audit,
+    clock: core.clock,
+    runningVersion: VERSION,
+  }).status();
+}
