@@ -83,7 +83,9 @@ export function assess(core: Core): ComplianceReport {
     pinned
       ? `signed gateway updates: release key pinned (${pinned}), A/B install with health check and rollback, anti-rollback floor`
       : 'signed gateway updates are available but no release key is pinned (updates.publicKeyFile): nothing can be installed',
-    lastUpdate ? `last update: ${lastUpdate.version} ${lastUpdate.status} at ${lastUpdate.createdAt}` : 'no update applied yet',
+    lastUpdate
+      ? `last update: ${lastUpdate.version} ${lastUpdate.status} at ${lastUpdate.createdAt}`
+      : 'no update applied yet',
     'sensor firmware campaigns are not implemented yet',
   ]);
   const storage = etsi(
