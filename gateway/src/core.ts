@@ -4,6 +4,7 @@ import { AuditLog } from './audit/index.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config/index.ts';
 import { GatewayEvents } from './events.ts';
+import { FirmwareService } from './firmware/index.ts';
 import { IdentityError, IdentityService } from './identity/index.ts';
 import { type Keystore, openKeystore } from './keystore/index.ts';
 import { SegmentationService, syncSegments } from './segmentation/index.ts';
@@ -35,6 +36,7 @@ export class Core {
   private readonly identityService: IdentityService | null;
   private segmentationService: SegmentationService | undefined;
   private userService: UserService | undefined;
+  private firmwareService: FirmwareService | undefined;
 
   private constructor(
     readonly config: Config,
@@ -93,6 +95,17 @@ export class Core {
       clock: this.clock,
     });
     return this.segmentationService;
+  }
+
+  /** Sensor firmware images and campaigns. */
+  get firmware(): FirmwareService {
+    this.firmwareService ??= new FirmwareService({
+      config: this.config,
+      store: this.store,
+      audit: this.audit,
+      clock: this.clock,
+    });
+    return this.firmwareService;
   }
 
   /** A person acknowledges an alert (audited with them); the next finding of its kind opens a new one. */

@@ -11,6 +11,7 @@ import { type ControlServer, groupId, startControlServer } from './control/serve
 import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
+import { startFirmwareScheduler } from './firmware/index.ts';
 import { type GpioBackend, HardwareService, openOnoff, SimulatedGpio } from './hardware/index.ts';
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
@@ -66,6 +67,7 @@ export class Gateway {
     private readonly systemd: SystemdNotifier,
     readonly hardware: HardwareService | undefined,
     private readonly control: ControlServer | undefined,
+    private readonly firmwareScheduler: { close(): void },
   ) {}
 
   static async start(loaded: LoadedConfig, deps: { clock: Clock; logger: Logger }): Promise<Gateway> {
@@ -188,6 +190,9 @@ export class Gateway {
         systemd,
         hardware,
         control,
+        startFirmwareScheduler(core.firmware, (err) =>
+          logger.error({ err }, 'firmware campaign step failed'),
+        ),
       );
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
@@ -224,6 +229,7 @@ export class Gateway {
         this.firewall?.close(),
         this.control?.close(),
       ]);
+      this.firmwareScheduler.close();
       await this.anomaly?.stop();
       this.hardware?.stop();
       await this.uplink.stop();

@@ -29,6 +29,14 @@ import {
   uplinkCsrCommand,
 } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
+import {
+  campaignCreateCommand,
+  campaignPauseCommand,
+  campaignStatusCommand,
+  firmwareListCommand,
+  firmwareUploadCommand,
+  firmwareVendorAddCommand,
+} from './firmware-commands.ts';
 import { flowsTokenCreateCommand, flowsTokenListCommand, flowsTokenRevokeCommand } from './flows-commands.ts';
 import {
   devicePlaceCommand,
@@ -269,6 +277,67 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
         out: string;
       }) => setCode(await updateBuildCommand({ ...o, version: o.release }, io)),
     );
+
+  const firmware = program.command('firmware').description('sensor firmware: vendor keys, images, campaigns');
+  firmware
+    .command('vendor')
+    .description('vendor keys')
+    .command('add')
+    .description('the key a vendor signs manifests with, for one device class (= device type)')
+    .requiredOption('--vendor <name>', 'vendor')
+    .requiredOption('--class <name>', 'device class, matched against device types')
+    .requiredOption('--key <file>', 'public key (PEM, Ed25519 or EC P-256)')
+    .action((o: { vendor: string; class: string; key: string }) =>
+      setCode(firmwareVendorAddCommand(configOpt(), o, io)),
+    );
+  firmware
+    .command('upload')
+    .description('verify an image against its vendor-signed manifest and store it once')
+    .requiredOption('--image <file>', 'the firmware image')
+    .requiredOption('--manifest <file>', 'manifest.json: vendor, class, version, digest, size, severity')
+    .requiredOption('--signature <file>', "the vendor's signature over the manifest (base64)")
+    .action((o: { image: string; manifest: string; signature: string }) =>
+      setCode(firmwareUploadCommand(configOpt(), o, io)),
+    );
+  firmware
+    .command('list')
+    .description('images and campaigns')
+    .action(() => setCode(firmwareListCommand(configOpt(), io)));
+  const campaign = firmware.command('campaign').description('staged rollouts of an image');
+  campaign
+    .command('create')
+    .description("target the active devices of the image's class (not yet on its version)")
+    .requiredOption('--image <digest>', 'the image (SHA-256)')
+    .option('--segment <name>', 'only this segment')
+    .option('--versions <list>', 'only devices now on one of these versions (comma-separated)')
+    .option('--canary <percent>', 'first stage share (default 10)')
+    .option('--max-failures <percent>', 'halt above this failure share (default 10)')
+    .option('--min-sample <n>', 'finished devices before the failure share counts (default 5)')
+    .action(
+      (o: {
+        image: string;
+        segment?: string;
+        versions?: string;
+        canary?: string;
+        maxFailures?: string;
+        minSample?: string;
+      }) => setCode(campaignCreateCommand(configOpt(), o, io)),
+    );
+  campaign
+    .command('status <id>')
+    .description('state, counts and every device')
+    .option('--json', 'JSON output')
+    .action((id: string, o: { json?: boolean }) =>
+      setCode(campaignStatusCommand(configOpt(), id, o.json ?? false, io)),
+    );
+  campaign
+    .command('pause <id>')
+    .description('tell no further device')
+    .action((id: string) => setCode(campaignPauseCommand(configOpt(), id, true, io)));
+  campaign
+    .command('resume <id>')
+    .description('carry on')
+    .action((id: string) => setCode(campaignPauseCommand(configOpt(), id, false, io)));
 
   const ui = program.command('ui').description('the technician web UI');
   ui.command('setup-code')

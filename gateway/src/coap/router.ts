@@ -22,7 +22,10 @@ export interface CoapResponse {
 
 export type CoapHandler = (req: CoapRequest) => CoapResponse | Promise<CoapResponse>;
 
-/** Exact-path resource router; a path with no resource is 4.04, a known path with another method 4.05. */
+/**
+ * Resource router: exact paths, and collections registered as `/prefix/*` (the rest of the path is the
+ * handler's to read). A path with no resource is 4.04, a known path with another method 4.05.
+ */
 export class CoapRouter {
   private readonly routes = new Map<string, Map<CoapMethod, CoapHandler>>();
 
@@ -37,7 +40,9 @@ export class CoapRouter {
   }
 
   resolve(method: CoapMethod, path: string): CoapHandler | '4.04' | '4.05' {
-    const byMethod = this.routes.get(path);
+    const slash = path.lastIndexOf('/');
+    const collection = slash > 0 && slash < path.length - 1 ? `${path.slice(0, slash)}/*` : undefined;
+    const byMethod = this.routes.get(path) ?? (collection ? this.routes.get(collection) : undefined);
     if (!byMethod) return '4.04';
     return byMethod.get(method) ?? '4.05';
   }

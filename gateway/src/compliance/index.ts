@@ -76,7 +76,7 @@ export function assess(core: Core): ComplianceReport {
         : 'compliance.vulnerabilityDisclosureUrl is not configured',
     ],
   );
-  // Gateway updates exist; sensor firmware campaigns do not yet, so the provision as a whole is not met.
+  // Not met until the anti-rollback floor is in the TPM: restoring an old database could lower it.
   const pinned = config.updates.publicKeyFile;
   const lastUpdate = core.store.updates.history(1)[0];
   const updates = etsi('5.3', 'Keep software updated', 'not met', [
@@ -86,7 +86,8 @@ export function assess(core: Core): ComplianceReport {
     lastUpdate
       ? `last update: ${lastUpdate.version} ${lastUpdate.status} at ${lastUpdate.createdAt}`
       : 'no update applied yet',
-    'sensor firmware campaigns are not implemented yet',
+    `sensor firmware: ${core.store.firmware.images().length} vendor-signed image(s), ${core.store.firmware.campaigns().length} campaign(s) (canary, halt on failures)`,
+    'anti-rollback floor kept in the database, not yet in a TPM NV counter',
   ]);
   const storage = etsi(
     '5.4',

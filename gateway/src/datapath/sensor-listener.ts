@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
+import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
 import { CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
@@ -13,6 +14,20 @@ import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { withNextCommand } from './downlink.ts';
 import { ingestTelemetry } from './ingest.ts';
+
+const firmwareReport = z.strictObject({
+  version: z.string().min(1).max(32).optional(),
+  result: z.enum(['ok', 'failed']).optional(),
+  error: z.string().max(300).optional(),
+});
+
+function safeJson(b: Buffer): unknown {
+  try {
+    return JSON.parse(b.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
 
 /** How often sessions of devices that lost their standing (decommissioned, quarantined) are closed. */
 const SESSION_REVIEW_MS = 1000;
@@ -85,6 +100,35 @@ export async function startSensorListener(
       });
     if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
     return withNextCommand(core, device.id, '2.05');
+  });
+  // Firmware: a device told by a campaign fetches its image block-wise, then reports what it runs.
+  router.on('GET', '/fw/*', (req) => {
+    const device = identity.deviceFor(req.session.credential);
+    if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
+    const digest = req.path.slice('/fw/'.length);
+    if (!/^[0-9a-f]{64}$/.test(digest)) return { code: '4.04' };
+    try {
+      return { code: '2.05', payload: core.firmware.fetch(device.id, digest), contentFormat: 42 };
+    } catch (err) {
+      warnOnce(
+        `fw:${device.id}`,
+        { deviceId: device.id, err: (err as Error).message },
+        'firmware fetch refused',
+      );
+      return { code: '4.03' };
+    }
+  });
+  router.on('POST', '/fw/report', (req) => {
+    const device = identity.deviceFor(req.session.credential);
+    if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
+    const body = firmwareReport.safeParse(safeJson(req.payload));
+    if (!body.success) return { code: '4.00' };
+    try {
+      core.firmware.report(device.id, body.data);
+      return { code: '2.04' };
+    } catch {
+      return { code: '4.09' };
+    }
   });
   // Certificate and raw-public-key sensors need the gateway to present a key of its own: a leaf certified by
   // the gateway's identity key (in the TPM with the tpm2 keystore); sensors trust `tls/identity-ca.pem`.

@@ -8,6 +8,7 @@ import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
 import { DownlinkRepository } from './repositories/downlink.ts';
 import { FirewallRulesetRepository } from './repositories/firewall-rulesets.ts';
+import { FirmwareRepository } from './repositories/firmware.ts';
 import { MudControllerRepository } from './repositories/mud-controllers.ts';
 import { PullSourceRepository } from './repositories/pull-sources.ts';
 import { QueueRepository } from './repositories/queue.ts';
@@ -34,6 +35,13 @@ export type {
 } from './repositories/devices.ts';
 export type { DownlinkCommand } from './repositories/downlink.ts';
 export type { RulesetStatus, StoredRuleset } from './repositories/firewall-rulesets.ts';
+export type {
+  Campaign,
+  CampaignDevice,
+  CampaignDeviceStatus,
+  CampaignState,
+  FirmwareImage,
+} from './repositories/firmware.ts';
 export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment, SegmentRole } from './repositories/segments.ts';
@@ -62,6 +70,7 @@ export class Store {
   readonly rateLimits: RateLimitRepository;
   readonly activity: ActivityRepository;
   readonly updates: UpdateRepository;
+  readonly firmware: FirmwareRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -81,6 +90,7 @@ export class Store {
     this.rateLimits = new RateLimitRepository(db);
     this.activity = new ActivityRepository(db);
     this.updates = new UpdateRepository(db);
+    this.firmware = new FirmwareRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

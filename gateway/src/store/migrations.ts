@@ -306,6 +306,53 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 11,
+    name: 'sensor firmware: vendor keys, images, campaigns',
+    sql: `
+      -- The key a vendor signs firmware manifests with, per device class (= device type).
+      CREATE TABLE firmware_vendor_keys (
+        vendor TEXT NOT NULL,
+        device_class TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (vendor, device_class)
+      ) STRICT;
+      -- One row per image, stored once under its SHA-256 (firmware/<digest> in the data directory).
+      CREATE TABLE firmware_images (
+        digest TEXT PRIMARY KEY,
+        vendor TEXT NOT NULL,
+        device_class TEXT NOT NULL,
+        version TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        severity REAL NOT NULL,
+        manifest TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (vendor, device_class, version)
+      ) STRICT;
+      CREATE TABLE firmware_campaigns (
+        id INTEGER PRIMARY KEY,
+        image TEXT NOT NULL REFERENCES firmware_images(digest),
+        state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'halted', 'completed')),
+        settings TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE firmware_campaign_devices (
+        campaign_id INTEGER NOT NULL REFERENCES firmware_campaigns(id),
+        device_id TEXT NOT NULL,
+        stage TEXT NOT NULL CHECK (stage IN ('canary', 'rest')),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'notified', 'fetching', 'succeeded', 'failed')),
+        from_version TEXT,
+        error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, device_id)
+      ) STRICT;
+      CREATE INDEX firmware_campaign_devices_device ON firmware_campaign_devices(device_id, status);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

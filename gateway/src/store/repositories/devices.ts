@@ -207,4 +207,10 @@ export class DeviceRepository {
     };
     return `${r.n}:${r.u ?? ''}`;
   }
+
+  setFirmwareVersion(id: string, version: string, now: string): void {
+    this.db
+      .prepare('UPDATE devices SET firmware_version = ?, updated_at = ? WHERE id = ?')
+      .run(version, now, id);
+  }
 }
