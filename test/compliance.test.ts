@@ -1,5 +1,6 @@
 /** The compliance self-assessment reads live state: it changes when the configuration and the store do. */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -26,11 +27,26 @@ describe('compliance self-assessment', () => {
     assert.match(status(r, '5.1')?.evidence.join(' ') ?? '', /one-time setup code/);
     assert.equal(status(r, '5.2')?.status, 'not met');
     assert.equal(status(r, '5.3')?.status, 'not met');
+    assert.match(status(r, '5.3')?.evidence[0] ?? '', /no release key is pinned/);
     assert.equal(status(r, '5.4')?.status, 'not met');
     assert.match(status(r, '5.4')?.evidence[0] ?? '', /keystore backend: software/);
     assert.equal(status(r, '5.6')?.status, 'not met');
     assert.match(status(r, '5.6')?.evidence.join(' ') ?? '', /not enforced.*every interface/s);
     assert.equal(r.findings.filter((f) => f.standard === 'NIST IR 8259A').length, 6);
+  });
+
+  it('counts signed updates as met only with a pinned release key', (t) => {
+    const dir = tempDir(t);
+    const pub = join(dir, 'release.pub.pem');
+    writeFileSync(pub, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+    const core = Core.open(
+      parseConfig({ dataDir: join(dir, 'var'), updates: { publicKeyFile: pub } }, dir),
+      new ManualClock(),
+    );
+    t.after(() => core.close());
+    const r = assess(core);
+    assert.equal(status(r, '5.3')?.status, 'met');
+    assert.match(status(r, '5.3')?.evidence.join(' ') ?? '', /release key pinned.*rollback/);
   });
 
   it('follows the live state: users with MFA, a disclosure URL, an enforced firewall, erased credentials', async (t) => {

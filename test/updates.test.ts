@@ -17,10 +17,15 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, relative } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { create, extract } from 'tar';
+import { systemClock } from '../gateway/src/clock.ts';
+import { parseConfig } from '../gateway/src/config/index.ts';
+import { Core } from '../gateway/src/core.ts';
+import { TpmNvCounter, UpdateInstaller } from '../gateway/src/updates/index.ts';
 import { runCli } from './helpers/cli.ts';
 import { tempDir } from './helpers/tmp.ts';
+import { startTpm, type TestTpm } from './helpers/tpm.ts';
 
 type T = Parameters<typeof tempDir>[0];
 
@@ -254,5 +259,62 @@ describe('signed gateway updates', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /ERR_UPDATE_CONFIG.*no release key is pinned/);
     assert.equal(readlinkSync(site.current), join(site.releases, '0.1.0'));
+  });
+});
+
+describe('anti-rollback counter in the TPM', () => {
+  let tpm: TestTpm;
+  before(async () => {
+    tpm = await startTpm();
+  });
+  after(() => tpm?.stop());
+
+  it('refuses updates when the database was restored from a copy older than the TPM counter', async (t) => {
+    const { dir, build, site, keys } = await setup(t);
+    // The resource manager sits on a private D-Bus: the tools find it through these variables.
+    Object.assign(process.env, tpm.env);
+    t.after(() => {
+      for (const k of Object.keys(tpm.env)) delete process.env[k];
+    });
+    const counter = new TpmNvCounter(tpm.tcti, 0x01500100);
+    const config = parseConfig(
+      {
+        dataDir: join(dir, 'var-tpm'),
+        updates: { publicKeyFile: keys.pub, releasesDir: site.releases, currentLink: site.current },
+      },
+      dir,
+    );
+    const core = Core.open(config, systemClock);
+    t.after(() => core.close());
+    const installer = new UpdateInstaller({
+      options: config.updates,
+      store: core.store,
+      audit: core.audit,
+      clock: systemClock,
+      runningVersion: '0.1.0',
+      counter,
+    });
+    await installer.apply(await build('0.2.0'), 'test');
+    const first = core.store.updates.counter();
+    assert.equal(first, counter.read(), 'the store records the TPM counter it raised');
+    // Someone copies the database aside, a later update is kept, and the old copy is put back.
+    const copy = core.store.db.prepare('SELECT highest_version, counter FROM update_state').get() as {
+      highest_version: string;
+      counter: string;
+    };
+    await installer.apply(await build('0.3.0'), 'test');
+    assert.ok((counter.read() ?? 0n) > (first ?? 0n));
+    core.store.db
+      .prepare('UPDATE update_state SET highest_version = ?, counter = ?')
+      .run(copy.highest_version, copy.counter);
+    await assert.rejects(
+      installer.apply(await build('0.4.0'), 'test'),
+      (err: { code?: string; message?: string }) => {
+        assert.equal(err.code, 'ERR_UPDATE_DOWNGRADE');
+        assert.match(err.message ?? '', /older than the TPM NV index 0x1500100/);
+        return true;
+      },
+    );
+    assert.equal(readlinkSync(site.current), join(site.releases, '0.3.0'));
   });
 });

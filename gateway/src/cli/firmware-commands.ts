@@ -54,12 +54,30 @@ const percent = (v: string | undefined, what: string) => {
   return n;
 };
 
+/** `1,2,3,4,5:7-19@60` → weekdays 07:00-19:00 at UTC+60 min. */
+export function parseWindow(text: string) {
+  const m = /^([0-6](?:,[0-6])*):(\d{1,2})-(\d{1,2})(?:@(-?\d{1,3}))?$/.exec(text.trim());
+  if (!m) {
+    throw new FirmwareError(
+      'ERR_FIRMWARE_INVALID',
+      '--window is DAYS:FROM-TO[@UTC-OFFSET-MINUTES], e.g. 1,2,3,4,5:7-19@60',
+    );
+  }
+  return {
+    days: (m[1] as string).split(',').map(Number),
+    fromHour: Number(m[2]),
+    toHour: Number(m[3]),
+    utcOffsetMinutes: Number(m[4] ?? 0),
+  };
+}
+
 export function campaignCreateCommand(
   configPath: string | undefined,
   o: {
     image: string;
     segment?: string;
     versions?: string;
+    window?: string;
     canary?: string;
     maxFailures?: string;
     minSample?: string;
@@ -72,6 +90,7 @@ export function campaignCreateCommand(
       {
         segment: o.segment,
         versions: o.versions?.split(',').map((v) => v.trim()),
+        window: o.window ? parseWindow(o.window) : undefined,
         canaryPercent: percent(o.canary, '--canary'),
         maxFailurePercent: percent(o.maxFailures, '--max-failures'),
         minSample: percent(o.minSample, '--min-sample'),

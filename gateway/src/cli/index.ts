@@ -310,6 +310,10 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .requiredOption('--image <digest>', 'the image (SHA-256)')
     .option('--segment <name>', 'only this segment')
     .option('--versions <list>', 'only devices now on one of these versions (comma-separated)')
+    .option(
+      '--window <spec>',
+      'tell devices only then: DAYS:FROM-TO[@UTC-OFFSET-MIN], e.g. 1,2,3,4,5:7-19@60',
+    )
     .option('--canary <percent>', 'first stage share (default 10)')
     .option('--max-failures <percent>', 'halt above this failure share (default 10)')
     .option('--min-sample <n>', 'finished devices before the failure share counts (default 5)')

@@ -2,7 +2,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Core } from '../core.ts';
-import { buildBundle, UpdateError, UpdateInstaller, updateStatus } from '../updates/index.ts';
+import {
+  buildBundle,
+  rollbackCounterFor,
+  UpdateError,
+  UpdateInstaller,
+  updateStatus,
+} from '../updates/index.ts';
 import { VERSION } from '../version.ts';
 import type { Io } from './commands.ts';
 import { cliActor, withWritableCore } from './device-commands.ts';
@@ -15,6 +21,7 @@ const installer = (core: Core) =>
     audit: core.audit,
     clock: core.clock,
     runningVersion: VERSION,
+    counter: rollbackCounterFor(core.config),
   });
 
 export function updateApplyCommand(configPath: string | undefined, bundle: string, io: Io): Promise<number> {

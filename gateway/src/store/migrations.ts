@@ -353,6 +353,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX firmware_campaign_devices_device ON firmware_campaign_devices(device_id, status);
     `,
   },
+  {
+    version: 12,
+    name: 'the TPM rollback counter value the update floor was recorded with',
+    sql: `
+      ALTER TABLE update_state ADD COLUMN counter TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -17,11 +17,13 @@ import semver from 'semver';
 import type { AuditLog } from '../audit/index.ts';
 import { type Clock, isoTime } from '../clock.ts';
 import type { Config } from '../config/index.ts';
+import { DEFAULT_TCTI } from '../keystore/index.ts';
 import type { Store, UpdateRecord } from '../store/index.ts';
 import { VERSION } from '../version.ts';
 import { extractRelease, readHeader } from './bundle.ts';
 import { UpdateError } from './errors.ts';
 import { checkSignature, loadReleaseKey, type Manifest, parseManifest } from './manifest.ts';
+import { type RollbackCounter, TpmNvCounter } from './rollback-counter.ts';
 
 export interface UpdateDeps {
   options: Config['updates'];
@@ -31,6 +33,8 @@ export interface UpdateDeps {
   /** The version of the code running now (used when no release is linked yet). */
   runningVersion: string;
   arch?: string;
+  /** Where one exists (the TPM), the counter that proves the store's floor was not rolled back. */
+  counter?: RollbackCounter;
 }
 
 export interface UpdateStatusView {
@@ -84,6 +88,26 @@ export class UpdateInstaller {
     return stored && semver.gt(stored, installed) ? stored : installed;
   }
 
+  /**
+   * A TPM counter ahead of the value the store recorded means the store is an older copy: its floor cannot be
+   * trusted, so nothing installs until a person looks (fail closed).
+   */
+  private checkCounter(): void {
+    const c = this.deps.counter;
+    if (!c) return;
+    const inTpm = c.read();
+    const recorded = this.deps.store.updates.counter();
+    // A store that never kept an update (a fresh or reset gateway) has nothing to contradict the TPM with; the
+    // linked release still sets the floor.
+    const fresh = recorded === undefined && this.deps.store.updates.highest() === undefined;
+    if (inTpm !== undefined && !fresh && (recorded === undefined || inTpm > recorded)) {
+      throw new UpdateError(
+        'ERR_UPDATE_DOWNGRADE',
+        `the update record in the database (counter ${recorded ?? 'none'}) is older than the ${c.where} (${inTpm}): the database was restored from an older copy; refusing updates`,
+      );
+    }
+  }
+
   /** Everything up to an installable manifest; throws (and changes nothing) otherwise. */
   async verify(bundle: string): Promise<Manifest> {
     if (!this.o.publicKeyFile) {
@@ -104,6 +128,7 @@ export class UpdateInstaller {
         `release ${m.version} is for ${m.hardware.join(', ')}, this is ${arch}`,
       );
     }
+    this.checkCounter();
     const floor = this.floor();
     if (!semver.gt(m.version, floor)) {
       throw new UpdateError(
@@ -163,8 +188,12 @@ export class UpdateInstaller {
     const health = await this.healthCheck(m.version);
     const now = isoTime(this.deps.clock);
     if (health.ok) {
+      // The counter first: if the transaction below failed, the next attempt is refused (fail closed), never
+      // a floor that silently did not rise.
+      const counted = this.deps.counter?.increment();
       this.deps.store.transaction(() => {
         this.deps.store.updates.setHighest(m.version, now);
+        if (counted !== undefined) this.deps.store.updates.setCounter(counted);
         this.deps.store.updates.record(
           { version: m.version, previous, status: 'installed', actor, error: null },
           now,
@@ -283,5 +312,13 @@ export function updateStatus(core: {
     audit: core.audit,
     clock: core.clock,
     runningVersion: VERSION,
+    counter: rollbackCounterFor(core.config),
   }).status();
+}
+
+/** The TPM's counter when the keystore is the TPM; none with the software keystore (the store's floor only). */
+export function rollbackCounterFor(config: Config): RollbackCounter | undefined {
+  return config.keystore.backend === 'tpm2'
+    ? new TpmNvCounter(config.keystore.tcti ?? DEFAULT_TCTI)
+    : undefined;
 }

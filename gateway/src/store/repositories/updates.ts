@@ -64,4 +64,16 @@ export class UpdateRepository {
       )
       .run(version, now);
   }
+
+  /** The rollback counter's value at the last kept update (decimal text: a TPM counter is 64-bit). */
+  counter(): bigint | undefined {
+    const r = this.db.prepare('SELECT counter FROM update_state WHERE id = 1').get() as
+      | { counter: string | null }
+      | undefined;
+    return r?.counter ? BigInt(r.counter) : undefined;
+  }
+
+  setCounter(value: bigint): void {
+    this.db.prepare('UPDATE update_state SET counter = ? WHERE id = 1').run(value.toString());
+  }
 }
