@@ -1,4 +1,5 @@
-const { gatewayOf, deviceIdOf, fail } = require('./lib/kit.js');
+'use strict';
+const { gatewayOf, onInput, requireDevice } = require('./lib/kit.js');
 
 /**
  * The event for the score API: a device message (from "events in") by its size and resource, or an explicit
@@ -20,33 +21,20 @@ function observationOf(msg) {
 module.exports = (RED) => {
   function PortcullisScore(config) {
     RED.nodes.createNode(this, config);
-    const gw = gatewayOf(RED, this, config);
-    this.on('input', async (msg, send, done) => {
-      if (!gw) return done(new Error('no gateway configured'));
-      const id = deviceIdOf(msg);
-      if (!id)
-        return fail(
-          this,
-          done,
-          Object.assign(new Error('no device id on the message'), { code: 'ERR_NODE_INPUT' }),
-        );
-      try {
-        msg.anomaly = await gw.client.call(
-          'POST',
-          `/v1/devices/${encodeURIComponent(id)}/score`,
-          observationOf(msg),
-        );
-        const s = msg.anomaly.score;
-        this.status({
-          fill: msg.anomaly.learning ? 'grey' : s >= 3 ? 'red' : 'green',
-          shape: 'dot',
-          text: msg.anomaly.learning ? `${id}: learning` : `${id}: score ${s}`,
-        });
-        send(msg);
-        done();
-      } catch (err) {
-        fail(this, done, err);
-      }
+    onInput(this, gatewayOf(RED, this, config), async (gw, msg, send) => {
+      const id = requireDevice(msg);
+      msg.anomaly = await gw.client.call(
+        'POST',
+        `/v1/devices/${encodeURIComponent(id)}/score`,
+        observationOf(msg),
+      );
+      const s = msg.anomaly.score;
+      this.status({
+        fill: msg.anomaly.learning ? 'grey' : s >= 3 ? 'red' : 'green',
+        shape: 'dot',
+        text: msg.anomaly.learning ? `${id}: learning` : `${id}: score ${s}`,
+      });
+      send(msg);
     });
   }
   RED.nodes.registerType('portcullis-score', PortcullisScore);

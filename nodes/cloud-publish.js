@@ -1,4 +1,5 @@
-const { gatewayOf, deviceIdOf, fail, clock } = require('./lib/kit.js');
+'use strict';
+const { gatewayOf, deviceIdOf, onInput, clock } = require('./lib/kit.js');
 
 /**
  * Publishes through the gateway's durable mTLS uplink (queued in its store, sent at least once) under
@@ -7,35 +8,24 @@ const { gatewayOf, deviceIdOf, fail, clock } = require('./lib/kit.js');
 module.exports = (RED) => {
   function PortcullisPublish(config) {
     RED.nodes.createNode(this, config);
-    const gw = gatewayOf(RED, this, config);
     let sent = 0;
-    this.on('input', async (msg, send, done) => {
-      if (!gw) return done(new Error('no gateway configured'));
+    onInput(this, gatewayOf(RED, this, config), async (gw, msg, send) => {
       const topic = String(config.topic || msg.topic || '').trim();
       if (!topic)
-        return fail(
-          this,
-          done,
-          Object.assign(new Error('no topic (node setting or msg.topic)'), { code: 'ERR_NODE_INPUT' }),
-        );
+        throw Object.assign(new Error('no topic (node setting or msg.topic)'), { code: 'ERR_NODE_INPUT' });
       const p = msg.payload;
       const body = Buffer.isBuffer(p)
         ? { payload: p.toString('base64'), encoding: 'base64' }
         : { payload: typeof p === 'string' ? p : JSON.stringify(p ?? null), encoding: 'utf8' };
       const deviceId = deviceIdOf(msg);
-      try {
-        await gw.client.call('POST', '/v1/uplink/publish', {
-          topic,
-          ...body,
-          ...(deviceId ? { deviceId } : {}),
-        });
-        sent++;
-        this.status({ fill: 'green', shape: 'dot', text: `queued ${sent} · ${clock()}` });
-        send(msg);
-        done();
-      } catch (err) {
-        fail(this, done, err);
-      }
+      await gw.client.call('POST', '/v1/uplink/publish', {
+        topic,
+        ...body,
+        ...(deviceId ? { deviceId } : {}),
+      });
+      sent++;
+      this.status({ fill: 'green', shape: 'dot', text: `queued ${sent} · ${clock()}` });
+      send(msg);
     });
   }
   RED.nodes.registerType('portcullis-publish', PortcullisPublish);

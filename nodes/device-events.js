@@ -1,3 +1,4 @@
+'use strict';
 const { gatewayOf } = require('./lib/kit.js');
 
 const STATES = {

@@ -1,5 +1,6 @@
+'use strict';
 const { evaluate, RateWindow } = require('./lib/policy.js');
-const { gatewayOf, deviceIdOf, fail, clock } = require('./lib/kit.js');
+const { gatewayOf, deviceIdOf, onInput, clock } = require('./lib/kit.js');
 
 const DEVICE_CACHE_MS = 2000;
 
@@ -43,29 +44,23 @@ module.exports = (RED) => {
         throw err;
       }
     };
-    this.on('input', async (msg, send, done) => {
-      if (!gw) return done(new Error('no gateway configured'));
+    onInput(this, gw, async (_gw, msg, send) => {
       const id = deviceIdOf(msg);
-      try {
-        const device = id ? await lookup(id) : undefined;
-        const decision = evaluate(rule, {
-          device,
-          now: Date.now(),
-          perMinute: id ? rates.hit(id, Date.now()) : 0,
-          score: typeof msg.anomaly?.score === 'number' ? msg.anomaly.score : undefined,
-          destination: msg.destination,
-        });
-        msg.policy = { ...decision, rule: config.name || 'policy check', deviceId: id ?? null };
-        this.status({
-          fill: decision.allow ? 'green' : 'red',
-          shape: 'dot',
-          text: `${decision.allow ? 'allow' : 'deny'} ${id ?? '?'} ${clock()}`,
-        });
-        send(decision.allow ? [msg, null] : [null, msg]);
-        done();
-      } catch (err) {
-        fail(this, done, err);
-      }
+      const device = id ? await lookup(id) : undefined;
+      const decision = evaluate(rule, {
+        device,
+        now: Date.now(),
+        perMinute: id ? rates.hit(id, Date.now()) : 0,
+        score: typeof msg.anomaly?.score === 'number' ? msg.anomaly.score : undefined,
+        destination: msg.destination,
+      });
+      msg.policy = { ...decision, rule: config.name || 'policy check', deviceId: id ?? null };
+      this.status({
+        fill: decision.allow ? 'green' : 'red',
+        shape: 'dot',
+        text: `${decision.allow ? 'allow' : 'deny'} ${id ?? '?'} ${clock()}`,
+      });
+      send(decision.allow ? [msg, null] : [null, msg]);
     });
   }
   RED.nodes.registerType('portcullis-policy', PortcullisPolicy);

@@ -1,3 +1,4 @@
+'use strict';
 const { ControlClient } = require('./lib/client.js');
 
 /** Config node: the gateway's control socket and this flow's token (held in Node-RED's credentials). */

@@ -172,6 +172,17 @@ describe('technician UI in chromium', () => {
   });
 
   let psk = '';
+  /** The PSK device the wizard made, as a DTLS client holding the key the page showed. */
+  const boilerSensor = async () => {
+    const c = new TestDtlsClient({
+      port: e2e.home.dtlsPort,
+      suite: 'TLS_PSK_WITH_AES_128_CCM_8',
+      psk: { identity: 'boiler-7', key: Buffer.from(psk, 'hex') },
+      timeoutMs: 5000,
+    });
+    await c.connect();
+    return c;
+  };
   it('creates a PSK device with the wizard, shows the key once, and the key works from a real client', async () => {
     await page.goto(`${base}/onboarding`);
     await page.getByLabel('Device id').fill('boiler-7');
@@ -183,13 +194,7 @@ describe('technician UI in chromium', () => {
     assert.equal(await page.locator('.qr svg').count(), 1, 'the key as a QR code for the provisioning tool');
     await shot('05-psk-created');
     // The key as shown works: a DTLS client with it gets its reading acknowledged and delivered.
-    const sensor = new TestDtlsClient({
-      port: e2e.home.dtlsPort,
-      suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-      psk: { identity: 'boiler-7', key: Buffer.from(psk, 'hex') },
-      timeoutMs: 5000,
-    });
-    await sensor.connect();
+    const sensor = await boilerSensor();
     try {
       assert.deepEqual(await postMany(sensor, ['psk reading'], { firstMessageId: 9000 }), ['psk reading']);
     } finally {
@@ -223,13 +228,7 @@ describe('technician UI in chromium', () => {
   });
 
   it('shows a behaviour alert live, with its explanation, and acknowledges it', async () => {
-    const sensor = new TestDtlsClient({
-      port: e2e.home.dtlsPort,
-      suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-      psk: { identity: 'boiler-7', key: Buffer.from(psk, 'hex') },
-      timeoutMs: 5000,
-    });
-    await sensor.connect();
+    const sensor = await boilerSensor();
     try {
       await page.goto(`${base}/alerts`);
       assert.match((await page.locator('#alert-list').textContent()) ?? '', /No open alerts/);

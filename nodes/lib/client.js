@@ -1,4 +1,5 @@
 // @ts-check
+'use strict';
 
 /**
  * The control API client the nodes share: HTTP over the gateway's Unix socket with the flow's bearer token.

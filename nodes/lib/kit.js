@@ -1,4 +1,5 @@
 // @ts-check
+'use strict';
 
 /** What every Portcullis node does the same way: find its gateway, the device a message is about, failures. */
 
@@ -52,9 +53,49 @@ function fail(node, done, err) {
   done(err);
 }
 
+/**
+ * The device a message is about, or a typed failure (Catch nodes see it).
+ * @param {Record<string, unknown>} msg
+ * @returns {string}
+ */
+function requireDevice(msg) {
+  const id = deviceIdOf(msg);
+  if (!id) throw Object.assign(new Error('no device id on the message'), { code: 'ERR_NODE_INPUT' });
+  return id;
+}
+
+/**
+ * The input side every action node shares: no gateway → an error; the handler's failure → status and `done`.
+ * @param {NodeLike} node
+ * @param {GatewayNode | undefined} gw
+ * @param {(gw: GatewayNode & { client: import('./client.js').ControlClient }, msg: Record<string, any>, send: (m: unknown) => void) => Promise<void>} handler
+ */
+function onInput(node, gw, handler) {
+  node.on(
+    'input',
+    /** @param {Record<string, any>} msg @param {(m: unknown) => void} send @param {(err?: unknown) => void} done */ async (
+      msg,
+      send,
+      done,
+    ) => {
+      if (!gw?.client) return done(new Error('no gateway configured'));
+      try {
+        await handler(
+          /** @type {GatewayNode & { client: import('./client.js').ControlClient }} */ (gw),
+          msg,
+          send,
+        );
+        done();
+      } catch (err) {
+        fail(node, done, err);
+      }
+    },
+  );
+}
+
 /** @param {number} ms */
 function clock(ms = Date.now()) {
   return new Date(ms).toISOString().slice(11, 19);
 }
 
-module.exports = { gatewayOf, deviceIdOf, fail, clock };
+module.exports = { gatewayOf, deviceIdOf, requireDevice, onInput, fail, clock };

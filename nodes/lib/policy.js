@@ -1,4 +1,5 @@
 // @ts-check
+'use strict';
 
 /**
  * The zero-trust rule of the "policy check" node, as a pure function: every condition that is set must hold,
