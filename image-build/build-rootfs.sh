@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds the Portcullis appliance root file system with Debian's own tools (mmdebstrap): Debian 13 (trixie) with
+# Debian's nodejs, the gateway as release /opt/portcullis/releases/<version> (current → it), Node-RED for the
+# policy flows, the hardened units enabled, no SSH, no password on any account, the release key pinned, and a
+# CycloneDX SBOM of the Debian and npm packages. Reproducible: SOURCE_DATE_EPOCH is the last commit's time and
+# the package set is fixed; pin --mirror to snapshot.debian.org for byte-identical rebuilds.
+#
+#   image-build/build-rootfs.sh --release-key KEY.pub.pem [--arch amd64|arm64] [--suite trixie]
+#                               [--mirror URL] OUT_DIR
+#
+# arm64 on an amd64 host needs qemu-user-static and binfmt-support (the release's native modules are then
+# rebuilt inside the root file system). Needs root. The result is a directory; image-build/build-image.sh
+# turns it into a disk image.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+arch=amd64
+suite=trixie
+mirror=http://deb.debian.org/debian
+key=
+out=
+while (($#)); do
+  case "$1" in
+    --arch) arch="$2"; shift 2 ;;
+    --suite) suite="$2"; shift 2 ;;
+    --mirror) mirror="$2"; shift 2 ;;
+    --release-key) key="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) out="$1"; shift ;;
+  esac
+done
+[[ -n "$out" ]] || { echo "usage: $0 --release-key KEY.pub.pem [--arch amd64|arm64] OUT_DIR" >&2; exit 2; }
+[[ -f "$key" ]] || { echo "--release-key: the release public key (PEM) to pin is required" >&2; exit 2; }
+grep -q 'PUBLIC KEY' "$key" || { echo "--release-key must be a public key, never the private one" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "needs root (mmdebstrap --mode=root)" >&2; exit 1; }
+[[ "$arch" == amd64 || "$arch" == arm64 ]] || { echo "--arch amd64 or arm64" >&2; exit 2; }
+[[ -e "$out" && -n "$(ls -A "$out" 2>/dev/null)" ]] && { echo "$out exists and is not empty" >&2; exit 1; }
+
+version="$(node -p "require('$repo/package.json').version")"
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+echo "== staging release $version"
+release="$work/release"
+mkdir -p "$release"
+# The tracked files, then the installed modules (amd64: as built here; arm64: rebuilt inside the rootfs below).
+git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -C "$release" -xf -
+cp -a "$repo/node_modules" "$release/node_modules"
+(cd "$repo" && npm sbom --sbom-format cyclonedx --omit dev > "$work/npm-sbom.json")
+
+cat > "$work/config.yaml" <<EOF
+# Portcullis appliance configuration (the image's defaults; see README "Configuration").
+dataDir: /var/lib/portcullis
+keystore: {backend: tpm2}
+control: {socketPath: /run/portcullis/control.sock}
+updates:
+  publicKeyFile: /etc/portcullis/release-key.pub.pem
+  releasesDir: /opt/portcullis/releases
+  currentLink: /opt/portcullis/current
+  healthCommand: [/opt/portcullis/current/systemd/portcullis-update-health]
+  healthDeadlineSeconds: 180
+EOF
+
+packages=nodejs,systemd,systemd-sysv,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus
+echo "== mmdebstrap $suite/$arch → $out"
+mkdir -p "$out"
+mmdebstrap --mode=root --variant=apt --architectures="$arch" --include="$packages" \
+  --aptopt='Acquire::Retries "3"' \
+  --customize-hook="bash '$here/customize.sh' \"\$1\" '$release' '$version' '$key' '$work/config.yaml' '$work/npm-sbom.json' '$arch'" \
+  "$suite" "$out" "$mirror"
+echo "== done: $out (release $version, $(du -sh "$out" | cut -f1))"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# mmdebstrap customize hook (runs on the build host): puts Portcullis into the root file system at $1.
+# Arguments: ROOTFS RELEASE_DIR VERSION RELEASE_KEY CONFIG NPM_SBOM ARCH
+set -euo pipefail
+root="$1" release="$2" version="$3" key="$4" config="$5" npmsbom="$6" arch="$7"
+here="$(cd "$(dirname "$0")" && pwd)"
+in_root() { chroot "$root" "$@"; }
+
+# Service users: the gateway (reaches the TPM through tss) and the flows (reaches only the control socket,
+# through the gateway's group; the gateway's state directory is 0700).
+in_root useradd --system --user-group --home-dir /var/lib/portcullis --no-create-home --shell /usr/sbin/nologin portcullis
+in_root useradd --system --user-group --home-dir /var/lib/portcullis-flows --no-create-home --shell /usr/sbin/nologin portcullis-flows
+in_root usermod -a -G tss portcullis
+
+# The release, side by side with future ones; `current` is what the units run.
+install -d -m 0755 "$root/opt/portcullis/releases"
+cp -a "$release" "$root/opt/portcullis/releases/$version"
+ln -sfn "/opt/portcullis/releases/$version" "$root/opt/portcullis/current"
+if [[ "$arch" != "$(dpkg --print-architecture)" ]]; then
+  # Native modules built on the host are for the host: rebuild them for the target under emulation.
+  in_root sh -c "cd /opt/portcullis/current && npm rebuild better-sqlite3" || {
+    echo "rebuilding native modules for $arch failed (qemu-user-static and npm in the rootfs needed)" >&2
+    exit 1
+  }
+fi
+cat > "$root/usr/local/bin/portcullis" <<'EOF'
+#!/bin/sh
+exec /usr/bin/node /opt/portcullis/current/bin/portcullis.js "$@"
+EOF
+chmod 0755 "$root/usr/local/bin/portcullis"
+
+# Node-RED for the policy flows, with the Portcullis nodes, from the release's modules.
+install -d -m 0755 "$root/opt/portcullis/flows/node_modules"
+ln -sfn /opt/portcullis/current/node_modules/node-red "$root/opt/portcullis/flows/node_modules/node-red"
+install -d -m 0755 "$root/etc/portcullis-flows"
+install -m 0644 "$release/systemd/node-red-settings.cjs" "$root/etc/portcullis-flows/settings.js"
+
+# Configuration and the pinned release key: the appliance can verify releases, never sign them.
+install -d -m 0755 "$root/etc/portcullis"
+install -m 0644 "$config" "$root/etc/portcullis/config.yaml"
+install -m 0644 "$key" "$root/etc/portcullis/release-key.pub.pem"
+
+# The units, enabled; SSH is not installed, and masked should a later package bring it.
+install -m 0644 "$release/systemd/portcullis-gateway.service" "$release/systemd/portcullis-flows.service" \
+  "$root/etc/systemd/system/"
+systemctl --root="$root" enable portcullis-gateway.service portcullis-flows.service
+systemctl --root="$root" mask ssh.service ssh.socket sshd.service 2>/dev/null || true
+
+# No password on any account (ETSI EN 303 645 5.1): root is locked; the UI's first account needs the one-time
+# setup code the gateway prints on the console at first boot (or the pairing button).
+in_root passwd --lock root >/dev/null
+cat > "$root/etc/issue" <<'EOF'
+Portcullis edge security gateway \n (\l)
+First boot: the one-time setup code for the web UI is in the journal: journalctl -u portcullis-gateway
+EOF
+echo portcullis > "$root/etc/hostname"
+
+# SBOM: the Debian packages of this root file system and the npm packages of the release, CycloneDX 1.5.
+install -d -m 0755 "$root/usr/share/doc/portcullis"
+in_root dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' > "$root/tmp/dpkg.tsv"
+node "$here/sbom.mjs" "$root/tmp/dpkg.tsv" "$npmsbom" "$version" > "$root/usr/share/doc/portcullis/sbom.cdx.json"
+rm -f "$root/tmp/dpkg.tsv"
+# Reproducibility: no machine identity or caches baked in.
+: > "$root/etc/machine-id"
+rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
