@@ -6,7 +6,7 @@
 # the package set is fixed; pin --mirror to snapshot.debian.org for byte-identical rebuilds.
 #
 #   image-build/build-rootfs.sh --release-key KEY.pub.pem [--arch amd64|arm64] [--suite trixie]
-#                               [--mirror URL] OUT_DIR
+#                               [--mirror URL] [--extra-packages a,b] OUT_DIR
 #
 # arm64 on an amd64 host needs qemu-user-static and binfmt-support (the release's native modules are then
 # rebuilt inside the root file system). Needs root. The result is a directory; image-build/build-image.sh
@@ -18,6 +18,7 @@ arch=amd64
 suite=trixie
 mirror=http://deb.debian.org/debian
 key=
+extra=
 out=
 while (($#)); do
   case "$1" in
@@ -25,7 +26,8 @@ while (($#)); do
     --suite) suite="$2"; shift 2 ;;
     --mirror) mirror="$2"; shift 2 ;;
     --release-key) key="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --extra-packages) extra="$2"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) out="$1"; shift ;;
   esac
@@ -63,7 +65,7 @@ updates:
   healthDeadlineSeconds: 180
 EOF
 
-packages=nodejs,systemd,systemd-sysv,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus
+packages=nodejs,systemd,systemd-sysv,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus${extra:+,$extra}
 echo "== mmdebstrap $suite/$arch → $out"
 mkdir -p "$out"
 mmdebstrap --mode=root --variant=apt --architectures="$arch" --include="$packages" \

@@ -42,6 +42,7 @@ describe('appliance root file system (amd64)', () => {
   it("runs `portcullis --version` on Debian's own nodejs", () => {
     const node = inRoot('node', '--version');
     assert.match(node.stdout, /^v2\d\./, 'Debian 13 ships Node.js 20+');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own field syntax, not a template
     assert.equal(inRoot('dpkg-query', '-W', '-f', '${Status}', 'nodejs').stdout, 'install ok installed');
     const r = inRoot('portcullis', '--version');
     assert.equal(r.status, 0, r.stderr);
