@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -50,8 +51,14 @@ describe('portcullis start', () => {
     assert.equal(started.dtls, '127.0.0.1:5684');
     assert.equal(started.dataDir, join(dir, 'var'));
 
-    const ca = readFileSync(join(dir, 'var', 'tls', 'ui-cert.pem'), 'utf8');
+    // The UI's certificate is issued by the gateway's identity CA: that is what a browser trusts.
+    const ca = readFileSync(join(dir, 'var', 'tls', 'identity-ca.pem'), 'utf8');
     assert.equal(statSync(join(dir, 'var', 'tls', 'ui-key.pem')).mode & 0o777, 0o600);
+    assert.ok(
+      new X509Certificate(readFileSync(join(dir, 'var', 'tls', 'ui-cert.pem'))).checkIssued(
+        new X509Certificate(ca),
+      ),
+    );
     const res = await httpsGet('https://127.0.0.1:8443/healthz', ca);
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /application\/json/);
@@ -113,9 +120,9 @@ describe('portcullis start', () => {
       const child = spawnCli(['--config', config, 'start'], { cwd: dir });
       t.after(() => child.kill('SIGKILL'));
       const started = await waitForLine(child, startedLine);
-      const ca = readFileSync(join(dir, 'var', 'tls', 'ui-cert.pem'), 'utf8');
+      const ca = readFileSync(join(dir, 'var', 'tls', 'identity-ca.pem'), 'utf8');
       assert.equal((await httpsGet(`${started.ui}/healthz`, ca)).status, 200);
-      certs.push(ca);
+      certs.push(readFileSync(join(dir, 'var', 'tls', 'ui-cert.pem'), 'utf8'));
       child.kill('SIGTERM');
       assert.deepEqual(await once(child, 'exit'), [0, null]);
     }

@@ -67,7 +67,7 @@ describe('technician UI in chromium', () => {
     const line = e2e.gw.log.find((l) => l.includes('"gateway started"')) as string;
     base = (JSON.parse(line) as { ui: string }).ui;
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-    // The gateway's UI certificate is self-signed on first boot; the technician accepts it once.
+    // The UI certificate is issued by the gateway's own identity CA, which this browser profile does not trust.
     context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
     page = await context.newPage();
     page.on('dialog', (d) => void d.accept());

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createUiApp } from '../../ui/src/app.ts';
 import { type RunningServer, startHttpsServer } from '../../ui/src/server.ts';
-import { loadOrCreateUiTls } from '../../ui/src/tls.ts';
+import { uiTls } from '../../ui/src/tls.ts';
 import { AnomalyService } from './anomaly/index.ts';
 import type { Clock } from './clock.ts';
 import type { LoadedConfig } from './config/index.ts';
@@ -106,9 +106,12 @@ export class Gateway {
         );
         await firewall.ready;
       }
-      const tls = await loadOrCreateUiTls(join(config.dataDir, 'tls'), config.ui.host, config.ui.tls);
-      if (tls.generated)
-        logger.warn({ dir: join(config.dataDir, 'tls') }, 'generated a self-signed UI certificate');
+      const tls = await uiTls(
+        config,
+        core.keystore as NonNullable<Core['keystore']>,
+        join(config.dataDir, 'tls'),
+        deps.clock.now(),
+      );
       const pairing = hardware;
       const uiApp = createUiApp(core, {
         pairingOpen: () => pairing?.pairingOpen() ?? false,
@@ -118,7 +121,8 @@ export class Gateway {
       ui = await startHttpsServer(uiApp, {
         host: config.ui.host,
         port: config.ui.port,
-        ...tls,
+        key: tls.key,
+        cert: tls.cert,
       });
       uplink = new Uplink(core.store, uplinkOptions(core), deps.clock, logger, commandHandler(core, logger));
       if (config.anomaly.enabled) {
@@ -166,6 +170,7 @@ export class Gateway {
           config: loaded.source ?? 'embedded defaults',
           dataDir: config.dataDir,
           ui: `https://${ui.address.address}:${ui.address.port}`,
+          uiTrust: tls.trust,
           dtls: `${sensors.address.address}:${sensors.address.port}`,
           keystore: config.keystore.backend,
           uplink: config.uplink ? 'configured' : 'unset',

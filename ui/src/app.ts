@@ -108,6 +108,11 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
     const pageOptions = {
       pairingOpen: options.pairingOpen ?? (() => false),
       uplinkStatus: options.uplinkStatus ?? (() => undefined),
+      report: (err: unknown, where: string) =>
+        options.logger?.error(
+          { err: err instanceof Error ? err.message : String(err), where },
+          'UI page failed',
+        ),
     };
     app.route('/auth', authRoutes(core, sessions, pageOptions.pairingOpen, limiter));
     app.route('/api/v1', apiRoutes(core, sessions));

@@ -114,6 +114,8 @@ const AUDIT_PAGE = 200;
 export interface PageOptions {
   pairingOpen: () => boolean;
   uplinkStatus: () => UplinkStatus | undefined;
+  /** Failures that are not the service layer's typed errors: the person sees "internal error", the log why. */
+  report: (err: unknown, where: string) => void;
 }
 
 /** Form fields as strings; a file or a repeated field where one string belongs is a 400 like any bad field. */
@@ -285,6 +287,7 @@ export function pageRoutes(
       try {
         return await handler(c);
       } catch (err) {
+        if (!(err instanceof PortcullisError)) options.report(err, `${method} ${path}`);
         if (method === 'GET') return errorPage(c, err);
         // A failed form goes back where it came from, saying why; nothing was changed by the service.
         return flashTo(c, backTo(c, '/'), { kind: 'error', text: describe(err).text });
