@@ -126,6 +126,19 @@ describe('firmware campaigns', () => {
     assert.equal(core.store.devices.get('thermo-40')?.firmwareVersion, '1.0.0');
   });
 
+  it('still records the outcome of devices that were flashing when it halted, but serves nobody more', (t) => {
+    const { core, view, sensor } = fleet(t, { canaryPercent: 20, maxFailurePercent: 5, minSample: 5 });
+    assert.equal(core.firmware.tick(), 10);
+    for (const id of ['thermo-00', 'thermo-01', 'thermo-02', 'thermo-03', 'thermo-04']) sensor(id);
+    assert.equal(core.firmware.view(view.campaign.id).campaign.state, 'halted');
+    assert.throws(() => core.firmware.fetch('thermo-05', view.image.digest), { code: 'ERR_FIRMWARE_STATE' });
+    assert.equal(core.firmware.report('thermo-06', { version: '2.0.0' }), 'succeeded');
+    assert.equal(core.firmware.report('thermo-07', { version: '1.0.0' }), 'failed', 'it rolled itself back');
+    const v = core.firmware.view(view.campaign.id);
+    assert.equal(v.campaign.state, 'halted');
+    assert.equal(v.devices.find((d) => d.deviceId === 'thermo-07')?.error, 'reports 1.0.0, expected 2.0.0');
+  });
+
   it('rolls out to the rest once the canary passes, records each failure, and completes under a 20 % threshold', (t) => {
     const { core, view, sensor, ids } = fleet(t, { canaryPercent: 10, maxFailurePercent: 20, minSample: 5 });
     assert.equal(core.firmware.tick(), 5);

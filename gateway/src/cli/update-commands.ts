@@ -1,33 +1,15 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Core } from '../core.ts';
-import {
-  buildBundle,
-  rollbackCounterFor,
-  UpdateError,
-  UpdateInstaller,
-  updateStatus,
-} from '../updates/index.ts';
-import { VERSION } from '../version.ts';
+import { buildBundle, installerFor, UpdateError, updateStatus } from '../updates/index.ts';
 import type { Io } from './commands.ts';
 import { cliActor, withWritableCore } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
 
-const installer = (core: Core) =>
-  new UpdateInstaller({
-    options: core.config.updates,
-    store: core.store,
-    audit: core.audit,
-    clock: core.clock,
-    runningVersion: VERSION,
-    counter: rollbackCounterFor(core.config),
-  });
-
 export function updateApplyCommand(configPath: string | undefined, bundle: string, io: Io): Promise<number> {
   return withWritableCore(configPath, async (core) => {
     io.err(`verifying ${bundle} …`);
-    const r = await installer(core).apply(bundle, cliActor());
+    const r = await installerFor(core).apply(bundle, cliActor());
     io.out(
       `installed ${r.version} (was ${r.previous ?? 'none'}); ${core.config.updates.currentLink} → ${r.version}`,
     );

@@ -322,7 +322,8 @@ export class FirmwareService {
     r: { version?: string; result?: 'ok' | 'failed'; error?: string },
   ): CampaignDevice['status'] {
     const { store, audit } = this.deps;
-    const m = store.firmware.openMembership(deviceId);
+    // A halted campaign tells and serves nobody more, but devices already flashing still report their outcome.
+    const m = store.firmware.openMembership(deviceId, ['running', 'paused', 'halted']);
     if (!m)
       throw new FirmwareError('ERR_FIRMWARE_STATE', `device ${deviceId} has no firmware update in progress`);
     const v = this.view(m.campaignId);

@@ -1,6 +1,7 @@
 export { type BuildRequest, buildBundle, readHeader } from './bundle.ts';
 export { UpdateError, type UpdateErrorCode } from './errors.ts';
 export {
+  installerFor,
   rollbackCounterFor,
   type UpdateDeps,
   UpdateInstaller,

@@ -299,13 +299,13 @@ export class UpdateInstaller {
   }
 }
 
-/** The installer's view for status pages (the core's configuration and store; nothing is changed). */
-export function updateStatus(core: {
+/** The installer of this gateway: its configuration, store and (with the TPM keystore) the TPM's counter. */
+export function installerFor(core: {
   config: Config;
   store: Store;
   audit: AuditLog;
   clock: Clock;
-}): UpdateStatusView {
+}): UpdateInstaller {
   return new UpdateInstaller({
     options: core.config.updates,
     store: core.store,
@@ -313,7 +313,12 @@ export function updateStatus(core: {
     clock: core.clock,
     runningVersion: VERSION,
     counter: rollbackCounterFor(core.config),
-  }).status();
+  });
+}
+
+/** The installer's view for status pages (nothing is changed). */
+export function updateStatus(core: Parameters<typeof installerFor>[0]): UpdateStatusView {
+  return installerFor(core).status();
 }
 
 /** The TPM's counter when the keystore is the TPM; none with the software keystore (the store's floor only). */

@@ -157,15 +157,18 @@ export class FirmwareRepository {
     ).map(member);
   }
 
-  /** The device's membership in a running or paused campaign that has not finished for it. */
-  openMembership(deviceId: string): CampaignDevice | undefined {
+  /** The device's membership, told and not finished, in a campaign in one of `states`. */
+  openMembership(
+    deviceId: string,
+    states: readonly CampaignState[] = ['running', 'paused'],
+  ): CampaignDevice | undefined {
     const r = this.db
       .prepare(
         `SELECT m.* FROM firmware_campaign_devices m JOIN firmware_campaigns c ON c.id = m.campaign_id
-         WHERE m.device_id = ? AND c.state IN ('running', 'paused') AND m.status IN ('notified', 'fetching')
+         WHERE m.device_id = ? AND c.state IN (SELECT value FROM json_each(?)) AND m.status IN ('notified', 'fetching')
          ORDER BY m.campaign_id LIMIT 1`,
       )
-      .get(deviceId);
+      .get(deviceId, JSON.stringify(states));
     return r ? member(r as Record<string, unknown>) : undefined;
   }
 
