@@ -24,3 +24,12 @@ export class ListenError extends PortcullisError {
     });
   }
 }
+
+/** The first problem zod found, as `path: message` (`what` when it is the whole value): enough to fix the input. */
+export function firstIssue(
+  error: { issues: readonly { path: PropertyKey[]; message: string }[] },
+  what: string,
+): string {
+  const i = error.issues[0];
+  return `${i?.path.map(String).join('.') || what}: ${i?.message ?? 'invalid'}`;
+}

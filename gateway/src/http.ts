@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { z } from 'zod';
-import { PortcullisError } from './errors.ts';
+import { firstIssue, PortcullisError } from './errors.ts';
 
 /** A JSON error the pages and API clients can act on: a stable code and a message for people. */
 export class HttpError extends PortcullisError {
@@ -26,17 +26,22 @@ export function statusFor(code: string): ContentfulStatusCode {
   return 500;
 }
 
-export function errorResponse(c: Context, err: unknown) {
-  if (err instanceof HttpError)
-    return c.json({ error: { code: err.code, message: err.message } }, err.status);
+/**
+ * What a client may be told about a failure: typed errors carry messages safe to show (no secrets); anything
+ * else, and any typed error that maps to 500, is just "internal error".
+ */
+export function describeError(err: unknown): { status: ContentfulStatusCode; code: string; message: string } {
+  if (err instanceof HttpError) return { status: err.status, code: err.code, message: err.message };
   if (err instanceof PortcullisError) {
     const status = statusFor(err.code);
-    return c.json(
-      { error: { code: err.code, message: status === 500 ? 'internal error' : err.message } },
-      status,
-    );
+    return { status, code: err.code, message: status === 500 ? 'internal error' : err.message };
   }
-  return c.json({ error: { code: 'ERR_INTERNAL', message: 'internal error' } }, 500);
+  return { status: 500, code: 'ERR_INTERNAL', message: 'internal error' };
+}
+
+export function errorResponse(c: Context, err: unknown) {
+  const { status, code, message } = describeError(err);
+  return c.json({ error: { code, message } }, status);
 }
 
 /** The JSON body, validated; anything else is a 400 naming the first problem (or 415 if it is not JSON). */
@@ -52,8 +57,7 @@ export async function body<S extends z.ZodType>(c: Context, schema: S): Promise<
   }
   const r = schema.safeParse(json);
   if (!r.success) {
-    const i = r.error.issues[0];
-    throw new HttpError(400, 'ERR_UI_INVALID', `${i?.path.join('.') || 'body'}: ${i?.message ?? 'invalid'}`);
+    throw new HttpError(400, 'ERR_UI_INVALID', firstIssue(r.error, 'body'));
   }
   return r.data;
 }

@@ -1,5 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../gateway/src/clock.ts';
+import { sha256Hex } from '../../gateway/src/digest.ts';
 import type { Store } from '../../gateway/src/store/index.ts';
 
 /** Idle and absolute limits of a UI session. */
@@ -28,8 +29,6 @@ interface Row {
   reauth_at: string | null;
 }
 
-const hashToken = (t: string) => createHash('sha256').update(t).digest('hex');
-
 /** Server-side sessions in the store; the browser holds only a random token, the store only its hash. */
 export class UiSessions {
   constructor(
@@ -48,14 +47,14 @@ export class UiSessions {
       .prepare(
         'INSERT INTO ui_sessions (token_hash, username, mfa_passed, csrf, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)',
       )
-      .run(hashToken(token), username, mfaPassed ? 1 : 0, randomBytes(24).toString('base64url'), now, now);
+      .run(sha256Hex(token), username, mfaPassed ? 1 : 0, randomBytes(24).toString('base64url'), now, now);
     return { token, session: this.get(token) as UiSession };
   }
 
   /** The live session for a token, touched; expired ones are deleted and answer undefined. */
   get(token: string | undefined): UiSession | undefined {
     if (!token || token.length > 100) return undefined;
-    const h = hashToken(token);
+    const h = sha256Hex(token);
     const r = this.store.db.prepare('SELECT * FROM ui_sessions WHERE token_hash = ?').get(h) as
       | Row
       | undefined;

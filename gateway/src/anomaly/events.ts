@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { firstIssue } from '../errors.ts';
 
 /** What the gateway sees of a device: the detector's only input, live or replayed. */
 export type DetectorEvent =
@@ -41,8 +42,7 @@ export function parseEventLine(
   }
   const r = eventLine.safeParse(json);
   if (!r.success) {
-    const i = r.error.issues[0];
-    return { ok: false, error: `${i?.path.join('.') || 'line'}: ${i?.message ?? 'invalid'}` };
+    return { ok: false, error: firstIssue(r.error, 'line') };
   }
   return { ok: true, event: r.data as DetectorEvent };
 }

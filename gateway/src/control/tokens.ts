@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
+import { sha256Hex } from '../digest.ts';
 import { PortcullisError } from '../errors.ts';
 import type { Store } from '../store/index.ts';
 
@@ -35,7 +36,6 @@ interface Row {
   revoked_at: string | null;
 }
 
-const hash = (t: string) => createHash('sha256').update(t).digest('hex');
 const toToken = (r: Row): ControlToken => ({
   name: r.name,
   scopes: JSON.parse(r.scopes) as Scope[],
@@ -74,7 +74,7 @@ export class ControlTokens {
           .prepare(
             'INSERT INTO control_tokens (name, token_hash, scopes, created_by, created_at) VALUES (?, ?, ?, ?, ?)',
           )
-          .run(n.data, hash(token), JSON.stringify([...new Set(scopes)].sort()), actor, now);
+          .run(n.data, sha256Hex(token), JSON.stringify([...new Set(scopes)].sort()), actor, now);
         this.audit.append({ actor, action: 'control.token.create', target: n.data, details: { scopes } });
       });
     } catch (err) {
@@ -112,7 +112,7 @@ export class ControlTokens {
     if (!presented || presented.length > 100) return undefined;
     const r = this.store.db
       .prepare('SELECT * FROM control_tokens WHERE token_hash = ? AND revoked_at IS NULL')
-      .get(hash(presented)) as Row | undefined;
+      .get(sha256Hex(presented)) as Row | undefined;
     return r && toToken(r);
   }
 

@@ -1,5 +1,6 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { z } from 'zod';
+import { firstIssue } from '../errors.ts';
 import { FirmwareError } from './errors.ts';
 
 const name = z
@@ -33,11 +34,7 @@ export function parseFirmwareManifest(bytes: Buffer): FirmwareManifest {
   }
   const r = firmwareManifestSchema.safeParse(json);
   if (!r.success) {
-    const i = r.error.issues[0];
-    throw new FirmwareError(
-      'ERR_FIRMWARE_INVALID',
-      `manifest: ${i?.path.join('.') || 'manifest'}: ${i?.message}`,
-    );
+    throw new FirmwareError('ERR_FIRMWARE_INVALID', `manifest: ${firstIssue(r.error, 'manifest')}`);
   }
   return r.data;
 }

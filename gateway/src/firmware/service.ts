@@ -4,8 +4,9 @@ import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import { type Clock, isoTime } from '../clock.ts';
 import type { Config } from '../config/index.ts';
+import { sha256Hex } from '../digest.ts';
+import { firstIssue } from '../errors.ts';
 import type { Campaign, CampaignDevice, FirmwareImage, Store } from '../store/index.ts';
-import { sha256 } from '../updates/manifest.ts';
 import { FirmwareError } from './errors.ts';
 import { checkVendorKey, parseFirmwareManifest, verifyVendorSignature } from './manifest.ts';
 
@@ -99,7 +100,7 @@ export class FirmwareService {
         `the image is ${imageBytes.length} bytes, the manifest says ${m.size}`,
       );
     }
-    if (sha256(imageBytes) !== m.digest) {
+    if (sha256Hex(imageBytes) !== m.digest) {
       throw new FirmwareError(
         'ERR_FIRMWARE_INVALID',
         'the image does not match the digest in the signed manifest',
@@ -160,8 +161,7 @@ export class FirmwareService {
     if (!image) throw new FirmwareError('ERR_FIRMWARE_NOT_FOUND', `no firmware image ${digest}`);
     const parsed = campaignSettingsSchema.safeParse(input);
     if (!parsed.success) {
-      const i = parsed.error.issues[0];
-      throw new FirmwareError('ERR_FIRMWARE_INVALID', `${i?.path.join('.') || 'settings'}: ${i?.message}`);
+      throw new FirmwareError('ERR_FIRMWARE_INVALID', firstIssue(parsed.error, 'settings'));
     }
     const settings = parsed.data;
     const targets = this.deps.store.devices

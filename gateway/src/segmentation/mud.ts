@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { firstIssue } from '../errors.ts';
 import { parseIpv4Network } from './addresses.ts';
 import type { AllowEntry, AllowList, Peer } from './allowlist.ts';
 import { SegmentationError } from './errors.ts';
@@ -185,11 +186,7 @@ export function parseMud(text: string, deviceId: string): AllowList {
   }
   const parsed = mudFileSchema.safeParse(json);
   if (!parsed.success) {
-    const i = parsed.error.issues[0];
-    throw new SegmentationError(
-      'ERR_MUD_INVALID',
-      `${i?.path.join('.') || 'file'}: ${i?.message ?? 'invalid'}`,
-    );
+    throw new SegmentationError('ERR_MUD_INVALID', firstIssue(parsed.error, 'file'));
   }
   const mud = parsed.data['ietf-mud:mud'];
   const acls = new Map(parsed.data['ietf-access-control-list:acls'].acl.map((a) => [a.name, a]));

@@ -13,8 +13,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { create, extract, list, type ReadEntry } from 'tar';
+import { sha256Hex } from '../digest.ts';
 import { UpdateError } from './errors.ts';
-import { type Manifest, manifestSchema, parseManifest, sha256, signManifest } from './manifest.ts';
+import { type Manifest, manifestSchema, parseManifest, signManifest } from './manifest.ts';
 
 /**
  * An update bundle is one tar file: `manifest.json`, `manifest.sig` (Ed25519, base64, over the manifest's exact
@@ -155,7 +156,7 @@ export async function extractRelease(file: string, manifest: Manifest, staging: 
   for (const [path, digest] of Object.entries(manifest.files)) {
     const on = present.get(path);
     if (!on) throw new UpdateError('ERR_UPDATE_TAMPERED', `${path} is listed in the manifest but missing`);
-    if (sha256(readFileSync(on)) !== digest) {
+    if (sha256Hex(readFileSync(on)) !== digest) {
       throw new UpdateError('ERR_UPDATE_TAMPERED', `${path} does not match its SHA-256 in the manifest`);
     }
   }
@@ -179,7 +180,7 @@ export interface BuildRequest {
 /** For the release manager: hash every file of a release folder, sign the manifest, write the bundle. */
 export async function buildBundle(req: BuildRequest): Promise<Manifest> {
   const files: Record<string, string> = {};
-  for (const [path, abs] of walkFiles(req.source)) files[path] = sha256(readFileSync(abs));
+  for (const [path, abs] of walkFiles(req.source)) files[path] = sha256Hex(readFileSync(abs));
   const manifest = manifestSchema.parse({
     format: 1,
     product: 'portcullis',

@@ -1,6 +1,7 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import semver from 'semver';
 import { z } from 'zod';
+import { firstIssue } from '../errors.ts';
 import { UpdateError } from './errors.ts';
 
 /** Paths inside a release: relative, forward slashes, no `.`/`..` segments, no hidden tricks. */
@@ -41,16 +42,10 @@ export function parseManifest(bytes: Buffer): Manifest {
   }
   const r = manifestSchema.safeParse(json);
   if (!r.success) {
-    const i = r.error.issues[0];
-    throw new UpdateError(
-      'ERR_UPDATE_INVALID',
-      `manifest.json: ${i?.path.join('.') || 'manifest'}: ${i?.message}`,
-    );
+    throw new UpdateError('ERR_UPDATE_INVALID', `manifest.json: ${firstIssue(r.error, 'manifest')}`);
   }
   return r.data;
 }
-
-export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
 /** The release key's public half, as pinned in the image (PEM, Ed25519). */
 export function loadReleaseKey(pem: string): KeyObject {

@@ -1,9 +1,10 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { argon2id, argon2Verify } from 'hash-wasm';
 import { generateSecret, generateURI, verifySync } from 'otplib';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
+import { sha256Hex } from '../digest.ts';
 import type { Keystore } from '../keystore/index.ts';
 import { type Role, type Store, StoreError, type User } from '../store/index.ts';
 import { UserError } from './errors.ts';
@@ -18,8 +19,6 @@ const LOCK_AFTER = 5;
 const LOCK_MS = 15 * 60_000;
 const RECOVERY_CODES = 10;
 const ISSUER = 'Portcullis';
-
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /**
  * argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane), as a PHC string. WebAssembly
@@ -90,7 +89,7 @@ export class UserService {
       .prepare(
         'INSERT INTO setup_code (id, code_hash, created_at) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET code_hash = excluded.code_hash, created_at = excluded.created_at',
       )
-      .run(sha256(normaliseCode(code)), this.nowIso());
+      .run(sha256Hex(normaliseCode(code)), this.nowIso());
     return code;
   }
 
@@ -115,7 +114,7 @@ export class UserService {
         | undefined;
       if (!this.needsSetup() || (!row && !buttonPressed))
         throw new UserError('ERR_USER_SETUP', 'setup is closed');
-      const given = Buffer.from(sha256(normaliseCode(code ?? '')), 'hex');
+      const given = Buffer.from(sha256Hex(normaliseCode(code ?? '')), 'hex');
       const codeOk =
         code !== null && row !== undefined && timingSafeEqual(given, Buffer.from(row.code_hash, 'hex'));
       if (!codeOk && !buttonPressed) {
@@ -221,7 +220,7 @@ export class UserService {
       this.store.users.acceptTotpStep(username, this.stepOf(user, token) ?? 0);
       this.store.users.setRecoveryCodes(
         username,
-        codes.map((c) => sha256(normaliseCode(c))),
+        codes.map((c) => sha256Hex(normaliseCode(c))),
       );
       this.audit.append({
         actor: `ui:${username}`,
@@ -247,7 +246,7 @@ export class UserService {
       this.store.users.clearFailures(username);
       return;
     }
-    const h = sha256(normaliseCode(code));
+    const h = sha256Hex(normaliseCode(code));
     if (user.recoveryCodeHashes.includes(h)) {
       this.store.transaction(() => {
         this.store.users.setRecoveryCodes(

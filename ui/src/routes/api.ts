@@ -7,6 +7,7 @@ import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
 import { updateStatus } from '../../../gateway/src/updates/index.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
+import { firewallReview, firewallStatus } from '../firewall-review.ts';
 import type { UiSessions } from '../sessions.ts';
 
 type Env = { Variables: AuthVars };
@@ -79,45 +80,6 @@ const newPskDevice = z
   .refine((b) => Boolean(b.pskHex) !== Boolean(b.generatePsk), {
     error: 'give exactly one of pskHex or generatePsk',
   });
-
-/** Lines only in `a` (-) or only in `b` (+), in order: enough to review a ruleset change before applying it. */
-export function lineDiff(a: string, b: string): string[] {
-  const left = a.split('\n');
-  const right = b.split('\n');
-  const n = left.length;
-  const m = right.length;
-  if (n * m > 4_000_000) {
-    // Set contents (thousands of `add` lines) have no meaningful order: compare them as sets.
-    const l = new Set(left);
-    const r = new Set(right);
-    return [
-      ...left.filter((x) => !r.has(x)).map((x) => `-${x}`),
-      ...right.filter((x) => !l.has(x)).map((x) => `+${x}`),
-    ];
-  }
-  // Longest common subsequence over lines; the rules are a few dozen lines (devices live in sets).
-  const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
-  for (let i = n - 1; i >= 0; i--) {
-    for (let j = m - 1; j >= 0; j--) {
-      lcs[i]![j] =
-        left[i] === right[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
-    }
-  }
-  const out: string[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < n || j < m) {
-    if (i < n && j < m && left[i] === right[j]) {
-      i++;
-      j++;
-    } else if (j < m && (i === n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) {
-      out.push(`+${right[j++]}`);
-    } else {
-      out.push(`-${left[i++]}`);
-    }
-  }
-  return out;
-}
 
 const quarantineBody = z.strictObject({
   reason: z.string().min(1).max(500),
@@ -222,35 +184,10 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
     return c.json(out);
   });
   route('GET', '/api/v1/audit/verify', (c) => c.json(core.audit.verify()));
-  route('GET', '/api/v1/firewall', (c) => {
-    const good = core.store.rulesets.lastApplied();
-    const latest = core.store.rulesets.latest();
-    const view = (r: typeof good) =>
-      r && { hash: r.hash, status: r.status, actor: r.actor, createdAt: r.createdAt, error: r.error };
-    return c.json({
-      enforce: core.config.firewall.enforce,
-      inForce: view(good) ?? null,
-      latest: view(latest) ?? null,
-    });
-  });
+  route('GET', '/api/v1/firewall', (c) => c.json(firewallStatus(core)));
   route('GET', '/api/v1/segments', (c) => c.json(core.config.segments));
   route('GET', '/api/v1/compliance', (c) => c.json(assess(core)));
-  route('GET', '/api/v1/firewall/render', async (c) => {
-    const r = await core.segmentation.render();
-    const inForce = core.store.rulesets.lastApplied();
-    return c.json({
-      hash: r.hash,
-      inForce: inForce?.hash ?? null,
-      changed: r.hash !== inForce?.hash,
-      warnings: r.warnings,
-      iptables: r.iptables,
-      ipsets: r.ipsets,
-      diff: {
-        iptables: lineDiff(inForce?.iptables ?? '', r.iptables),
-        ipsets: lineDiff(inForce?.ipsets ?? '', r.ipsets),
-      },
-    });
-  });
+  route('GET', '/api/v1/firewall/render', async (c) => c.json(await firewallReview(core)));
   route('POST', '/api/v1/firewall/apply', async (c) => c.json(await core.segmentation.apply(c.get('actor'))));
   route('GET', '/api/v1/updates', (c) => c.json(updateStatus(core)));
   route('GET', '/api/v1/users', (c) => c.json(core.users.list()));

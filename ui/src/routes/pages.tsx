@@ -10,9 +10,9 @@ import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
 import { toJsonLine } from '../../../gateway/src/audit/index.ts';
 import { assess, toHtml } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
-import { PortcullisError } from '../../../gateway/src/errors.ts';
+import { firstIssue, PortcullisError } from '../../../gateway/src/errors.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
-import { HttpError, statusFor } from '../../../gateway/src/http.ts';
+import { describeError, HttpError } from '../../../gateway/src/http.ts';
 import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
 import { updateStatus } from '../../../gateway/src/updates/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
@@ -25,6 +25,7 @@ import {
   sessionFrom,
   setSessionCookie,
 } from '../auth.ts';
+import { firewallReview, firewallStatus } from '../firewall-review.ts';
 import { type LiveFeed, MAX_STREAMS } from '../live.ts';
 import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
 import { Alerts } from '../pages/alerts.tsx';
@@ -38,7 +39,6 @@ import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
 import { UsersPage } from '../pages/users.tsx';
 import type { UiSession, UiSessions } from '../sessions.ts';
-import { lineDiff } from './api.ts';
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 type Env = { Variables: { viewer: Viewer; session: UiSession } };
@@ -133,8 +133,7 @@ async function form<S extends z.ZodType>(c: Context, schema: S): Promise<z.outpu
   const { _csrf: _, ...fields } = raw;
   const r = schema.safeParse(fields);
   if (!r.success) {
-    const i = r.error.issues[0];
-    throw new HttpError(400, 'ERR_UI_INVALID', `${i?.path.join('.') || 'form'}: ${i?.message ?? 'invalid'}`);
+    throw new HttpError(400, 'ERR_UI_INVALID', firstIssue(r.error, 'form'));
   }
   return r.data;
 }
@@ -202,14 +201,10 @@ function takeFlash(c: Context): FlashMessage | undefined {
   }
 }
 
-/** What a person may be told about a failure: typed errors carry safe messages; anything else is generic. */
+/** A failure as a page shows it: the same safe message the JSON API gives. */
 function describe(err: unknown): { status: ContentfulStatusCode; text: string } {
-  if (err instanceof HttpError) return { status: err.status, text: err.message };
-  if (err instanceof PortcullisError) {
-    const status = statusFor(err.code);
-    return { status, text: status === 500 ? 'internal error' : err.message };
-  }
-  return { status: 500, text: 'internal error' };
+  const { status, message } = describeError(err);
+  return { status, text: message };
 }
 
 /**
@@ -512,19 +507,14 @@ export function pageRoutes(
       if (d.segment && d.state !== 'decommissioned')
         members.set(d.segment, (members.get(d.segment) ?? 0) + 1);
     }
-    const inForce = core.store.rulesets.lastApplied();
-    const latest = core.store.rulesets.latest();
     let rendered: FirewallView['rendered'];
     try {
-      const r = await core.segmentation.render();
+      const r = await firewallReview(core);
       rendered = {
         hash: r.hash,
-        changed: r.hash !== inForce?.hash,
+        changed: r.changed,
         warnings: r.warnings,
-        diff: [
-          ...lineDiff(inForce?.iptables ?? '', r.iptables),
-          ...lineDiff(inForce?.ipsets ?? '', r.ipsets),
-        ],
+        diff: [...r.diff.iptables, ...r.diff.ipsets],
       };
     } catch (err) {
       rendered = { error: describe(err).text };
@@ -536,16 +526,7 @@ export function pageRoutes(
         segments={core.config.segments}
         members={members}
         viewer={c.get('viewer')}
-        firewall={{
-          enforce: core.config.firewall.enforce,
-          inForce: inForce
-            ? { hash: inForce.hash, createdAt: inForce.createdAt, actor: inForce.actor }
-            : null,
-          latest: latest
-            ? { hash: latest.hash, status: latest.status, createdAt: latest.createdAt, error: latest.error }
-            : null,
-          rendered,
-        }}
+        firewall={{ ...firewallStatus(core), rendered }}
       />,
     );
   });
