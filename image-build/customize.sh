@@ -16,13 +16,12 @@ in_root usermod -a -G tss portcullis
 install -d -m 0755 "$root/opt/portcullis/releases"
 cp -a "$release" "$root/opt/portcullis/releases/$version"
 ln -sfn "/opt/portcullis/releases/$version" "$root/opt/portcullis/current"
-if [[ "$arch" != "$(dpkg --print-architecture)" ]]; then
-  # Native modules built on the host are for the host: rebuild them for the target under emulation.
-  in_root sh -c "cd /opt/portcullis/current && npm rebuild better-sqlite3" || {
-    echo "rebuilding native modules for $arch failed (qemu-user-static and npm in the rootfs needed)" >&2
-    exit 1
-  }
-fi
+# The native modules were built for the target (native-modules.sh): prove they load on its Debian nodejs
+# (under qemu-user for arm64) before anything else is put in.
+in_root node -e "
+  const db = require('/opt/portcullis/current/node_modules/better-sqlite3')(':memory:');
+  if (db.prepare('select 1 as x').get().x !== 1) process.exit(1);
+" || { echo "better-sqlite3 does not load in the $arch root file system" >&2; exit 1; }
 cat > "$root/usr/local/bin/portcullis" <<'EOF'
 #!/bin/sh
 exec /usr/bin/node /opt/portcullis/current/bin/portcullis.js "$@"
@@ -34,6 +33,8 @@ install -d -m 0755 "$root/opt/portcullis/flows/node_modules"
 ln -sfn /opt/portcullis/current/node_modules/node-red "$root/opt/portcullis/flows/node_modules/node-red"
 install -d -m 0755 "$root/etc/portcullis-flows"
 install -m 0644 "$release/systemd/node-red-settings.cjs" "$root/etc/portcullis-flows/settings.js"
+# Its secrets are made at first boot on the device (portcullis-flows-setup.service), never in the image.
+install -d -m 0700 "$root/etc/credstore.encrypted"
 
 # Configuration and the pinned release key: the appliance can verify releases, never sign them.
 install -d -m 0755 "$root/etc/portcullis"
@@ -41,9 +42,9 @@ install -m 0644 "$config" "$root/etc/portcullis/config.yaml"
 install -m 0644 "$key" "$root/etc/portcullis/release-key.pub.pem"
 
 # The units, enabled; SSH is not installed, and masked should a later package bring it.
-install -m 0644 "$release/systemd/portcullis-gateway.service" "$release/systemd/portcullis-flows.service" \
-  "$root/etc/systemd/system/"
-systemctl --root="$root" enable portcullis-gateway.service portcullis-flows.service
+units=(portcullis-gateway.service portcullis-flows.service portcullis-flows-setup.service)
+for u in "${units[@]}"; do install -m 0644 "$release/systemd/$u" "$root/etc/systemd/system/"; done
+systemctl --root="$root" enable "${units[@]}"
 systemctl --root="$root" mask ssh.service ssh.socket sshd.service 2>/dev/null || true
 
 # No password on any account (ETSI EN 303 645 5.1): root is locked; the UI's first account needs the one-time

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in debian-packages.txt that are not installed yet. Needs root (apt-get);
-# without root it names what is missing and fails, rather than letting tests fail later for an obscure reason.
+# Installs the Debian packages listed in debian-packages.txt (or the ones named as arguments) that are not
+# installed yet. Needs root (apt-get); without root it names what is missing and fails, rather than letting
+# tests or builds fail later for an obscure reason.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 missing=()
-while read -r pkg; do
-  [[ -z "$pkg" || "$pkg" == \#* ]] && continue
+if (($#)); then wanted=("$@"); else mapfile -t wanted < <(grep -v '^\s*\(#\|$\)' "$here/debian-packages.txt"); fi
+for pkg in "${wanted[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$pkg")
   fi
-done < "$here/debian-packages.txt"
+done
 if (( ${#missing[@]} == 0 )); then
   exit 0
 fi

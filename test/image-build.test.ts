@@ -5,15 +5,17 @@
  * lists both Debian and npm packages.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VERSION } from '../gateway/src/version.ts';
 
 const ROOT = join(import.meta.dirname, '..');
+const UNITS = ['portcullis-gateway.service', 'portcullis-flows.service', 'portcullis-flows-setup.service'];
 
 describe('appliance root file system (amd64)', () => {
   let rootfs: string;
@@ -51,18 +53,11 @@ describe('appliance root file system (amd64)', () => {
   });
 
   it('has the units enabled and passing systemd-analyze verify', () => {
-    const enabled = spawnSync(
-      'systemctl',
-      [`--root=${rootfs}`, 'is-enabled', 'portcullis-gateway.service', 'portcullis-flows.service'],
-      { encoding: 'utf8' },
-    );
-    assert.deepEqual(enabled.stdout.trim().split('\n'), ['enabled', 'enabled']);
-    const verify = inRoot(
-      'systemd-analyze',
-      'verify',
-      '/etc/systemd/system/portcullis-gateway.service',
-      '/etc/systemd/system/portcullis-flows.service',
-    );
+    const enabled = spawnSync('systemctl', [`--root=${rootfs}`, 'is-enabled', ...UNITS], {
+      encoding: 'utf8',
+    });
+    assert.deepEqual(enabled.stdout.trim().split('\n'), ['enabled', 'enabled', 'enabled']);
+    const verify = inRoot('systemd-analyze', 'verify', ...UNITS.map((u) => `/etc/systemd/system/${u}`));
     assert.equal(verify.status, 0, verify.stderr);
   });
 
@@ -77,6 +72,158 @@ describe('appliance root file system (amd64)', () => {
     const passwd = readFileSync(join(rootfs, 'etc', 'passwd'), 'utf8');
     assert.match(passwd, /^portcullis:.*:\/usr\/sbin\/nologin$/m);
     assert.match(passwd, /^portcullis-flows:.*:\/usr\/sbin\/nologin$/m);
+  });
+
+  it("makes Node-RED's secrets at first boot, on the device, as encrypted credentials only", () => {
+    // The image carries none: an empty credential store, no editor key, no admin list.
+    assert.deepEqual(readdirSync(join(rootfs, 'etc', 'credstore.encrypted')), []);
+    assert.equal(statSync(join(rootfs, 'etc', 'credstore.encrypted')).mode & 0o777, 0o700);
+    assert.ok(!existsSync(join(rootfs, 'etc', 'portcullis-flows', 'admin-users.json')));
+    assert.ok(
+      !existsSync(join(rootfs, 'var', 'lib', 'systemd', 'credential.secret')),
+      'no host key baked in',
+    );
+
+    // First boot: systemd gives the machine its ID (the image ships /etc/machine-id empty; the host key is
+    // bound to it), then portcullis-flows-setup.service runs, with the image's own systemd-creds and Node.
+    assert.equal(readFileSync(join(rootfs, 'etc', 'machine-id'), 'utf8'), '');
+    assert.equal(inRoot('systemd-machine-id-setup').status, 0);
+    // ...with the unit's UMask=0077.
+    const setup = inRoot('sh', '-c', 'umask 0077 && exec portcullis flows setup');
+    assert.equal(setup.status, 0, setup.stderr);
+    assert.match(setup.stdout, /made \/etc\/credstore\.encrypted\/portcullis-flows-credential-secret\.cred/);
+    const admins = statSync(join(rootfs, 'etc', 'portcullis-flows', 'admin-users.json'));
+    const flowsGid = readFileSync(join(rootfs, 'etc', 'group'), 'utf8').match(
+      /^portcullis-flows:x:(\d+):/m,
+    )?.[1];
+    assert.equal(String(admins.gid), flowsGid, 'readable by the flows service through its group');
+    // What systemd does for LoadCredentialEncrypted=, then the appliance's settings.js reading them.
+    assert.equal(inRoot('mkdir', '-m', '0700', '/run/creds-test').status, 0);
+    for (const id of ['credential-secret', 'tls-key']) {
+      const d = inRoot(
+        'systemd-creds',
+        'decrypt',
+        `--name=${id}`,
+        `/etc/credstore.encrypted/portcullis-flows-${id}.cred`,
+        `/run/creds-test/${id}`,
+      );
+      assert.equal(d.status, 0, d.stderr);
+    }
+  });
+
+  it("starts the image's Node-RED as its own user with those credentials, the Portcullis nodes loaded, login required", async (t) => {
+    const passphrase = 'image test passphrase';
+    const add = spawnSync(
+      'chroot',
+      [rootfs, 'sh', '-c', 'umask 0077 && exec portcullis flows admin add tech'],
+      {
+        input: `${passphrase}\n`,
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(add.status, 0, add.stderr);
+    // What systemd provides the unit: its state directory and the credentials owned by the service user.
+    const [uid, gid] = (
+      readFileSync(join(rootfs, 'etc', 'passwd'), 'utf8').match(/^portcullis-flows:x:(\d+):(\d+):/m) ?? []
+    ).slice(1);
+    assert.ok(uid && gid);
+    assert.equal(
+      inRoot('install', '-d', '-o', uid, '-g', gid, '-m', '0700', '/var/lib/portcullis-flows').status,
+      0,
+    );
+    assert.equal(inRoot('chown', '-R', `${uid}:${gid}`, '/run/creds-test').status, 0);
+    const port = 19_000 + Math.floor(Math.random() * 1000);
+    const red = spawn(
+      '/usr/sbin/chroot',
+      [
+        `--userspec=${uid}:${gid}`,
+        rootfs,
+        '/usr/bin/node',
+        '/opt/portcullis/flows/node_modules/node-red/red.js',
+        '--settings',
+        '/etc/portcullis-flows/settings.js',
+        '--userDir',
+        '/var/lib/portcullis-flows',
+      ],
+      {
+        env: {
+          PATH: '/usr/bin:/bin',
+          HOME: '/var/lib/portcullis-flows',
+          CREDENTIALS_DIRECTORY: '/run/creds-test',
+          PORTCULLIS_FLOWS_PORT: String(port),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    t.after(() => red.kill());
+    let log = '';
+    red.stdout.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
+    red.stderr.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
+    const deadline = Date.now() + 120_000;
+    while (!log.includes(`Server now running at https://127.0.0.1:${port}/`)) {
+      assert.ok(Date.now() < deadline && red.exitCode === null, `Node-RED did not start:\n${log}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // The editor's own certificate (made at first boot) verifies the connection: no verification turned off.
+    const ca = readFileSync(join(rootfs, 'etc', 'portcullis-flows', 'tls', 'cert.pem'));
+    const call = (
+      path: string,
+      init: { method?: string; body?: string; headers?: Record<string, string> } = {},
+    ) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpsRequest(
+          `https://127.0.0.1:${port}${path}`,
+          { ca, method: init.method ?? 'GET', headers: init.headers },
+          (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => {
+              body += d.toString();
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end(init.body);
+      });
+    assert.equal(
+      (await call('/nodes', { headers: { accept: 'application/json' } })).status,
+      401,
+      'no login, no Admin API',
+    );
+    const login = (password: string) =>
+      call('/auth/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          client_id: 'node-red-admin',
+          grant_type: 'password',
+          scope: '*',
+          username: 'tech',
+          password,
+        }).toString(),
+      });
+    assert.equal((await login('not the passphrase')).status, 403);
+    const token = await login(passphrase);
+    assert.equal(token.status, 200, token.body);
+    const nodes = await call('/nodes', {
+      headers: {
+        accept: 'application/json',
+        authorization: `Bearer ${(JSON.parse(token.body) as { access_token: string }).access_token}`,
+      },
+    });
+    assert.equal(nodes.status, 200);
+    const modules = (JSON.parse(nodes.body) as { module: string; types: string[] }[]).filter(
+      (n) => n.module === 'node-red-contrib-portcullis',
+    );
+    assert.ok(
+      modules.some((m) => m.types.includes('portcullis-quarantine')),
+      'the Portcullis nodes are in the palette',
+    );
+    assert.ok(!log.includes(passphrase));
   });
 
   it('pins the release key (public only) and ships an SBOM of Debian and npm packages', () => {
@@ -98,6 +245,19 @@ describe('appliance root file system (amd64)', () => {
       purls.some((p) => p.startsWith('pkg:npm/hono@')),
       'npm hono listed',
     );
+    assert.ok(
+      purls.some((p) => p.startsWith('pkg:npm/node-red@')),
+      'Node-RED (it runs the policy flows) listed',
+    );
+    // The release ships what the SBOM lists: production modules only, none of the development tools.
+    // (typescript itself ships: i18next, under Node-RED, pulls it in as a peer.)
+    for (const dev of ['@biomejs', 'playwright-core', 'node-dtls-client', 'node-red-node-test-helper']) {
+      assert.ok(!purls.some((p) => p.startsWith(`pkg:npm/${dev}`)), `${dev} in the SBOM`);
+      assert.ok(
+        !existsSync(join(rootfs, 'opt', 'portcullis', 'current', 'node_modules', dev)),
+        `${dev} shipped`,
+      );
+    }
     const config = readFileSync(join(rootfs, 'etc', 'portcullis', 'config.yaml'), 'utf8');
     assert.match(config, /publicKeyFile: \/etc\/portcullis\/release-key\.pub\.pem/);
     assert.match(config, /backend: tpm2/);

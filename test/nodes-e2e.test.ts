@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
+import { addFlowsAdmin, credentialFile, FLOWS_CREDENTIALS, setupFlows } from '../gateway/src/flows/setup.ts';
 import { type E2e, startE2e, stopE2e } from './helpers/e2e.ts';
 import { runPeer } from './helpers/peers.ts';
 
@@ -75,6 +76,7 @@ async function admin(base: string, method: string, path: string, body?: unknown,
 describe('policy flows in the real Node-RED runtime', () => {
   let e2e: E2e;
   let flowsDir: string;
+  let credentials: string;
   let runDir: string;
   let nodeRed: ChildProcess;
   let base: string;
@@ -118,40 +120,26 @@ describe('policy flows in the real Node-RED runtime', () => {
     flowsDir = mkdtempSync(join(tmpdir(), 'portcullis-flows-'));
     const conf = join(flowsDir, 'conf');
     const userDir = join(flowsDir, 'user');
-    mkdirSync(join(conf, 'tls'), { recursive: true });
+    mkdirSync(conf);
     mkdirSync(userDir);
     copyFileSync(join(ROOT, 'systemd', 'node-red-settings.cjs'), join(conf, 'settings.js'));
-    const bcrypt = require('bcryptjs') as { hashSync(p: string, rounds: number): string };
-    writeFileSync(
-      join(conf, 'admin-users.json'),
-      JSON.stringify([
-        { username: 'flows-admin', password: bcrypt.hashSync(ADMIN_PASSWORD, 8), permissions: '*' },
-      ]),
-    );
-    writeFileSync(join(conf, 'credential-secret'), 'test credential secret, not a real one');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        join(conf, 'tls', 'key.pem'),
-        '-out',
-        join(conf, 'tls', 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
+    // The appliance's first boot: secrets as systemd credentials (systemd-creds, host key), an admin added by
+    // the CLI; then what the service manager does for LoadCredentialEncrypted=: decrypt into a directory only
+    // the service user can read, named by $CREDENTIALS_DIRECTORY.
+    const credstore = join(flowsDir, 'credstore');
+    await setupFlows({ configDir: conf, credstoreDir: credstore }, '127.0.0.1');
+    await addFlowsAdmin(conf, 'flows-admin', ADMIN_PASSWORD);
+    credentials = join(flowsDir, 'credentials');
+    mkdirSync(credentials, { mode: 0o700 });
+    for (const id of Object.values(FLOWS_CREDENTIALS)) {
+      execFileSync(
+        'systemd-creds',
+        ['decrypt', `--name=${id}`, credentialFile(credstore, id), join(credentials, id)],
+        {
+          stdio: 'ignore',
+        },
+      );
+    }
     execFileSync('npm', ['pack', '--silent', '--pack-destination', flowsDir], { cwd: join(ROOT, 'nodes') });
     const tarball = readdirSync(flowsDir).find((f) => f.endsWith('.tgz')) as string;
     writeFileSync(join(userDir, 'package.json'), '{"name":"portcullis-flows","private":true}\n');
@@ -181,6 +169,7 @@ describe('policy flows in the real Node-RED runtime', () => {
         env: {
           ...process.env,
           PORTCULLIS_FLOWS_CONFIG: conf,
+          CREDENTIALS_DIRECTORY: credentials,
           PORTCULLIS_FLOWS_PORT: String(port),
           NODE_TLS_REJECT_UNAUTHORIZED: '0',
         },

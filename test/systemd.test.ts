@@ -15,7 +15,11 @@ import { tempDir } from './helpers/tmp.ts';
 const unit = (name: string) => fileURLToPath(new URL(`../systemd/${name}`, import.meta.url));
 
 function exposure(name: string): number {
-  const out = execFileSync('systemd-analyze', ['security', '--offline=true', unit(name)], {
+  return exposureOf(unit(name));
+}
+
+function exposureOf(file: string): number {
+  const out = execFileSync('systemd-analyze', ['security', '--offline=true', file], {
     encoding: 'utf8',
   });
   const m = /Overall exposure level for \S+: (\d+\.\d+)/.exec(out);
@@ -31,7 +35,11 @@ function directives(name: string, key: string): string[] {
 }
 
 describe('systemd units', () => {
-  for (const name of ['portcullis-gateway.service', 'portcullis-flows.service']) {
+  for (const name of [
+    'portcullis-gateway.service',
+    'portcullis-flows.service',
+    'portcullis-flows-setup.service',
+  ]) {
     it(`${name} passes systemd-analyze verify`, () => {
       const r = spawnSync('systemd-analyze', ['verify', '--man=no', unit(name)], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
@@ -66,6 +74,47 @@ describe('systemd units', () => {
       directives('portcullis-flows.service', 'User'),
       directives('portcullis-gateway.service', 'User'),
     );
+  });
+
+  it("passes Node-RED's secrets in only as encrypted credentials made at first boot", (t) => {
+    assert.deepEqual(directives('portcullis-flows.service', 'LoadCredentialEncrypted'), [
+      'credential-secret:/etc/credstore.encrypted/portcullis-flows-credential-secret.cred',
+      'tls-key:/etc/credstore.encrypted/portcullis-flows-tls-key.cred',
+    ]);
+    assert.deepEqual(directives('portcullis-flows.service', 'Requires'), ['portcullis-flows-setup.service']);
+    assert.deepEqual(directives('portcullis-flows.service', 'LoadCredential'), [], 'never unencrypted');
+    assert.deepEqual(
+      directives('portcullis-flows.service', 'Environment'),
+      [],
+      'no secret in the environment',
+    );
+    // The first-boot unit runs as root but writes only where the credentials and settings go, offline.
+    const e = exposure('portcullis-flows-setup.service');
+    t.diagnostic(`flows-setup exposure ${e}`);
+    assert.ok(e <= 2.0, `exposure ${e}`);
+    assert.deepEqual(directives('portcullis-flows-setup.service', 'PrivateNetwork'), ['yes']);
+    assert.deepEqual(directives('portcullis-flows-setup.service', 'ReadWritePaths'), [
+      '/etc/credstore.encrypted /etc/portcullis-flows /var/lib/systemd',
+    ]);
+  });
+});
+
+describe('a secret handed to the gateway', () => {
+  it('takes it as the LoadCredentialEncrypted= drop-in systemd/README.md documents, which verify accepts', (t) => {
+    const readme = readFileSync(fileURLToPath(new URL('../systemd/README.md', import.meta.url)), 'utf8');
+    const dropIn =
+      /```ini\n# \/etc\/systemd\/system\/portcullis-gateway\.service\.d\/[^\n]+\n([\s\S]*?)```/.exec(
+        readme,
+      )?.[1];
+    assert.ok(dropIn?.includes('LoadCredentialEncrypted=ui-tls-key:'), 'the README shows the drop-in');
+    // The unit with the drop-in's lines appended: what systemd reads once the drop-in is installed.
+    const dir = tempDir(t);
+    const combined = join(dir, 'portcullis-gateway.service');
+    writeFileSync(combined, `${readFileSync(unit('portcullis-gateway.service'), 'utf8')}\n${dropIn}`);
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', combined], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(`${r.stdout}${r.stderr}`.trim(), '');
+    assert.ok(exposureOf(combined) <= 2.5);
   });
 });
 

@@ -15,11 +15,14 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Run inside this network namespace (`ip netns exec`), as the appliance's gateway namespace. */
   netns?: string;
+  /** Written to the command's stdin (a password, say); stdin is closed without it. */
+  input?: string;
 }
 
 /** Run the real `portcullis` command as a user would, in its own process. */
 export async function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   const child = spawnCli(args, opts);
+  child.stdin?.end(opts.input);
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => {
@@ -39,7 +42,7 @@ export function spawnCli(args: string[], opts: CliOptions = {}): ChildProcess {
   return spawn(cmd, rest, {
     cwd: opts.cwd,
     env: { ...process.env, PORTCULLIS_CONFIG: undefined, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
 }
 

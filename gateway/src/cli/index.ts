@@ -37,7 +37,15 @@ import {
   firmwareUploadCommand,
   firmwareVendorAddCommand,
 } from './firmware-commands.ts';
-import { flowsTokenCreateCommand, flowsTokenListCommand, flowsTokenRevokeCommand } from './flows-commands.ts';
+import {
+  CREDSTORE_DIR,
+  FLOWS_CONFIG_DIR,
+  flowsAdminAddCommand,
+  flowsSetupCommand,
+  flowsTokenCreateCommand,
+  flowsTokenListCommand,
+  flowsTokenRevokeCommand,
+} from './flows-commands.ts';
 import {
   devicePlaceCommand,
   deviceQuarantineCommand,
@@ -213,7 +221,9 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       setCode(complianceCommand(configOpt(), opts.json ? 'json' : opts.html ? 'html' : 'text', io)),
     );
 
-  const flows = program.command('flows').description('policy flows (Node-RED): control API tokens');
+  const flows = program
+    .command('flows')
+    .description('policy flows (Node-RED): control API tokens, editor setup and admins');
   const token = flows
     .command('token')
     .description('tokens the Portcullis nodes present on the control socket');
@@ -236,6 +246,26 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .command('revoke <name>')
     .description('refuse the token from the next call on')
     .action((name: string) => setCode(flowsTokenRevokeCommand(configOpt(), name, io)));
+  flows
+    .command('setup')
+    .description(
+      "first boot of the appliance's Node-RED: credential secret and editor TLS key as encrypted systemd credentials, the editor certificate, an empty admin list (idempotent)",
+    )
+    .option('--config-dir <dir>', "Node-RED's settings folder", FLOWS_CONFIG_DIR)
+    .option('--credstore <dir>', 'where LoadCredentialEncrypted= finds the credentials', CREDSTORE_DIR)
+    .action(async (opts: { configDir: string; credstore: string }) =>
+      setCode(await flowsSetupCommand({ configDir: opts.configDir, credstoreDir: opts.credstore }, io)),
+    );
+  flows
+    .command('admin')
+    .description('Node-RED editor accounts')
+    .command('add <name>')
+    .description('add an editor admin; the password is read from stdin (asked twice on a terminal)')
+    .option('--config-dir <dir>', "Node-RED's settings folder", FLOWS_CONFIG_DIR)
+    .option('--replace', 'set a new password for an existing admin')
+    .action(async (name: string, opts: { configDir: string; replace?: boolean }) =>
+      setCode(await flowsAdminAddCommand(opts.configDir, name, opts.replace ?? false, io)),
+    );
 
   const update = program
     .command('update')
