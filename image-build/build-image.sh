@@ -129,9 +129,10 @@ build_rpi() {
   kver="$(basename "$(ls "$rootfs"/boot/vmlinuz-* | sort -V | tail -1)" | sed 's/^vmlinuz-//')"
   # With /proc mounted the hook recognises the chroot (ischroot) instead of asking for a mounted /boot/firmware.
   mount -t proc proc "$rootfs/proc"
-  trap 'umount "$rootfs/proc" 2>/dev/null; rm -rf "$work"' EXIT
+  trap 'umount "$rootfs/proc" || true; rm -rf "$work"' EXIT
   chroot "$rootfs" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "$kver"
   umount "$rootfs/proc"
+  trap 'rm -rf "$work"' EXIT
   local fw="$rootfs/boot/firmware"
   for f in config.txt cmdline.txt start4.elf fixup4.dat bcm2711-rpi-4-b.dtb; do
     [[ -f "$fw/$f" ]] || { echo "raspi-firmware did not put $f into /boot/firmware" >&2; exit 1; }
