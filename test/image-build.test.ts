@@ -1,8 +1,9 @@
 /**
  * The appliance root file system, CI-sized: image-build/build-rootfs.sh builds Debian 13 with mmdebstrap from
  * Debian's mirror, and inside it (chroot) the gateway runs on Debian's nodejs, the units are enabled and pass
- * `systemd-analyze verify`, no account has a password, SSH is absent, the release key is pinned and the SBOM
- * lists both Debian and npm packages.
+ * `systemd-analyze verify`, no account has a password, SSH is absent, the release key is pinned, the SBOM
+ * lists both Debian and npm packages (and no development tool ships), no secret is in the image, and the
+ * image's own first boot makes Node-RED's encrypted credentials, with which its Node-RED then runs.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
