@@ -93,6 +93,12 @@ describe('systemd units', () => {
     t.diagnostic(`flows-setup exposure ${e}`);
     assert.ok(e <= 2.0, `exposure ${e}`);
     assert.deepEqual(directives('portcullis-flows-setup.service', 'PrivateNetwork'), ['yes']);
+    // It hands the admin list to the flows group: chown must survive the filter (@chown is in @privileged,
+    // which a booted image showed denying it), and CAP_CHOWN is the only capability it keeps.
+    const filter = directives('portcullis-flows-setup.service', 'SystemCallFilter');
+    assert.ok(filter.some((f) => f.startsWith('~') && f.includes('@privileged')));
+    assert.equal(filter.at(-1), '@chown', 'chown allowed again after the deny list');
+    assert.deepEqual(directives('portcullis-flows-setup.service', 'CapabilityBoundingSet'), ['CAP_CHOWN']);
     assert.deepEqual(directives('portcullis-flows-setup.service', 'ReadWritePaths'), [
       '/etc/credstore.encrypted /etc/portcullis-flows /var/lib/systemd',
     ]);
