@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { firstIssue } from '../errors.ts';
+import { parseJsonWith } from '../json.ts';
 
 /** What the gateway sees of a device: the detector's only input, live or replayed. */
 export type DetectorEvent =
@@ -34,15 +34,7 @@ const eventLine = z.discriminatedUnion('kind', [
 export function parseEventLine(
   line: string,
 ): { ok: true; event: DetectorEvent } | { ok: false; error: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(line);
-  } catch {
-    return { ok: false, error: 'not JSON' };
-  }
-  const r = eventLine.safeParse(json);
-  if (!r.success) {
-    return { ok: false, error: firstIssue(r.error, 'line') };
-  }
+  const r = parseJsonWith(eventLine, line, 'line');
+  if (!r.ok) return { ok: false, error: r.notJson ? 'not JSON' : r.problem };
   return { ok: true, event: r.data as DetectorEvent };
 }

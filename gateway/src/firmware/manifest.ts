@@ -1,6 +1,6 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { z } from 'zod';
-import { firstIssue } from '../errors.ts';
+import { parseJsonWith } from '../json.ts';
 import { FirmwareError } from './errors.ts';
 
 const name = z
@@ -26,15 +26,12 @@ export const firmwareManifestSchema = z.strictObject({
 export type FirmwareManifest = z.infer<typeof firmwareManifestSchema>;
 
 export function parseFirmwareManifest(bytes: Buffer): FirmwareManifest {
-  let json: unknown;
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new FirmwareError('ERR_FIRMWARE_INVALID', 'the manifest is not JSON');
-  }
-  const r = firmwareManifestSchema.safeParse(json);
-  if (!r.success) {
-    throw new FirmwareError('ERR_FIRMWARE_INVALID', `manifest: ${firstIssue(r.error, 'manifest')}`);
+  const r = parseJsonWith(firmwareManifestSchema, bytes.toString('utf8'), 'manifest');
+  if (!r.ok) {
+    throw new FirmwareError(
+      'ERR_FIRMWARE_INVALID',
+      r.notJson ? 'the manifest is not JSON' : `manifest: ${r.problem}`,
+    );
   }
   return r.data;
 }

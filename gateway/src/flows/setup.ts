@@ -23,6 +23,7 @@ import bcrypt from 'bcryptjs';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { errorMessage, firstIssue, PortcullisError } from '../errors.ts';
+import { parseJsonWith } from '../json.ts';
 import { passwordSchema, usernameSchema } from '../users/service.ts';
 
 export class FlowsSetupError extends PortcullisError {}
@@ -150,14 +151,19 @@ const adminsSchema = z.array(
 export type FlowsAdmin = z.infer<typeof adminsSchema>[number];
 
 export function readAdmins(file: string): FlowsAdmin[] {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new FlowsSetupError('ERR_FLOWS_ADMINS', `${file}: ${errorMessage(err)}`);
   }
-  const parsed = adminsSchema.safeParse(raw);
-  if (!parsed.success) throw new FlowsSetupError('ERR_FLOWS_ADMINS', firstIssue(parsed.error, file));
+  const parsed = parseJsonWith(adminsSchema, text, file);
+  if (!parsed.ok) {
+    throw new FlowsSetupError(
+      'ERR_FLOWS_ADMINS',
+      parsed.notJson ? `${file}: ${parsed.problem}` : parsed.problem,
+    );
+  }
   return parsed.data;
 }
 

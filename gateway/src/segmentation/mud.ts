@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { firstIssue } from '../errors.ts';
+import { parseJsonWith } from '../json.ts';
 import { parseIpv4Network } from './addresses.ts';
 import type { AllowEntry, AllowList, Peer } from './allowlist.ts';
 import { SegmentationError } from './errors.ts';
@@ -178,15 +178,12 @@ function entryFor(a: Ace, side: 'from-device' | 'to-device', family: 'ipv4' | 'i
 
 /** Parses a MUD file (JSON text) into an allow-list for `deviceId`; throws on anything not enforceable. */
 export function parseMud(text: string, deviceId: string): AllowList {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new SegmentationError('ERR_MUD_INVALID', `not JSON: ${(err as Error).message}`);
-  }
-  const parsed = mudFileSchema.safeParse(json);
-  if (!parsed.success) {
-    throw new SegmentationError('ERR_MUD_INVALID', firstIssue(parsed.error, 'file'));
+  const parsed = parseJsonWith(mudFileSchema, text, 'file');
+  if (!parsed.ok) {
+    throw new SegmentationError(
+      'ERR_MUD_INVALID',
+      parsed.notJson ? `not JSON: ${parsed.problem}` : parsed.problem,
+    );
   }
   const mud = parsed.data['ietf-mud:mud'];
   const acls = new Map(parsed.data['ietf-access-control-list:acls'].acl.map((a) => [a.name, a]));

@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import semver from 'semver';
 import { z } from 'zod';
-import { firstIssue } from '../errors.ts';
+import { parseJsonWith } from '../json.ts';
 import { UpdateError } from './errors.ts';
 
 /** Paths inside a release: relative, forward slashes, no `.`/`..` segments, no hidden tricks. */
@@ -34,15 +34,12 @@ export const manifestSchema = z.strictObject({
 export type Manifest = z.infer<typeof manifestSchema>;
 
 export function parseManifest(bytes: Buffer): Manifest {
-  let json: unknown;
-  try {
-    json = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new UpdateError('ERR_UPDATE_INVALID', 'manifest.json is not JSON');
-  }
-  const r = manifestSchema.safeParse(json);
-  if (!r.success) {
-    throw new UpdateError('ERR_UPDATE_INVALID', `manifest.json: ${firstIssue(r.error, 'manifest')}`);
+  const r = parseJsonWith(manifestSchema, bytes.toString('utf8'), 'manifest');
+  if (!r.ok) {
+    throw new UpdateError(
+      'ERR_UPDATE_INVALID',
+      r.notJson ? 'manifest.json is not JSON' : `manifest.json: ${r.problem}`,
+    );
   }
   return r.data;
 }
