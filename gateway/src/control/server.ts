@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { type Context, Hono } from 'hono';
@@ -8,6 +8,7 @@ import type { AnomalyService } from '../anomaly/index.ts';
 import { ConfigError } from '../config/index.ts';
 import type { Core } from '../core.ts';
 import { EVENT_TYPES, type GatewayEventType } from '../events.ts';
+import { findGroupId } from '../groups.ts';
 import { body, errorResponse, HttpError } from '../http.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { type ControlToken, ControlTokens, type Scope } from './tokens.ts';
@@ -274,12 +275,10 @@ export async function startControlServer(
   };
 }
 
-/** A group's id from /etc/group (the appliance has no NSS beyond files); unknown: a start-up error. */
+/** The control socket's group id; an unknown group is a start-up error. */
 export function groupId(name: string, groupFile = '/etc/group'): number {
-  for (const line of readFileSync(groupFile, 'utf8').split('\n')) {
-    const [group, , gid] = line.split(':');
-    if (group === name && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
-  }
+  const gid = findGroupId(name, groupFile);
+  if (gid !== undefined) return gid;
   throw new ConfigError('ERR_CONFIG_INVALID', `control.socketGroup: no group named ${name}`, [
     { path: 'control.socketGroup', message: `no group named ${name}` },
   ]);

@@ -23,6 +23,7 @@ import bcrypt from 'bcryptjs';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { errorMessage, firstIssue, PortcullisError } from '../errors.ts';
+import { findGroupId } from '../groups.ts';
 import { parseJsonWith } from '../json.ts';
 import { passwordSchema, usernameSchema } from '../users/service.ts';
 
@@ -170,20 +171,11 @@ export function readAdmins(file: string): FlowsAdmin[] {
 /** The flows service's group on the appliance (absent on a development machine). */
 export const FLOWS_GROUP = 'portcullis-flows';
 
-function groupId(name: string): number | undefined {
-  if (!existsSync('/etc/group')) return undefined;
-  const line = readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${name}:`));
-  const gid = Number(line?.split(':')[2]);
-  return Number.isInteger(gid) ? gid : undefined;
-}
-
 function writeAdmins(file: string, admins: FlowsAdmin[]): void {
   // Hashes only, still nobody else's business: readable by the flows service through its group, not by others.
   writeFileSync(`${file}.new`, `${JSON.stringify(admins, null, 2)}\n`, { mode: 0o640 });
   chmodSync(`${file}.new`, 0o640);
-  const gid = groupId(FLOWS_GROUP);
+  const gid = existsSync('/etc/group') ? findGroupId(FLOWS_GROUP) : undefined;
   if (gid !== undefined && process.getuid?.() === 0) chownSync(`${file}.new`, 0, gid);
   renameSync(`${file}.new`, file);
 }
