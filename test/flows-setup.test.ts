@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { credentialFile, FLOWS_CREDENTIALS, readAdmins, setupFlows } from '../gateway/src/flows/setup.ts';
 import { runCli } from './helpers/cli.ts';
+import { loadFlowsCredentials } from './helpers/credentials.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const SETTINGS = join(import.meta.dirname, '..', 'systemd', 'node-red-settings.cjs');
@@ -119,17 +120,7 @@ describe('Node-RED first boot (portcullis flows setup)', () => {
     assert.match(without.stderr, /ENOENT/);
 
     // What systemd does for LoadCredentialEncrypted=: decrypt into $CREDENTIALS_DIRECTORY.
-    const creds = join(dir, 'creds');
-    mkdirSync(creds, { mode: 0o700 });
-    for (const id of Object.values(FLOWS_CREDENTIALS)) {
-      const r = spawnSync('systemd-creds', [
-        'decrypt',
-        `--name=${id}`,
-        credentialFile(paths.credstoreDir, id),
-        join(creds, id),
-      ]);
-      assert.equal(r.status, 0, String(r.stderr));
-    }
+    const creds = loadFlowsCredentials(paths.credstoreDir, join(dir, 'creds'));
     const withCreds = loadSettings(paths.configDir, creds);
     assert.equal(withCreds.status, 0, withCreds.stderr);
     assert.deepEqual(JSON.parse(withCreds.stdout), {

@@ -22,7 +22,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
-import { addFlowsAdmin, credentialFile, FLOWS_CREDENTIALS, setupFlows } from '../gateway/src/flows/setup.ts';
+import { addFlowsAdmin, setupFlows } from '../gateway/src/flows/setup.ts';
+import { loadFlowsCredentials } from './helpers/credentials.ts';
 import { type E2e, startE2e, stopE2e } from './helpers/e2e.ts';
 import { runPeer } from './helpers/peers.ts';
 
@@ -129,17 +130,7 @@ describe('policy flows in the real Node-RED runtime', () => {
     const credstore = join(flowsDir, 'credstore');
     await setupFlows({ configDir: conf, credstoreDir: credstore }, '127.0.0.1');
     await addFlowsAdmin(conf, 'flows-admin', ADMIN_PASSWORD);
-    credentials = join(flowsDir, 'credentials');
-    mkdirSync(credentials, { mode: 0o700 });
-    for (const id of Object.values(FLOWS_CREDENTIALS)) {
-      execFileSync(
-        'systemd-creds',
-        ['decrypt', `--name=${id}`, credentialFile(credstore, id), join(credentials, id)],
-        {
-          stdio: 'ignore',
-        },
-      );
-    }
+    credentials = loadFlowsCredentials(credstore, join(flowsDir, 'credentials'));
     execFileSync('npm', ['pack', '--silent', '--pack-destination', flowsDir], { cwd: join(ROOT, 'nodes') });
     const tarball = readdirSync(flowsDir).find((f) => f.endsWith('.tgz')) as string;
     writeFileSync(join(userDir, 'package.json'), '{"name":"portcullis-flows","private":true}\n');
