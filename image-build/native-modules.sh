@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the release's native Node modules (better-sqlite3; onoff's epoll for the GPIO) for the target
+# Builds the release's native Node modules (better-sqlite3; onoff's epoll for the GPIO; the DTLS server's
+# portcullis-dtls-crypto from native/) for the target
 # architecture. For the build host's own architecture the modules the repository already built from the same
 # lock file are copied; otherwise (arm64 on amd64) they are cross-compiled with Debian's g++-aarch64-linux-gnu
 # against the host's Node headers — the same Node major as the target's Debian nodejs, hence the same module
@@ -12,7 +13,7 @@ version_of() { node -p "require('$1/package.json').version" 2>/dev/null || true;
 gyp="$(npm prefix -g)/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js"
 nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"  # its include/node has the headers
 
-for m in better-sqlite3 epoll; do
+for m in better-sqlite3 epoll portcullis-dtls-crypto; do
   target="$release/node_modules/$m"
   [[ -d "$target" ]] || continue
   built="$repo/node_modules/$m/build/Release"

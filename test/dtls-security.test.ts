@@ -9,12 +9,14 @@ import { after, before, describe, it } from 'node:test';
 import { parse } from 'coap-packet';
 import { ContentType, HandshakeType } from '../gateway/src/dtls/constants.ts';
 import { encodeHandshake } from '../gateway/src/dtls/handshake.ts';
-import { AlertDescription } from '../gateway/src/dtls/index.ts';
+import { AlertDescription, type CryptoImplementation } from '../gateway/src/dtls/index.ts';
 import { encodeRecord } from '../gateway/src/dtls/record.ts';
 import { coapPost, type Fixture, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { AlertReceived, type TestClientOptions, TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { coapClientPost, runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
+
+const CRYPTO_IMPLEMENTATIONS: readonly CryptoImplementation[] = ['native', 'node-crypto'];
 
 function pskClient(f: Fixture, extra: Partial<TestClientOptions> = {}): TestDtlsClient {
   return new TestDtlsClient({
@@ -46,99 +48,102 @@ function assertNothingDelivered(f: Fixture): void {
   assert.deepEqual(f.internalErrors, []);
 }
 
-describe('DTLS PSK authentication', () => {
-  let f: Fixture;
-  before(async () => {
-    f = await startFixture(null);
-  });
-  after(() => f.close());
+// The server's record protection, PRF and cookies run on the native addon by default; node:crypto is the fallback.
+for (const cryptoImplementation of CRYPTO_IMPLEMENTATIONS) {
+  describe(`DTLS PSK authentication (${cryptoImplementation} crypto)`, () => {
+    let f: Fixture;
+    before(async () => {
+      f = await startFixture(null, { cryptoImplementation });
+    });
+    after(() => f.close());
 
-  it('accepts the right PSK (crafted client, positive control)', async () => {
-    const c = pskClient(f);
-    await c.connect();
-    c.send(coapPost('right key'));
-    assert.equal(parse(await c.receive()).code, '2.04');
-    c.close();
-    f.sessions.length = 0;
-    f.telemetry.length = 0;
-  });
+    it('accepts the right PSK (crafted client, positive control)', async () => {
+      const c = pskClient(f);
+      await c.connect();
+      c.send(coapPost('right key'));
+      assert.equal(parse(await c.receive()).code, '2.04');
+      c.close();
+      f.sessions.length = 0;
+      f.telemetry.length = 0;
+    });
 
-  it('rejects a wrong PSK with bad_record_mac and never delivers data (openssl s_client)', async () => {
-    const r = await runPeer(
-      'openssl',
-      [
-        's_client',
-        '-dtls1_2',
-        '-connect',
-        `127.0.0.1:${f.port}`,
-        '-quiet',
-        '-cipher',
-        'PSK-AES128-CCM8',
-        '-psk',
-        Buffer.from(`${f.psk}x`).toString('hex'),
-        '-psk_identity',
-        PSK_IDENTITY,
-      ],
-      { stdin: coapPost('wrong key'), timeoutMs: 5000 },
-    );
-    assert.match(r.stderr, /alert bad record mac/);
-    const failure = await waitFor('failure', () => f.failures.at(-1));
-    assert.equal(failure.code, 'ERR_DTLS_BAD_RECORD_MAC');
-    assertNothingDelivered(f);
-  });
+    it('rejects a wrong PSK with bad_record_mac and never delivers data (openssl s_client)', async () => {
+      const r = await runPeer(
+        'openssl',
+        [
+          's_client',
+          '-dtls1_2',
+          '-connect',
+          `127.0.0.1:${f.port}`,
+          '-quiet',
+          '-cipher',
+          'PSK-AES128-CCM8',
+          '-psk',
+          Buffer.from(`${f.psk}x`).toString('hex'),
+          '-psk_identity',
+          PSK_IDENTITY,
+        ],
+        { stdin: coapPost('wrong key'), timeoutMs: 5000 },
+      );
+      assert.match(r.stderr, /alert bad record mac/);
+      const failure = await waitFor('failure', () => f.failures.at(-1));
+      assert.equal(failure.code, 'ERR_DTLS_BAD_RECORD_MAC');
+      assertNothingDelivered(f);
+    });
 
-  it('rejects an unknown identity exactly as it rejects a wrong key, so identities cannot be probed', async () => {
-    const r = await coapClientPost(f.port, { identity: 'nobody', key: f.psk }, 'x', ['-B', '3']);
-    // libcoap logs to stdout.
-    assert.match(r.stdout.toString() + r.stderr, /bad record mac/);
-    const failure = await waitFor('failure', () =>
-      f.failures.find((x) => x.code === 'ERR_DTLS_UNKNOWN_PSK_IDENTITY'),
-    );
-    assert.equal(failure.alert, AlertDescription.badRecordMac);
-    assertNothingDelivered(f);
-  });
+    it('rejects an unknown identity exactly as it rejects a wrong key, so identities cannot be probed', async () => {
+      const r = await coapClientPost(f.port, { identity: 'nobody', key: f.psk }, 'x', ['-B', '3']);
+      // libcoap logs to stdout.
+      assert.match(r.stdout.toString() + r.stderr, /bad record mac/);
+      const failure = await waitFor('failure', () =>
+        f.failures.find((x) => x.code === 'ERR_DTLS_UNKNOWN_PSK_IDENTITY'),
+      );
+      assert.equal(failure.alert, AlertDescription.badRecordMac);
+      assertNothingDelivered(f);
+    });
 
-  it('rejects a Finished with the wrong verify_data with decrypt_error', async () => {
-    await expectAlert(
-      pskClient(f, { tamper: { finishedVerifyData: flipLastByte } }),
-      AlertDescription.decryptError,
-    );
-    assert.equal(f.failures.at(-1)?.code, 'ERR_DTLS_BAD_FINISHED');
-    assertNothingDelivered(f);
-  });
+    it('rejects a Finished with the wrong verify_data with decrypt_error', async () => {
+      await expectAlert(
+        pskClient(f, { tamper: { finishedVerifyData: flipLastByte } }),
+        AlertDescription.decryptError,
+      );
+      assert.equal(f.failures.at(-1)?.code, 'ERR_DTLS_BAD_FINISHED');
+      assertNothingDelivered(f);
+    });
 
-  it('rejects a tampered Finished record with bad_record_mac', async () => {
-    await expectAlert(
-      pskClient(f, { tamper: { finishedDatagram: flipLastByte } }),
-      AlertDescription.badRecordMac,
-    );
-    assert.equal(f.failures.at(-1)?.code, 'ERR_DTLS_BAD_RECORD_MAC');
-    assertNothingDelivered(f);
-  });
+    it('rejects a tampered Finished record with bad_record_mac', async () => {
+      await expectAlert(
+        pskClient(f, { tamper: { finishedDatagram: flipLastByte } }),
+        AlertDescription.badRecordMac,
+      );
+      assert.equal(f.failures.at(-1)?.code, 'ERR_DTLS_BAD_RECORD_MAC');
+      assertNothingDelivered(f);
+    });
 
-  it('refuses suites outside its list (CBC) with handshake_failure', async () => {
-    const r = await runPeer(
-      'openssl',
-      [
-        's_client',
-        '-dtls1_2',
-        '-connect',
-        `127.0.0.1:${f.port}`,
-        '-quiet',
-        '-cipher',
-        'PSK-AES128-CBC-SHA256',
-        '-psk',
-        Buffer.from(f.psk).toString('hex'),
-        '-psk_identity',
-        PSK_IDENTITY,
-      ],
-      { timeoutMs: 5000 },
-    );
-    assert.match(r.stderr, /handshake failure/);
-    assert.equal(f.failures.at(-1)?.code, 'ERR_DTLS_NO_SHARED_SUITE');
-    assertNothingDelivered(f);
+    it('refuses suites outside its list (CBC) with handshake_failure', async () => {
+      const r = await runPeer(
+        'openssl',
+        [
+          's_client',
+          '-dtls1_2',
+          '-connect',
+          `127.0.0.1:${f.port}`,
+          '-quiet',
+          '-cipher',
+          'PSK-AES128-CBC-SHA256',
+          '-psk',
+          Buffer.from(f.psk).toString('hex'),
+          '-psk_identity',
+          PSK_IDENTITY,
+        ],
+        { timeoutMs: 5000 },
+      );
+      assert.match(r.stderr, /handshake failure/);
+      assert.equal(f.failures.at(-1)?.code, 'ERR_DTLS_NO_SHARED_SUITE');
+      assertNothingDelivered(f);
+    });
   });
-});
+}
 
 describe('DTLS ECDHE_PSK (opt-in suite; no Debian peer offers it)', () => {
   let f: Fixture;
@@ -186,54 +191,57 @@ describe('DTLS ECDHE_PSK (opt-in suite; no Debian peer offers it)', () => {
   });
 });
 
-describe('DTLS established-session record protection', () => {
-  let f: Fixture;
-  before(async () => {
-    f = await startFixture(null);
-  });
-  after(() => f.close());
+// The server's record protection, PRF and cookies run on the native addon by default; node:crypto is the fallback.
+for (const cryptoImplementation of CRYPTO_IMPLEMENTATIONS) {
+  describe(`DTLS established-session record protection (${cryptoImplementation} crypto)`, () => {
+    let f: Fixture;
+    before(async () => {
+      f = await startFixture(null, { cryptoImplementation });
+    });
+    after(() => f.close());
 
-  it('drops a tampered application record and keeps serving the session', async () => {
-    const c = pskClient(f);
-    await c.connect();
-    c.send(coapPost('genuine', 1));
-    assert.equal(parse(await c.receive()).code, '2.04');
-    c.sendRaw(flipLastByte(c.seal(coapPost('forged', 2))));
-    await waitFor('discard', () => f.discards.find((x) => x.reason === 'bad-record-mac'));
-    c.send(coapPost('after', 3));
-    assert.equal(parse(await c.receive()).code, '2.04');
-    assert.deepEqual(
-      f.telemetry.map((t) => t.payload.toString()),
-      ['genuine', 'after'],
-    );
-    c.close();
-  });
+    it('drops a tampered application record and keeps serving the session', async () => {
+      const c = pskClient(f);
+      await c.connect();
+      c.send(coapPost('genuine', 1));
+      assert.equal(parse(await c.receive()).code, '2.04');
+      c.sendRaw(flipLastByte(c.seal(coapPost('forged', 2))));
+      await waitFor('discard', () => f.discards.find((x) => x.reason === 'bad-record-mac'));
+      c.send(coapPost('after', 3));
+      assert.equal(parse(await c.receive()).code, '2.04');
+      assert.deepEqual(
+        f.telemetry.map((t) => t.payload.toString()),
+        ['genuine', 'after'],
+      );
+      c.close();
+    });
 
-  it('rejects a replayed record: the application sees the message once', async () => {
-    const c = pskClient(f);
-    await c.connect();
-    const before = f.discards.filter((x) => x.reason === 'replay').length;
-    const d = c.send(coapPost('once', 7));
-    assert.equal(parse(await c.receive()).code, '2.04');
-    c.sendRaw(d);
-    c.sendRaw(d);
-    await waitFor('replay discards', () =>
-      f.discards.filter((x) => x.reason === 'replay').length >= before + 2 ? true : undefined,
-    );
-    assert.equal(f.telemetry.filter((t) => t.payload.toString() === 'once').length, 1);
-    c.close();
-  });
+    it('rejects a replayed record: the application sees the message once', async () => {
+      const c = pskClient(f);
+      await c.connect();
+      const before = f.discards.filter((x) => x.reason === 'replay').length;
+      const d = c.send(coapPost('once', 7));
+      assert.equal(parse(await c.receive()).code, '2.04');
+      c.sendRaw(d);
+      c.sendRaw(d);
+      await waitFor('replay discards', () =>
+        f.discards.filter((x) => x.reason === 'replay').length >= before + 2 ? true : undefined,
+      );
+      assert.equal(f.telemetry.filter((t) => t.payload.toString() === 'once').length, 1);
+      c.close();
+    });
 
-  it('refuses renegotiation on an established session with a no_renegotiation alert', async () => {
-    const c = pskClient(f);
-    await c.connect();
-    c.sendProtected(ContentType.handshake, encodeHandshake(HandshakeType.clientHello, 5, Buffer.alloc(40)));
-    assert.equal(await c.nextAlert(), AlertDescription.noRenegotiation);
-    c.send(coapPost('still up', 9));
-    assert.equal(parse(await c.receive()).code, '2.04');
-    c.close();
+    it('refuses renegotiation on an established session with a no_renegotiation alert', async () => {
+      const c = pskClient(f);
+      await c.connect();
+      c.sendProtected(ContentType.handshake, encodeHandshake(HandshakeType.clientHello, 5, Buffer.alloc(40)));
+      assert.equal(await c.nextAlert(), AlertDescription.noRenegotiation);
+      c.send(coapPost('still up', 9));
+      assert.equal(parse(await c.receive()).code, '2.04');
+      c.close();
+    });
   });
-});
+}
 
 describe('DTLS certificate and raw-public-key authentication', () => {
   let pki: TestPki;

@@ -4,18 +4,10 @@
  * record and key-schedule pieces; the interop tests against openssl, libcoap and node-dtls-client keep those
  * pieces honest.
  */
-import {
-  createHash,
-  createPublicKey,
-  type KeyObject,
-  randomBytes,
-  sign,
-  verify,
-  X509Certificate,
-} from 'node:crypto';
+import { createPublicKey, type KeyObject, randomBytes, sign, verify, X509Certificate } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { AeadKey } from '../../gateway/src/dtls/aead.ts';
+import type { AeadKey } from '../../gateway/src/dtls/aead.ts';
 import { Reader, Writer } from '../../gateway/src/dtls/bytes.ts';
 import {
   CertificateType,
@@ -26,6 +18,7 @@ import {
   HandshakeType,
   NamedGroup,
 } from '../../gateway/src/dtls/constants.ts';
+import { resolveDtlsCrypto } from '../../gateway/src/dtls/crypto.ts';
 import { generateEphemeral } from '../../gateway/src/dtls/ecdhe.ts';
 import {
   encodeExtensions,
@@ -72,11 +65,8 @@ export interface TestClientOptions {
   recordSent?: boolean;
 }
 
-function sha256(parts: Buffer[]): Buffer {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return h.digest();
-}
+/** The same PRF, hash and AEAD as the server's default (the addon where it loads). */
+const dtlsCrypto = resolveDtlsCrypto();
 
 export class TestDtlsClient {
   private socket: Socket;
@@ -327,17 +317,23 @@ export class TestDtlsClient {
     }
     add(HandshakeType.clientKeyExchange, cke.finish());
     const ems = this.o.extendedMasterSecret !== false;
-    const master = masterSecret(pms, random, serverRandom, ems ? sha256(transcript) : null);
-    const kb = keyBlock(master, random, serverRandom);
-    this.writeKey = new AeadKey(suite, kb.clientKey, kb.clientSalt);
-    this.readKey = new AeadKey(suite, kb.serverKey, kb.serverSalt);
+    const master = masterSecret(
+      dtlsCrypto.prf,
+      pms,
+      random,
+      serverRandom,
+      ems ? dtlsCrypto.sha256(transcript) : null,
+    );
+    const kb = keyBlock(dtlsCrypto.prf, master, random, serverRandom);
+    this.writeKey = dtlsCrypto.aeadKey(suite, kb.clientKey, kb.clientSalt);
+    this.readKey = dtlsCrypto.aeadKey(suite, kb.serverKey, kb.serverSalt);
     if (certRequested && this.o.certificate) {
       let sig: Buffer = sign('sha256', Buffer.concat(transcript), this.o.certificate.key);
       if (this.o.tamper?.certificateVerifySignature) sig = this.o.tamper.certificateVerifySignature(sig);
       add(HandshakeType.certificateVerify, new Writer().u16(ECDSA_SECP256R1_SHA256).vec16(sig).finish());
     }
     flight.push(this.plainRecord(ContentType.changeCipherSpec, Buffer.from([1])));
-    let vd: Buffer = finishedVerifyData(master, 'client', sha256(transcript));
+    let vd: Buffer = finishedVerifyData(dtlsCrypto.prf, master, 'client', dtlsCrypto.sha256(transcript));
     if (this.o.tamper?.finishedVerifyData) vd = this.o.tamper.finishedVerifyData(vd);
     const fin = encodeHandshake(HandshakeType.finished, seq++, vd);
     transcript.push(fin);
@@ -346,7 +342,7 @@ export class TestDtlsClient {
     if (this.o.tamper?.finishedDatagram) datagram = this.o.tamper.finishedDatagram(datagram);
     this.sendRaw(datagram);
 
-    const expected = finishedVerifyData(master, 'server', sha256(transcript));
+    const expected = finishedVerifyData(dtlsCrypto.prf, master, 'server', dtlsCrypto.sha256(transcript));
     for (;;) {
       const rec = await this.nextPlain();
       if (rec.type === ContentType.handshake && rec.epoch === 1) {

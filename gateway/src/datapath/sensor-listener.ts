@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
 import { CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
-import type { DtlsServer, DtlsSession, PeerAddress } from '../dtls/index.ts';
+import { type DtlsServer, type DtlsSession, dtlsCryptoStatus, type PeerAddress } from '../dtls/index.ts';
 import { ListenError } from '../errors.ts';
 import { operationalCertificate } from '../identity/gateway-certificate.ts';
 import type { Logger } from '../log.ts';
@@ -227,6 +227,10 @@ export async function startSensorListener(
   const address = await server.listen(port, host).catch((err: NodeJS.ErrnoException) => {
     throw new ListenError('dtls', host, port, err);
   });
+  const crypto = dtlsCryptoStatus();
+  if (crypto.fallbackReason) {
+    logger.warn({ reason: crypto.fallbackReason }, 'DTLS crypto runs on node:crypto (slower): the native addon is unusable');
+  }
   // The CLI changes device state in another process; close sessions whose device may no longer talk. The
   // review (two queries per session) runs only when something in identity changed since the last one.
   let reviewed = identity.changeStamp;

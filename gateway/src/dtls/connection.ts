@@ -1,5 +1,5 @@
-import { createHash, type KeyObject, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto';
-import { AeadKey } from './aead.ts';
+import { type KeyObject, randomBytes, sign, timingSafeEqual, verify } from 'node:crypto';
+import type { AeadKey } from './aead.ts';
 import { Reader, Writer } from './bytes.ts';
 import {
   certificateFingerprint,
@@ -16,6 +16,7 @@ import {
   DTLS_1_2,
   ECDSA_SECP256R1_SHA256,
   ExtensionType,
+  type GroupName,
   HANDSHAKE_HEADER_LENGTH,
   HandshakeType,
   MAX_PLAINTEXT,
@@ -38,6 +39,7 @@ import {
 } from './handshake.ts';
 import type { ResolvedOptions } from './options.ts';
 import { finishedVerifyData, keyBlock, masterSecret } from './prf.ts';
+import { publicRandom } from './random.ts';
 import { type DtlsRecord, encodeRecord, openRecord, sealRecord } from './record.ts';
 import { ReplayWindow } from './replay.ts';
 import { type CipherSuite, type CipherSuiteName, usesEcdhe, usesPsk } from './suites.ts';
@@ -85,10 +87,12 @@ function fail(code: string, message: string, alert: number): DtlsError {
   return new DtlsError(code, message, alert);
 }
 
-function sha256(parts: Buffer[]): Buffer {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return h.digest();
+/** Whether the server has a credential of certificate type `t` (RFC 7250) to send. */
+function serverCanSend(o: ResolvedOptions, t: number): boolean {
+  return (
+    (t === CertificateType.x509 && Boolean(o.identity?.chain)) ||
+    (t === CertificateType.rawPublicKey && o.identity !== null)
+  );
 }
 
 /**
@@ -187,7 +191,13 @@ export class ServerConnection implements DtlsSession {
     const clientGroups = ext.has(ExtensionType.supportedGroups)
       ? parseU16List(ext.get(ExtensionType.supportedGroups) as Buffer, 'supported_groups')
       : [NamedGroup.secp256r1];
-    const group = o.groups.find((g) => clientGroups.includes(NamedGroup[g]));
+    let group: GroupName | undefined;
+    for (const g of o.groups) {
+      if (clientGroups.includes(NamedGroup[g])) {
+        group = g;
+        break;
+      }
+    }
     if (ext.has(ExtensionType.ecPointFormats)) {
       const formats = parseU8List(ext.get(ExtensionType.ecPointFormats) as Buffer, 'ec_point_formats');
       if (!formats.includes(0)) throw decodeError('ec_point_formats (no uncompressed)');
@@ -199,37 +209,52 @@ export class ServerConnection implements DtlsSession {
     const serverTypes = ext.has(ExtensionType.serverCertificateType)
       ? parseU8List(ext.get(ExtensionType.serverCertificateType) as Buffer, 'server_certificate_type')
       : [CertificateType.x509];
-    const clientCertType = clientTypes.find(
-      (t) =>
+    let clientCertType: number | undefined;
+    for (const t of clientTypes) {
+      if (
         (t === CertificateType.x509 && o.trustAnchors.length > 0) ||
-        (t === CertificateType.rawPublicKey && o.allowRawPublicKeys),
-    );
-    const serverCanSend = (t: number) =>
-      (t === CertificateType.x509 && Boolean(o.identity?.chain)) ||
-      (t === CertificateType.rawPublicKey && o.identity !== null);
+        (t === CertificateType.rawPublicKey && o.allowRawPublicKeys)
+      ) {
+        clientCertType = t;
+        break;
+      }
+    }
     // A client authenticating with a raw public key usually expects one back (no PKI on either side).
-    const serverCertType =
-      clientCertType !== undefined && serverTypes.includes(clientCertType) && serverCanSend(clientCertType)
-        ? clientCertType
-        : serverTypes.find(serverCanSend);
+    let serverCertType: number | undefined;
+    if (
+      clientCertType !== undefined &&
+      serverTypes.includes(clientCertType) &&
+      serverCanSend(o, clientCertType)
+    ) {
+      serverCertType = clientCertType;
+    } else {
+      for (const t of serverTypes) {
+        if (serverCanSend(o, t)) {
+          serverCertType = t;
+          break;
+        }
+      }
+    }
     const ecdsaUsable =
       o.identity !== null &&
       group !== undefined &&
       sigAlgs.includes(ECDSA_SECP256R1_SHA256) &&
       clientCertType !== undefined &&
       serverCertType !== undefined;
-    const usable = (s: CipherSuite): boolean => {
-      if (!hello.cipherSuites.includes(s.id)) return false;
-      switch (s.keyExchange) {
-        case 'psk':
-          return o.lookupPsk !== null;
-        case 'ecdhe_psk':
-          return o.lookupPsk !== null && group !== undefined;
-        case 'ecdhe_ecdsa':
-          return ecdsaUsable;
+    let suite: CipherSuite | undefined;
+    for (const s of o.suites) {
+      if (!hello.cipherSuites.includes(s.id)) continue;
+      const usable =
+        s.keyExchange === 'psk'
+          ? o.lookupPsk !== null
+          : s.keyExchange === 'ecdhe_psk'
+            ? o.lookupPsk !== null && group !== undefined
+            : ecdsaUsable;
+      if (usable) {
+        suite = s;
+        break;
       }
-    };
-    const suite = o.suites.find(usable);
+    }
     if (!suite) {
       throw fail(
         'ERR_DTLS_NO_SHARED_SUITE',
@@ -239,7 +264,7 @@ export class ServerConnection implements DtlsSession {
     }
     this.suite = suite;
     this.clientRandom = Buffer.from(hello.random);
-    this.serverRandom = randomBytes(32);
+    this.serverRandom = publicRandom(32);
     const requestCertificate = suite.keyExchange === 'ecdhe_ecdsa';
 
     const serverExts: Array<[number, Buffer]> = [];
@@ -612,16 +637,18 @@ export class ServerConnection implements DtlsSession {
     }
     r.end();
     hs.ephemeral = null;
+    const { crypto } = this.host.opts;
     hs.master = masterSecret(
+      crypto.prf,
       pms,
       this.clientRandom,
       this.serverRandom,
-      this.extendedMasterSecret ? sha256(hs.transcript) : null,
+      this.extendedMasterSecret ? crypto.sha256(hs.transcript) : null,
     );
     pms.fill(0);
-    const kb = keyBlock(hs.master, this.clientRandom, this.serverRandom);
-    this.readKey = new AeadKey(this.suite, kb.clientKey, kb.clientSalt);
-    this.writeKey = new AeadKey(this.suite, kb.serverKey, kb.serverSalt);
+    const kb = keyBlock(crypto.prf, hs.master, this.clientRandom, this.serverRandom);
+    this.readKey = crypto.aeadKey(this.suite, kb.clientKey, kb.clientSalt);
+    this.writeKey = crypto.aeadKey(this.suite, kb.serverKey, kb.serverSalt);
   }
 
   private onCertificateVerify(hs: HandshakeState, body: Buffer): void {
@@ -653,7 +680,8 @@ export class ServerConnection implements DtlsSession {
 
   private onFinished(hs: HandshakeState, body: Buffer, encoded: Buffer): void {
     const master = hs.master as Buffer;
-    const expected = finishedVerifyData(master, 'client', sha256(hs.transcript));
+    const { crypto } = this.host.opts;
+    const expected = finishedVerifyData(crypto.prf, master, 'client', crypto.sha256(hs.transcript));
     if (body.length !== expected.length || !timingSafeEqual(body, expected)) {
       throw fail(
         'ERR_DTLS_BAD_FINISHED',
@@ -665,7 +693,7 @@ export class ServerConnection implements DtlsSession {
     const serverFinished = encodeHandshake(
       HandshakeType.finished,
       hs.nextSendSeq++,
-      finishedVerifyData(master, 'server', sha256(hs.transcript)),
+      finishedVerifyData(crypto.prf, master, 'server', crypto.sha256(hs.transcript)),
     );
     master.fill(0);
     this.clearTimer();
@@ -707,34 +735,34 @@ export class ServerConnection implements DtlsSession {
     return RECORD_HEADER_LENGTH + key.overhead + (this.peerCid ? this.peerCid.length + 1 : 0);
   }
 
-  /** Serialises a flight into as few datagrams as the MTU allows, fragmenting handshake messages to fit. */
+  /**
+   * Serialises a flight into as few datagrams as the MTU allows, fragmenting handshake messages to fit.
+   * (Loops, not closures: this runs per handshake, and every closure costs an allocation and a name.)
+   */
   private transmitFlight(items: FlightItem[]): void {
     const mtu = this.host.opts.mtu;
-    const datagrams: Buffer[][] = [[]];
+    let datagram: Buffer[] = [];
     let used = 0;
-    const push = (rec: Buffer) => {
-      if (used + rec.length > mtu && used > 0) {
-        datagrams.push([]);
-        used = 0;
-      }
-      (datagrams[datagrams.length - 1] as Buffer[]).push(rec);
-      used += rec.length;
-    };
     for (const item of items) {
-      if (item.type !== ContentType.handshake) {
-        push(this.protect(item.epoch, item.type, item.payload));
-        continue;
-      }
-      const maxBody = mtu - this.recordOverhead(item.epoch) - HANDSHAKE_HEADER_LENGTH;
-      for (const frag of fragmentHandshake(item.payload, maxBody)) {
-        if (used > 0 && used + frag.length + this.recordOverhead(item.epoch) > mtu) {
-          datagrams.push([]);
+      const overhead = this.recordOverhead(item.epoch);
+      const pieces =
+        item.type === ContentType.handshake
+          ? fragmentHandshake(item.payload, mtu - overhead - HANDSHAKE_HEADER_LENGTH)
+          : [item.payload];
+      for (const piece of pieces) {
+        if (used > 0 && used + overhead + piece.length > mtu) {
+          this.host.send(Buffer.concat(datagram), this.peer);
+          datagram = [];
           used = 0;
         }
-        push(this.protect(item.epoch, item.type, frag));
+        const rec = this.protect(item.epoch, item.type, piece);
+        datagram.push(rec);
+        used += rec.length;
       }
     }
-    for (const d of datagrams) if (d.length > 0) this.host.send(Buffer.concat(d), this.peer);
+    if (datagram.length > 0) {
+      this.host.send(datagram.length === 1 ? (datagram[0] as Buffer) : Buffer.concat(datagram), this.peer);
+    }
   }
 
   private sendFlight(items: FlightItem[], expectReply: boolean): void {
@@ -742,7 +770,7 @@ export class ServerConnection implements DtlsSession {
     this.retransmits = 0;
     this.timeoutMs = this.host.opts.retransmit.initialMs;
     this.transmitFlight(items);
-    if (items.some((i) => i.epoch === 1)) this.writeEpoch = 1;
+    for (const item of items) if (item.epoch === 1) this.writeEpoch = 1;
     if (expectReply) this.armTimer();
   }
 
@@ -755,13 +783,17 @@ export class ServerConnection implements DtlsSession {
 
   private armTimer(): void {
     this.clearTimer();
-    this.timer = setTimeout(() => this.onTimer(), this.timeoutMs);
+    this.timer = setTimeout(ServerConnection.timerFired, this.timeoutMs, this);
     this.timer.unref();
   }
 
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  private static timerFired(conn: ServerConnection): void {
+    conn.onTimer();
   }
 
   private onTimer(): void {

@@ -1,4 +1,5 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { DtlsCrypto } from './crypto.ts';
 
 const COOKIE_LENGTH = 16;
 
@@ -15,6 +16,7 @@ export class CookieJar {
   constructor(
     private readonly rotateMs: number,
     private readonly now: () => number,
+    private readonly crypto: Pick<DtlsCrypto, 'hmacSha256'>,
   ) {
     this.rotatedAt = now();
   }
@@ -29,11 +31,8 @@ export class CookieJar {
   }
 
   private mac(secret: Buffer, peer: string, helloWithoutCookie: Buffer): Buffer {
-    return createHmac('sha256', secret)
-      .update(peer)
-      .update('\0')
-      .update(helloWithoutCookie)
-      .digest()
+    return this.crypto
+      .hmacSha256(secret, Buffer.from(`${peer}\0`), helloWithoutCookie)
       .subarray(0, COOKIE_LENGTH);
   }
 

@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import type { GroupName } from './constants.ts';
+import { type DtlsCrypto, resolveDtlsCrypto } from './crypto.ts';
 import { DtlsError } from './errors.ts';
 import { type CipherSuite, DEFAULT_SUITE_ORDER, suiteByName } from './suites.ts';
 import type {
@@ -21,6 +22,7 @@ export interface ResolvedOptions {
   verifyPeer: (credential: PeerCredential, peer: PeerAddress) => boolean;
   requireExtendedMasterSecret: boolean;
   connectionIds: boolean;
+  crypto: DtlsCrypto;
   mtu: number;
   limits: DtlsLimits;
   retransmit: RetransmitPolicy;
@@ -76,6 +78,7 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
     verifyPeer: ca.verifyPeer ?? (() => true),
     requireExtendedMasterSecret: o.requireExtendedMasterSecret ?? false,
     connectionIds: o.connectionIds ?? false,
+    crypto: resolveDtlsCrypto(o.cryptoImplementation),
     mtu,
     limits: { ...DEFAULT_LIMITS, ...o.limits },
     retransmit: { ...DEFAULT_RETRANSMIT, ...o.retransmit },

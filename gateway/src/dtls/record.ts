@@ -140,9 +140,10 @@ export function sealRecord(
 
 /** Returns the record's real type and plaintext, or null when it does not authenticate. */
 export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data: Buffer } | null {
+  const length = key.plaintextLength(rec.fragment.length);
+  if (length < 0) return null;
   if (rec.cid) {
-    const cid = rec.cid;
-    const inner = key.open(rec.fragment, (len) => cidAad(rec.epoch, rec.seq, rec.version, cid, len));
+    const inner = key.open(rec.fragment, cidAad(rec.epoch, rec.seq, rec.version, rec.cid, length));
     if (!inner) return null;
     // Strip zero padding; the last non-zero byte is the real content type.
     let end = inner.length - 1;
@@ -150,6 +151,6 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
     if (end < 0) return null;
     return { type: inner[end] as number, data: inner.subarray(0, end) };
   }
-  const data = key.open(rec.fragment, (len) => plainAad(rec.epoch, rec.seq, rec.type, rec.version, len));
+  const data = key.open(rec.fragment, plainAad(rec.epoch, rec.seq, rec.type, rec.version, length));
   return data ? { type: rec.type, data } : null;
 }

@@ -1,6 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { once } from 'node:events';
+import { isIP } from 'node:net';
 import { Writer } from './bytes.ts';
 import { type CloseReason, type ConnectionHost, ServerConnection } from './connection.ts';
 import { AlertDescription, AlertLevel, ContentType, DTLS_1_0, DTLS_1_2, HandshakeType } from './constants.ts';
@@ -14,6 +15,7 @@ import {
   parseFragments,
 } from './handshake.ts';
 import { type ResolvedOptions, resolveOptions } from './options.ts';
+import { publicRandom } from './random.ts';
 import { type DtlsRecord, encodeRecord, parseRecords } from './record.ts';
 import type { DiscardEvent, DtlsServerOptions, HandshakeFailure, PeerAddress } from './types.ts';
 
@@ -42,6 +44,20 @@ function peerKey(p: PeerAddress): string {
  * cookie; after that each peer has one `ServerConnection`, found by address or, after a NAT rebinding, by its
  * Connection ID.
  */
+/**
+ * Peers are always addresses the socket received from, so sending needs no name resolution; dgram's default
+ * (dns.lookup) would still defer every send by a tick. Names (only ever a caller's bind host) go to dns.lookup.
+ */
+function literalLookup(
+  address: string,
+  options: LookupOneOptions,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(address);
+  if (family !== 0) callback(null, address, family);
+  else dnsLookup(address, options, callback);
+}
+
 export class DtlsServer {
   readonly stats: DtlsServerStats = {
     datagrams: 0,
@@ -64,7 +80,7 @@ export class DtlsServer {
 
   constructor(options: DtlsServerOptions) {
     this.opts = resolveOptions(options);
-    this.cookies = new CookieJar(this.opts.cookieRotateMs, this.opts.now);
+    this.cookies = new CookieJar(this.opts.cookieRotateMs, this.opts.now, this.opts.crypto);
     this.host = this.makeHost();
   }
 
@@ -79,7 +95,11 @@ export class DtlsServer {
   /** Binds the UDP socket. An IPv6 host (e.g. `::`) serves IPv4 peers too. */
   async listen(port: number, host = '127.0.0.1'): Promise<PeerAddress> {
     if (this.socket) throw new DtlsError('ERR_DTLS_LISTENING', 'server is already listening');
-    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: false });
+    const socket = createSocket({
+      type: host.includes(':') ? 'udp6' : 'udp4',
+      ipv6Only: false,
+      lookup: literalLookup,
+    });
     socket.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
     socket.on('error', (err) => this.internalError(err));
     await new Promise<void>((resolve, reject) => {
@@ -157,11 +177,14 @@ export class DtlsServer {
   }
 
   private send(datagram: Buffer, peer: PeerAddress): void {
-    this.socket?.send(datagram, peer.port, peer.address, (err) => {
-      // A send error (e.g. an unreachable peer) concerns one peer; the socket goes on.
-      if (err) this.stats.discarded++;
-    });
+    this.socket?.send(datagram, peer.port, peer.address, this.afterSend);
   }
+
+  /** One callback for every send (not a closure per datagram). */
+  private readonly afterSend = (err: Error | null): void => {
+    // A send error (e.g. an unreachable peer) concerns one peer; the socket goes on.
+    if (err) this.stats.discarded++;
+  };
 
   private discard(peer: PeerAddress, reason: DiscardEvent['reason']): void {
     this.stats.discarded++;
@@ -299,7 +322,7 @@ export class DtlsServer {
 
   private newCid(): Buffer {
     for (;;) {
-      const cid = randomBytes(CID_LENGTH);
+      const cid = publicRandom(CID_LENGTH);
       if (!this.byCid.has(cid.toString('hex'))) return cid;
     }
   }

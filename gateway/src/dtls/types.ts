@@ -1,5 +1,6 @@
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { GroupName } from './constants.ts';
+import type { CryptoImplementation } from './crypto.ts';
 import type { CipherSuiteName } from './suites.ts';
 
 export interface PeerAddress {
@@ -104,6 +105,11 @@ export interface DtlsServerOptions extends DtlsServerHandlers {
   requireExtendedMasterSecret?: boolean;
   /** Issue RFC 9146 Connection IDs to clients that support them. */
   connectionIds?: boolean;
+  /**
+   * Who computes record AEAD, PRF, cookies and transcript hashes: the native addon (the default where it loads)
+   * or node:crypto. Asking for `native` where the addon does not load is an ERR_DTLS_OPTIONS error.
+   */
+  cryptoImplementation?: CryptoImplementation;
   /** Largest datagram the server sends. */
   mtu?: number;
   limits?: Partial<DtlsLimits>;
