@@ -2,13 +2,14 @@
  * The Portcullis side of `npm run bench -- dtls`: a CoAPs server in its own process, so the load generator
  * and the server do not share a CPU and the server's CPU time and memory can be read from /proc.
  *
- * argv[2]: JSON { psk, certPath, keyPath, caPath }. Prints {"port": N} once listening. On stdin, "gc\n"
+ * argv[2]: JSON { psk, certPath, keyPath, caPath }. Prints {"port": N, "crypto": {…}} once listening. On stdin, "gc\n"
  * runs a full garbage collection (needs --expose-gc) and answers "gc done".
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { CoapRouter, createCoapsServer } from '../gateway/src/coap/index.ts';
+import { dtlsCryptoStatus } from '../gateway/src/dtls/index.ts';
 
 interface Args {
   psk: string;
@@ -35,7 +36,7 @@ const { server } = createCoapsServer(
   { router },
 );
 const { port } = await server.listen(0, '127.0.0.1');
-process.stdout.write(`${JSON.stringify({ port })}\n`);
+process.stdout.write(`${JSON.stringify({ port, crypto: dtlsCryptoStatus() })}\n`);
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() === 'gc') {

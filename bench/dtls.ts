@@ -43,6 +43,8 @@ interface Server {
   request: { code: string; path: string };
   /** Settles the heap before a memory reading (a no-op for libcoap, which has none). */
   settle(): Promise<void>;
+  /** Portcullis: which DTLS crypto its server runs (the native addon, or why not). */
+  crypto?: { implementation: string; fallbackReason?: string };
 }
 
 interface Measurement extends LoadResult {
@@ -111,11 +113,12 @@ async function startPortcullis(pki: TestPki): Promise<Server> {
   const waiting: Array<(line: string) => void> = [];
   lines.on('line', (line) => waiting.shift()?.(line));
   const next = () => new Promise<string>((resolve) => waiting.push(resolve));
-  const { port } = JSON.parse(await next()) as { port: number };
+  const { port, crypto } = JSON.parse(await next()) as { port: number; crypto: Server['crypto'] };
   return {
     target: 'portcullis',
     child,
     port,
+    crypto,
     request: { code: 'POST', path: 'telemetry' },
     settle: async () => {
       const done = next();
@@ -357,6 +360,7 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
       node: process.version,
       openssl: versionOf('openssl', ['version']),
       libcoap: versionOf('coap-server-openssl', ['-?']),
+      portcullisDtlsCrypto: servers[0]?.crypto,
     },
     settings,
     pskHandshakes: psk,

@@ -8,7 +8,7 @@ import { parse } from 'coap-packet';
 import type { Fixture } from './helpers/coaps-fixture.ts';
 import { coapPost, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { dtls } from './helpers/node-dtls-client.ts';
-import { runPeer } from './helpers/peers.ts';
+import { opensslDtlsArgs, opensslPsk, runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 
 /** The payload and client-visible outcome of one exchange, checked the same way for every peer. */
@@ -67,19 +67,7 @@ describe('DTLS interop: PSK', () => {
       const payload = `openssl ${cipher}`;
       const r = await runPeer(
         'openssl',
-        [
-          's_client',
-          '-dtls1_2',
-          '-connect',
-          `127.0.0.1:${f.port}`,
-          '-quiet',
-          '-cipher',
-          cipher,
-          '-psk',
-          Buffer.from(f.psk).toString('hex'),
-          '-psk_identity',
-          PSK_IDENTITY,
-        ],
+        opensslDtlsArgs(f.port, cipher, ...opensslPsk(PSK_IDENTITY, f.psk)),
         { stdin: coapPost(payload), until: (out) => out.length >= 4 },
       );
       assert.equal(parse(r.stdout).code, '2.04', r.stderr);
@@ -128,13 +116,8 @@ describe('DTLS interop: certificates and raw public keys', () => {
       const payload = `openssl ${cipher}`;
       const r = await runPeer(
         'openssl',
-        [
-          's_client',
-          '-dtls1_2',
-          '-connect',
-          `127.0.0.1:${f.port}`,
-          '-quiet',
-          '-cipher',
+        opensslDtlsArgs(
+          f.port,
           cipher,
           '-cert',
           pki.client.certPath,
@@ -143,7 +126,7 @@ describe('DTLS interop: certificates and raw public keys', () => {
           '-CAfile',
           pki.caPath,
           '-verify_return_error',
-        ],
+        ),
         { stdin: coapPost(payload), until: (out) => out.length >= 4 },
       );
       assert.equal(parse(r.stdout).code, '2.04', r.stderr);

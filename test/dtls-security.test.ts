@@ -13,7 +13,7 @@ import { AlertDescription, type CryptoImplementation } from '../gateway/src/dtls
 import { encodeRecord } from '../gateway/src/dtls/record.ts';
 import { coapPost, type Fixture, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { AlertReceived, type TestClientOptions, TestDtlsClient } from './helpers/dtls-test-client.ts';
-import { coapClientPost, runPeer } from './helpers/peers.ts';
+import { coapClientPost, opensslDtlsArgs, opensslPsk, runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 
 const CRYPTO_IMPLEMENTATIONS: readonly CryptoImplementation[] = ['native', 'node-crypto'];
@@ -70,19 +70,7 @@ for (const cryptoImplementation of CRYPTO_IMPLEMENTATIONS) {
     it('rejects a wrong PSK with bad_record_mac and never delivers data (openssl s_client)', async () => {
       const r = await runPeer(
         'openssl',
-        [
-          's_client',
-          '-dtls1_2',
-          '-connect',
-          `127.0.0.1:${f.port}`,
-          '-quiet',
-          '-cipher',
-          'PSK-AES128-CCM8',
-          '-psk',
-          Buffer.from(`${f.psk}x`).toString('hex'),
-          '-psk_identity',
-          PSK_IDENTITY,
-        ],
+        opensslDtlsArgs(f.port, 'PSK-AES128-CCM8', ...opensslPsk(PSK_IDENTITY, `${f.psk}x`)),
         { stdin: coapPost('wrong key'), timeoutMs: 5000 },
       );
       assert.match(r.stderr, /alert bad record mac/);
@@ -123,19 +111,7 @@ for (const cryptoImplementation of CRYPTO_IMPLEMENTATIONS) {
     it('refuses suites outside its list (CBC) with handshake_failure', async () => {
       const r = await runPeer(
         'openssl',
-        [
-          's_client',
-          '-dtls1_2',
-          '-connect',
-          `127.0.0.1:${f.port}`,
-          '-quiet',
-          '-cipher',
-          'PSK-AES128-CBC-SHA256',
-          '-psk',
-          Buffer.from(f.psk).toString('hex'),
-          '-psk_identity',
-          PSK_IDENTITY,
-        ],
+        opensslDtlsArgs(f.port, 'PSK-AES128-CBC-SHA256', ...opensslPsk(PSK_IDENTITY, f.psk)),
         { timeoutMs: 5000 },
       );
       assert.match(r.stderr, /handshake failure/);
@@ -280,13 +256,8 @@ describe('DTLS certificate and raw-public-key authentication', () => {
   it('rejects a certificate from an untrusted CA with unknown_ca (openssl s_client)', async () => {
     const r = await runPeer(
       'openssl',
-      [
-        's_client',
-        '-dtls1_2',
-        '-connect',
-        `127.0.0.1:${f.port}`,
-        '-quiet',
-        '-cipher',
+      opensslDtlsArgs(
+        f.port,
         'ECDHE-ECDSA-AES128-CCM8',
         '-cert',
         pki.stranger.certPath,
@@ -294,7 +265,7 @@ describe('DTLS certificate and raw-public-key authentication', () => {
         pki.stranger.keyPath,
         '-CAfile',
         pki.caPath,
-      ],
+      ),
       { stdin: coapPost('stranger'), timeoutMs: 5000 },
     );
     assert.match(r.stderr, /unknown ca/);

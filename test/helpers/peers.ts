@@ -46,6 +46,28 @@ export function runPeer(
 }
 
 /**
+ * `openssl s_client` arguments for DTLS 1.2 to `port` on loopback with one cipher forced; `credentials` follow
+ * (see opensslPsk, or -cert/-key/-CAfile).
+ */
+export function opensslDtlsArgs(port: number, cipher: string, ...credentials: string[]): string[] {
+  return [
+    's_client',
+    '-dtls1_2',
+    '-connect',
+    `127.0.0.1:${port}`,
+    '-quiet',
+    '-cipher',
+    cipher,
+    ...credentials,
+  ];
+}
+
+/** `openssl s_client`'s PSK options: the key as hex of its UTF-8 bytes. */
+export function opensslPsk(identity: string, key: string): string[] {
+  return ['-psk', Buffer.from(key).toString('hex'), '-psk_identity', identity];
+}
+
+/**
  * One CoAP POST of `body` to `/telemetry` with libcoap's `coap-client-openssl` over DTLS with a PSK. `extra`
  * options go before the URI (e.g. `-B 3`: give up after three seconds, as a refused handshake needs).
  */

@@ -229,7 +229,10 @@ export async function startSensorListener(
   });
   const crypto = dtlsCryptoStatus();
   if (crypto.fallbackReason) {
-    logger.warn({ reason: crypto.fallbackReason }, 'DTLS crypto runs on node:crypto (slower): the native addon is unusable');
+    logger.warn(
+      { reason: crypto.fallbackReason },
+      'DTLS crypto runs on node:crypto (slower): the native addon is unusable',
+    );
   }
   // The CLI changes device state in another process; close sessions whose device may no longer talk. The
   // review (two queries per session) runs only when something in identity changed since the last one.
