@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { VERSION } from '../gateway/src/version.ts';
@@ -83,6 +84,19 @@ describe('portcullis start', () => {
     // Start and stop are on the record, and the record is intact.
     assert.deepEqual(await auditActions([], dir), ['gateway.start', 'gateway.stop']);
     assert.equal((await runCli(['audit', 'verify'], { cwd: dir })).code, 0);
+  });
+
+  it('stops cleanly, on the record, when SIGTERM arrives while it is still starting', async (t) => {
+    const dir = tempDir(t);
+    const child = spawnCli(['start'], { cwd: dir });
+    t.after(() => child.kill('SIGKILL'));
+    // The first-boot setup code is printed late in start-up, before the gateway reports itself started.
+    const lines = createInterface({ input: child.stderr as NodeJS.ReadableStream });
+    for await (const line of lines) if (line.includes('first boot')) break;
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(code, 0);
+    assert.deepEqual(await auditActions([], dir), ['gateway.start', 'gateway.stop']);
   });
 
   it('stops the gateway too when `npm start` (the README command) receives SIGTERM', async (t) => {

@@ -22,29 +22,46 @@ const SHUTDOWN_DEADLINE_MS = 4_000;
 export async function startCommand(configPath: string | undefined): Promise<number> {
   const loaded = resolveConfig(configPath);
   const logger = createLogger(loaded.config.log.level);
-  const gateway = await Gateway.start(loaded, { clock: systemClock, logger });
-  return new Promise<number>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.removeListener('SIGTERM', onSignal);
-      process.removeListener('SIGINT', onSignal);
-      // A second signal, or a shutdown that hangs, must not leave the service half-stopped forever.
-      const deadline = setTimeout(() => {
-        logger.error('shutdown deadline passed; exiting');
-        process.exit(EXIT.failure);
-      }, SHUTDOWN_DEADLINE_MS);
-      deadline.unref();
-      process.once(signal, () => process.exit(EXIT.failure));
-      gateway.stop(signal).then(
-        () => resolve(EXIT.ok),
-        (err: unknown) => {
-          logger.error({ err }, 'error during shutdown');
-          resolve(EXIT.failure);
-        },
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+  // One signal handler for the whole run, installed before start-up: a stop requested while the gateway is
+  // still starting (or in the moment after it logged "started") is honoured once it is up, as a clean, audited
+  // stop. Swapping handlers instead loses a signal that lands between them. A second signal exits at once, and
+  // so does a shutdown that hangs.
+  let gateway: Gateway | null = null;
+  let requested: NodeJS.Signals | null = null;
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((resolve) => {
+    finish = resolve;
   });
+  const stop = (running: Gateway, signal: NodeJS.Signals) => {
+    const deadline = setTimeout(() => {
+      logger.error('shutdown deadline passed; exiting');
+      process.exit(EXIT.failure);
+    }, SHUTDOWN_DEADLINE_MS);
+    deadline.unref();
+    running.stop(signal).then(
+      () => finish(EXIT.ok),
+      (err: unknown) => {
+        logger.error({ err }, 'error during shutdown');
+        finish(EXIT.failure);
+      },
+    );
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (requested) process.exit(EXIT.failure);
+    requested = signal;
+    if (gateway) stop(gateway, signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    gateway = await Gateway.start(loaded, { clock: systemClock, logger });
+  } catch (err) {
+    process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGINT', onSignal);
+    throw err;
+  }
+  if (requested) stop(gateway, requested);
+  return finished;
 }
 
 export function configCheckCommand(file: string | undefined, print: boolean, io: Io): number {

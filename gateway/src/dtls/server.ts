@@ -40,11 +40,6 @@ function peerKey(p: PeerAddress): string {
 }
 
 /**
- * DTLS 1.2 server on one UDP socket, many peers. Nothing is allocated for a peer until it returns a valid
- * cookie; after that each peer has one `ServerConnection`, found by address or, after a NAT rebinding, by its
- * Connection ID.
- */
-/**
  * Peers are always addresses the socket received from, so sending needs no name resolution; dgram's default
  * (dns.lookup) would still defer every send by a tick. Names (only ever a caller's bind host) go to dns.lookup.
  */
@@ -58,6 +53,11 @@ function literalLookup(
   else dnsLookup(address, options, callback);
 }
 
+/**
+ * DTLS 1.2 server on one UDP socket, many peers. Nothing is allocated for a peer until it returns a valid
+ * cookie; after that each peer has one `ServerConnection`, found by address or, after a NAT rebinding, by its
+ * Connection ID.
+ */
 export class DtlsServer {
   readonly stats: DtlsServerStats = {
     datagrams: 0,
