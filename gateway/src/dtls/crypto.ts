@@ -66,12 +66,10 @@ function nativeCrypto(addon: DtlsCryptoAddon): DtlsCrypto {
  * wrong headers must not protect traffic. Returns what disagreed, or null.
  */
 export function selfTest(candidate: DtlsCrypto, reference: DtlsCrypto = nodeCrypto): string | null {
-  const [short, long, seed, data] = [48, 131, 77, 300].map((n) => randomBytes(n)) as [
-    Buffer,
-    Buffer,
-    Buffer,
-    Buffer,
-  ];
+  const short = randomBytes(48);
+  const long = randomBytes(131);
+  const seed = randomBytes(77);
+  const data = randomBytes(300);
   try {
     for (const secret of [short, long]) {
       if (!candidate.prf(secret, seed, 100).equals(reference.prf(secret, seed, 100))) return 'PRF';
@@ -81,12 +79,10 @@ export function selfTest(candidate: DtlsCrypto, reference: DtlsCrypto = nodeCryp
     if (!candidate.sha256([seed, data]).equals(reference.sha256([seed, data]))) return 'SHA-256';
     for (const name of ['TLS_PSK_WITH_AES_128_CCM_8', 'TLS_PSK_WITH_AES_128_GCM_SHA256'] as const) {
       const suite = { name, ...CIPHER_SUITES[name] };
-      const [key, salt, explicit, aad] = [16, 4, 8, 13].map((n) => randomBytes(n)) as Buffer[] as [
-        Buffer,
-        Buffer,
-        Buffer,
-        Buffer,
-      ];
+      const key = randomBytes(16);
+      const salt = randomBytes(4);
+      const explicit = randomBytes(8);
+      const aad = randomBytes(13);
       const sealed = candidate.aeadKey(suite, key, salt).seal(explicit, aad, data);
       const forged = Buffer.from(sealed);
       forged[10] = (forged[10] as number) ^ 1;
