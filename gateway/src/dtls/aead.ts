@@ -29,7 +29,13 @@ export abstract class AeadKey {
   }
 
   /** Returns the plaintext, or null if the record does not authenticate. `aad` covers plaintextLength(). */
-  abstract open(fragment: Buffer, aad: Buffer): Buffer | null;
+  open(fragment: Buffer, aad: Buffer): Buffer | null {
+    const ptLen = this.plaintextLength(fragment.length);
+    return ptLen < 0 ? null : this.openFragment(fragment, aad, ptLen);
+  }
+
+  /** open() for a fragment long enough to hold a nonce and a tag around `ptLen` bytes. */
+  protected abstract openFragment(fragment: Buffer, aad: Buffer, ptLen: number): Buffer | null;
 
   /** Returns explicit_nonce || ciphertext || tag. */
   seal(explicit: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
@@ -64,9 +70,7 @@ export class NativeAeadKey extends AeadKey {
     return this.addon.seal(this.gcm, this.keySalt, explicit, aad, plaintext, out, offset);
   }
 
-  open(fragment: Buffer, aad: Buffer): Buffer | null {
-    const ptLen = this.plaintextLength(fragment.length);
-    if (ptLen < 0) return null;
+  protected openFragment(fragment: Buffer, aad: Buffer, ptLen: number): Buffer | null {
     const out = Buffer.allocUnsafe(ptLen);
     return this.addon.open(this.gcm, this.keySalt, fragment, aad, out) ? out : null;
   }
@@ -107,9 +111,7 @@ export class NodeCryptoAeadKey extends AeadKey {
     return at - offset;
   }
 
-  open(fragment: Buffer, aad: Buffer): Buffer | null {
-    const ptLen = this.plaintextLength(fragment.length);
-    if (ptLen < 0) return null;
+  protected openFragment(fragment: Buffer, aad: Buffer, ptLen: number): Buffer | null {
     const nonce = this.nonce(fragment.subarray(0, EXPLICIT_NONCE));
     const body = fragment.subarray(EXPLICIT_NONCE, EXPLICIT_NONCE + ptLen);
     const tag = fragment.subarray(EXPLICIT_NONCE + ptLen);
