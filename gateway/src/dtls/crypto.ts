@@ -111,27 +111,41 @@ function loadNative(): DtlsCrypto | string {
     : candidate;
 }
 
-const native = loadNative();
+let loaded: DtlsCrypto | string | undefined;
+
+/**
+ * The addon, loaded and self-tested on first use rather than at import: most CLI commands import this module
+ * (through the identity code) but never serve DTLS.
+ */
+function native(): DtlsCrypto | string {
+  loaded ??= loadNative();
+  return loaded;
+}
 
 /** What sessions get by default, and why it is not the addon when it is not. */
 export function dtlsCryptoStatus(): { implementation: CryptoImplementation; fallbackReason?: string } {
-  return typeof native === 'string'
-    ? { implementation: 'node-crypto', fallbackReason: native }
+  const n = native();
+  return typeof n === 'string'
+    ? { implementation: 'node-crypto', fallbackReason: n }
     : { implementation: 'native' };
 }
 
 /** The requested implementation, or the default; asking for `native` where it does not load is an error. */
 export function resolveDtlsCrypto(implementation?: CryptoImplementation): DtlsCrypto {
   switch (implementation) {
-    case undefined:
-      return typeof native === 'string' ? nodeCrypto : native;
+    case undefined: {
+      const n = native();
+      return typeof n === 'string' ? nodeCrypto : n;
+    }
     case 'node-crypto':
       return nodeCrypto;
-    case 'native':
-      if (typeof native === 'string') {
-        throw new DtlsError('ERR_DTLS_OPTIONS', `native DTLS crypto requested, but ${native}`);
+    case 'native': {
+      const n = native();
+      if (typeof n === 'string') {
+        throw new DtlsError('ERR_DTLS_OPTIONS', `native DTLS crypto requested, but ${n}`);
       }
-      return native;
+      return n;
+    }
     default:
       throw new DtlsError(
         'ERR_DTLS_OPTIONS',
