@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse } from 'coap-packet';
 import type { Fixture } from './helpers/coaps-fixture.ts';
 import { coapPost, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
+import { TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { dtls } from './helpers/node-dtls-client.ts';
 import { opensslDtlsArgs, opensslPsk, runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
@@ -180,5 +181,61 @@ describe('DTLS interop: certificates and raw public keys', () => {
       .update(createPublicKey(pki.client.key).export({ format: 'der', type: 'spki' }))
       .digest('hex');
     assert.equal(t?.session.credential.kind === 'rpk' && t.session.credential.fingerprint, expected);
+  });
+});
+
+describe('DTLS interop: a path MTU of 256 bytes', () => {
+  let pki: TestPki;
+  let f: Fixture;
+  before(async () => {
+    pki = makePki();
+    f = await startFixture(pki, { mtu: 256 });
+  });
+  after(async () => {
+    await f.close();
+    pki.dispose();
+  });
+
+  it('openssl s_client reassembles the fragmented certificate flight and completes a CoAP exchange', async () => {
+    const payload = 'openssl small mtu';
+    const r = await runPeer(
+      'openssl',
+      opensslDtlsArgs(
+        f.port,
+        'ECDHE-ECDSA-AES128-CCM8',
+        '-cert',
+        pki.client.certPath,
+        '-key',
+        pki.client.keyPath,
+        '-CAfile',
+        pki.caPath,
+        '-verify_return_error',
+      ),
+      { stdin: coapPost(payload), until: (out) => out.length >= 4 },
+    );
+    assert.equal(parse(r.stdout).code, '2.04', r.stderr);
+    await expectTelemetry(f, payload, 'x509', 'TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8');
+  });
+
+  it('never sends a datagram larger than the MTU (crafted client counts them)', async () => {
+    const c = new TestDtlsClient({
+      port: f.port,
+      suite: 'TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8',
+      certificate: { chain: [pki.client.der], key: pki.client.key },
+      recordReceived: true,
+    });
+    await c.connect();
+    c.send(coapPost('crafted small mtu'));
+    assert.equal(parse(await c.receive()).code, '2.04');
+    c.close();
+    const sizes = c.received.map((d) => d.length);
+    assert.ok(
+      sizes.length >= 4,
+      `the certificate flight needs several datagrams at this MTU: ${sizes.join(', ')}`,
+    );
+    assert.ok(
+      sizes.every((n) => n <= 256),
+      `datagram sizes: ${sizes.join(', ')}`,
+    );
   });
 });

@@ -63,6 +63,8 @@ export interface TestClientOptions {
   localPort?: number;
   /** Keep every datagram sent in `sent`. */
   recordSent?: boolean;
+  /** Keep every datagram received in `received`. */
+  recordReceived?: boolean;
 }
 
 /** The same PRF, hash and AEAD as the server's default (the addon where it loads). */
@@ -92,6 +94,7 @@ export class TestDtlsClient {
     s.unref();
     if (this.o.localPort) s.bind(this.o.localPort, '127.0.0.1');
     s.on('message', (m) => {
+      if (this.o.recordReceived) this.received.push(m);
       for (const r of parseRecords(m, 0)) this.queue.push(r);
       this.waiter?.();
     });
@@ -104,6 +107,8 @@ export class TestDtlsClient {
 
   /** Every datagram sent, in order, when `recordSent` is set (a corpus for the fuzzer). */
   readonly sent: Buffer[] = [];
+  /** Every datagram received, in order, when `recordReceived` is set. */
+  readonly received: Buffer[] = [];
 
   sendRaw(datagram: Buffer): void {
     if (this.o.recordSent) this.sent.push(datagram);

@@ -137,6 +137,40 @@ export class Writer {
     return this.u24(b.length).bytes(b);
   }
 
+  /** Bytes written so far. */
+  get length(): number {
+    return this.pos;
+  }
+
+  /** Overwrites three bytes already written (a length known only after what it covers). */
+  u24At(offset: number, v: number): this {
+    if (offset + 3 > this.pos) throw new RangeError('u24At beyond what was written');
+    this.buf.writeUIntBE(v, offset, 3);
+    return this;
+  }
+
+  /** Overwrites two bytes already written. */
+  u16At(offset: number, v: number): this {
+    if (offset + 2 > this.pos) throw new RangeError('u16At beyond what was written');
+    this.buf.writeUInt16BE(v, offset);
+    return this;
+  }
+
+  /** Drops what was written from `length` on. */
+  truncate(length: number): this {
+    if (length < 0 || length > this.pos) throw new RangeError('truncate beyond what was written');
+    this.pos = length;
+    return this;
+  }
+
+  /**
+   * A view of bytes written so far, without a copy. Later writes append (into a new buffer if this one is
+   * full), so the view keeps its content unless u16At/u24At rewrite its bytes or truncate drops them.
+   */
+  view(start: number, end: number): Buffer {
+    return this.buf.subarray(start, end);
+  }
+
   finish(): Buffer {
     return this.buf.subarray(0, this.pos);
   }

@@ -17,7 +17,6 @@ import {
   ECDSA_SECP256R1_SHA256,
   ExtensionType,
   type GroupName,
-  HANDSHAKE_HEADER_LENGTH,
   HandshakeType,
   MAX_PLAINTEXT,
   NamedGroup,
@@ -26,11 +25,12 @@ import {
 } from './constants.ts';
 import { type EphemeralKey, generateEphemeral } from './ecdhe.ts';
 import { DtlsError, decodeError } from './errors.ts';
+import { type FlightItem, type RecordSink, transmitFlight } from './flight.ts';
 import {
+  beginHandshake,
   type ClientHello,
-  encodeExtensions,
   encodeHandshake,
-  fragmentHandshake,
+  endHandshake,
   type HandshakeMessage,
   parseFragments,
   parseU8List,
@@ -40,7 +40,15 @@ import {
 import type { ResolvedOptions } from './options.ts';
 import { finishedVerifyData, keyBlock, masterSecret } from './prf.ts';
 import { publicRandom } from './random.ts';
-import { type DtlsRecord, encodeRecord, openRecord, sealRecord } from './record.ts';
+import {
+  type DtlsRecord,
+  encodeRecord,
+  encodeRecordInto,
+  openRecord,
+  sealedRecordLength,
+  sealRecord,
+  sealRecordInto,
+} from './record.ts';
 import { ReplayWindow } from './replay.ts';
 import { type CipherSuite, type CipherSuiteName, usesEcdhe, usesPsk } from './suites.ts';
 import type { DtlsSession, HandshakeFailure, PeerAddress, PeerCredential } from './types.ts';
@@ -59,12 +67,6 @@ export interface ConnectionHost {
   moved(conn: ServerConnection, from: PeerAddress): void;
 }
 
-interface FlightItem {
-  epoch: 0 | 1;
-  type: number;
-  payload: Buffer;
-}
-
 interface HandshakeState {
   transcript: Buffer[];
   reassembler: Reassembler;
@@ -79,6 +81,8 @@ interface HandshakeState {
 }
 
 const MAX_SEQ = 2 ** 48 - 1;
+/** Only ever copied into records. */
+const CHANGE_CIPHER_SPEC = Buffer.from([1]);
 const MAX_PSK_IDENTITY = 256;
 /** Next-epoch records kept while the keys they need are still missing (a Finished and its retransmissions). */
 const MAX_EARLY_RECORDS = 4;
@@ -99,7 +103,7 @@ function serverCanSend(o: ResolvedOptions, t: number): boolean {
  * One peer's DTLS 1.2 connection, server side: the handshake state machine, then record protection for the
  * established session. Created only after the peer proved its address with a valid cookie.
  */
-export class ServerConnection implements DtlsSession {
+export class ServerConnection implements DtlsSession, RecordSink {
   state: 'handshake' | 'established' | 'closed' = 'handshake';
   lastActivity: number;
   credential!: PeerCredential;
@@ -267,33 +271,18 @@ export class ServerConnection implements DtlsSession {
     this.serverRandom = publicRandom(32);
     const requestCertificate = suite.keyExchange === 'ecdhe_ecdsa';
 
-    const serverExts: Array<[number, Buffer]> = [];
-    if (reneg || hello.cipherSuites.includes(RENEGOTIATION_SCSV)) {
-      serverExts.push([ExtensionType.renegotiationInfo, Buffer.from([0])]);
-    }
-    if (this.extendedMasterSecret) serverExts.push([ExtensionType.extendedMasterSecret, Buffer.alloc(0)]);
-    if (usesEcdhe(suite) && ext.has(ExtensionType.ecPointFormats)) {
-      serverExts.push([ExtensionType.ecPointFormats, Buffer.from([1, 0])]);
-    }
-    if (suite.keyExchange === 'ecdhe_ecdsa') {
-      if (ext.has(ExtensionType.clientCertificateType)) {
-        serverExts.push([ExtensionType.clientCertificateType, Buffer.from([clientCertType as number])]);
-      }
-      if (ext.has(ExtensionType.serverCertificateType)) {
-        serverExts.push([ExtensionType.serverCertificateType, Buffer.from([serverCertType as number])]);
-      }
-    }
-    if (ownCid && ext.has(ExtensionType.connectionId)) {
+    const cidAgreed = ownCid !== null && ext.has(ExtensionType.connectionId);
+    if (cidAgreed) {
       const r = new Reader(ext.get(ExtensionType.connectionId) as Buffer, 'connection_id');
       const peerCid = r.vec8();
       r.end();
       this.peerCid = peerCid.length > 0 ? Buffer.from(peerCid) : null;
       this.connectionId = ownCid;
-      serverExts.push([ExtensionType.connectionId, new Writer().vec8(ownCid).finish()]);
     }
 
     const hs: HandshakeState = {
-      transcript: [encodeHandshake(msg.type, msg.seq, msg.body)],
+      // A copy: the transcript outlives the datagram the hello came in.
+      transcript: [msg.encoded ? Buffer.from(msg.encoded) : encodeHandshake(msg.type, msg.seq, msg.body)],
       reassembler: new Reassembler(msg.seq + 1, {
         maxMessageLength: o.limits.maxHandshakeMessageLength,
         maxAhead: 4,
@@ -317,32 +306,51 @@ export class ServerConnection implements DtlsSession {
     };
     this.hs = hs;
 
+    // The whole flight is written into one buffer; each message is a view of it (transcript and flight).
+    const w = new Writer(suite.keyExchange === 'ecdhe_ecdsa' ? 1024 : 128);
     const out: FlightItem[] = [];
-    const add = (type: number, body: Buffer) => {
-      const m = encodeHandshake(type, hs.nextSendSeq++, body);
-      hs.transcript.push(m);
-      out.push({ epoch: 0, type: ContentType.handshake, payload: m });
-    };
-    add(
-      HandshakeType.serverHello,
-      new Writer()
-        .u16(DTLS_1_2)
-        .bytes(this.serverRandom)
-        .vec8(Buffer.alloc(0))
-        .u16(suite.id)
-        .u8(0)
-        .bytes(encodeExtensions(serverExts))
-        .finish(),
-    );
+    let start = beginHandshake(w, HandshakeType.serverHello, hs.nextSendSeq++);
+    w.u16(DTLS_1_2).bytes(this.serverRandom).u8(0).u16(suite.id).u8(0);
+    const extensionsAt = w.length;
+    w.u16(0);
+    if (reneg || hello.cipherSuites.includes(RENEGOTIATION_SCSV)) {
+      w.u16(ExtensionType.renegotiationInfo).u16(1).u8(0);
+    }
+    if (this.extendedMasterSecret) w.u16(ExtensionType.extendedMasterSecret).u16(0);
+    if (usesEcdhe(suite) && ext.has(ExtensionType.ecPointFormats)) {
+      w.u16(ExtensionType.ecPointFormats).u16(2).u8(1).u8(0);
+    }
+    if (suite.keyExchange === 'ecdhe_ecdsa') {
+      if (ext.has(ExtensionType.clientCertificateType)) {
+        w.u16(ExtensionType.clientCertificateType).u16(1);
+        w.u8(clientCertType as number);
+      }
+      if (ext.has(ExtensionType.serverCertificateType)) {
+        w.u16(ExtensionType.serverCertificateType).u16(1);
+        w.u8(serverCertType as number);
+      }
+    }
+    if (cidAgreed && ownCid) {
+      w.u16(ExtensionType.connectionId)
+        .u16(1 + ownCid.length)
+        .vec8(ownCid);
+    }
+    const extensionsLength = w.length - extensionsAt - 2;
+    // No extensions: the field is left out altogether (RFC 5246 §7.4.1.3).
+    if (extensionsLength > 0) w.u16At(extensionsAt, extensionsLength);
+    else w.truncate(extensionsAt);
+    this.addToFlight(hs, out, endHandshake(w, start));
     if (suite.keyExchange === 'ecdhe_ecdsa') {
       const identity = o.identity as NonNullable<ResolvedOptions['identity']>;
+      start = beginHandshake(w, HandshakeType.certificate, hs.nextSendSeq++);
       if (serverCertType === CertificateType.rawPublicKey) {
-        add(HandshakeType.certificate, new Writer().vec24(identity.spki).finish());
+        w.vec24(identity.spki);
       } else {
         const list = new Writer();
         for (const der of identity.chain as Buffer[]) list.vec24(der);
-        add(HandshakeType.certificate, new Writer().vec24(list.finish()).finish());
+        w.vec24(list.finish());
       }
+      this.addToFlight(hs, out, endHandshake(w, start));
       const eph = hs.ephemeral as EphemeralKey;
       const params = new Writer().u8(3).u16(NamedGroup[eph.group]).vec8(eph.publicPoint).finish();
       const signature = sign(
@@ -350,27 +358,26 @@ export class ServerConnection implements DtlsSession {
         Buffer.concat([this.clientRandom, this.serverRandom, params]),
         identity.privateKey,
       );
-      add(
-        HandshakeType.serverKeyExchange,
-        new Writer().bytes(params).u16(ECDSA_SECP256R1_SHA256).vec16(signature).finish(),
-      );
-      add(
-        HandshakeType.certificateRequest,
-        new Writer()
-          .vec8(Buffer.from([CLIENT_CERT_TYPE_ECDSA_SIGN]))
-          .vec16(new Writer().u16(ECDSA_SECP256R1_SHA256).finish())
-          .vec16(Buffer.alloc(0))
-          .finish(),
-      );
+      start = beginHandshake(w, HandshakeType.serverKeyExchange, hs.nextSendSeq++);
+      w.bytes(params).u16(ECDSA_SECP256R1_SHA256).vec16(signature);
+      this.addToFlight(hs, out, endHandshake(w, start));
+      start = beginHandshake(w, HandshakeType.certificateRequest, hs.nextSendSeq++);
+      w.u8(1).u8(CLIENT_CERT_TYPE_ECDSA_SIGN).u16(2).u16(ECDSA_SECP256R1_SHA256).u16(0);
+      this.addToFlight(hs, out, endHandshake(w, start));
     } else if (suite.keyExchange === 'ecdhe_psk') {
       const eph = hs.ephemeral as EphemeralKey;
-      add(
-        HandshakeType.serverKeyExchange,
-        new Writer().vec16(Buffer.alloc(0)).u8(3).u16(NamedGroup[eph.group]).vec8(eph.publicPoint).finish(),
-      );
+      start = beginHandshake(w, HandshakeType.serverKeyExchange, hs.nextSendSeq++);
+      w.u16(0).u8(3).u16(NamedGroup[eph.group]).vec8(eph.publicPoint);
+      this.addToFlight(hs, out, endHandshake(w, start));
     }
-    add(HandshakeType.serverHelloDone, Buffer.alloc(0));
+    start = beginHandshake(w, HandshakeType.serverHelloDone, hs.nextSendSeq++);
+    this.addToFlight(hs, out, endHandshake(w, start));
     this.sendFlight(out, true);
+  }
+
+  private addToFlight(hs: HandshakeState, out: FlightItem[], message: Buffer): void {
+    hs.transcript.push(message);
+    out.push({ epoch: 0, type: ContentType.handshake, payload: message });
   }
 
   // ---------------------------------------------------------------- records in
@@ -551,7 +558,7 @@ export class ServerConnection implements DtlsSession {
         AlertDescription.unexpectedMessage,
       );
     }
-    const encoded = encodeHandshake(m.type, m.seq, m.body);
+    const encoded = m.encoded ?? encodeHandshake(m.type, m.seq, m.body);
     switch (m.type) {
       case HandshakeType.certificate:
         this.onClientCertificate(hs, m.body);
@@ -701,7 +708,7 @@ export class ServerConnection implements DtlsSession {
     this.state = 'established';
     this.sendFlight(
       [
-        { epoch: 0, type: ContentType.changeCipherSpec, payload: Buffer.from([1]) },
+        { epoch: 0, type: ContentType.changeCipherSpec, payload: CHANGE_CIPHER_SPEC },
         { epoch: 1, type: ContentType.handshake, payload: serverFinished },
       ],
       false,
@@ -729,40 +736,38 @@ export class ServerConnection implements DtlsSession {
     return sealRecord(this.writeKey as AeadKey, type, DTLS_1_2, 1, seq, payload, this.peerCid);
   }
 
-  private recordOverhead(epoch: 0 | 1): number {
-    if (epoch === 0) return RECORD_HEADER_LENGTH;
-    const key = this.writeKey as AeadKey;
-    return RECORD_HEADER_LENGTH + key.overhead + (this.peerCid ? this.peerCid.length + 1 : 0);
+  // RecordSink, for transmitFlight (methods, not a per-connection object of closures).
+
+  /** @internal */
+  recordLength(epoch: 0 | 1, payloadLength: number): number {
+    if (epoch === 0) return RECORD_HEADER_LENGTH + payloadLength;
+    return sealedRecordLength(this.writeKey as AeadKey, payloadLength, this.peerCid);
   }
 
-  /**
-   * Serialises a flight into as few datagrams as the MTU allows, fragmenting handshake messages to fit.
-   * (Loops, not closures: this runs per handshake, and every closure costs an allocation and a name.)
-   */
+  /** @internal */
+  writeRecord(epoch: 0 | 1, type: number, payload: Buffer, out: Buffer, offset: number): number {
+    const seq = this.nextSeq(epoch);
+    if (epoch === 0) return encodeRecordInto(type, DTLS_1_2, seq, payload, out, offset);
+    return sealRecordInto(
+      this.writeKey as AeadKey,
+      type,
+      DTLS_1_2,
+      1,
+      seq,
+      payload,
+      this.peerCid,
+      out,
+      offset,
+    );
+  }
+
+  /** @internal */
+  sendDatagram(datagram: Buffer): void {
+    this.host.send(datagram, this.peer);
+  }
+
   private transmitFlight(items: FlightItem[]): void {
-    const mtu = this.host.opts.mtu;
-    let datagram: Buffer[] = [];
-    let used = 0;
-    for (const item of items) {
-      const overhead = this.recordOverhead(item.epoch);
-      const pieces =
-        item.type === ContentType.handshake
-          ? fragmentHandshake(item.payload, mtu - overhead - HANDSHAKE_HEADER_LENGTH)
-          : [item.payload];
-      for (const piece of pieces) {
-        if (used > 0 && used + overhead + piece.length > mtu) {
-          this.host.send(Buffer.concat(datagram), this.peer);
-          datagram = [];
-          used = 0;
-        }
-        const rec = this.protect(item.epoch, item.type, piece);
-        datagram.push(rec);
-        used += rec.length;
-      }
-    }
-    if (datagram.length > 0) {
-      this.host.send(datagram.length === 1 ? (datagram[0] as Buffer) : Buffer.concat(datagram), this.peer);
-    }
+    transmitFlight(items, this.host.opts.mtu, this);
   }
 
   private sendFlight(items: FlightItem[], expectReply: boolean): void {

@@ -8,12 +8,19 @@ export interface HandshakeFragment {
   seq: number;
   offset: number;
   body: Buffer;
+  /**
+   * Header and body as they arrived when this fragment is the whole message (offset 0, full length): exactly
+   * the bytes the transcript hashes, so they need no re-encoding. Null for a partial fragment.
+   */
+  whole: Buffer | null;
 }
 
 export interface HandshakeMessage {
   type: number;
   seq: number;
   body: Buffer;
+  /** The message as the transcript hashes it, when it arrived whole (see HandshakeFragment.whole). */
+  encoded?: Buffer | null;
 }
 
 /** Splits a handshake record into fragments; a record may carry several. */
@@ -27,21 +34,38 @@ export function parseFragments(data: Buffer): HandshakeFragment[] {
     const offset = r.u24();
     const fragLen = r.u24();
     if (offset + fragLen > length) throw decodeError('handshake fragment');
-    out.push({ type, length, seq, offset, body: r.bytes(fragLen) });
+    const start = r.offset - HANDSHAKE_HEADER_LENGTH;
+    const body = r.bytes(fragLen);
+    const whole = offset === 0 && fragLen === length ? data.subarray(start, r.offset) : null;
+    out.push({ type, length, seq, offset, body, whole });
   }
   return out;
 }
 
 /** The message as the transcript hashes it: one unfragmented DTLS handshake header plus body. */
 export function encodeHandshake(type: number, seq: number, body: Buffer): Buffer {
-  return new Writer(HANDSHAKE_HEADER_LENGTH + body.length)
-    .u8(type)
-    .u24(body.length)
-    .u16(seq)
-    .u24(0)
-    .u24(body.length)
-    .bytes(body)
-    .finish();
+  const w = new Writer(HANDSHAKE_HEADER_LENGTH + body.length);
+  const start = beginHandshake(w, type, seq);
+  w.bytes(body);
+  return endHandshake(w, start);
+}
+
+/**
+ * Starts a handshake message in `w` (its header, lengths to follow) and returns where it starts; the body is
+ * then written straight into `w`, and endHandshake fills in the lengths. Saves building the body apart.
+ */
+export function beginHandshake(w: Writer, type: number, seq: number): number {
+  const start = w.length;
+  w.u8(type).u24(0).u16(seq).u24(0).u24(0);
+  return start;
+}
+
+/** Completes the message begun at `start` and returns it, header included (a view into `w`'s buffer). */
+export function endHandshake(w: Writer, start: number): Buffer {
+  const bodyLength = w.length - start - HANDSHAKE_HEADER_LENGTH;
+  w.u24At(start + 1, bodyLength);
+  w.u24At(start + 9, bodyLength);
+  return w.view(start, w.length);
 }
 
 /** Cuts an encoded message into fragments whose bodies are at most `maxBody` bytes. */
@@ -62,8 +86,10 @@ export function fragmentHandshake(message: Buffer, maxBody: number): Buffer[] {
 interface Partial {
   type: number;
   body: Buffer;
-  have: Uint8Array;
+  /** Which bytes arrived; null when the message arrived whole (its body is then the received view). */
+  have: Uint8Array | null;
   missing: number;
+  encoded: Buffer | null;
 }
 
 export interface ReassemblyLimits {
@@ -99,11 +125,24 @@ export class Reassembler {
     }
     let p = this.partials.get(f.seq);
     if (!p) {
-      p = { type: f.type, body: Buffer.alloc(f.length), have: new Uint8Array(f.length), missing: f.length };
+      if (f.whole && f.seq === this.nextSeq) {
+        // The common case: the next message, unfragmented. It is handled before the datagram is done with,
+        // so it needs no copy; later messages are copied, as they wait for datagrams to come.
+        this.partials.set(f.seq, { type: f.type, body: f.body, have: null, missing: 0, encoded: f.whole });
+        return 'accepted';
+      }
+      p = {
+        type: f.type,
+        body: Buffer.alloc(f.length),
+        have: new Uint8Array(f.length),
+        missing: f.length,
+        encoded: null,
+      };
       this.partials.set(f.seq, p);
     } else if (p.type !== f.type || p.body.length !== f.length) {
       throw decodeError('handshake fragment (inconsistent with earlier fragments)');
     }
+    if (!p.have) return 'accepted'; // a duplicate of a message already whole
     f.body.copy(p.body, f.offset);
     for (let i = f.offset; i < f.offset + f.body.length; i++) {
       if (p.have[i] === 0) {
@@ -119,7 +158,7 @@ export class Reassembler {
     const p = this.partials.get(this.nextSeq);
     if (!p || p.missing > 0) return null;
     this.partials.delete(this.nextSeq);
-    return { type: p.type, seq: this.nextSeq++, body: p.body };
+    return { type: p.type, seq: this.nextSeq++, body: p.body, encoded: p.encoded };
   }
 
   clear(): void {

@@ -18,8 +18,21 @@ export const nodeCryptoPrf: Prf = (secret, labelAndSeed, length) => {
   return out;
 };
 
-function labelled(label: string, ...seed: Buffer[]): Buffer {
-  return Buffer.concat([Buffer.from(label, 'ascii'), ...seed]);
+const LABELS = {
+  master: Buffer.from('master secret', 'ascii'),
+  extendedMaster: Buffer.from('extended master secret', 'ascii'),
+  keyExpansion: Buffer.from('key expansion', 'ascii'),
+  client: Buffer.from('client finished', 'ascii'),
+  server: Buffer.from('server finished', 'ascii'),
+};
+
+/** label || seed in one allocation (the labels are encoded once, at load). */
+function labelled(label: Buffer, seed: Buffer, seed2?: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(label.length + seed.length + (seed2 ? seed2.length : 0));
+  label.copy(out, 0);
+  seed.copy(out, label.length);
+  if (seed2) seed2.copy(out, label.length + seed.length);
+  return out;
 }
 
 export function masterSecret(
@@ -31,8 +44,8 @@ export function masterSecret(
 ): Buffer {
   // RFC 7627: with Extended Master Secret the secret binds the whole handshake up to ClientKeyExchange.
   return sessionHash
-    ? prf(preMaster, labelled('extended master secret', sessionHash), 48)
-    : prf(preMaster, labelled('master secret', clientRandom, serverRandom), 48);
+    ? prf(preMaster, labelled(LABELS.extendedMaster, sessionHash), 48)
+    : prf(preMaster, labelled(LABELS.master, clientRandom, serverRandom), 48);
 }
 
 export interface KeyBlock {
@@ -44,7 +57,7 @@ export interface KeyBlock {
 
 /** AEAD suites: no MAC keys, 16-byte AES keys, 4-byte implicit nonce salts (RFC 5288, RFC 6655). */
 export function keyBlock(prf: Prf, master: Buffer, clientRandom: Buffer, serverRandom: Buffer): KeyBlock {
-  const kb = prf(master, labelled('key expansion', serverRandom, clientRandom), 40);
+  const kb = prf(master, labelled(LABELS.keyExpansion, serverRandom, clientRandom), 40);
   return {
     clientKey: kb.subarray(0, 16),
     serverKey: kb.subarray(16, 32),
@@ -59,5 +72,5 @@ export function finishedVerifyData(
   who: 'client' | 'server',
   transcriptHash: Buffer,
 ): Buffer {
-  return prf(master, labelled(`${who} finished`, transcriptHash), 12);
+  return prf(master, labelled(LABELS[who], transcriptHash), 12);
 }

@@ -46,21 +46,12 @@ export function parseRecords(datagram: Buffer, cidLength: number): DtlsRecord[] 
 }
 
 export function explicitNonce(epoch: number, seq: number): Buffer {
-  const b = Buffer.allocUnsafe(8);
-  b.writeUInt16BE(epoch, 0);
-  b.writeUIntBE(seq, 2, 6);
-  return b;
+  return writeExplicitNonce(Buffer.allocUnsafe(8), epoch, seq);
 }
 
 /** RFC 5246 §6.2.3.3 additional data: seq_num || type || version || length. */
 export function plainAad(epoch: number, seq: number, type: number, version: number, length: number): Buffer {
-  const b = Buffer.allocUnsafe(13);
-  b.writeUInt16BE(epoch, 0);
-  b.writeUIntBE(seq, 2, 6);
-  b[8] = type;
-  b.writeUInt16BE(version, 9);
-  b.writeUInt16BE(length, 11);
-  return b;
+  return writePlainAad(Buffer.allocUnsafe(13), epoch, seq, type, version, length);
 }
 
 /** RFC 9146 §5 additional data for a tls12_cid record. */
@@ -71,7 +62,32 @@ export function cidAad(
   cid: Buffer,
   innerLength: number,
 ): Buffer {
-  const b = Buffer.allocUnsafe(23 + cid.length);
+  return writeCidAad(Buffer.allocUnsafe(23 + cid.length), epoch, seq, version, cid, innerLength);
+}
+
+function writeExplicitNonce(b: Buffer, epoch: number, seq: number): Buffer {
+  b.writeUInt16BE(epoch, 0);
+  b.writeUIntBE(seq, 2, 6);
+  return b;
+}
+
+function writePlainAad(b: Buffer, epoch: number, seq: number, type: number, version: number, length: number) {
+  b.writeUInt16BE(epoch, 0);
+  b.writeUIntBE(seq, 2, 6);
+  b[8] = type;
+  b.writeUInt16BE(version, 9);
+  b.writeUInt16BE(length, 11);
+  return b;
+}
+
+function writeCidAad(
+  b: Buffer,
+  epoch: number,
+  seq: number,
+  version: number,
+  cid: Buffer,
+  innerLength: number,
+) {
   b.fill(0xff, 0, 8);
   b[8] = ContentType.tls12Cid;
   b[9] = cid.length;
@@ -84,6 +100,15 @@ export function cidAad(
   return b;
 }
 
+/**
+ * Nonce and AAD of the record being sealed or opened. Both AEADs consume them before returning (node:crypto
+ * copies the nonce into the cipher and feeds the AAD at setAAD), so one set serves every record of the process
+ * instead of two allocations per record.
+ */
+const scratchNonce = Buffer.allocUnsafeSlow(8);
+const scratchPlainAad = Buffer.allocUnsafeSlow(13);
+const scratchCidAad = Buffer.allocUnsafeSlow(23 + 255);
+
 export function encodeRecord(
   type: number,
   version: number,
@@ -94,14 +119,49 @@ export function encodeRecord(
 ): Buffer {
   const cidLen = cid ? cid.length : 0;
   const b = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + cidLen + fragment.length);
-  b[0] = type;
-  b.writeUInt16BE(version, 1);
-  b.writeUInt16BE(epoch, 3);
-  b.writeUIntBE(seq, 5, 6);
-  if (cid) cid.copy(b, 11);
-  b.writeUInt16BE(fragment.length, 11 + cidLen);
-  fragment.copy(b, 13 + cidLen);
+  writeHeader(b, 0, type, version, epoch, seq, cid, fragment.length);
+  fragment.copy(b, RECORD_HEADER_LENGTH + cidLen);
   return b;
+}
+
+/** Writes an unprotected (epoch 0) record at `offset`; returns its length. */
+export function encodeRecordInto(
+  type: number,
+  version: number,
+  seq: number,
+  fragment: Buffer,
+  out: Buffer,
+  offset: number,
+): number {
+  writeHeader(out, offset, type, version, 0, seq, null, fragment.length);
+  fragment.copy(out, offset + RECORD_HEADER_LENGTH);
+  return RECORD_HEADER_LENGTH + fragment.length;
+}
+
+function writeHeader(
+  b: Buffer,
+  at: number,
+  type: number,
+  version: number,
+  epoch: number,
+  seq: number,
+  cid: Buffer | null,
+  length: number,
+): void {
+  b[at] = type;
+  b.writeUInt16BE(version, at + 1);
+  b.writeUInt16BE(epoch, at + 3);
+  b.writeUIntBE(seq, at + 5, 6);
+  const cidLen = cid ? cid.length : 0;
+  if (cid) cid.copy(b, at + 11);
+  b.writeUInt16BE(length, at + 11 + cidLen);
+}
+
+/** The length of the record sealRecord makes of `plaintextLength` bytes. */
+export function sealedRecordLength(key: AeadKey, plaintextLength: number, cid: Buffer | null): number {
+  // With a peer CID the header carries it and the real content type rides inside (one more byte).
+  const cidExtra = cid && cid.length > 0 ? cid.length + 1 : 0;
+  return RECORD_HEADER_LENGTH + key.overhead + plaintextLength + cidExtra;
 }
 
 /** Protects one record. With a peer CID, the real type moves inside (DTLSInnerPlaintext, no padding). */
@@ -114,28 +174,47 @@ export function sealRecord(
   plaintext: Buffer,
   cid: Buffer | null,
 ): Buffer {
-  const nonce = explicitNonce(epoch, seq);
+  const b = Buffer.allocUnsafe(sealedRecordLength(key, plaintext.length, cid));
+  sealRecordInto(key, type, version, epoch, seq, plaintext, cid, b, 0);
+  return b;
+}
+
+/** sealRecord, written at `offset` of `out` (room for sealedRecordLength bytes); returns the length. */
+export function sealRecordInto(
+  key: AeadKey,
+  type: number,
+  version: number,
+  epoch: number,
+  seq: number,
+  plaintext: Buffer,
+  cid: Buffer | null,
+  out: Buffer,
+  offset: number,
+): number {
+  const nonce = writeExplicitNonce(scratchNonce, epoch, seq);
   if (cid && cid.length > 0) {
-    const inner = Buffer.concat([plaintext, Buffer.from([type])]);
-    const frag = key.seal(nonce, cidAad(epoch, seq, version, cid, inner.length), inner);
-    return encodeRecord(ContentType.tls12Cid, version, epoch, seq, frag, cid);
+    const inner = Buffer.allocUnsafe(plaintext.length + 1);
+    plaintext.copy(inner, 0);
+    inner[plaintext.length] = type;
+    const length = key.overhead + inner.length;
+    writeHeader(out, offset, ContentType.tls12Cid, version, epoch, seq, cid, length);
+    const aad = writeCidAad(scratchCidAad, epoch, seq, version, cid, inner.length).subarray(
+      0,
+      23 + cid.length,
+    );
+    key.sealInto(nonce, aad, inner, out, offset + RECORD_HEADER_LENGTH + cid.length);
+    return RECORD_HEADER_LENGTH + cid.length + length;
   }
-  // One allocation for the whole record: header, then the AEAD output written in place.
   const length = key.overhead + plaintext.length;
-  const b = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + length);
-  b[0] = type;
-  b.writeUInt16BE(version, 1);
-  b.writeUInt16BE(epoch, 3);
-  b.writeUIntBE(seq, 5, 6);
-  b.writeUInt16BE(length, 11);
+  writeHeader(out, offset, type, version, epoch, seq, null, length);
   key.sealInto(
     nonce,
-    plainAad(epoch, seq, type, version, plaintext.length),
+    writePlainAad(scratchPlainAad, epoch, seq, type, version, plaintext.length),
     plaintext,
-    b,
-    RECORD_HEADER_LENGTH,
+    out,
+    offset + RECORD_HEADER_LENGTH,
   );
-  return b;
+  return RECORD_HEADER_LENGTH + length;
 }
 
 /** Returns the record's real type and plaintext, or null when it does not authenticate. */
@@ -143,7 +222,8 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
   const length = key.plaintextLength(rec.fragment.length);
   if (length < 0) return null;
   if (rec.cid) {
-    const inner = key.open(rec.fragment, cidAad(rec.epoch, rec.seq, rec.version, rec.cid, length));
+    const aad = writeCidAad(scratchCidAad, rec.epoch, rec.seq, rec.version, rec.cid, length);
+    const inner = key.open(rec.fragment, aad.subarray(0, 23 + rec.cid.length));
     if (!inner) return null;
     // Strip zero padding; the last non-zero byte is the real content type.
     let end = inner.length - 1;
@@ -151,6 +231,9 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
     if (end < 0) return null;
     return { type: inner[end] as number, data: inner.subarray(0, end) };
   }
-  const data = key.open(rec.fragment, plainAad(rec.epoch, rec.seq, rec.type, rec.version, length));
+  const data = key.open(
+    rec.fragment,
+    writePlainAad(scratchPlainAad, rec.epoch, rec.seq, rec.type, rec.version, length),
+  );
   return data ? { type: rec.type, data } : null;
 }

@@ -258,7 +258,10 @@ export class DtlsServer {
       // The server numbers its flight on from the hello's message_seq; a hello that opens a handshake
       // carries 0 or 1 (RFC 6347 §4.2.2), and a huge one would overflow the 16-bit counter.
       if (f.seq > MAX_INITIAL_HELLO_SEQ) return null;
-      return { message: { type: f.type, seq: f.seq, body: f.body }, hello: parseClientHello(f.body) };
+      return {
+        message: { type: f.type, seq: f.seq, body: f.body, encoded: f.whole },
+        hello: parseClientHello(f.body),
+      };
     } catch {
       return null;
     }
