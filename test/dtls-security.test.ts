@@ -367,15 +367,15 @@ describe('DTLS Extended Master Secret', () => {
 });
 
 describe('DTLS cookies and resource limits', () => {
-  /** A ClientHello without (or with a given) cookie, from a raw socket. */
-  function rawHello(cookie: Buffer): Buffer {
+  /** A ClientHello without (or with a given) cookie, from a raw socket; `tail` is what follows the cookie. */
+  function rawHello(cookie: Buffer, tail = Buffer.from([0, 2, 0xc0, 0xa8, 1, 0])): Buffer {
     const body = Buffer.concat([
       Buffer.from([0xfe, 0xfd]),
       Buffer.alloc(32, 7),
       Buffer.from([0]),
       Buffer.from([cookie.length]),
       cookie,
-      Buffer.from([0, 2, 0xc0, 0xa8, 1, 0]),
+      tail,
     ]);
     return encodeRecord(
       ContentType.handshake,
@@ -385,6 +385,9 @@ describe('DTLS cookies and resource limits', () => {
       encodeHandshake(HandshakeType.clientHello, 0, body),
     );
   }
+
+  /** The cookie of a HelloVerifyRequest datagram (record header, handshake header, version, length). */
+  const cookieOf = (hvr: Buffer) => hvr.subarray(13 + 12 + 3, 13 + 12 + 3 + (hvr[13 + 12 + 2] as number));
 
   it('answers cookie-less and forged-cookie hellos statelessly: no connection state, no key generated', async () => {
     const f = await startFixture(null);
@@ -411,6 +414,36 @@ describe('DTLS cookies and resource limits', () => {
     }
   });
 
+  it('reads a hello no further than its cookie until the cookie is valid, then drops one malformed beyond it', async () => {
+    const f = await startFixture(null);
+    const sock = createSocket('udp4');
+    try {
+      // An odd cipher-suite length: malformed, but only after the cookie.
+      const broken = Buffer.from([0, 3, 0xc0, 0xa8, 1, 1, 0]);
+      const first = rawHello(Buffer.alloc(0), broken);
+      sock.send(first, f.port, '127.0.0.1');
+      const [hvr] = (await once(sock, 'message')) as [Buffer];
+      assert.equal(hvr[13], HandshakeType.helloVerifyRequest);
+      assert.ok(hvr.length <= first.length, 'the answer to an unproven address is no larger than the hello');
+      const cookie = cookieOf(hvr);
+      sock.send(rawHello(cookie, broken), f.port, '127.0.0.1');
+      await waitFor('malformed discard', () => f.discards.find((d) => d.reason === 'malformed'));
+      assert.equal(f.server.stats.handshakesStarted, 0);
+      assert.equal(f.server.handshakeCount, 0);
+      assert.deepEqual(f.internalErrors, []);
+      // The same address with a well-formed hello is served.
+      sock.send(rawHello(Buffer.alloc(0)), f.port, '127.0.0.1');
+      const [hvr2] = (await once(sock, 'message')) as [Buffer];
+      const cookie2 = cookieOf(hvr2);
+      sock.send(rawHello(cookie2), f.port, '127.0.0.1');
+      const [hello] = (await once(sock, 'message')) as [Buffer];
+      assert.equal(hello[13], HandshakeType.serverHello);
+    } finally {
+      sock.close();
+      await f.close();
+    }
+  });
+
   it('binds the cookie to the source address: a cookie replayed from another port is not accepted', async () => {
     const f = await startFixture(null);
     const a = createSocket('udp4');
@@ -418,7 +451,7 @@ describe('DTLS cookies and resource limits', () => {
     try {
       a.send(rawHello(Buffer.alloc(0)), f.port, '127.0.0.1');
       const [hvr] = (await once(a, 'message')) as [Buffer];
-      const cookie = hvr.subarray(13 + 12 + 3, 13 + 12 + 3 + (hvr[13 + 12 + 2] as number));
+      const cookie = cookieOf(hvr);
       b.send(rawHello(cookie), f.port, '127.0.0.1');
       const [answer] = (await once(b, 'message')) as [Buffer];
       assert.equal(answer[13], HandshakeType.helloVerifyRequest);

@@ -54,6 +54,12 @@ export class Reader {
     return v;
   }
 
+  /** Steps over `n` bytes. */
+  skip(n: number): void {
+    this.need(n);
+    this.pos += n;
+  }
+
   vec8(): Buffer {
     return this.bytes(this.u8());
   }

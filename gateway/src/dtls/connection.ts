@@ -68,7 +68,8 @@ export interface ConnectionHost {
 }
 
 interface HandshakeState {
-  transcript: Buffer[];
+  /** Every handshake message so far, as hashed (RFC 5246 §7.4.9), one after the other in one buffer. */
+  transcript: Writer;
   reassembler: Reassembler;
   expect: number[];
   ephemeral: EphemeralKey | null;
@@ -281,8 +282,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
     }
 
     const hs: HandshakeState = {
-      // A copy: the transcript outlives the datagram the hello came in.
-      transcript: [msg.encoded ? Buffer.from(msg.encoded) : encodeHandshake(msg.type, msg.seq, msg.body)],
+      transcript: new Writer(512).bytes(msg.encoded ?? encodeHandshake(msg.type, msg.seq, msg.body)),
       reassembler: new Reassembler(msg.seq + 1, {
         maxMessageLength: o.limits.maxHandshakeMessageLength,
         maxAhead: 4,
@@ -306,7 +306,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
     };
     this.hs = hs;
 
-    // The whole flight is written into one buffer; each message is a view of it (transcript and flight).
+    // The whole flight is written into one buffer; each message is a view of it, kept for retransmission.
     const w = new Writer(suite.keyExchange === 'ecdhe_ecdsa' ? 1024 : 128);
     const out: FlightItem[] = [];
     let start = beginHandshake(w, HandshakeType.serverHello, hs.nextSendSeq++);
@@ -376,7 +376,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
   }
 
   private addToFlight(hs: HandshakeState, out: FlightItem[], message: Buffer): void {
-    hs.transcript.push(message);
+    hs.transcript.bytes(message);
     out.push({ epoch: 0, type: ContentType.handshake, payload: message });
   }
 
@@ -564,7 +564,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
         this.onClientCertificate(hs, m.body);
         break;
       case HandshakeType.clientKeyExchange:
-        hs.transcript.push(encoded);
+        hs.transcript.bytes(encoded);
         this.onClientKeyExchange(hs, m.body);
         return;
       case HandshakeType.certificateVerify:
@@ -574,7 +574,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
         this.onFinished(hs, m.body, encoded);
         return;
     }
-    hs.transcript.push(encoded);
+    hs.transcript.bytes(encoded);
   }
 
   private onClientCertificate(hs: HandshakeState, body: Buffer): void {
@@ -650,7 +650,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
       pms,
       this.clientRandom,
       this.serverRandom,
-      this.extendedMasterSecret ? crypto.sha256(hs.transcript) : null,
+      this.extendedMasterSecret ? crypto.sha256([hs.transcript.finish()]) : null,
     );
     pms.fill(0);
     const kb = keyBlock(crypto.prf, hs.master, this.clientRandom, this.serverRandom);
@@ -672,7 +672,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
     }
     let ok = false;
     try {
-      ok = verify('sha256', Buffer.concat(hs.transcript), hs.clientKey as KeyObject, sig);
+      ok = verify('sha256', hs.transcript.finish(), hs.clientKey as KeyObject, sig);
     } catch {
       ok = false;
     }
@@ -688,7 +688,12 @@ export class ServerConnection implements DtlsSession, RecordSink {
   private onFinished(hs: HandshakeState, body: Buffer, encoded: Buffer): void {
     const master = hs.master as Buffer;
     const { crypto } = this.host.opts;
-    const expected = finishedVerifyData(crypto.prf, master, 'client', crypto.sha256(hs.transcript));
+    const expected = finishedVerifyData(
+      crypto.prf,
+      master,
+      'client',
+      crypto.sha256([hs.transcript.finish()]),
+    );
     if (body.length !== expected.length || !timingSafeEqual(body, expected)) {
       throw fail(
         'ERR_DTLS_BAD_FINISHED',
@@ -696,11 +701,11 @@ export class ServerConnection implements DtlsSession, RecordSink {
         AlertDescription.decryptError,
       );
     }
-    hs.transcript.push(encoded);
+    hs.transcript.bytes(encoded);
     const serverFinished = encodeHandshake(
       HandshakeType.finished,
       hs.nextSendSeq++,
-      finishedVerifyData(crypto.prf, master, 'server', crypto.sha256(hs.transcript)),
+      finishedVerifyData(crypto.prf, master, 'server', crypto.sha256([hs.transcript.finish()])),
     );
     master.fill(0);
     this.clearTimer();

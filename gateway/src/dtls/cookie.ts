@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DtlsCrypto } from './crypto.ts';
+import type { ClientHelloHead } from './handshake.ts';
 
 const COOKIE_LENGTH = 16;
 
@@ -30,23 +31,25 @@ export class CookieJar {
     this.rotatedAt = t;
   }
 
-  private mac(secret: Buffer, peer: string, helloWithoutCookie: Buffer): Buffer {
+  /** `peer`: the source address and port, as bytes, so the cookie only works from where it was sent. */
+  private mac(secret: Buffer, peer: Buffer, hello: ClientHelloHead): Buffer {
     return this.crypto
-      .hmacSha256(secret, Buffer.from(`${peer}\0`), helloWithoutCookie)
+      .hmacSha256(secret, peer, hello.beforeCookie, hello.afterCookie)
       .subarray(0, COOKIE_LENGTH);
   }
 
-  make(peer: string, helloWithoutCookie: Buffer): Buffer {
+  make(peer: Buffer, hello: ClientHelloHead): Buffer {
     this.maybeRotate();
-    return this.mac(this.current, peer, helloWithoutCookie);
+    return this.mac(this.current, peer, hello);
   }
 
-  verify(peer: string, helloWithoutCookie: Buffer, cookie: Buffer): boolean {
+  verify(peer: Buffer, hello: ClientHelloHead): boolean {
+    const { cookie } = hello;
     if (cookie.length !== COOKIE_LENGTH) return false;
     this.maybeRotate();
     return (
-      timingSafeEqual(cookie, this.mac(this.current, peer, helloWithoutCookie)) ||
-      timingSafeEqual(cookie, this.mac(this.previous, peer, helloWithoutCookie))
+      timingSafeEqual(cookie, this.mac(this.current, peer, hello)) ||
+      timingSafeEqual(cookie, this.mac(this.previous, peer, hello))
     );
   }
 }

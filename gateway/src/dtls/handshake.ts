@@ -166,27 +166,53 @@ export class Reassembler {
   }
 }
 
-export interface ClientHello {
+/** What a cookie exchange needs of a ClientHello (RFC 6347 §4.2.1): its version, its cookie, what the cookie binds. */
+export interface ClientHelloHead {
   version: number;
+  cookie: Buffer;
+  /** The hello before and after its cookie: what the cookie's MAC covers. */
+  beforeCookie: Buffer;
+  afterCookie: Buffer;
+}
+
+export interface ClientHello extends ClientHelloHead {
   random: Buffer;
   sessionId: Buffer;
-  cookie: Buffer;
   cipherSuites: number[];
   compressionMethods: Buffer;
   extensions: Map<number, Buffer>;
-  /** Everything the cookie must bind: the hello without its cookie. */
-  cookieInput: Buffer;
+}
+
+/**
+ * Reads a ClientHello up to its cookie, which is all a hello without a valid cookie gets looked at: it is
+ * answered with a HelloVerifyRequest and nothing else, and parsed in full only once it comes back with one.
+ */
+export function readClientHelloHead(body: Buffer): ClientHelloHead {
+  return readHead(new Reader(body, 'ClientHello'), body);
+}
+
+function readHead(r: Reader, body: Buffer): ClientHelloHead {
+  const version = r.u16();
+  r.skip(32); // random
+  const sessionIdLength = r.u8();
+  if (sessionIdLength > 32) throw decodeError('ClientHello session id');
+  r.skip(sessionIdLength);
+  const cookieStart = r.offset;
+  const cookie = r.vec8();
+  return {
+    version,
+    cookie,
+    beforeCookie: body.subarray(0, cookieStart),
+    afterCookie: body.subarray(r.offset),
+  };
 }
 
 export function parseClientHello(body: Buffer): ClientHello {
   const r = new Reader(body, 'ClientHello');
-  const version = r.u16();
-  const random = r.bytes(32);
-  const sessionId = r.vec8();
-  if (sessionId.length > 32) throw decodeError('ClientHello session id');
-  const cookieStart = r.offset;
-  const cookie = r.vec8();
-  const cookieEnd = r.offset;
+  const head = readHead(r, body);
+  // Where readHead stepped over them: version (2 bytes), random (32), session id (length-prefixed).
+  const random = body.subarray(2, 34);
+  const sessionId = body.subarray(35, 35 + (body[34] as number));
   const suitesRaw = r.vec16();
   if (suitesRaw.length % 2 !== 0 || suitesRaw.length === 0) throw decodeError('ClientHello cipher suites');
   const cipherSuites: number[] = [];
@@ -203,8 +229,18 @@ export function parseClientHello(body: Buffer): ClientHello {
     }
   }
   r.end();
-  const cookieInput = Buffer.concat([body.subarray(0, cookieStart), body.subarray(cookieEnd)]);
-  return { version, random, sessionId, cookie, cipherSuites, compressionMethods, extensions, cookieInput };
+  // Spelled out: an object spread here costs several times the whole parse.
+  return {
+    version: head.version,
+    cookie: head.cookie,
+    beforeCookie: head.beforeCookie,
+    afterCookie: head.afterCookie,
+    random,
+    sessionId,
+    cipherSuites,
+    compressionMethods,
+    extensions,
+  };
 }
 
 export function encodeExtensions(exts: Array<[number, Buffer]>): Buffer {

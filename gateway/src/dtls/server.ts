@@ -4,15 +4,27 @@ import { once } from 'node:events';
 import { isIP } from 'node:net';
 import { Writer } from './bytes.ts';
 import { type CloseReason, type ConnectionHost, ServerConnection } from './connection.ts';
-import { AlertDescription, AlertLevel, ContentType, DTLS_1_0, DTLS_1_2, HandshakeType } from './constants.ts';
+import {
+  AlertDescription,
+  AlertLevel,
+  ContentType,
+  DTLS_1_0,
+  DTLS_1_2,
+  HANDSHAKE_HEADER_LENGTH,
+  HandshakeType,
+  RECORD_HEADER_LENGTH,
+} from './constants.ts';
 import { CookieJar } from './cookie.ts';
 import { DtlsError } from './errors.ts';
 import {
+  beginHandshake,
   type ClientHello,
-  encodeHandshake,
+  type ClientHelloHead,
+  endHandshake,
   type HandshakeMessage,
   parseClientHello,
   parseFragments,
+  readClientHelloHead,
 } from './handshake.ts';
 import { type ResolvedOptions, resolveOptions } from './options.ts';
 import { publicRandom } from './random.ts';
@@ -51,6 +63,20 @@ function literalLookup(
   const family = isIP(address);
   if (family !== 0) callback(null, address, family);
   else dnsLookup(address, options, callback);
+}
+
+/**
+ * RFC 6347 §4.2.1: the HelloVerifyRequest reuses the ClientHello's record and message sequence numbers. One
+ * allocation: record header, handshake header, body.
+ */
+function helloVerifyRequest(recordSeq: number, messageSeq: number, cookie: Buffer): Buffer {
+  const w = new Writer(RECORD_HEADER_LENGTH + HANDSHAKE_HEADER_LENGTH + 3 + cookie.length);
+  w.u8(ContentType.handshake).u16(DTLS_1_0).u16(0).u48(recordSeq);
+  w.u16(HANDSHAKE_HEADER_LENGTH + 3 + cookie.length);
+  const start = beginHandshake(w, HandshakeType.helloVerifyRequest, messageSeq);
+  w.u16(DTLS_1_0).vec8(cookie);
+  endHandshake(w, start);
+  return w.finish();
 }
 
 /**
@@ -176,15 +202,14 @@ export class DtlsServer {
     if (!wasHandshaking) this.opts.handlers.onClose?.(conn, reason);
   }
 
+  /**
+   * Without a callback: dgram answers every successful send that has one with a process.nextTick, and so a
+   * tick-queue run, per datagram. A send that fails (an unreachable peer, a local firewall) is then dropped
+   * silently, as the network would drop it; handshakes retransmit and CoAP re-sends, and the socket goes on.
+   */
   private send(datagram: Buffer, peer: PeerAddress): void {
-    this.socket?.send(datagram, peer.port, peer.address, this.afterSend);
+    this.socket?.send(datagram, peer.port, peer.address);
   }
-
-  /** One callback for every send (not a closure per datagram). */
-  private readonly afterSend = (err: Error | null): void => {
-    // A send error (e.g. an unreachable peer) concerns one peer; the socket goes on.
-    if (err) this.stats.discarded++;
-  };
 
   private discard(peer: PeerAddress, reason: DiscardEvent['reason']): void {
     this.stats.discarded++;
@@ -226,7 +251,7 @@ export class DtlsServer {
       if (conn.state === 'established' && first.epoch === 0 && first.type === ContentType.handshake) {
         const hello = this.readInitialHello(first);
         if (hello) {
-          this.onClientHello(first, hello.message, hello.hello, peer, conn);
+          this.onClientHello(first, hello.message, hello.head, peer, key, conn);
           return;
         }
       }
@@ -244,11 +269,14 @@ export class DtlsServer {
       this.discard(peer, 'malformed');
       return;
     }
-    this.onClientHello(first, hello.message, hello.hello, peer, null);
+    this.onClientHello(first, hello.message, hello.head, peer, key, null);
   }
 
-  /** A complete, unfragmented ClientHello in an epoch-0 record, or null. Stateless: nothing is kept. */
-  private readInitialHello(rec: DtlsRecord): { message: HandshakeMessage; hello: ClientHello } | null {
+  /**
+   * A complete, unfragmented ClientHello in an epoch-0 record, read as far as its cookie; or null. Stateless:
+   * nothing is kept.
+   */
+  private readInitialHello(rec: DtlsRecord): { message: HandshakeMessage; head: ClientHelloHead } | null {
     if (rec.epoch !== 0 || rec.type !== ContentType.handshake || rec.cid) return null;
     try {
       const frags = parseFragments(rec.fragment);
@@ -260,7 +288,7 @@ export class DtlsServer {
       if (f.seq > MAX_INITIAL_HELLO_SEQ) return null;
       return {
         message: { type: f.type, seq: f.seq, body: f.body, encoded: f.whole },
-        hello: parseClientHello(f.body),
+        head: readClientHelloHead(f.body),
       };
     } catch {
       return null;
@@ -270,13 +298,13 @@ export class DtlsServer {
   private onClientHello(
     rec: DtlsRecord,
     message: HandshakeMessage,
-    hello: ClientHello,
+    head: ClientHelloHead,
     peer: PeerAddress,
+    key: string,
     replacing: ServerConnection | null,
   ): void {
-    const key = peerKey(peer);
     // DTLS versions count down: 0xfefd is 1.2, 0xfeff is 1.0.
-    if (hello.version > DTLS_1_2) {
+    if (head.version > DTLS_1_2) {
       this.send(
         encodeRecord(
           ContentType.alert,
@@ -297,13 +325,17 @@ export class DtlsServer {
       });
       return;
     }
-    if (!this.cookies.verify(key, hello.cookieInput, hello.cookie)) {
-      const cookie = this.cookies.make(key, hello.cookieInput);
-      const body = new Writer(3 + cookie.length).u16(DTLS_1_0).vec8(cookie).finish();
-      // RFC 6347 §4.2.1: reuse the ClientHello's record and message sequence numbers.
-      const hvr = encodeHandshake(HandshakeType.helloVerifyRequest, message.seq, body);
-      this.send(encodeRecord(ContentType.handshake, DTLS_1_0, 0, rec.seq, hvr), peer);
+    const peerBytes = Buffer.from(`${key}\0`);
+    if (!this.cookies.verify(peerBytes, head)) {
+      this.send(helloVerifyRequest(rec.seq, message.seq, this.cookies.make(peerBytes, head)), peer);
       this.stats.helloVerifyRequests++;
+      return;
+    }
+    let hello: ClientHello;
+    try {
+      hello = parseClientHello(message.body);
+    } catch {
+      this.discard(peer, 'malformed');
       return;
     }
     const l = this.opts.limits;
