@@ -8,10 +8,11 @@
  *   ecdhe      full ECDHE-ECDSA handshakes with client certificates (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8)
  *   requests   confirmable CoAP requests spread over `sessions` established PSK sessions, `inflight` at a
  *              time (more would overflow the servers' socket buffers and measure the loss, not the server)
- * then the resident memory of `sessions` idle sessions beyond each server's base.
+ * then the resident memory of `sessions` idle sessions beyond each server's base, on a freshly started server.
  *
  * Throughput (ops/s) depends on the load generator too, which shares the machine; so the report also gives
  * each server's own CPU time per operation (from /proc), which does not, and the generator's CPU share.
+ * Ratios are medians of per-round ratios (see row()).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -219,6 +220,36 @@ function openSessions(server: Server, n: number, concurrency: number): Promise<T
   });
 }
 
+/**
+ * Resident memory of `sessions` idle sessions beyond the server's base, on a server started for this alone:
+ * after the load phases a heap holds free space it has not returned yet, which new sessions would fill
+ * unseen. A second of handshakes first (each closed), so the base is a process that has been serving them —
+ * its code compiled, its young generation grown to what that rate of handshakes needs — and the difference
+ * is what the open sessions hold.
+ */
+async function idleSessionMemory(
+  s: Server,
+  settings: Settings,
+  log: (msg: string) => void,
+): Promise<{ baseMb: number; withSessionsMb: number; perThousandMb: number; peakMb: number }> {
+  const pid = s.child.pid as number;
+  await runFor(1, settings.concurrency, () => handshake(s, 'psk', null));
+  await s.settle();
+  const base = memory(pid).rss;
+  log(`${s.target}: ${settings.sessions} idle sessions on a fresh server`);
+  const clients = await openSessions(s, settings.sessions, settings.concurrency);
+  await s.settle();
+  const m = memory(pid);
+  await Promise.all(clients.map((c) => c.closeNotify()));
+  const mb = (b: number) => round2(b / 2 ** 20);
+  return {
+    baseMb: mb(base),
+    withSessionsMb: mb(m.rss),
+    perThousandMb: mb(((m.rss - base) * 1000) / settings.sessions),
+    peakMb: mb(m.peak),
+  };
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
@@ -256,14 +287,14 @@ function versionOf(cmd: string, args: string[]): string {
 export async function dtlsBench(argv: string[]): Promise<unknown> {
   const settings: Settings = parseOptions('dtls', argv, {
     seconds: 3,
-    rounds: 3,
+    rounds: 5,
     sessions: 1000,
     concurrency: 16,
     inflight: 64,
   });
   const pki = makePki();
   const log = (msg: string) => process.stderr.write(`[bench dtls] ${msg}\n`);
-  const servers = [await startPortcullis(pki), await startLibcoap(pki)];
+  const servers: Server[] = [];
   const results: Record<Target, Record<Phase, Measurement[]>> = {
     portcullis: { psk: [], ecdhe: [], requests: [] },
     libcoap: { psk: [], ecdhe: [], requests: [] },
@@ -273,6 +304,8 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
     { baseMb: number; withSessionsMb: number; perThousandMb: number; peakMb: number }
   > = {} as never;
   try {
+    servers.push(await startPortcullis(pki));
+    servers.push(await startLibcoap(pki));
     // Warm-up: JIT for Portcullis, caches for both; not measured.
     for (const s of servers) {
       await measure(s, 1, settings.concurrency, () => handshake(s, 'psk', null));
@@ -290,29 +323,25 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
       }
     }
 
+    // Requests: sessions open on both servers at once, so their rounds alternate like the handshakes'.
+    const open = new Map<Target, { clients: TestDtlsClient[]; ids: number[]; next: (w: number) => number }>();
     for (const s of servers) {
-      const pid = s.child.pid as number;
-      await s.settle();
-      const base = memory(pid).rss;
       log(`${s.target}: opening ${settings.sessions} sessions`);
       const clients = await openSessions(s, settings.sessions, settings.concurrency);
-      await s.settle();
-      const m = memory(pid);
-      const mb = (b: number) => round2(b / 2 ** 20);
-      memoryResult[s.target] = {
-        baseMb: mb(base),
-        withSessionsMb: mb(m.rss),
-        perThousandMb: mb(((m.rss - base) * 1000) / settings.sessions),
-        peakMb: mb(m.peak),
-      };
-      const ids = clients.map(() => Math.floor(Math.random() * 0x10000));
       const inflight = Math.min(settings.inflight, clients.length);
-      const nextSession = sliceWalker(clients.length, inflight);
-      for (let round = 0; round < settings.rounds; round++) {
+      open.set(s.target, {
+        clients,
+        ids: clients.map(() => Math.floor(Math.random() * 0x10000)),
+        next: sliceWalker(clients.length, inflight),
+      });
+    }
+    for (let round = 0; round < settings.rounds; round++) {
+      for (const s of round % 2 ? [...servers].reverse() : servers) {
+        const { clients, ids, next } = open.get(s.target) as NonNullable<ReturnType<typeof open.get>>;
         log(`round ${round + 1}/${settings.rounds}: ${s.target} requests over ${clients.length} sessions`);
         results[s.target].requests.push(
-          await measure(s, settings.seconds, inflight, async (w) => {
-            const at = nextSession(w);
+          await measure(s, settings.seconds, Math.min(settings.inflight, clients.length), async (w) => {
+            const at = next(w);
             const c = clients[at] as TestDtlsClient;
             const id = ((ids[at] as number) + 1) & 0xffff;
             ids[at] = id;
@@ -330,22 +359,40 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
           }),
         );
       }
-      await Promise.all(clients.map((c) => c.closeNotify()));
     }
+    for (const { clients } of open.values()) await Promise.all(clients.map((c) => c.closeNotify()));
+  } catch (err) {
+    pki.dispose();
+    throw err;
   } finally {
     await Promise.all(servers.map(stop));
+  }
+  try {
+    for (const start of [startPortcullis, startLibcoap]) {
+      const s = await start(pki);
+      try {
+        memoryResult[s.target] = await idleSessionMemory(s, settings, log);
+      } finally {
+        await stop(s);
+      }
+    }
+  } finally {
     pki.dispose();
   }
 
+  // Ratios are medians of each round's ratio: the two servers' measurements in a round are seconds apart, so
+  // the machine's drift over the run (which moves both) cancels; a ratio of medians would keep it.
   const row = (phase: Phase) => {
-    const p = summarize(results.portcullis[phase]);
-    const l = summarize(results.libcoap[phase]);
+    const p = results.portcullis[phase];
+    const l = results.libcoap[phase];
+    const paired = (f: (m: Measurement) => number) =>
+      round2(median(p.map((m, i) => f(m) / f(l[i] as Measurement))));
     return {
-      portcullis: p,
-      libcoap: l,
+      portcullis: summarize(p),
+      libcoap: summarize(l),
       ratio: {
-        throughput: round2(p.opsPerSecond / l.opsPerSecond),
-        serverCpuPerOp: round2(p.serverCpuMsPerOp / l.serverCpuMsPerOp),
+        throughput: paired((m) => m.ops / m.seconds),
+        serverCpuPerOp: paired((m) => m.serverCpuMs / Math.max(1, m.ops)),
       },
     };
   };

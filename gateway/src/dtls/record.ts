@@ -71,7 +71,14 @@ function writeExplicitNonce(b: Buffer, epoch: number, seq: number): Buffer {
   return b;
 }
 
-function writePlainAad(b: Buffer, epoch: number, seq: number, type: number, version: number, length: number) {
+function writePlainAad(
+  b: Buffer,
+  epoch: number,
+  seq: number,
+  type: number,
+  version: number,
+  length: number,
+): Buffer {
   b.writeUInt16BE(epoch, 0);
   b.writeUIntBE(seq, 2, 6);
   b[8] = type;
@@ -87,7 +94,7 @@ function writeCidAad(
   version: number,
   cid: Buffer,
   innerLength: number,
-) {
+): Buffer {
   b.fill(0xff, 0, 8);
   b[8] = ContentType.tls12Cid;
   b[9] = cid.length;
