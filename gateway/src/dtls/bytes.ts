@@ -86,7 +86,7 @@ export class Writer {
   private buf: Buffer;
   private pos = 0;
 
-  constructor(initial = 256) {
+  constructor(initial = 64) {
     this.buf = Buffer.allocUnsafe(initial);
   }
 

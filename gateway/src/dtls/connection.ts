@@ -166,7 +166,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
     // The HelloVerifyRequest used the client's first record number; anything we send (an alert included)
     // must come after it or the client's replay window drops it.
     this.writeSeq[0] = recordSeq;
-    if (!hello.compressionMethods.includes(0)) {
+    if (hello.compressionMethods.indexOf(0) < 0) {
       throw fail(
         'ERR_DTLS_COMPRESSION',
         'client offers no null compression',
@@ -636,7 +636,12 @@ export class ServerConnection implements DtlsSession, RecordSink {
     let pms: Buffer;
     if (this.suite.keyExchange === 'psk') {
       const p = psk as Buffer;
-      pms = new Writer().vec16(Buffer.alloc(p.length)).vec16(p).finish();
+      // RFC 4279 §2: uint16 N, N zero bytes, uint16 N, the PSK.
+      pms = Buffer.allocUnsafe(4 + 2 * p.length);
+      pms.writeUInt16BE(p.length, 0);
+      pms.fill(0, 2, 2 + p.length);
+      pms.writeUInt16BE(p.length, 2 + p.length);
+      p.copy(pms, 4 + p.length);
     } else {
       const point = r.vec8();
       const shared = (hs.ephemeral as EphemeralKey).derive(point);

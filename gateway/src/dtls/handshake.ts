@@ -266,5 +266,8 @@ export function parseU8List(data: Buffer, what: string): number[] {
   const r = new Reader(data, what);
   const list = r.vec8();
   r.end();
-  return [...list];
+  // A loop, not [...list]: spreading a Buffer walks its iterator.
+  const out: number[] = [];
+  for (let i = 0; i < list.length; i++) out.push(list[i] as number);
+  return out;
 }
