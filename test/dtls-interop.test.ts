@@ -9,7 +9,7 @@ import type { Fixture } from './helpers/coaps-fixture.ts';
 import { coapPost, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { dtls } from './helpers/node-dtls-client.ts';
-import { opensslDtlsArgs, opensslPsk, runPeer } from './helpers/peers.ts';
+import { opensslCertificate, opensslDtlsArgs, opensslPsk, runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 
 /** The payload and client-visible outcome of one exchange, checked the same way for every peer. */
@@ -25,6 +25,21 @@ async function expectTelemetry(
   assert.equal(t.session.credential.kind, credentialKind);
   assert.equal(t.session.cipherSuite, suite);
   assert.deepEqual(f.internalErrors, []);
+}
+
+/** openssl s_client with the test client's certificate (server verified too) posts `payload`; 2.04 comes back. */
+async function opensslCertificateExchange(
+  f: Fixture,
+  pki: TestPki,
+  cipher: string,
+  payload: string,
+): Promise<void> {
+  const r = await runPeer(
+    'openssl',
+    opensslDtlsArgs(f.port, cipher, ...opensslCertificate(pki.client, pki.caPath)),
+    { stdin: coapPost(payload), until: (out) => out.length >= 4 },
+  );
+  assert.equal(parse(r.stdout).code, '2.04', r.stderr);
 }
 
 describe('DTLS interop: PSK', () => {
@@ -115,22 +130,7 @@ describe('DTLS interop: certificates and raw public keys', () => {
   ] as const) {
     it(`openssl s_client with a client certificate completes ${suite} and a CoAP exchange`, async () => {
       const payload = `openssl ${cipher}`;
-      const r = await runPeer(
-        'openssl',
-        opensslDtlsArgs(
-          f.port,
-          cipher,
-          '-cert',
-          pki.client.certPath,
-          '-key',
-          pki.client.keyPath,
-          '-CAfile',
-          pki.caPath,
-          '-verify_return_error',
-        ),
-        { stdin: coapPost(payload), until: (out) => out.length >= 4 },
-      );
-      assert.equal(parse(r.stdout).code, '2.04', r.stderr);
+      await opensslCertificateExchange(f, pki, cipher, payload);
       await expectTelemetry(f, payload, 'x509', suite);
     });
   }
@@ -198,22 +198,7 @@ describe('DTLS interop: a path MTU of 256 bytes', () => {
 
   it('openssl s_client reassembles the fragmented certificate flight and completes a CoAP exchange', async () => {
     const payload = 'openssl small mtu';
-    const r = await runPeer(
-      'openssl',
-      opensslDtlsArgs(
-        f.port,
-        'ECDHE-ECDSA-AES128-CCM8',
-        '-cert',
-        pki.client.certPath,
-        '-key',
-        pki.client.keyPath,
-        '-CAfile',
-        pki.caPath,
-        '-verify_return_error',
-      ),
-      { stdin: coapPost(payload), until: (out) => out.length >= 4 },
-    );
-    assert.equal(parse(r.stdout).code, '2.04', r.stderr);
+    await opensslCertificateExchange(f, pki, 'ECDHE-ECDSA-AES128-CCM8', payload);
     await expectTelemetry(f, payload, 'x509', 'TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8');
   });
 

@@ -13,7 +13,7 @@ import { AlertDescription, type CryptoImplementation } from '../gateway/src/dtls
 import { encodeRecord } from '../gateway/src/dtls/record.ts';
 import { coapPost, type Fixture, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
 import { AlertReceived, type TestClientOptions, TestDtlsClient } from './helpers/dtls-test-client.ts';
-import { coapClientPost, opensslDtlsArgs, opensslPsk, runPeer } from './helpers/peers.ts';
+import { coapClientPost, opensslCertificate, opensslDtlsArgs, opensslPsk, runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 
 const CRYPTO_IMPLEMENTATIONS: readonly CryptoImplementation[] = ['native', 'node-crypto'];
@@ -259,12 +259,7 @@ describe('DTLS certificate and raw-public-key authentication', () => {
       opensslDtlsArgs(
         f.port,
         'ECDHE-ECDSA-AES128-CCM8',
-        '-cert',
-        pki.stranger.certPath,
-        '-key',
-        pki.stranger.keyPath,
-        '-CAfile',
-        pki.caPath,
+        ...opensslCertificate(pki.stranger, pki.caPath, false),
       ),
       { stdin: coapPost('stranger'), timeoutMs: 5000 },
     );

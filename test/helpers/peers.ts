@@ -62,6 +62,26 @@ export function opensslDtlsArgs(port: number, cipher: string, ...credentials: st
   ];
 }
 
+/**
+ * `openssl s_client`'s options for a client certificate, verifying the server against `caPath`
+ * (`-verify_return_error` unless `verifyServer` is false: then a bad server certificate is only logged).
+ */
+export function opensslCertificate(
+  party: { certPath: string; keyPath: string },
+  caPath: string,
+  verifyServer = true,
+): string[] {
+  return [
+    '-cert',
+    party.certPath,
+    '-key',
+    party.keyPath,
+    '-CAfile',
+    caPath,
+    ...(verifyServer ? ['-verify_return_error'] : []),
+  ];
+}
+
 /** `openssl s_client`'s PSK options: the key as hex of its UTF-8 bytes. */
 export function opensslPsk(identity: string, key: string): string[] {
   return ['-psk', Buffer.from(key).toString('hex'), '-psk_identity', identity];
