@@ -48,6 +48,13 @@ interface Server {
   crypto?: { implementation: string; fallbackReason?: string };
 }
 
+interface MemoryReading {
+  baseMb: number;
+  withSessionsMb: number;
+  perThousandMb: number;
+  peakMb: number;
+}
+
 interface Measurement extends LoadResult {
   serverCpuMs: number;
   generatorCpuMs: number;
@@ -231,7 +238,7 @@ async function idleSessionMemory(
   s: Server,
   settings: Settings,
   log: (msg: string) => void,
-): Promise<{ baseMb: number; withSessionsMb: number; perThousandMb: number; peakMb: number }> {
+): Promise<MemoryReading> {
   const pid = s.child.pid as number;
   await runFor(1, settings.concurrency, () => handshake(s, 'psk', null));
   await s.settle();
@@ -299,10 +306,7 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
     portcullis: { psk: [], ecdhe: [], requests: [] },
     libcoap: { psk: [], ecdhe: [], requests: [] },
   };
-  const memoryResult: Record<
-    Target,
-    { baseMb: number; withSessionsMb: number; perThousandMb: number; peakMb: number }
-  > = {} as never;
+  const memoryResult = {} as Record<Target, MemoryReading>;
   try {
     servers.push(await startPortcullis(pki));
     servers.push(await startLibcoap(pki));

@@ -166,7 +166,10 @@ export class Reassembler {
   }
 }
 
-/** What a cookie exchange needs of a ClientHello (RFC 6347 §4.2.1): its version, its cookie, what the cookie binds. */
+/**
+ * What a cookie exchange needs of a ClientHello (RFC 6347 §4.2.1): its version, its cookie, and what the
+ * cookie binds.
+ */
 export interface ClientHelloHead {
   version: number;
   cookie: Buffer;
