@@ -19,9 +19,18 @@ import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
+import { Worker } from 'node:worker_threads';
 import { generate } from 'coap-packet';
-import { type TestClientOptions, TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
+import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { makePki, type TestPki } from '../test/helpers/pki.ts';
+import {
+  BENCH_PSK,
+  type ClientCertificate,
+  clientOptions,
+  type HandshakeKind,
+  handshake,
+} from './lib/dtls-handshakes.ts';
+import type { LoadRequest, LoadWorkerData } from './lib/dtls-load-worker.ts';
 import { inParallel, type LoadResult, parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
 import { cpuMs, memory } from './lib/proc.ts';
 
@@ -31,6 +40,8 @@ interface Settings {
   sessions: number;
   concurrency: number;
   inflight: number;
+  /** Threads generating the handshake phases' load (this one and N − 1 workers). */
+  generators: number;
 }
 
 type Target = 'portcullis' | 'libcoap';
@@ -59,8 +70,6 @@ interface Measurement extends LoadResult {
   serverCpuMs: number;
   generatorCpuMs: number;
 }
-
-const PSK = 'bench-psk-0123456789';
 
 async function freePortPair(): Promise<number> {
   for (;;) {
@@ -109,7 +118,7 @@ async function startPortcullis(pki: TestPki): Promise<Server> {
       'tsx',
       new URL('./dtls-server.ts', import.meta.url).pathname,
       JSON.stringify({
-        psk: PSK,
+        psk: BENCH_PSK,
         certPath: pki.server.certPath,
         keyPath: pki.server.keyPath,
         caPath: pki.caPath,
@@ -146,7 +155,7 @@ async function startLibcoap(pki: TestPki): Promise<Server> {
       '-p',
       String(base),
       '-k',
-      PSK,
+      BENCH_PSK,
       '-h',
       '',
       '-c',
@@ -169,7 +178,7 @@ async function startLibcoap(pki: TestPki): Promise<Server> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
-      await handshake(server, 'psk', null);
+      await handshake(server.port, 'psk', null);
       return server;
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`coap-server-openssl did not come up: ${String(err)}`);
@@ -178,50 +187,98 @@ async function startLibcoap(pki: TestPki): Promise<Server> {
   }
 }
 
-function clientOptions(server: Server, kind: 'psk' | 'ecdhe', pki: TestPki | null): TestClientOptions {
-  return kind === 'psk'
-    ? {
-        port: server.port,
-        suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-        psk: { identity: 'bench', key: Buffer.from(PSK) },
-        timeoutMs: 5000,
-      }
-    : {
-        port: server.port,
-        suite: 'TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8',
-        certificate: { chain: [(pki as TestPki).client.der], key: (pki as TestPki).client.key },
-        timeoutMs: 5000,
-      };
-}
+/**
+ * Threads that run the handshake phases' load beside the bench's own thread (`--generators N`, N − 1 of them):
+ * one generator thread is the bottleneck on a small machine, and more offer more load.
+ */
+class GeneratorThreads {
+  private readonly workers: Worker[];
 
-async function handshake(server: Server, kind: 'psk' | 'ecdhe', pki: TestPki | null): Promise<void> {
-  const c = new TestDtlsClient(clientOptions(server, kind, pki));
-  try {
-    await c.connect();
-    await c.closeNotify();
-  } finally {
-    c.close();
+  constructor(count: number, certificate: ClientCertificate) {
+    const data: LoadWorkerData = {
+      certificate: {
+        der: certificate.der,
+        keyPem: certificate.key.export({ format: 'pem', type: 'pkcs8' }).toString(),
+      },
+    };
+    const bootstrap = new URL('./lib/ts-worker.mjs', import.meta.url);
+    const entry = new URL('./lib/dtls-load-worker.ts', import.meta.url).href;
+    this.workers = Array.from(
+      { length: count },
+      () => new Worker(bootstrap, { workerData: { ...data, entry } }),
+    );
+  }
+
+  /** `concurrency` handshakes in flight in all, shared between this thread and the workers. */
+  async run(
+    port: number,
+    kind: HandshakeKind,
+    seconds: number,
+    concurrency: number,
+    certificate: ClientCertificate,
+  ): Promise<LoadResult> {
+    const share = Math.max(1, Math.round(concurrency / (this.workers.length + 1)));
+    const results = await Promise.all([
+      runFor(seconds, share, () => handshake(port, kind, certificate)),
+      ...this.workers.map(async (w) => {
+        const answer = once(w, 'message');
+        const req: LoadRequest = { port, kind, seconds, concurrency: share };
+        w.postMessage(req);
+        return (await answer)[0] as LoadResult;
+      }),
+    ]);
+    return {
+      ops: results.reduce((a, r) => a + r.ops, 0),
+      errors: results.reduce((a, r) => a + r.errors, 0),
+      seconds: Math.max(...results.map((r) => r.seconds)),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
 
-/** Runs the load (see runFor) and adds the CPU both sides used. */
-async function measure(
-  server: Server,
-  seconds: number,
-  workers: number,
-  op: (worker: number) => Promise<void>,
-): Promise<Measurement> {
+/** Runs the load and adds the CPU both sides used (the generator's: every thread of this process). */
+async function measure(server: Server, load: () => Promise<LoadResult>): Promise<Measurement> {
   const pid = server.child.pid as number;
   const cpu0 = cpuMs(pid);
   const gen0 = process.cpuUsage();
-  const r = await runFor(seconds, workers, op);
+  const r = await load();
   const gen = process.cpuUsage(gen0);
   return { ...r, serverCpuMs: cpuMs(pid) - cpu0, generatorCpuMs: (gen.user + gen.system) / 1000 };
 }
 
+interface OpenSessions {
+  clients: TestDtlsClient[];
+  /** The last CoAP message ID used on each session. */
+  ids: number[];
+  next: (worker: number) => number;
+}
+
+/** One confirmable CoAP request on the next session of load worker `w`'s slice, and its answer. */
+async function request(s: Server, sessions: OpenSessions, w: number): Promise<void> {
+  const { clients, ids, next } = sessions;
+  const at = next(w);
+  const c = clients[at] as TestDtlsClient;
+  const id = ((ids[at] as number) + 1) & 0xffff;
+  ids[at] = id;
+  c.send(
+    generate({
+      code: s.request.code,
+      messageId: id,
+      token: Buffer.from([at & 0xff, at >> 8]),
+      confirmable: true,
+      options: [{ name: 'Uri-Path', value: Buffer.from(s.request.path) }],
+      payload: Buffer.from('{"t":21.5,"rh":40}'),
+    }),
+  );
+  await c.receive();
+}
+
 function openSessions(server: Server, n: number, concurrency: number): Promise<TestDtlsClient[]> {
   return inParallel(n, concurrency, async () => {
-    const c = new TestDtlsClient(clientOptions(server, 'psk', null));
+    const c = new TestDtlsClient(clientOptions(server.port, 'psk', null));
     await c.connect();
     return c;
   });
@@ -240,7 +297,7 @@ async function idleSessionMemory(
   log: (msg: string) => void,
 ): Promise<MemoryReading> {
   const pid = s.child.pid as number;
-  await runFor(1, settings.concurrency, () => handshake(s, 'psk', null));
+  await runFor(1, settings.concurrency, () => handshake(s.port, 'psk', null));
   await s.settle();
   const base = memory(pid).rss;
   log(`${s.target}: ${settings.sessions} idle sessions on a fresh server`);
@@ -298,6 +355,7 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
     sessions: 1000,
     concurrency: 16,
     inflight: 64,
+    generators: 1,
   });
   const pki = makePki();
   const log = (msg: string) => process.stderr.write(`[bench dtls] ${msg}\n`);
@@ -307,28 +365,32 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
     libcoap: { psk: [], ecdhe: [], requests: [] },
   };
   const memoryResult = {} as Record<Target, MemoryReading>;
+  const certificate: ClientCertificate = { der: pki.client.der, key: pki.client.key };
+  const generators = new GeneratorThreads(settings.generators - 1, certificate);
   try {
     servers.push(await startPortcullis(pki));
     servers.push(await startLibcoap(pki));
     // Warm-up: JIT for Portcullis, caches for both; not measured.
     for (const s of servers) {
-      await measure(s, 1, settings.concurrency, () => handshake(s, 'psk', null));
-      await measure(s, 1, settings.concurrency, () => handshake(s, 'ecdhe', pki));
+      for (const kind of ['psk', 'ecdhe'] as const) {
+        await measure(s, () => generators.run(s.port, kind, 1, settings.concurrency, certificate));
+      }
     }
     for (let round = 0; round < settings.rounds; round++) {
       for (const s of round % 2 ? [...servers].reverse() : servers) {
         log(`round ${round + 1}/${settings.rounds}: ${s.target} handshakes`);
-        results[s.target].psk.push(
-          await measure(s, settings.seconds, settings.concurrency, () => handshake(s, 'psk', null)),
-        );
-        results[s.target].ecdhe.push(
-          await measure(s, settings.seconds, settings.concurrency, () => handshake(s, 'ecdhe', pki)),
-        );
+        for (const kind of ['psk', 'ecdhe'] as const) {
+          results[s.target][kind].push(
+            await measure(s, () =>
+              generators.run(s.port, kind, settings.seconds, settings.concurrency, certificate),
+            ),
+          );
+        }
       }
     }
 
     // Requests: sessions open on both servers at once, so their rounds alternate like the handshakes'.
-    const open = new Map<Target, { clients: TestDtlsClient[]; ids: number[]; next: (w: number) => number }>();
+    const open = new Map<Target, OpenSessions>();
     for (const s of servers) {
       log(`${s.target}: opening ${settings.sessions} sessions`);
       const clients = await openSessions(s, settings.sessions, settings.concurrency);
@@ -341,26 +403,13 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
     }
     for (let round = 0; round < settings.rounds; round++) {
       for (const s of round % 2 ? [...servers].reverse() : servers) {
-        const { clients, ids, next } = open.get(s.target) as NonNullable<ReturnType<typeof open.get>>;
-        log(`round ${round + 1}/${settings.rounds}: ${s.target} requests over ${clients.length} sessions`);
+        const sessions = open.get(s.target) as OpenSessions;
+        const { length } = sessions.clients;
+        log(`round ${round + 1}/${settings.rounds}: ${s.target} requests over ${length} sessions`);
         results[s.target].requests.push(
-          await measure(s, settings.seconds, Math.min(settings.inflight, clients.length), async (w) => {
-            const at = next(w);
-            const c = clients[at] as TestDtlsClient;
-            const id = ((ids[at] as number) + 1) & 0xffff;
-            ids[at] = id;
-            c.send(
-              generate({
-                code: s.request.code,
-                messageId: id,
-                token: Buffer.from([at & 0xff, at >> 8]),
-                confirmable: true,
-                options: [{ name: 'Uri-Path', value: Buffer.from(s.request.path) }],
-                payload: Buffer.from('{"t":21.5,"rh":40}'),
-              }),
-            );
-            await c.receive();
-          }),
+          await measure(s, () =>
+            runFor(settings.seconds, Math.min(settings.inflight, length), (w) => request(s, sessions, w)),
+          ),
         );
       }
     }
@@ -369,6 +418,7 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
     pki.dispose();
     throw err;
   } finally {
+    await generators.close();
     await Promise.all(servers.map(stop));
   }
   try {
