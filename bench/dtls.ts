@@ -194,7 +194,10 @@ async function startLibcoap(pki: TestPki): Promise<Server> {
 class GeneratorThreads {
   private readonly workers: Worker[];
 
-  constructor(count: number, certificate: ClientCertificate) {
+  constructor(
+    count: number,
+    private readonly certificate: ClientCertificate,
+  ) {
     const data: LoadWorkerData = {
       certificate: {
         der: certificate.der,
@@ -210,16 +213,10 @@ class GeneratorThreads {
   }
 
   /** `concurrency` handshakes in flight in all, shared between this thread and the workers. */
-  async run(
-    port: number,
-    kind: HandshakeKind,
-    seconds: number,
-    concurrency: number,
-    certificate: ClientCertificate,
-  ): Promise<LoadResult> {
+  async run(port: number, kind: HandshakeKind, seconds: number, concurrency: number): Promise<LoadResult> {
     const share = Math.max(1, Math.round(concurrency / (this.workers.length + 1)));
     const results = await Promise.all([
-      runFor(seconds, share, () => handshake(port, kind, certificate)),
+      runFor(seconds, share, () => handshake(port, kind, this.certificate)),
       ...this.workers.map(async (w) => {
         const answer = once(w, 'message');
         const req: LoadRequest = { port, kind, seconds, concurrency: share };
@@ -366,14 +363,14 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
   };
   const memoryResult = {} as Record<Target, MemoryReading>;
   const certificate: ClientCertificate = { der: pki.client.der, key: pki.client.key };
-  const generators = new GeneratorThreads(settings.generators - 1, certificate);
+  const generators = new GeneratorThreads(Math.floor(settings.generators) - 1, certificate);
   try {
     servers.push(await startPortcullis(pki));
     servers.push(await startLibcoap(pki));
     // Warm-up: JIT for Portcullis, caches for both; not measured.
     for (const s of servers) {
       for (const kind of ['psk', 'ecdhe'] as const) {
-        await measure(s, () => generators.run(s.port, kind, 1, settings.concurrency, certificate));
+        await measure(s, () => generators.run(s.port, kind, 1, settings.concurrency));
       }
     }
     for (let round = 0; round < settings.rounds; round++) {
@@ -381,9 +378,7 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
         log(`round ${round + 1}/${settings.rounds}: ${s.target} handshakes`);
         for (const kind of ['psk', 'ecdhe'] as const) {
           results[s.target][kind].push(
-            await measure(s, () =>
-              generators.run(s.port, kind, settings.seconds, settings.concurrency, certificate),
-            ),
+            await measure(s, () => generators.run(s.port, kind, settings.seconds, settings.concurrency)),
           );
         }
       }

@@ -24,10 +24,10 @@ const certificate: ClientCertificate = {
   der: Buffer.from(data.certificate.der),
   key: createPrivateKey(data.certificate.keyPem),
 };
-const port = parentPort;
-if (!port) throw new Error('dtls-load-worker runs as a worker thread');
-port.on('message', (req: LoadRequest) => {
+const parent = parentPort;
+if (!parent) throw new Error('dtls-load-worker runs as a worker thread');
+parent.on('message', (req: LoadRequest) => {
   void runFor(req.seconds, req.concurrency, () => handshake(req.port, req.kind, certificate)).then((r) =>
-    port.postMessage(r),
+    parent.postMessage(r),
   );
 });
