@@ -42,11 +42,9 @@ import { finishedVerifyData, keyBlock, masterSecret } from './prf.ts';
 import { publicRandom } from './random.ts';
 import {
   type DtlsRecord,
-  encodeRecord,
   encodeRecordInto,
   openRecord,
   sealedRecordLength,
-  sealRecord,
   sealRecordInto,
 } from './record.ts';
 import { ReplayWindow } from './replay.ts';
@@ -740,10 +738,11 @@ export class ServerConnection implements DtlsSession, RecordSink {
     return seq;
   }
 
+  /** One record on its own (an alert, application data): writeRecord into a buffer of its size. */
   private protect(epoch: 0 | 1, type: number, payload: Buffer): Buffer {
-    const seq = this.nextSeq(epoch);
-    if (epoch === 0) return encodeRecord(type, DTLS_1_2, 0, seq, payload);
-    return sealRecord(this.writeKey as AeadKey, type, DTLS_1_2, 1, seq, payload, this.peerCid);
+    const out = Buffer.allocUnsafe(this.recordLength(epoch, payload.length));
+    this.writeRecord(epoch, type, payload, out, 0);
+    return out;
   }
 
   // RecordSink, for transmitFlight (methods, not a per-connection object of closures).
