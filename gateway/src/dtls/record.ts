@@ -87,6 +87,7 @@ function writePlainAad(
   return b;
 }
 
+/** Returns the AAD's bytes: `b` may be longer (the scratch buffer takes the longest CID). */
 function writeCidAad(
   b: Buffer,
   epoch: number,
@@ -104,7 +105,7 @@ function writeCidAad(
   b.writeUIntBE(seq, 15, 6);
   cid.copy(b, 21);
   b.writeUInt16BE(innerLength, 21 + cid.length);
-  return b;
+  return b.length === 23 + cid.length ? b : b.subarray(0, 23 + cid.length);
 }
 
 /**
@@ -205,10 +206,7 @@ export function sealRecordInto(
     inner[plaintext.length] = type;
     const length = key.overhead + inner.length;
     writeHeader(out, offset, ContentType.tls12Cid, version, epoch, seq, cid, length);
-    const aad = writeCidAad(scratchCidAad, epoch, seq, version, cid, inner.length).subarray(
-      0,
-      23 + cid.length,
-    );
+    const aad = writeCidAad(scratchCidAad, epoch, seq, version, cid, inner.length);
     key.sealInto(nonce, aad, inner, out, offset + RECORD_HEADER_LENGTH + cid.length);
     return RECORD_HEADER_LENGTH + cid.length + length;
   }
@@ -230,7 +228,7 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
   if (length < 0) return null;
   if (rec.cid) {
     const aad = writeCidAad(scratchCidAad, rec.epoch, rec.seq, rec.version, rec.cid, length);
-    const inner = key.open(rec.fragment, aad.subarray(0, 23 + rec.cid.length));
+    const inner = key.open(rec.fragment, aad);
     if (!inner) return null;
     // Strip zero padding; the last non-zero byte is the real content type.
     let end = inner.length - 1;
