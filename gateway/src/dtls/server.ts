@@ -12,7 +12,6 @@ import {
   DTLS_1_2,
   HANDSHAKE_HEADER_LENGTH,
   HandshakeType,
-  RECORD_HEADER_LENGTH,
 } from './constants.ts';
 import { CookieJar } from './cookie.ts';
 import { DtlsError } from './errors.ts';
@@ -65,18 +64,12 @@ function literalLookup(
   else dnsLookup(address, options, callback);
 }
 
-/**
- * RFC 6347 §4.2.1: the HelloVerifyRequest reuses the ClientHello's record and message sequence numbers. One
- * allocation: record header, handshake header, body.
- */
+/** RFC 6347 §4.2.1: the HelloVerifyRequest reuses the ClientHello's record and message sequence numbers. */
 function helloVerifyRequest(recordSeq: number, messageSeq: number, cookie: Buffer): Buffer {
-  const w = new Writer(RECORD_HEADER_LENGTH + HANDSHAKE_HEADER_LENGTH + 3 + cookie.length);
-  w.u8(ContentType.handshake).u16(DTLS_1_0).u16(0).u48(recordSeq);
-  w.u16(HANDSHAKE_HEADER_LENGTH + 3 + cookie.length);
+  const w = new Writer(HANDSHAKE_HEADER_LENGTH + 3 + cookie.length);
   const start = beginHandshake(w, HandshakeType.helloVerifyRequest, messageSeq);
   w.u16(DTLS_1_0).vec8(cookie);
-  endHandshake(w, start);
-  return w.finish();
+  return encodeRecord(ContentType.handshake, DTLS_1_0, 0, recordSeq, endHandshake(w, start));
 }
 
 /**
