@@ -20,12 +20,7 @@ import {
 } from '../../gateway/src/dtls/constants.ts';
 import { resolveDtlsCrypto } from '../../gateway/src/dtls/crypto.ts';
 import { generateEphemeral } from '../../gateway/src/dtls/ecdhe.ts';
-import {
-  encodeExtensions,
-  encodeHandshake,
-  parseFragments,
-  Reassembler,
-} from '../../gateway/src/dtls/handshake.ts';
+import { encodeHandshake, parseFragments, Reassembler } from '../../gateway/src/dtls/handshake.ts';
 import { finishedVerifyData, keyBlock, masterSecret } from '../../gateway/src/dtls/prf.ts';
 import {
   type DtlsRecord,
@@ -65,6 +60,14 @@ export interface TestClientOptions {
   recordSent?: boolean;
   /** Keep every datagram received in `received`. */
   recordReceived?: boolean;
+}
+
+/** A hello's extensions block (the server writes its own in place, in ServerConnection.negotiate). */
+function encodeExtensions(exts: Array<[number, Buffer]>): Buffer {
+  if (exts.length === 0) return Buffer.alloc(0);
+  const w = new Writer();
+  for (const [type, data] of exts) w.u16(type).vec16(data);
+  return new Writer().vec16(w.finish()).finish();
 }
 
 /** The same PRF, hash and AEAD as the server's default (the addon where it loads). */

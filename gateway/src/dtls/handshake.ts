@@ -246,13 +246,6 @@ export function parseClientHello(body: Buffer): ClientHello {
   };
 }
 
-export function encodeExtensions(exts: Array<[number, Buffer]>): Buffer {
-  if (exts.length === 0) return Buffer.alloc(0);
-  const w = new Writer();
-  for (const [type, data] of exts) w.u16(type).vec16(data);
-  return new Writer().vec16(w.finish()).finish();
-}
-
 /** Reads a list of u16 values inside a vec16 (supported_groups, signature_algorithms). */
 export function parseU16List(data: Buffer, what: string): number[] {
   const r = new Reader(data, what);
