@@ -60,6 +60,11 @@ export interface ConnectionHost {
   established(conn: ServerConnection): void;
   closed(conn: ServerConnection, reason: CloseReason): void;
   failed(conn: ServerConnection, failure: HandshakeFailure): void;
+  /**
+   * Whether the peer, authenticated (its Finished verified), may hold a session: null, or the error that
+   * refuses it (a session cap).
+   */
+  admit(conn: ServerConnection): DtlsError | null;
   discard(peer: PeerAddress, reason: 'bad-record-mac' | 'replay' | 'unknown-epoch'): void;
   /** A newer authenticated record for a CID session came from another address (RFC 9146 §6). */
   moved(conn: ServerConnection, from: PeerAddress): void;
@@ -123,6 +128,8 @@ export class ServerConnection implements DtlsSession, RecordSink {
   private timer: NodeJS.Timeout | null = null;
   private retransmits = 0;
   private timeoutMs: number;
+  /** When the client's next flight is due (set when the server sends a flight that expects one). */
+  private deadline = Number.POSITIVE_INFINITY;
   private resendWanted = false;
   /**
    * Epoch-1 records (the client's Finished) that overtook the ClientKeyExchange they depend on, e.g. when a
@@ -596,7 +603,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
       const lr = new Reader(list, 'Certificate list');
       const ders: Buffer[] = [];
       while (lr.remaining > 0) ders.push(Buffer.from(lr.vec24()));
-      const chain = verifyCertificateChain(ders, o.trustAnchors, new Date(o.now()));
+      const chain = verifyCertificateChain(ders, o.trustAnchors, new Date(o.now()), o.revocation);
       const leaf = chain[0] as (typeof chain)[0];
       key = leaf.publicKey;
       credential = {
@@ -704,6 +711,9 @@ export class ServerConnection implements DtlsSession, RecordSink {
         AlertDescription.decryptError,
       );
     }
+    // Authenticated now, so a refusal by the session caps cannot be provoked by someone without the key.
+    const refused = this.host.admit(this);
+    if (refused) throw refused;
     hs.transcript.bytes(encoded);
     const serverFinished = encodeHandshake(
       HandshakeType.finished,
@@ -785,7 +795,10 @@ export class ServerConnection implements DtlsSession, RecordSink {
     this.timeoutMs = this.host.opts.retransmit.initialMs;
     this.transmitFlight(items);
     for (const item of items) if (item.epoch === 1) this.writeEpoch = 1;
-    if (expectReply) this.armTimer();
+    if (expectReply) {
+      this.deadline = this.host.opts.now() + this.host.opts.limits.handshakeTimeoutMs;
+      this.armTimer();
+    }
   }
 
   private resendFlight(): void {
@@ -797,7 +810,9 @@ export class ServerConnection implements DtlsSession, RecordSink {
 
   private armTimer(): void {
     this.clearTimer();
-    this.timer = setTimeout(ServerConnection.timerFired, this.timeoutMs, this);
+    // The next retransmission, or the deadline if it comes first.
+    const delay = Math.max(0, Math.min(this.timeoutMs, this.deadline - this.host.opts.now()));
+    this.timer = setTimeout(ServerConnection.timerFired, delay, this);
     this.timer.unref();
   }
 
@@ -814,6 +829,12 @@ export class ServerConnection implements DtlsSession, RecordSink {
     this.timer = null;
     if (this.state !== 'handshake') return;
     const policy = this.host.opts.retransmit;
+    if (this.host.opts.now() >= this.deadline) {
+      this.abort(
+        fail('ERR_DTLS_HANDSHAKE_TIMEOUT', 'peer did not send its next flight before the deadline', -1),
+      );
+      return;
+    }
     if (this.retransmits >= policy.maxRetransmits) {
       this.abort(fail('ERR_DTLS_HANDSHAKE_TIMEOUT', 'peer stopped answering during the handshake', -1));
       return;
@@ -892,6 +913,11 @@ export class ServerConnection implements DtlsSession, RecordSink {
       );
     }
     this.host.send(this.protect(1, ContentType.applicationData, data), this.peer);
+  }
+
+  /** Drops a half-open handshake without a word to the peer (evicted to make room for another). */
+  dropHandshake(): void {
+    if (this.state === 'handshake') this.terminate('local');
   }
 
   close(reason: CloseReason = 'local'): void {

@@ -10,6 +10,7 @@ import type {
   PeerAddress,
   PeerCredential,
   RetransmitPolicy,
+  RevocationCheck,
 } from './types.ts';
 
 export interface ResolvedOptions {
@@ -18,6 +19,7 @@ export interface ResolvedOptions {
   lookupPsk: ((identity: Buffer, peer: PeerAddress) => Buffer | undefined) | null;
   identity: { chain: Buffer[] | null; privateKey: KeyObject; spki: Buffer } | null;
   trustAnchors: X509Certificate[];
+  revocation: RevocationCheck | undefined;
   allowRawPublicKeys: boolean;
   verifyPeer: (credential: PeerCredential, peer: PeerAddress) => boolean;
   requireExtendedMasterSecret: boolean;
@@ -25,6 +27,7 @@ export interface ResolvedOptions {
   crypto: DtlsCrypto;
   mtu: number;
   limits: DtlsLimits;
+  replaceSessionsOfIdentity: boolean;
   retransmit: RetransmitPolicy;
   cookieRotateMs: number;
   now: () => number;
@@ -37,6 +40,16 @@ export const DEFAULT_LIMITS: DtlsLimits = {
   handshakesPerSecondPerSource: 20,
   idleTimeoutMs: 10 * 60_000,
   maxHandshakeMessageLength: 16_384,
+  // A sensor has one handshake in flight; a few more cover a NAT or a gateway of several. An attacker's
+  // never-continued hellos stop at these instead of filling maxHandshakes (issue 19).
+  maxHandshakesPerSource: 8,
+  maxHandshakesPerPrefix: 64,
+  // Covers the server's retransmissions at 1, 3 and 7 s (a client's lost flight) and a slow client's ECC.
+  handshakeTimeoutMs: 10_000,
+  // Off unless asked for: a library default cannot know whether clients share a credential. The gateway's
+  // configuration turns them on.
+  maxSessionsPerIdentity: Number.POSITIVE_INFINITY,
+  maxSessionsPerSource: Number.POSITIVE_INFINITY,
 };
 
 export const DEFAULT_RETRANSMIT: RetransmitPolicy = { initialMs: 1000, maxMs: 60_000, maxRetransmits: 6 };
@@ -67,23 +80,29 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
   const ca = o.clientAuth ?? {};
   const mtu = o.mtu ?? 1200;
   if (mtu < 256 || mtu > 65_507) throw invalid('mtu must be between 256 and 65507');
-  const { onSession, onData, onClose, onHandshakeFailure, onDiscard, onInternalError } = o;
+  const { onSession, onData, onClose, onHandshakeFailure, onDiscard, onCapacity, onInternalError } = o;
+  const limits = { ...DEFAULT_LIMITS, ...o.limits };
+  for (const [name, v] of Object.entries(limits)) {
+    if (!(v > 0)) throw invalid(`limits.${name} must be positive`);
+  }
   return {
     suites,
     groups: o.groups ?? ['secp256r1', 'x25519'],
     lookupPsk: o.lookupPsk ?? null,
     identity,
     trustAnchors: ca.trustAnchors ?? [],
+    revocation: ca.revocation,
     allowRawPublicKeys: ca.allowRawPublicKeys ?? false,
     verifyPeer: ca.verifyPeer ?? (() => true),
     requireExtendedMasterSecret: o.requireExtendedMasterSecret ?? false,
     connectionIds: o.connectionIds ?? false,
     crypto: resolveDtlsCrypto(o.cryptoImplementation),
     mtu,
-    limits: { ...DEFAULT_LIMITS, ...o.limits },
+    limits,
+    replaceSessionsOfIdentity: o.replaceSessionsOfIdentity ?? false,
     retransmit: { ...DEFAULT_RETRANSMIT, ...o.retransmit },
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     now: o.now ?? Date.now,
-    handlers: { onSession, onData, onClose, onHandshakeFailure, onDiscard, onInternalError },
+    handlers: { onSession, onData, onClose, onHandshakeFailure, onDiscard, onCapacity, onInternalError },
   };
 }

@@ -1,7 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { once } from 'node:events';
-import { isIP } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import { Writer } from './bytes.ts';
 import { type CloseReason, type ConnectionHost, ServerConnection } from './connection.ts';
 import {
@@ -28,7 +28,14 @@ import {
 import { type ResolvedOptions, resolveOptions } from './options.ts';
 import { publicRandom } from './random.ts';
 import { type DtlsRecord, encodeRecord, parseRecords } from './record.ts';
-import type { DiscardEvent, DtlsServerOptions, HandshakeFailure, PeerAddress } from './types.ts';
+import type {
+  CapacityReason,
+  DiscardEvent,
+  DtlsServerOptions,
+  HandshakeFailure,
+  PeerAddress,
+  PeerCredential,
+} from './types.ts';
 
 /** Length of the Connection IDs this server issues. */
 export const CID_LENGTH = 8;
@@ -42,12 +49,83 @@ export interface DtlsServerStats {
   handshakesStarted: number;
   handshakesCompleted: number;
   handshakesFailed: number;
+  /** Half-open handshakes dropped because the client's next flight missed `handshakeTimeoutMs`. */
+  handshakesTimedOut: number;
+  /** Half-open handshakes of the heaviest source dropped to admit a lighter one when the table was full. */
+  handshakesEvicted: number;
+  /** Peers turned away by a limit, in all and by limit. */
+  capacityRefusals: number;
+  refusedBy: Record<CapacityReason, number>;
   discarded: number;
   internalErrors: number;
 }
 
 function peerKey(p: PeerAddress): string {
   return `${p.address}|${p.port}`;
+}
+
+/** The four leading 16-bit groups of an IPv6 address (its /64), or null if it is not one. */
+function ipv6Prefix64(address: string): string | null {
+  const plain = address.split('%')[0] as string;
+  const halves = plain.split('::');
+  if (halves.length > 2) return null;
+  const groups = (part: string | undefined) =>
+    part ? part.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : [];
+  const head = groups(halves[0]);
+  const tail = halves.length === 2 ? groups(halves[1]) : [];
+  const all =
+    halves.length === 2 ? [...head, ...new Array(8 - head.length - tail.length).fill('0'), ...tail] : head;
+  if (all.length !== 8) return null;
+  return all
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':');
+}
+
+/**
+ * The network a source address belongs to for the per-prefix handshake cap: its IPv4 /24 (IPv4-mapped IPv6
+ * included) or IPv6 /64 — what one host on a segment can usually take addresses from.
+ */
+export function sourcePrefix(address: string): string {
+  const v4 = address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address;
+  if (isIPv4(v4)) return `${v4.slice(0, v4.lastIndexOf('.'))}.0/24`;
+  const p = ipv6Prefix64(address);
+  return p === null ? address : `${p}::/64`;
+}
+
+/** One key per credential, for the per-identity session cap. */
+function credentialKey(c: PeerCredential): string {
+  return c.kind === 'psk' ? `psk:${c.identity.toString('hex')}` : `${c.kind}:${c.fingerprint}`;
+}
+
+/** A half-open handshake's place in the per-source and per-prefix counts. */
+interface HalfOpen {
+  address: string;
+  prefix: string;
+  /** Order of arrival: the lowest is the oldest. */
+  seq: number;
+}
+
+/** An established session's place in the per-source and per-credential indexes. */
+interface SessionEntry {
+  address: string;
+  credential: string;
+}
+
+function addTo<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
+  let set = index.get(key);
+  if (!set) {
+    set = new Set();
+    index.set(key, set);
+  }
+  set.add(value);
+}
+
+function removeFrom<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
+  const set = index.get(key);
+  if (!set) return;
+  set.delete(value);
+  if (set.size === 0) index.delete(key);
 }
 
 /**
@@ -84,6 +162,17 @@ export class DtlsServer {
     handshakesStarted: 0,
     handshakesCompleted: 0,
     handshakesFailed: 0,
+    handshakesTimedOut: 0,
+    handshakesEvicted: 0,
+    capacityRefusals: 0,
+    refusedBy: {
+      'handshakes-per-source': 0,
+      'handshakes-per-prefix': 0,
+      handshakes: 0,
+      sessions: 0,
+      'sessions-per-source': 0,
+      'sessions-per-identity': 0,
+    },
     discarded: 0,
     internalErrors: 0,
   };
@@ -91,7 +180,16 @@ export class DtlsServer {
   private readonly cookies: CookieJar;
   private readonly byAddress = new Map<string, ServerConnection>();
   private readonly byCid = new Map<string, ServerConnection>();
-  private readonly handshaking = new Set<ServerConnection>();
+  /** Half-open handshakes; each source's and each prefix's are counted so one cannot take them all. */
+  private readonly handshaking = new Map<ServerConnection, HalfOpen>();
+  private readonly halfOpenBySource = new Map<string, Set<ServerConnection>>();
+  private readonly halfOpenByPrefix = new Map<string, number>();
+  private halfOpenSeq = 0;
+  /** Established sessions by source address and by credential, kept only when a session cap or replacement needs them. */
+  private readonly trackSessions: boolean;
+  private readonly sessions = new Map<ServerConnection, SessionEntry>();
+  private readonly sessionsBySource = new Map<string, Set<ServerConnection>>();
+  private readonly sessionsByCredential = new Map<string, Set<ServerConnection>>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private socket: Socket | null = null;
   private sweeper: NodeJS.Timeout | null = null;
@@ -101,6 +199,11 @@ export class DtlsServer {
     this.opts = resolveOptions(options);
     this.cookies = new CookieJar(this.opts.cookieRotateMs, this.opts.now, this.opts.crypto);
     this.host = this.makeHost();
+    const l = this.opts.limits;
+    this.trackSessions =
+      this.opts.replaceSessionsOfIdentity ||
+      Number.isFinite(l.maxSessionsPerIdentity) ||
+      Number.isFinite(l.maxSessionsPerSource);
   }
 
   get sessionCount(): number {
@@ -160,14 +263,17 @@ export class DtlsServer {
       opts: this.opts,
       send: (datagram, peer) => this.send(datagram, peer),
       established: (conn) => {
-        this.handshaking.delete(conn);
+        this.leaveHalfOpen(conn);
         this.stats.handshakesCompleted++;
         if (conn.connectionId) this.byCid.set(conn.connectionId.toString('hex'), conn);
+        if (this.trackSessions) this.indexSession(conn);
         this.opts.handlers.onSession?.(conn);
       },
       closed: (conn, reason) => this.forget(conn, reason),
+      admit: (conn) => this.admitSession(conn),
       failed: (conn, failure: HandshakeFailure) => {
         this.stats.handshakesFailed++;
+        if (failure.code === 'ERR_DTLS_HANDSHAKE_TIMEOUT') this.stats.handshakesTimedOut++;
         // `credential` is only assigned once a ClientKeyExchange or Certificate was parsed.
         const claimed = conn.credential as typeof conn.credential | undefined;
         this.opts.handlers.onHandshakeFailure?.(
@@ -180,12 +286,87 @@ export class DtlsServer {
         const displaced = this.byAddress.get(peerKey(conn.peer));
         if (displaced && displaced !== conn) displaced.close('replaced');
         this.byAddress.set(peerKey(conn.peer), conn);
+        const entry = this.sessions.get(conn);
+        if (entry && entry.address !== conn.peer.address) {
+          removeFrom(this.sessionsBySource, entry.address, conn);
+          entry.address = conn.peer.address;
+          addTo(this.sessionsBySource, entry.address, conn);
+        }
       },
     };
   }
 
+  private leaveHalfOpen(conn: ServerConnection): boolean {
+    const h = this.handshaking.get(conn);
+    if (!h) return false;
+    this.handshaking.delete(conn);
+    removeFrom(this.halfOpenBySource, h.address, conn);
+    const n = (this.halfOpenByPrefix.get(h.prefix) ?? 1) - 1;
+    if (n > 0) this.halfOpenByPrefix.set(h.prefix, n);
+    else this.halfOpenByPrefix.delete(h.prefix);
+    return true;
+  }
+
+  private indexSession(conn: ServerConnection): void {
+    const entry: SessionEntry = { address: conn.peer.address, credential: credentialKey(conn.credential) };
+    if (this.opts.replaceSessionsOfIdentity) {
+      // The same credential from the same address: the sensor restarted on a new port. Its old session goes.
+      for (const other of [...(this.sessionsByCredential.get(entry.credential) ?? [])]) {
+        if (other !== conn && this.sessions.get(other)?.address === entry.address) other.close('replaced');
+      }
+    }
+    this.sessions.set(conn, entry);
+    addTo(this.sessionsBySource, entry.address, conn);
+    addTo(this.sessionsByCredential, entry.credential, conn);
+  }
+
+  /** The session caps, applied once the peer is authenticated (see ServerConnection.onFinished). */
+  private admitSession(conn: ServerConnection): DtlsError | null {
+    if (!this.trackSessions) return null;
+    const l = this.opts.limits;
+    const credential = credentialKey(conn.credential);
+    const address = conn.peer.address;
+    const replace = this.opts.replaceSessionsOfIdentity;
+    // Sessions this one will replace do not count against it.
+    let sameCredential = 0;
+    for (const s of this.sessionsByCredential.get(credential) ?? []) {
+      if (!(replace && this.sessions.get(s)?.address === address)) sameCredential++;
+    }
+    let reason: CapacityReason | null = null;
+    if (sameCredential >= l.maxSessionsPerIdentity) reason = 'sessions-per-identity';
+    else {
+      let sameSource = 0;
+      for (const s of this.sessionsBySource.get(address) ?? []) {
+        if (!(replace && this.sessions.get(s)?.credential === credential)) sameSource++;
+      }
+      if (sameSource >= l.maxSessionsPerSource) reason = 'sessions-per-source';
+    }
+    if (!reason) return null;
+    this.refuse(conn.peer, reason);
+    return new DtlsError(
+      'ERR_DTLS_SESSION_LIMIT',
+      reason === 'sessions-per-identity'
+        ? 'this credential already holds the most sessions allowed'
+        : 'this source address already holds the most sessions allowed',
+      AlertDescription.accessDenied,
+    );
+  }
+
+  /** Counts and reports a capacity refusal. */
+  private refuse(peer: PeerAddress, reason: CapacityReason): void {
+    this.stats.capacityRefusals++;
+    this.stats.refusedBy[reason]++;
+    this.opts.handlers.onCapacity?.({ peer, reason, action: 'refused' });
+  }
+
   private forget(conn: ServerConnection, reason: CloseReason): void {
-    const wasHandshaking = this.handshaking.delete(conn);
+    const wasHandshaking = this.leaveHalfOpen(conn);
+    const entry = this.sessions.get(conn);
+    if (entry) {
+      this.sessions.delete(conn);
+      removeFrom(this.sessionsBySource, entry.address, conn);
+      removeFrom(this.sessionsByCredential, entry.credential, conn);
+    }
     const key = peerKey(conn.peer);
     if (this.byAddress.get(key) === conn) this.byAddress.delete(key);
     if (conn.connectionId) {
@@ -331,21 +512,67 @@ export class DtlsServer {
       this.discard(peer, 'malformed');
       return;
     }
-    const l = this.opts.limits;
     if (!this.takeToken(peer.address)) {
       this.discard(peer, 'rate-limited');
       return;
     }
-    if (this.handshaking.size >= l.maxHandshakes || (!replacing && this.byAddress.size >= l.maxSessions)) {
+    const refused = this.admitHandshake(peer, replacing !== null);
+    if (refused) {
+      this.refuse(peer, refused);
       this.discard(peer, 'capacity');
       return;
     }
     if (replacing) replacing.close('replaced');
     const conn = new ServerConnection(this.host, peer);
     this.byAddress.set(key, conn);
-    this.handshaking.add(conn);
+    const h: HalfOpen = {
+      address: peer.address,
+      prefix: sourcePrefix(peer.address),
+      seq: this.halfOpenSeq++,
+    };
+    this.handshaking.set(conn, h);
+    addTo(this.halfOpenBySource, h.address, conn);
+    this.halfOpenByPrefix.set(h.prefix, (this.halfOpenByPrefix.get(h.prefix) ?? 0) + 1);
     this.stats.handshakesStarted++;
     conn.start(hello, message, rec.seq, this.opts.connectionIds ? this.newCid() : null);
+  }
+
+  /**
+   * Whether a cookie-verified hello may open a half-open handshake: null, or the limit that refuses it. Each
+   * source address and each prefix has its own cap, so a flood from one host or one /24 stops there; when the
+   * table is full all the same (many prefixes), the heaviest source's oldest half-open handshake makes room for
+   * a lighter source. A source that is itself the heaviest is refused: evicting its own would gain nothing.
+   */
+  private admitHandshake(peer: PeerAddress, replacing: boolean): CapacityReason | null {
+    const l = this.opts.limits;
+    if (!replacing && this.byAddress.size >= l.maxSessions) return 'sessions';
+    const mine = this.halfOpenBySource.get(peer.address)?.size ?? 0;
+    if (mine >= l.maxHandshakesPerSource) return 'handshakes-per-source';
+    if ((this.halfOpenByPrefix.get(sourcePrefix(peer.address)) ?? 0) >= l.maxHandshakesPerPrefix) {
+      return 'handshakes-per-prefix';
+    }
+    if (this.handshaking.size < l.maxHandshakes) return null;
+    let heaviest: Set<ServerConnection> | null = null;
+    let heaviestOldest = 0;
+    for (const set of this.halfOpenBySource.values()) {
+      const oldest = set.values().next().value as ServerConnection;
+      const seq = (this.handshaking.get(oldest) as HalfOpen).seq;
+      if (!heaviest || set.size > heaviest.size || (set.size === heaviest.size && seq < heaviestOldest)) {
+        heaviest = set;
+        heaviestOldest = seq;
+      }
+    }
+    if (!heaviest || heaviest.size <= mine) return 'handshakes';
+    const victim = heaviest.values().next().value as ServerConnection;
+    this.stats.handshakesEvicted++;
+    this.opts.handlers.onCapacity?.({
+      peer,
+      reason: 'handshakes',
+      action: 'evicted',
+      evicted: { ...victim.peer },
+    });
+    victim.dropHandshake();
+    return null;
   }
 
   private newCid(): Buffer {
@@ -362,6 +589,12 @@ export class DtlsServer {
     let b = this.buckets.get(address);
     if (!b) {
       if (this.buckets.size >= MAX_RATE_BUCKETS) this.pruneBuckets(now, rate);
+      // Still full (many sources, all busy): forget the longest-known ones, so memory stays bounded. They
+      // start again with a full bucket, which only makes them as welcome as any new source.
+      for (const addr of this.buckets.keys()) {
+        if (this.buckets.size < MAX_RATE_BUCKETS) break;
+        this.buckets.delete(addr);
+      }
       b = { tokens: rate, at: now };
       this.buckets.set(address, b);
     }

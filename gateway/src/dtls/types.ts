@@ -15,6 +15,17 @@ export type PeerCredential =
   | { kind: 'x509'; chain: X509Certificate[]; fingerprint: string }
   | { kind: 'rpk'; spki: Buffer; fingerprint: string };
 
+/**
+ * Revocation status of `certificate` as its `issuer` (the next certificate of the chain, or the trust anchor)
+ * publishes it: `unknown` when the issuer's revocation list is out of date, and the handshake is refused.
+ */
+export type RevocationStatus = 'good' | 'revoked' | 'unknown';
+export type RevocationCheck = (
+  certificate: X509Certificate,
+  issuer: X509Certificate,
+  now: Date,
+) => RevocationStatus;
+
 export interface HandshakeFailure {
   peer: PeerAddress;
   code: string;
@@ -41,6 +52,27 @@ export interface DiscardEvent {
     | 'unknown-cid';
 }
 
+/** Which limit refused a peer (or, for `handshakes` with `evicted`, made room by evicting another). */
+export type CapacityReason =
+  | 'handshakes-per-source'
+  | 'handshakes-per-prefix'
+  | 'handshakes'
+  | 'sessions'
+  | 'sessions-per-source'
+  | 'sessions-per-identity';
+
+/**
+ * A capacity decision. `refused`: the peer's cookie-verified hello (or, for the session caps, its completed
+ * handshake) was turned away. `evicted`: the half-open handshake table was full, so the oldest half-open
+ * handshake of the heaviest source (`evicted`) was dropped to admit `peer`.
+ */
+export interface CapacityEvent {
+  peer: PeerAddress;
+  reason: CapacityReason;
+  action: 'refused' | 'evicted';
+  evicted?: PeerAddress;
+}
+
 export interface ServerIdentity {
   /** DER certificates, leaf first. Omit to offer only a raw public key. */
   certificateChain?: Buffer[];
@@ -55,6 +87,16 @@ export interface DtlsLimits {
   handshakesPerSecondPerSource: number;
   idleTimeoutMs: number;
   maxHandshakeMessageLength: number;
+  /** Half-open handshakes (the server's flight sent, the client's not yet in) from one source address. */
+  maxHandshakesPerSource: number;
+  /** Half-open handshakes from one IPv4 /24 or IPv6 /64. */
+  maxHandshakesPerPrefix: number;
+  /** How long a client has for its next flight once the server has sent its own; then the handshake is dropped. */
+  handshakeTimeoutMs: number;
+  /** Established sessions per credential (PSK identity, certificate or raw key). */
+  maxSessionsPerIdentity: number;
+  /** Established sessions per source address. */
+  maxSessionsPerSource: number;
 }
 
 export interface RetransmitPolicy {
@@ -83,6 +125,8 @@ export interface DtlsServerHandlers {
   onClose?(session: DtlsSession, reason: 'peer-closed' | 'idle' | 'local' | 'replaced' | 'alert'): void;
   onHandshakeFailure?(failure: HandshakeFailure): void;
   onDiscard?(event: DiscardEvent): void;
+  /** A limit refused a peer, or a half-open handshake was evicted to make room (see `CapacityEvent`). */
+  onCapacity?(event: CapacityEvent): void;
   /** A bug, never a peer's doing; the socket keeps serving. */
   onInternalError?(err: unknown): void;
 }
@@ -98,6 +142,8 @@ export interface DtlsServerOptions extends DtlsServerHandlers {
   clientAuth?: {
     trustAnchors?: X509Certificate[];
     allowRawPublicKeys?: boolean;
+    /** Asked for every certificate of a chain that reached a trust anchor (revocation lists live outside). */
+    revocation?: RevocationCheck;
     /** Final say on an authenticated credential (pinning, revocation, device state). */
     verifyPeer?(credential: PeerCredential, peer: PeerAddress): boolean;
   };
@@ -113,6 +159,11 @@ export interface DtlsServerOptions extends DtlsServerHandlers {
   /** Largest datagram the server sends. */
   mtu?: number;
   limits?: Partial<DtlsLimits>;
+  /**
+   * A handshake completed with a credential closes that credential's earlier sessions from the same source
+   * address (a sensor that restarted on a new port), so they neither linger nor count against the caps.
+   */
+  replaceSessionsOfIdentity?: boolean;
   retransmit?: Partial<RetransmitPolicy>;
   cookieRotateMs?: number;
   now?: () => number;
