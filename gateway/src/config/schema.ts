@@ -126,6 +126,16 @@ export function configSchema(baseDir: string) {
               /** Cookie-verified handshakes per second from one source address. */
               handshakesPerSecondPerSource: z.number().positive().default(20),
               idleTimeoutSeconds: z.number().positive().default(600),
+              /** Half-open handshakes (cookie-verified, not yet completed) from one source address. */
+              maxHandshakesPerSource: z.number().int().min(1).default(8),
+              /** Half-open handshakes from one IPv4 /24 or IPv6 /64. */
+              maxHandshakesPerPrefix: z.number().int().min(1).default(64),
+              /** How long a client has for its next flight after the gateway's; then the handshake is dropped. */
+              handshakeTimeoutSeconds: z.number().positive().max(120).default(10),
+              /** Sessions one credential may hold (a new one from the same address replaces the old). */
+              maxSessionsPerIdentity: z.number().int().min(1).default(4),
+              /** Sessions one source address may hold (raise it behind a NAT). */
+              maxSessionsPerSource: z.number().int().min(1).default(64),
             })
             .prefault({}),
         })
