@@ -1,8 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditLog } from './audit/index.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config/index.ts';
+import { checkDataDirectory } from './config/local-files.ts';
 import { GatewayEvents } from './events.ts';
 import { FirmwareService } from './firmware/index.ts';
 import { IdentityError, IdentityService } from './identity/index.ts';
@@ -55,7 +56,13 @@ export class Core {
 
   /** Read-only opens (audit verify/export) need no keystore and change nothing. */
   static open(config: Config, clock: Clock, options: { readonly?: boolean } = {}): Core {
-    if (!options.readonly) mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    if (!options.readonly) {
+      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      // Checked again now that it exists (someone may have made it between the config's check and mkdir),
+      // then closed to everyone else: it holds the database and, with the software backend, the keys.
+      checkDataDirectory(config.dataDir);
+      if (statSync(config.dataDir).mode & 0o077) chmodSync(config.dataDir, 0o700);
+    }
     const store = Store.open(join(config.dataDir, DATABASE_FILE), {
       synchronous: config.store.synchronous,
       readonly: options.readonly ?? false,

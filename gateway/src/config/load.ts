@@ -2,26 +2,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { PortcullisError } from '../errors.ts';
+import { ConfigError, type ConfigIssue } from './errors.ts';
+import { checkConfigFile, checkLocalFiles } from './local-files.ts';
 import { type Config, configSchema } from './schema.ts';
 
+export { ConfigError, type ConfigIssue };
+
 export const APPLIANCE_CONFIG_PATH = '/etc/portcullis/config.yaml';
-
-export interface ConfigIssue {
-  /** Dotted key path, e.g. `ui.port`; `(root)` for the document itself. */
-  path: string;
-  message: string;
-}
-
-export class ConfigError extends PortcullisError {
-  constructor(
-    code: 'ERR_CONFIG_NOT_FOUND' | 'ERR_CONFIG_PARSE' | 'ERR_CONFIG_INVALID',
-    message: string,
-    readonly issues: ConfigIssue[] = [],
-  ) {
-    super(code, message);
-  }
-}
 
 export interface LoadedConfig {
   config: Config;
@@ -92,6 +79,9 @@ export function resolveConfig(
     explicit ??
     env.PORTCULLIS_CONFIG ??
     (existsSync(APPLIANCE_CONFIG_PATH) ? APPLIANCE_CONFIG_PATH : undefined);
-  if (file === undefined) return { config: parseConfig({}, cwd), source: undefined };
-  return { config: loadConfigFile(file), source: resolve(file) };
+  // Every start and every CLI command that reads a config comes through here: the config file is checked
+  // before it is read, and the files it names before anything uses them.
+  if (file === undefined) return checkLocalFiles({ config: parseConfig({}, cwd), source: undefined });
+  checkConfigFile(file);
+  return checkLocalFiles({ config: loadConfigFile(file), source: resolve(file) });
 }

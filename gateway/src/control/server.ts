@@ -6,6 +6,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
 import { ConfigError } from '../config/index.ts';
+import { checkSocketPath } from '../config/local-files.ts';
 import type { Core } from '../core.ts';
 import { EVENT_TYPES, type GatewayEventType } from '../events.ts';
 import { findGroupId } from '../groups.ts';
@@ -256,7 +257,9 @@ export async function startControlServer(
   path: string,
   deps: ControlDeps & { group?: number } = {},
 ): Promise<ControlServer> {
-  rmSync(path, { force: true }); // a socket left by a crash would make listen fail
+  // A socket left by a crash would make listen fail, so it goes; anything else there (a config naming
+  // /etc/shadow, a planted symlink) is refused, never deleted.
+  if (checkSocketPath(path)) rmSync(path);
   const server: Server = createServer(getRequestListener(controlApp(core, deps).fetch));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -9,9 +9,10 @@ import {
   randomBytes,
   webcrypto,
 } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { checkDataDirectory, trustedOwners, UnsafePathError } from '../config/local-files.ts';
 import type { UplinkKey } from '../uplink/connection.ts';
 import { KeystoreError } from './errors.ts';
 import { IdentityCa } from './openssl-ca.ts';
@@ -21,14 +22,19 @@ const WRAP_VERSION = 1;
 const IV_LENGTH = 12;
 const TAG_LENGTH = 16;
 
-/** Reads a key file, refusing one that others can read: a leaked key file is a leaked key. */
+/**
+ * Reads a key file, refusing one that others can read (a leaked key file is a leaked key) and one that another
+ * account owns or that is not a plain file (a key planted by someone else decrypts everything wrapped after).
+ */
 function readSecretFile(path: string): Buffer {
-  const mode = statSync(path).mode & 0o777;
+  const st = lstatSync(path);
+  if (!st.isFile()) throw new UnsafePathError(path, 'is not a regular file; a key must be one');
+  if (!trustedOwners().has(st.uid)) {
+    throw new UnsafePathError(path, `owned by uid ${st.uid}, not by root or the gateway's user`);
+  }
+  const mode = st.mode & 0o777;
   if (mode & 0o077) {
-    throw new KeystoreError(
-      'ERR_KEYSTORE_FILE',
-      `${path} is accessible to other users (mode ${mode.toString(8)}); expected 0600`,
-    );
+    throw new UnsafePathError(path, `is accessible to other users (mode ${mode.toString(8)}); expected 0600`);
   }
   return readFileSync(path);
 }
@@ -110,6 +116,8 @@ export class SoftwareKeystore implements Keystore {
 
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // The keystore, and every directory above it, must be nobody else's to change (owner and mode).
+    checkDataDirectory(dir);
     const dataKeyPath = join(dir, 'data.key');
     if (!existsSync(dataKeyPath)) writeSecretFile(dataKeyPath, randomBytes(32));
     const raw = readSecretFile(dataKeyPath);

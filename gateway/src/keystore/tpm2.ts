@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { arch, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { UplinkKey } from '../uplink/connection.ts';
+import { checkDataDirectory } from '../config/local-files.ts';
 import { KeystoreError } from './errors.ts';
 import { IdentityCa } from './openssl-ca.ts';
 import { unwrapWith, wrapWith } from './software.ts';
@@ -48,6 +49,8 @@ export class Tpm2Keystore implements Keystore {
     private readonly tcti: string,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // The key blobs are bound to this TPM, but a swapped blob or config is still a swapped key: same checks.
+    checkDataDirectory(dir);
     this.env = { ...process.env, TPM2TOOLS_TCTI: tcti, TPM2OPENSSL_TCTI: tcti };
     this.uplinkKeyPath = join(dir, 'uplink.tss');
     this.opensslConfigPath = join(dir, 'openssl-tpm2.cnf');
