@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Entry point of the `portcullis` command: runs the TypeScript sources through tsx's loader, so there is no
-// build step between a checkout and a running gateway.
+// Entry point of the `portcullis` command. It runs the compiled JavaScript in dist/ (made by `npm run build`,
+// which `npm ci` runs by itself): what ships is what was tested, with no TypeScript loader at run time.
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 11)) {
   process.stderr.write(`portcullis needs Node.js >= 20.11 (this is ${process.versions.node})\n`);
@@ -11,8 +11,16 @@ process.stdout.on('error', (err) => {
   if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
   throw err;
 });
-const { register } = await import('tsx/esm/api');
-// The project's tsconfig, wherever the command is started from (JSX of the UI pages is compiled by it).
-register({ tsconfig: new URL('../tsconfig.json', import.meta.url).pathname });
-const { main } = await import('../gateway/src/cli/index.ts');
-process.exitCode = await main(process.argv);
+// Stack traces point at the TypeScript sources (dist/ carries source maps).
+process.setSourceMapsEnabled(true);
+let cli;
+try {
+  cli = await import('../dist/gateway/src/cli/index.js');
+} catch (err) {
+  if (err?.code !== 'ERR_MODULE_NOT_FOUND' || !String(err.message).includes('/dist/')) throw err;
+  process.stderr.write(
+    'portcullis: dist/ is missing: run `npm run build` (or `npm ci`) in the checkout first\n',
+  );
+  process.exit(1);
+}
+process.exitCode = await cli.main(process.argv);

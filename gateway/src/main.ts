@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createUiApp } from '../../ui/src/app.ts';
@@ -11,12 +11,14 @@ import { type ControlServer, groupId, startControlServer } from './control/serve
 import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
+import { dtlsCryptoStatus } from './dtls/index.ts';
 import { startFirmwareScheduler } from './firmware/index.ts';
 import { type GpioBackend, HardwareService, openOnoff, SimulatedGpio } from './hardware/index.ts';
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
 import { type FirewallReconciler, startFirewallReconciler } from './segmentation/index.ts';
 import { SystemdNotifier } from './systemd.ts';
+import { readCertificate } from './uplink/certificate-watch.ts';
 import { Uplink, type UplinkOptions } from './uplink/index.ts';
 
 function uplinkOptions(core: Core): UplinkOptions | null {
@@ -26,9 +28,10 @@ function uplinkOptions(core: Core): UplinkOptions | null {
     url: u.url,
     clientId: u.clientId ?? `portcullis-${hostname()}`,
     topicPrefix: u.topicPrefix,
+    certFile: u.certFile,
     tls: {
       ca: readFileSync(u.caFile),
-      cert: u.certFile ? readFileSync(u.certFile) : null,
+      cert: u.certFile ? readCertificate(u.certFile) : null,
       key: (core.keystore as NonNullable<Core['keystore']>).uplinkKey(),
     },
     maxMessages: u.queue.maxMessages,
@@ -73,7 +76,16 @@ export class Gateway {
   static async start(loaded: LoadedConfig, deps: { clock: Clock; logger: Logger }): Promise<Gateway> {
     const { config } = loaded;
     const { logger } = deps;
-    const core = Core.open(config, deps.clock);
+    // A first start that fails (a port in use, say) must not leave a data directory behind that looks like
+    // an installed gateway: one made here is removed again on failure. One that existed is left as it was.
+    const freshDataDir = !existsSync(config.dataDir);
+    let core: Core;
+    try {
+      core = Core.open(config, deps.clock);
+    } catch (err) {
+      if (freshDataDir) rmSync(config.dataDir, { recursive: true, force: true });
+      throw err;
+    }
     let uplink: Uplink | undefined;
     let sensors: SensorListener | undefined;
     let ui: RunningServer | undefined;
@@ -116,6 +128,11 @@ export class Gateway {
       const uiApp = createUiApp(core, {
         pairingOpen: () => pairing?.pairingOpen() ?? false,
         uplinkStatus: () => uplink?.status(),
+        runtime: {
+          uplink: () => uplink?.status(),
+          pullPoller: () => pull?.health(),
+          dtlsCrypto: () => (sensors ? dtlsCryptoStatus() : undefined),
+        },
         logger,
       });
       ui = await startHttpsServer(uiApp, {
@@ -210,6 +227,7 @@ export class Gateway {
       await firewall?.close();
       hardware?.stop();
       core.close();
+      if (freshDataDir) rmSync(config.dataDir, { recursive: true, force: true });
       throw err;
     }
   }

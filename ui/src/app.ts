@@ -4,6 +4,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { secureHeaders } from 'hono/secure-headers';
 import type { Core } from '../../gateway/src/core.ts';
 import { PortcullisError } from '../../gateway/src/errors.ts';
+import { assessHealth, type RuntimeProbe } from '../../gateway/src/health.ts';
 import { errorResponse } from '../../gateway/src/http.ts';
 import type { Logger } from '../../gateway/src/log.ts';
 import type { UplinkStatus } from '../../gateway/src/uplink/uplink.ts';
@@ -20,6 +21,8 @@ export interface UiOptions {
   pairingOpen?: () => boolean;
   /** The running uplink's connection state, for the dashboard (absent: only what the store knows). */
   uplinkStatus?: () => UplinkStatus | undefined;
+  /** The gateway's running parts (uplink, workers, DTLS crypto), for /healthz; absent: only what the store knows. */
+  runtime?: RuntimeProbe;
   /** How often live views poll for changes (tests shorten it). */
   livePollMs?: number;
   /** Where unexpected failures are reported (the client only sees "internal error"). */
@@ -77,20 +80,19 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
   // Unauthenticated by design (monitoring, systemd health checks): states only, no device names or counts.
   app.get('/healthz', (c) => {
     const s = core.status();
-    const ok = s.store === 'ok';
+    const h = assessHealth(s, options.runtime, core.clock.now());
     return c.json(
       {
-        status: ok ? 'ok' : 'degraded',
+        status: h.status,
         version: s.version,
         uptimeSeconds: s.uptimeSeconds,
-        components: {
-          store: s.store,
-          keystore: s.keystore.backend,
-          uplink: s.uplink.configured ? 'configured' : 'unset',
-          firewall: s.firewall.enforce ? 'enforcing' : 'off',
-        },
+        reasons: h.reasons,
+        components: h.components,
+        ...(h.uplink ? { uplink: h.uplink } : {}),
       },
-      ok ? 200 : 503,
+      // 503 only when the gateway cannot work at all (its store); a degraded uplink or worker is still 200,
+      // so a health check that restarts on 503 does not restart a gateway for its broker's outage.
+      s.store === 'ok' ? 200 : 503,
     );
   });
   for (const [path, file] of Object.entries(STATIC)) {

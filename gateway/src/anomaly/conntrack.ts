@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import type { Logger } from '../log.ts';
 
 export interface ConntrackConnection {
@@ -34,7 +34,14 @@ export class ConntrackFeed {
   ) {}
 
   start(): void {
-    const child = execa('conntrack', ['-E', '-e', 'NEW'], { buffer: false, reject: false });
+    // execa is loaded on first use, so a gateway that never watches conntrack does not pay for it.
+    void import('execa').then(({ execa }) => {
+      if (!this.stopped)
+        this.follow(execa('conntrack', ['-E', '-e', 'NEW'], { buffer: false, reject: false }));
+    });
+  }
+
+  private follow(child: ResultPromise<{ buffer: false; reject: false }>): void {
     this.child = child;
     child.catch(() => undefined);
     if (child.stdout) {

@@ -5,16 +5,9 @@ import { Core } from '../core.ts';
 import { createLogger } from '../log.ts';
 import { Gateway } from '../main.ts';
 import { EXIT } from './exit-codes.ts';
+import type { Io } from './io.ts';
 
-export interface Io {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-export const stdio: Io = {
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
-};
+export { type Io, stdio } from './io.ts';
 
 /** How long shutdown may take before the process gives up waiting and exits non-zero. */
 const SHUTDOWN_DEADLINE_MS = 4_000;

@@ -55,8 +55,7 @@ export function flowsTokenRevokeCommand(configPath: string | undefined, name: st
   });
 }
 
-export const FLOWS_CONFIG_DIR = '/etc/portcullis-flows';
-export const CREDSTORE_DIR = '/etc/credstore.encrypted';
+export { CREDSTORE_DIR, FLOWS_CONFIG_DIR } from './paths.ts';
 
 /** First boot of the appliance's Node-RED (portcullis-flows-setup.service runs it; idempotent). */
 export async function flowsSetupCommand(paths: FlowsPaths, io: Io): Promise<number> {

@@ -1,71 +1,25 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError } from '../config/index.ts';
+import { ConfigError } from '../config/errors.ts';
 import { PortcullisError } from '../errors.ts';
 import { VERSION } from '../version.ts';
-import {
-  alertsAckCommand,
-  alertsListCommand,
-  detectReplayCommand,
-  deviceUnlimitCommand,
-} from './anomaly-commands.ts';
-import {
-  auditExportCommand,
-  auditVerifyCommand,
-  configCheckCommand,
-  type Io,
-  startCommand,
-  stdio,
-} from './commands.ts';
-import { complianceCommand } from './compliance-commands.ts';
-import {
-  type DeviceAddOptions,
-  deviceAddCommand,
-  deviceApproveCommand,
-  deviceDecommissionCommand,
-  deviceListCommand,
-  deviceShowCommand,
-  trustAddCommand,
-  trustListCommand,
-  uplinkCsrCommand,
-} from './device-commands.ts';
+import type { DeviceAddOptions } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
-import {
-  campaignCreateCommand,
-  campaignPauseCommand,
-  campaignStatusCommand,
-  firmwareListCommand,
-  firmwareUploadCommand,
-  firmwareVendorAddCommand,
-} from './firmware-commands.ts';
-import {
-  CREDSTORE_DIR,
-  FLOWS_CONFIG_DIR,
-  flowsAdminAddCommand,
-  flowsSetupCommand,
-  flowsTokenCreateCommand,
-  flowsTokenListCommand,
-  flowsTokenRevokeCommand,
-} from './flows-commands.ts';
-import {
-  devicePlaceCommand,
-  deviceQuarantineCommand,
-  deviceReleaseCommand,
-  firewallApplyCommand,
-  firewallRenderCommand,
-  firewallStatusCommand,
-  mudControllerCommand,
-  mudControllerListCommand,
-  mudImportCommand,
-  segmentListCommand,
-  segmentNetworkConfigCommand,
-} from './segmentation-commands.ts';
-import { uiSetupCodeCommand } from './ui-commands.ts';
-import {
-  updateApplyCommand,
-  updateBuildCommand,
-  updateKeygenCommand,
-  updateStatusCommand,
-} from './update-commands.ts';
+import { type Io, stdio } from './io.ts';
+import { CREDSTORE_DIR, FLOWS_CONFIG_DIR } from './paths.ts';
+
+// Each command's module is imported when that command runs, so `--version` or `device list` loads only what it
+// needs (the gateway, the UI and the uplink stay unloaded unless `start` runs).
+const commands = {
+  anomaly: () => import('./anomaly-commands.ts'),
+  commands: () => import('./commands.ts'),
+  compliance: () => import('./compliance-commands.ts'),
+  device: () => import('./device-commands.ts'),
+  firmware: () => import('./firmware-commands.ts'),
+  flows: () => import('./flows-commands.ts'),
+  segmentation: () => import('./segmentation-commands.ts'),
+  ui: () => import('./ui-commands.ts'),
+  update: () => import('./update-commands.ts'),
+};
 
 const HELP_FOOTER = `
 Configuration: --config FILE, else $PORTCULLIS_CONFIG, else /etc/portcullis/config.yaml if it exists,
@@ -99,22 +53,22 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
   program
     .command('start')
     .description('run the gateway until SIGTERM/SIGINT')
-    .action(async () => setCode(await startCommand(configOpt())));
+    .action(async () => setCode(await (await commands.commands()).startCommand(configOpt())));
 
   const config = program.command('config').description('configuration tools');
   config
     .command('check [file]')
     .description('validate a configuration file (default: the one start would use) and change nothing')
     .option('--print', 'print the effective configuration, defaults filled in')
-    .action((file: string | undefined, opts: { print?: boolean }) =>
-      setCode(configCheckCommand(file ?? configOpt(), opts.print ?? false, io)),
+    .action(async (file: string | undefined, opts: { print?: boolean }) =>
+      setCode((await commands.commands()).configCheckCommand(file ?? configOpt(), opts.print ?? false, io)),
     );
 
   const audit = program.command('audit').description('the hash-chained audit log');
   audit
     .command('verify')
     .description('check the whole chain; names the first bad sequence number')
-    .action(() => setCode(auditVerifyCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.commands()).auditVerifyCommand(configOpt(), io)));
   audit
     .command('export')
     .description('write entries to stdout')
@@ -122,8 +76,8 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       new Option('--format <format>', 'output format').choices(['jsonl', 'syslog']).makeOptionMandatory(),
     )
     .option('--from <seq>', 'first sequence number', positiveInt, 1)
-    .action((opts: { format: 'jsonl' | 'syslog'; from: number }) =>
-      setCode(auditExportCommand(configOpt(), opts.format, opts.from, io)),
+    .action(async (opts: { format: 'jsonl' | 'syslog'; from: number }) =>
+      setCode((await commands.commands()).auditExportCommand(configOpt(), opts.format, opts.from, io)),
     );
 
   const device = program.command('device').description('sensors: provisioning, inventory, decommissioning');
@@ -131,8 +85,13 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .command('add <id>')
     .description('pre-provision a PSK or raw-public-key sensor (active at once)')
     .option('--psk-identity <identity>', 'the PSK identity the sensor sends')
+    .option(
+      '--psk-text <text>',
+      "the PSK as text, as libcoap's -k takes it (16-64 bytes); - reads it from stdin (one line)",
+    )
     .option('--psk <hex>', 'the PSK, 16-64 bytes of hex')
-    .option('--generate-psk', 'make a 128-bit PSK and print it once')
+    .option('--generate-psk', 'make a 128-bit PSK and print it once (hex)')
+    .option('--allow-weak-psk', "admit a legacy sensor's key under 16 bytes; the device is marked weak")
     .option(
       '--rpk <file>',
       'pin a raw-public-key sensor by its key (PEM; a private key file gives its public half)',
@@ -142,29 +101,35 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--segment <name>', 'network segment')
     .option('--name <name>', 'human-readable name')
     .option('--type <type>', 'device type')
-    .action((id: string, opts: DeviceAddOptions) => setCode(deviceAddCommand(configOpt(), id, opts, io)));
+    .action(async (id: string, opts: DeviceAddOptions) =>
+      setCode((await commands.device()).deviceAddCommand(configOpt(), id, opts, io)),
+    );
   device
     .command('list')
     .description('all devices')
     .option('--json', 'JSON output')
-    .action((opts: { json?: boolean }) => setCode(deviceListCommand(configOpt(), opts.json ?? false, io)));
+    .action(async (opts: { json?: boolean }) =>
+      setCode((await commands.device()).deviceListCommand(configOpt(), opts.json ?? false, io)),
+    );
   device
     .command('show <id>')
     .description('one device and its credentials (never the secrets)')
     .option('--json', 'JSON output')
-    .action((id: string, opts: { json?: boolean }) =>
-      setCode(deviceShowCommand(configOpt(), id, opts.json ?? false, io)),
+    .action(async (id: string, opts: { json?: boolean }) =>
+      setCode((await commands.device()).deviceShowCommand(configOpt(), id, opts.json ?? false, io)),
     );
   device
     .command('approve <id>')
     .description('let a pending certificate sensor in')
-    .action((id: string) => setCode(deviceApproveCommand(configOpt(), id, io)));
+    .action(async (id: string) =>
+      setCode((await commands.device()).deviceApproveCommand(configOpt(), id, io)),
+    );
   device
     .command('decommission <id>')
     .description('revoke and crypto-erase its credentials, close its sessions, for good')
     .option('--reason <text>', 'recorded in the audit log')
-    .action((id: string, opts: { reason?: string }) =>
-      setCode(deviceDecommissionCommand(configOpt(), id, opts.reason, io)),
+    .action(async (id: string, opts: { reason?: string }) =>
+      setCode((await commands.device()).deviceDecommissionCommand(configOpt(), id, opts.reason, io)),
     );
 
   device
@@ -172,8 +137,8 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .description('set the segment and/or IPv4 address the firewall knows the device by')
     .option('--segment <name>', 'segment (from the configuration)')
     .option('--address <ipv4>', 'its address (a DHCP reservation or static address in the segment)')
-    .action((id: string, opts: { segment?: string; address?: string }) =>
-      setCode(devicePlaceCommand(configOpt(), id, opts, io)),
+    .action(async (id: string, opts: { segment?: string; address?: string }) =>
+      setCode((await commands.segmentation()).devicePlaceCommand(configOpt(), id, opts, io)),
     );
   device
     .command('quarantine <id>')
@@ -183,20 +148,22 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       new Option('--mode <mode>', 'default: firewall.quarantineMode').choices(['observe', 'isolate']),
     )
     .action(async (id: string, opts: { reason: string; mode?: 'observe' | 'isolate' }) =>
-      setCode(await deviceQuarantineCommand(configOpt(), id, opts, io)),
+      setCode(await (await commands.segmentation()).deviceQuarantineCommand(configOpt(), id, opts, io)),
     );
   device
     .command('release <id>')
     .description('end a quarantine: the device returns to its previous state')
     .option('--reason <text>', 'recorded in the audit log')
     .action(async (id: string, opts: { reason?: string }) =>
-      setCode(await deviceReleaseCommand(configOpt(), id, opts.reason, io)),
+      setCode(await (await commands.segmentation()).deviceReleaseCommand(configOpt(), id, opts.reason, io)),
     );
 
   device
     .command('unlimit <id>')
     .description('lift an automatic rate limit (an anomaly response) before it expires')
-    .action((id: string) => setCode(deviceUnlimitCommand(configOpt(), id, io)));
+    .action(async (id: string) =>
+      setCode((await commands.anomaly()).deviceUnlimitCommand(configOpt(), id, io)),
+    );
 
   program
     .command('detect')
@@ -209,7 +176,7 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     )
     .option('--window-seconds <s>', 'scoring window (default: anomaly.windowSeconds)', positiveInt)
     .action(async (opts: { replay: string; learningHours?: number; windowSeconds?: number }) =>
-      setCode(await detectReplayCommand(configOpt(), opts.replay, opts, io)),
+      setCode(await (await commands.anomaly()).detectReplayCommand(configOpt(), opts.replay, opts, io)),
     );
 
   program
@@ -217,8 +184,14 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .description('self-assessment of the running configuration (ETSI EN 303 645, NIST IR 8259A)')
     .option('--json', 'JSON output')
     .option('--html', 'a printable HTML report')
-    .action((opts: { json?: boolean; html?: boolean }) =>
-      setCode(complianceCommand(configOpt(), opts.json ? 'json' : opts.html ? 'html' : 'text', io)),
+    .action(async (opts: { json?: boolean; html?: boolean }) =>
+      setCode(
+        (await commands.compliance()).complianceCommand(
+          configOpt(),
+          opts.json ? 'json' : opts.html ? 'html' : 'text',
+          io,
+        ),
+      ),
     );
 
   const flows = program
@@ -235,17 +208,19 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       '--scopes <list>',
       'comma-separated: events:read, device:read, device:quarantine, uplink:publish, audit:write',
     )
-    .action((opts: { name: string; scopes: string }) =>
-      setCode(flowsTokenCreateCommand(configOpt(), opts.name, opts.scopes, io)),
+    .action(async (opts: { name: string; scopes: string }) =>
+      setCode((await commands.flows()).flowsTokenCreateCommand(configOpt(), opts.name, opts.scopes, io)),
     );
   token
     .command('list')
     .description('tokens, their scopes and state (never the secrets)')
-    .action(() => setCode(flowsTokenListCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.flows()).flowsTokenListCommand(configOpt(), io)));
   token
     .command('revoke <name>')
     .description('refuse the token from the next call on')
-    .action((name: string) => setCode(flowsTokenRevokeCommand(configOpt(), name, io)));
+    .action(async (name: string) =>
+      setCode((await commands.flows()).flowsTokenRevokeCommand(configOpt(), name, io)),
+    );
   flows
     .command('setup')
     .description(
@@ -254,7 +229,12 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--config-dir <dir>', "Node-RED's settings folder", FLOWS_CONFIG_DIR)
     .option('--credstore <dir>', 'where LoadCredentialEncrypted= finds the credentials', CREDSTORE_DIR)
     .action(async (opts: { configDir: string; credstore: string }) =>
-      setCode(await flowsSetupCommand({ configDir: opts.configDir, credstoreDir: opts.credstore }, io)),
+      setCode(
+        await (await commands.flows()).flowsSetupCommand(
+          { configDir: opts.configDir, credstoreDir: opts.credstore },
+          io,
+        ),
+      ),
     );
   flows
     .command('admin')
@@ -264,7 +244,9 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--config-dir <dir>', "Node-RED's settings folder", FLOWS_CONFIG_DIR)
     .option('--replace', 'set a new password for an existing admin')
     .action(async (name: string, opts: { configDir: string; replace?: boolean }) =>
-      setCode(await flowsAdminAddCommand(opts.configDir, name, opts.replace ?? false, io)),
+      setCode(
+        await (await commands.flows()).flowsAdminAddCommand(opts.configDir, name, opts.replace ?? false, io),
+      ),
     );
 
   const update = program
@@ -273,16 +255,20 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
   update
     .command('apply <bundle>')
     .description('verify, install beside the current release, switch, health-check; roll back if unhealthy')
-    .action(async (bundle: string) => setCode(await updateApplyCommand(configOpt(), bundle, io)));
+    .action(async (bundle: string) =>
+      setCode(await (await commands.update()).updateApplyCommand(configOpt(), bundle, io)),
+    );
   update
     .command('status')
     .description('the linked release, releases on disk, the anti-rollback floor and the history')
     .option('--json', 'JSON output')
-    .action((opts: { json?: boolean }) => setCode(updateStatusCommand(configOpt(), opts.json ?? false, io)));
+    .action(async (opts: { json?: boolean }) =>
+      setCode((await commands.update()).updateStatusCommand(configOpt(), opts.json ?? false, io)),
+    );
   update
     .command('keygen <dir>')
     .description('release manager: a new Ed25519 release key pair (never on the appliance)')
-    .action((dir: string) => setCode(updateKeygenCommand(dir, io)));
+    .action(async (dir: string) => setCode((await commands.update()).updateKeygenCommand(dir, io)));
   update
     .command('build')
     .description('release manager: hash and sign a release folder into a bundle')
@@ -305,7 +291,7 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
         notes: string;
         key: string;
         out: string;
-      }) => setCode(await updateBuildCommand({ ...o, version: o.release }, io)),
+      }) => setCode(await (await commands.update()).updateBuildCommand({ ...o, version: o.release }, io)),
     );
 
   const firmware = program.command('firmware').description('sensor firmware: vendor keys, images, campaigns');
@@ -317,8 +303,8 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .requiredOption('--vendor <name>', 'vendor')
     .requiredOption('--class <name>', 'device class, matched against device types')
     .requiredOption('--key <file>', 'public key (PEM, Ed25519 or EC P-256)')
-    .action((o: { vendor: string; class: string; key: string }) =>
-      setCode(firmwareVendorAddCommand(configOpt(), o, io)),
+    .action(async (o: { vendor: string; class: string; key: string }) =>
+      setCode((await commands.firmware()).firmwareVendorAddCommand(configOpt(), o, io)),
     );
   firmware
     .command('upload')
@@ -326,13 +312,13 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .requiredOption('--image <file>', 'the firmware image')
     .requiredOption('--manifest <file>', 'manifest.json: vendor, class, version, digest, size, severity')
     .requiredOption('--signature <file>', "the vendor's signature over the manifest (base64)")
-    .action((o: { image: string; manifest: string; signature: string }) =>
-      setCode(firmwareUploadCommand(configOpt(), o, io)),
+    .action(async (o: { image: string; manifest: string; signature: string }) =>
+      setCode((await commands.firmware()).firmwareUploadCommand(configOpt(), o, io)),
     );
   firmware
     .command('list')
     .description('images and campaigns')
-    .action(() => setCode(firmwareListCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.firmware()).firmwareListCommand(configOpt(), io)));
   const campaign = firmware.command('campaign').description('staged rollouts of an image');
   campaign
     .command('create')
@@ -348,35 +334,44 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--max-failures <percent>', 'halt above this failure share (default 10)')
     .option('--min-sample <n>', 'finished devices before the failure share counts (default 5)')
     .action(
-      (o: {
+      async (o: {
         image: string;
         segment?: string;
         versions?: string;
         canary?: string;
         maxFailures?: string;
         minSample?: string;
-      }) => setCode(campaignCreateCommand(configOpt(), o, io)),
+      }) => setCode((await commands.firmware()).campaignCreateCommand(configOpt(), o, io)),
     );
   campaign
     .command('status <id>')
     .description('state, counts and every device')
     .option('--json', 'JSON output')
-    .action((id: string, o: { json?: boolean }) =>
-      setCode(campaignStatusCommand(configOpt(), id, o.json ?? false, io)),
+    .action(async (id: string, o: { json?: boolean }) =>
+      setCode((await commands.firmware()).campaignStatusCommand(configOpt(), id, o.json ?? false, io)),
     );
   campaign
     .command('pause <id>')
     .description('tell no further device')
-    .action((id: string) => setCode(campaignPauseCommand(configOpt(), id, true, io)));
+    .action(async (id: string) =>
+      setCode((await commands.firmware()).campaignPauseCommand(configOpt(), id, true, io)),
+    );
   campaign
     .command('resume <id>')
     .description('carry on')
-    .action((id: string) => setCode(campaignPauseCommand(configOpt(), id, false, io)));
+    .action(async (id: string) =>
+      setCode((await commands.firmware()).campaignPauseCommand(configOpt(), id, false, io)),
+    );
 
   const ui = program.command('ui').description('the technician web UI');
   ui.command('setup-code')
     .description('first boot: print a fresh one-time setup code (the previous one stops working)')
-    .action(() => setCode(uiSetupCodeCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.ui()).uiSetupCodeCommand(configOpt(), io)));
+  ui.command('user')
+    .description('UI accounts')
+    .command('unlock <name>')
+    .description("clear an account's failed logins and lock (audited)")
+    .action(async (name: string) => setCode((await commands.ui()).uiUserUnlockCommand(configOpt(), name, io)));
 
   const alerts = program.command('alerts').description('alerts: behaviour, firewall');
   alerts
@@ -385,13 +380,15 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--all', 'include acknowledged alerts')
     .option('--device <id>', 'only this device')
     .option('--json', 'JSON output')
-    .action((opts: { all?: boolean; json?: boolean; device?: string }) =>
-      setCode(alertsListCommand(configOpt(), opts, io)),
+    .action(async (opts: { all?: boolean; json?: boolean; device?: string }) =>
+      setCode((await commands.anomaly()).alertsListCommand(configOpt(), opts, io)),
     );
   alerts
     .command('ack <id>')
     .description('acknowledge an alert (recorded with your name); the next one of its kind opens a new alert')
-    .action((id: string) => setCode(alertsAckCommand(configOpt(), positiveInt(id), io)));
+    .action(async (id: string) =>
+      setCode((await commands.anomaly()).alertsAckCommand(configOpt(), positiveInt(id), io)),
+    );
 
   const firewall = program
     .command('firewall')
@@ -401,22 +398,24 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .description('print the ipset and iptables-restore documents; change nothing')
     .option('--json', 'JSON output (hash, documents, warnings)')
     .action(async (opts: { json?: boolean }) =>
-      setCode(await firewallRenderCommand(configOpt(), opts.json ?? false, io)),
+      setCode(
+        await (await commands.segmentation()).firewallRenderCommand(configOpt(), opts.json ?? false, io),
+      ),
     );
   firewall
     .command('apply')
     .description('dry-run, apply atomically, read back; on failure the previous ruleset stays in force')
-    .action(async () => setCode(await firewallApplyCommand(configOpt(), io)));
+    .action(async () => setCode(await (await commands.segmentation()).firewallApplyCommand(configOpt(), io)));
   firewall
     .command('status')
     .description('the ruleset in force and the last attempt')
-    .action(() => setCode(firewallStatusCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.segmentation()).firewallStatusCommand(configOpt(), io)));
 
   const segment = program.command('segment').description('network segments (VLANs) from the configuration');
   segment
     .command('list')
     .description('configured segments')
-    .action(() => setCode(segmentListCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.segmentation()).segmentListCommand(configOpt(), io)));
   segment
     .command('network-config')
     .description('VLAN interface configuration: systemd-networkd files (validated) or ip commands')
@@ -424,8 +423,8 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       new Option('--format <format>', 'output format').choices(['networkd', 'ip']).default('networkd'),
     )
     .option('--out <dir>', 'write the networkd files here instead of printing them')
-    .action((opts: { format: 'networkd' | 'ip'; out?: string }) =>
-      setCode(segmentNetworkConfigCommand(configOpt(), opts, io)),
+    .action(async (opts: { format: 'networkd' | 'ip'; out?: string }) =>
+      setCode((await commands.segmentation()).segmentNetworkConfigCommand(configOpt(), opts, io)),
     );
 
   const mud = program.command('mud').description('RFC 8520 Manufacturer Usage Descriptions');
@@ -433,8 +432,8 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .command('import <file>')
     .description("make a MUD file the device's whole allow-list (all of it or nothing)")
     .requiredOption('--device <id>', 'the device it describes')
-    .action((file: string, opts: { device: string }) =>
-      setCode(mudImportCommand(configOpt(), file, opts.device, io)),
+    .action(async (file: string, opts: { device: string }) =>
+      setCode((await commands.segmentation()).mudImportCommand(configOpt(), file, opts.device, io)),
     );
   const controller = mud
     .command('controller')
@@ -443,14 +442,14 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     controller
       .command(`${op} <uri> <address>`)
       .description(`${op} an address serving a controller URI (or a MUD URL, for my-controller)`)
-      .action((uri: string, address: string) =>
-        setCode(mudControllerCommand(configOpt(), op, uri, address, io)),
+      .action(async (uri: string, address: string) =>
+        setCode((await commands.segmentation()).mudControllerCommand(configOpt(), op, uri, address, io)),
       );
   }
   controller
     .command('list')
     .description('registered controllers')
-    .action(() => setCode(mudControllerListCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.segmentation()).mudControllerListCommand(configOpt(), io)));
 
   const identity = program.command('identity').description('trust in sensor manufacturers');
   const trust = identity.command('trust').description('manufacturer CAs for certificate sensors');
@@ -459,13 +458,13 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .description('trust a manufacturer CA: its sensors may ask to join and start as pending')
     .requiredOption('--name <name>', 'manufacturer name')
     .requiredOption('--ca <file>', 'CA certificate (PEM)')
-    .action((opts: { name: string; ca: string }) =>
-      setCode(trustAddCommand(configOpt(), opts.name, opts.ca, io)),
+    .action(async (opts: { name: string; ca: string }) =>
+      setCode((await commands.device()).trustAddCommand(configOpt(), opts.name, opts.ca, io)),
     );
   trust
     .command('list')
     .description('trusted manufacturer CAs')
-    .action(() => setCode(trustListCommand(configOpt(), io)));
+    .action(async () => setCode((await commands.device()).trustListCommand(configOpt(), io)));
 
   const uplink = program.command('uplink').description('the cloud MQTT uplink');
   uplink
@@ -473,7 +472,7 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .description("print a PKCS#10 request for the uplink's client key (created on first use)")
     .requiredOption('--subject <dn>', 'subject, e.g. "CN=gateway-17,O=Example"')
     .action(async (opts: { subject: string }) =>
-      setCode(await uplinkCsrCommand(configOpt(), opts.subject, io)),
+      setCode(await (await commands.device()).uplinkCsrCommand(configOpt(), opts.subject, io)),
     );
   return program;
 }

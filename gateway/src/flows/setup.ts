@@ -20,7 +20,6 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import bcrypt from 'bcryptjs';
-import { execa } from 'execa';
 import { z } from 'zod';
 import { errorMessage, firstIssue, PortcullisError } from '../errors.ts';
 import { findGroupId } from '../groups.ts';
@@ -44,6 +43,7 @@ export const credentialFile = (credstoreDir: string, id: string) =>
 
 /** systemd-creds with the host key and the TPM if present (`auto`), bound to the credential's name. */
 async function encryptCredential(id: string, secret: Buffer, out: string): Promise<void> {
+  const { execa } = await import('execa');
   const r = await execa('systemd-creds', ['encrypt', '--with-key=auto', `--name=${id}`, '-', out], {
     input: secret,
     reject: false,

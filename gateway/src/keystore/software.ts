@@ -7,16 +7,17 @@ import {
   generateKeyPairSync,
   type KeyObject,
   randomBytes,
+  sign,
   webcrypto,
 } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import * as x509 from '@peculiar/x509';
+import { dirname, join } from 'node:path';
 import { checkDataDirectory, trustedOwners, UnsafePathError } from '../config/local-files.ts';
 import type { UplinkKey } from '../uplink/connection.ts';
+import { deriveFromDataKey, FileCounter } from './audit-anchor.ts';
 import { KeystoreError } from './errors.ts';
 import { IdentityCa } from './openssl-ca.ts';
-import type { Keystore, KeystoreStatus } from './types.ts';
+import type { Keystore, KeystoreStatus, MonotonicCounter } from './types.ts';
 
 const WRAP_VERSION = 1;
 const IV_LENGTH = 12;
@@ -93,6 +94,7 @@ export async function csrFor(privateKeyPem: string, subject: string): Promise<st
     publicKey: await webcrypto.subtle.importKey('spki', spki, alg, true, ['verify']),
   };
   try {
+    const x509 = await import('@peculiar/x509');
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: subject,
       keys,
@@ -164,5 +166,20 @@ export class SoftwareKeystore implements Keystore {
 
   status(): KeystoreStatus {
     return { backend: this.backend, hardwareBacked: false, uplinkKey: existsSync(this.uplinkKeyPath) };
+  }
+
+  deriveKey(purpose: string): KeyObject {
+    return deriveFromDataKey(this.dataKey, purpose);
+  }
+
+  signWithIdentity(data: Buffer): Buffer {
+    // The certificate an outside party checks the signature with exists before anything is signed.
+    this.identityCertificate();
+    const keyPem = ensureKeyFile(join(dirname(this.uplinkKeyPath), 'identity.key'));
+    return sign('sha256', data, createPrivateKey(keyPem));
+  }
+
+  auditCounter(): MonotonicCounter {
+    return new FileCounter(dirname(this.uplinkKeyPath));
   }
 }

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import type { AnomalyService } from '../anomaly/index.ts';
+import { logChildStderr, siblingModule } from '../child.ts';
 import type { Core } from '../core.ts';
 import { ingestTelemetry } from '../datapath/ingest.ts';
 import type { Logger } from '../log.ts';
@@ -10,10 +10,24 @@ import type { FromPoller, PollSource, ToPoller } from './poller-worker.ts';
 
 /** How often sources are re-read (the CLI adds and decommissions devices from another process). */
 const RELOAD_MS = 2000;
+/** Exits in a row, with nothing heard from the worker in between, after which it counts as crash-looping. */
+const CRASH_LOOP_EXITS = 3;
+/** The longest wait between restarts: a broken worker is retried, slowly, and said to be broken. */
+const MAX_RESTART_DELAY_MS = 300_000;
+
+/** What /healthz and the UI say about the poller. */
+export interface WorkerHealth {
+  state: 'idle' | 'running' | 'restarting' | 'crash-looping';
+  /** Exits in a row since the worker last answered. */
+  crashes: number;
+  lastError: string | null;
+}
 
 /**
  * Pull-mode sensors: runs the poller worker, gives it the active sources, and feeds what they answer into the
- * same policy → durable uplink path as pushed telemetry. A crashed worker is restarted with back-off.
+ * same policy → durable uplink path as pushed telemetry. A crashed worker is restarted with capped back-off; its
+ * stderr goes to the log, and a worker that keeps dying before it answers is crash-looping: health says so and an
+ * alert is raised, instead of a silent loop.
  */
 export class PullManager {
   private child: ChildProcess | null = null;
@@ -22,6 +36,7 @@ export class PullManager {
   private lastDigest = '';
   private syncedStamp = '';
   private crashes = 0;
+  private lastError: string | null = null;
   private stopped = false;
 
   constructor(
@@ -78,21 +93,27 @@ export class PullManager {
   }
 
   private spawn(): void {
-    const child = fork(fileURLToPath(new URL('./poller-worker.ts', import.meta.url)), [], {
-      execArgv: ['--import', import.meta.resolve('tsx')],
+    const worker = siblingModule(import.meta.url, 'poller-worker');
+    const child = fork(worker.path, [], {
+      execArgv: worker.execArgv,
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     this.child = child;
     this.lastDigest = '';
-    child.stderr?.on('data', () => {}); // node-dtls-client's crash traces: counted below, not echoed
+    const stderr = child.stderr ? logChildStderr(child.stderr, this.logger, 'pull-poller') : null;
     child.on('message', (m: FromPoller) => this.onMessage(m));
     child.on('exit', (code, signal) => {
       if (this.child !== child) return;
       this.child = null;
       if (this.stopped) return;
       this.crashes++;
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(this.crashes, 6));
-      this.logger.warn({ code, signal, restartInMs: delay }, 'pull poller exited; restarting');
+      this.lastError = stderr?.lastError() ?? `exited with ${signal ?? `code ${code}`}`;
+      const delay = Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** Math.min(this.crashes, 10));
+      this.logger.warn(
+        { code, signal, restartInMs: delay, crashes: this.crashes, err: this.lastError },
+        'pull poller exited; restarting',
+      );
+      if (this.crashes === CRASH_LOOP_EXITS) this.reportCrashLoop();
       this.restart = setTimeout(() => {
         this.restart = null;
         this.sync();
@@ -100,12 +121,36 @@ export class PullManager {
     });
   }
 
+  private reportCrashLoop(): void {
+    this.logger.error({ crashes: this.crashes, err: this.lastError }, 'pull poller is crash-looping');
+    this.core.store.alerts.raise(
+      {
+        deviceId: null,
+        severity: 'high',
+        kind: 'gateway.worker_crash_loop',
+        explanation: `The pull-mode poller exited ${this.crashes} times in a row before answering (${this.lastError}); pull-mode sensors are not being read`,
+        evidence: { worker: 'pull-poller', crashes: this.crashes, lastError: this.lastError },
+        dedupeKey: 'gateway.worker_crash_loop:pull-poller',
+      },
+      new Date(this.core.clock.now()).toISOString(),
+    );
+  }
+
+  health(): WorkerHealth {
+    let state: WorkerHealth['state'];
+    if (this.crashes >= CRASH_LOOP_EXITS) state = 'crash-looping';
+    else if (this.restart) state = 'restarting';
+    else state = this.child ? 'running' : 'idle';
+    return { state, crashes: this.crashes, lastError: this.lastError };
+  }
+
   private onMessage(m: FromPoller): void {
+    // The worker answered: it runs (a poll that failed is the sensor's problem, not the worker's).
+    this.crashes = 0;
     if (m.type === 'poll-failed') {
       this.logger.warn({ deviceId: m.deviceId, reason: m.reason }, 'pull poll failed');
       return;
     }
-    this.crashes = 0;
     const device = this.core.store.devices.get(m.deviceId);
     const reading = {
       payload: Buffer.from(m.payload, 'base64'),

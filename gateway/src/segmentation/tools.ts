@@ -1,4 +1,3 @@
-import { ExecaError, execa } from 'execa';
 import { SegmentationError } from './errors.ts';
 
 /**
@@ -19,6 +18,8 @@ export function systemFirewallTools(options: { netns?: string } = {}): FirewallT
       const [file, argv] = options.netns
         ? ['ip', ['netns', 'exec', options.netns, cmd, ...args]]
         : [cmd, [...args]];
+      // execa is loaded on first use: CLI commands that never run a firewall tool do not pay for it.
+      const { ExecaError, execa } = await import('execa');
       try {
         const r = await execa(file, argv, { input, timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
         return r.stdout;

@@ -12,7 +12,6 @@ import {
   symlinkSync,
 } from 'node:fs';
 import { basename, join } from 'node:path';
-import { execa } from 'execa';
 import semver from 'semver';
 import type { AuditLog } from '../audit/index.ts';
 import { type Clock, isoTime } from '../clock.ts';
@@ -253,6 +252,7 @@ export class UpdateInstaller {
       (a) => a.replaceAll('{current}', this.o.currentLink).replaceAll('{version}', version),
     );
     const [cmd, ...args] = argv as [string, ...string[]];
+    const { execa } = await import('execa');
     const r = await execa(cmd, args, {
       reject: false,
       timeout: this.o.healthDeadlineSeconds * 1000,

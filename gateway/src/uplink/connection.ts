@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
+import { followStderr, siblingModule } from '../child.ts';
 import type { FromWorker, ToWorker } from './broker-worker.ts';
 
 /** How the uplink proves itself: a PEM key in this process, or a provider key only a TPM can use. */
@@ -64,8 +64,18 @@ export function connectInProcess(
     minVersion: 'TLSv1.2',
   } as mqtt.IClientOptions);
   let closed = false;
-  client.on('connect', () => ev.onConnect());
-  client.on('error', (err) => ev.onError(err.message));
+  // mqtt.js reports one failed connect twice (the socket's error, then again as the connection fails): the
+  // uplink would log every outage twice. One connection's repeat of the same message is dropped.
+  let lastError: string | null = null;
+  client.on('connect', () => {
+    lastError = null;
+    ev.onConnect();
+  });
+  client.on('error', (err) => {
+    if (err.message === lastError) return;
+    lastError = err.message;
+    ev.onError(err.message);
+  });
   client.on('message', (topic, payload, packet) => {
     const props = packet.properties?.userProperties ?? {};
     const flat: Record<string, string> = {};
@@ -111,11 +121,15 @@ export function connectViaWorker(
   ev: ConnectionEvents,
   key: Extract<UplinkKey, { kind: 'tpm2' }>,
 ): BrokerConnection {
-  const child = fork(fileURLToPath(new URL('./broker-worker.ts', import.meta.url)), [], {
-    execArgv: [`--openssl-config=${key.opensslConfig}`, '--import', import.meta.resolve('tsx')],
+  const worker = siblingModule(import.meta.url, 'broker-worker');
+  const child = fork(worker.path, [], {
+    execArgv: [`--openssl-config=${key.opensslConfig}`, ...worker.execArgv],
     env: { ...process.env, ...key.env },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
+  // What the worker says on stderr (a crash at start, OpenSSL's provider errors) becomes the uplink's error: logged
+  // and shown as the uplink's last error in /healthz.
+  if (child.stderr) followStderr(child.stderr, (line) => ev.onError(`uplink worker: ${line}`));
   const pending = new Map<number, (err: string | null) => void>();
   let nextId = 1;
   let closed = false;

@@ -1,7 +1,8 @@
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/index.ts';
-import { type BrokerConnection, connectBroker, type UplinkKey } from './connection.ts';
+import { watchCertificate } from './certificate-watch.ts';
+import type { BrokerConnection, ConnectionEvents, ConnectParams, UplinkKey } from './connection.ts';
 
 export interface UplinkTls {
   ca: Buffer;
@@ -15,6 +16,8 @@ export interface UplinkOptions {
   clientId: string;
   topicPrefix: string;
   tls: UplinkTls;
+  /** Where the client certificate will be (uplink.certFile) when `tls.cert` is not there yet: it is awaited. */
+  certFile?: string;
   /** Unacknowledged publishes at once. */
   window?: number;
   /** Queue bounds; beyond them the oldest messages are dropped and counted. */
@@ -46,6 +49,8 @@ export interface UplinkStatus {
   published: number;
   dropped: number;
   lastError: string | null;
+  /** When the current state began (ISO time): connected since, or trying to connect since. */
+  since: string;
 }
 
 /**
@@ -53,6 +58,8 @@ export interface UplinkStatus {
  * published with QoS 1 in queue order, and is deleted only on PUBACK. After a reconnect or a restart the
  * queue is replayed from its head, so delivery is at least once (a lost PUBACK means one duplicate).
  */
+let connector: Promise<(p: ConnectParams, ev: ConnectionEvents) => BrokerConnection> | undefined;
+
 export class Uplink {
   private client: BrokerConnection | null = null;
   private connected = false;
@@ -66,11 +73,14 @@ export class Uplink {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private pumpScheduled = false;
+  private certWatch: { close(): void } | null = null;
   private stopped = false;
   /** After stop(): the store may be closed; nothing touches it any more. */
   private closed = false;
   private batch: Array<{ m: TelemetryMessage; resolve(): void; reject(err: unknown): void }> = [];
   private acked: number[] = [];
+  /** clock.now() when the connection last came up or went down (or the uplink was made). */
+  private stateChangedAt: number;
 
   constructor(
     private readonly store: Store,
@@ -81,6 +91,7 @@ export class Uplink {
     private readonly onCommand: (c: DownlinkMessage) => void = () => {},
   ) {
     this.depth = store.queue.depth();
+    this.stateChangedAt = clock.now();
   }
 
   /** `{topicPrefix}/devices/`: telemetry goes under it, commands come from under it. */
@@ -181,6 +192,14 @@ export class Uplink {
     const maxAge = this.opts?.maxAgeMs ?? 7 * 24 * 3600_000;
     this.expiryTimer = setInterval(() => this.expire(maxAge), Math.min(maxAge, 60_000));
     this.expiryTimer.unref();
+    const certFile = this.opts?.certFile;
+    if (certFile && !this.opts?.tls.cert) {
+      this.logger.warn(
+        { certFile },
+        'uplink: waiting for certificate (uplink.certFile); nothing is sent and messages queue until it is there',
+      );
+      this.certWatch = watchCertificate(certFile, (pem) => this.setCertificate(pem));
+    }
     this.connect();
   }
 
@@ -200,11 +219,29 @@ export class Uplink {
   private connect(): void {
     const o = this.opts;
     if (!o?.tls.cert || this.stopped) return;
+    // mqtt.js and the worker plumbing load with the first connection: a gateway without an uplink (and every CLI
+    // command) never pays for them.
+    connector ??= import('./connection.ts').then((m) => m.connectBroker);
+    connector.then(
+      (connectBroker) => this.open(connectBroker, o),
+      (err: unknown) => {
+        this.lastError = `uplink module: ${(err as Error).message}`;
+        this.logger.error({ err: this.lastError }, 'uplink cannot start');
+      },
+    );
+  }
+
+  private open(
+    connectBroker: (p: ConnectParams, ev: ConnectionEvents) => BrokerConnection,
+    o: UplinkOptions,
+  ): void {
+    if (this.stopped || !o.tls.cert) return;
     const client: BrokerConnection = connectBroker(
       { url: o.url, clientId: o.clientId, ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key },
       {
         onConnect: () => {
           this.connected = true;
+          this.stateChangedAt = this.clock.now();
           this.attempt = 0;
           this.lastError = null;
           this.inflight.clear();
@@ -223,6 +260,7 @@ export class Uplink {
           const was = this.connected;
           this.connected = false;
           this.client = null;
+          if (was) this.stateChangedAt = this.clock.now();
           if (was) this.logger.warn('uplink disconnected; messages queue until it is back');
           this.scheduleReconnect();
         },
@@ -279,6 +317,14 @@ export class Uplink {
     }
   }
 
+  /** The client certificate arrived after start (see certificate-watch.ts): connect with it now. */
+  setCertificate(pem: Buffer): void {
+    if (!this.opts || this.opts.tls.cert || this.stopped) return;
+    this.opts.tls.cert = pem;
+    this.logger.info('uplink certificate found; connecting');
+    this.connect();
+  }
+
   status(): UplinkStatus {
     let state: UplinkStatus['state'];
     if (!this.opts) state = 'unset';
@@ -291,12 +337,14 @@ export class Uplink {
       published: this.published,
       dropped: this.dropped,
       lastError: this.lastError,
+      since: new Date(this.stateChangedAt).toISOString(),
     };
   }
 
   /** Stops publishing; what is not acknowledged stays queued for the next start. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.certWatch?.close();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     // Give in-flight publishes a moment to be acknowledged (their rows are still deleted); what is not
