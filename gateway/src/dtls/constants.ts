@@ -37,6 +37,7 @@ export const AlertDescription = {
   handshakeFailure: 40,
   badCertificate: 42,
   unsupportedCertificate: 43,
+  certificateRevoked: 44,
   certificateExpired: 45,
   certificateUnknown: 46,
   illegalParameter: 47,

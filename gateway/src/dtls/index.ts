@@ -1,4 +1,9 @@
-export { certificateFingerprint, spkiFingerprint } from './certificates.ts';
+export {
+  certificateFingerprint,
+  certificatePath,
+  spkiFingerprint,
+  verifyCertificateChain,
+} from './certificates.ts';
 export { AlertDescription } from './constants.ts';
 export { type CryptoImplementation, dtlsCryptoStatus } from './crypto.ts';
 export { DtlsError } from './errors.ts';
