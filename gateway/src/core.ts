@@ -6,7 +6,7 @@ import type { Config } from './config/index.ts';
 import { checkDataDirectory } from './config/local-files.ts';
 import { GatewayEvents } from './events.ts';
 import { FirmwareService } from './firmware/index.ts';
-import { IdentityError, IdentityService } from './identity/index.ts';
+import { IdentityError, IdentityService, RevocationService } from './identity/index.ts';
 import { type Keystore, openKeystore } from './keystore/index.ts';
 import { SegmentationService, syncSegments } from './segmentation/index.ts';
 import { type Alert, DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
@@ -38,6 +38,7 @@ export class Core {
   private segmentationService: SegmentationService | undefined;
   private userService: UserService | undefined;
   private firmwareService: FirmwareService | undefined;
+  private revocationService: RevocationService | undefined;
 
   private constructor(
     readonly config: Config,
@@ -80,6 +81,17 @@ export class Core {
       throw new IdentityError('ERR_IDENTITY_STATE', 'the store was opened read-only');
     }
     return this.identityService;
+  }
+
+  /** Revocation lists of the trust anchors (certificate sensors). */
+  get revocation(): RevocationService {
+    this.revocationService ??= new RevocationService({
+      store: this.store,
+      audit: this.audit,
+      identity: this.identity,
+      clock: this.clock,
+    });
+    return this.revocationService;
   }
 
   /** Accounts of the technician UI. */

@@ -13,7 +13,7 @@ import { MudControllerRepository } from './repositories/mud-controllers.ts';
 import { PullSourceRepository } from './repositories/pull-sources.ts';
 import { QueueRepository } from './repositories/queue.ts';
 import { SegmentRepository } from './repositories/segments.ts';
-import { TrustAnchorRepository } from './repositories/trust-anchors.ts';
+import { TrustAnchorCrlRepository, TrustAnchorRepository } from './repositories/trust-anchors.ts';
 import { UpdateRepository } from './repositories/updates.ts';
 import { UserRepository } from './repositories/users.ts';
 
@@ -45,7 +45,7 @@ export type {
 export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment, SegmentRole } from './repositories/segments.ts';
-export type { TrustAnchor } from './repositories/trust-anchors.ts';
+export type { TrustAnchor, TrustAnchorCrl } from './repositories/trust-anchors.ts';
 export type { UpdateRecord, UpdateStatus } from './repositories/updates.ts';
 export type { Role, User } from './repositories/users.ts';
 
@@ -61,6 +61,7 @@ export class Store {
   readonly queue: QueueRepository;
   readonly audit: AuditRepository;
   readonly trustAnchors: TrustAnchorRepository;
+  readonly trustAnchorCrls: TrustAnchorCrlRepository;
   readonly downlink: DownlinkRepository;
   readonly pullSources: PullSourceRepository;
   readonly allowLists: AllowListRepository;
@@ -81,6 +82,7 @@ export class Store {
     this.queue = new QueueRepository(db);
     this.audit = new AuditRepository(db);
     this.trustAnchors = new TrustAnchorRepository(db);
+    this.trustAnchorCrls = new TrustAnchorCrlRepository(db);
     this.downlink = new DownlinkRepository(db);
     this.pullSources = new PullSourceRepository(db);
     this.allowLists = new AllowListRepository(db);

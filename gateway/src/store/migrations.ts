@@ -360,6 +360,25 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE update_state ADD COLUMN counter TEXT;
     `,
   },
+  {
+    version: 15,
+    name: 'revocation lists per trust anchor',
+    sql: `
+      -- The newest CRL each manufacturer CA published (verified against it before it is stored), and where the
+      -- gateway fetches the next one. One row per anchor; the DER is kept whole so it can be verified again.
+      CREATE TABLE trust_anchor_crls (
+        anchor_name TEXT PRIMARY KEY REFERENCES trust_anchors(name),
+        crl_der BLOB,
+        this_update TEXT,
+        next_update TEXT,
+        crl_number TEXT,
+        revoked_count INTEGER NOT NULL DEFAULT 0,
+        url TEXT,
+        refresh_seconds INTEGER CHECK (refresh_seconds IS NULL OR refresh_seconds >= 1),
+        updated_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
