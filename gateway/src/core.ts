@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditLog } from './audit/index.ts';
+import { AuditLog, sealingFrom } from './audit/index.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config/index.ts';
 import { checkDataDirectory } from './config/local-files.ts';
@@ -46,7 +46,8 @@ export class Core {
     readonly clock: Clock,
     readonly keystore: Keystore | null,
   ) {
-    this.audit = new AuditLog(store, clock);
+    // With a keystore the audit head is keyed and anchored in its counter (docs/audit.md).
+    this.audit = new AuditLog(store, clock, keystore ? sealingFrom(keystore) : undefined);
     this.startedAt = clock.now();
     this.identityService = keystore
       ? new IdentityService(store, keystore, this.audit, clock, this.events)

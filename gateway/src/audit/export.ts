@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import type { AuditEntry } from './audit-log.ts';
+import type { AuditCheckpoint, AuditEntry } from './audit-log.ts';
 
 export type ExportFormat = 'jsonl' | 'syslog';
 
@@ -35,4 +35,17 @@ export function toSyslogLine(e: AuditEntry, host = hostname(), procId = '-'): st
 
 export function formatEntry(e: AuditEntry, format: ExportFormat): string {
   return format === 'jsonl' ? toJsonLine(e) : toSyslogLine(e);
+}
+
+/**
+ * A signed checkpoint in the export, right after the entry it names: a JSON line `{"checkpoint": {...}}`, or a
+ * syslog line with MSGID `audit.checkpoint` and SD-ID `portcullis-checkpoint@32473`. The receiver keeps the
+ * highest checkpoint it has seen; a later export that no longer reaches it, or has another hash there, shows a
+ * truncated or rewritten log (docs/audit.md says how to check the signature).
+ */
+export function formatCheckpoint(c: AuditCheckpoint, format: ExportFormat, host = hostname()): string {
+  const body = { seq: c.seq, hash: c.hash, counter: c.counter, ts: c.ts, signature: c.signature };
+  if (format === 'jsonl') return JSON.stringify({ checkpoint: body });
+  const sd = `[portcullis-checkpoint@32473 seq="${c.seq}" hash="${c.hash}" counter="${c.counter}" signature="${c.signature}"]`;
+  return `<${PRI}>1 ${c.ts} ${headerToken(host, 255)} portcullis - audit.checkpoint ${sd} ${BOM}${JSON.stringify({ checkpoint: body })}`;
 }

@@ -1,3 +1,19 @@
-export { type AuditEntry, AuditError, AuditLog, type NewAuditEntry, type VerifyResult } from './audit-log.ts';
+export {
+  type AuditCheckpoint,
+  type AuditEntry,
+  AuditError,
+  AuditLog,
+  CHECKPOINT_EVERY,
+  MAX_DETAILS_BYTES,
+  type NewAuditEntry,
+  type VerifyResult,
+} from './audit-log.ts';
 export { entryHash, GENESIS_HASH } from './chain.ts';
-export { type ExportFormat, formatEntry, toJsonLine, toSyslogLine } from './export.ts';
+export { type ExportFormat, formatCheckpoint, formatEntry, toJsonLine, toSyslogLine } from './export.ts';
+export {
+  type AuditSealing,
+  checkpointMessage,
+  headMac,
+  sealingFrom,
+  verifyCheckpoint,
+} from './sealing.ts';

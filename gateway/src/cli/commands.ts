@@ -1,7 +1,5 @@
-import { type ExportFormat, formatEntry } from '../audit/index.ts';
 import { systemClock } from '../clock.ts';
-import { type LoadedConfig, resolveConfig } from '../config/index.ts';
-import { Core } from '../core.ts';
+import { resolveConfig } from '../config/index.ts';
 import { createLogger } from '../log.ts';
 import { Gateway } from '../main.ts';
 import { EXIT } from './exit-codes.ts';
@@ -62,37 +60,4 @@ export function configCheckCommand(file: string | undefined, print: boolean, io:
   io.out(`ok: ${loaded.source ?? 'embedded defaults'}`);
   if (print) io.out(JSON.stringify(loaded.config, null, 2));
   return EXIT.ok;
-}
-
-function withCore<T>(loaded: LoadedConfig, fn: (core: Core) => T): T {
-  const core = Core.open(loaded.config, systemClock, { readonly: true });
-  try {
-    return fn(core);
-  } finally {
-    core.close();
-  }
-}
-
-export function auditVerifyCommand(configPath: string | undefined, io: Io): number {
-  return withCore(resolveConfig(configPath), (core) => {
-    const r = core.audit.verify();
-    if (r.ok) {
-      io.out(`audit log ok: ${r.entries} entries, chain intact through seq ${r.headSeq}`);
-      return EXIT.ok;
-    }
-    io.err(`audit log BROKEN at seq ${r.firstBadSeq}: ${r.reason}`);
-    return EXIT.failure;
-  });
-}
-
-export function auditExportCommand(
-  configPath: string | undefined,
-  format: ExportFormat,
-  fromSeq: number,
-  io: Io,
-): number {
-  return withCore(resolveConfig(configPath), (core) => {
-    for (const e of core.audit.entries(fromSeq)) io.out(formatEntry(e, format));
-    return EXIT.ok;
-  });
 }

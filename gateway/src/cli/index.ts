@@ -11,6 +11,7 @@ import { CREDSTORE_DIR, FLOWS_CONFIG_DIR } from './paths.ts';
 // needs (the gateway, the UI and the uplink stay unloaded unless `start` runs).
 const commands = {
   anomaly: () => import('./anomaly-commands.ts'),
+  audit: () => import('./audit-commands.ts'),
   commands: () => import('./commands.ts'),
   compliance: () => import('./compliance-commands.ts'),
   device: () => import('./device-commands.ts'),
@@ -67,17 +68,24 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
   const audit = program.command('audit').description('the hash-chained audit log');
   audit
     .command('verify')
-    .description('check the whole chain; names the first bad sequence number')
-    .action(async () => setCode((await commands.commands()).auditVerifyCommand(configOpt(), io)));
+    .description('check the chain, keyed head and signed checkpoints; names the first bad sequence number')
+    .action(async () => setCode((await commands.audit()).auditVerifyCommand(configOpt(), io)));
   audit
     .command('export')
-    .description('write entries to stdout')
+    .description('write entries, with the signed checkpoints after the entries they name, to stdout')
     .addOption(
       new Option('--format <format>', 'output format').choices(['jsonl', 'syslog']).makeOptionMandatory(),
     )
     .option('--from <seq>', 'first sequence number', positiveInt, 1)
     .action(async (opts: { format: 'jsonl' | 'syslog'; from: number }) =>
-      setCode((await commands.commands()).auditExportCommand(configOpt(), opts.format, opts.from, io)),
+      setCode((await commands.audit()).auditExportCommand(configOpt(), opts.format, opts.from, io)),
+    );
+  audit
+    .command('reseal')
+    .description('after verify found tampering: record it in the log and let the gateway write again')
+    .requiredOption('--reason <text>', 'why (recorded in the audit log)')
+    .action(async (opts: { reason: string }) =>
+      setCode((await commands.audit()).auditResealCommand(configOpt(), opts.reason, io)),
     );
 
   const device = program.command('device').description('sensors: provisioning, inventory, decommissioning');

@@ -7,7 +7,7 @@ import type { Keystore } from './types.ts';
 export { KeystoreError } from './errors.ts';
 export { SoftwareKeystore } from './software.ts';
 export { Tpm2Keystore } from './tpm2.ts';
-export type { Keystore, KeystoreBackend, KeystoreStatus } from './types.ts';
+export type { Keystore, KeystoreBackend, KeystoreStatus, MonotonicCounter } from './types.ts';
 
 /** The appliance's kernel resource manager. */
 export const DEFAULT_TCTI = 'device:/dev/tpmrm0';

@@ -4,11 +4,12 @@ import { arch, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { UplinkKey } from '../uplink/connection.ts';
 import { checkDataDirectory } from '../config/local-files.ts';
+import { deriveFromDataKey, TpmNvCounter } from './audit-anchor.ts';
 import { KeystoreError } from './errors.ts';
 import { IdentityCa } from './openssl-ca.ts';
 import { unwrapWith, wrapWith } from './software.ts';
 import { firstErrorLine, runTool } from './tools.ts';
-import type { Keystore, KeystoreStatus } from './types.ts';
+import type { Keystore, KeystoreStatus, MonotonicCounter } from './types.ts';
 
 const PROVIDER_PATHS = [
   `/usr/lib/${arch() === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/ossl-modules/tpm2.so`,
@@ -218,5 +219,41 @@ export class Tpm2Keystore implements Keystore {
 
   status(): KeystoreStatus {
     return { backend: this.backend, hardwareBacked: true, uplinkKey: existsSync(this.uplinkKeyPath) };
+  }
+
+  deriveKey(purpose: string): KeyObject {
+    return deriveFromDataKey(this.dataKey, purpose);
+  }
+
+  signWithIdentity(data: Buffer): Buffer {
+    this.identityCertificate();
+    try {
+      return this.run(
+        'openssl',
+        [
+          'dgst',
+          '-sha256',
+          '-provider',
+          'tpm2',
+          '-provider',
+          'default',
+          // Without it OpenSSL hands the TPM-wrapped key to the default provider's ECDSA: "missing private key".
+          '-propquery',
+          '?provider=tpm2,tpm2.digest!=yes',
+          '-sign',
+          join(this.dir, 'identity.tss'),
+        ],
+        data,
+      );
+    } catch (err) {
+      throw new KeystoreError(
+        'ERR_KEYSTORE_TPM',
+        `cannot sign with the identity key (${firstErrorLine(err)})`,
+      );
+    }
+  }
+
+  auditCounter(): MonotonicCounter {
+    return new TpmNvCounter(this.dir, (cmd, args) => this.run(cmd, args));
   }
 }

@@ -1,6 +1,20 @@
+import type { KeyObject } from 'node:crypto';
 import type { UplinkKey } from '../uplink/connection.ts';
 
 export type KeystoreBackend = 'software' | 'tpm2';
+
+/**
+ * A counter that only goes up, kept outside the database: the audit log binds its keyed head to it so a database
+ * rolled back to an earlier copy no longer matches (docs/audit.md). A TPM NV counter on `tpm2`; a file in the
+ * keystore directory on `software` (which only an attacker without the keystore's files cannot roll back).
+ */
+export interface MonotonicCounter {
+  readonly kind: 'tpm2-nv' | 'file';
+  /** The current value, creating the counter on first use; `fresh` when this keystore had none before. */
+  open(): { value: number; fresh: boolean };
+  /** Adds one and returns the new value. */
+  increment(): number;
+}
 
 export interface KeystoreStatus {
   backend: KeystoreBackend;
@@ -28,4 +42,13 @@ export interface Keystore {
   /** Issues a short-lived leaf for `csrPem`, signed by the identity key. */
   signLeaf(csrPem: string, opts: { days: number; sans: string[] }): string;
   status(): KeystoreStatus;
+  /**
+   * A 256-bit key for one purpose, derived (HKDF-SHA-256) from the data key: the same purpose gives the same key
+   * on every start, and it is as protected as the data key (sealed in the TPM on `tpm2`).
+   */
+  deriveKey(purpose: string): KeyObject;
+  /** ECDSA P-256 / SHA-256 signature (DER) by the identity key, which never leaves the keystore. */
+  signWithIdentity(data: Buffer): Buffer;
+  /** The counter that anchors the audit log's sequence (see MonotonicCounter). */
+  auditCounter(): MonotonicCounter;
 }

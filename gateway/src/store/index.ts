@@ -23,7 +23,7 @@ export type { ActivityBucket } from './repositories/activity.ts';
 export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
 export type { StoredAllowList } from './repositories/allowlists.ts';
 export type { RateLimit } from './repositories/anomaly.ts';
-export type { AuditRow } from './repositories/audit.ts';
+export type { AuditCheckpointRow, AuditHeadRow, AuditRow } from './repositories/audit.ts';
 export type { Credential } from './repositories/credentials.ts';
 export type {
   CredentialKind,

@@ -361,6 +361,26 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 13,
+    name: 'keyed audit head, its counter, and signed audit checkpoints',
+    sql: `
+      -- mac: HMAC over (seq, hash, counter) under a key from the keystore, so the head cannot be set from the
+      -- database alone; counter: the keystore's monotonic counter (TPM NV on tpm2) the head was bound to.
+      ALTER TABLE audit_head ADD COLUMN mac TEXT;
+      ALTER TABLE audit_head ADD COLUMN counter INTEGER;
+      -- Statements signed by the gateway identity key that the log reached (seq, hash); exported to the SIEM.
+      CREATE TABLE audit_checkpoints (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        counter INTEGER NOT NULL,
+        ts TEXT NOT NULL,
+        signature TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX audit_checkpoints_seq ON audit_checkpoints(seq);
+    `,
+  },
+  {
     version: 15,
     name: 'revocation lists per trust anchor',
     sql: `

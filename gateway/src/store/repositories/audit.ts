@@ -11,29 +11,79 @@ export interface AuditRow {
   hash: string;
 }
 
+export interface AuditHeadRow {
+  seq: number;
+  hash: string;
+  /** HMAC under the keystore's audit key; null on a log that was never keyed. */
+  mac: string | null;
+  counter: number | null;
+}
+
+export interface AuditCheckpointRow {
+  seq: number;
+  hash: string;
+  counter: number;
+  ts: string;
+  /** Base64 DER ECDSA signature by the gateway identity key. */
+  signature: string;
+}
+
 /** Row-level access to the audit tables; chaining and verification live in the audit module. */
 export class AuditRepository {
   constructor(readonly db: Db) {}
 
-  head(): { seq: number; hash: string } | undefined {
-    return this.db.prepare('SELECT seq, hash FROM audit_head WHERE id = 1').get() as
-      | { seq: number; hash: string }
+  head(): AuditHeadRow | undefined {
+    return this.db.prepare('SELECT seq, hash, mac, counter FROM audit_head WHERE id = 1').get() as
+      | AuditHeadRow
       | undefined;
   }
 
-  /** Must run inside the caller's transaction together with `head()`. */
-  insert(row: AuditRow): void {
+  /** Must run inside the caller's transaction together with `head()`; `head` is the new head's key binding. */
+  insert(row: AuditRow, head: { mac: string | null; counter: number | null }): void {
     this.db
       .prepare(
         `INSERT INTO audit_log (seq, ts, actor, action, target, details, prev_hash, hash)
          VALUES (@seq, @ts, @actor, @action, @target, @details, @prev_hash, @hash)`,
       )
       .run(row);
+    this.setHead({ seq: row.seq, hash: row.hash, mac: head.mac, counter: head.counter });
+  }
+
+  setHead(h: AuditHeadRow): void {
     this.db
       .prepare(
-        'INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash',
+        `INSERT INTO audit_head (id, seq, hash, mac, counter) VALUES (1, @seq, @hash, @mac, @counter)
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac,
+           counter = excluded.counter`,
       )
-      .run(row.seq, row.hash);
+      .run(h);
+  }
+
+  hashAt(seq: number): string | undefined {
+    return (
+      this.db.prepare('SELECT hash FROM audit_log WHERE seq = ?').get(seq) as { hash: string } | undefined
+    )?.hash;
+  }
+
+  addCheckpoint(c: AuditCheckpointRow): void {
+    this.db
+      .prepare(
+        'INSERT INTO audit_checkpoints (seq, hash, counter, ts, signature) VALUES (@seq, @hash, @counter, @ts, @signature)',
+      )
+      .run(c);
+  }
+
+  lastCheckpoint(): AuditCheckpointRow | undefined {
+    return this.db
+      .prepare('SELECT seq, hash, counter, ts, signature FROM audit_checkpoints ORDER BY id DESC LIMIT 1')
+      .get() as AuditCheckpointRow | undefined;
+  }
+
+  /** Checkpoints at or after `fromSeq`, in the order they were made. */
+  checkpoints(fromSeq = 0): AuditCheckpointRow[] {
+    return this.db
+      .prepare('SELECT seq, hash, counter, ts, signature FROM audit_checkpoints WHERE seq >= ? ORDER BY id')
+      .all(fromSeq) as AuditCheckpointRow[];
   }
 
   iterate(fromSeq = 1): IterableIterator<AuditRow> {

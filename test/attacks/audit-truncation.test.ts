@@ -1,0 +1,207 @@
+/**
+ * Issue 19, finding 5: someone with write access to the database file truncates the audit log (drops the guard
+ * triggers, deletes the last rows, points audit_head at the new last row with one UPDATE). The head is keyed by
+ * the keystore and bound to its counter, and signed checkpoints go into the export, so `portcullis audit verify`
+ * and an outside party holding an earlier export both see it. The attack first, then what holds.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { AuditError, checkpointMessage, verifyCheckpoint } from '../../gateway/src/audit/index.ts';
+import { systemClock } from '../../gateway/src/clock.ts';
+import { resolveConfig } from '../../gateway/src/config/index.ts';
+import { Core } from '../../gateway/src/core.ts';
+import { runCli } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/tmp.ts';
+
+interface Home {
+  dir: string;
+  config: string;
+  db: string;
+  open(): Core;
+  cli(...args: string[]): ReturnType<typeof runCli>;
+}
+
+function home(t: Parameters<typeof tempDir>[0]): Home {
+  const dir = tempDir(t);
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, `dataDir: ${join(dir, 'var')}\n`);
+  return {
+    dir,
+    config,
+    db: join(dir, 'var', 'portcullis.db'),
+    open: () => Core.open(resolveConfig(config).config, systemClock),
+    cli: (...args) => runCli(['--config', config, ...args], { cwd: dir }),
+  };
+}
+
+/** Appends `n` entries through the gateway's own service layer, optionally with a checkpoint after them. */
+function write(h: Home, n: number, checkpoint: boolean): void {
+  const core = h.open();
+  try {
+    for (let i = 0; i < n; i++) {
+      core.audit.append({ actor: 'user:alice', action: 'device.add', target: `dev-${i}`, details: { i } });
+    }
+    if (checkpoint) assert.ok(core.audit.checkpoint(), 'a checkpoint was made');
+  } finally {
+    core.close();
+  }
+}
+
+/** The attack of the finding, below the application: no hashes to recompute, one UPDATE for the head. */
+function truncate(db: string, keepThrough: number, extraSql = ''): void {
+  const d = new Database(db);
+  try {
+    d.exec('DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;');
+    d.prepare('DELETE FROM audit_log WHERE seq > ?').run(keepThrough);
+    const last = d.prepare('SELECT seq, hash FROM audit_log WHERE seq = ?').get(keepThrough) as {
+      seq: number;
+      hash: string;
+    };
+    d.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1').run(last.seq, last.hash);
+    if (extraSql) d.exec(extraSql);
+  } finally {
+    d.close();
+  }
+}
+
+describe('attack: audit log truncation', () => {
+  it('truncating the tail and resetting the head by hand: audit verify exits 1 naming the truncation', async (t) => {
+    const h = home(t);
+    write(h, 20, false);
+    truncate(h.db, 15);
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /BROKEN at seq 16: truncated or rewritten: the log ends at entry 15/);
+    assert.match(r.stderr, /head was not written by the gateway/);
+  });
+
+  it('with a signed checkpoint past the new end, verify names the removed range', async (t) => {
+    const h = home(t);
+    write(h, 20, true);
+    write(h, 5, false);
+    truncate(h.db, 12);
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /BROKEN at seq 13: truncated: .*reached entry 20; entries 13-20 at least were removed/);
+  });
+
+  it('deleting the checkpoints and nulling the key as well does not help', async (t) => {
+    const h = home(t);
+    write(h, 20, true);
+    truncate(h.db, 15, 'DELETE FROM audit_checkpoints; UPDATE audit_head SET mac = NULL, counter = NULL;');
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /BROKEN at seq 16: /);
+  });
+
+  it('restoring an earlier copy of the database (rollback) is caught by the counter', async (t) => {
+    const h = home(t);
+    write(h, 10, true);
+    const copy = join(h.dir, 'old.db');
+    copyFileSync(h.db, copy);
+    write(h, 10, true);
+    // The old copy is internally consistent: its head and MAC were written by the gateway, at an older counter.
+    copyFileSync(copy, h.db);
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /BROKEN at seq 11: .*bound to counter 1 but the file counter is at 2: .*rolled back/);
+  });
+
+  it('the gateway refuses to append over a tampered head; reseal records it and verify keeps the evidence', async (t) => {
+    const h = home(t);
+    write(h, 20, true);
+    truncate(h.db, 15);
+    const core = h.open();
+    try {
+      assert.throws(
+        () => core.audit.append({ actor: 'system', action: 'gateway.start' }),
+        (e: unknown) => e instanceof AuditError && e.code === 'ERR_AUDIT_TAMPERED',
+      );
+    } finally {
+      core.close();
+    }
+    const resealed = await h.cli('audit', 'reseal', '--reason', 'incident 7: disk image inspected');
+    assert.equal(resealed.code, 0, resealed.stderr);
+    assert.match(resealed.stdout, /resealed at seq 16 \(found: .*does not match its key/);
+    write(h, 1, false);
+    const gap = await h.cli('audit', 'verify');
+    assert.match(gap.stderr, /BROKEN at seq 18: truncated: .*entries 18-20 at least were removed/);
+    write(h, 4, false);
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 1, 'the removed entries stay visible: the old checkpoint names another entry 20');
+    assert.match(r.stderr, /entry 20 differs from the one its signed checkpoint/);
+    const entries = (await h.cli('audit', 'export', '--format', 'jsonl')).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { action?: string; details?: { problem?: string } });
+    assert.match(entries.find((e) => e.action === 'audit.reseal')?.details?.problem ?? '', /does not match/);
+  });
+
+  it('positive: an intact keyed log verifies, across restarts and checkpoints', async (t) => {
+    const h = home(t);
+    write(h, 5, true);
+    write(h, 5, false);
+    write(h, 3, true);
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /13 entries, chain intact through seq 13; keyed head ok \(file counter 2.*2 signed checkpoints ok/);
+  });
+
+  it('an outside party verifies the exported checkpoints with the identity certificate and sees a truncation', async (t) => {
+    const h = home(t);
+    write(h, 8, true);
+    const exported = (await h.cli('audit', 'export', '--format', 'jsonl')).stdout.trim().split('\n');
+    const cpLine = exported.find((l) => l.startsWith('{"checkpoint"'));
+    assert.ok(cpLine, 'the export carries the checkpoint');
+    assert.equal(exported.indexOf(cpLine), 8, 'right after the entry it names');
+    const cp = (JSON.parse(cpLine) as { checkpoint: Parameters<typeof verifyCheckpoint>[0] }).checkpoint;
+    assert.equal(cp.seq, 8);
+    assert.equal(cp.hash, (JSON.parse(exported[7] as string) as { hash: string }).hash);
+
+    // The outside party with openssl alone: the identity certificate, the message rebuilt from the fields.
+    const certFile = join(h.dir, 'var', 'keystore', 'identity.pem');
+    const pub = join(h.dir, 'identity-pub.pem');
+    writeFileSync(pub, execFileSync('openssl', ['x509', '-in', certFile, '-noout', '-pubkey']));
+    const msg = join(h.dir, 'cp.txt');
+    const sig = join(h.dir, 'cp.sig');
+    writeFileSync(
+      msg,
+      `portcullis audit checkpoint v1\nseq=${cp.seq}\nhash=${cp.hash}\ncounter=${cp.counter}\nts=${cp.ts}\n`,
+    );
+    assert.deepEqual(readFileSync(msg), checkpointMessage(cp), 'the documented message format');
+    writeFileSync(sig, Buffer.from(cp.signature, 'base64'));
+    const ok = execFileSync('openssl', ['dgst', '-sha256', '-verify', pub, '-signature', sig, msg]).toString();
+    assert.match(ok, /Verified OK/);
+    // …and with node:crypto; a forged hash does not verify.
+    const cert = readFileSync(certFile, 'utf8');
+    assert.equal(verifyCheckpoint(cp, cert), true);
+    assert.equal(verifyCheckpoint({ ...cp, hash: 'f'.repeat(64) }, cert), false);
+    assert.equal(verifyCheckpoint({ ...cp, seq: 7 }, cert), false);
+
+    // The syslog export carries the same checkpoint in structured data.
+    const syslog = (await h.cli('audit', 'export', '--format', 'syslog')).stdout;
+    assert.match(
+      syslog,
+      new RegExp(
+        `portcullis - audit\\.checkpoint \\[portcullis-checkpoint@32473 seq="8" hash="${cp.hash}" counter="${cp.counter}" signature="[A-Za-z0-9+/=]+"\\]`,
+      ),
+    );
+
+    // Later the log is truncated and resealed so the gateway runs on; the next export no longer reaches the
+    // checkpoint the outside party holds with the same hash: truncation, whatever the database now says.
+    truncate(h.db, 5, 'DELETE FROM audit_checkpoints;');
+    assert.equal((await h.cli('audit', 'reseal', '--reason', 'test')).code, 0);
+    write(h, 4, false);
+    const later = (await h.cli('audit', 'export', '--format', 'jsonl')).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq?: number; hash?: string });
+    const at8 = later.find((e) => e.seq === cp.seq);
+    assert.ok(at8, 'the log has an entry 8 again');
+    assert.notEqual(at8.hash, cp.hash, 'but not the one that was signed: the outside party sees the rewrite');
+  });
+});
