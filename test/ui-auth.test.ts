@@ -94,26 +94,56 @@ describe('UI login and second factor', () => {
     assert.equal((await c4.call('POST', '/auth/totp/enroll')).status, 401);
   });
 
-  it('locks an account after 5 failures, even against the right password, and audits it without the password', async (t) => {
+  it('throttles the failing address, not the account, and audits failures per address per minute without the password', async (t) => {
     const { core, app, clock } = site(t);
     await core.users.createUser({ username: 'tech', role: 'technician', password: PASSWORD }, 'test');
-    const b = new Browser(app);
+    const b = new Browser(app, '192.0.2.66');
     for (let i = 0; i < 5; i++) {
       assert.equal(
         (await b.call('POST', '/auth/login', { username: 'tech', password: `wrong password ${i}` })).status,
         401,
       );
     }
-    const locked = await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
-    assert.equal(locked.status, 423);
-    assert.equal((locked.data.error as { code: string }).code, 'ERR_USER_LOCKED');
-    const unknown = await b.call('POST', '/auth/login', { username: 'nobody', password: PASSWORD });
-    assert.equal(unknown.status, 401, 'unknown users look like wrong passwords');
+    const throttled = await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    assert.equal(throttled.status, 429, 'the guessing address waits');
+    assert.equal((throttled.data.error as { code: string }).code, 'ERR_USER_THROTTLED');
+    clock.advance(1000);
+    const suspect = await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD });
+    assert.equal(suspect.status, 401, 'a locked account stays shut to the address that locked it');
+    const unknown = await new Browser(app, '192.0.2.67').call('POST', '/auth/login', {
+      username: 'nobody',
+      password: PASSWORD,
+    });
+    assert.deepEqual(
+      [unknown.status, unknown.data],
+      [suspect.status, suspect.data],
+      'unknown names look alike',
+    );
+    // No second factor enrolled: the password alone opens a locked account for nobody, until the lock lapses.
+    const other = new Browser(app, '192.0.2.10');
+    assert.equal(
+      (await other.call('POST', '/auth/login', { username: 'tech', password: PASSWORD })).status,
+      401,
+    );
     clock.advance(15 * 60_000 + 1000);
-    assert.equal((await b.call('POST', '/auth/login', { username: 'tech', password: PASSWORD })).status, 200);
-    const audit = [...core.store.audit.iterate()].filter((e) => e.action === 'user.login.failed');
-    assert.equal(audit.length, 5);
-    assert.doesNotMatch(JSON.stringify(audit), /wrong password/);
+    assert.equal(
+      (await other.call('POST', '/auth/login', { username: 'tech', password: PASSWORD })).status,
+      200,
+    );
+    core.users.flushFailureAudit();
+    const audit = [...core.store.audit.iterate()];
+    const failed = audit.filter((e) => e.action === 'user.login.failed');
+    assert.deepEqual(
+      failed.map((e) => [e.target, (JSON.parse(e.details) as { count: number }).count]),
+      [
+        ['192.0.2.66', 6],
+        ['192.0.2.67', 1],
+        ['192.0.2.10', 1],
+      ],
+      'one entry per address per minute, with the count',
+    );
+    assert.equal(audit.filter((e) => e.action === 'user.login.locked').length, 1);
+    assert.doesNotMatch(JSON.stringify(audit), /wrong password|nobody|correct horse/);
   });
 
   it('rate-limits login attempts per client address', async (t) => {

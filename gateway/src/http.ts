@@ -21,7 +21,7 @@ export function statusFor(code: string): ContentfulStatusCode {
   if (/(INVALID|UNSUPPORTED|COMPILE)$/.test(code) || code.startsWith('ERR_MUD_')) return 400;
   if (/(STATE|CONFLICT|BUSY|NOT_APPLIED)$/.test(code)) return 409;
   if (code === 'ERR_USER_CREDENTIALS' || code === 'ERR_USER_MFA') return 401;
-  if (code === 'ERR_USER_LOCKED') return 423;
+  if (code === 'ERR_USER_THROTTLED') return 429;
   if (code === 'ERR_USER_SETUP') return 403;
   return 500;
 }

@@ -11,11 +11,21 @@ import { tempDir } from './tmp.ts';
 
 export const PASSWORD = 'correct horse battery staple';
 
-/** A browser: keeps the session cookie, sends JSON and (once known) the CSRF token. */
+/**
+ * A browser: keeps the session cookie, sends JSON and (once known) the CSRF token. `address` is the client
+ * address the UI sees (as the socket's remote address would be); without it requests come from "local".
+ */
 export class Browser {
   cookie = '';
   csrf = '';
-  constructor(readonly app: ReturnType<typeof createUiApp>) {}
+  constructor(
+    readonly app: ReturnType<typeof createUiApp>,
+    readonly address?: string,
+  ) {}
+
+  private get env() {
+    return this.address ? { incoming: { socket: { remoteAddress: this.address } } } : undefined;
+  }
 
   async call(method: string, path: string, json?: unknown, opts: { csrf?: string | null } = {}) {
     const headers: Record<string, string> = {};
@@ -23,11 +33,11 @@ export class Browser {
     const csrf = opts.csrf === undefined ? this.csrf : opts.csrf;
     if (csrf) headers['x-csrf-token'] = csrf;
     if (json !== undefined) headers['content-type'] = 'application/json';
-    const res = await this.app.request(path, {
-      method,
-      headers,
-      body: json === undefined ? undefined : JSON.stringify(json),
-    });
+    const res = await this.app.request(
+      path,
+      { method, headers, body: json === undefined ? undefined : JSON.stringify(json) },
+      this.env,
+    );
     const set = res.headers.get('set-cookie');
     if (set) {
       const m = /__Host-portcullis=([^;]*)/.exec(set);
@@ -61,7 +71,7 @@ export class Browser {
       const csrf = opts.csrf === undefined ? this.csrf : opts.csrf;
       body = new URLSearchParams({ ...(csrf ? { _csrf: csrf } : {}), ...fields }).toString();
     }
-    const res = await this.app.request(path, { method, headers, body });
+    const res = await this.app.request(path, { method, headers, body }, this.env);
     const cookies = res.headers.getSetCookie();
     const session = cookies.map((c) => /^__Host-portcullis=([^;]*)/.exec(c)).find(Boolean);
     if (session) this.cookie = session[1] ? `__Host-portcullis=${session[1]}` : '';

@@ -4,7 +4,10 @@ import { clientAddress, HttpError } from '../../gateway/src/http.ts';
 import { setSessionCookie } from './auth.ts';
 import type { UiSession, UiSessions } from './sessions.ts';
 
-/** Login attempts per client address per minute, before the per-account lockout even counts. */
+/**
+ * Login attempts per client address per minute, failed or not, before the users service's own per-source
+ * throttling of failures even counts.
+ */
 const LOGIN_ATTEMPTS_PER_MINUTE = 10;
 
 /** One budget per client address, shared by the JSON API's and the pages' login, setup and code forms. */
@@ -48,15 +51,19 @@ export function completeLogin(
   return session;
 }
 
-/** Password and a code again (failures count towards the lockout); marks the session re-authenticated. */
+/**
+ * Password and a code again (failures count for the source and the account, as at login); marks the session
+ * re-authenticated.
+ */
 export async function reauthenticate(
   core: Core,
   sessions: UiSessions,
   s: UiSession,
   password: string,
   code: string,
+  address: string,
 ): Promise<void> {
-  await core.users.authenticate(s.username, password);
-  core.users.verifySecondFactor(s.username, code);
+  await core.users.authenticate(s.username, password, address);
+  core.users.verifySecondFactor(s.username, code, address);
   sessions.markReauth(s);
 }

@@ -379,7 +379,9 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .description('UI accounts')
     .command('unlock <name>')
     .description("clear an account's failed logins and lock (audited)")
-    .action(async (name: string) => setCode((await commands.ui()).uiUserUnlockCommand(configOpt(), name, io)));
+    .action(async (name: string) =>
+      setCode((await commands.ui()).uiUserUnlockCommand(configOpt(), name, io)),
+    );
 
   const alerts = program.command('alerts').description('alerts: behaviour, firewall');
   alerts

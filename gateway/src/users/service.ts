@@ -2,12 +2,14 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { argon2id, argon2Verify } from 'hash-wasm';
 import { generateSecret, generateURI, verifySync } from 'otplib';
 import { z } from 'zod';
+import { AuditAggregator } from '../audit/aggregate.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { sha256Hex } from '../digest.ts';
 import type { Keystore } from '../keystore/index.ts';
 import { type Role, type Store, StoreError, type User } from '../store/index.ts';
 import { UserError } from './errors.ts';
+import { SourceFailures, sourceOf } from './source-failures.ts';
 
 export const usernameSchema = z.string().regex(/^[a-z][a-z0-9._-]{1,31}$/, {
   error: 'must be 2-32 characters: lower-case letters, digits, ".", "_" or "-", starting with a letter',
@@ -15,10 +17,27 @@ export const usernameSchema = z.string().regex(/^[a-z][a-z0-9._-]{1,31}$/, {
 /** ETSI EN 303 645 5.1: no weak passwords. Length over composition rules (NIST SP 800-63B). */
 export const passwordSchema = z.string().min(12, { error: 'must be at least 12 characters' }).max(256);
 
+/**
+ * Consecutive failures (password or code, from anywhere) after which an account is locked, and for how long
+ * after its last failure. The lock never stops everyone: see `refusedWhileLocked`.
+ */
 const LOCK_AFTER = 5;
 const LOCK_MS = 15 * 60_000;
+/** A source with this many recent failures is a suspect: it cannot log in to a locked account at all. */
+const SUSPECT_AFTER = 3;
+/** Failed attempts are audited once per source per minute, with counts; at most this many sources a minute. */
+const AUDIT_WINDOW_MS = 60_000;
+const AUDIT_MAX_SOURCES = 1000;
+/** The name recorded for attempts on names that are no account (never the name typed: it may be a password). */
+const UNKNOWN_NAME = '(unknown)';
 const RECOVERY_CODES = 10;
 const ISSUER = 'Portcullis';
+
+/** How passwords are hashed and checked (tests wrap it to count the work each answer does). */
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  verify(hash: string, password: string): Promise<boolean>;
+}
 
 /**
  * argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane), as a PHC string. WebAssembly
@@ -41,6 +60,8 @@ function verifyPassword(hash: string, password: string): Promise<boolean> {
   return argon2Verify({ password, hash }).catch(() => false);
 }
 
+export const argon2Hasher: PasswordHasher = { hash: hashPassword, verify: verifyPassword };
+
 /** A code a person types: 10 characters from an alphabet without look-alikes, shown as two groups. */
 function humanCode(): string {
   const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
@@ -51,24 +72,61 @@ function humanCode(): string {
 
 const normaliseCode = (s: string) => s.trim().toUpperCase().replace(/[\s-]/g, '');
 
+const WRONG_SETUP_CODE = 'wrong setup code';
+/** Where failures go once AUDIT_MAX_SOURCES sources failed within a minute: one entry for all the rest. */
+const OVERFLOW_LOGIN = { action: 'user.login.failed', actor: 'ui', target: null, fixed: { source: 'other' } };
+const OVERFLOW_SETUP = {
+  action: 'user.setup.failed',
+  actor: 'ui:setup',
+  target: null,
+  fixed: { source: 'other' },
+};
+
 function totpContext(username: string): string {
   return `user:totp:${username}`;
 }
 
-/** A hash to verify unknown users against, so the answer takes as long as for a real one. */
-let dummyHash: Promise<string> | undefined;
+/** The one answer to every failed login, whatever failed and whether the name exists. */
+const CREDENTIALS_MESSAGE = 'wrong username or password, or too many recent failures from this address';
 
 /**
  * Accounts of the technician UI: first-boot setup by proof of presence (no default password), argon2id
- * passwords, lockout, TOTP second factor with recovery codes. Every change is audited; no secret is logged.
+ * passwords, throttling per source and a lock per account that an attacker cannot turn against the account's
+ * owner (docs/security.md), TOTP second factor with recovery codes. Every change is audited; failed attempts
+ * are audited per source per minute; no secret is logged.
  */
 export class UserService {
+  private readonly hasher: PasswordHasher;
+  /** A hash to verify unknown names against, made like a real one, so their answer does the same work. */
+  private dummyHash: Promise<string> | undefined;
+  private readonly sources: SourceFailures;
+  private readonly failures: AuditAggregator;
+
   constructor(
     private readonly store: Store,
     private readonly keystore: Keystore,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
-  ) {}
+    options: { hasher?: PasswordHasher } = {},
+  ) {
+    this.hasher = options.hasher ?? argon2Hasher;
+    this.sources = new SourceFailures(() => clock.now());
+    this.failures = new AuditAggregator((e) => audit.append(e), clock, {
+      windowMs: AUDIT_WINDOW_MS,
+      maxKeys: AUDIT_MAX_SOURCES,
+      maxTallyValues: 10,
+    });
+  }
+
+  /** Writes the pending per-source failure entries (at stop; later failures are no longer audited). */
+  close(): void {
+    this.failures.close();
+  }
+
+  /** Writes the failure entries whose minute is over (the timer does this too; tests move the clock). */
+  flushFailureAudit(): void {
+    this.failures.flushDue();
+  }
 
   private nowIso(offsetMs = 0): string {
     return new Date(this.clock.now() + offsetMs).toISOString();
@@ -102,12 +160,37 @@ export class UserService {
     username: string,
     password: string,
     buttonPressed = false,
+    address = 'local',
   ): Promise<User> {
+    const source = sourceOf(address);
+    this.assertSourceMayTry(source);
     const name = usernameSchema.safeParse(username);
     if (!name.success) throw new UserError('ERR_USER_INVALID', `username ${name.error.issues[0]?.message}`);
     const pw = passwordSchema.safeParse(password);
     if (!pw.success) throw new UserError('ERR_USER_INVALID', `password ${pw.error.issues[0]?.message}`);
-    const hash = await hashPassword(pw.data);
+    const hash = await this.hasher.hash(pw.data);
+    try {
+      return this.createFirstAdmin(code, name.data, hash, buttonPressed);
+    } catch (err) {
+      // Audited here, after the transaction rolled back: inside it, the entry went with the rollback.
+      if (err instanceof UserError && err.message === WRONG_SETUP_CODE) {
+        this.sources.fail(source);
+        this.failures.record(
+          { action: 'user.setup.failed', actor: 'ui:setup', target: source, fixed: { source } },
+          {},
+          OVERFLOW_SETUP,
+        );
+      }
+      throw err;
+    }
+  }
+
+  private createFirstAdmin(
+    code: string | null,
+    username: string,
+    hash: string,
+    buttonPressed: boolean,
+  ): User {
     return this.store.transaction(() => {
       const row = this.store.db.prepare('SELECT code_hash FROM setup_code WHERE id = 1').get() as
         | { code_hash: string }
@@ -117,19 +200,13 @@ export class UserService {
       const given = Buffer.from(sha256Hex(normaliseCode(code ?? '')), 'hex');
       const codeOk =
         code !== null && row !== undefined && timingSafeEqual(given, Buffer.from(row.code_hash, 'hex'));
-      if (!codeOk && !buttonPressed) {
-        this.audit.append({ actor: 'ui:setup', action: 'user.setup.failed', details: {} });
-        throw new UserError('ERR_USER_SETUP', 'wrong setup code');
-      }
+      if (!codeOk && !buttonPressed) throw new UserError('ERR_USER_SETUP', WRONG_SETUP_CODE);
       this.store.db.prepare('DELETE FROM setup_code').run();
-      const user = this.store.users.insert(
-        { username: name.data, role: 'admin', passwordHash: hash },
-        this.nowIso(),
-      );
+      const user = this.store.users.insert({ username, role: 'admin', passwordHash: hash }, this.nowIso());
       this.audit.append({
-        actor: `ui:${name.data}`,
+        actor: `ui:${username}`,
         action: 'user.setup',
-        target: name.data,
+        target: username,
         details: { role: 'admin', presence: codeOk ? 'setup code' : 'pairing button' },
       });
       return user;
@@ -141,7 +218,7 @@ export class UserService {
     if (!name.success) throw new UserError('ERR_USER_INVALID', `username ${name.error.issues[0]?.message}`);
     const pw = passwordSchema.safeParse(req.password);
     if (!pw.success) throw new UserError('ERR_USER_INVALID', `password ${pw.error.issues[0]?.message}`);
-    const hash = await hashPassword(pw.data);
+    const hash = await this.hasher.hash(pw.data);
     try {
       return this.store.transaction(() => {
         const u = this.store.users.insert(
@@ -158,41 +235,84 @@ export class UserService {
     }
   }
 
-  /** Password check with lockout; one message for unknown user and wrong password. */
-  async authenticate(username: string, password: string): Promise<User> {
+  /**
+   * The password step of a login from `address`. Every answer but a throttled source's (429, whatever the
+   * name) does exactly one hash verification — against the account's hash, or for names that are no account
+   * (or a disabled one) against a dummy hash made with the same parameters — and every failure is the same
+   * error with the same message, so neither the answer nor its time tells which names exist.
+   */
+  async authenticate(username: string, password: string, address = 'local'): Promise<User> {
+    const source = sourceOf(address);
+    this.assertSourceMayTry(source);
+    this.dummyHash ??= this.hasher.hash('portcullis-timing-equaliser');
+    const dummy = await this.dummyHash;
     const user = this.store.users.get(username);
-    if (!user || user.disabledAt) {
-      dummyHash ??= hashPassword('portcullis-timing-equaliser');
-      await verifyPassword(await dummyHash, password);
-      throw new UserError('ERR_USER_CREDENTIALS', 'wrong username or password');
-    }
-    this.assertNotLocked(user);
-    const ok = await verifyPassword(user.passwordHash, password);
-    if (!ok) {
-      this.fail(user.username, 'password');
-      throw new UserError('ERR_USER_CREDENTIALS', 'wrong username or password');
-    }
-    return user;
+    const usable = user && !user.disabledAt ? user : undefined;
+    const ok = await this.hasher.verify(usable?.passwordHash ?? dummy, password);
+    if (usable && ok && !this.refusedWhileLocked(usable, source)) return usable;
+    this.fail(user?.username, source, 'wrong-password');
+    throw new UserError('ERR_USER_CREDENTIALS', CREDENTIALS_MESSAGE);
   }
 
-  private assertNotLocked(user: User): void {
-    if (user.lockedUntil && Date.parse(user.lockedUntil) > this.clock.now()) {
+  /** A source that failed too often waits before its next attempt (whatever name it tries next). */
+  private assertSourceMayTry(source: string): void {
+    const wait = this.sources.waitMs(source);
+    if (wait > 0) {
       throw new UserError(
-        'ERR_USER_LOCKED',
-        `account locked until ${user.lockedUntil} after repeated failures`,
+        'ERR_USER_THROTTLED',
+        `too many failed attempts from this address; try again in ${Math.ceil(wait / 1000)} s`,
       );
     }
   }
 
-  private fail(username: string, factor: 'password' | 'second factor'): void {
+  /**
+   * A locked account (LOCK_AFTER failures in a row, from anywhere) still opens for the right password and a
+   * second factor from a source without recent failures: whoever locked it cannot keep its owner out. It stays
+   * shut to suspect sources (the guessing ones), and to the password alone where no second factor is enrolled
+   * yet (that session could enrol one). Refused as a wrong password: the lock is never visible.
+   */
+  private refusedWhileLocked(user: User, source: string): boolean {
+    if (!user.lockedUntil || Date.parse(user.lockedUntil) <= this.clock.now()) return false;
+    return this.sources.recent(source) >= SUSPECT_AFTER || !user.totpEnrolledAt;
+  }
+
+  /**
+   * One failed attempt: counts for the source (throttling) and the account (the lock), and into the source's
+   * audit entry of this minute. The lock itself is audited when it closes, once per lock.
+   */
+  private fail(username: string | undefined, source: string, factor: 'wrong-password' | 'wrong-code'): void {
+    this.sources.fail(source);
+    this.failures.record(
+      { action: 'user.login.failed', actor: 'ui', target: source, fixed: { source } },
+      { account: username ?? UNKNOWN_NAME, factor },
+      OVERFLOW_LOGIN,
+    );
+    if (!username) return;
     this.store.transaction(() => {
       const n = this.store.users.recordFailure(username, LOCK_AFTER, this.nowIso(LOCK_MS));
-      this.audit.append({
-        actor: `ui:${username}`,
-        action: 'user.login.failed',
-        target: username,
-        details: { factor, failures: n, locked: n >= LOCK_AFTER },
-      });
+      if (n === LOCK_AFTER) {
+        this.audit.append({
+          actor: 'ui',
+          action: 'user.login.locked',
+          target: username,
+          details: { failures: n, lastSource: source, until: this.nowIso(LOCK_MS) },
+        });
+      }
+    });
+  }
+
+  /**
+   * `portcullis ui user unlock NAME`: forgets the account's failures and lock, audited with who did it.
+   * Sources keep their own throttling (it ends on its own, and never blocks other sources).
+   */
+  unlock(username: string, actor: string): { failures: number; lockedUntil: string | null } {
+    return this.store.transaction(() => {
+      const user = this.store.users.get(username);
+      if (!user) throw new UserError('ERR_USER_NOT_FOUND', `no account ${username}`);
+      const before = { failures: user.failedLogins, lockedUntil: user.lockedUntil };
+      this.store.users.clearFailures(username);
+      this.audit.append({ actor, action: 'user.unlock', target: username, details: before });
+      return before;
     });
   }
 
@@ -206,12 +326,13 @@ export class UserService {
   }
 
   /** Confirms enrolment with a first code; returns the recovery codes, shown once. */
-  confirmTotpEnrollment(username: string, token: string): string[] {
+  confirmTotpEnrollment(username: string, token: string, address = 'local'): string[] {
+    this.assertSourceMayTry(sourceOf(address));
     const user = this.requireUser(username);
     if (user.totpEnrolledAt || !user.totpSecretWrapped)
       throw new UserError('ERR_USER_MFA', 'no enrolment in progress');
     if (!this.checkTotp(user, token)) {
-      this.fail(username, 'second factor');
+      this.fail(username, sourceOf(address), 'wrong-code');
       throw new UserError('ERR_USER_CREDENTIALS', 'wrong code');
     }
     const codes = Array.from({ length: RECOVERY_CODES }, humanCode);
@@ -236,11 +357,19 @@ export class UserService {
     return Boolean(this.store.users.get(username)?.totpEnrolledAt);
   }
 
-  /** The second factor: a TOTP code not used before, or an unused recovery code (then spent). */
-  verifySecondFactor(username: string, code: string): void {
+  /**
+   * The second factor: a TOTP code not used before, or an unused recovery code (then spent). On a locked
+   * account only a source without recent failures may try (see `refusedWhileLocked`).
+   */
+  verifySecondFactor(username: string, code: string, address = 'local'): void {
+    const source = sourceOf(address);
+    this.assertSourceMayTry(source);
     const user = this.requireUser(username);
-    this.assertNotLocked(user);
     if (!user.totpEnrolledAt) throw new UserError('ERR_USER_MFA', 'no second factor enrolled');
+    if (this.refusedWhileLocked(user, source)) {
+      this.fail(username, source, 'wrong-code');
+      throw new UserError('ERR_USER_CREDENTIALS', 'wrong code');
+    }
     const step = this.stepOf(user, code);
     if (step !== undefined && this.store.users.acceptTotpStep(username, step)) {
       this.store.users.clearFailures(username);
@@ -263,7 +392,7 @@ export class UserService {
       });
       return;
     }
-    this.fail(username, 'second factor');
+    this.fail(username, source, 'wrong-code');
     throw new UserError('ERR_USER_CREDENTIALS', 'wrong code');
   }
 

@@ -1,7 +1,7 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Core } from '../../../gateway/src/core.ts';
-import { body, HttpError } from '../../../gateway/src/http.ts';
+import { body, clientAddress, HttpError } from '../../../gateway/src/http.ts';
 import { clearSessionCookie, sessionFrom, setSessionCookie } from '../auth.ts';
 import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
 import type { UiSession, UiSessions } from '../sessions.ts';
@@ -51,7 +51,13 @@ export function authRoutes(
       }),
     );
     // Proof of presence: the code from the console, or the pairing button pressed in the last few minutes.
-    const user = await users.completeSetup(b.code ?? null, b.username, b.password, pairingOpen());
+    const user = await users.completeSetup(
+      b.code ?? null,
+      b.username,
+      b.password,
+      pairingOpen(),
+      clientAddress(c),
+    );
     return c.json(
       { username: user.username, role: user.role, next: 'log in, then enrol a second factor' },
       201,
@@ -61,7 +67,7 @@ export function authRoutes(
   app.post('/login', async (c) => {
     throttle(c);
     const b = await body(c, credentials);
-    const user = await users.authenticate(b.username, b.password);
+    const user = await users.authenticate(b.username, b.password, clientAddress(c));
     const { token } = sessions.create(user.username, false);
     setSessionCookie(c, token);
     return c.json({ next: user.totpEnrolledAt ? 'totp' : 'enroll' });
@@ -81,7 +87,7 @@ export function authRoutes(
     throttle(c);
     const s = preMfa(c);
     const b = await body(c, codeBody);
-    users.verifySecondFactor(s.username, b.code);
+    users.verifySecondFactor(s.username, b.code, clientAddress(c));
     const session = loggedIn(c, s, {});
     return c.json({ username: session.username, role: users.get(s.username)?.role, csrf: session.csrf });
   });
@@ -95,7 +101,7 @@ export function authRoutes(
     throttle(c);
     const s = preMfa(c);
     const b = await body(c, codeBody);
-    const recoveryCodes = users.confirmTotpEnrollment(s.username, b.code);
+    const recoveryCodes = users.confirmTotpEnrollment(s.username, b.code, clientAddress(c));
     const session = loggedIn(c, s, { enrolled: true });
     return c.json({ recoveryCodes, csrf: session.csrf, role: users.get(s.username)?.role });
   });
@@ -110,7 +116,7 @@ export function authRoutes(
       c,
       z.strictObject({ password: z.string().min(1).max(256), code: z.string().min(1).max(32) }),
     );
-    await reauthenticate(core, sessions, s, b.password, b.code);
+    await reauthenticate(core, sessions, s, b.password, b.code, clientAddress(c));
     return c.json({ reauthenticated: true });
   });
 

@@ -12,7 +12,7 @@ import { assess, toHtml } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { firstIssue, PortcullisError } from '../../../gateway/src/errors.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
-import { describeError, HttpError } from '../../../gateway/src/http.ts';
+import { clientAddress, describeError, HttpError } from '../../../gateway/src/http.ts';
 import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
 import { updateStatus } from '../../../gateway/src/updates/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
@@ -303,7 +303,7 @@ export function pageRoutes(
   const deviceUrl = (deviceId: string) => `/devices/${encodeURIComponent(deviceId)}`;
   /** Inline re-authentication of a dangerous action (the form carries the password and a code). */
   const reauthed = async (c: Context<Env>, b: { password: string; code: string }) => {
-    await reauthenticate(core, sessions, c.get('session'), b.password, b.code);
+    await reauthenticate(core, sessions, c.get('session'), b.password, b.code, clientAddress(c));
   };
 
   page('GET', '/', (c) =>
@@ -660,7 +660,13 @@ export function loginPages(
           password: z.string().min(1).max(256),
         }),
       );
-      await users.completeSetup(b.code ?? null, b.username, b.password, options.pairingOpen());
+      await users.completeSetup(
+        b.code ?? null,
+        b.username,
+        b.password,
+        options.pairingOpen(),
+        clientAddress(c),
+      );
       return flashTo(c, '/login', {
         kind: 'ok',
         text: `Administrator ${b.username} created. Log in to enrol a second factor.`,
@@ -688,7 +694,7 @@ export function loginPages(
         c,
         z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) }),
       );
-      const user = await users.authenticate(b.username, b.password);
+      const user = await users.authenticate(b.username, b.password, clientAddress(c));
       const { token } = sessions.create(user.username, false);
       setSessionCookie(c, token);
       return c.redirect(user.totpEnrolledAt ? '/login/totp' : '/login/enroll', 303);
@@ -710,7 +716,7 @@ export function loginPages(
       const s = preMfa(c);
       if (!s) return c.redirect('/login', 303);
       const b = await form(c, z.strictObject({ code: z.string().trim().min(1).max(32) }));
-      users.verifySecondFactor(s.username, b.code);
+      users.verifySecondFactor(s.username, b.code, clientAddress(c));
       completeLogin(c, core, sessions, s, {});
       return c.redirect('/', 303);
     } catch (err) {
@@ -736,7 +742,7 @@ export function loginPages(
       guard(c);
       if (!s) return c.redirect('/login', 303);
       const b = await form(c, z.strictObject({ code: z.string().trim().min(1).max(8) }));
-      const codes = users.confirmTotpEnrollment(s.username, b.code);
+      const codes = users.confirmTotpEnrollment(s.username, b.code, clientAddress(c));
       completeLogin(c, core, sessions, s, { enrolled: true });
       return show(c, <RecoveryCodesPage codes={codes} />);
     } catch (err) {
