@@ -27,8 +27,8 @@ describe('portcullis device / identity commands: bad input', () => {
   it('refuses a PSK shorter than 128 bits, naming the rule and not echoing the key', async (t) => {
     const cli = await home(t);
     const r = await cli('device', 'add', 's1', '--psk-identity', 's1', '--psk', 'deadbeefcafe');
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /ERR_IDENTITY_INVALID.*PSK must be 16-64 bytes of hex/);
+    assert.equal(r.code, 2, 'bad usage, as the README says');
+    assert.match(r.stderr, /ERR_IDENTITY_WEAK_PSK.*at least 16 bytes \(128 bits\)/);
     assert.doesNotMatch(r.stderr + r.stdout, /deadbeefcafe/);
     assert.equal(JSON.parse((await cli('device', 'list', '--json')).stdout).length, 0, 'nothing stored');
   });
@@ -37,7 +37,7 @@ describe('portcullis device / identity commands: bad input', () => {
     const cli = await home(t);
     for (const id of ['a/b', 'a+b', '#', ' x', 'x'.repeat(65)]) {
       const r = await cli('device', 'add', id, '--psk-identity', 'i', '--generate-psk');
-      assert.equal(r.code, 1, id);
+      assert.equal(r.code, 2, id);
       assert.match(r.stderr, /ERR_IDENTITY_INVALID.*device id/);
     }
     const reserved = await cli('device', 'add', 's1', '--psk-identity', 'pull:x', '--generate-psk');

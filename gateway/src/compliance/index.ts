@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Core } from '../core.ts';
 
 export type Status = 'met' | 'not met' | 'n.a.';
@@ -99,11 +100,19 @@ export function assess(core: Core): ComplianceReport {
       'sensor PSKs and TOTP secrets are stored wrapped under the data key, never in the clear',
     ],
   );
-  const commsOk = Boolean(uplink?.certFile);
-  const comms = etsi('5.5', 'Communicate securely', !uplink ? 'n.a.' : commsOk ? 'met' : 'not met', [
+  // uplink.certFile may name a certificate still being signed (the uplink waits for it): only one that is there
+  // makes mutual TLS.
+  const commsOk = Boolean(uplink?.certFile && existsSync(uplink.certFile));
+  // A legacy sensor admitted with a key under 128 bits is a weak link on the sensor side, whatever the uplink.
+  const weak = store.credentials.listActiveWeak();
+  const commsStatus: Status = weak.length > 0 ? 'not met' : !uplink ? 'n.a.' : commsOk ? 'met' : 'not met';
+  const comms = etsi('5.5', 'Communicate securely', commsStatus, [
     'sensors: DTLS 1.2 only (AEAD suites, no plaintext CoAP listener)',
+    weak.length > 0
+      ? `weak sensor keys: ${weak.length} active PSK(s) under 128 bits (legacy, --allow-weak-psk): ${weak.map((w) => w.deviceId).join(', ')}`
+      : 'sensor PSKs: all at least 128 bits',
     uplink
-      ? `uplink: ${new URL(uplink.url).protocol}// with ${uplink.certFile ? 'a client certificate (mutual TLS)' : 'no client certificate yet'}`
+      ? `uplink: ${new URL(uplink.url).protocol}// with ${commsOk ? 'a client certificate (mutual TLS)' : 'no client certificate yet'}`
       : 'uplink not configured',
     `technician UI: HTTPS on ${config.ui.host}:${config.ui.port}`,
   ]);
@@ -170,7 +179,7 @@ export function assess(core: Core): ComplianceReport {
     ]),
     nist('3', 'Data protection', storage.status === 'met' && comms.status !== 'not met' ? 'met' : 'not met', [
       ...storage.evidence.slice(0, 1),
-      ...comms.evidence.slice(0, 2),
+      ...comms.evidence.slice(0, 3),
     ]),
     nist(
       '4',

@@ -99,6 +99,8 @@ export async function startSensorListener(
         resource: '/commands',
       });
     if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
+    // Asking for commands is being seen, like a reading: `device list` must not say "never" for this sensor.
+    identity.touch(device.id);
     return withNextCommand(core, device.id, '2.05');
   });
   // Firmware: a device told by a campaign fetches its image block-wise, then reports what it runs.

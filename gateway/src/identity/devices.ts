@@ -28,17 +28,35 @@ const pskIdentitySchema = z
   .max(128)
   .regex(/^[\x21-\x7e]+$/, { error: 'must be 1-128 printable ASCII characters without spaces' });
 
-/** 128 to 512 bits, as hex. Shorter keys are refused: a sensor PSK is the device's only secret. */
-const pskHexSchema = z
+/** Up to 512 bits, as hex; the length floor (128 bits) is checked apart, as the weak-key exception needs. */
+const pskHexSchema = z.string().regex(/^([0-9a-fA-F]{2}){1,64}$/, { error: 'must be 1-64 bytes of hex' });
+
+/**
+ * A key as text (libcoap's `-k`, many sensors' configuration): its UTF-8 bytes are the PSK. No control
+ * characters: a stray newline from a file or a terminal would silently make a different key.
+ */
+const pskTextSchema = z
   .string()
-  .regex(/^([0-9a-fA-F]{2}){16,64}$/, { error: 'must be 16-64 bytes of hex (at least 128 bits)' });
+  .min(1, { error: 'must not be empty' })
+  .regex(/^[^\p{Cc}]+$/u, { error: 'must not contain control characters (newline, tab, …)' })
+  .refine((t) => Buffer.byteLength(t, 'utf8') <= 64, { error: 'must be at most 64 bytes (UTF-8)' });
+
+/** Below this a PSK is weak (RFC 4279 keys are the device's only secret; 128 bits is the usual floor). */
+export const MIN_STRONG_PSK_BYTES = 16;
 
 export interface AddPskDevice {
   id: string;
   pskIdentity: string;
   /** Hex; omit with `generate` to have the gateway make a 128-bit key. */
   pskHex?: string;
+  /** The key as text (its UTF-8 bytes), as libcoap's `-k` and many sensors take it. */
+  pskText?: string;
   generate?: boolean;
+  /**
+   * Admit a key shorter than 128 bits (a legacy sensor's factory key). It is marked weak on the credential,
+   * in the audit entry, on the device page and in the compliance report.
+   */
+  allowWeak?: boolean;
   segment?: string;
   name?: string;
   type?: string;
@@ -57,6 +75,8 @@ export interface CredentialView {
   createdAt: string;
   revokedAt: string | null;
   erased: boolean;
+  /** A PSK shorter than 128 bits, admitted with allowWeak. */
+  weak: boolean;
 }
 
 function pskContext(identity: string): string {
@@ -152,16 +172,36 @@ export class IdentityService {
         `PSK identity must not start with "${PULL_PREFIX}" (reserved)`,
       );
     }
-    if (Boolean(req.pskHex) === Boolean(req.generate)) {
-      throw new IdentityError('ERR_IDENTITY_INVALID', 'give exactly one of a PSK (hex) or --generate-psk');
+    // An empty hex field (the UI form's) means none given.
+    const given = [Boolean(req.pskHex), req.pskText !== undefined, Boolean(req.generate)];
+    if (given.filter(Boolean).length !== 1) {
+      throw new IdentityError(
+        'ERR_IDENTITY_INVALID',
+        'give exactly one of a PSK as hex, a PSK as text, or --generate-psk',
+      );
     }
     let psk: Buffer;
     if (req.pskHex) {
       const hex = pskHexSchema.safeParse(req.pskHex);
       if (!hex.success) throw invalid('PSK', hex.error);
       psk = Buffer.from(hex.data, 'hex');
+    } else if (req.pskText !== undefined) {
+      const text = pskTextSchema.safeParse(req.pskText);
+      if (!text.success) throw invalid('PSK text', text.error);
+      psk = Buffer.from(text.data, 'utf8');
     } else {
-      psk = randomBytes(16);
+      psk = randomBytes(MIN_STRONG_PSK_BYTES);
+    }
+    // The length is no secret worth hiding from the operator who typed the key, but the key itself never
+    // appears in a message.
+    const weak = psk.length < MIN_STRONG_PSK_BYTES;
+    if (weak && !req.allowWeak) {
+      psk.fill(0);
+      throw new IdentityError(
+        'ERR_IDENTITY_WEAK_PSK',
+        `PSK is ${psk.length} bytes; at least ${MIN_STRONG_PSK_BYTES} bytes (128 bits) are required ` +
+          '(a legacy sensor whose key cannot change: --allow-weak-psk, and the device is marked weak)',
+      );
     }
     if (req.pull) {
       const u = pullUrlSchema.safeParse(req.pull.url);
@@ -199,6 +239,7 @@ export class IdentityService {
             kind: 'psk',
             lookup: credentialLookup,
             secretWrapped: this.keystore.wrap(psk, pskContext(credentialLookup)),
+            weak,
           },
           now,
         );
@@ -213,7 +254,9 @@ export class IdentityService {
             credentialKind: 'psk',
             identity: identity.data,
             segment: d.segment,
-            generated: !req.pskHex,
+            generated: Boolean(req.generate),
+            keyForm: req.generate ? 'generated' : req.pskText !== undefined ? 'text' : 'hex',
+            weak,
             pull: req.pull ?? null,
           },
         });
@@ -241,6 +284,7 @@ export class IdentityService {
       createdAt: c.createdAt,
       revokedAt: c.revokedAt,
       erased: c.secretWrapped === null,
+      weak: c.weak,
     }));
     return { device, credentials };
   }
@@ -325,6 +369,16 @@ export class IdentityService {
     const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;
     if (credential.kind === 'psk' && lookup.startsWith(PULL_PREFIX)) return undefined;
     const cred = this.store.credentials.findActive(credential.kind, lookup);
+    return cred ? this.store.devices.get(cred.deviceId) : undefined;
+  }
+
+  /**
+   * Whose credential a failed handshake claimed, revoked ones included (a decommissioned sensor still trying):
+   * for auditing and alerts only — the claim is unauthenticated and grants nothing.
+   */
+  claimedBy(kind: PeerCredential['kind'], lookup: string): Device | undefined {
+    if (kind === 'psk' && lookup.startsWith(PULL_PREFIX)) return undefined;
+    const cred = this.store.credentials.findLatest(kind, lookup);
     return cred ? this.store.devices.get(cred.deviceId) : undefined;
   }
 

@@ -361,6 +361,13 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 16,
+    name: 'legacy PSKs shorter than 128 bits, admitted only on request, are marked weak',
+    sql: `
+      ALTER TABLE credentials ADD COLUMN weak INTEGER NOT NULL DEFAULT 0 CHECK (weak IN (0, 1));
+    `,
+  },
+  {
     version: 13,
     name: 'keyed audit head, its counter, and signed audit checkpoints',
     sql: `

@@ -149,7 +149,12 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
           <dt>Type</dt>
           <dd>{d.type ?? '—'}</dd>
           <dt>Credential</dt>
-          <dd>{d.credentialKind}</dd>
+          <dd>
+            {d.credentialKind}
+            {data.credentials.some((c) => c.weak && !c.revokedAt) ? (
+              <strong class="weak-key"> — weak key (under 128 bits)</strong>
+            ) : null}
+          </dd>
           <dt>Segment</dt>
           <dd>{d.segment ?? '—'}</dd>
           <dt>Address</dt>
@@ -201,6 +206,14 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
                   <td>{when(c.createdAt)}</td>
                   <td>
                     {c.revokedAt ? `revoked ${when(c.revokedAt)}${c.erased ? ', erased' : ''}` : 'in use'}
+                    {c.weak ? (
+                      <>
+                        {' '}
+                        <strong class="weak-key" title="a legacy key admitted with --allow-weak-psk">
+                          weak key (under 128 bits)
+                        </strong>
+                      </>
+                    ) : null}
                   </td>
                 </tr>
               ))}

@@ -11,6 +11,8 @@ export interface Credential {
   secretWrapped: Buffer | null;
   createdAt: string;
   revokedAt: string | null;
+  /** A PSK shorter than 128 bits, admitted on explicit request (a legacy sensor's factory key). */
+  weak: boolean;
 }
 
 interface CredentialRow {
@@ -21,6 +23,7 @@ interface CredentialRow {
   secret_wrapped: Buffer | null;
   created_at: string;
   revoked_at: string | null;
+  weak: number;
 }
 
 function toCredential(r: CredentialRow): Credential {
@@ -32,6 +35,7 @@ function toCredential(r: CredentialRow): Credential {
     secretWrapped: r.secret_wrapped,
     createdAt: r.created_at,
     revokedAt: r.revoked_at,
+    weak: r.weak === 1,
   };
 }
 
@@ -39,16 +43,22 @@ export class CredentialRepository {
   constructor(private readonly db: Db) {}
 
   insert(
-    c: { deviceId: string; kind: CredentialKind; lookup: string; secretWrapped?: Buffer | null },
+    c: {
+      deviceId: string;
+      kind: CredentialKind;
+      lookup: string;
+      secretWrapped?: Buffer | null;
+      weak?: boolean;
+    },
     now: string,
   ): Credential {
     try {
       const r = this.db
         .prepare(
-          `INSERT INTO credentials (device_id, kind, lookup, secret_wrapped, created_at)
-           VALUES (?, ?, ?, ?, ?)`,
+          `INSERT INTO credentials (device_id, kind, lookup, secret_wrapped, created_at, weak)
+           VALUES (?, ?, ?, ?, ?, ?)`,
         )
-        .run(c.deviceId, c.kind, c.lookup, c.secretWrapped ?? null, now);
+        .run(c.deviceId, c.kind, c.lookup, c.secretWrapped ?? null, now, c.weak ? 1 : 0);
       return this.byId(Number(r.lastInsertRowid))!;
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
@@ -77,12 +87,31 @@ export class CredentialRepository {
     return row && toCredential(row);
   }
 
+  /** The newest credential with this lookup, revoked or not: whose it was (attributing failed handshakes). */
+  findLatest(kind: CredentialKind, lookup: string): Credential | undefined {
+    const row = this.db
+      .prepare('SELECT * FROM credentials WHERE kind = ? AND lookup = ? ORDER BY id DESC LIMIT 1')
+      .get(kind, lookup) as CredentialRow | undefined;
+    return row && toCredential(row);
+  }
+
   listForDevice(deviceId: string): Credential[] {
     return (
       this.db
         .prepare('SELECT * FROM credentials WHERE device_id = ? ORDER BY id')
         .all(deviceId) as CredentialRow[]
     ).map(toCredential);
+  }
+
+  /** Unrevoked weak PSKs and their devices (the compliance report names them). */
+  listActiveWeak(): { deviceId: string; lookup: string }[] {
+    return (
+      this.db
+        .prepare(
+          'SELECT device_id, lookup FROM credentials WHERE weak = 1 AND revoked_at IS NULL ORDER BY device_id',
+        )
+        .all() as { device_id: string; lookup: string }[]
+    ).map((r) => ({ deviceId: r.device_id, lookup: r.lookup }));
   }
 
   /** Revoke and crypto-erase: the wrapped secret is overwritten with NULL, not just flagged. */
