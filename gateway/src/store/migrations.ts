@@ -361,13 +361,6 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 16,
-    name: 'legacy PSKs shorter than 128 bits, admitted only on request, are marked weak',
-    sql: `
-      ALTER TABLE credentials ADD COLUMN weak INTEGER NOT NULL DEFAULT 0 CHECK (weak IN (0, 1));
-    `,
-  },
-  {
     version: 13,
     name: 'keyed audit head, its counter, and signed audit checkpoints',
     sql: `
@@ -404,6 +397,13 @@ export const MIGRATIONS: readonly Migration[] = [
         refresh_seconds INTEGER CHECK (refresh_seconds IS NULL OR refresh_seconds >= 1),
         updated_at TEXT NOT NULL
       ) STRICT;
+    `,
+  },
+  {
+    version: 16,
+    name: 'legacy PSKs shorter than 128 bits, admitted only on request, are marked weak',
+    sql: `
+      ALTER TABLE credentials ADD COLUMN weak INTEGER NOT NULL DEFAULT 0 CHECK (weak IN (0, 1));
     `,
   },
 ];
