@@ -182,6 +182,8 @@ export class Gateway {
         action: 'gateway.start',
         details: { version: core.status().version, config: loaded.source ?? 'embedded defaults' },
       });
+      // Signed checkpoints of the keyed audit head, for the SIEM export (docs/audit.md).
+      core.audit.startCheckpoints();
       logger.info(
         {
           config: loaded.source ?? 'embedded defaults',
@@ -257,6 +259,7 @@ export class Gateway {
       this.hardware?.stop();
       await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
+      this.core.audit.stopCheckpoints();
       this.core.close();
       this.logger.info('gateway stopped');
     })();

@@ -86,7 +86,10 @@ describe('attack: audit log truncation', () => {
     truncate(h.db, 12);
     const r = await h.cli('audit', 'verify');
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /BROKEN at seq 13: truncated: .*reached entry 20; entries 13-20 at least were removed/);
+    assert.match(
+      r.stderr,
+      /BROKEN at seq 13: truncated: .*reached entry 20; entries 13-20 at least were removed/,
+    );
   });
 
   it('deleting the checkpoints and nulling the key as well does not help', async (t) => {
@@ -108,7 +111,10 @@ describe('attack: audit log truncation', () => {
     copyFileSync(copy, h.db);
     const r = await h.cli('audit', 'verify');
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /BROKEN at seq 11: .*bound to counter 1 but the file counter is at 2: .*rolled back/);
+    assert.match(
+      r.stderr,
+      /BROKEN at seq 11: .*bound to counter 1 but the file counter is at 2: .*rolled back/,
+    );
   });
 
   it('the gateway refuses to append over a tampered head; reseal records it and verify keeps the evidence', async (t) => {
@@ -148,7 +154,10 @@ describe('attack: audit log truncation', () => {
     write(h, 3, true);
     const r = await h.cli('audit', 'verify');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /13 entries, chain intact through seq 13; keyed head ok \(file counter 2.*2 signed checkpoints ok/);
+    assert.match(
+      r.stdout,
+      /13 entries, chain intact through seq 13; keyed head ok \(file counter 2.*2 signed checkpoints ok/,
+    );
   });
 
   it('an outside party verifies the exported checkpoints with the identity certificate and sees a truncation', async (t) => {
@@ -174,7 +183,15 @@ describe('attack: audit log truncation', () => {
     );
     assert.deepEqual(readFileSync(msg), checkpointMessage(cp), 'the documented message format');
     writeFileSync(sig, Buffer.from(cp.signature, 'base64'));
-    const ok = execFileSync('openssl', ['dgst', '-sha256', '-verify', pub, '-signature', sig, msg]).toString();
+    const ok = execFileSync('openssl', [
+      'dgst',
+      '-sha256',
+      '-verify',
+      pub,
+      '-signature',
+      sig,
+      msg,
+    ]).toString();
     assert.match(ok, /Verified OK/);
     // …and with node:crypto; a forged hash does not verify.
     const cert = readFileSync(certFile, 'utf8');

@@ -26,6 +26,8 @@ export const MAX_DETAILS_BYTES = 8 * 1024;
 export const MAX_DETAILS_DEPTH = 16;
 /** A checkpoint is scheduled after this many entries since the last one (besides the gateway's timer). */
 export const CHECKPOINT_EVERY = 256;
+/** The running gateway's checkpoint timer (docs/audit.md: why not one TPM counter increment per entry). */
+export const CHECKPOINT_INTERVAL_MS = 5 * 60_000;
 
 export interface AuditEntry extends AuditContent {
   prevHash: string;
@@ -91,6 +93,7 @@ export class AuditLog {
   private tampered: string | null = null;
   private lastCheckpointSeq = 0;
   private checkpointScheduled = false;
+  private checkpointTimer: NodeJS.Timeout | undefined;
 
   /**
    * `sealing`: the keystore's head key, counter and identity signer. With it and a writable store the head is
@@ -292,6 +295,33 @@ export class AuditLog {
       this.catchUp(sealing, cp.counter);
     }
     return cp;
+  }
+
+  /**
+   * The running gateway's checkpoints: one every `intervalMs` while entries arrive (a quiet log makes none), so
+   * the entries a rolled-back copy could hide are bounded by this interval or CHECKPOINT_EVERY entries.
+   */
+  startCheckpoints(intervalMs = CHECKPOINT_INTERVAL_MS): void {
+    if (!this.sealing || this.checkpointTimer) return;
+    this.checkpointTimer = setInterval(() => {
+      try {
+        this.checkpoint();
+      } catch {
+        // Remembered in `tampered` when the head no longer matches; the next append reports it.
+      }
+    }, intervalMs);
+    this.checkpointTimer.unref();
+  }
+
+  /** Stops the timer and makes a last checkpoint (at gateway stop), so the export covers the final entry. */
+  stopCheckpoints(): void {
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    try {
+      this.checkpoint();
+    } catch {
+      // A stop must not hang on it; the next start's timer checkpoints the same head.
+    }
   }
 
   /** Checkpoints from `fromSeq` on, in the order they were made (for the export). */

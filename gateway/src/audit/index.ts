@@ -4,6 +4,7 @@ export {
   AuditError,
   AuditLog,
   CHECKPOINT_EVERY,
+  CHECKPOINT_INTERVAL_MS,
   MAX_DETAILS_BYTES,
   type NewAuditEntry,
   type VerifyResult,
