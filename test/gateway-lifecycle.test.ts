@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -45,11 +45,25 @@ async function auditActions(globalArgs: string[], cwd: string): Promise<string[]
 describe('portcullis start', () => {
   it('comes up on embedded defaults, answers /healthz over HTTPS, and exits 0 within 5 s of SIGTERM', async (t) => {
     const dir = tempDir(t);
-    const child = spawnCli(['start'], { cwd: dir });
+    // The defaults are 8443 and 5684; the test listens on free ports instead, so that `npm test` passes while
+    // the Quick start's own `npm start` is running. Every other setting is the embedded default.
+    const defaults = await runCli(['config', 'check', '--print'], { cwd: dir });
+    assert.match(defaults.stdout, /^ok: embedded defaults$/m);
+    const effective = JSON.parse(defaults.stdout.slice(defaults.stdout.indexOf('{'))) as {
+      ui: { host: string; port: number };
+      dtls: { host: string; port: number };
+      dataDir: string;
+    };
+    assert.deepEqual(
+      [effective.ui.host, effective.ui.port, effective.dtls.host, effective.dtls.port, effective.dataDir],
+      ['127.0.0.1', 8443, '127.0.0.1', 5684, join(dir, 'var')],
+    );
+    writeFileSync(join(dir, 'ports.yaml'), 'ui: {port: 0}\ndtls: {port: 0}\n');
+    const child = spawnCli(['--config', 'ports.yaml', 'start'], { cwd: dir });
     t.after(() => child.kill('SIGKILL'));
     const started = await waitForLine(child, startedLine);
-    assert.equal(started.ui, 'https://127.0.0.1:8443');
-    assert.equal(started.dtls, '127.0.0.1:5684');
+    assert.match(started.ui, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(started.dtls, /^127\.0\.0\.1:\d+$/);
     assert.equal(started.dataDir, join(dir, 'var'));
 
     // The UI's certificate is issued by the gateway's identity CA: that is what a browser trusts.
@@ -60,7 +74,7 @@ describe('portcullis start', () => {
         new X509Certificate(ca),
       ),
     );
-    const res = await httpsGet('https://127.0.0.1:8443/healthz', ca);
+    const res = await httpsGet(`${started.ui}/healthz`, ca);
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /application\/json/);
     const body = JSON.parse(res.body);
@@ -82,13 +96,14 @@ describe('portcullis start', () => {
     assert.ok(elapsed < 5_000, `took ${elapsed} ms to exit`);
 
     // Start and stop are on the record, and the record is intact.
-    assert.deepEqual(await auditActions([], dir), ['gateway.start', 'gateway.stop']);
-    assert.equal((await runCli(['audit', 'verify'], { cwd: dir })).code, 0);
+    assert.deepEqual(await auditActions(['--config', 'ports.yaml'], dir), ['gateway.start', 'gateway.stop']);
+    assert.equal((await runCli(['--config', 'ports.yaml', 'audit', 'verify'], { cwd: dir })).code, 0);
   });
 
   it('stops cleanly, on the record, when SIGTERM arrives while it is still starting', async (t) => {
     const dir = tempDir(t);
-    const child = spawnCli(['start'], { cwd: dir });
+    writeFileSync(join(dir, 'ports.yaml'), 'ui: {port: 0}\ndtls: {port: 0}\n');
+    const child = spawnCli(['--config', 'ports.yaml', 'start'], { cwd: dir });
     t.after(() => child.kill('SIGKILL'));
     // The first-boot setup code is printed late in start-up, before the gateway reports itself started.
     const lines = createInterface({ input: child.stderr as NodeJS.ReadableStream });
@@ -96,7 +111,7 @@ describe('portcullis start', () => {
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 0);
-    assert.deepEqual(await auditActions([], dir), ['gateway.start', 'gateway.stop']);
+    assert.deepEqual(await auditActions(['--config', 'ports.yaml'], dir), ['gateway.start', 'gateway.stop']);
   });
 
   it('stops the gateway too when `npm start` (the README command) receives SIGTERM', async (t) => {
@@ -155,6 +170,8 @@ describe('portcullis start', () => {
     const r = await runCli(['--config', config, 'start'], { cwd: dir });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`ERR_LISTEN.*127\\.0\\.0\\.1:${port}.*EADDRINUSE`));
+    // A first start that failed leaves no data directory behind (it would look like an installed gateway).
+    assert.equal(existsSync(join(dir, 'var')), false, 'no new ./var');
     const exported = await runCli(['--config', config, 'audit', 'export', '--format', 'jsonl'], { cwd: dir });
     assert.equal(exported.stdout, '');
   });
@@ -168,9 +185,13 @@ describe('portcullis start', () => {
     const port = blocker.address().port;
     const config = join(dir, 'config.yaml');
     writeFileSync(config, `ui: {port: 0}\ndtls: {port: ${port}}\n`);
+    // A data directory that was there before the failed start is left as it was.
+    mkdirSync(join(dir, 'var'));
+    writeFileSync(join(dir, 'var', 'keep'), 'x');
     const r = await runCli(['--config', config, 'start'], { cwd: dir });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`ERR_LISTEN.*dtls.*127\\.0\\.0\\.1:${port}.*EADDRINUSE`));
+    assert.equal(readFileSync(join(dir, 'var', 'keep'), 'utf8'), 'x');
   });
 
   it('refuses to start on an invalid config with exit 2 and creates no data directory', async (t) => {

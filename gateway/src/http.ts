@@ -18,7 +18,7 @@ export class HttpError extends PortcullisError {
 /** HTTP status for the service layer's typed errors (their messages are safe to show: no secrets). */
 export function statusFor(code: string): ContentfulStatusCode {
   if (/NOT_FOUND$/.test(code)) return 404;
-  if (/(INVALID|UNSUPPORTED|COMPILE)$/.test(code) || code.startsWith('ERR_MUD_')) return 400;
+  if (/(INVALID|UNSUPPORTED|COMPILE|WEAK_PSK)$/.test(code) || code.startsWith('ERR_MUD_')) return 400;
   if (/(STATE|CONFLICT|BUSY|NOT_APPLIED)$/.test(code)) return 409;
   if (code === 'ERR_USER_CREDENTIALS' || code === 'ERR_USER_MFA') return 401;
   if (code === 'ERR_USER_THROTTLED') return 429;

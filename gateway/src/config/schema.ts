@@ -1,4 +1,4 @@
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { isHostOf, networksOverlap, parseIpv4Network } from '../segmentation/addresses.ts';
@@ -15,6 +15,11 @@ function isReadableFile(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Not there yet, or a readable file: a file the operator adds later (a certificate waiting to be signed). */
+function isAbsentOrReadableFile(path: string): boolean {
+  return !existsSync(path) || isReadableFile(path);
 }
 
 /** Linux interface names: at most 15 bytes, no '/', ':' or whitespace. */
@@ -94,6 +99,11 @@ export function configSchema(baseDir: string) {
     .min(1)
     .transform((p) => resolve(baseDir, p))
     .refine(isReadableFile, { error: 'file does not exist or is not readable' });
+  const laterFile = z
+    .string()
+    .min(1)
+    .transform((p) => resolve(baseDir, p))
+    .refine(isAbsentOrReadableFile, { error: 'exists but is not a readable file' });
 
   return z
     .strictObject({
@@ -300,7 +310,9 @@ export function configSchema(baseDir: string) {
         .strictObject({
           url: z.url({ protocol: /^mqtts$/, error: 'must be an mqtts:// URL' }),
           caFile: existingFile,
-          certFile: existingFile.optional(),
+          // The certificate is signed only after `uplink csr` ran with this config, so it may be missing until
+          // then: the uplink waits for it (sending nothing, queueing everything) instead of refusing the config.
+          certFile: laterFile.optional(),
           topicPrefix: z
             .string()
             .min(1)
