@@ -5,6 +5,7 @@ import { anomalyBench } from './anomaly.ts';
 import { dtlsBench } from './dtls.ts';
 import { e2eBench } from './e2e.ts';
 import { firewallBench } from './firewall.ts';
+import { footprintBench } from './footprint.ts';
 import { uiBench } from './ui.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
@@ -12,6 +13,7 @@ const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   dtls: dtlsBench,
   e2e: e2eBench,
   firewall: firewallBench,
+  footprint: footprintBench,
   ui: uiBench,
 };
 

@@ -68,6 +68,10 @@ mkdir -p "$release"
 # The tracked files, then the production modules from the lock file for the target's CPU (npm picks the
 # platform packages: esbuild, Node-RED's bcrypt), so the SBOM below lists exactly what ships.
 git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -C "$release" -xf -
+# The compiled JavaScript the units run (dist/), built here from the checkout's sources: the appliance has no
+# TypeScript compiler or loader.
+(cd "$repo" && node scripts/build.mjs >/dev/null)
+cp -a "$repo/dist" "$release/dist"
 npm_cpu=$([[ "$arch" == amd64 ]] && echo x64 || echo arm64)
 (cd "$release" && npm ci --omit=dev --ignore-scripts --os=linux --cpu="$npm_cpu" --libc=glibc \
   --prefer-offline --no-audit --no-fund --loglevel=error)

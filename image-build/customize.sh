@@ -23,8 +23,8 @@ in_root node -e "
   if (db.prepare('select 1 as x').get().x !== 1) process.exit(1);
 " || { echo "better-sqlite3 does not load in the $arch root file system" >&2; exit 1; }
 # The DTLS crypto addon falls back to node:crypto at run time if it cannot load; an image must not ship that way.
-in_root sh -c 'cd /opt/portcullis/current && node --import tsx --input-type=module -e "
-  const { dtlsCryptoStatus } = await import(\"./gateway/src/dtls/crypto.ts\");
+in_root sh -c 'cd /opt/portcullis/current && node --input-type=module -e "
+  const { dtlsCryptoStatus } = await import(\"./dist/gateway/src/dtls/crypto.js\");
   const s = dtlsCryptoStatus();
   if (s.implementation !== \"native\") { console.error(s.fallbackReason); process.exit(1); }
 "' || { echo "the DTLS crypto addon does not load (or fails its self-test) in the $arch root file system" >&2; exit 1; }

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 // and by `npm test`. Types are checked by `npm run typecheck`; this step only emits (tsc --noCheck), so it takes
 // seconds. A production install (`npm ci --omit=dev`) has no compiler: there the release already carries dist/
 // (the image and update bundles are built from a checkout that ran this), and the step says so and succeeds.
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,18 +24,26 @@ try {
   );
   process.exit(1);
 }
-rmSync(dist, { recursive: true, force: true });
-const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--noCheck'], {
-  stdio: 'inherit',
-});
+// Built beside dist/ and swapped in at the end, so a gateway or test running from dist/ never sees half of it.
+const next = `${dist}.next-${process.pid}`;
+rmSync(next, { recursive: true, force: true });
+const r = spawnSync(
+  process.execPath,
+  [tsc, '-p', join(root, 'tsconfig.build.json'), '--noCheck', '--outDir', next],
+  { stdio: 'inherit' },
+);
 if (r.status !== 0) process.exit(r.status ?? 1);
 // Files the compiled code reads beside itself: the UI's static assets, and the version (version.ts reads
 // ../../package.json, which from dist/gateway/src is dist/package.json).
-cpSync(join(root, 'ui/static'), join(dist, 'ui/static'), { recursive: true });
+cpSync(join(root, 'ui/static'), join(next, 'ui/static'), { recursive: true });
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-mkdirSync(dist, { recursive: true });
 writeFileSync(
-  join(dist, 'package.json'),
+  join(next, 'package.json'),
   `${JSON.stringify({ name: 'portcullis-dist', version: pkg.version, private: true, type: 'module' }, null, 2)}\n`,
 );
+const old = `${dist}.old-${process.pid}`;
+rmSync(old, { recursive: true, force: true });
+if (existsSync(dist)) renameSync(dist, old);
+renameSync(next, dist);
+rmSync(old, { recursive: true, force: true });
 process.stdout.write('build: dist/ ready\n');

@@ -8,5 +8,7 @@ npx tsc --noEmit -p tsconfig.json
 npx tsc --noEmit -p nodes/tsconfig.json
 echo "== lint"
 npx biome check .
+echo "== build"
+node scripts/build.mjs
 echo "== tests"
 bash scripts/run-tests.sh

@@ -85,7 +85,10 @@ describe('portcullis start', () => {
       keystore: 'software',
       uplink: 'unset',
       firewall: 'off',
+      dtlsCrypto: 'native',
+      pullPoller: 'idle',
     });
+    assert.deepEqual(body.reasons, []);
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
 
     const t0 = performance.now();

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -227,6 +228,71 @@ describe('appliance root file system (amd64)', () => {
     assert.ok(!log.includes(passphrase));
   });
 
+  it('loads every entry point and worker from the production tree: built JavaScript, no development dependency', async (t) => {
+    const current = join(rootfs, 'opt', 'portcullis', 'current');
+    assert.ok(existsSync(join(current, 'dist', 'gateway', 'src', 'cli', 'index.js')), 'dist/ ships');
+    assert.ok(
+      existsSync(join(current, 'node_modules', 'node-dtls-client')),
+      'the pull poller has its client',
+    );
+    // The CLI on a config of its own (the data under /tmp of the root file system).
+    const port = 20_000 + Math.floor(Math.random() * 1000);
+    assert.equal(inRoot('install', '-d', '-m', '0700', '/tmp/pt').status, 0);
+    writeFileSync(
+      join(rootfs, 'tmp', 'pt', 'config.yaml'),
+      `dataDir: /tmp/pt/var\nui: { port: ${port} }\ndtls: { port: ${port + 1} }\n`,
+    );
+    const list = inRoot('portcullis', 'device', 'list', '--config', '/tmp/pt/config.yaml');
+    assert.equal(list.status, 0, list.stderr);
+    // Each worker module loads on the image's node with the shipped modules: it waits for its parent and
+    // exits 0 when the IPC channel closes; a missing module would exit 1 at once.
+    for (const worker of ['pull/poller-worker.js', 'uplink/broker-worker.js']) {
+      const r = inRoot(
+        'node',
+        '-e',
+        `const c = require('node:child_process').fork('/opt/portcullis/current/dist/gateway/src/${worker}', [], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+         let err = ''; c.stderr.on('data', (d) => { err += d; });
+         const timer = setTimeout(() => c.disconnect(), 1500);
+         c.on('exit', (code) => { clearTimeout(timer); if (code !== 0) { console.error(err); process.exit(1); } });`,
+      );
+      assert.equal(r.status, 0, `${worker}: ${r.stderr}`);
+    }
+    // The gateway itself, started as the unit starts it, answers /healthz with the DTLS crypto addon in use.
+    const gw = spawn('chroot', [rootfs, 'portcullis', 'start', '--config', '/tmp/pt/config.yaml'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    t.after(() => gw.kill('SIGKILL'));
+    let stderr = '';
+    gw.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const deadline = Date.now() + 60_000;
+    let health: { status?: string; components?: { dtlsCrypto?: string } } = {};
+    while (health.status === undefined) {
+      assert.ok(Date.now() < deadline && gw.exitCode === null, `the gateway did not start:\n${stderr}`);
+      health = await new Promise((resolve) => {
+        const req = httpsRequest(
+          `https://127.0.0.1:${port}/healthz`,
+          { rejectUnauthorized: false },
+          (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => {
+              body += d.toString();
+            });
+            res.on('end', () => resolve(JSON.parse(body) as typeof health));
+          },
+        );
+        req.on('error', () => setTimeout(() => resolve({}), 250));
+        req.end();
+      });
+    }
+    assert.equal(health.status, 'ok');
+    assert.equal(health.components?.dtlsCrypto, 'native');
+    gw.kill('SIGTERM');
+    const [code] = (await once(gw, 'exit')) as [number | null];
+    assert.equal(code, 0, stderr);
+  });
+
   it('pins the release key (public only) and ships an SBOM of Debian and npm packages', () => {
     assert.equal(readFileSync(join(rootfs, 'etc', 'portcullis', 'release-key.pub.pem'), 'utf8'), keyPem);
     const sbom = JSON.parse(
@@ -252,7 +318,7 @@ describe('appliance root file system (amd64)', () => {
     );
     // The release ships what the SBOM lists: production modules only, none of the development tools.
     // (typescript itself ships: i18next, under Node-RED, pulls it in as a peer.)
-    for (const dev of ['@biomejs', 'playwright-core', 'node-dtls-client', 'node-red-node-test-helper']) {
+    for (const dev of ['@biomejs', 'playwright-core', 'tsx', 'esbuild', 'node-red-node-test-helper']) {
       assert.ok(!purls.some((p) => p.startsWith(`pkg:npm/${dev}`)), `${dev} in the SBOM`);
       assert.ok(
         !existsSync(join(rootfs, 'opt', 'portcullis', 'current', 'node_modules', dev)),

@@ -12,7 +12,6 @@ import { LogThrottle } from '../log-throttle.ts';
 import { authorizeTelemetry, mayHoldSession } from '../policy/index.ts';
 import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
-import { handshakeFailureRecorder } from './auth-failures.ts';
 import { withNextCommand } from './downlink.ts';
 import { ingestTelemetry } from './ingest.ts';
 
@@ -61,7 +60,6 @@ export async function startSensorListener(
     const suppressed = throttle.admit(key);
     if (suppressed !== null) logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
   };
-  const authFailures = handshakeFailureRecorder(core, logger, anomaly);
   const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
     if (device && !limiter.admit(device.id)) {
@@ -202,8 +200,6 @@ export async function startSensorListener(
       },
       onClose: (s) => sessions.delete(s),
       onHandshakeFailure: (f) => {
-        // Failed authentications: audited per source and identity per minute, and watched for brute force.
-        authFailures.record(f);
         // A failed handshake that named a known device's PSK identity counts against that device.
         const claimed =
           f.claimedPskIdentity && identity.deviceFor({ kind: 'psk', identity: f.claimedPskIdentity });
@@ -260,7 +256,6 @@ export async function startSensorListener(
     close: async () => {
       clearInterval(review);
       await server.close();
-      authFailures.close();
     },
   };
 }

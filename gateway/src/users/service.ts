@@ -1,5 +1,4 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { argon2id, argon2Verify } from 'hash-wasm';
 import { generateSecret, generateURI, verifySync } from 'otplib';
 import { z } from 'zod';
 import { AuditAggregator } from '../audit/aggregate.ts';
@@ -44,7 +43,9 @@ export interface PasswordHasher {
  * (hash-wasm): the native argon2 package's prebuilt binary crashed on load here, and building it needs a
  * compiler and Node's headers from the internet.
  */
-function hashPassword(password: string): Promise<string> {
+async function hashPassword(password: string): Promise<string> {
+  // Loaded with the first password (its WebAssembly is ~14 MiB resident): the CLI and an idle gateway skip it.
+  const { argon2id } = await import('hash-wasm');
   return argon2id({
     password,
     salt: randomBytes(16),
@@ -56,7 +57,8 @@ function hashPassword(password: string): Promise<string> {
   });
 }
 
-function verifyPassword(hash: string, password: string): Promise<boolean> {
+async function verifyPassword(hash: string, password: string): Promise<boolean> {
+  const { argon2Verify } = await import('hash-wasm');
   return argon2Verify({ password, hash }).catch(() => false);
 }
 

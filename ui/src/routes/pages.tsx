@@ -4,7 +4,6 @@ import type { Child } from 'hono/jsx';
 import { streamSSE } from 'hono/streaming';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import QRCode from 'qrcode';
 import { z } from 'zod';
 import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
 import { toJsonLine } from '../../../gateway/src/audit/index.ts';
@@ -39,6 +38,9 @@ import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
 import { UsersPage } from '../pages/users.tsx';
 import type { UiSession, UiSessions } from '../sessions.ts';
+
+/** The QR encoder, loaded on the first page that shows a code (PSK wizard, MFA enrolment), not at start. */
+const qrcode = async () => (await import('qrcode')).default;
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 type Env = { Variables: { viewer: Viewer; session: UiSession } };
@@ -167,9 +169,15 @@ function backTo(c: Context, fallback: string): string {
   const ref = c.req.header('referer');
   if (!ref) return fallback;
   try {
+    const here = new URL(c.req.url);
     const u = new URL(ref);
-    if (u.host !== new URL(c.req.url).host) return fallback;
-    return `${u.pathname}${u.search}`;
+    if (u.host !== here.host) return fallback;
+    const path = `${u.pathname}${u.search}`;
+    // `https://gw//evil.example/x` has the path `//evil.example/x`, which a browser reads in a Location header
+    // as another host (scheme-relative): only a path that stays on this host when resolved here goes back.
+    if (!path.startsWith('/') || path.startsWith('//') || path.startsWith('/\\')) return fallback;
+    if (new URL(path, here).host !== here.host) return fallback;
+    return path;
   } catch {
     return fallback;
   }
@@ -466,7 +474,7 @@ export function pageRoutes(
     const { device, generatedPskHex } = core.identity.addPskDevice({ ...b, generate: !b.pskHex }, actor(c));
     // The key is shown in this response only: never stored in the clear, never in a redirect or a cache.
     const qrSvg = generatedPskHex
-      ? await QRCode.toString(
+      ? await (await qrcode()).toString(
           `portcullis-psk:v1?${new URLSearchParams({ id: device.id, identity: b.pskIdentity, psk: generatedPskHex })}`,
           { type: 'svg', errorCorrectionLevel: 'M', margin: 2 },
         )
@@ -727,7 +735,7 @@ export function loginPages(
 
   const enrollPage = async (c: Context, username: string, flash?: FlashMessage) => {
     const { secret, uri } = users.beginTotpEnrollment(username);
-    const qrSvg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
+    const qrSvg = await (await qrcode()).toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
     return show(c, <EnrollPage secret={secret} qrSvg={qrSvg} flash={flash} />, flash ? 400 : 200);
   };
   app.get('/login/enroll', async (c) => {

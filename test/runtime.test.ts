@@ -1,0 +1,268 @@
+/**
+ * What ships is what runs: the `portcullis` command runs the compiled JavaScript in dist/ (no TypeScript loader),
+ * each command loads only what it needs, the DTLS crypto addon is optional (the install step never fails, the
+ * gateway falls back and says so), workers' failures reach the log, health and alerts, and /healthz tells the
+ * uplink's real state. (The production tree itself — `npm ci --omit=dev` — is loaded in image-build.test.ts.)
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ManualClock } from '../gateway/src/clock.ts';
+import { resolveConfig } from '../gateway/src/config/index.ts';
+import { createLogger } from '../gateway/src/log.ts';
+import { Gateway } from '../gateway/src/main.ts';
+import { PORTCULLIS_BIN, runCli, spawnCli, waitForLine } from './helpers/cli.ts';
+import { freeUdpPort } from './helpers/gateway.ts';
+import { httpsGet } from './helpers/https.ts';
+import { makePki } from './helpers/pki.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** Runs the CLI with a module-resolution hook that lists every module it loads. */
+function loadedModules(args: string[], cwd: string): { status: number | null; modules: string[] } {
+  const hooks = join(cwd, 'trace-hooks.mjs');
+  writeFileSync(
+    hooks,
+    `export async function resolve(s, c, next) { const r = await next(s, c); process.stderr.write('LOADED ' + r.url + '\\n'); return r; }`,
+  );
+  const register = join(cwd, 'trace.mjs');
+  writeFileSync(
+    register,
+    `import { register } from 'node:module'; register(${JSON.stringify(`file://${hooks}`)});`,
+  );
+  const r = spawnSync(process.execPath, ['--import', register, PORTCULLIS_BIN, ...args], {
+    cwd,
+    encoding: 'utf8',
+  });
+  const modules = r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('LOADED '))
+    .map((l) => l.slice('LOADED '.length));
+  return { status: r.status, modules };
+}
+
+const packagesIn = (modules: string[]) =>
+  new Set(
+    modules.flatMap((m) => {
+      const hit = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(m);
+      return hit ? [hit[1] as string] : [];
+    }),
+  );
+
+describe('the shipped runtime', () => {
+  it('runs compiled JavaScript from dist/, never a .ts module or the tsx loader', (t) => {
+    const dir = tempDir(t);
+    for (const args of [['--version'], ['device', 'list'], ['config', 'check']]) {
+      const { status, modules } = loadedModules(args, dir);
+      assert.equal(status, 0, args.join(' '));
+      assert.ok(
+        modules.some((m) => m.includes('/dist/gateway/src/cli/index.js')),
+        'the CLI comes from dist/',
+      );
+      assert.deepEqual(
+        modules.filter((m) => m.endsWith('.ts') || m.endsWith('.tsx') || m.includes('/node_modules/tsx/')),
+        [],
+        `${args.join(' ')} loads TypeScript`,
+      );
+    }
+  });
+
+  it('loads only what a command needs: --version no config, database or network code; device list no UI or uplink', (t) => {
+    const dir = tempDir(t);
+    const version = packagesIn(loadedModules(['--version'], dir).modules);
+    assert.deepEqual([...version].sort(), ['commander']);
+    const list = packagesIn(loadedModules(['device', 'list'], dir).modules);
+    for (const heavy of ['hono', '@hono/node-server', 'mqtt', 'execa', 'qrcode', 'tar', '@peculiar/x509']) {
+      assert.ok(!list.has(heavy), `device list loads ${heavy}`);
+    }
+    assert.ok(list.has('zod'), 'the config is still validated in full');
+  });
+
+  it('says what to do when dist/ is missing instead of a stack trace', (t) => {
+    const dir = tempDir(t);
+    // A checkout that was never built: bin/ without dist/ beside it.
+    cpSync(join(ROOT, 'bin'), join(dir, 'bin'), { recursive: true });
+    const r = spawnSync(process.execPath, [join(dir, 'bin', 'portcullis.js'), '--version'], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /dist\/ is missing: run `npm run build`/);
+  });
+});
+
+describe('the DTLS crypto addon is optional', () => {
+  it('its install step succeeds without a C toolchain and says what that means', (t) => {
+    const dir = tempDir(t);
+    const copy = join(dir, 'dtls-crypto');
+    cpSync(join(ROOT, 'native', 'dtls-crypto'), copy, {
+      recursive: true,
+      filter: (src) => !src.includes(`${join('dtls-crypto', 'build')}`),
+    });
+    // What a machine without a compiler sees: every compiler invocation fails.
+    const r = spawnSync('npm', ['run', 'install', '--silent'], {
+      cwd: copy,
+      encoding: 'utf8',
+      env: { ...process.env, CC: 'false', CXX: 'false' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /not built \(is a C toolchain installed\?.*The gateway will use node:crypto/s);
+  });
+
+  it('a gateway without it runs on node:crypto, logs that at start and shows it in /healthz', async (t) => {
+    const dir = tempDir(t);
+    const hide = join(dir, 'hide-addon.cjs');
+    writeFileSync(
+      hide,
+      `const M = require('node:module'); const r = M._resolveFilename;
+       M._resolveFilename = function (id, ...rest) {
+         if (id === 'portcullis-dtls-crypto') throw Object.assign(new Error("Cannot find module '" + id + "'"), { code: 'MODULE_NOT_FOUND' });
+         return r.call(this, id, ...rest);
+       };`,
+    );
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `ui: { port: 0 }\ndtls: { port: ${await freeUdpPort()} }\n`);
+    const child = spawnCli(['--config', config, 'start'], {
+      cwd: dir,
+      env: { ...process.env, NODE_OPTIONS: `--require ${hide}` },
+    });
+    t.after(() => child.kill('SIGKILL'));
+    const lines: string[] = [];
+    child.stdout?.on('data', (d: Buffer) => lines.push(...d.toString().split('\n')));
+    const started = await waitForLine(child, (line) => {
+      const l = JSON.parse(line) as { msg?: string; ui?: string };
+      return l.msg === 'gateway started' ? l : undefined;
+    });
+    assert.ok(
+      lines.some((l) => l.includes('node:crypto') || l.includes('node-crypto')),
+      'the fallback is logged at start',
+    );
+    const ca = readFileSync(join(dir, 'var', 'tls', 'identity-ca.pem'), 'utf8');
+    const body = JSON.parse((await httpsGet(`${started.ui}/healthz`, ca)).body);
+    assert.equal(body.components.dtlsCrypto, 'node-crypto');
+    child.kill('SIGTERM');
+  });
+});
+
+describe('workers that crash', () => {
+  it('a pull poller that cannot start is logged with its error, reported crash-looping in /healthz, and alerted', async (t) => {
+    const dir = tempDir(t);
+    // The poller's DTLS client made unresolvable (as when a production install lacked it); the gateway itself
+    // does not use it, so only the worker fails — at start, every time.
+    const hide = join(dir, 'hide-client.cjs');
+    writeFileSync(
+      hide,
+      `const M = require('node:module'); const r = M._resolveFilename;
+       M._resolveFilename = function (id, ...rest) {
+         if (id.startsWith('node-dtls-client')) throw Object.assign(new Error("Cannot find module '" + id + "'"), { code: 'MODULE_NOT_FOUND' });
+         return r.call(this, id, ...rest);
+       };`,
+    );
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `ui: { port: 0 }\ndtls: { port: ${await freeUdpPort()} }\n`);
+    const add = await runCli(
+      [
+        '--config',
+        config,
+        'device',
+        'add',
+        'puller-1',
+        '--psk-identity',
+        'puller-1',
+        '--generate-psk',
+        '--pull',
+        'coaps://127.0.0.1:5999/reading',
+      ],
+      { cwd: dir },
+    );
+    assert.equal(add.code, 0, add.stderr);
+    const child = spawnCli(['--config', config, 'start'], {
+      cwd: dir,
+      env: { ...process.env, NODE_OPTIONS: `--require ${hide}` },
+    });
+    t.after(() => child.kill('SIGKILL'));
+    const log: string[] = [];
+    child.stdout?.on('data', (d: Buffer) => log.push(...d.toString().split('\n')));
+    const started = await waitForLine(child, (line) => {
+      const l = JSON.parse(line) as { msg?: string; ui?: string };
+      return l.msg === 'gateway started' ? l : undefined;
+    });
+    const ca = readFileSync(join(dir, 'var', 'tls', 'identity-ca.pem'), 'utf8');
+    // Three exits with back-off 1 s, 2 s: crash-looping within seconds, not a silent loop.
+    const deadline = Date.now() + 30_000;
+    let body: { status: string; reasons: string[]; components: { pullPoller: string } };
+    do {
+      await new Promise((r) => setTimeout(r, 500));
+      body = JSON.parse((await httpsGet(`${started.ui}/healthz`, ca)).body);
+    } while (body.components.pullPoller !== 'crash-looping' && Date.now() < deadline);
+    assert.equal(body.components.pullPoller, 'crash-looping');
+    assert.equal(body.status, 'degraded');
+    assert.match(
+      body.reasons.join(' '),
+      /pull-mode poller is crash-looping .*Cannot find module 'node-dtls-client/,
+    );
+    assert.ok(
+      log.some((l) => l.includes('"worker stderr"') && l.includes('node-dtls-client')),
+      "the worker's stderr reaches the log",
+    );
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    const alerts = await runCli(['--config', config, 'alerts', 'list', '--json'], { cwd: dir });
+    assert.match(alerts.stdout, /gateway\.worker_crash_loop/);
+  });
+});
+
+describe('/healthz and the uplink', () => {
+  it('reports a configured uplink that cannot connect as degraded after 60 s, with since and the last error', async (t) => {
+    const dir = tempDir(t);
+    // A broker address where nothing listens; a certificate file so the uplink really tries.
+    const pki = makePki();
+    t.after(() => pki.dispose());
+    const config = join(dir, 'config.yaml');
+    const dead = await freeUdpPort();
+    const base = [
+      `dataDir: ${join(dir, 'var')}`,
+      'ui: { port: 0 }',
+      `dtls: { port: ${await freeUdpPort()} }`,
+      'uplink:',
+      `  url: mqtts://127.0.0.1:${dead}`,
+      `  caFile: ${pki.caPath}`,
+      '  topicPrefix: site-h',
+    ];
+    writeFileSync(config, `${base.join('\n')}\n`);
+    // The uplink's own key, certified as the cloud operator would.
+    const csr = await runCli(['--config', config, 'uplink', 'csr', '--subject', 'CN=gw-health'], {
+      cwd: dir,
+    });
+    assert.equal(csr.code, 0, csr.stderr);
+    writeFileSync(config, `${[...base, `  certFile: ${pki.signCsr(csr.stdout, 'gw-health')}`].join('\n')}\n`);
+    const clock = new ManualClock(Date.UTC(2026, 11, 6, 9));
+    const gateway = await Gateway.start(resolveConfig(config), { clock, logger: createLogger('fatal') });
+    try {
+      const ca = readFileSync(join(dir, 'var', 'tls', 'identity-ca.pem'), 'utf8');
+      const url = `https://127.0.0.1:${gateway.uiAddress.port}/healthz`;
+      const fresh = JSON.parse((await httpsGet(url, ca)).body);
+      assert.equal(fresh.status, 'ok', 'within the grace period a reconnecting uplink is not yet degraded');
+      assert.notEqual(fresh.components.uplink, 'connected');
+      // Let the first attempt fail for real, then move the gateway's clock past the grace period.
+      const deadline = Date.now() + 15_000;
+      while (gateway.uplink.status().lastError === null && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      clock.advance(61_000);
+      const res = await httpsGet(url, ca);
+      assert.equal(res.status, 200, 'degraded, not down: a health check must not restart it for the broker');
+      const body = JSON.parse(res.body);
+      assert.equal(body.status, 'degraded');
+      assert.ok(['connecting', 'disconnected'].includes(body.uplink.state));
+      assert.equal(body.uplink.since, new Date(Date.UTC(2026, 11, 6, 9)).toISOString());
+      assert.match(body.uplink.lastError, /ECONNREFUSED/);
+      assert.match(body.reasons.join(' '), /^uplink (connecting|disconnected) for 6\d s: .*ECONNREFUSED/);
+    } finally {
+      await gateway.stop('test');
+    }
+  });
+});
