@@ -379,7 +379,7 @@ describe('Portcullis Node-RED nodes', () => {
     ]);
     const bad = failure('p');
     helper.getNode('p').receive({ payload: 'x' });
-    assert.equal((await bad).code, 'ERR_UI_INVALID');
+    assert.equal((await bad).code, 'ERR_CONTROL_INVALID');
   });
 
   it('audit: appends flow.<action> by the token, with the policy decision as details', async () => {

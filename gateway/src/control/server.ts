@@ -5,13 +5,16 @@ import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
+import { AuditError, MAX_DETAILS_BYTES } from '../audit/index.ts';
 import { ConfigError } from '../config/index.ts';
 import { checkSocketPath } from '../config/local-files.ts';
 import type { Core } from '../core.ts';
 import { EVENT_TYPES, type GatewayEventType } from '../events.ts';
 import { findGroupId } from '../groups.ts';
-import { body, errorResponse, HttpError } from '../http.ts';
+import { errorResponse, HttpError } from '../http.ts';
 import type { Uplink } from '../uplink/index.ts';
+import { AuditWriteLimiter } from './audit-rate.ts';
+import { controlBody } from './body.ts';
 import { type ControlToken, ControlTokens, type Scope } from './tokens.ts';
 
 type Env = { Variables: { token: ControlToken; actor: string } };
@@ -73,6 +76,7 @@ const scoreBody = z.discriminatedUnion('kind', [
 export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   const tokens = new ControlTokens(core.store, core.audit, core.clock);
   const buckets = new Map<string, { tokens: number; at: number }>();
+  const auditWrites = new AuditWriteLimiter();
   const app = new Hono<Env>();
   // The largest legitimate body is a 256 KiB publish, base64-encoded.
   app.use(
@@ -92,8 +96,13 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     b.tokens = Math.min(CALLS_PER_SECOND, b.tokens + ((now - b.at) / 1000) * CALLS_PER_SECOND);
     b.at = now;
     buckets.set(token.name, b);
-    if (b.tokens < 1)
-      throw new HttpError(429, 'ERR_CONTROL_RATE', `more than ${CALLS_PER_SECOND} calls a second`);
+    if (b.tokens < 1) {
+      return c.json(
+        { error: { code: 'ERR_CONTROL_RATE', message: `more than ${CALLS_PER_SECOND} calls a second` } },
+        429,
+        { 'retry-after': '1' },
+      );
+    }
     b.tokens -= 1;
     c.set('token', token);
     c.set('actor', `flows:${token.name}`);
@@ -184,7 +193,7 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   /** The per-event score against the device's baseline, without learning from it. */
   app.post('/v1/devices/:id/score', async (c) => {
     need(c, 'device:read');
-    const b = await body(c, scoreBody);
+    const b = await controlBody(c, scoreBody);
     const device = core.identity.show(id(c)).device;
     if (!deps.anomaly)
       throw new HttpError(409, 'ERR_CONTROL_STATE', 'behaviour monitoring is off (anomaly.enabled)');
@@ -193,7 +202,7 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
 
   app.post('/v1/uplink/publish', async (c) => {
     need(c, 'uplink:publish');
-    const b = await body(c, publishBody);
+    const b = await controlBody(c, publishBody);
     if (!deps.uplink) throw new HttpError(409, 'ERR_CONTROL_STATE', 'no uplink is running');
     const payload = Buffer.from(b.payload, b.encoding);
     await deps.uplink.enqueue({
@@ -207,7 +216,7 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   });
   app.post('/v1/devices/:id/quarantine', async (c) => {
     need(c, 'device:quarantine');
-    const b = await body(
+    const b = await controlBody(
       c,
       z.strictObject({ reason: z.string().min(1).max(500), mode: z.enum(['observe', 'isolate']).optional() }),
     );
@@ -218,14 +227,14 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   });
   app.post('/v1/devices/:id/release', async (c) => {
     need(c, 'device:quarantine');
-    const b = await body(c, z.strictObject({ reason: z.string().min(1).max(500).optional() }));
+    const b = await controlBody(c, z.strictObject({ reason: z.string().min(1).max(500).optional() }));
     const current = core.identity.show(id(c)).device;
     if (current.state !== 'quarantined') return c.json({ device: current, unchanged: true });
     return c.json(await core.segmentation.release(id(c), c.get('actor'), b.reason));
   });
   app.post('/v1/audit', async (c) => {
     need(c, 'audit:write');
-    const b = await body(
+    const b = await controlBody(
       c,
       z.strictObject({
         action: z.string().regex(/^[a-z][a-z0-9._-]{0,47}$/),
@@ -233,14 +242,40 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
         details: z.record(z.string(), z.unknown()).default({}),
       }),
     );
-    // Namespaced: a flow cannot write an entry that looks like the gateway's own.
-    const e = core.audit.append({
-      actor: c.get('actor'),
-      action: `flow.${b.action}`,
-      target: b.target,
-      details: b.details,
-    });
-    return c.json({ seq: e.seq }, 201);
+    const bytes = Buffer.byteLength(JSON.stringify(b.details), 'utf8');
+    if (bytes > MAX_DETAILS_BYTES) {
+      throw new HttpError(
+        413,
+        'ERR_CONTROL_AUDIT_TOO_LARGE',
+        `details are ${bytes} bytes as JSON, more than ${MAX_DETAILS_BYTES}`,
+      );
+    }
+    // Per token, so one compromised flow cannot fill the append-only log (docs/security.md).
+    const rate = auditWrites.take(c.get('token').name, bytes, core.clock.now());
+    if (!rate.ok) {
+      return c.json({ error: { code: 'ERR_CONTROL_AUDIT_RATE', message: rate.why } }, 429, {
+        'retry-after': String(rate.retryAfterSeconds),
+      });
+    }
+    try {
+      // Namespaced: a flow cannot write an entry that looks like the gateway's own.
+      const e = core.audit.append({
+        actor: c.get('actor'),
+        action: `flow.${b.action}`,
+        target: b.target,
+        details: b.details,
+      });
+      return c.json({ seq: e.seq }, 201);
+    } catch (err) {
+      // What the flow sent, refused by the audit log: its fault (400/413), never the gateway's (500).
+      if (err instanceof AuditError && err.code === 'ERR_AUDIT_SECRET_FIELD')
+        throw new HttpError(400, 'ERR_CONTROL_SECRET_FIELD', err.message);
+      if (err instanceof AuditError && err.code === 'ERR_AUDIT_TOO_LARGE')
+        throw new HttpError(413, 'ERR_CONTROL_AUDIT_TOO_LARGE', err.message);
+      if (err instanceof AuditError && err.code === 'ERR_AUDIT_INVALID_ENTRY')
+        throw new HttpError(400, 'ERR_CONTROL_INVALID', err.message);
+      throw err;
+    }
   });
   app.notFound((c) => c.json({ error: { code: 'ERR_NOT_FOUND', message: 'no such route' } }, 404));
   app.onError((err, c) => errorResponse(c, err));
