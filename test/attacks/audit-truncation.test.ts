@@ -140,7 +140,7 @@ describe('attack: audit log truncation', () => {
     const r = await h.cli('audit', 'verify');
     assert.equal(r.code, 1, 'the removed entries stay visible: the old checkpoint names another entry 20');
     assert.match(r.stderr, /entry 20 differs from the one its signed checkpoint/);
-    const entries = (await h.cli('audit', 'export', '--format', 'jsonl')).stdout
+    const entries = (await h.cli('audit', 'export', '--format', 'jsonl', '--checkpoints')).stdout
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { action?: string; details?: { problem?: string } });
@@ -163,10 +163,14 @@ describe('attack: audit log truncation', () => {
   it('an outside party verifies the exported checkpoints with the identity certificate and sees a truncation', async (t) => {
     const h = home(t);
     write(h, 8, true);
-    const exported = (await h.cli('audit', 'export', '--format', 'jsonl')).stdout.trim().split('\n');
+    const exported = (await h.cli('audit', 'export', '--format', 'jsonl', '--checkpoints')).stdout
+      .trim()
+      .split('\n');
     const cpLine = exported.find((l) => l.startsWith('{"checkpoint"'));
     assert.ok(cpLine, 'the export carries the checkpoint');
     assert.equal(exported.indexOf(cpLine), 8, 'right after the entry it names');
+    const plain = (await h.cli('audit', 'export', '--format', 'jsonl')).stdout;
+    assert.doesNotMatch(plain, /checkpoint/, 'without --checkpoints the export is entries only, as before');
     const cp = (JSON.parse(cpLine) as { checkpoint: Parameters<typeof verifyCheckpoint>[0] }).checkpoint;
     assert.equal(cp.seq, 8);
     assert.equal(cp.hash, (JSON.parse(exported[7] as string) as { hash: string }).hash);
@@ -200,7 +204,7 @@ describe('attack: audit log truncation', () => {
     assert.equal(verifyCheckpoint({ ...cp, seq: 7 }, cert), false);
 
     // The syslog export carries the same checkpoint in structured data.
-    const syslog = (await h.cli('audit', 'export', '--format', 'syslog')).stdout;
+    const syslog = (await h.cli('audit', 'export', '--format', 'syslog', '--checkpoints')).stdout;
     assert.match(
       syslog,
       new RegExp(
@@ -213,7 +217,7 @@ describe('attack: audit log truncation', () => {
     truncate(h.db, 5, 'DELETE FROM audit_checkpoints;');
     assert.equal((await h.cli('audit', 'reseal', '--reason', 'test')).code, 0);
     write(h, 4, false);
-    const later = (await h.cli('audit', 'export', '--format', 'jsonl')).stdout
+    const later = (await h.cli('audit', 'export', '--format', 'jsonl', '--checkpoints')).stdout
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { seq?: number; hash?: string });

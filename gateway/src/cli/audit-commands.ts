@@ -58,19 +58,23 @@ export function auditVerifyCommand(configPath: string | undefined, io: Io): numb
   }
 }
 
-/** Entries from `fromSeq`, each followed by the signed checkpoints that name it (docs/audit.md). */
+/**
+ * Entries from `fromSeq`; with `checkpoints`, each followed by the signed checkpoints that name it (docs/audit.md).
+ * Opt-in so a consumer that reads entries only keeps the format it knows; a SIEM feed should ask for them.
+ */
 export function auditExportCommand(
   configPath: string | undefined,
   format: ExportFormat,
   fromSeq: number,
   io: Io,
+  checkpoints = false,
 ): number {
   const core = Core.open(resolveConfig(configPath).config, systemClock, { readonly: true });
   try {
     const log = new AuditLog(core.store, systemClock);
-    const pending: AuditCheckpoint[] = log
-      .checkpoints(fromSeq === 1 ? 0 : fromSeq)
-      .sort((a, b) => a.seq - b.seq);
+    const pending: AuditCheckpoint[] = checkpoints
+      ? log.checkpoints(fromSeq === 1 ? 0 : fromSeq).sort((a, b) => a.seq - b.seq)
+      : [];
     let i = 0;
     const flushUpTo = (seq: number) => {
       while (i < pending.length && (pending[i] as AuditCheckpoint).seq <= seq) {

@@ -72,13 +72,22 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .action(async () => setCode((await commands.audit()).auditVerifyCommand(configOpt(), io)));
   audit
     .command('export')
-    .description('write entries, with the signed checkpoints after the entries they name, to stdout')
+    .description('write entries to stdout (for a SIEM: with --checkpoints)')
     .addOption(
       new Option('--format <format>', 'output format').choices(['jsonl', 'syslog']).makeOptionMandatory(),
     )
     .option('--from <seq>', 'first sequence number', positiveInt, 1)
-    .action(async (opts: { format: 'jsonl' | 'syslog'; from: number }) =>
-      setCode((await commands.audit()).auditExportCommand(configOpt(), opts.format, opts.from, io)),
+    .option('--checkpoints', 'also the signed checkpoints, each after the entry it names')
+    .action(async (opts: { format: 'jsonl' | 'syslog'; from: number; checkpoints?: boolean }) =>
+      setCode(
+        (await commands.audit()).auditExportCommand(
+          configOpt(),
+          opts.format,
+          opts.from,
+          io,
+          opts.checkpoints ?? false,
+        ),
+      ),
     );
   audit
     .command('reseal')
