@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, webcrypto, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
 
 export interface Party {
   certPath: string;
@@ -120,4 +121,111 @@ export function makePki(): TestPki {
     },
     dispose: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * One certificate in `dir` made with the openssl CLI: `<name>.pem` with key `<name>.key`, signed by `<issuer>`
+ * (its `.pem` and `.key` in `dir`) or self-signed without one, carrying exactly the extension lines `ext`
+ * (openssl x509v3_config syntax, e.g. `basicConstraints=critical,CA:TRUE,pathlen:0`).
+ */
+export function makeCertificate(
+  dir: string,
+  name: string,
+  o: { issuer?: string; ext: string; days?: number },
+): Party {
+  newKeyRequest(dir, name, `${name}.csr`);
+  writeFileSync(join(dir, `${name}.ext`), o.ext.endsWith('\n') ? o.ext : `${o.ext}\n`);
+  const signer = o.issuer
+    ? ['-CA', `${o.issuer}.pem`, '-CAkey', `${o.issuer}.key`, '-CAcreateserial']
+    : ['-signkey', `${name}.key`];
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      ...signer,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      String(o.days ?? 30),
+    ].concat(['-extfile', `${name}.ext`]),
+    dir,
+  );
+  openssl(['ec', '-in', `${name}.key`, '-out', `${name}.ec.key`], dir);
+  const certPath = join(dir, `${name}.pem`);
+  const keyPath = join(dir, `${name}.key`);
+  return {
+    certPath,
+    keyPath,
+    ecKeyPath: join(dir, `${name}.ec.key`),
+    der: new X509Certificate(readFileSync(certPath)).raw,
+    key: createPrivateKey(readFileSync(keyPath)),
+  };
+}
+
+/** A CA certificate's extension lines: may sign certificates and CRLs; `pathlen` bounds the CAs below it. */
+export function caExtensions(pathlen?: number): string {
+  const bc = `basicConstraints=critical,CA:TRUE${pathlen === undefined ? '' : `,pathlen:${pathlen}`}`;
+  return `${bc}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n`;
+}
+
+/**
+ * A CRL signed by the CA `<ca>` in `dir` (its `.pem`/`.key`), revoking the given certificates, written as
+ * `<file>` in PEM (or DER with `der`). Made with @peculiar/x509, as a manufacturer's CA software would.
+ */
+export async function makeCrl(
+  dir: string,
+  ca: string,
+  file: string,
+  o: {
+    revoke?: X509Certificate[];
+    thisUpdate?: Date;
+    nextUpdate?: Date | null;
+    crlNumber?: number;
+    der?: boolean;
+    /** Extra CRL extensions (e.g. a critical one this gateway cannot apply). */
+    extensions?: x509.Extension[];
+  } = {},
+): Promise<string> {
+  const caCert = new x509.X509Certificate(readFileSync(join(dir, `${ca}.pem`)));
+  const pkcs8 = createPrivateKey(readFileSync(join(dir, `${ca}.key`))).export({
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, alg, false, ['sign']);
+  const thisUpdate = o.thisUpdate ?? new Date(Date.now() - 60_000);
+  const crl = await x509.X509CrlGenerator.create(
+    {
+      issuer: caCert.subjectName,
+      thisUpdate,
+      ...(o.nextUpdate === null
+        ? {}
+        : { nextUpdate: o.nextUpdate ?? new Date(thisUpdate.getTime() + 7 * 86_400_000) }),
+      signingAlgorithm: alg,
+      signingKey,
+      extensions: [
+        new x509.Extension('2.5.29.20', false, derInteger(o.crlNumber ?? 1)),
+        ...(o.extensions ?? []),
+      ],
+      entries: (o.revoke ?? []).map((c) => ({
+        serialNumber: c.serialNumber,
+        revocationDate: new Date(thisUpdate.getTime() - 1000),
+        reason: x509.X509CrlReason.keyCompromise,
+      })),
+    },
+    webcrypto as unknown as Parameters<typeof x509.X509CrlGenerator.create>[1],
+  );
+  const path = join(dir, file);
+  writeFileSync(path, o.der ? Buffer.from(crl.rawData) : x509.PemConverter.encode(crl.rawData, 'X509 CRL'));
+  return path;
+}
+
+function derInteger(n: number): Buffer {
+  let hex = n.toString(16);
+  if (hex.length % 2) hex = `0${hex}`;
+  if (Number.parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`;
+  const body = Buffer.from(hex, 'hex');
+  return Buffer.concat([Buffer.from([0x02, body.length]), body]);
 }

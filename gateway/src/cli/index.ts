@@ -18,6 +18,7 @@ const commands = {
   firmware: () => import('./firmware-commands.ts'),
   flows: () => import('./flows-commands.ts'),
   segmentation: () => import('./segmentation-commands.ts'),
+  trust: () => import('./trust-commands.ts'),
   ui: () => import('./ui-commands.ts'),
   update: () => import('./update-commands.ts'),
 };
@@ -484,6 +485,26 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .command('list')
     .description('trusted manufacturer CAs')
     .action(async () => setCode((await commands.device()).trustListCommand(configOpt(), io)));
+  const crl = trust.command('crl').description("the manufacturer CAs' certificate revocation lists");
+  crl
+    .command('add')
+    .description(
+      'add a CRL the CA signed (PEM or DER) and/or its distribution URL; revoked sensors are refused and their live sessions closed',
+    )
+    .requiredOption('--name <name>', 'trust anchor name')
+    .option('--crl <file>', 'CRL file (PEM or DER)')
+    .option('--url <url>', 'http(s) URL the running gateway fetches the next CRL from')
+    .option('--refresh <seconds>', 'how often to fetch --url (default 3600)', positiveInt)
+    .action(async (opts: { name: string; crl?: string; url?: string; refresh?: number }) =>
+      setCode(await (await commands.trust()).trustCrlAddCommand(configOpt(), opts, io)),
+    );
+  crl
+    .command('list')
+    .description('the CRL held per trust anchor and where the next comes from')
+    .option('--json', 'JSON output')
+    .action(async (opts: { json?: boolean }) =>
+      setCode((await commands.trust()).trustCrlListCommand(configOpt(), opts.json ?? false, io)),
+    );
 
   const uplink = program.command('uplink').description('the cloud MQTT uplink');
   uplink

@@ -29,8 +29,12 @@ function safeJson(b: Buffer): unknown {
   }
 }
 
-/** How often sessions of devices that lost their standing (decommissioned, quarantined) are closed. */
-const SESSION_REVIEW_MS = 1000;
+/**
+ * How often sessions of devices that lost their standing (decommissioned, quarantined, certificate revoked) are
+ * closed. Each tick costs one `PRAGMA data_version` unless something changed; 500 ms keeps "within a second" of
+ * the CLI's commit with room for the review itself (a CRL load verifies signatures).
+ */
+const SESSION_REVIEW_MS = 500;
 
 export interface SensorListener {
   address: PeerAddress;
@@ -149,6 +153,29 @@ export async function startSensorListener(
     trustAnchors.splice(0, trustAnchors.length, ...fresh);
   };
   refreshAnchors();
+  // Revocation lists per anchor, verified off the handshake path (signatures are async) and swapped in whole;
+  // loaded before the listener opens so a revoked sensor is never let in at start.
+  const revocation = await core.revocation.loadIndex();
+  /** Closes live sessions whose chain is revoked now, or whose anchor's CRL went out of date (fail closed). */
+  const closeRevoked = () => {
+    const now = new Date();
+    for (const s of sessions) {
+      if (s.credential.kind !== 'x509') continue;
+      if (revocation.chainStatus(s.credential.chain, trustAnchors, now) !== 'good') s.close();
+    }
+  };
+  let revocationLoads = 0;
+  const refreshRevocation = () => {
+    const n = ++revocationLoads;
+    core.revocation.loadIndex().then(
+      (next) => {
+        if (n !== revocationLoads) return; // a newer load is under way
+        revocation.replace(next);
+        closeRevoked();
+      },
+      (err: Error) => logger.error({ err: err.message }, 'loading the trust anchors’ CRLs failed'),
+    );
+  };
   const { server } = createCoapsServer(
     {
       limits: {
@@ -163,6 +190,7 @@ export async function startSensorListener(
       },
       clientAuth: {
         trustAnchors,
+        revocation: revocation.check,
         allowRawPublicKeys: true,
         verifyPeer: (credential, peer) => {
           // Chained to a trusted manufacturer CA, or a pinned raw key; and the device must be active (or
@@ -239,21 +267,32 @@ export async function startSensorListener(
   // The CLI changes device state in another process; close sessions whose device may no longer talk. The
   // review (two queries per session) runs only when something in identity changed since the last one.
   let reviewed = identity.changeStamp;
+  let staleSeen = revocation.staleKey(new Date());
   const review = setInterval(() => {
+    const stale = revocation.staleKey(new Date());
+    if (stale !== staleSeen) {
+      staleSeen = stale;
+      closeRevoked();
+    }
     const stamp = identity.changeStamp;
     if (stamp === reviewed) return;
     reviewed = stamp;
     refreshAnchors();
+    refreshRevocation();
     limiter.refresh(core.store.rateLimits.active(nowIso()));
     for (const s of sessions) {
       if (!mayHoldSession(identity.deviceFor(s.credential))) s.close();
     }
   }, SESSION_REVIEW_MS);
   review.unref();
+  // Anchors with a CRL distribution URL: fetched on their schedule; a newer CRL lands in the store and the
+  // review above applies it like one added with the CLI.
+  const stopCrlRefresh = core.revocation.startRefresher(logger);
   return {
     address,
     server,
     close: async () => {
+      stopCrlRefresh();
       clearInterval(review);
       await server.close();
     },
