@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { watchCertificate } from '../gateway/src/uplink/certificate-watch.ts';
 import { runCli, spawnCli, waitForLine } from './helpers/cli.ts';
 import { type Broker, freeTcpPort, startBroker } from './helpers/mosquitto.ts';
 import { runPeer } from './helpers/peers.ts';
@@ -68,6 +69,28 @@ async function until(pred: () => boolean, what: string, timeoutMs = 15_000): Pro
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+describe('watchCertificate', () => {
+  it('reports the certificate once, only when it parses whole (a half-copied PEM is not there yet)', async (t) => {
+    const pki = makePki();
+    t.after(() => pki.dispose());
+    const dir = tempDir(t);
+    const file = join(dir, 'uplink.pem');
+    const found: Buffer[] = [];
+    const w = watchCertificate(file, (pem) => found.push(pem), 20);
+    t.after(() => w.close());
+    const pem = readFileSync(pki.client.certPath);
+    writeFileSync(file, pem.subarray(0, pem.length / 2));
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(found.length, 0, 'half a certificate');
+    writeFileSync(file, pem);
+    await until(() => found.length > 0, 'the certificate');
+    writeFileSync(file, pem);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(found.length, 1, 'once');
+    assert.deepEqual(found[0], pem);
+  });
+});
 
 describe('first run in the README order: config, uplink csr, start, certificate later', () => {
   let pki: TestPki;
