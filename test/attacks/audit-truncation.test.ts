@@ -147,6 +147,19 @@ describe('attack: audit log truncation', () => {
     assert.match(entries.find((e) => e.action === 'audit.reseal')?.details?.problem ?? '', /does not match/);
   });
 
+  it('positive: a checkpoint cut off between its commit and the count is completed at the next open', async (t) => {
+    const h = home(t);
+    write(h, 3, true);
+    const counterFile = join(h.dir, 'var', 'keystore', 'audit.counter');
+    assert.equal(readFileSync(counterFile, 'utf8').trim(), '1');
+    // What a crash right after the checkpoint's commit leaves: the head bound to 1, the counter still at 0.
+    writeFileSync(counterFile, '0\n');
+    write(h, 1, false);
+    assert.equal(readFileSync(counterFile, 'utf8').trim(), '1', 'caught up, not counted past the head');
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   it('positive: an intact keyed log verifies, across restarts and checkpoints', async (t) => {
     const h = home(t);
     write(h, 5, true);

@@ -136,13 +136,20 @@ export class AuditLog {
     const head = repo.head();
     // A checkpoint bound the head to counter + 1 and crashed before counting: count now (never an attack: only
     // the key holder can bind a head to a value the keystore has not reached).
-    if (!this.tampered && head?.counter != null) this.catchUp(sealing, head.counter);
+    if (!this.tampered && head?.counter != null && head.counter > value) this.catchUp(sealing, head.counter);
   }
 
+  /**
+   * Advances the keystore's counter to `target` (a head bound ahead of it). Inside a write transaction and from
+   * the counter's actual value, so two processes catching up at once (the gateway and a CLI command) serialise
+   * on the database lock and never count past the head, which would read as a rollback.
+   */
   private catchUp(sealing: AuditSealing, target: number): void {
-    let v = this.anchored ?? 0;
-    while (v < target) v = sealing.counter.increment();
-    this.anchored = v;
+    this.store.transaction(() => {
+      let v = sealing.counter.open().value;
+      while (v < target) v = sealing.counter.increment();
+      this.anchored = v;
+    });
   }
 
   /** Why `head` is not a head this gateway wrote under its key at counter ≥ `counter`; null when it is. */
