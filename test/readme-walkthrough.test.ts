@@ -28,7 +28,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFile
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { PORTCULLIS_BIN } from './helpers/cli.ts';
+import { PORTCULLIS_BIN, runCli } from './helpers/cli.ts';
 import { type Broker, startBroker } from './helpers/mosquitto.ts';
 import { runPeer } from './helpers/peers.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
@@ -135,6 +135,22 @@ describe('README walkthrough: provision a sensor and see its data reach the clou
         `a command the walkthrough test does not know: ${c.command}`,
       );
     }
+  });
+
+  it("`device add --help` shows the README's path: the same key command, the key as text from stdin", async () => {
+    const help = (await runCli(['device', 'add', '--help'])).stdout;
+    const commands = sectionBlocks(readFileSync(join(REPO, 'README.md'), 'utf8'), SECTION)
+      .slice(1)
+      .flatMap((b) => steps(b.lines))
+      .flatMap((s) => (s.kind === 'run' ? [s.command.replace(/\s+#.*$/, '')] : []));
+    const keyCommand = commands.find((c) => c.startsWith('openssl rand'));
+    assert.ok(keyCommand && help.includes(keyCommand), `${keyCommand}\n${help}`);
+    assert.ok(
+      commands.some((c) =>
+        /^portcullis device add boiler-3 --psk-identity boiler-3 --psk-text - .*< boiler-3\.key$/.test(c),
+      ),
+    );
+    assert.match(help, /portcullis device add boiler-3 --psk-identity boiler-3 --psk-text - < boiler-3\.key/);
   });
 
   it('compares output strictly enough to catch drift (the old README lines would fail)', () => {

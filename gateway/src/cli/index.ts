@@ -119,6 +119,13 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .option('--segment <name>', 'network segment')
     .option('--name <name>', 'human-readable name')
     .option('--type <type>', 'device type')
+    .addHelpText(
+      'after',
+      `
+A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat boiler-3.key)"):
+  openssl rand -base64 18 > boiler-3.key
+  portcullis device add boiler-3 --psk-identity boiler-3 --psk-text - < boiler-3.key`,
+    )
     .action(async (id: string, opts: DeviceAddOptions) =>
       setCode((await commands.device()).deviceAddCommand(configOpt(), id, opts, io)),
     );
