@@ -1,7 +1,7 @@
 /**
  * What one flow token may write to the audit log: entries and bytes, each a token bucket. A flow audits its
  * decisions, not every message; the byte budget bounds what a compromised flow can add to the append-only log
- * (which nothing may delete) at ~86 MB a day per token at the very worst, instead of the disk.
+ * (which nothing may delete) at ~88 MB a day per token at the very worst, instead of the disk.
  */
 export const AUDIT_WRITE_LIMITS = {
   /** Entries at once, and entries a second after that. */
