@@ -8,14 +8,17 @@
  * lock and is audited.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { systemClock } from '../../gateway/src/clock.ts';
 import { parseConfig } from '../../gateway/src/config/index.ts';
 import { Core } from '../../gateway/src/core.ts';
 import { argon2Hasher, type PasswordHasher, UserService } from '../../gateway/src/users/index.ts';
+import { startHttpsServer } from '../../ui/src/server.ts';
 import { runCli } from '../helpers/cli.ts';
+import { makePki } from '../helpers/pki.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { Browser, PASSWORD, site } from '../helpers/ui.ts';
 
@@ -112,6 +115,69 @@ describe('attack: locking the admin out by guessing', () => {
     );
     clock.advance(31_000);
     assert.equal((await clean.call('POST', '/auth/totp', { code: totp(secret) })).status, 200);
+  });
+});
+
+describe('attack: the same over real HTTPS, with a forged forwarding header', () => {
+  it('counts the socket address, whatever X-Forwarded-For says; the admin logs in from another address', async (t) => {
+    const pki = makePki();
+    t.after(() => pki.dispose());
+    const { app, login, totp } = site(t);
+    const { secret } = await login('boss', 'admin');
+    const server = await startHttpsServer(app, {
+      host: '127.0.0.1',
+      port: 0,
+      key: readFileSync(pki.broker.keyPath, 'utf8'),
+      cert: readFileSync(pki.broker.certPath, 'utf8'),
+    });
+    t.after(() => server.close());
+    const ca = readFileSync(pki.caPath, 'utf8');
+    const post = (from: string, path: string, body: unknown, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; body: string; cookie: string }>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port: server.address.port,
+            path,
+            method: 'POST',
+            localAddress: from,
+            ca,
+            headers: { 'content-type': 'application/json', ...headers },
+          },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (d: string) => {
+              text += d;
+            });
+            res.on('end', () => {
+              const set = (res.headers['set-cookie'] ?? []).join(';');
+              const cookie = /(__Host-portcullis=[^;]+)/.exec(set)?.[1] ?? '';
+              resolve({ status: res.statusCode ?? 0, body: text, cookie });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(body));
+      });
+    // The attack, from 127.0.0.66, claiming to be the admin's address in a forwarding header.
+    const forged = { 'x-forwarded-for': '127.0.0.10', 'x-real-ip': '127.0.0.10' };
+    for (let i = 0; i < 5; i++) {
+      const r = await post('127.0.0.66', '/auth/login', { username: 'boss', password: `guess ${i}` }, forged);
+      assert.equal(r.status, 401);
+    }
+    const throttled = await post(
+      '127.0.0.66',
+      '/auth/login',
+      { username: 'boss', password: PASSWORD },
+      forged,
+    );
+    assert.equal(throttled.status, 429, 'the socket address waits, not the one in the header');
+    // What holds: the admin at 127.0.0.10 logs in with password and code.
+    const pw = await post('127.0.0.10', '/auth/login', { username: 'boss', password: PASSWORD });
+    assert.equal(pw.status, 200, pw.body);
+    const code = await post('127.0.0.10', '/auth/totp', { code: totp(secret) }, { cookie: pw.cookie });
+    assert.equal(code.status, 200, code.body);
   });
 });
 
