@@ -167,8 +167,8 @@ export class Core {
   }
 
   close(): void {
-    this.store.close();
     // Failed logins of the last minute are audited per source when their minute ends: write them first.
     this.userService?.close();
+    this.store.close();
   }
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import type { SegmentationService } from '../segmentation/index.ts';
 import type { Device, Store } from '../store/index.ts';
 import { ActivityRecorder } from './activity.ts';
+import { type AuthFailureEvent, AuthWatch, type AuthWatchOptions, type BruteForce } from './auth-watch.ts';
 import { ConntrackFeed } from './conntrack.ts';
 import { Detector, type Finding, type Severity } from './detector.ts';
 import type { DetectorEvent } from './events.ts';
@@ -27,6 +28,8 @@ export interface AnomalyServiceDeps {
   clock: Clock;
   logger: Logger;
   events?: GatewayEvents;
+  /** The fixed credential-guessing rule (auth-watch.ts); tests lower it. */
+  authWatch?: AuthWatchOptions;
 }
 
 /** The response rule for a device: the first whose segment and type match, if the finding is severe enough. */
@@ -58,6 +61,7 @@ export class AnomalyService {
   /** Responses run one after another, in finding order. */
   private responding: Promise<void> = Promise.resolve();
   private readonly activity: ActivityRecorder;
+  private readonly authWatch: AuthWatch;
 
   constructor(private readonly deps: AnomalyServiceDeps) {
     const a = deps.config.anomaly;
@@ -68,6 +72,7 @@ export class AnomalyService {
       utcOffsetMinutes: a.utcOffsetMinutes,
     });
     this.activity = new ActivityRecorder(deps.store);
+    this.authWatch = new AuthWatch(deps.authWatch);
     this.detector.onWindow = (w) => this.activity.add(w);
     let restored = 0;
     for (const [id, state] of deps.store.baselines.all())
@@ -136,6 +141,65 @@ export class AnomalyService {
     } catch (err) {
       this.deps.logger.error({ err }, 'behaviour monitoring failed on an event');
     }
+  }
+
+  /**
+   * One failed sensor authentication, known device or not, for the fixed brute-force rule (per source and per
+   * identity). A known device's failures reach the detector too, as `auth_failure` events through `observe`
+   * (scored against its baseline). The rule alerts, never quarantines: the failures are the attacker's, and
+   * cutting off the device whose identity is guessed would hand the attacker a way to do it.
+   */
+  observeAuthFailure(e: AuthFailureEvent): void {
+    try {
+      for (const b of this.authWatch.observe(e)) this.raiseBruteForce(b);
+    } catch (err) {
+      this.deps.logger.error({ err }, 'behaviour monitoring failed on an authentication failure');
+    }
+  }
+
+  private raiseBruteForce(b: BruteForce): void {
+    const secs = Math.round((this.deps.clock.now() - b.windowStart) / 1000);
+    const others =
+      b.by === 'source'
+        ? `${b.distinct} identit${b.distinct === 1 ? 'y' : 'ies'} tried${b.examples.length ? `, e.g. ${b.examples.join(', ')}` : ''}`
+        : `from ${b.distinct} source${b.distinct === 1 ? '' : 's'}, e.g. ${b.examples.join(', ')}`;
+    const explanation =
+      b.by === 'source'
+        ? `credential guessing: ${b.failures} failed DTLS authentications from ${b.key} in ${secs} s (${others})`
+        : `credential guessing: ${b.failures} failed DTLS authentications as ${b.key} in ${secs} s (${others})`;
+    const now = new Date(this.deps.clock.now()).toISOString();
+    const { alert } = this.deps.store.alerts.raise(
+      {
+        deviceId: b.deviceId,
+        severity: 'high',
+        kind: 'anomaly.auth',
+        explanation,
+        evidence: {
+          by: b.by,
+          [b.by]: b.key,
+          failures: b.failures,
+          windowStart: new Date(b.windowStart).toISOString(),
+          examples: b.examples,
+          response: 'alert',
+        },
+        dedupeKey: `anomaly:auth:${b.by}:${b.key}`,
+      },
+      now,
+    );
+    this.deps.logger.warn(
+      { alertId: alert.id, by: b.by, key: b.key, failures: b.failures, deviceId: b.deviceId ?? undefined },
+      'credential guessing alert',
+    );
+    this.deps.events?.emit({
+      type: 'alert',
+      ts: now,
+      alertId: alert.id,
+      deviceId: b.deviceId,
+      severity: 'high',
+      kind: alert.kind,
+      explanation: alert.explanation,
+      score: b.failures,
+    });
   }
 
   /** Settles once every response started so far has run (tests, shutdown). */

@@ -12,6 +12,7 @@ import { LogThrottle } from '../log-throttle.ts';
 import { authorizeTelemetry, mayHoldSession } from '../policy/index.ts';
 import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
+import { handshakeFailureRecorder } from './auth-failures.ts';
 import { withNextCommand } from './downlink.ts';
 import { ingestTelemetry } from './ingest.ts';
 
@@ -64,6 +65,7 @@ export async function startSensorListener(
     const suppressed = throttle.admit(key);
     if (suppressed !== null) logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
   };
+  const authFailures = handshakeFailureRecorder(core, logger, anomaly);
   const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
     if (device && !limiter.admit(device.id)) {
@@ -228,6 +230,8 @@ export async function startSensorListener(
       },
       onClose: (s) => sessions.delete(s),
       onHandshakeFailure: (f) => {
+        // Failed authentications: audited per source and identity per minute, and watched for brute force.
+        authFailures.record(f);
         // A failed handshake that named a known device's PSK identity counts against that device.
         const claimed =
           f.claimedPskIdentity && identity.deviceFor({ kind: 'psk', identity: f.claimedPskIdentity });
@@ -295,6 +299,7 @@ export async function startSensorListener(
       stopCrlRefresh();
       clearInterval(review);
       await server.close();
+      authFailures.close();
     },
   };
 }

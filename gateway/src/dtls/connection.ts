@@ -111,6 +111,11 @@ export class ServerConnection implements DtlsSession, RecordSink {
   state: 'handshake' | 'established' | 'closed' = 'handshake';
   lastActivity: number;
   credential!: PeerCredential;
+  /**
+   * The certificate or raw key the peer sent, fingerprinted before it is checked, so a refused one can be
+   * named in the failure (who tried what); unauthenticated, never trusted for anything else.
+   */
+  private claimedCertificate: HandshakeFailure['claimedCertificate'];
   extendedMasterSecret = false;
   /** The CID this server issued: what the peer puts on records it sends us. */
   connectionId: Buffer | null = null;
@@ -518,6 +523,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
           peer: this.peer,
           code: 'ERR_DTLS_PEER_ALERT',
           message: `peer sent fatal alert ${description}`,
+          ...(this.claimedCertificate ? { claimedCertificate: this.claimedCertificate } : {}),
           alert: description,
           fromPeer: true,
         });
@@ -597,12 +603,15 @@ export class ServerConnection implements DtlsSession, RecordSink {
           AlertDescription.handshakeFailure,
         );
       }
+      this.claimedCertificate = { kind: 'rpk', fingerprint: spkiFingerprint(list) };
       key = parseRawPublicKey(list);
       credential = { kind: 'rpk', spki: Buffer.from(list), fingerprint: spkiFingerprint(list) };
     } else {
       const lr = new Reader(list, 'Certificate list');
       const ders: Buffer[] = [];
       while (lr.remaining > 0) ders.push(Buffer.from(lr.vec24()));
+      // SHA-256 of the leaf's DER: the same hex as certificateFingerprint once it parses.
+      if (ders[0]) this.claimedCertificate = { kind: 'x509', fingerprint: spkiFingerprint(ders[0]) };
       const chain = verifyCertificateChain(ders, o.trustAnchors, new Date(o.now()), o.revocation);
       const leaf = chain[0] as (typeof chain)[0];
       key = leaf.publicKey;
@@ -877,6 +886,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
         message: e.message,
         alert: e.alert,
         fromPeer: false,
+        ...(this.claimedCertificate ? { claimedCertificate: this.claimedCertificate } : {}),
       });
     }
     this.terminate('alert');

@@ -38,6 +38,8 @@ export interface HandshakeFailure {
    * attributing failed attempts (credential guessing) to a device, never for trusting anything.
    */
   claimedPskIdentity?: Buffer;
+  /** Likewise the certificate (SHA-256 of the leaf's DER) or raw public key (of its SPKI) it sent, if any. */
+  claimedCertificate?: { kind: 'x509' | 'rpk'; fingerprint: string };
 }
 
 export interface DiscardEvent {
