@@ -29,6 +29,11 @@ describe('config', () => {
         maxHandshakes: 500,
         handshakesPerSecondPerSource: 20,
         idleTimeoutSeconds: 600,
+        maxHandshakesPerSource: 8,
+        maxHandshakesPerPrefix: 64,
+        handshakeTimeoutSeconds: 10,
+        maxSessionsPerIdentity: 4,
+        maxSessionsPerSource: 64,
       },
     });
     assert.equal(config.ui.host, '127.0.0.1');

@@ -56,6 +56,8 @@ export interface TestClientOptions {
   timeoutMs?: number;
   /** Bind this local port (to play a sensor that rebooted and came back from the same address). */
   localPort?: number;
+  /** Bind this local address (loopback: any of 127.0.0.0/8, to play another host). */
+  localAddress?: string;
   /** Keep every datagram sent in `sent`. */
   recordSent?: boolean;
   /** Keep every datagram received in `received`. */
@@ -95,7 +97,8 @@ export class TestDtlsClient {
     const s = createSocket('udp4');
     // A test that forgets to close its client must not keep the runner alive.
     s.unref();
-    if (this.o.localPort) s.bind(this.o.localPort, '127.0.0.1');
+    if (this.o.localPort || this.o.localAddress)
+      s.bind(this.o.localPort ?? 0, this.o.localAddress ?? '127.0.0.1');
     s.on('message', (m) => {
       if (this.o.recordReceived) this.received.push(m);
       for (const r of parseRecords(m, 0)) this.queue.push(r);

@@ -4,7 +4,14 @@ import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
 import { CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
-import { type DtlsServer, type DtlsSession, dtlsCryptoStatus, type PeerAddress } from '../dtls/index.ts';
+import {
+  type CapacityEvent,
+  type DtlsServer,
+  type DtlsSession,
+  dtlsCryptoStatus,
+  type PeerAddress,
+  sourcePrefix,
+} from '../dtls/index.ts';
 import { ListenError } from '../errors.ts';
 import { operationalCertificate } from '../identity/gateway-certificate.ts';
 import type { Logger } from '../log.ts';
@@ -36,6 +43,109 @@ function safeJson(b: Buffer): unknown {
  * the CLI's commit with room for the review itself (a CRL load verifies signatures).
  */
 const SESSION_REVIEW_MS = 500;
+/** DTLS capacity refusals fold into one alert update per this interval (the store is not written per hello). */
+const CAPACITY_ALERT_MS = 60_000;
+
+/**
+ * Turns the DTLS server's capacity events into throttled log lines and alerts: a flood of never-continued
+ * hellos (issue 19) must be visible to the operator without costing a log line or a database write per hello.
+ */
+function capacityReporter(
+  core: Core,
+  logger: Logger,
+  warnOnce: (key: string, f: Record<string, unknown>, m: string) => void,
+) {
+  const pending = {
+    refused: 0,
+    evicted: 0,
+    byReason: {} as Record<string, number>,
+    prefixes: new Map<string, number>(),
+  };
+  let lastRaised = Number.NEGATIVE_INFINITY;
+  const raise = () => {
+    const now = core.clock.now();
+    const ts = new Date(now).toISOString();
+    const top = [...pending.prefixes].sort((a, b) => b[1] - a[1]).slice(0, 5);
+    const evidence = {
+      refused: pending.refused,
+      evicted: pending.evicted,
+      byReason: pending.byReason,
+      topPrefixes: Object.fromEntries(top),
+    };
+    try {
+      const { alert } = core.store.alerts.raise(
+        {
+          deviceId: null,
+          severity: 'medium',
+          kind: 'dtls.capacity',
+          explanation:
+            `DTLS handshakes refused for capacity: ${pending.refused} refused, ${pending.evicted} half-open ` +
+            `evicted (${Object.entries(pending.byReason)
+              .map(([r, n]) => `${r} ${n}`)
+              .join(', ')}); ` +
+            `busiest sources: ${top.map(([p, n]) => `${p} ${n}`).join(', ')}`,
+          evidence,
+          dedupeKey: 'dtls.capacity',
+        },
+        ts,
+      );
+      core.events.emit({
+        type: 'alert',
+        ts,
+        alertId: alert.id,
+        deviceId: null,
+        severity: alert.severity,
+        kind: alert.kind,
+        explanation: alert.explanation,
+        score: null,
+      });
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'raising the DTLS capacity alert failed');
+    }
+    lastRaised = now;
+    pending.refused = 0;
+    pending.evicted = 0;
+    pending.byReason = {};
+    pending.prefixes.clear();
+  };
+  let timer: NodeJS.Timeout | null = null;
+  const flush = () => {
+    timer = null;
+    if (pending.refused + pending.evicted > 0) raise();
+  };
+  const onCapacity = (e: CapacityEvent) => {
+    if (e.action === 'evicted') pending.evicted++;
+    else pending.refused++;
+    const reason = e.action === 'evicted' ? 'evicted' : e.reason;
+    pending.byReason[reason] = (pending.byReason[reason] ?? 0) + 1;
+    const prefix = sourcePrefix(e.peer.address);
+    // Bounded: a flood from many prefixes keeps the first 1,000 it saw until the next alert update.
+    if (pending.prefixes.has(prefix) || pending.prefixes.size < 1000)
+      pending.prefixes.set(prefix, (pending.prefixes.get(prefix) ?? 0) + 1);
+    const device = e.credential ? core.identity.deviceFor(e.credential) : undefined;
+    warnOnce(
+      `dtls-capacity:${reason}`,
+      { peer: `${e.peer.address}:${e.peer.port}`, reason, deviceId: device?.id },
+      e.action === 'evicted'
+        ? "DTLS handshake table full: evicted the busiest source's oldest half-open handshake"
+        : 'DTLS capacity: refused',
+    );
+    const since = core.clock.now() - lastRaised;
+    if (since >= CAPACITY_ALERT_MS) raise();
+    else if (!timer) {
+      // What came after the last update is written at the end of the interval, even if the flood stopped.
+      timer = setTimeout(flush, CAPACITY_ALERT_MS - since);
+      timer.unref();
+    }
+  };
+  return {
+    onCapacity,
+    stop: () => {
+      if (timer) clearTimeout(timer);
+      flush();
+    },
+  };
+}
 
 export interface SensorListener {
   address: PeerAddress;
@@ -65,6 +175,7 @@ export async function startSensorListener(
     const suppressed = throttle.admit(key);
     if (suppressed !== null) logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
   };
+  const capacity = capacityReporter(core, logger, warnOnce);
   const authFailures = handshakeFailureRecorder(core, logger, anomaly);
   const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
@@ -185,7 +296,15 @@ export async function startSensorListener(
         maxHandshakes: core.config.dtls.limits.maxHandshakes,
         handshakesPerSecondPerSource: core.config.dtls.limits.handshakesPerSecondPerSource,
         idleTimeoutMs: core.config.dtls.limits.idleTimeoutSeconds * 1000,
+        maxHandshakesPerSource: core.config.dtls.limits.maxHandshakesPerSource,
+        maxHandshakesPerPrefix: core.config.dtls.limits.maxHandshakesPerPrefix,
+        handshakeTimeoutMs: core.config.dtls.limits.handshakeTimeoutSeconds * 1000,
+        maxSessionsPerIdentity: core.config.dtls.limits.maxSessionsPerIdentity,
+        maxSessionsPerSource: core.config.dtls.limits.maxSessionsPerSource,
       },
+      // A sensor that restarts comes back from its address on a new port: its old session goes.
+      replaceSessionsOfIdentity: true,
+      onCapacity: capacity.onCapacity,
       identity: {
         certificateChain: [new X509Certificate(tls.certPem).raw],
         privateKey: createPrivateKey(tls.keyPem),
@@ -235,7 +354,9 @@ export async function startSensorListener(
         // A failed handshake that named a known device's PSK identity counts against that device.
         const claimed =
           f.claimedPskIdentity && identity.deviceFor({ kind: 'psk', identity: f.claimedPskIdentity });
-        if (claimed) anomaly?.observe({ ts: core.clock.now(), device: claimed.id, kind: 'auth_failure' });
+        // A session cap's refusal is not a failed authentication (the key was right); onCapacity reports it.
+        if (claimed && f.code !== 'ERR_DTLS_SESSION_LIMIT')
+          anomaly?.observe({ ts: core.clock.now(), device: claimed.id, kind: 'auth_failure' });
         core.events.emit({
           type: 'handshake.failure',
           ts: new Date(core.clock.now()).toISOString(),
@@ -243,8 +364,10 @@ export async function startSensorListener(
           code: f.code,
           deviceId: claimed ? claimed.id : null,
         });
+        // Abandoned handshakes come by the thousand from a flood over many addresses: one line per prefix.
+        const from = f.code === 'ERR_DTLS_HANDSHAKE_TIMEOUT' ? sourcePrefix(f.peer.address) : f.peer.address;
         warnOnce(
-          `handshake:${f.peer.address}:${f.code}`,
+          `handshake:${from}:${f.code}`,
           {
             peer: `${f.peer.address}:${f.peer.port}`,
             code: f.code,
@@ -300,6 +423,7 @@ export async function startSensorListener(
       clearInterval(review);
       await server.close();
       authFailures.close();
+      capacity.stop();
     },
   };
 }

@@ -342,7 +342,7 @@ export class DtlsServer {
       if (sameSource >= l.maxSessionsPerSource) reason = 'sessions-per-source';
     }
     if (!reason) return null;
-    this.refuse(conn.peer, reason);
+    this.refuse(conn.peer, reason, conn.credential);
     return new DtlsError(
       'ERR_DTLS_SESSION_LIMIT',
       reason === 'sessions-per-identity'
@@ -353,10 +353,12 @@ export class DtlsServer {
   }
 
   /** Counts and reports a capacity refusal. */
-  private refuse(peer: PeerAddress, reason: CapacityReason): void {
+  private refuse(peer: PeerAddress, reason: CapacityReason, credential?: PeerCredential): void {
     this.stats.capacityRefusals++;
     this.stats.refusedBy[reason]++;
-    this.opts.handlers.onCapacity?.({ peer, reason, action: 'refused' });
+    this.opts.handlers.onCapacity?.(
+      credential ? { peer, reason, action: 'refused', credential } : { peer, reason, action: 'refused' },
+    );
   }
 
   private forget(conn: ServerConnection, reason: CloseReason): void {

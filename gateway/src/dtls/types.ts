@@ -73,6 +73,8 @@ export interface CapacityEvent {
   reason: CapacityReason;
   action: 'refused' | 'evicted';
   evicted?: PeerAddress;
+  /** For the session caps: the authenticated credential that was refused. */
+  credential?: PeerCredential;
 }
 
 export interface ServerIdentity {
