@@ -30,7 +30,12 @@ const { server } = createCoapsServer(
     },
     clientAuth: { trustAnchors: [new X509Certificate(readFileSync(args.caPath))] },
     // One load generator on one address opens every session: the per-source limit would measure itself.
-    limits: { handshakesPerSecondPerSource: 1_000_000, maxSessions: 100_000 },
+    limits: {
+      handshakesPerSecondPerSource: 1_000_000,
+      maxHandshakesPerSource: 100_000,
+      maxHandshakesPerPrefix: 100_000,
+      maxSessions: 100_000,
+    },
     onInternalError: (err) => process.stderr.write(`internal error: ${String(err)}\n`),
   },
   { router },

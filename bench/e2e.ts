@@ -86,9 +86,11 @@ export async function e2eBench(argv: string[]): Promise<unknown> {
   const settings = parseOptions('e2e', argv, { seconds: 5, sensors: 1000, inflight: 64 });
   const pki = makePki();
   const broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
-  // Every simulated sensor shares 127.0.0.1: lift the per-source handshake rate a site's sensors would not hit.
+  // Every simulated sensor shares 127.0.0.1: lift the per-source limits a site's sensors (one address each) would
+  // not hit.
   const home = await makeGatewayHome(pki, broker, 'gw-bench', {
-    dtlsLimits: '{handshakesPerSecondPerSource: 100000}',
+    dtlsLimits:
+      '{handshakesPerSecondPerSource: 100000, maxHandshakesPerSource: 1000, maxHandshakesPerPrefix: 1000, maxSessionsPerSource: 100000}',
   });
   const sensors: TestDtlsClient[] = [];
   const direct: MqttClient[] = [];
