@@ -101,6 +101,18 @@ describe('attack: audit log truncation', () => {
     assert.match(r.stderr, /BROKEN at seq 16: /);
   });
 
+  it('deleting the head row altogether is reported, and reseal carries on after the last entry', async (t) => {
+    const h = home(t);
+    write(h, 6, false);
+    truncate(h.db, 4, 'DELETE FROM audit_head;');
+    const r = await h.cli('audit', 'verify');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /BROKEN at seq 5: log ends at entry 4 but its head records entry 0/);
+    const resealed = await h.cli('audit', 'reseal', '--reason', 'head row gone');
+    assert.equal(resealed.code, 0, resealed.stderr);
+    assert.match(resealed.stdout, /resealed at seq 5 \(found: the audit head is missing\)/);
+  });
+
   it('restoring an earlier copy of the database (rollback) is caught by the counter', async (t) => {
     const h = home(t);
     write(h, 10, true);

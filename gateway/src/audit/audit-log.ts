@@ -247,9 +247,12 @@ export class AuditLog {
       problem,
       foundHead: head ? { seq: head.seq, hash: head.hash, counter: head.counter } : null,
     };
-    const e = this.store.transaction(() =>
-      this.appendRow({ actor, action: 'audit.reseal' }, details, JSON.stringify(details), true),
-    );
+    const e = this.store.transaction(() => {
+      // A deleted head row: carry on after the last entry there is, so the new entry does not collide with it.
+      const last = head ? undefined : this.store.audit.lastEntry();
+      if (last) this.store.audit.setHead({ ...last, mac: null, counter: null });
+      return this.appendRow({ actor, action: 'audit.reseal' }, details, JSON.stringify(details), true);
+    });
     this.tampered = null;
     this.checkpoint({ force: true });
     return e;

@@ -59,6 +59,13 @@ export class AuditRepository {
       .run(h);
   }
 
+  /** The last entry's (seq, hash), whatever the head says. */
+  lastEntry(): { seq: number; hash: string } | undefined {
+    return this.db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1').get() as
+      | { seq: number; hash: string }
+      | undefined;
+  }
+
   hashAt(seq: number): string | undefined {
     return (
       this.db.prepare('SELECT hash FROM audit_log WHERE seq = ?').get(seq) as { hash: string } | undefined
