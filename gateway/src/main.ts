@@ -7,13 +7,13 @@ import { uiTls } from '../../ui/src/tls.ts';
 import { AnomalyService } from './anomaly/index.ts';
 import type { Clock } from './clock.ts';
 import type { LoadedConfig } from './config/index.ts';
-import { type ControlServer, groupId, startControlServer } from './control/server.ts';
+import type { ControlServer } from './control/server.ts';
 import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
 import { dtlsCryptoStatus } from './dtls/index.ts';
 import { startFirmwareScheduler } from './firmware/index.ts';
-import { type GpioBackend, HardwareService, openOnoff, SimulatedGpio } from './hardware/index.ts';
+import type { GpioBackend, HardwareService } from './hardware/index.ts';
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
 import { type FirewallReconciler, startFirewallReconciler } from './segmentation/index.ts';
@@ -44,8 +44,9 @@ async function gpioBackend(
   kind: 'none' | 'auto' | 'simulator',
   logger: Logger,
 ): Promise<GpioBackend | undefined> {
-  if (kind === 'simulator') return new SimulatedGpio();
   if (kind === 'none') return undefined;
+  const { openOnoff, SimulatedGpio } = await import('./hardware/index.ts');
+  if (kind === 'simulator') return new SimulatedGpio();
   const onoff = await openOnoff();
   if (!onoff)
     logger.warn(
@@ -97,6 +98,8 @@ export class Gateway {
     try {
       const backend = await gpioBackend(config.hardware.backend, logger);
       if (backend) {
+        // Optional subsystems (hardware, the flows' control socket) load only when configured.
+        const { HardwareService } = await import('./hardware/index.ts');
         hardware = new HardwareService({
           backend,
           options: config.hardware,
@@ -140,6 +143,7 @@ export class Gateway {
         port: config.ui.port,
         key: tls.key,
         cert: tls.cert,
+        logger,
       });
       uplink = new Uplink(core.store, uplinkOptions(core), deps.clock, logger, commandHandler(core, logger));
       if (config.anomaly.enabled) {
@@ -159,6 +163,7 @@ export class Gateway {
       uplink.start();
       pull = new PullManager(core, uplink, logger, anomaly);
       if (config.control.socketPath) {
+        const { groupId, startControlServer } = await import('./control/server.ts');
         control = await startControlServer(core, config.control.socketPath, {
           anomaly,
           uplink,
