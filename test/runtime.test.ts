@@ -94,6 +94,71 @@ describe('the shipped runtime', () => {
   });
 });
 
+describe('production dependencies', () => {
+  it('every package the shipped code imports (gateway, UI, Node-RED nodes, bin) is a production dependency', async () => {
+    const { readdirSync } = await import('node:fs');
+    const { builtinModules } = await import('node:module');
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<
+      string,
+      Record<string, string>
+    >;
+    const shipped = new Set([
+      ...Object.keys(pkg.dependencies ?? {}),
+      ...Object.keys(pkg.optionalDependencies ?? {}),
+    ]);
+    const nodesPkg = JSON.parse(readFileSync(join(ROOT, 'nodes', 'package.json'), 'utf8')) as Record<
+      string,
+      Record<string, string>
+    >;
+    const nodesShipped = new Set(Object.keys(nodesPkg.dependencies ?? {}));
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory()
+          ? e.name === 'node_modules' || e.name === 'examples'
+            ? []
+            : files(join(dir, e.name))
+          : /\.(ts|tsx|js|cjs|mjs)$/.test(e.name)
+            ? [join(dir, e.name)]
+            : [],
+      );
+    const specifiers = (file: string) =>
+      [
+        ...readFileSync(file, 'utf8').matchAll(
+          /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)/gm,
+        ),
+      ]
+        .filter(
+          (m) => !/^\s*(import|export) type /.test(m[0].trim()) && !/import type|export type/.test(m[0]),
+        )
+        .map((m) => (m[1] ?? m[2] ?? m[3]) as string);
+    const packageOf = (spec: string) =>
+      spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : (spec.split('/')[0] as string);
+    const builtins = new Set(builtinModules);
+    const missing: string[] = [];
+    const seen = new Set<string>();
+    const check = (roots: string[], allowed: Set<string>) => {
+      for (const root of roots) {
+        for (const f of files(join(ROOT, root))) {
+          for (const spec of specifiers(f)) {
+            if (spec.startsWith('.') || spec.startsWith('node:') || builtins.has(spec) || spec === 'tsx')
+              continue;
+            seen.add(packageOf(spec));
+            if (!allowed.has(packageOf(spec))) missing.push(`${f.slice(ROOT.length)} imports ${spec}`);
+          }
+        }
+      }
+    };
+    // tsx is resolved only by a TypeScript caller (gateway/src/child.ts), never from dist/.
+    check(['gateway/src', 'ui/src', 'bin'], shipped);
+    check(['nodes'], new Set([...nodesShipped, 'node-red']));
+    // The scan sees what it must: the pull poller's DTLS client, the database, the Node-RED nodes' runtime.
+    for (const p of ['node-dtls-client', 'better-sqlite3', 'hono', 'mqtt'])
+      assert.ok(seen.has(p), `scan missed ${p}`);
+    assert.deepEqual(missing, []);
+    assert.ok(!shipped.has('tsx') && !shipped.has('typescript'), 'no TypeScript loader or compiler ships');
+  });
+});
+
 describe('the DTLS crypto addon is optional', () => {
   it('its install step succeeds without a C toolchain and says what that means', (t) => {
     const dir = tempDir(t);
