@@ -4,6 +4,20 @@ import type { Config } from '../../gateway/src/config/index.ts';
 import { operationalCertificate } from '../../gateway/src/identity/gateway-certificate.ts';
 import type { Keystore } from '../../gateway/src/keystore/index.ts';
 
+/**
+ * What the UI offers in TLS 1.2: ECDHE with AES-GCM or ChaCha20-Poly1305, for ECDSA (the gateway's own
+ * certificate) and RSA (a site's PKI) keys. No CBC suite (Lucky 13-style padding oracles), no static RSA key
+ * exchange (no forward secrecy). TLS 1.3's suites are all AEAD and stay as OpenSSL sets them.
+ */
+export const UI_TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 export interface TlsMaterial {
   key: string;
   cert: string;
