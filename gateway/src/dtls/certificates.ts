@@ -69,6 +69,22 @@ function checkValidity(cert: X509Certificate, now: Date, what: string): void {
 }
 
 /**
+ * Why `anchor` could never end a client path here (every chain to it would be refused), or null: for refusing
+ * it when it is added rather than at every handshake.
+ */
+export function anchorProblem(anchor: X509Certificate): string | null {
+  let c: Constraints;
+  try {
+    c = constraintsOf(anchor);
+  } catch {
+    return 'its extensions do not parse';
+  }
+  if (c.unknownCritical !== null) return `it has an unsupported critical extension (${c.unknownCritical})`;
+  if (c.keyUsage !== undefined && !c.keyUsage.keyCertSign) return 'its key usage does not allow keyCertSign';
+  return null;
+}
+
+/**
  * RFC 5280 §6.1 constraints on a path already linked by signatures: `path` is leaf first, each certificate
  * issued by the next, the last by `anchor`. No critical extension this code does not act on (anywhere,
  * anchor included); the leaf may authenticate a TLS client (extendedKeyUsage, if present, names clientAuth;

@@ -1,4 +1,5 @@
 export {
+  anchorProblem,
   certificateFingerprint,
   certificatePath,
   spkiFingerprint,

@@ -2,7 +2,12 @@ import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
-import { certificateFingerprint, type PeerCredential, spkiFingerprint } from '../dtls/index.ts';
+import {
+  anchorProblem,
+  certificateFingerprint,
+  type PeerCredential,
+  spkiFingerprint,
+} from '../dtls/index.ts';
 import type { GatewayEvents } from '../events.ts';
 import type { Keystore } from '../keystore/index.ts';
 import { mayHoldSession } from '../policy/index.ts';
@@ -394,6 +399,9 @@ export class IdentityService {
     }
     if (!cert.ca)
       throw new IdentityError('ERR_IDENTITY_INVALID', 'the certificate is not a CA (basicConstraints)');
+    // Refused now rather than at every handshake of its sensors (docs/security.md, sensor certificates).
+    const problem = anchorProblem(cert);
+    if (problem) throw new IdentityError('ERR_IDENTITY_INVALID', `the CA cannot be a trust anchor: ${problem}`);
     const anchor = {
       name: n.data,
       certificatePem: cert.toString(),
