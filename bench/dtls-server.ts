@@ -2,7 +2,8 @@
  * The Portcullis side of `npm run bench -- dtls`: a CoAPs server in its own process, so the load generator
  * and the server do not share a CPU and the server's CPU time and memory can be read from /proc.
  *
- * argv[2]: JSON { psk, certPath, keyPath, caPath }. Prints {"port": N, "crypto": {…}} once listening. On stdin, "gc\n"
+ * argv[2]: JSON { psk, certPath, keyPath, caPath, limits? } (`limits` replaces the load-generator limits below,
+ * e.g. with the gateway's own for `npm run bench -- dtls-flood`). Prints {"port": N, "crypto": {…}} once listening. On stdin, "gc\n"
  * runs a full garbage collection (needs --expose-gc) and answers "gc done".
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
@@ -16,6 +17,7 @@ interface Args {
   certPath: string;
   keyPath: string;
   caPath: string;
+  limits?: Record<string, number>;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -30,7 +32,7 @@ const { server } = createCoapsServer(
     },
     clientAuth: { trustAnchors: [new X509Certificate(readFileSync(args.caPath))] },
     // One load generator on one address opens every session: the per-source limit would measure itself.
-    limits: {
+    limits: args.limits ?? {
       handshakesPerSecondPerSource: 1_000_000,
       maxHandshakesPerSource: 100_000,
       maxHandshakesPerPrefix: 100_000,
