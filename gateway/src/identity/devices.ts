@@ -401,7 +401,8 @@ export class IdentityService {
       throw new IdentityError('ERR_IDENTITY_INVALID', 'the certificate is not a CA (basicConstraints)');
     // Refused now rather than at every handshake of its sensors (docs/security.md, sensor certificates).
     const problem = anchorProblem(cert);
-    if (problem) throw new IdentityError('ERR_IDENTITY_INVALID', `the CA cannot be a trust anchor: ${problem}`);
+    if (problem)
+      throw new IdentityError('ERR_IDENTITY_INVALID', `the CA cannot be a trust anchor: ${problem}`);
     const anchor = {
       name: n.data,
       certificatePem: cert.toString(),
