@@ -5,7 +5,7 @@
  * the anchor's distribution URL on a schedule.
  */
 import { X509Certificate as NodeCertificate } from 'node:crypto';
-import { X509Certificate, X509Crl } from '@peculiar/x509';
+import type { X509Crl } from '@peculiar/x509';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { certificatePath, type RevocationStatus } from '../dtls/index.ts';
@@ -63,8 +63,12 @@ function derInteger(value: ArrayBuffer): bigint {
   return BigInt(`0x${b.subarray(2).toString('hex')}`);
 }
 
+/** @peculiar/x509, loaded when a CRL is handled: a gateway or CLI command without CRLs never pays its ~10 MiB. */
+const x509 = () => import('@peculiar/x509');
+
 /** PEM ("X509 CRL") or DER in, a parsed CRL out; anything else is ERR_IDENTITY_CRL_INVALID. */
-function parseCrl(bytes: Buffer): X509Crl {
+async function parseCrl(bytes: Buffer): Promise<X509Crl> {
+  const { X509Crl } = await x509();
   const text = bytes.subarray(0, 64).toString('latin1');
   try {
     if (text.includes('-----BEGIN')) {
@@ -85,8 +89,8 @@ function parseCrl(bytes: Buffer): X509Crl {
  * critical extension: no delta, indirect or partitioned CRL), and that it is current at `now`.
  */
 export async function verifyCrl(bytes: Buffer, anchorPem: string, now: Date): Promise<VerifiedCrl> {
-  const crl = parseCrl(bytes);
-  const anchor = new X509Certificate(anchorPem);
+  const crl = await parseCrl(bytes);
+  const anchor = new (await x509()).X509Certificate(anchorPem);
   let entries: ReturnType<() => X509Crl['entries']>;
   let extensions: X509Crl['extensions'];
   try {
@@ -343,7 +347,7 @@ export class RevocationService {
       crlNumber: v.crlNumber?.toString() ?? null,
       revoked: v.revokedSerials.length,
       // Newly revoked serials (bounded): what an auditor wants to find later.
-      newlyRevoked: newSerials(held?.crlDer ?? null, v.revokedSerials).slice(0, 50),
+      newlyRevoked: (await newSerials(held?.crlDer ?? null, v.revokedSerials)).slice(0, 50),
     };
     this.d.identity.transact(() => {
       this.d.store.trustAnchorCrls.putCrl(
@@ -473,8 +477,9 @@ export class RevocationService {
 }
 
 /** Serials in `next` that the held CRL did not list. */
-function newSerials(heldDer: Buffer | null, next: string[]): string[] {
+async function newSerials(heldDer: Buffer | null, next: string[]): Promise<string[]> {
   if (!heldDer) return next;
+  const { X509Crl } = await x509();
   let held: Set<string>;
   try {
     held = new Set(new X509Crl(new Uint8Array(heldDer)).entries.map((e) => normalizeSerial(e.serialNumber)));

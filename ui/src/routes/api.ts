@@ -5,7 +5,6 @@ import { assess } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
-import { updateStatus } from '../../../gateway/src/updates/index.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
 import { firewallReview, firewallStatus } from '../firewall-review.ts';
 import type { UiSessions } from '../sessions.ts';
@@ -189,7 +188,10 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
   route('GET', '/api/v1/compliance', (c) => c.json(assess(core)));
   route('GET', '/api/v1/firewall/render', async (c) => c.json(await firewallReview(core)));
   route('POST', '/api/v1/firewall/apply', async (c) => c.json(await core.segmentation.apply(c.get('actor'))));
-  route('GET', '/api/v1/updates', (c) => c.json(updateStatus(core)));
+  // The updates module (tar, semver) loads on the first call, not with the UI.
+  route('GET', '/api/v1/updates', async (c) =>
+    c.json((await import('../../../gateway/src/updates/index.ts')).updateStatus(core)),
+  );
   route('GET', '/api/v1/users', (c) => c.json(core.users.list()));
   route('POST', '/api/v1/users', async (c) => {
     const b = await body(

@@ -13,7 +13,6 @@ import { firstIssue, PortcullisError } from '../../../gateway/src/errors.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { clientAddress, describeError, HttpError } from '../../../gateway/src/http.ts';
 import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
-import { updateStatus } from '../../../gateway/src/updates/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
 import {
   type Access,
@@ -38,6 +37,9 @@ import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
 import { UsersPage } from '../pages/users.tsx';
 import type { UiSession, UiSessions } from '../sessions.ts';
+
+/** Update status: the updates module (tar, semver) loads with the first page that shows it, not at start. */
+const updates = () => import('../../../gateway/src/updates/index.ts');
 
 /** The QR encoder, loaded on the first page that shows a code (PSK wizard, MFA enrolment), not at start. */
 const qrcode = async () => (await import('qrcode')).default;
@@ -314,7 +316,7 @@ export function pageRoutes(
     await reauthenticate(core, sessions, c.get('session'), b.password, b.code, clientAddress(c));
   };
 
-  page('GET', '/', (c) =>
+  page('GET', '/', async (c) =>
     render(
       c,
       'Dashboard',
@@ -322,7 +324,7 @@ export function pageRoutes(
         status={core.status()}
         uplink={options.uplinkStatus()}
         alerts={core.store.alerts.list({ open: true })}
-        updates={updateStatus(core)}
+        updates={(await updates()).updateStatus(core)}
       />,
       true,
     ),
