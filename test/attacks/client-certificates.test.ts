@@ -277,15 +277,17 @@ describe('client certificates: revocation lists in the running gateway (trust cr
     makeCertificate(forger, 'maker', { ext: caExtensions() });
     await home.cli(['identity', 'trust', 'add', '--name', 'maker', '--ca', c.maker.certPath]);
     // Both sensors ask to join (pending), a technician approves them.
-    for (const party of [c.a, c.b] as Party[]) {
-      const fp = new X509Certificate(party.der).fingerprint256.replaceAll(':', '').toLowerCase();
-      const id = `x509-${fp.slice(0, 16)}`;
-      const deadline = Date.now() + 10_000;
-      while (!(await home.cli(['device', 'list'])).includes(id) && Date.now() < deadline)
-        await post(party, 'hello');
-      await home.cli(['device', 'approve', id]);
-    }
+    for (const party of [c.a, c.b] as Party[]) await admit(party);
   });
+  /** The sensor asks to join (pending) until the gateway lists it, then a technician approves it. */
+  const admit = async (party: Party) => {
+    const fp = new X509Certificate(party.der).fingerprint256.replaceAll(':', '').toLowerCase();
+    const id = `x509-${fp.slice(0, 16)}`;
+    const deadline = Date.now() + 10_000;
+    while (!(await home.cli(['device', 'list'])).includes(id) && Date.now() < deadline)
+      await post(party, 'hello');
+    await home.cli(['device', 'approve', id]);
+  };
   after(async () => {
     await stopE2e({ pki, broker, home, gw, sub });
     if (forger) rmSync(forger, { recursive: true, force: true });
@@ -408,6 +410,35 @@ describe('client certificates: revocation lists in the running gateway (trust cr
     await new Promise((res) => setTimeout(res, 1200));
     const again = await post(c.a as Party, 'A after rollback attempt');
     assert.match(again.stderr, /certificate revoked/, again.stderr);
+  });
+
+  it('fails closed when a CA’s CRL passes its nextUpdate: the live session is closed and handshakes refused until a current CRL arrives', async () => {
+    makeCertificate(pki.dir, 'brief-ca', { ext: caExtensions() });
+    const sensor = makeCertificate(pki.dir, 'sensor-of-brief', { issuer: 'brief-ca', ext: LEAF });
+    await home.cli(['identity', 'trust', 'add', '--name', 'brief', '--ca', join(pki.dir, 'brief-ca.pem')]);
+    await admit(sensor);
+    // A CRL revoking nothing, due to be replaced in 4 s (CRL times have whole seconds).
+    const nextUpdate = new Date(Math.ceil((Date.now() + 4000) / 1000) * 1000);
+    const short = await makeCrl(pki.dir, 'brief-ca', 'brief-1.crl', { nextUpdate, crlNumber: 1 });
+    assert.equal((await cli(['identity', 'trust', 'crl', 'add', '--name', 'brief', '--crl', short])).code, 0);
+    const live = await liveSession(home.dtlsPort, gatewayCa(), sensor, 'brief live', join(pki.dir, 'c.msg'));
+    const closedAt = await Promise.race([
+      live.notified,
+      new Promise<number>((res) => setTimeout(() => res(Number.NaN), 10_000)),
+    ]);
+    live.child.kill('SIGKILL');
+    const late = closedAt - nextUpdate.getTime();
+    process.stderr.write(`# out-of-date CRL: live session closed ${late} ms after its nextUpdate\n`);
+    assert.ok(late >= 0 && late < 1500, `closed ${late} ms after nextUpdate`);
+    const refused = await post(sensor, 'brief after nextUpdate');
+    assert.match(refused.stderr, /certificate unknown/, refused.stderr);
+    assert.ok(gw.log.some((l) => l.includes('ERR_DTLS_CERT_REVOCATION_UNKNOWN')));
+    // The CA publishes its next list: the sensor is back.
+    const next = await makeCrl(pki.dir, 'brief-ca', 'brief-2.crl', { crlNumber: 2 });
+    assert.equal((await cli(['identity', 'trust', 'crl', 'add', '--name', 'brief', '--crl', next])).code, 0);
+    await new Promise((res) => setTimeout(res, 700));
+    const back = await post(sensor, 'brief with a current CRL');
+    assert.equal(parse(back.stdout).code, '2.04', back.stderr);
   });
 
   it('fetches the CRL from the anchor’s distribution URL on schedule: a revocation there closes the session; a failing URL keeps the last good CRL', async () => {
