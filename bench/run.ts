@@ -2,6 +2,7 @@
 // stderr). Benchmarks measure Portcullis against a peer in the same run and report ratios; they are never
 // timed assertions in the test suite.
 import { anomalyBench } from './anomaly.ts';
+import { auditAnchorBench } from './audit-anchor.ts';
 import { dtlsBench } from './dtls.ts';
 import { dtlsFloodBench } from './dtls-flood.ts';
 import { e2eBench } from './e2e.ts';
@@ -11,6 +12,7 @@ import { uiBench } from './ui.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   anomaly: anomalyBench,
+  'audit-anchor': auditAnchorBench,
   dtls: dtlsBench,
   'dtls-flood': dtlsFloodBench,
   e2e: e2eBench,
