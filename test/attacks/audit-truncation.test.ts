@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -14,7 +15,7 @@ import { AuditError, checkpointMessage, verifyCheckpoint } from '../../gateway/s
 import { systemClock } from '../../gateway/src/clock.ts';
 import { resolveConfig } from '../../gateway/src/config/index.ts';
 import { Core } from '../../gateway/src/core.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, spawnCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 interface Home {
@@ -99,6 +100,24 @@ describe('attack: audit log truncation', () => {
     const r = await h.cli('audit', 'verify');
     assert.equal(r.code, 1);
     assert.match(r.stderr, /BROKEN at seq 16: /);
+  });
+
+  it('fail closed: the gateway does not start over a tampered head', async (t) => {
+    const h = home(t);
+    writeFileSync(h.config, `dataDir: ${join(h.dir, 'var')}\nui: {port: 0}\ndtls: {port: 0}\n`);
+    write(h, 5, false);
+    truncate(h.db, 3);
+    const child = spawnCli(['--config', h.config, 'start'], { cwd: h.dir });
+    t.after(() => child.kill('SIGKILL'));
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const deadline = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(deadline);
+    assert.notEqual(code, 0);
+    assert.match(stderr, /does not match its key.*portcullis audit reseal/);
   });
 
   it('deleting the head row altogether is reported, and reseal carries on after the last entry', async (t) => {
