@@ -25,6 +25,8 @@ import { tempDir } from '../helpers/tmp.ts';
 
 /** An unprivileged account other than ours (nobody): files it owns are someone else's. */
 const OTHER_UID = 65534;
+/** Giving a file to another account takes root (CI runs these as root, as the appliance's CLI is run). */
+const needsRoot = { skip: process.getuid?.() !== 0 ? 'chown to another account needs root' : false };
 
 function mode(path: string): number {
   return statSync(path).mode & 0o7777;
@@ -75,7 +77,7 @@ function uiCertificate(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-describe('attack: local files (issue 19 item 3)', () => {
+describe('attack: local files (issue 19 item 3)', needsRoot, () => {
   it('a world-writable config is refused by every command that loads it, with exit 2 and its path', async (t) => {
     const h = home(t);
     chmodSync(h.config, 0o666);
@@ -166,7 +168,7 @@ describe('attack: local files (issue 19 item 3)', () => {
   });
 });
 
-describe('attack: data directory and keystore (issue 19 item 4)', () => {
+describe('attack: data directory and keystore (issue 19 item 4)', needsRoot, () => {
   /** The attack as found: a 0777 dataDir where another user planted keystore/data.key before root's `device add`. */
   function plant(dataDir: string): Buffer {
     mkdirSync(join(dataDir, 'keystore'), { recursive: true });
