@@ -22,6 +22,8 @@ export function statusFor(code: string): ContentfulStatusCode {
   if (/(STATE|CONFLICT|BUSY|NOT_APPLIED)$/.test(code)) return 409;
   if (code === 'ERR_USER_CREDENTIALS' || code === 'ERR_USER_MFA') return 401;
   if (code === 'ERR_USER_THROTTLED') return 429;
+  // The audit head was changed outside the gateway: nothing is written until `portcullis audit reseal`.
+  if (code === 'ERR_AUDIT_TAMPERED') return 503;
   if (code === 'ERR_USER_SETUP') return 403;
   return 500;
 }

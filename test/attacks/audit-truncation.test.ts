@@ -17,6 +17,7 @@ import { resolveConfig } from '../../gateway/src/config/index.ts';
 import { Core } from '../../gateway/src/core.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { call, controlSocket } from './control-api-helpers.ts';
 
 interface Home {
   dir: string;
@@ -118,6 +119,18 @@ describe('attack: audit log truncation', () => {
     clearTimeout(deadline);
     assert.notEqual(code, 0);
     assert.match(stderr, /does not match its key.*portcullis audit reseal/);
+  });
+
+  it('fail closed on the control socket too: 503 ERR_AUDIT_TAMPERED, never 500', async (t) => {
+    const { core, socket, token, dir } = await controlSocket(t, systemClock);
+    const w = token('w', ['audit:write']);
+    for (let i = 0; i < 4; i++) core.audit.append({ actor: 'system', action: 'x', details: { i } });
+    // Truncated under the running gateway, through another connection to the file.
+    truncate(join(dir, 'var', 'portcullis.db'), 3);
+    const r = await call(socket, w, 'POST', '/v1/audit', '{"action":"after"}');
+    assert.equal(r.status, 503);
+    assert.equal(r.data.error?.code, 'ERR_AUDIT_TAMPERED');
+    assert.match(r.data.error?.message ?? '', /audit reseal/);
   });
 
   it('deleting the head row altogether is reported, and reseal carries on after the last entry', async (t) => {
