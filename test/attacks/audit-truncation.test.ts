@@ -11,7 +11,12 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { AuditError, checkpointMessage, verifyCheckpoint } from '../../gateway/src/audit/index.ts';
+import {
+  AuditError,
+  CHECKPOINT_EVERY,
+  checkpointMessage,
+  verifyCheckpoint,
+} from '../../gateway/src/audit/index.ts';
 import { systemClock } from '../../gateway/src/clock.ts';
 import { resolveConfig } from '../../gateway/src/config/index.ts';
 import { Core } from '../../gateway/src/core.ts';
@@ -202,6 +207,19 @@ describe('attack: audit log truncation', () => {
     assert.equal(readFileSync(counterFile, 'utf8').trim(), '1', 'caught up, not counted past the head');
     const r = await h.cli('audit', 'verify');
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  it('positive: a checkpoint follows every CHECKPOINT_EVERY entries, after their transactions', async (t) => {
+    const h = home(t);
+    const core = h.open();
+    t.after(() => core.close());
+    for (let i = 0; i < CHECKPOINT_EVERY; i++)
+      core.audit.append({ actor: 'system', action: 'tick', details: { i } });
+    assert.deepEqual(core.audit.checkpoints(), [], 'not inside the append');
+    await new Promise((resolve) => setImmediate(resolve));
+    const [cp] = core.audit.checkpoints();
+    assert.equal(cp?.seq, CHECKPOINT_EVERY);
+    assert.equal(cp?.counter, 1);
   });
 
   it('positive: an intact keyed log verifies, across restarts and checkpoints', async (t) => {
