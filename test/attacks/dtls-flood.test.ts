@@ -283,8 +283,14 @@ describe('attack: one credential opens many sessions', () => {
     await waitFor('the refusal in the log', () =>
       g.logs.find((l) => l.msg === 'DTLS capacity: refused' && l.reason === 'sessions-per-identity'),
     );
-    // A refusal by the cap is not a failed authentication: no auth_failure for the device, but an alert.
-    await waitFor('the capacity alert', () => capacityAlert(g));
+    // A refusal by the cap is not a failed authentication (the key was right), but the device gets an alert: its
+    // key is in use from more places than it should be.
+    const overused = await waitFor('the session-limit alert', () =>
+      g.core.store.alerts.list({ open: true }).find((x) => x.kind === 'dtls.session_limit'),
+    );
+    assert.equal(overused.deviceId, 'flood-sensor');
+    assert.equal(overused.severity, 'high');
+    assert.ok(!JSON.stringify(overused).includes(SENSOR.key), 'a key in the alert');
 
     // The sensor restarts on a new port at one of its addresses: the new session replaces the old one, so the
     // cap does not lock it out and the count stays at 3.

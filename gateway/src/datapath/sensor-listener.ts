@@ -108,6 +108,44 @@ function capacityReporter(
     pending.byReason = {};
     pending.prefixes.clear();
   };
+  /**
+   * Someone with a device's key was refused a session because that key already holds its cap from other
+   * addresses: the key may be copied. Its own alert, on the device, at most once a minute per device.
+   */
+  const lastOverused = new Map<string, number>();
+  const credentialOverused = (deviceId: string, peer: PeerAddress) => {
+    const now = core.clock.now();
+    if (now - (lastOverused.get(deviceId) ?? Number.NEGATIVE_INFINITY) < CAPACITY_ALERT_MS) return;
+    lastOverused.set(deviceId, now);
+    const ts = new Date(now).toISOString();
+    try {
+      const { alert } = core.store.alerts.raise(
+        {
+          deviceId,
+          severity: 'high',
+          kind: 'dtls.session_limit',
+          explanation:
+            `${deviceId}'s credential was refused a session from ${peer.address}: it already holds the most ` +
+            'sessions allowed (dtls.limits.maxSessionsPerIdentity) from other addresses. Is the key copied?',
+          evidence: { address: peer.address },
+          dedupeKey: `dtls.session_limit:${deviceId}`,
+        },
+        ts,
+      );
+      core.events.emit({
+        type: 'alert',
+        ts,
+        alertId: alert.id,
+        deviceId,
+        severity: alert.severity,
+        kind: alert.kind,
+        explanation: alert.explanation,
+        score: null,
+      });
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'raising the DTLS session-limit alert failed');
+    }
+  };
   let timer: NodeJS.Timeout | null = null;
   const flush = () => {
     timer = null;
@@ -130,6 +168,7 @@ function capacityReporter(
         ? "DTLS handshake table full: evicted the busiest source's oldest half-open handshake"
         : 'DTLS capacity: refused',
     );
+    if (e.reason === 'sessions-per-identity' && device) credentialOverused(device.id, e.peer);
     const since = core.clock.now() - lastRaised;
     if (since >= CAPACITY_ALERT_MS) raise();
     else if (!timer) {
