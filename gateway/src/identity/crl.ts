@@ -4,7 +4,7 @@
  * every handshake, whether a certificate its anchor issued is revoked; the gateway fetches a newer list from
  * the anchor's distribution URL on a schedule.
  */
-import { X509Certificate as NodeCertificate } from 'node:crypto';
+import { createHash, X509Certificate as NodeCertificate } from 'node:crypto';
 import type { X509Crl } from '@peculiar/x509';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
@@ -302,6 +302,12 @@ export interface RevocationDeps {
 
 /** CRLs per trust anchor: adding one (CLI, UI or the scheduled fetch), listing, and the handshake index. */
 export class RevocationService {
+  /**
+   * What loadIndex last verified, by anchor fingerprint and CRL digest: the gateway reloads on every identity
+   * change, and parsing a large CRL's entries is slow; only a changed CRL (or anchor) is verified again.
+   */
+  private readonly verified = new Map<string, { key: string; entry: AnchorRevocation }>();
+
   constructor(private readonly d: RevocationDeps) {}
 
   private anchor(name: string): TrustAnchor {
@@ -406,18 +412,27 @@ export class RevocationService {
       const anchor = anchors.get(row.anchorName);
       if (!anchor || !row.crlDer) continue;
       const cert = new NodeCertificate(anchor.certificatePem);
+      const key = `${anchor.fingerprint}:${createHash('sha256').update(row.crlDer).digest('hex')}`;
+      const known = this.verified.get(row.anchorName);
+      if (known?.key === key) {
+        index.set(cert, known.entry);
+        continue;
+      }
+      let entry: AnchorRevocation;
       try {
         // Verified as of its own thisUpdate: staleness is the handshake's question, asked at handshake time.
         const at = new Date(Date.parse(row.thisUpdate ?? '') || this.d.clock.now());
         const v = await verifyCrl(row.crlDer, anchor.certificatePem, at);
-        index.set(cert, {
+        entry = {
           serials: new Set(v.revokedSerials),
           nextUpdate: v.nextUpdate?.getTime() ?? null,
           broken: false,
-        });
+        };
       } catch {
-        index.set(cert, { serials: new Set(), nextUpdate: null, broken: true });
+        entry = { serials: new Set(), nextUpdate: null, broken: true };
       }
+      this.verified.set(row.anchorName, { key, entry });
+      index.set(cert, entry);
     }
     return index;
   }
