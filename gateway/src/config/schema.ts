@@ -156,6 +156,8 @@ export function configSchema(baseDir: string) {
           host: listenHost.optional(),
           port: listenPort.default(8443),
           tls: z
+          /** Also write the first-boot setup code here (the appliance's console shows it; a local 0600 file). */
+          setupCodeFile: z.string().startsWith('/').optional(),
             .strictObject({
               certFile: existingFile,
               keyFile: existingFile,
