@@ -10,6 +10,8 @@ export interface RuntimeProbe {
   uplink(): UplinkStatus | undefined;
   pullPoller(): WorkerHealth | undefined;
   dtlsCrypto(): { implementation: string; fallbackReason?: string } | undefined;
+  /** The policy flows' service state from systemd (`active`, `failed`, …); absent off the appliance. */
+  flows?(): string | undefined;
 }
 
 export interface Health {
@@ -23,6 +25,8 @@ export interface Health {
     firewall: 'enforcing' | 'off';
     dtlsCrypto: string;
     pullPoller: WorkerHealth['state'];
+    /** Only on the appliance (systemd runs Node-RED beside the gateway); the data path works without it. */
+    flows?: string;
   };
   /** The uplink's real state, when one is configured: since when, and what last went wrong. */
   uplink?: { state: UplinkStatus['state']; since: string; lastError: string | null; queueDepth: number };
@@ -53,6 +57,7 @@ export function assessHealth(s: GatewayStatus, probe: RuntimeProbe | undefined, 
     );
   }
   const crypto = probe?.dtlsCrypto();
+  const flows = probe?.flows?.();
   return {
     status: reasons.length === 0 ? 'ok' : 'degraded',
     reasons,
@@ -63,6 +68,7 @@ export function assessHealth(s: GatewayStatus, probe: RuntimeProbe | undefined, 
       firewall: s.firewall.enforce ? 'enforcing' : 'off',
       dtlsCrypto: crypto?.implementation ?? 'not loaded',
       pullPoller: pull?.state ?? 'idle',
+      ...(flows ? { flows } : {}),
     },
     ...(uplink && uplink.state !== 'unset'
       ? {

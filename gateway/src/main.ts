@@ -17,7 +17,8 @@ import type { GpioBackend, HardwareService } from './hardware/index.ts';
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
 import { type FirewallReconciler, startFirewallReconciler } from './segmentation/index.ts';
-import { SystemdNotifier } from './systemd.ts';
+import { publishSetupCode } from './setup-code-file.ts';
+import { SystemdNotifier, UnitStateProbe } from './systemd.ts';
 import { readCertificate } from './uplink/certificate-watch.ts';
 import { Uplink, type UplinkOptions } from './uplink/index.ts';
 
@@ -72,6 +73,7 @@ export class Gateway {
     readonly hardware: HardwareService | undefined,
     private readonly control: ControlServer | undefined,
     private readonly firmwareScheduler: { close(): void },
+    private readonly fleet: { stop(): Promise<void> } | undefined,
   ) {}
 
   static async start(loaded: LoadedConfig, deps: { clock: Clock; logger: Logger }): Promise<Gateway> {
@@ -128,6 +130,8 @@ export class Gateway {
         deps.clock.now(),
       );
       const pairing = hardware;
+      // On the appliance: the policy flows' unit state, for /healthz (PORTCULLIS_FLOWS_UNIT, set by the unit).
+      const flowsUnit = UnitStateProbe.fromEnv()?.start();
       const uiApp = createUiApp(core, {
         pairingOpen: () => pairing?.pairingOpen() ?? false,
         uplinkStatus: () => uplink?.status(),
@@ -135,6 +139,7 @@ export class Gateway {
           uplink: () => uplink?.status(),
           pullPoller: () => pull?.health(),
           dtlsCrypto: () => (sensors ? dtlsCryptoStatus() : undefined),
+          flows: () => flowsUnit?.state(),
         },
         logger,
       });
@@ -160,6 +165,14 @@ export class Gateway {
         anomaly.start();
       }
       sensors = await startSensorListener(core, uplink, logger, anomaly);
+      let fleet: { stop(): Promise<void> } | undefined;
+      if (config.uplink) {
+        // The fleet plane rides on the uplink's connection (presence, state, desired state): docs/fleet.md.
+        const { FleetAgent } = await import('./fleet/agent.ts');
+        const agent = await FleetAgent.create(core, uplink, deps.clock, logger);
+        agent.start();
+        fleet = agent;
+      }
       uplink.start();
       pull = new PullManager(core, uplink, logger, anomaly);
       if (config.control.socketPath) {
@@ -177,6 +190,8 @@ export class Gateway {
       // No default password (ETSI EN 303 645 5.1-1): until the first account exists, setup needs this code,
       // shown only here on the console (the journal) — proof of physical presence.
       const setupCode = core.users.issueSetupCode();
+      const unpublished = publishSetupCode(config.ui.setupCodeFile, setupCode, ui.address.port);
+      if (unpublished) logger.warn(unpublished);
       if (setupCode) {
         process.stderr.write(
           `portcullis: first boot: set up the first account at the UI with the setup code ${setupCode}\n`,
@@ -222,6 +237,7 @@ export class Gateway {
         startFirmwareScheduler(core.firmware, (err) =>
           logger.error({ err }, 'firmware campaign step failed'),
         ),
+        fleet,
       );
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
@@ -262,6 +278,7 @@ export class Gateway {
       this.firmwareScheduler.close();
       await this.anomaly?.stop();
       this.hardware?.stop();
+      await this.fleet?.stop();
       await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
       this.core.audit.stopCheckpoints();

@@ -52,3 +52,45 @@ export class SystemdNotifier {
     this.send('STOPPING=1', 'STATUS=stopping');
   }
 }
+
+/**
+ * Another unit's state as systemd reports it (`systemctl is-active`), polled in the background so /healthz
+ * never waits on D-Bus. The appliance's gateway unit names the policy flows' unit in PORTCULLIS_FLOWS_UNIT;
+ * elsewhere (no such variable) there is nothing to ask and `state()` stays undefined.
+ */
+export class UnitStateProbe {
+  private current: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly unit: string,
+    private readonly intervalMs = 10_000,
+  ) {}
+
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): UnitStateProbe | undefined {
+    const unit = env.PORTCULLIS_FLOWS_UNIT;
+    return unit && /^[A-Za-z0-9@._:-]+\.service$/.test(unit) ? new UnitStateProbe(unit) : undefined;
+  }
+
+  start(): this {
+    const poll = () =>
+      execFile('systemctl', ['is-active', this.unit], { timeout: 5000 }, (err, stdout) => {
+        // is-active exits non-zero for every state but active and still prints the state; nothing printed
+        // means systemd could not be asked.
+        const state = String(stdout).trim().split('\n')[0];
+        this.current = state || (err ? 'unknown' : undefined);
+      });
+    poll();
+    this.timer = setInterval(poll, this.intervalMs);
+    this.timer.unref();
+    return this;
+  }
+
+  state(): string | undefined {
+    return this.current;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}

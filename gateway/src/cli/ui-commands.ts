@@ -1,3 +1,4 @@
+import { publishSetupCode } from '../setup-code-file.ts';
 import type { Io } from './commands.ts';
 import { cliActor, withWritableCore } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
@@ -10,6 +11,9 @@ export function uiSetupCodeCommand(configPath: string | undefined, io: Io): numb
       io.err('the UI is set up already: accounts exist, there is no setup code');
       return EXIT.failure;
     }
+    // The console shows the code that works now: the previous one stopped working.
+    const unpublished = publishSetupCode(core.config.ui.setupCodeFile, code, core.config.ui.port);
+    if (unpublished) io.err(unpublished);
     io.out(code);
     return EXIT.ok;
   });
