@@ -89,27 +89,30 @@ PARTS
 
 build_pc() {
   make_rootfs --keystore "${keystore:-tpm2}" --extra-packages linux-image-amd64,initramfs-tools,systemd-boot-efi
-  local kernel initrd efi
-  kernel="$(ls "$rootfs"/boot/vmlinuz-* | sort -V | tail -1)"
-  initrd="$(ls "$rootfs"/boot/initrd.img-* | sort -V | tail -1)"
+  local kver efi
+  kver="$(basename "$(ls "$rootfs"/boot/vmlinuz-* | sort -V | tail -1)" | sed 's/^vmlinuz-//')"
   efi="$rootfs/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-  [[ -f "$kernel" && -f "$initrd" && -f "$efi" ]] || { echo "kernel, initrd or systemd-boot missing from the rootfs" >&2; exit 1; }
+  [[ -n "$kver" && -f "$efi" ]] || { echo "kernel or systemd-boot missing from the rootfs" >&2; exit 1; }
   cat > "$rootfs/etc/fstab" <<'FSTAB'
 PARTLABEL=portcullis-root  /          ext4  defaults,noatime  0 1
 PARTLABEL=ESP              /boot/efi  vfat  umask=0077        0 2
 FSTAB
-  mkdir -p "$rootfs/boot/efi"
+  # The kernel's command line, for this build and every kernel update (zz-portcullis-esp reads it).
+  echo 'root=PARTLABEL=portcullis-root rw quiet console=tty0 console=ttyS0,115200' > "$rootfs/etc/kernel/cmdline"
 
   echo "== EFI System Partition (systemd-boot)"
-  local esp="$work/esp"
+  # Made in the root file system's /boot/efi, where the ESP is mounted on the device, by the same kernel hook
+  # that later puts Debian's kernel updates there; then moved into the partition image.
+  local esp="$rootfs/boot/efi"
   mkdir -p "$esp/EFI/BOOT" "$esp/loader/entries"
   cp "$efi" "$esp/EFI/BOOT/BOOTX64.EFI"
-  cp "$kernel" "$esp/vmlinuz"
-  cp "$initrd" "$esp/initrd.img"
-  printf 'default portcullis.conf\ntimeout 0\n' > "$esp/loader/loader.conf"
-  printf 'title Portcullis\nlinux /vmlinuz\ninitrd /initrd.img\noptions root=PARTLABEL=portcullis-root rw quiet console=tty0 console=ttyS0,115200\n' \
-    > "$esp/loader/entries/portcullis.conf"
-  fat_image "$work/esp.img" ESP "$esp"
+  # The newest entry (by its version) starts; no menu unless a key is held.
+  printf 'default portcullis-*\ntimeout 0\n' > "$esp/loader/loader.conf"
+  chroot "$rootfs" /etc/kernel/postinst.d/zz-portcullis-esp "$kver"
+  [[ -f "$esp/loader/entries/portcullis-$kver.conf" ]] || { echo "the kernel hook made no ESP entry" >&2; exit 1; }
+  mv "$esp" "$work/esp"
+  mkdir -m 0700 "$esp"
+  fat_image "$work/esp.img" ESP "$work/esp"
 
   echo "== root file system (ext4)"
   root_image "$work/root.img" portcullis-root

@@ -86,6 +86,9 @@ cat > "$work/config.yaml" <<EOF
 dataDir: /var/lib/portcullis
 keystore: {backend: $keystore}
 control: {socketPath: /run/portcullis/control.sock}
+# Every address: the management port's DHCP or link-local one, and the management segment's once segments
+# exist; the appliance's firewall decides which interfaces reach it. The setup code also goes to the console.
+ui: {host: 0.0.0.0, setupCodeFile: /run/portcullis-console/setup-code}
 updates:
   publicKeyFile: /etc/portcullis/release-key.pub.pem
   releasesDir: /opt/portcullis/releases
@@ -94,7 +97,7 @@ updates:
   healthDeadlineSeconds: 180
 EOF
 
-packages=nodejs,systemd,systemd-sysv,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus${extra:+,$extra}
+packages=nodejs,systemd,systemd-sysv,systemd-timesyncd,systemd-resolved,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus${extra:+,$extra}
 echo "== mmdebstrap $suite/$arch → $out"
 mkdir -p "$out"
 mmdebstrap --mode=root --variant=apt --architectures="$arch" --components="$components" --include="$packages" \

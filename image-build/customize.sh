@@ -48,18 +48,42 @@ install -m 0644 "$config" "$root/etc/portcullis/config.yaml"
 install -m 0644 "$key" "$root/etc/portcullis/release-key.pub.pem"
 
 # The units, enabled; SSH is not installed, and masked should a later package bring it.
-units=(portcullis-gateway.service portcullis-flows.service portcullis-flows-setup.service)
+units=(portcullis-gateway.service portcullis-flows.service portcullis-flows-setup.service
+  portcullis-console.service portcullis-console.path portcullis-firewall.service)
 for u in "${units[@]}"; do install -m 0644 "$release/systemd/$u" "$root/etc/systemd/system/"; done
+install -m 0644 "$release/systemd/portcullis-tmpfiles.conf" "$root/etc/tmpfiles.d/portcullis.conf"
 systemctl --root="$root" enable "${units[@]}"
 systemctl --root="$root" mask ssh.service ssh.socket sshd.service 2>/dev/null || true
+
+# Network on first boot (docs/appliance.md): systemd-networkd with DHCP and a link-local fallback on the
+# Ethernet ports, systemd-resolved for the names DHCP hands out, the baseline firewall above before either.
+install -m 0644 "$release/systemd/network/90-portcullis-management.network" "$root/etc/systemd/network/"
+systemctl --root="$root" enable systemd-networkd.service systemd-resolved.service
+# Nothing waits for a network that may never come (no DHCP server on the bench): the units order after
+# network.target only.
+systemctl --root="$root" disable systemd-networkd-wait-online.service 2>/dev/null || true
+
+# Time: systemd-timesyncd with the site's servers (or DHCP's, or Debian's pool); its clock file is the floor.
+install -d -m 0755 "$root/etc/systemd/timesyncd.conf.d"
+install -m 0644 "$release/systemd/timesyncd.conf.d/50-portcullis.conf" "$root/etc/systemd/timesyncd.conf.d/"
+systemctl --root="$root" enable systemd-timesyncd.service
+
+# The TPM: every Portcullis unit uses the kernel's resource manager (/dev/tpmrm0, group tss), so the
+# user-space broker is not needed; masked, because it waits 90 s for /dev/tpm0 on a machine without a TPM.
+systemctl --root="$root" mask tpm2-abrmd.service
+
+# Kernel updates reach the ESP on the PC image (the hook does nothing where there is no /boot/efi/loader).
+for d in kernel/postinst.d kernel/postrm.d initramfs/post-update.d; do
+  install -d -m 0755 "$root/etc/$d"
+  install -m 0755 "$release/systemd/kernel/zz-portcullis-esp" "$root/etc/$d/zz-portcullis-esp"
+done
 
 # No password on any account (ETSI EN 303 645 5.1): root is locked; the UI's first account needs the one-time
 # setup code the gateway prints on the console at first boot (or the pairing button).
 in_root passwd --lock root >/dev/null
-cat > "$root/etc/issue" <<'EOF'
-Portcullis edge security gateway \n (\l)
-First boot: the one-time setup code for the web UI is in the journal: journalctl -u portcullis-gateway
-EOF
+# The console's text is made at run time (/run/issue, by portcullis-console): the UI's address and the setup
+# code, or why the gateway is not running. agetty reads /run/issue only when there is no /etc/issue.
+rm -f "$root/etc/issue"
 echo portcullis > "$root/etc/hostname"
 
 # SBOM: the Debian packages of this root file system and the npm packages of the release, CycloneDX 1.5.
