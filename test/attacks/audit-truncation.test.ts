@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -194,6 +194,25 @@ describe('attack: audit log truncation', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as { action?: string; details?: { problem?: string } });
     assert.match(entries.find((e) => e.action === 'audit.reseal')?.details?.problem ?? '', /does not match/);
+  });
+
+  it('positive: a log from before keyed heads verifies, and is keyed at the next start (verify first changes nothing)', async (t) => {
+    const h = home(t);
+    write(h, 3, false);
+    // What an older release left: no MAC, no counter, no checkpoints.
+    const d = new Database(h.db);
+    d.exec('UPDATE audit_head SET mac = NULL, counter = NULL');
+    d.close();
+    const keystore = join(h.dir, 'var', 'keystore');
+    rmSync(join(keystore, 'audit.counter'));
+    const before = await h.cli('audit', 'verify');
+    assert.equal(before.code, 0, before.stderr);
+    assert.match(before.stdout, /head not keyed yet/);
+    assert.equal(existsSync(join(keystore, 'audit.counter')), false, 'a read-only verify creates no counter');
+    write(h, 1, false);
+    const after = await h.cli('audit', 'verify');
+    assert.equal(after.code, 0, after.stderr);
+    assert.match(after.stdout, /4 entries.*keyed head ok/);
   });
 
   it('positive: a checkpoint cut off between its commit and the count is completed at the next open', async (t) => {

@@ -411,7 +411,9 @@ export class AuditLog {
         }
       }
     }
-    const { value, fresh } = sealing.counter.open();
+    // Never creates the counter: a verify before the first keyed start must not make that start see a counter
+    // beside an unkeyed head (which reads as tampering).
+    const { value, fresh } = sealing.counter.open(false);
     const problem = fresh
       ? head?.mac
         ? 'the head is keyed, but this keystore has no audit counter (was the keystore replaced?)'
@@ -424,6 +426,8 @@ export class AuditLog {
           : problem;
       return fail(lastSeq + 1, truncation);
     }
+    // Written before heads were keyed, and not opened for writing since: nothing to check yet.
+    if (fresh) return { ok: true, entries: count, headSeq: lastSeq };
     return {
       ok: true,
       entries: count,

@@ -47,7 +47,9 @@ export function auditVerifyCommand(configPath: string | undefined, io: Io): numb
     if (r.ok) {
       const keyed = r.keyed
         ? `; keyed head ok (${r.keyed.anchor} counter ${r.keyed.counter}, head bound to ${r.keyed.headCounter}), ${r.keyed.checkpoints} signed checkpoints ok`
-        : '; head not keyed (no keystore)';
+        : sealing
+          ? '; head not keyed yet (the next start keys it)'
+          : '; head not keyed (no keystore)';
       io.out(`audit log ok: ${r.entries} entries, chain intact through seq ${r.headSeq}${keyed}`);
       return EXIT.ok;
     }

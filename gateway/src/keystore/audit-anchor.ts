@@ -45,8 +45,9 @@ export class FileCounter implements MonotonicCounter {
     return n;
   }
 
-  open(): { value: number; fresh: boolean } {
+  open(create = true): { value: number; fresh: boolean } {
     if (existsSync(this.path)) return { value: this.read(), fresh: false };
+    if (!create) return { value: 0, fresh: true };
     replaceFile(this.path, '0\n');
     return { value: 0, fresh: true };
   }
@@ -112,7 +113,7 @@ export class TpmNvCounter implements MonotonicCounter {
     }
   }
 
-  open(): { value: number; fresh: boolean } {
+  open(create = true): { value: number; fresh: boolean } {
     if (existsSync(this.marker)) {
       if (!this.defined()) {
         throw new KeystoreError(
@@ -122,6 +123,7 @@ export class TpmNvCounter implements MonotonicCounter {
       }
       return { value: this.read(), fresh: false };
     }
+    if (!create) return { value: 0, fresh: true };
     if (!this.defined()) {
       this.tool('tpm2_nvdefine', [
         this.index,

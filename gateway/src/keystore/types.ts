@@ -10,8 +10,11 @@ export type KeystoreBackend = 'software' | 'tpm2';
  */
 export interface MonotonicCounter {
   readonly kind: 'tpm2-nv' | 'file';
-  /** The current value, creating the counter on first use; `fresh` when this keystore had none before. */
-  open(): { value: number; fresh: boolean };
+  /**
+   * The current value, creating the counter on first use; `fresh` when this keystore had none before. With
+   * `create` false (a read-only check) a missing counter is reported as fresh at 0 and not created.
+   */
+  open(create?: boolean): { value: number; fresh: boolean };
   /** Adds one and returns the new value. */
   increment(): number;
 }
