@@ -39,6 +39,9 @@ describe('systemd units', () => {
     'portcullis-gateway.service',
     'portcullis-flows.service',
     'portcullis-flows-setup.service',
+    'portcullis-console.service',
+    'portcullis-console.path',
+    'portcullis-firewall.service',
   ]) {
     it(`${name} passes systemd-analyze verify`, () => {
       const r = spawnSync('systemd-analyze', ['verify', '--man=no', unit(name)], { encoding: 'utf8' });
@@ -85,8 +88,8 @@ describe('systemd units', () => {
     assert.deepEqual(directives('portcullis-flows.service', 'LoadCredential'), [], 'never unencrypted');
     assert.deepEqual(
       directives('portcullis-flows.service', 'Environment'),
-      [],
-      'no secret in the environment',
+      ['PORTCULLIS_FLOWS_HOST=0.0.0.0'],
+      'no secret in the environment: only where the editor listens',
     );
     // The first-boot unit runs as root but writes only where the credentials and settings go, offline.
     const e = exposure('portcullis-flows-setup.service');
@@ -99,9 +102,53 @@ describe('systemd units', () => {
     assert.ok(filter.some((f) => f.startsWith('~') && f.includes('@privileged')));
     assert.equal(filter.at(-1), '@chown', 'chown allowed again after the deny list');
     assert.deepEqual(directives('portcullis-flows-setup.service', 'CapabilityBoundingSet'), ['CAP_CHOWN']);
+    // Root without CAP_DAC_OVERRIDE opens /dev/tpmrm0 (tss:tss 0660) only through the group: a booted image
+    // with a TPM showed "Permission denied" without it (test/appliance-boot.test.ts boots one with swtpm).
+    assert.deepEqual(directives('portcullis-flows-setup.service', 'SupplementaryGroups'), ['tss']);
     assert.deepEqual(directives('portcullis-flows-setup.service', 'ReadWritePaths'), [
       '/etc/credstore.encrypted /etc/portcullis-flows /var/lib/systemd',
     ]);
+  });
+});
+
+describe('the appliance out of the box (issue 29)', () => {
+  it("bounds the gateway's restarts and says why on the console; waits for the clock floor, not the network", () => {
+    const unitText = readFileSync(unit('portcullis-gateway.service'), 'utf8');
+    assert.deepEqual(directives('portcullis-gateway.service', 'StartLimitBurst'), ['5']);
+    assert.deepEqual(directives('portcullis-gateway.service', 'StartLimitIntervalSec'), ['600']);
+    assert.deepEqual(directives('portcullis-gateway.service', 'OnFailure'), ['portcullis-console.service']);
+    assert.deepEqual(directives('portcullis-gateway.service', 'Restart'), ['on-failure']);
+    // The console is remade after every start and stop, as root, and its failure never fails the gateway.
+    for (const key of ['ExecStartPost', 'ExecStopPost']) {
+      assert.deepEqual(directives('portcullis-gateway.service', key), [
+        '-+/bin/sh /opt/portcullis/current/systemd/portcullis-console',
+      ]);
+    }
+    assert.match(unitText, /^After=network\.target time-set\.target time-sync\.target$/m);
+    for (const key of ['After', 'Wants', 'Requires'])
+      for (const v of directives('portcullis-gateway.service', key))
+        assert.doesNotMatch(v, /network-online|tpm2-abrmd/, 'nothing waits for a network or a TPM broker');
+    assert.ok(
+      directives('portcullis-gateway.service', 'Environment').includes(
+        'PORTCULLIS_FLOWS_UNIT=portcullis-flows.service',
+      ),
+      '/healthz asks systemd about the flows unit',
+    );
+    // The setup code's directory is the gateway's alone (0700); the flows service cannot even see it.
+    assert.match(
+      readFileSync(unit('portcullis-tmpfiles.conf'), 'utf8'),
+      /^d \/run\/portcullis-console 0700 portcullis portcullis -$/m,
+    );
+    assert.match(
+      directives('portcullis-flows.service', 'InaccessiblePaths').join(' '),
+      /-\/run\/portcullis-console\b/,
+    );
+  });
+
+  it('keeps the console unit at exposure ≤ 2.5', (t) => {
+    const e = exposure('portcullis-console.service');
+    t.diagnostic(`console exposure ${e}`);
+    assert.ok(e <= 2.5, `exposure ${e}`);
   });
 });
 

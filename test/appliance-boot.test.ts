@@ -1,0 +1,355 @@
+/**
+ * The appliance out of the box (issue 29): the amd64 disk image is built as the README says, then booted in
+ * QEMU with UEFI (OVMF), a software TPM (swtpm) and user networking with forwarded ports, and watched only from
+ * outside — the serial console and the forwarded ports, never a login: the console shows the UI's address and
+ * the one-time setup code, /healthz answers through the appliance's firewall with the flows service running,
+ * the first admin is made through the UI, the Node-RED editor answers HTTPS. The same image without a TPM
+ * says on the console why the gateway refuses to start and that systemd stopped retrying. And a newer kernel
+ * package installed into the root file system reaches the ESP as a new boot entry.
+ *
+ * One image build for the whole file (about 3 minutes here); each boot about a minute with KVM, a few without.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+
+const ROOT = join(import.meta.dirname, '..');
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+/** The ESP starts at sector 2048 (build-image.sh). */
+const ESP_OFFSET = 2048 * 512;
+/** ...and the root partition right after the 256 MiB ESP. */
+const ROOT_OFFSET = (2048 + 256 * 2048) * 512;
+const BOOT_DEADLINE_MS = 8 * 60_000;
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+const kvmWorks = () =>
+  existsSync('/dev/kvm') &&
+  spawnSync(
+    'qemu-system-x86_64',
+    ['-machine', 'none,accel=kvm', '-display', 'none', '-S', '-monitor', 'none'],
+    {
+      timeout: 3000,
+    },
+  )
+    .stderr?.toString()
+    .includes('failed to initialize') === false;
+
+interface Vm {
+  serial: () => string;
+  ui: number;
+  editor: number;
+  proc: ChildProcess;
+}
+
+/** Boots a fresh copy-on-write overlay of the image; with `tpm`, a swtpm of its own as the TPM. */
+async function boot(t: TestContext, image: string, opts: { tpm: boolean }): Promise<Vm> {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-vm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const disk = join(dir, 'disk.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image, disk]);
+  copyFileSync(OVMF_VARS, join(dir, 'vars.fd'));
+  const [ui, editor] = [await freePort(), await freePort()];
+  const args = [
+    '-machine',
+    `q35,accel=${kvmWorks() ? 'kvm' : 'tcg'}`,
+    '-m',
+    '2048',
+    '-smp',
+    '2',
+    '-display',
+    'none',
+    '-monitor',
+    'none',
+    '-serial',
+    'stdio',
+    '-drive',
+    `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
+    '-drive',
+    `if=pflash,format=raw,file=${join(dir, 'vars.fd')}`,
+    '-drive',
+    `file=${disk},format=qcow2,if=virtio`,
+    '-nic',
+    `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${ui}-:8443,hostfwd=tcp:127.0.0.1:${editor}-:1880`,
+  ];
+  if (opts.tpm) {
+    const state = join(dir, 'tpm');
+    mkdirSync(state);
+    const swtpm = spawn(
+      'swtpm',
+      [
+        'socket',
+        '--tpm2',
+        '--tpmstate',
+        `dir=${state}`,
+        '--ctrl',
+        `type=unixio,path=${join(dir, 'swtpm.sock')}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    t.after(() => swtpm.kill('SIGKILL'));
+    const until = Date.now() + 10_000;
+    while (!existsSync(join(dir, 'swtpm.sock'))) {
+      assert.ok(Date.now() < until, 'swtpm did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    args.push(
+      '-chardev',
+      `socket,id=chrtpm,path=${join(dir, 'swtpm.sock')}`,
+      '-tpmdev',
+      'emulator,id=tpm0,chardev=chrtpm',
+      '-device',
+      'tpm-tis,tpmdev=tpm0',
+    );
+  }
+  const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => proc.kill('SIGKILL'));
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  t.after(() => {
+    // The whole serial log stays with the test's artefacts, for a failure's post-mortem.
+    const dest = join(ROOT, 'test-artifacts');
+    mkdirSync(dest, { recursive: true });
+    writeFileSync(join(dest, `appliance-boot-${opts.tpm ? 'tpm' : 'no-tpm'}.serial.log`), out);
+  });
+  return { serial: () => out, ui, editor, proc };
+}
+
+async function waitFor<T>(what: string, vm: Vm, probe: () => T | undefined | Promise<T | undefined>) {
+  const deadline = Date.now() + BOOT_DEADLINE_MS;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    assert.ok(vm.proc.exitCode === null, `QEMU exited waiting for ${what}:\n${vm.serial().slice(-4000)}`);
+    assert.ok(Date.now() < deadline, `no ${what} in time; the console said:\n${vm.serial().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function https(
+  port: number,
+  path: string,
+  init: { method?: string; json?: unknown } = {},
+): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const body = init.json === undefined ? undefined : JSON.stringify(init.json);
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: init.method ?? 'GET',
+        // The appliance's UI certificate is its own (issued by its identity CA, which never left the box);
+        // what is checked here is that it answers over TLS on the management address.
+        rejectUnauthorized: false,
+        timeout: 5000,
+        headers: body ? { 'content-type': 'application/json' } : {},
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => {
+          text += d.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end(body);
+  });
+}
+
+describe('the amd64 appliance image, out of the box', () => {
+  let dir: string;
+  let rootfs: string;
+  let image: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-appliance-'));
+    const key = join(dir, 'release.pub.pem');
+    writeFileSync(key, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+    rootfs = join(dir, 'rootfs');
+    image = join(dir, 'portcullis-amd64.img');
+    // The root file system once (with the PC's kernel packages, as build-image.sh's header says), then the
+    // disk image from a copy of it; the kernel test below changes the root file system itself.
+    execFileSync(
+      'bash',
+      [
+        join(ROOT, 'image-build', 'build-rootfs.sh'),
+        '--release-key',
+        key,
+        '--extra-packages',
+        'linux-image-amd64,initramfs-tools,systemd-boot-efi',
+        rootfs,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20 * 60_000 },
+    );
+    execFileSync('bash', [join(ROOT, 'image-build', 'build-image.sh'), '--from-rootfs', rootfs, image], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 20 * 60_000,
+    });
+  });
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('boots with a TPM to a console showing the UI address and setup code; the UI, the flows and the editor answer through the firewall', async (t) => {
+    const vm = await boot(t, image, { tpm: true });
+    // The console, without a login: the setup code agetty prints above the prompt (and its copy on the
+    // kernel console), with the UI's address on the management port.
+    const code = await waitFor(
+      'setup code on the serial console',
+      vm,
+      () => /Setup code:\s+([A-Z0-9]+(?:-[A-Z0-9]+)+)/.exec(vm.serial())?.[1],
+    );
+    assert.match(vm.serial(), /Web UI:\s+https:\/\/10\.0\.2\.15:8443\//, 'the DHCP address on the console');
+    // /healthz over the forwarded port (the firewall admits 8443 on the Ethernet port), the flows running.
+    const health = await waitFor('/healthz with the flows service active', vm, async () => {
+      const r = await https(vm.ui, '/healthz');
+      if (!r) return undefined;
+      const h = JSON.parse(r.body) as { status: string; components: Record<string, string> };
+      return h.components.flows === 'active' ? h : undefined;
+    });
+    t.diagnostic(`healthz: ${JSON.stringify(health)}`);
+    assert.equal(health.components.keystore, 'tpm2', 'the gateway reached the TPM');
+    assert.equal(health.components.store, 'ok');
+    // A wrong code is refused; the console's code makes the first admin.
+    const wrong = await https(vm.ui, '/auth/setup', {
+      method: 'POST',
+      json: { code: 'AAAAA-BBBBB', username: 'tech', password: 'a long first password' },
+    });
+    assert.equal(wrong?.status, 403);
+    const made = await https(vm.ui, '/auth/setup', {
+      method: 'POST',
+      json: { code, username: 'tech', password: 'a long first password' },
+    });
+    assert.equal(made?.status, 201, made?.body);
+    const login = await https(vm.ui, '/auth/login', {
+      method: 'POST',
+      json: { username: 'tech', password: 'a long first password' },
+    });
+    assert.equal(login?.status, 200, login?.body);
+    // The Node-RED editor: HTTPS on the management address, its login page (no account yet: nobody gets in).
+    const editor = await waitFor('the flow editor over HTTPS', vm, () => https(vm.editor, '/'));
+    assert.equal(editor.status, 200);
+    const admin = await https(vm.editor, '/flows');
+    assert.equal(admin?.status, 401, 'the editor API needs a login');
+    // The code never reached the network: not in /healthz, not in the editor.
+    assert.ok(!JSON.stringify(health).includes(code));
+  });
+
+  it('without a TPM, says on the console why the gateway does not start, and stops retrying', async (t) => {
+    const vm = await boot(t, image, { tpm: false });
+    await waitFor('the refusal on the console', vm, () =>
+      /THE GATEWAY IS NOT RUNNING[\s\S]*Reason: error \[[A-Z_]+\]: [^\n]*TPM[\s\S]*systemd stopped retrying/.test(
+        vm.serial(),
+      )
+        ? true
+        : undefined,
+    );
+    const s = vm.serial();
+    assert.ok(!/Setup code:/.test(s), 'no setup code without a gateway');
+    // No 90-second wait for a TPM device that is not there (tpm2-abrmd is masked).
+    assert.ok(!/dev-tpm0\.device/.test(s), s.slice(-3000));
+    assert.equal(await https(vm.ui, '/healthz'), undefined, 'nothing answers');
+  });
+
+  it("puts a newer kernel package's kernel and initrd on the ESP as a new boot entry", (t) => {
+    // The image's ESP, as the device mounts it at /boot/efi, and the kernel command line the image carries
+    // (build-image.sh writes both into its copy of the root file system).
+    const esp = join(rootfs, 'boot', 'efi');
+    mkdirSync(esp, { recursive: true });
+    execFileSync(
+      'debugfs',
+      [
+        '-R',
+        `dump /etc/kernel/cmdline ${join(rootfs, 'etc', 'kernel', 'cmdline')}`,
+        `${image}?offset=${ROOT_OFFSET}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    execFileSync(
+      'mcopy',
+      ['-s', '-n', '-i', `${image}@@${ESP_OFFSET}`, '::/loader', '::/portcullis', `${esp}/`],
+      {
+        env: { ...process.env, MTOOLS_SKIP_CHECK: '1' },
+      },
+    );
+    const [current] = readdirSync(join(esp, 'loader', 'entries'));
+    assert.match(current ?? '', /^portcullis-.*\.conf$/, 'the image boots an entry the hook made');
+    // A kernel package as Debian's are: the image and modules, and a postinst that runs
+    // /etc/kernel/postinst.d (initramfs-tools makes the initrd, then zz-portcullis-esp).
+    const version = '6.99.0-portcullis-test';
+    const pkg = join(dir, 'kernel');
+    mkdirSync(join(pkg, 'DEBIAN'), { recursive: true });
+    mkdirSync(join(pkg, 'boot'));
+    mkdirSync(join(pkg, 'lib', 'modules', version, 'kernel'), { recursive: true });
+    const installed = readdirSync(join(rootfs, 'boot')).find((f) => f.startsWith('vmlinuz-')) as string;
+    copyFileSync(join(rootfs, 'boot', installed), join(pkg, 'boot', `vmlinuz-${version}`));
+    writeFileSync(
+      join(pkg, 'DEBIAN', 'control'),
+      `Package: linux-image-${version}\nVersion: 6.99.0-1\nArchitecture: amd64\nMaintainer: Portcullis tests <tests@invalid>\nDescription: a newer kernel, for the ESP hook test\n`,
+    );
+    writeFileSync(
+      join(pkg, 'DEBIAN', 'postinst'),
+      `#!/bin/sh\nset -e\nif [ "$1" = configure ]; then\n  depmod ${version}\n  DEB_MAINT_PARAMS="$*" run-parts --report --exit-on-error --arg=${version} --arg=/boot/vmlinuz-${version} /etc/kernel/postinst.d\nfi\n`,
+      { mode: 0o755 },
+    );
+    writeFileSync(
+      join(pkg, 'DEBIAN', 'postrm'),
+      `#!/bin/sh\nset -e\nif [ "$1" = remove ]; then\n  DEB_MAINT_PARAMS="$*" run-parts --report --arg=${version} --arg=/boot/vmlinuz-${version} /etc/kernel/postrm.d\nfi\n`,
+      { mode: 0o755 },
+    );
+    execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '-b', pkg, join(rootfs, 'tmp', 'kernel.deb')], {
+      stdio: 'ignore',
+    });
+    execFileSync('mount', ['-t', 'proc', 'proc', join(rootfs, 'proc')]);
+    t.after(() => spawnSync('umount', [join(rootfs, 'proc')]));
+    const install = spawnSync('chroot', [rootfs, 'dpkg', '-i', '/tmp/kernel.deb'], { encoding: 'utf8' });
+    assert.equal(install.status, 0, install.stderr);
+    const entry = readFileSync(join(esp, 'loader', 'entries', `portcullis-${version}.conf`), 'utf8');
+    assert.match(entry, new RegExp(`^version ${version.replaceAll('.', '\\.')}$`, 'm'));
+    assert.match(entry, /^options root=PARTLABEL=portcullis-root rw .*console=ttyS0,115200$/m);
+    for (const f of ['vmlinuz', 'initrd.img']) {
+      assert.ok(existsSync(join(esp, 'portcullis', version, f)), `${f} of the new kernel on the ESP`);
+    }
+    assert.ok(existsSync(join(esp, 'loader', 'entries', current as string)), 'the running kernel stays');
+    // systemd-boot starts the newest entry matching `default portcullis-*` (entries sort by version).
+    assert.match(readFileSync(join(esp, 'loader', 'loader.conf'), 'utf8'), /^default portcullis-\*$/m);
+    // Removing the package takes its entry off the ESP again.
+    const remove = spawnSync('chroot', [rootfs, 'dpkg', '-r', `linux-image-${version}`], {
+      encoding: 'utf8',
+    });
+    assert.equal(remove.status, 0, remove.stderr);
+    assert.ok(!existsSync(join(esp, 'loader', 'entries', `portcullis-${version}.conf`)));
+    assert.ok(!existsSync(join(esp, 'portcullis', version)));
+  });
+});
