@@ -155,9 +155,9 @@ export function configSchema(baseDir: string) {
           /** Default: the management segment's gateway address if one is configured, else loopback. */
           host: listenHost.optional(),
           port: listenPort.default(8443),
-          tls: z
           /** Also write the first-boot setup code here (the appliance's console shows it; a local 0600 file). */
           setupCodeFile: z.string().startsWith('/').optional(),
+          tls: z
             .strictObject({
               certFile: existingFile,
               keyFile: existingFile,
