@@ -19,6 +19,7 @@ import { systemClock } from '../../gateway/src/clock.ts';
 import { parseConfig } from '../../gateway/src/config/load.ts';
 import { Core } from '../../gateway/src/core.ts';
 import { type SensorListener, startSensorListener } from '../../gateway/src/datapath/sensor-listener.ts';
+import { sourcePrefix } from '../../gateway/src/dtls/index.ts';
 import { createLogger } from '../../gateway/src/log.ts';
 import { Uplink } from '../../gateway/src/uplink/index.ts';
 import { coapPost, waitFor } from '../helpers/coaps-fixture.ts';
@@ -317,5 +318,18 @@ describe('attack: one credential opens many sessions', () => {
     assert.equal(refused('sessions-per-source'), 1);
     again.send(coapPost('second again', 8));
     assert.equal(parse(await again.receive()).code, '2.04');
+  });
+});
+
+describe('the per-prefix cap groups sources by network', () => {
+  it('IPv4 (and IPv4-mapped IPv6) by /24, IPv6 by /64', () => {
+    assert.equal(sourcePrefix('192.0.2.17'), '192.0.2.0/24');
+    assert.equal(sourcePrefix('::ffff:192.0.2.200'), '192.0.2.0/24');
+    // One host's many IPv6 addresses (privacy addresses, a /64 of its own) are one source network.
+    assert.equal(sourcePrefix('2001:db8:1:2::1'), '2001:db8:1:2::/64');
+    assert.equal(sourcePrefix('2001:0db8:0001:0002:ffff:1:2:3'), '2001:db8:1:2::/64');
+    assert.equal(sourcePrefix('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(sourcePrefix('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.notEqual(sourcePrefix('2001:db8:1:3::1'), sourcePrefix('2001:db8:1:2::1'));
   });
 });
