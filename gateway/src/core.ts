@@ -8,6 +8,7 @@ import { GatewayEvents } from './events.ts';
 import { FirmwareService } from './firmware/index.ts';
 import { IdentityError, IdentityService, RevocationService } from './identity/index.ts';
 import { type Keystore, openKeystore } from './keystore/index.ts';
+import { PolicyService } from './policy/service.ts';
 import { SegmentationService, syncSegments } from './segmentation/index.ts';
 import { type Alert, DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
 import { UserService } from './users/index.ts';
@@ -39,6 +40,7 @@ export class Core {
   private userService: UserService | undefined;
   private firmwareService: FirmwareService | undefined;
   private revocationService: RevocationService | undefined;
+  private policyService: PolicyService | undefined;
 
   private constructor(
     readonly config: Config,
@@ -117,6 +119,17 @@ export class Core {
     return this.segmentationService;
   }
 
+  /** Device profiles: the per-message decision of the data path, `policy show/test`, profile assignment. */
+  get policy(): PolicyService {
+    this.policyService ??= new PolicyService({
+      config: this.config.policy,
+      store: this.store,
+      audit: this.audit,
+      clock: this.clock,
+    });
+    return this.policyService;
+  }
+
   /** Sensor firmware images and campaigns. */
   get firmware(): FirmwareService {
     this.firmwareService ??= new FirmwareService({
@@ -169,6 +182,8 @@ export class Core {
   close(): void {
     // Failed logins of the last minute are audited per source when their minute ends: write them first.
     this.userService?.close();
+    // Refused messages, likewise aggregated per device and rule per minute.
+    this.policyService?.close();
     this.store.close();
   }
 }

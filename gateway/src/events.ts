@@ -14,6 +14,8 @@ export type GatewayEvent =
       size: number;
       /** Whether the gateway's own policy let it through to the uplink. */
       allowed: boolean;
+      /** The policy rule that refused it (docs/policy.md), when it was refused. */
+      rule?: string;
     }
   | { type: 'device.new'; ts: string; deviceId: string; credentialKind: string; state: string }
   | { type: 'device.state'; ts: string; deviceId: string; from: string; to: string; actor: string }

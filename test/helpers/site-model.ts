@@ -54,6 +54,8 @@ export function siteDevice(id: string, address: string | null, over: Partial<Dev
     firmwareVersion: null,
     address,
     quarantine: null,
+    policyProfile: null,
+    policyOverrides: {},
     createdAt: '2026-01-01T00:00:00.000Z',
     updatedAt: '2026-01-01T00:00:00.000Z',
     ...over,

@@ -5,7 +5,9 @@ import { parseJsonWith } from '../json.ts';
 export type DetectorEvent =
   | { ts: number; device: string; kind: 'message'; bytes: number; resource: string }
   | { ts: number; device: string; kind: 'connection'; dst: string; dport: number; proto: 'tcp' | 'udp' }
-  | { ts: number; device: string; kind: 'auth_failure' };
+  | { ts: number; device: string; kind: 'auth_failure' }
+  /** A message the device's policy profile refused (docs/policy.md): which rule, on which resource. */
+  | { ts: number; device: string; kind: 'policy_refusal'; rule: string; resource: string };
 
 const ts = z.iso.datetime({ offset: true }).transform((s) => Date.parse(s));
 const device = z.string().min(1).max(128);
@@ -28,6 +30,13 @@ const eventLine = z.discriminatedUnion('kind', [
     proto: z.enum(['tcp', 'udp']),
   }),
   z.object({ ts, device, kind: z.literal('auth_failure') }),
+  z.object({
+    ts,
+    device,
+    kind: z.literal('policy_refusal'),
+    rule: z.string().min(1).max(32),
+    resource: z.string().min(1).max(256).default('/telemetry'),
+  }),
 ]);
 
 /** Parses one JSON line; the error names the first problem (the caller adds the line number). */

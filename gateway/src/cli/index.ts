@@ -17,6 +17,7 @@ const commands = {
   device: () => import('./device-commands.ts'),
   firmware: () => import('./firmware-commands.ts'),
   flows: () => import('./flows-commands.ts'),
+  policy: () => import('./policy-commands.ts'),
   segmentation: () => import('./segmentation-commands.ts'),
   trust: () => import('./trust-commands.ts'),
   ui: () => import('./ui-commands.ts'),
@@ -181,6 +182,57 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .option('--reason <text>', 'recorded in the audit log')
     .action(async (id: string, opts: { reason?: string }) =>
       setCode(await (await commands.segmentation()).deviceReleaseCommand(configOpt(), id, opts.reason, io)),
+    );
+
+  device
+    .command('profile <id> [name]')
+    .description('the policy profile a device takes (policy.profiles), and fields it overrides')
+    .option('--default', "take policy.defaultProfile (forget the device's own)")
+    .option(
+      '--overrides <json|file>',
+      'profile fields for this device only (a JSON object; replaces the last)',
+    )
+    .option('--clear-overrides', 'drop the device overrides')
+    .action(
+      async (
+        id: string,
+        name: string | undefined,
+        opts: { default?: boolean; overrides?: string; clearOverrides?: boolean },
+      ) => setCode((await commands.policy()).deviceProfileCommand(configOpt(), id, name, opts, io)),
+    );
+
+  const policy = program
+    .command('policy')
+    .description('device profiles: the per-message decision (docs/policy.md)');
+  policy
+    .command('show <id>')
+    .description("a device's effective policy and where each field comes from")
+    .option('--json', 'JSON output')
+    .action(async (id: string, opts: { json?: boolean }) =>
+      setCode((await commands.policy()).policyShowCommand(configOpt(), id, opts.json ?? false, io)),
+    );
+  policy
+    .command('test')
+    .description('what the policy decides for one message now, and the rule (exit 0 allow, 1 refuse)')
+    .requiredOption('--device <id>', 'device id')
+    .requiredOption('--method <method>', 'GET, POST, PUT or DELETE')
+    .requiredOption('--resource <path>', 'e.g. /telemetry')
+    .option('--content-format <n>', 'CoAP Content-Format number (50 JSON, 60 CBOR)', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be 0-65535');
+      return n;
+    })
+    .option('--payload <file>', 'the payload (a file, or - for stdin)')
+    .option('--json', 'JSON output')
+    .action(
+      async (opts: {
+        device: string;
+        method: string;
+        resource: string;
+        contentFormat?: number;
+        payload?: string;
+        json?: boolean;
+      }) => setCode((await commands.policy()).policyTestCommand(configOpt(), opts, io)),
     );
 
   device

@@ -243,6 +243,7 @@ export class CoapEndpoint {
     if (response.contentFormat !== undefined) {
       options.push({ name: 'Content-Format', value: encodeUint(response.contentFormat) });
     }
+    if (response.maxAge !== undefined) options.push({ name: 'Max-Age', value: encodeUint(response.maxAge) });
     const body = response.payload ?? Buffer.alloc(0);
     const szx = Math.min(b2?.szx ?? this.maxSzx, this.maxSzx);
     const size = blockSize(szx);

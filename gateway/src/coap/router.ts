@@ -18,6 +18,8 @@ export interface CoapResponse {
   code: string;
   payload?: Buffer;
   contentFormat?: number;
+  /** Max-Age in seconds: with 4.29 Too Many Requests, when the client may try again (RFC 8516 §4). */
+  maxAge?: number;
 }
 
 export type CoapHandler = (req: CoapRequest) => CoapResponse | Promise<CoapResponse>;

@@ -2,6 +2,7 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { isHostOf, networksOverlap, parseIpv4Network } from '../segmentation/addresses.ts';
+import { policySchema } from './policy-schema.ts';
 
 /** Port 0 asks the OS for a free port: useful in tests, never a default. */
 const listenPort = z.number().int().min(0).max(65535);
@@ -185,6 +186,8 @@ export function configSchema(baseDir: string) {
         })
         .prefault({}),
       segments: z.array(segmentSchema).default([]).superRefine(checkSegments),
+      /** Device profiles checked on every sensor message before the queue (docs/policy.md). */
+      policy: policySchema.prefault({}),
       control: z
         .strictObject({
           /** The Unix socket of the control API for policy flows; unset: no control API. */

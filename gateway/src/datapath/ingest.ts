@@ -1,14 +1,15 @@
 import type { AnomalyService } from '../anomaly/index.ts';
 import type { Core } from '../core.ts';
-import { authorizeTelemetry, type Decision } from '../policy/index.ts';
+import type { PolicyDecision } from '../policy/engine.ts';
 import type { Device } from '../store/index.ts';
 import type { TelemetryMessage, Uplink } from '../uplink/index.ts';
 
 /**
  * identity → behaviour → policy → durable queue: the one path every reading takes, pushed by a sensor or
  * pulled from it. Every reading of a known device is observed, also one policy refuses (a quarantined device
- * is still watched). Resolves once an allowed reading is committed to the uplink queue (only then may a
- * sensor be acknowledged), or at once with the refusal.
+ * is still watched). The policy service decides on the device's profile (resource, method, time, segment,
+ * content format, size, schema, rate, a flow) before anything is queued. Resolves once an allowed reading is
+ * committed to the uplink queue (only then may a sensor be acknowledged), or with the refusal.
  */
 export async function ingestTelemetry(
   core: Core,
@@ -17,7 +18,8 @@ export async function ingestTelemetry(
   reading: Omit<TelemetryMessage, 'deviceId'>,
   anomaly?: AnomalyService,
   resource = '/telemetry',
-): Promise<Decision> {
+  method: 'POST' | 'PUT' = 'POST',
+): Promise<PolicyDecision> {
   if (device) {
     anomaly?.observe({
       ts: core.clock.now(),
@@ -27,7 +29,12 @@ export async function ingestTelemetry(
       resource,
     });
   }
-  const decision = authorizeTelemetry(device);
+  const decision = await core.policy.check(device, {
+    method,
+    resource,
+    contentFormat: reading.contentFormat,
+    payload: reading.payload,
+  });
   if (device && core.events.listenerCount > 0) {
     core.events.emit({
       type: 'device.message',
@@ -38,6 +45,7 @@ export async function ingestTelemetry(
       payload: reading.payload.toString('base64'),
       size: reading.payload.length,
       allowed: decision.allow,
+      ...(decision.allow ? {} : { rule: decision.rule }),
     });
   }
   if (!decision.allow || !device) return decision;

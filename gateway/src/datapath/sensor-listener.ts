@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
-import { CoapRouter, createCoapsServer } from '../coap/index.ts';
+import { type CoapRequest, CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
 import {
   type CapacityEvent,
@@ -16,7 +16,8 @@ import { ListenError } from '../errors.ts';
 import { operationalCertificate } from '../identity/gateway-certificate.ts';
 import type { Logger } from '../log.ts';
 import { LogThrottle } from '../log-throttle.ts';
-import { authorizeTelemetry, mayHoldSession } from '../policy/index.ts';
+import type { PolicyDecision } from '../policy/engine.ts';
+import { mayHoldSession } from '../policy/index.ts';
 import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { handshakeFailureRecorder } from './auth-failures.ts';
@@ -186,6 +187,18 @@ function capacityReporter(
   };
 }
 
+const policyRequest = (req: CoapRequest) => ({
+  method: req.method,
+  resource: req.path,
+  contentFormat: req.contentFormat,
+  payload: req.payload,
+});
+
+/** A policy refusal as CoAP says it: the rule's code, and Max-Age with 4.29 (RFC 8516 §4). */
+function refusal(d: Extract<PolicyDecision, { allow: false }>): { code: string; maxAge?: number } {
+  return d.maxAge !== undefined ? { code: d.code, maxAge: d.maxAge } : { code: d.code };
+}
+
 export interface SensorListener {
   address: PeerAddress;
   server: DtlsServer;
@@ -216,6 +229,16 @@ export async function startSensorListener(
   };
   const capacity = capacityReporter(core, logger, warnOnce);
   const authFailures = handshakeFailureRecorder(core, logger, anomaly);
+  // Policy refusals (pushed or pulled readings alike) are events for the behaviour detector.
+  const stopRefusals = core.policy.onRefusal((r) =>
+    anomaly?.observe({
+      ts: r.ts,
+      device: r.deviceId,
+      kind: 'policy_refusal',
+      rule: r.rule,
+      resource: r.resource,
+    }),
+  );
   const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
     const device = identity.deviceFor(req.session.credential);
     if (device && !limiter.admit(device.id)) {
@@ -236,15 +259,19 @@ export async function startSensorListener(
       { payload: req.payload, contentFormat: req.contentFormat, credentialKind: req.session.credential.kind },
       anomaly,
     );
-    if (!decision.allow || !device) {
-      const reason = decision.allow ? 'unknown' : decision.reason;
-      warnOnce(`refused:${device?.id ?? '?'}`, { deviceId: device?.id, reason }, 'telemetry refused');
-      return { code: '4.03' };
+    if (!decision.allow) {
+      warnOnce(
+        `refused:${device?.id ?? '?'}:${decision.rule}`,
+        { deviceId: device?.id, rule: decision.rule, reason: decision.reason },
+        'telemetry refused',
+      );
+      return refusal(decision);
     }
+    if (!device) return { code: '4.01' };
     return withNextCommand(core, device.id, '2.04');
   });
   // A sensor that sends nothing can still ask for its commands.
-  router.on('GET', '/commands', (req) => {
+  router.on('GET', '/commands', async (req) => {
     const device = identity.deviceFor(req.session.credential);
     if (device)
       anomaly?.observe({
@@ -254,15 +281,20 @@ export async function startSensorListener(
         bytes: 0,
         resource: '/commands',
       });
-    if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
+    // Zero trust on every resource: the device's profile decides here as on /telemetry.
+    const decision = await core.policy.check(device, policyRequest(req));
+    if (!decision.allow) return refusal(decision);
+    if (!device) return { code: '4.01' };
     // Asking for commands is being seen, like a reading: `device list` must not say "never" for this sensor.
     identity.touch(device.id);
     return withNextCommand(core, device.id, '2.05');
   });
   // Firmware: a device told by a campaign fetches its image block-wise, then reports what it runs.
-  router.on('GET', '/fw/*', (req) => {
+  router.on('GET', '/fw/*', async (req) => {
     const device = identity.deviceFor(req.session.credential);
-    if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
+    const decision = await core.policy.check(device, policyRequest(req));
+    if (!decision.allow) return refusal(decision);
+    if (!device) return { code: '4.01' };
     const digest = req.path.slice('/fw/'.length);
     if (!/^[0-9a-f]{64}$/.test(digest)) return { code: '4.04' };
     try {
@@ -276,9 +308,11 @@ export async function startSensorListener(
       return { code: '4.03' };
     }
   });
-  router.on('POST', '/fw/report', (req) => {
+  router.on('POST', '/fw/report', async (req) => {
     const device = identity.deviceFor(req.session.credential);
-    if (!authorizeTelemetry(device).allow || !device) return { code: '4.03' };
+    const decision = await core.policy.check(device, policyRequest(req));
+    if (!decision.allow) return refusal(decision);
+    if (!device) return { code: '4.01' };
     const body = firmwareReport.safeParse(safeJson(req.payload));
     if (!body.success) return { code: '4.00' };
     try {
@@ -459,6 +493,7 @@ export async function startSensorListener(
     server,
     close: async () => {
       stopCrlRefresh();
+      stopRefusals();
       clearInterval(review);
       await server.close();
       authFailures.close();

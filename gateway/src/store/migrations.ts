@@ -406,6 +406,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE credentials ADD COLUMN weak INTEGER NOT NULL DEFAULT 0 CHECK (weak IN (0, 1));
     `,
   },
+  {
+    version: 19,
+    name: 'devices take a policy profile and may override its fields (docs/policy.md)',
+    sql: `
+      -- The profile is named, not copied: editing the profile in the configuration applies to its devices.
+      ALTER TABLE devices ADD COLUMN policy_profile TEXT;
+      -- JSON object of profile fields that replace the profile's for this device (checked by the policy service).
+      ALTER TABLE devices ADD COLUMN policy_overrides TEXT NOT NULL DEFAULT '{}';
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,5 +1,7 @@
 import type { FC } from 'hono/jsx';
 import type { CredentialView } from '../../../gateway/src/identity/index.ts';
+import type { EffectivePolicy } from '../../../gateway/src/policy/engine.ts';
+import type { RefusalCounts } from '../../../gateway/src/policy/service.ts';
 import type {
   ActivityBucket,
   Alert,
@@ -128,6 +130,8 @@ export interface DeviceDetailData {
   alerts: Alert[];
   events: AuditRow[];
   rateLimit: { perSecond: number; until: string } | undefined;
+  /** The device's policy profile and the messages it refused since the gateway started (docs/policy.md). */
+  policy?: { effective: EffectivePolicy; refusals: RefusalCounts };
 }
 
 export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOperate: boolean }> = ({
@@ -170,6 +174,33 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
               <dt>Quarantine</dt>
               <dd>
                 {d.quarantine.mode} since {when(d.quarantine.since)}: {d.quarantine.reason}
+              </dd>
+            </>
+          ) : null}
+          {data.policy ? (
+            <>
+              <dt>Policy profile</dt>
+              <dd id="policy-profile">
+                {data.policy.effective.profile ?? 'none (known and active only)'}
+                {data.policy.effective.profileFrom === 'default' ? ' (the default)' : ''}
+                {Object.values(data.policy.effective.sources).includes('device')
+                  ? ', with device overrides'
+                  : ''}
+                {data.policy.effective.broken ? (
+                  <strong> — every message refused: {data.policy.effective.broken}</strong>
+                ) : null}
+              </dd>
+              <dt>Refused messages</dt>
+              <dd id="policy-refusals">
+                {data.policy.refusals.total === 0
+                  ? 'none since the gateway started'
+                  : `${data.policy.refusals.total} since the gateway started (${Object.entries(
+                      data.policy.refusals.byRule,
+                    )
+                      .map(([r, n]) => `${r} ${n}`)
+                      .join(', ')}); last ${when(data.policy.refusals.last?.ts ?? null)}: ${
+                      data.policy.refusals.last?.reason ?? ''
+                    }`}
               </dd>
             </>
           ) : null}

@@ -399,6 +399,7 @@ export function pageRoutes(
             .search({ target: device.id, limit: 20 })
             .filter((e) => e.target === device.id),
           rateLimit: limit,
+          policy: { effective: core.policy.show(device.id), refusals: core.policy.refusals(device.id) },
         }}
         viewer={c.get('viewer')}
         canOperate={canOperate(c)}

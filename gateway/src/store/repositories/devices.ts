@@ -27,6 +27,10 @@ export interface Device {
   /** IPv4 address the firewall knows the device by; null until set. */
   address: string | null;
   quarantine: Quarantine | null;
+  /** The policy profile the device takes (config `policy.profiles`); null: `policy.defaultProfile`. */
+  policyProfile: string | null;
+  /** Profile fields replaced for this device (JSON object; the policy service checks their shape). */
+  policyOverrides: Record<string, unknown>;
   createdAt: string;
   updatedAt: string;
 }
@@ -46,6 +50,8 @@ interface DeviceRow {
   quarantine_reason: string | null;
   quarantined_at: string | null;
   state_before_quarantine: DeviceState | null;
+  policy_profile: string | null;
+  policy_overrides: string;
   created_at: string;
   updated_at: string;
 }
@@ -71,9 +77,21 @@ function toDevice(r: DeviceRow): Device {
             previousState: r.state_before_quarantine ?? 'active',
           }
         : null,
+    policyProfile: r.policy_profile,
+    policyOverrides: parseOverrides(r.policy_overrides),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
+}
+
+function parseOverrides(json: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(json) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // fall through: a damaged value is kept visible as one the policy service refuses (fail closed)
+  }
+  return { invalid: json };
 }
 
 export interface NewDevice {
@@ -131,6 +149,14 @@ export class DeviceRepository {
       )
       .all({ state: filter.state ?? null, segment: filter.segment ?? null }) as DeviceRow[];
     return rows.map(toDevice);
+  }
+
+  /** The device's policy profile and overrides (the policy service audits the change). */
+  setPolicy(id: string, profile: string | null, overrides: Record<string, unknown>, now: string): void {
+    const r = this.db
+      .prepare('UPDATE devices SET policy_profile = ?, policy_overrides = ?, updated_at = ? WHERE id = ?')
+      .run(profile, JSON.stringify(overrides), now, id);
+    if (r.changes === 0) throw new StoreError('ERR_STORE_NOT_FOUND', `device ${id} not found`);
   }
 
   setState(id: string, state: DeviceState, now: string): void {
