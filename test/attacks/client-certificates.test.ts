@@ -24,7 +24,16 @@ import { startE2e, stopE2e } from '../helpers/e2e.ts';
 import type { GatewayHome, RunningGateway } from '../helpers/gateway.ts';
 import type { Broker } from '../helpers/mosquitto.ts';
 import { opensslCertificate, opensslDtlsArgs, runPeer } from '../helpers/peers.ts';
-import { caExtensions, makeCertificate, makeCrl, makePki, type Party, type TestPki } from '../helpers/pki.ts';
+import {
+  caExtensions,
+  makeCertificate,
+  makeCrl,
+  makeOpensslCrl,
+  makePki,
+  type Party,
+  type TestPki,
+} from '../helpers/pki.ts';
+import { prng } from '../helpers/prng.ts';
 import type { Subscriber } from '../helpers/subscriber.ts';
 
 const CIPHER = 'ECDHE-ECDSA-AES128-CCM8';
@@ -194,6 +203,32 @@ describe('client certificates: path constraints at the handshake', () => {
     } finally {
       await later.close();
     }
+  });
+
+  it('reads a large CRL made by `openssl ca -gencrl` (20,000 entries) whole: the revoked certificate in it is refused', async () => {
+    const victim = makeCertificate(pki.dir, 'sensor-in-big-crl', { issuer: 'maker', ext: LEAF });
+    const serials = Array.from({ length: 20_000 }, (_, i) => (0x7f000000 + i).toString(16));
+    serials.splice(12_345, 0, new X509Certificate(victim.der).serialNumber);
+    const big = makeOpensslCrl(pki.dir, 'maker', 'maker-big.crl', serials, 7);
+    const t0 = performance.now();
+    const crl = await verifyCrl(
+      readFileSync(big),
+      readFileSync(c.maker?.certPath as string, 'utf8'),
+      new Date(),
+    );
+    const ms = performance.now() - t0;
+    process.stderr.write(
+      `# ${readFileSync(big).length} byte CRL, ${crl.revokedSerials.length} entries: verified in ${ms.toFixed(0)} ms\n`,
+    );
+    assert.equal(crl.revokedSerials.length, 20_001);
+    assert.equal(crl.crlNumber, 7n);
+    index.set(new X509Certificate(c.maker?.der as Buffer), {
+      serials: new Set(crl.revokedSerials),
+      nextUpdate: crl.nextUpdate?.getTime() ?? null,
+      broken: false,
+    });
+    await refused(victim, 'ERR_DTLS_CERT_REVOKED', /certificate revoked/);
+    await accepted(c.ok as Party, 'not in the big CRL');
   });
 
   it('accepts what a sensor certificate should be: clientAuth, no EKU at all, and a chain within its path length', async () => {
@@ -508,6 +543,52 @@ describe('client certificates: revocation lists in the running gateway (trust cr
       assert.match(b.stderr, /certificate revoked/, b.stderr);
     } finally {
       server.close();
+    }
+  });
+});
+
+describe('client certificates: malformed CRLs', () => {
+  it('refuses 5,000 seeded mutants of a real CRL with a typed error, never anything else', async () => {
+    const pki = makePki();
+    try {
+      makeCertificate(pki.dir, 'maker', { ext: caExtensions() });
+      const anchorPem = readFileSync(join(pki.dir, 'maker.pem'), 'utf8');
+      const der = readFileSync(
+        await makeCrl(pki.dir, 'maker', 'm.crl', {
+          revoke: [pki.ca, new X509Certificate(readFileSync(pki.client.certPath))],
+          der: true,
+        }),
+      );
+      assert.equal((await verifyCrl(der, anchorPem, new Date())).revokedSerials.length, 2);
+      const seed = Number(process.env.CRL_FUZZ_SEED ?? 19);
+      const r = prng(seed);
+      let accepted = 0;
+      for (let i = 0; i < 5000; i++) {
+        const m = Buffer.from(der);
+        const kind = r.int(3);
+        if (kind === 0) for (let k = 0; k <= r.int(4); k++) m[r.int(m.length)] = r.int(256);
+        const bytes =
+          kind === 1
+            ? m.subarray(0, r.int(m.length))
+            : kind === 2
+              ? Buffer.concat([m, r.bytes(1 + r.int(8))])
+              : m;
+        if (bytes.equals(der)) continue; // a byte replaced by itself
+        try {
+          await verifyCrl(bytes, anchorPem, new Date());
+          accepted++;
+        } catch (err) {
+          assert.match(
+            (err as { code?: string }).code ?? String(err),
+            /^ERR_IDENTITY_CRL_/,
+            `seed ${seed}, mutant ${i}`,
+          );
+        }
+      }
+      // Every byte of a DER CRL is covered by the signature or is the signature: no mutant may pass.
+      assert.equal(accepted, 0, `seed ${seed}`);
+    } finally {
+      pki.dispose();
     }
   });
 });

@@ -229,3 +229,57 @@ function derInteger(n: number): Buffer {
   const body = Buffer.from(hex, 'hex');
   return Buffer.concat([Buffer.from([0x02, body.length]), body]);
 }
+
+/**
+ * A CRL made by `openssl ca -gencrl` (an implementation independent of the gateway's and of @peculiar/x509):
+ * the CA `<ca>` in `dir` revokes the given serial numbers (hex), with reason keyCompromise, written as PEM.
+ */
+export function makeOpensslCrl(
+  dir: string,
+  ca: string,
+  file: string,
+  serials: string[],
+  crlNumber = 1,
+): string {
+  const work = mkdtempSync(join(dir, 'openssl-ca-'));
+  const stamp = '250101000000Z';
+  const lines = serials.map((s) => {
+    let hex = s.toUpperCase();
+    if (hex.length % 2) hex = `0${hex}`;
+    return `R\t351231235959Z\t${stamp},keyCompromise\t${hex}\tunknown\t/CN=revoked-${hex}`;
+  });
+  writeFileSync(join(work, 'index.txt'), lines.length ? `${lines.join('\n')}\n` : '');
+  writeFileSync(join(work, 'crlnumber'), `${crlNumber.toString(16).padStart(2, '0')}\n`);
+  writeFileSync(
+    join(work, 'ca.cnf'),
+    [
+      '[ca]',
+      'default_ca = ca_default',
+      '[ca_default]',
+      `database = ${join(work, 'index.txt')}`,
+      `crlnumber = ${join(work, 'crlnumber')}`,
+      'default_md = sha256',
+      'default_crl_days = 7',
+      'crl_extensions = crl_ext',
+      '[crl_ext]',
+      'authorityKeyIdentifier = keyid:always',
+      '',
+    ].join('\n'),
+  );
+  const out = join(dir, file);
+  openssl(
+    [
+      'ca',
+      '-gencrl',
+      '-batch',
+      '-config',
+      join(work, 'ca.cnf'),
+      '-keyfile',
+      `${ca}.key`,
+      '-cert',
+      `${ca}.pem`,
+    ].concat(['-out', out]),
+    dir,
+  );
+  return out;
+}

@@ -24,7 +24,7 @@ interface Constraints {
   unknownCritical: string | null;
   pathLength: number | undefined;
   /** Undefined without the extension (then every usage is allowed). */
-  keyUsage: { digitalSignature: boolean; keyCertSign: boolean } | undefined;
+  keyUsage: { digitalSignature: boolean; keyCertSign: boolean; cRLSign: boolean } | undefined;
   /** Extended key usage OIDs, or undefined without the extension (then every purpose is allowed). */
   extKeyUsage: string[] | undefined;
 }

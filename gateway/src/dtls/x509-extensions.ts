@@ -12,20 +12,21 @@ export interface CertificateExtensions {
   /** basicConstraints pathLenConstraint, if given. */
   pathLength: number | undefined;
   /** keyUsage, undefined without the extension (then every usage is allowed). */
-  keyUsage: { digitalSignature: boolean; keyCertSign: boolean } | undefined;
+  keyUsage: { digitalSignature: boolean; keyCertSign: boolean; cRLSign: boolean } | undefined;
   /** extendedKeyUsage purposes as dotted OIDs, undefined without the extension. */
   extKeyUsage: string[] | undefined;
 }
 
 export class DerError extends Error {}
 
-interface Tlv {
+export interface Tlv {
   tag: number;
   start: number;
   end: number;
 }
 
-function tlv(b: Buffer, off: number, limit: number, tag?: number): Tlv {
+/** One DER TLV at `off`, ending at or before `limit`; with `tag`, it must be that tag. */
+export function tlv(b: Buffer, off: number, limit: number, tag?: number): Tlv {
   if (off + 2 > limit) throw new DerError('truncated');
   const t = b[off] as number;
   if ((t & 0x1f) === 0x1f) throw new DerError('high tag number');
@@ -44,7 +45,8 @@ function tlv(b: Buffer, off: number, limit: number, tag?: number): Tlv {
   return { tag: t, start: p, end };
 }
 
-function oid(b: Buffer, t: Tlv): string {
+/** An OBJECT IDENTIFIER's content as a dotted string. */
+export function oid(b: Buffer, t: Tlv): string {
   if (t.end === t.start) throw new DerError('empty OID');
   const parts: number[] = [];
   let v = 0;
@@ -86,9 +88,13 @@ function basicConstraints(b: Buffer, v: Tlv): number | undefined {
 function keyUsage(b: Buffer, v: Tlv): CertificateExtensions['keyUsage'] {
   const bits = tlv(b, v.start, v.end, 0x03);
   if (bits.end - bits.start < 1) throw new DerError('empty keyUsage');
-  // Byte 0: unused bits; then bit 0 (digitalSignature) is the first byte's high bit, bit 5 keyCertSign.
+  // Byte 0: unused bits; then bit 0 (digitalSignature) is the first byte's high bit, bit 5 keyCertSign, 6 cRLSign.
   const first = bits.end - bits.start > 1 ? (b[bits.start + 1] as number) : 0;
-  return { digitalSignature: (first & 0x80) !== 0, keyCertSign: (first & 0x04) !== 0 };
+  return {
+    digitalSignature: (first & 0x80) !== 0,
+    keyCertSign: (first & 0x04) !== 0,
+    cRLSign: (first & 0x02) !== 0,
+  };
 }
 
 function extKeyUsage(b: Buffer, v: Tlv): string[] {

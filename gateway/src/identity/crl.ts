@@ -4,14 +4,15 @@
  * every handshake, whether a certificate its anchor issued is revoked; the gateway fetches a newer list from
  * the anchor's distribution URL on a schedule.
  */
-import { createHash, X509Certificate as NodeCertificate } from 'node:crypto';
-import type { X509Crl } from '@peculiar/x509';
+import { createHash, X509Certificate as NodeCertificate, verify as verifySignature } from 'node:crypto';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { certificatePath, type RevocationStatus } from '../dtls/index.ts';
+import { readExtensions } from '../dtls/x509-extensions.ts';
 import type { Logger } from '../log.ts';
 import { LogThrottle } from '../log-throttle.ts';
 import type { Store, TrustAnchor, TrustAnchorCrl } from '../store/index.ts';
+import { certificateSubject, type ParsedCrl, parseCrlDer } from './crl-der.ts';
 import type { IdentityService } from './devices.ts';
 import { IdentityError } from './errors.ts';
 
@@ -33,10 +34,10 @@ const CRL_NUMBER = '2.5.29.20';
 /** A CRL issued this far in the future says the issuer's clock (or ours) is wrong: refuse it. */
 const MAX_FUTURE_SKEW_MS = 5 * 60_000;
 
-export const CRL_FETCH_DEFAULTS = { maxBytes: 1024 * 1024, timeoutMs: 10_000 } as const;
+export const CRL_FETCH_DEFAULTS = { maxBytes: 8 * 1024 * 1024, timeoutMs: 10_000 } as const;
 export const DEFAULT_CRL_REFRESH_SECONDS = 3600;
 
-/** Serial numbers as both libraries print them, compared as lowercase hex without leading zeros. */
+/** Serial numbers as node:crypto and a CRL's DER give them, compared as lowercase hex without leading zeros. */
 export function normalizeSerial(hex: string): string {
   const s = hex.toLowerCase().replace(/^0+/, '');
   return s === '' ? '0' : s;
@@ -55,32 +56,46 @@ function crlError(code: string, message: string): IdentityError {
 }
 
 /** DER INTEGER (the cRLNumber extension's value) as a bigint. */
-function derInteger(value: ArrayBuffer): bigint {
-  const b = Buffer.from(value);
-  if (b.length < 3 || b[0] !== 0x02 || b[1] !== b.length - 2 || b.length > 23) {
+function derInteger(b: Buffer): bigint {
+  if (b.length < 3 || b[0] !== 0x02 || b[1] !== b.length - 2 || b.length > 23 || (b[2] as number) & 0x80) {
     throw crlError('ERR_IDENTITY_CRL_INVALID', 'the CRL number does not parse');
   }
   return BigInt(`0x${b.subarray(2).toString('hex')}`);
 }
 
-/** @peculiar/x509, loaded when a CRL is handled: a gateway or CLI command without CRLs never pays its ~10 MiB. */
-const x509 = () => import('@peculiar/x509');
+/** The largest CRL file taken (downloads: CRL_FETCH_DEFAULTS): some 200,000 entries. */
+export const MAX_CRL_BYTES = 8 * 1024 * 1024;
 
-/** PEM ("X509 CRL") or DER in, a parsed CRL out; anything else is ERR_IDENTITY_CRL_INVALID. */
-async function parseCrl(bytes: Buffer): Promise<X509Crl> {
-  const { X509Crl } = await x509();
-  const text = bytes.subarray(0, 64).toString('latin1');
+/** Signature algorithms a CA signs CRLs with, and the hash node:crypto verifies them with (null: Ed25519). */
+const SIGNATURE_HASH = new Map<string, string | null>([
+  ['1.2.840.10045.4.3.2', 'sha256'], // ecdsa-with-SHA256
+  ['1.2.840.10045.4.3.3', 'sha384'],
+  ['1.2.840.10045.4.3.4', 'sha512'],
+  ['1.2.840.113549.1.1.11', 'sha256'], // sha256WithRSAEncryption
+  ['1.2.840.113549.1.1.12', 'sha384'],
+  ['1.2.840.113549.1.1.13', 'sha512'],
+  ['1.3.101.112', null], // Ed25519
+]);
+
+/** PEM ("X509 CRL" or "CRL") or DER in, the DER and its parse out; anything else is ERR_IDENTITY_CRL_INVALID. */
+function parseCrl(bytes: Buffer): { der: Buffer; crl: ParsedCrl } {
+  const notCrl = () => crlError('ERR_IDENTITY_CRL_INVALID', 'the file is not an X.509 CRL (PEM or DER)');
+  if (bytes.length > MAX_CRL_BYTES) {
+    throw crlError('ERR_IDENTITY_CRL_INVALID', `the CRL is larger than ${MAX_CRL_BYTES} bytes`);
+  }
+  let der = bytes;
+  if (bytes.subarray(0, 64).toString('latin1').includes('-----BEGIN')) {
+    // RFC 7468 says "X509 CRL"; some tools (@peculiar/x509 among them) write "CRL".
+    const m = /-----BEGIN (X509 CRL|CRL)-----([A-Za-z0-9+/=\s]+)-----END \1-----/.exec(
+      bytes.toString('latin1'),
+    );
+    if (!m) throw notCrl();
+    der = Buffer.from(m[2] as string, 'base64');
+  }
   try {
-    if (text.includes('-----BEGIN')) {
-      const pem = bytes.toString('latin1');
-      // RFC 7468 says "X509 CRL"; some tools (@peculiar/x509 among them) write "CRL".
-      const m = /-----BEGIN (X509 CRL|CRL)-----([A-Za-z0-9+/=\s]+)-----END \1-----/.exec(pem);
-      if (!m) throw new Error('not a CRL PEM');
-      return new X509Crl(new Uint8Array(Buffer.from(m[2] as string, 'base64')));
-    }
-    return new X509Crl(new Uint8Array(bytes));
+    return { der, crl: parseCrlDer(der) };
   } catch {
-    throw crlError('ERR_IDENTITY_CRL_INVALID', 'the file is not an X.509 CRL (PEM or DER)');
+    throw notCrl();
   }
 }
 
@@ -89,25 +104,28 @@ async function parseCrl(bytes: Buffer): Promise<X509Crl> {
  * critical extension: no delta, indirect or partitioned CRL), and that it is current at `now`.
  */
 export async function verifyCrl(bytes: Buffer, anchorPem: string, now: Date): Promise<VerifiedCrl> {
-  const crl = await parseCrl(bytes);
-  const anchor = new (await x509()).X509Certificate(anchorPem);
-  let entries: ReturnType<() => X509Crl['entries']>;
-  let extensions: X509Crl['extensions'];
-  try {
-    entries = crl.entries;
-    extensions = crl.extensions;
-  } catch {
-    throw crlError('ERR_IDENTITY_CRL_INVALID', 'the CRL does not parse');
-  }
-  if (crl.issuer !== anchor.subject) {
+  const { der, crl } = parseCrl(bytes);
+  const anchor = new NodeCertificate(anchorPem);
+  if (!crl.issuer.equals(certificateSubject(anchor.raw))) {
     throw crlError(
       'ERR_IDENTITY_CRL_SIGNATURE',
-      `the CRL was issued by "${crl.issuer}", not by the trust anchor "${anchor.subject}"`,
+      `the CRL was not issued by the trust anchor "${anchor.subject.replaceAll('\n', ', ')}" (another issuer name)`,
+    );
+  }
+  const usage = readExtensions(anchor.raw).keyUsage;
+  if (usage && !usage.cRLSign) {
+    throw crlError('ERR_IDENTITY_CRL_SIGNATURE', "the trust anchor's key usage does not allow signing CRLs");
+  }
+  const hash = SIGNATURE_HASH.get(crl.signatureOid);
+  if (hash === undefined || !crl.signatureAlgorithm.equals(crl.tbsSignatureAlgorithm)) {
+    throw crlError(
+      'ERR_IDENTITY_CRL_INVALID',
+      `the CRL's signature algorithm (${crl.signatureOid}) is not supported`,
     );
   }
   let signed = false;
   try {
-    signed = await crl.verify({ publicKey: anchor });
+    signed = verifySignature(hash, crl.tbs, anchor.publicKey, crl.signature);
   } catch {
     signed = false;
   }
@@ -118,28 +136,27 @@ export async function verifyCrl(bytes: Buffer, anchorPem: string, now: Date): Pr
     );
   }
   let crlNumber: bigint | null = null;
-  for (const ext of extensions) {
-    if (ext.critical && !CRL_EXTENSIONS_KNOWN.has(ext.type)) {
+  for (const ext of crl.extensions) {
+    if (ext.critical && !CRL_EXTENSIONS_KNOWN.has(ext.oid)) {
       throw crlError(
         'ERR_IDENTITY_CRL_INVALID',
-        `the CRL has a critical extension this gateway cannot apply (${ext.type}: delta, indirect or scoped CRLs are not supported)`,
+        `the CRL has a critical extension this gateway cannot apply (${ext.oid}: delta, indirect or scoped CRLs are not supported)`,
       );
     }
-    if (ext.type === CRL_NUMBER) crlNumber = derInteger(ext.value);
+    if (ext.oid === CRL_NUMBER) crlNumber = derInteger(ext.value);
   }
   const revokedSerials: string[] = [];
-  for (const e of entries) {
-    const unknown = e.extensions.find((x) => x.critical && !ENTRY_EXTENSIONS_KNOWN.has(x.type));
+  for (const e of crl.entries) {
+    const unknown = e.extensions.find((x) => x.critical && !ENTRY_EXTENSIONS_KNOWN.has(x.oid));
     if (unknown) {
       throw crlError(
         'ERR_IDENTITY_CRL_INVALID',
-        `a CRL entry has a critical extension this gateway cannot apply (${unknown.type})`,
+        `a CRL entry has a critical extension this gateway cannot apply (${unknown.oid})`,
       );
     }
-    revokedSerials.push(normalizeSerial(e.serialNumber));
+    revokedSerials.push(normalizeSerial(e.serialHex));
   }
-  const thisUpdate = crl.thisUpdate;
-  const nextUpdate = crl.nextUpdate ?? null;
+  const { thisUpdate, nextUpdate } = crl;
   if (thisUpdate.getTime() > now.getTime() + MAX_FUTURE_SKEW_MS) {
     throw crlError('ERR_IDENTITY_CRL_STALE', `the CRL is issued in the future (${thisUpdate.toISOString()})`);
   }
@@ -149,7 +166,7 @@ export async function verifyCrl(bytes: Buffer, anchorPem: string, now: Date): Pr
       `the CRL is out of date (nextUpdate ${nextUpdate.toISOString()})`,
     );
   }
-  return { der: Buffer.from(crl.rawData), thisUpdate, nextUpdate, crlNumber, revokedSerials };
+  return { der: Buffer.from(der), thisUpdate, nextUpdate, crlNumber, revokedSerials };
 }
 
 /**
@@ -353,7 +370,7 @@ export class RevocationService {
       crlNumber: v.crlNumber?.toString() ?? null,
       revoked: v.revokedSerials.length,
       // Newly revoked serials (bounded): what an auditor wants to find later.
-      newlyRevoked: (await newSerials(held?.crlDer ?? null, v.revokedSerials)).slice(0, 50),
+      newlyRevoked: newSerials(held?.crlDer ?? null, v.revokedSerials).slice(0, 50),
     };
     this.d.identity.transact(() => {
       this.d.store.trustAnchorCrls.putCrl(
@@ -492,12 +509,11 @@ export class RevocationService {
 }
 
 /** Serials in `next` that the held CRL did not list. */
-async function newSerials(heldDer: Buffer | null, next: string[]): Promise<string[]> {
+function newSerials(heldDer: Buffer | null, next: string[]): string[] {
   if (!heldDer) return next;
-  const { X509Crl } = await x509();
   let held: Set<string>;
   try {
-    held = new Set(new X509Crl(new Uint8Array(heldDer)).entries.map((e) => normalizeSerial(e.serialNumber)));
+    held = new Set(parseCrlDer(heldDer).entries.map((e) => normalizeSerial(e.serialHex)));
   } catch {
     return next;
   }
