@@ -69,7 +69,11 @@ describe('policy engine: every rule kind allows and refuses', () => {
 
   it('resource 4.03 and method 4.05 (collections too)', () => {
     const e = new PolicyEngine(config);
-    refusedBy(e.decide(dev(), { ...good, resource: '/commands', method: 'GET' }, MON_NOON), 'resource', '4.03');
+    refusedBy(
+      e.decide(dev(), { ...good, resource: '/commands', method: 'GET' }, MON_NOON),
+      'resource',
+      '4.03',
+    );
     refusedBy(e.decide(dev(), { ...good, method: 'PUT' }, MON_NOON), 'method', '4.05');
     const fw = { method: 'GET', resource: '/fw/abc', contentFormat: null, payload: Buffer.alloc(0) } as const;
     assert.equal(e.decide(dev(), fw, MON_NOON).allow, true);
@@ -161,13 +165,20 @@ describe('policy engine: effective policy, overrides, fail closed', () => {
     assert.equal(withDefault.effective(bare).profileFrom, 'default');
     refusedBy(withDefault.decide(bare, post(json({ t: 1 }), 0), MON_NOON), 'contentFormat', '4.15');
     const none = new PolicyEngine(config);
-    assert.deepEqual(none.decide(bare, post(Buffer.from('anything'), 0), MON_NOON), { allow: true, by: 'gateway' });
+    assert.deepEqual(none.decide(bare, post(Buffer.from('anything'), 0), MON_NOON), {
+      allow: true,
+      by: 'gateway',
+    });
   });
 
   it('a profile missing from the configuration, or overrides that are not profile fields, refuse every message', () => {
     const e = new PolicyEngine(config);
     refusedBy(e.decide(dev({ policyProfile: 'gone' }), post(json({ t: 1 })), MON_NOON), 'profile', '4.03');
-    refusedBy(e.decide(dev({ policyOverrides: { bogus: 1 } }), post(json({ t: 1 })), MON_NOON), 'profile', '4.03');
+    refusedBy(
+      e.decide(dev({ policyOverrides: { bogus: 1 } }), post(json({ t: 1 })), MON_NOON),
+      'profile',
+      '4.03',
+    );
   });
 
   it('a schema that does not compile is a configuration error at start', () => {
