@@ -4,7 +4,7 @@
  * every handshake, whether a certificate its anchor issued is revoked; the gateway fetches a newer list from
  * the anchor's distribution URL on a schedule.
  */
-import { createHash, X509Certificate as NodeCertificate, verify as verifySignature } from 'node:crypto';
+import { X509Certificate as NodeCertificate, verify as verifySignature } from 'node:crypto';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { certificatePath, type RevocationStatus } from '../dtls/index.ts';
@@ -320,8 +320,8 @@ export interface RevocationDeps {
 /** CRLs per trust anchor: adding one (CLI, UI or the scheduled fetch), listing, and the handshake index. */
 export class RevocationService {
   /**
-   * What loadIndex last verified, by anchor fingerprint and CRL digest: the gateway reloads on every identity
-   * change, and parsing a large CRL's entries is slow; only a changed CRL (or anchor) is verified again.
+   * What loadIndex last verified, by anchor fingerprint and the CRL row's metadata: the gateway reloads on every
+   * identity change; only a changed CRL (or anchor) is read and verified again.
    */
   private readonly verified = new Map<string, { key: string; entry: AnchorRevocation }>();
 
@@ -427,9 +427,10 @@ export class RevocationService {
     const index = new RevocationIndex();
     for (const row of this.d.store.trustAnchorCrls.list()) {
       const anchor = anchors.get(row.anchorName);
-      if (!anchor || !row.crlDer) continue;
+      if (!anchor || !row.hasCrl) continue;
       const cert = new NodeCertificate(anchor.certificatePem);
-      const key = `${anchor.fingerprint}:${createHash('sha256').update(row.crlDer).digest('hex')}`;
+      // The row's metadata changes with every stored CRL: the bytes are read (and verified) only then.
+      const key = [anchor.fingerprint, row.updatedAt, row.thisUpdate, row.crlNumber].join('|');
       const known = this.verified.get(row.anchorName);
       if (known?.key === key) {
         index.set(cert, known.entry);
@@ -437,9 +438,11 @@ export class RevocationService {
       }
       let entry: AnchorRevocation;
       try {
+        const der = this.d.store.trustAnchorCrls.get(row.anchorName)?.crlDer;
+        if (!der) throw new Error('CRL gone');
         // Verified as of its own thisUpdate: staleness is the handshake's question, asked at handshake time.
         const at = new Date(Date.parse(row.thisUpdate ?? '') || this.d.clock.now());
-        const v = await verifyCrl(row.crlDer, anchor.certificatePem, at);
+        const v = await verifyCrl(der, anchor.certificatePem, at);
         entry = {
           serials: new Set(v.revokedSerials),
           nextUpdate: v.nextUpdate?.getTime() ?? null,

@@ -98,10 +98,17 @@ export class TrustAnchorCrlRepository {
     return r ? crlFromRow(r) : undefined;
   }
 
-  list(): TrustAnchorCrl[] {
-    return (this.db.prepare('SELECT * FROM trust_anchor_crls ORDER BY anchor_name').all() as CrlRow[]).map(
-      crlFromRow,
-    );
+  /** Every row without the CRL bytes (crlDer null; `hasCrl` says whether there is one): cheap to poll. */
+  list(): (TrustAnchorCrl & { hasCrl: boolean })[] {
+    return (
+      this.db
+        .prepare(
+          `SELECT anchor_name, NULL AS crl_der, this_update, next_update, crl_number, revoked_count, url,
+             refresh_seconds, updated_at, crl_der IS NOT NULL AS has_crl
+           FROM trust_anchor_crls ORDER BY anchor_name`,
+        )
+        .all() as (CrlRow & { has_crl: number })[]
+    ).map((r) => ({ ...crlFromRow(r), hasCrl: r.has_crl === 1 }));
   }
 
   /** Stores a (verified) CRL for the anchor, keeping its distribution URL. */
