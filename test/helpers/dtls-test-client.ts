@@ -45,8 +45,10 @@ export interface TestClientOptions {
   /** X.509 chain (leaf first) or, with `rawPublicKey`, just the key. */
   certificate?: { chain?: Buffer[]; key: KeyObject; rawPublicKey?: boolean };
   extendedMasterSecret?: boolean;
-  /** Offer RFC 9146 Connection ID (the client asks for none itself). */
+  /** Offer RFC 9146 Connection ID (the client asks for none itself unless `ownConnectionId`). */
   connectionId?: boolean;
+  /** The CID the server must put on the records it sends us (RFC 9146), with `connectionId`. */
+  ownConnectionId?: Buffer;
   tamper?: {
     finishedVerifyData?(v: Buffer): Buffer;
     certificateVerifySignature?(sig: Buffer): Buffer;
@@ -88,20 +90,21 @@ export class TestDtlsClient {
   readonly appData: Buffer[] = [];
   readonly alerts: number[] = [];
   serverCertificate: X509Certificate | null = null;
+  /** The session's raw key block, for tests that check record bytes against the RFCs independently. */
+  keys: ReturnType<typeof keyBlock> | null = null;
 
   constructor(private readonly o: TestClientOptions) {
     this.socket = this.openSocket();
   }
 
-  private openSocket(): Socket {
+  private openSocket(localAddress = this.o.localAddress): Socket {
     const s = createSocket('udp4');
     // A test that forgets to close its client must not keep the runner alive.
     s.unref();
-    if (this.o.localPort || this.o.localAddress)
-      s.bind(this.o.localPort ?? 0, this.o.localAddress ?? '127.0.0.1');
+    if (this.o.localPort || localAddress) s.bind(this.o.localPort ?? 0, localAddress ?? '127.0.0.1');
     s.on('message', (m) => {
       if (this.o.recordReceived) this.received.push(m);
-      for (const r of parseRecords(m, 0)) this.queue.push(r);
+      for (const r of parseRecords(m, this.o.ownConnectionId?.length ?? 0)) this.queue.push(r);
       this.waiter?.();
     });
     return s;
@@ -186,7 +189,11 @@ export class TestDtlsClient {
       exts.push([ExtensionType.clientCertificateType, Buffer.from([1, CertificateType.rawPublicKey])]);
       exts.push([ExtensionType.serverCertificateType, Buffer.from([1, CertificateType.rawPublicKey])]);
     }
-    if (this.o.connectionId) exts.push([ExtensionType.connectionId, Buffer.from([0])]);
+    if (this.o.connectionId)
+      exts.push([
+        ExtensionType.connectionId,
+        new Writer().vec8(this.o.ownConnectionId ?? Buffer.alloc(0)).finish(),
+      ]);
     return new Writer()
       .u16(DTLS_1_2)
       .bytes(random)
@@ -336,6 +343,7 @@ export class TestDtlsClient {
       ems ? dtlsCrypto.sha256(transcript) : null,
     );
     const kb = keyBlock(dtlsCrypto.prf, master, random, serverRandom);
+    this.keys = kb;
     this.writeKey = dtlsCrypto.aeadKey(suite, kb.clientKey, kb.clientSalt);
     this.readKey = dtlsCrypto.aeadKey(suite, kb.serverKey, kb.serverSalt);
     if (certRequested && this.o.certificate) {
@@ -408,10 +416,11 @@ export class TestDtlsClient {
     return this.socket.address().port;
   }
 
-  /** Moves to a new local port, as a NAT rebinding would. */
-  async rebind(): Promise<void> {
+  /** Moves to a new local port (and, if given, loopback address), as a NAT rebinding would. */
+  async rebind(localAddress?: string): Promise<void> {
     const old = this.socket;
-    this.socket = this.openSocket();
+    this.socket = this.openSocket(localAddress);
+    if (localAddress) await once(this.socket, 'listening');
     old.close();
     await once(old, 'close');
   }

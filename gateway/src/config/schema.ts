@@ -1,6 +1,7 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { CIPHER_SUITE_NAMES, type CipherSuiteName } from '../dtls/suites.ts';
 import { isHostOf, networksOverlap, parseIpv4Network } from '../segmentation/addresses.ts';
 import { policySchema } from './policy-schema.ts';
 
@@ -149,6 +150,21 @@ export function configSchema(baseDir: string) {
               maxSessionsPerSource: z.number().int().min(1).default(64),
             })
             .prefault({}),
+          /** RFC 9146 Connection IDs: a sensor behind a NAT keeps its session when its address or port changes. */
+          connectionId: z
+            .strictObject({
+              enabled: z.boolean().default(true),
+              /** Bytes of CID on every record the sensor sends. */
+              length: z.number().int().min(1).max(32).default(8),
+            })
+            .prefault({}),
+          /** Largest datagram the gateway sends to sensors (the path MTU less IP and UDP headers). */
+          mtu: z.number().int().min(256).max(65_507).default(1200),
+          /** Server preference order (docs/dtls.md); by default forward-secret suites first when offered. */
+          cipherSuites: z
+            .array(z.enum(CIPHER_SUITE_NAMES as [CipherSuiteName, ...CipherSuiteName[]]))
+            .min(1)
+            .optional(),
         })
         .prefault({}),
       ui: z

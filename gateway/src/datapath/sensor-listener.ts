@@ -377,6 +377,12 @@ export async function startSensorListener(
       },
       // A sensor that restarts comes back from its address on a new port: its old session goes.
       replaceSessionsOfIdentity: true,
+      // On by default: a sensor behind a NAT whose mapping changes keeps its session (RFC 9146).
+      connectionIds: core.config.dtls.connectionId.enabled
+        ? { length: core.config.dtls.connectionId.length }
+        : false,
+      mtu: core.config.dtls.mtu,
+      ...(core.config.dtls.cipherSuites ? { cipherSuites: core.config.dtls.cipherSuites } : {}),
       onCapacity: capacity.onCapacity,
       identity: {
         certificateChain: [new X509Certificate(tls.certPem).raw],

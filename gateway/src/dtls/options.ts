@@ -24,6 +24,8 @@ export interface ResolvedOptions {
   verifyPeer: (credential: PeerCredential, peer: PeerAddress) => boolean;
   requireExtendedMasterSecret: boolean;
   connectionIds: boolean;
+  /** Length of the CIDs issued (0 when connectionIds is off): records parse with it. */
+  cidLength: number;
   crypto: DtlsCrypto;
   mtu: number;
   limits: DtlsLimits;
@@ -81,6 +83,11 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
   const mtu = o.mtu ?? 1200;
   if (mtu < 256 || mtu > 65_507) throw invalid('mtu must be between 256 and 65507');
   const { onSession, onData, onClose, onHandshakeFailure, onDiscard, onCapacity, onInternalError } = o;
+  const cid = o.connectionIds ?? false;
+  const cidLength = cid === false ? 0 : cid === true ? 8 : cid.length;
+  if (cid !== false && !(Number.isInteger(cidLength) && cidLength >= 1 && cidLength <= 32)) {
+    throw invalid('connectionIds.length must be an integer from 1 to 32');
+  }
   const limits = { ...DEFAULT_LIMITS, ...o.limits };
   for (const [name, v] of Object.entries(limits)) {
     if (!(v > 0)) throw invalid(`limits.${name} must be positive`);
@@ -95,7 +102,8 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
     allowRawPublicKeys: ca.allowRawPublicKeys ?? false,
     verifyPeer: ca.verifyPeer ?? (() => true),
     requireExtendedMasterSecret: o.requireExtendedMasterSecret ?? false,
-    connectionIds: o.connectionIds ?? false,
+    connectionIds: cidLength > 0,
+    cidLength,
     crypto: resolveDtlsCrypto(o.cryptoImplementation),
     mtu,
     limits,

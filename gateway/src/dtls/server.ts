@@ -37,7 +37,7 @@ import type {
   PeerCredential,
 } from './types.ts';
 
-/** Length of the Connection IDs this server issues. */
+/** Length of the Connection IDs this server issues unless told otherwise (`connectionIds: { length }`). */
 export const CID_LENGTH = 8;
 const MAX_RATE_BUCKETS = 10_000;
 /** Generous: a client re-sending its hello after several HelloVerifyRequests counts up. */
@@ -413,7 +413,7 @@ export class DtlsServer {
   }
 
   private dispatch(msg: Buffer, peer: PeerAddress): void {
-    const records = parseRecords(msg, this.opts.connectionIds ? CID_LENGTH : 0);
+    const records = parseRecords(msg, this.opts.cidLength);
     const first = records[0];
     if (!first) {
       this.discard(peer, 'malformed');
@@ -579,7 +579,7 @@ export class DtlsServer {
 
   private newCid(): Buffer {
     for (;;) {
-      const cid = publicRandom(CID_LENGTH);
+      const cid = publicRandom(this.opts.cidLength);
       if (!this.byCid.has(cid.toString('hex'))) return cid;
     }
   }

@@ -153,8 +153,12 @@ export interface DtlsServerOptions extends DtlsServerHandlers {
   };
   /** Refuse clients that do not offer RFC 7627 Extended Master Secret. */
   requireExtendedMasterSecret?: boolean;
-  /** Issue RFC 9146 Connection IDs to clients that support them. */
-  connectionIds?: boolean;
+  /**
+   * Issue RFC 9146 Connection IDs to clients that offer the extension: `true` for 8-byte CIDs, or the length
+   * (1–32 bytes). A session with a CID follows its peer to a new address (NAT rebinding), moved only by the
+   * newest authenticated record (RFC 9146 §6).
+   */
+  connectionIds?: boolean | { length: number };
   /**
    * Who computes record AEAD, PRF, cookies and transcript hashes: the native addon (the default where it loads)
    * or node:crypto. Asking for `native` where the addon does not load is an ERR_DTLS_OPTIONS error.
