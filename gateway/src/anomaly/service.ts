@@ -180,7 +180,7 @@ export class AnomalyService {
           failures: b.failures,
           windowStart: new Date(b.windowStart).toISOString(),
           examples: b.examples,
-          response: 'alert',
+          response: this.blocks(b) ? 'block' : 'alert',
         },
         dedupeKey: `anomaly:auth:${b.by}:${b.key}`,
       },
@@ -190,6 +190,7 @@ export class AnomalyService {
       { alertId: alert.id, by: b.by, key: b.key, failures: b.failures, deviceId: b.deviceId ?? undefined },
       'credential guessing alert',
     );
+    if (this.blocks(b)) this.block(b, alert.id);
     this.deps.events?.emit({
       type: 'alert',
       ts: now,
@@ -199,6 +200,31 @@ export class AnomalyService {
       kind: alert.kind,
       explanation: alert.explanation,
       score: b.failures,
+    });
+  }
+
+  /** Whether the response policy blocks this brute force's source (policy.response.blockSource). */
+  private blocks(b: BruteForce): boolean {
+    return (
+      b.by === 'source' && this.deps.config.policy.response.blockSource && this.deps.config.firewall.enforce
+    );
+  }
+
+  /** Blocks a brute-forcing source address in the firewall, after the alert (responses run in order). */
+  private block(b: BruteForce, alertId: number): void {
+    const seconds = this.deps.config.policy.response.blockSeconds;
+    this.responding = this.responding.then(async () => {
+      try {
+        const r = await this.deps.segmentation.blockSource(
+          b.key,
+          seconds,
+          'anomaly-engine',
+          `credential guessing (alert ${alertId})`,
+        );
+        this.deps.logger.warn({ source: b.key, seconds, result: r }, 'brute-forcing source blocked');
+      } catch (err) {
+        this.deps.logger.error({ err: (err as Error).message, source: b.key }, 'blocking a source failed');
+      }
     });
   }
 

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import type { CompiledRuleset, IpSet } from './compiler.ts';
-import { SET_MAX_ELEMENTS, SET_PREFIX } from './compiler.ts';
+import { SET, SET_MAX_ELEMENTS, SET_PREFIX } from './compiler.ts';
 import { SegmentationError } from './errors.ts';
 import type { FirewallTools } from './tools.ts';
 
@@ -23,6 +23,9 @@ export function ruleLines(doc: string): string[] {
     .filter((l) => l.startsWith('-A ') || l.startsWith(':'))
     .map((l) => (l.startsWith(':') ? l.replace(/ \[\d+:\d+\]$/, '') : l));
 }
+
+/** The blocked-sources set: entries time out on their own (`timeout 0`: each entry gives its own). */
+const BLOCKED_CREATE = `create ${SET.blocked} hash:ip family inet hashsize 1024 maxelem 65536 timeout 0 -exist`;
 
 function createLine(s: Pick<IpSet, 'name' | 'type'>, name = s.name): string {
   return `create ${name} ${s.type} family inet hashsize 1024 maxelem ${SET_MAX_ELEMENTS} -exist`;
@@ -64,7 +67,8 @@ export class FirewallApplier {
   private async applyLocked(r: Pick<CompiledRuleset, 'iptables' | 'sets'>): Promise<ApplyTimings> {
     const t0 = performance.now();
     const staged = r.sets.map((s) => ({ ...s, staging: `${s.name}${STAGING_SUFFIX}` }));
-    const stage: string[] = [];
+    // The rules match the blocked set: it must exist; its entries (with their timeouts) are left as they are.
+    const stage: string[] = [BLOCKED_CREATE];
     for (const s of staged) {
       stage.push(createLine(s), createLine(s, s.staging), `flush ${s.staging}`);
       for (const e of s.entries) stage.push(`add ${s.staging} ${e}`);
@@ -182,7 +186,26 @@ export class FirewallApplier {
   /** Destroys every set with our prefix that is not in `keep`. */
   private async destroyUnused(keep: Set<string>): Promise<void> {
     const names = (await this.tools.run('ipset', ['list', '-n'])).split('\n').map((l) => l.trim());
-    await this.destroy(names.filter((n) => n.startsWith(SET_PREFIX) && !keep.has(n)));
+    await this.destroy(names.filter((n) => n.startsWith(SET_PREFIX) && !keep.has(n) && n !== SET.blocked));
+  }
+
+  /**
+   * Blocks a source address for `seconds` (the kernel drops the entry when it times out); blocking it again
+   * restarts the timeout. Needs an applied ruleset (the rules that match the set).
+   */
+  async block(address: string, seconds: number): Promise<void> {
+    try {
+      await this.tools.run('ipset', ['add', SET.blocked, address, 'timeout', String(seconds), '-exist']);
+    } catch (err) {
+      if (/does not exist/.test((err as Error).message)) {
+        throw new SegmentationError(
+          'ERR_FIREWALL_NOT_APPLIED',
+          `set ${SET.blocked} does not exist: no ruleset has been applied yet (portcullis firewall apply)`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
   }
 
   /** Adds or removes one address in a set: the quarantine fast path (no recompile, no table reload). */

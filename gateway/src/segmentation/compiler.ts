@@ -54,6 +54,11 @@ export const SET_PREFIX = 'pc-';
 export const SET = {
   quarantine: 'pc-quarantine',
   isolate: 'pc-isolate',
+  /**
+   * Source addresses blocked for a while (failed-authentication response, docs/policy.md): entries carry their
+   * own timeout in the kernel. Not compiled from the store and never swapped: a re-apply keeps the entries.
+   */
+  blocked: 'pc-blocked',
   /** device, proto:port, peer network — for entries with ports (the common case). */
   from: 'pc-from',
   to: 'pc-to',
@@ -180,6 +185,8 @@ function iptablesDocument(input: CompileInput, groups: readonly Group[]): string
     ':pc-quarantined - [0:0]',
     // The gateway itself.
     '-A INPUT -i lo -j ACCEPT',
+    // A blocked source (brute force) reaches nothing, not even the DTLS port, until its entry times out.
+    `-A INPUT -m set --match-set ${SET.blocked} src -j DROP`,
     // Quarantine and rate limits come before connection tracking, so they also cut flows already open.
     `-A INPUT -m set --match-set ${SET.isolate} src -j DROP`,
     `-A INPUT -p udp -m udp --dport ${ports.dtls} -j pc-dtls`,
@@ -201,6 +208,7 @@ function iptablesDocument(input: CompileInput, groups: readonly Group[]): string
       L.push(`-A INPUT -s ${net} -i ${i} -p tcp -m tcp --dport ${ports.ui} -j ACCEPT`);
   }
   L.push(
+    `-A FORWARD -m set --match-set ${SET.blocked} src -j DROP`,
     `-A FORWARD -m set --match-set ${SET.quarantine} src -j DROP`,
     `-A FORWARD -m set --match-set ${SET.quarantine} dst -j DROP`,
     `-A FORWARD -m set --match-set ${SET.isolate} src -j DROP`,

@@ -231,6 +231,36 @@ export class SegmentationService {
     });
   }
 
+  /**
+   * Blocks a source address in the firewall for `seconds` (an ipset entry with a timeout: the kernel lifts it,
+   * nothing has to remember to). The response to credential guessing (docs/policy.md); audited either way.
+   */
+  async blockSource(
+    address: string,
+    seconds: number,
+    actor: string,
+    reason: string,
+  ): Promise<'blocked' | 'off' | 'not-ipv4' | 'failed'> {
+    const { audit, config } = this.deps;
+    if (!config.firewall.enforce) return 'off';
+    // The firewall is IPv4 (pc-* sets are family inet); an IPv6 source is alerted on, not blocked.
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address)) return 'not-ipv4';
+    try {
+      await this.applier.block(address, seconds);
+      audit.append({ actor, action: 'firewall.block', target: address, details: { seconds, reason } });
+      return 'blocked';
+    } catch (err) {
+      if (!(err instanceof SegmentationError)) throw err;
+      audit.append({
+        actor,
+        action: 'firewall.block',
+        target: address,
+        details: { seconds, reason, error: `${err.code}: ${err.message}` },
+      });
+      return 'failed';
+    }
+  }
+
   /** The kernel side of a quarantine change, after its record is committed. */
   private async enforce(
     device: Device,
