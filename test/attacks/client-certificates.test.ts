@@ -468,12 +468,21 @@ describe('client certificates: revocation lists in the running gateway (trust cr
     const refused = await post(sensor, 'brief after nextUpdate');
     assert.match(refused.stderr, /certificate unknown/, refused.stderr);
     assert.ok(gw.log.some((l) => l.includes('ERR_DTLS_CERT_REVOCATION_UNKNOWN')));
+    const state = async () =>
+      (
+        JSON.parse(await home.cli(['identity', 'trust', 'crl', 'list', '--json'])) as {
+          anchor: string;
+          state: string;
+        }[]
+      ).find((x) => x.anchor === 'brief')?.state;
+    assert.equal(await state(), 'out-of-date');
     // The CA publishes its next list: the sensor is back.
     const next = await makeCrl(pki.dir, 'brief-ca', 'brief-2.crl', { crlNumber: 2 });
     assert.equal((await cli(['identity', 'trust', 'crl', 'add', '--name', 'brief', '--crl', next])).code, 0);
     await new Promise((res) => setTimeout(res, 700));
     const back = await post(sensor, 'brief with a current CRL');
     assert.equal(parse(back.stdout).code, '2.04', back.stderr);
+    assert.equal(await state(), 'current');
   });
 
   it('fetches the CRL from the anchor’s distribution URL on schedule: a revocation there closes the session; a failing URL keeps the last good CRL', async () => {

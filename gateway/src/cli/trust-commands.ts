@@ -92,9 +92,14 @@ export function trustCrlListCommand(configPath: string | undefined, json: boolea
     else
       for (const c of list) {
         io.out(
-          [c.anchor, c.thisUpdate ?? '-', c.nextUpdate ?? '-', `${c.revoked} revoked`, c.url ?? '-'].join(
-            '\t',
-          ),
+          [
+            c.anchor,
+            c.state,
+            c.thisUpdate ?? '-',
+            c.nextUpdate ?? '-',
+            `${c.revoked} revoked`,
+            c.url ?? '-',
+          ].join('\t'),
         );
       }
     return EXIT.ok;

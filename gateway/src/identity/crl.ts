@@ -220,10 +220,19 @@ export interface CrlView {
   revoked: number;
   url: string | null;
   refreshSeconds: number | null;
+  /** `out-of-date`: past its nextUpdate, so the anchor's sensors are refused (fail closed); `none`: no CRL yet. */
+  state: 'current' | 'out-of-date' | 'none';
 }
 
-function view(c: TrustAnchorCrl): CrlView {
+function view(c: TrustAnchorCrl, now: number): CrlView {
+  const state =
+    c.thisUpdate === null
+      ? 'none'
+      : c.nextUpdate !== null && Date.parse(c.nextUpdate) < now
+        ? 'out-of-date'
+        : 'current';
   return {
+    state,
     anchor: c.anchorName,
     thisUpdate: c.thisUpdate,
     nextUpdate: c.nextUpdate,
@@ -361,7 +370,7 @@ export class RevocationService {
           `the CRL (thisUpdate ${v.thisUpdate.toISOString()}) is older than the one held for ${anchorName} (${held.thisUpdate})`,
         );
       }
-      if (held.crlDer.equals(v.der)) return { crl: view(held), changed: false };
+      if (held.crlDer.equals(v.der)) return { crl: view(held, this.d.clock.now()), changed: false };
     }
     const details = {
       source,
@@ -386,7 +395,10 @@ export class RevocationService {
       );
       this.d.audit.append({ actor, action: 'identity.trust.crl.add', target: anchorName, details });
     });
-    return { crl: view(this.d.store.trustAnchorCrls.get(anchorName) as TrustAnchorCrl), changed: true };
+    return {
+      crl: view(this.d.store.trustAnchorCrls.get(anchorName) as TrustAnchorCrl, this.d.clock.now()),
+      changed: true,
+    };
   }
 
   /** Where the gateway fetches the anchor's next CRL (null: nowhere), and how often; audited. */
@@ -411,11 +423,12 @@ export class RevocationService {
         details: { url: u, refreshSeconds: every },
       });
     });
-    return view(this.d.store.trustAnchorCrls.get(anchorName) as TrustAnchorCrl);
+    return view(this.d.store.trustAnchorCrls.get(anchorName) as TrustAnchorCrl, this.d.clock.now());
   }
 
   list(): CrlView[] {
-    return this.d.store.trustAnchorCrls.list().map(view);
+    const now = this.d.clock.now();
+    return this.d.store.trustAnchorCrls.list().map((c) => view(c, now));
   }
 
   /**
@@ -482,7 +495,9 @@ export class RevocationService {
           try {
             const bytes = await fetchCrl(row.url, opts.limits ?? CRL_FETCH_DEFAULTS);
             const { changed, crl } = await this.addCrl(row.anchorName, bytes, 'system:crl-refresh', 'url');
-            due.set(key, now + every);
+            // Never wait past the list's nextUpdate (then it fails closed): fetch again by then at the latest.
+            const next = crl.nextUpdate ? Date.parse(crl.nextUpdate) : Number.POSITIVE_INFINITY;
+            due.set(key, Math.min(now + every, Math.max(next, now + 1000)));
             if (changed) logger.info({ ...crl }, 'trust anchor CRL refreshed');
           } catch (err) {
             due.set(key, now + Math.min(every, 60_000));
