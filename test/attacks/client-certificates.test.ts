@@ -370,6 +370,32 @@ describe('client certificates: revocation lists in the running gateway (trust cr
     ]);
     assert.equal(notCrl.code, 2);
     assert.match(notCrl.stderr, /ERR_IDENTITY_CRL_INVALID/);
+    const missing = await cli([
+      'identity',
+      'trust',
+      'crl',
+      'add',
+      '--name',
+      'maker',
+      '--crl',
+      join(pki.dir, 'nope.crl'),
+    ]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /ERR_IDENTITY_CRL_FILE/);
+    const neither = await cli(['identity', 'trust', 'crl', 'add', '--name', 'maker']);
+    assert.equal(neither.code, 2);
+    const badUrl = await cli([
+      'identity',
+      'trust',
+      'crl',
+      'add',
+      '--name',
+      'maker',
+      '--url',
+      'file:///etc/passwd',
+    ]);
+    assert.equal(badUrl.code, 2);
+    assert.match(badUrl.stderr, /ERR_IDENTITY_INVALID/);
     const good = await makeCrl(pki.dir, 'maker', 'for-nobody.crl', {});
     const noAnchor = await cli(['identity', 'trust', 'crl', 'add', '--name', 'nobody', '--crl', good]);
     assert.equal(noAnchor.code, 2);
