@@ -5,16 +5,13 @@ import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from './errors.ts';
 import { checkConfigFile, checkLocalFiles } from './local-files.ts';
 import { type Config, configSchema } from './schema.ts';
+import type { LoadedConfig } from './types.ts';
 
 export { ConfigError, type ConfigIssue };
 
 export const APPLIANCE_CONFIG_PATH = '/etc/portcullis/config.yaml';
 
-export interface LoadedConfig {
-  config: Config;
-  /** The file the config came from; undefined when running on embedded defaults. */
-  source: string | undefined;
-}
+export type { LoadedConfig };
 
 function formatPath(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(root)' : path.map(String).join('.');

@@ -1,7 +1,7 @@
 import { lstatSync, readFileSync, realpathSync, type Stats, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from './errors.ts';
-import type { LoadedConfig } from './load.ts';
+import type { LoadedConfig } from './types.ts';
 
 /**
  * Local tampering: a file or directory the gateway trusts (its config, the keys and certificates the config

@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { CIPHER_SUITE_NAMES, type CipherSuiteName } from '../dtls/suites.ts';
-import { isHostOf, networksOverlap, parseIpv4Network } from '../segmentation/addresses.ts';
+import { isHostOf, networksOverlap, parseIpv4Network } from '../net/ipv4.ts';
 import { policySchema } from './policy-schema.ts';
 
 /** Port 0 asks the OS for a free port: useful in tests, never a default. */
@@ -358,6 +358,26 @@ export function configSchema(baseDir: string) {
             .refine((r) => r.maxSeconds >= r.minSeconds, { error: 'maxSeconds must be at least minSeconds' }),
         })
         .optional(),
+      /** The fleet plane over the uplink's broker (docs/fleet.md); unset: presence and state only, no desired state. */
+      fleet: z
+        .strictObject({
+          /** The fleet operator's Ed25519 public key (PEM): only documents it signs are applied. */
+          operatorKeyFile: existingFile.optional(),
+          /** Groups whose desired-state topics this gateway follows. */
+          groups: z
+            .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'must be a group name' }))
+            .max(16)
+            .default([]),
+          /** Where a group's documents are published; `{group}` is replaced by the group's name. */
+          groupTopic: z
+            .string()
+            .regex(/^[^#+]*\{group\}[^#+]*$/, { error: 'must contain {group} and no MQTT wildcards' })
+            .default('fleet/groups/{group}/desired'),
+          /** Reported state: at most once per this many seconds on change, and at least once per hour. */
+          stateDebounceSeconds: z.number().positive().max(3600).default(5),
+          stateIntervalSeconds: z.number().positive().default(3600),
+        })
+        .prefault({}),
     })
     .superRefine((c, ctx) => {
       c.segments.forEach((s, i) => {

@@ -10,8 +10,8 @@ import {
 } from '../dtls/index.ts';
 import type { GatewayEvents } from '../events.ts';
 import type { Keystore } from '../keystore/index.ts';
+import { isHostOf, parseIpv4Network } from '../net/ipv4.ts';
 import { mayHoldSession } from '../policy/index.ts';
-import { isHostOf, parseIpv4Network } from '../segmentation/addresses.ts';
 import {
   type Device,
   type DeviceState,

@@ -13,11 +13,10 @@ import {
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { checkDataDirectory, trustedOwners, UnsafePathError } from '../config/local-files.ts';
-import type { UplinkKey } from '../uplink/connection.ts';
 import { deriveFromDataKey, FileCounter } from './audit-anchor.ts';
 import { KeystoreError } from './errors.ts';
 import { IdentityCa } from './openssl-ca.ts';
-import type { Keystore, KeystoreStatus, MonotonicCounter } from './types.ts';
+import type { Keystore, KeystoreStatus, MonotonicCounter, UplinkKey } from './types.ts';
 
 const WRAP_VERSION = 1;
 const IV_LENGTH = 12;

@@ -2,14 +2,13 @@ import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { UplinkKey } from '../uplink/connection.ts';
 import { checkDataDirectory } from '../config/local-files.ts';
 import { deriveFromDataKey, TpmNvCounter } from './audit-anchor.ts';
 import { KeystoreError } from './errors.ts';
 import { IdentityCa } from './openssl-ca.ts';
 import { unwrapWith, wrapWith } from './software.ts';
 import { firstErrorLine, runTool } from './tools.ts';
-import type { Keystore, KeystoreStatus, MonotonicCounter } from './types.ts';
+import type { Keystore, KeystoreStatus, MonotonicCounter, UplinkKey } from './types.ts';
 
 const PROVIDER_PATHS = [
   `/usr/lib/${arch() === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu/ossl-modules/tpm2.so`,

@@ -1,5 +1,4 @@
 import type { KeyObject } from 'node:crypto';
-import type { UplinkKey } from '../uplink/connection.ts';
 
 export type KeystoreBackend = 'software' | 'tpm2';
 
@@ -55,3 +54,12 @@ export interface Keystore {
   /** The counter that anchors the audit log's sequence (see MonotonicCounter). */
   auditCounter(): MonotonicCounter;
 }
+
+/** How the uplink proves itself: a PEM key in this process, or a provider key only a TPM can use. */
+export type UplinkKey =
+  | { kind: 'pem'; pem: string }
+  /**
+   * A key that lives in the TPM: `keyPem` is the TPM-wrapped blob (TSS2 PRIVATE KEY), usable only through
+   * OpenSSL's tpm2 provider, which `opensslConfig` loads in a separate process (see uplink/broker-worker.ts).
+   */
+  | { kind: 'tpm2'; keyPem: string; opensslConfig: string; env: Record<string, string> };

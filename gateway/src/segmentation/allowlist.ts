@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseIpv4Network } from './addresses.ts';
+import { parseIpv4Network } from '../net/ipv4.ts';
 
 /**
  * Whom an allow-list entry lets a device talk to. Everything but `cidr` is resolved when the ruleset is

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { SegmentConfig } from '../config/schema.ts';
+import { formatNetwork, type Ipv4Network, ipsetNetwork, isHostOf, parseIpv4Network } from '../net/ipv4.ts';
 import type { Device } from '../store/index.ts';
-import { formatNetwork, type Ipv4Network, ipsetNetwork, isHostOf, parseIpv4Network } from './addresses.ts';
 import type { AllowEntry, AllowList, Peer } from './allowlist.ts';
 import { SegmentationError } from './errors.ts';
 import { segmentInterface } from './segments.ts';

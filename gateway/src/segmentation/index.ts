@@ -1,4 +1,4 @@
-export { isIpv4, parseIpv4Network } from './addresses.ts';
+export { isIpv4, parseIpv4Network } from '../net/ipv4.ts';
 export type { AllowEntry, AllowList, Peer } from './allowlist.ts';
 export { type ApplyTimings, FirewallApplier, ruleLines } from './applier.ts';
 export { type CompiledRuleset, type CompileInput, compileRuleset, type IpSet, SET } from './compiler.ts';

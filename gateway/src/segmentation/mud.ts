@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseJsonWith } from '../json.ts';
-import { parseIpv4Network } from './addresses.ts';
+import { parseIpv4Network } from '../net/ipv4.ts';
 import type { AllowEntry, AllowList, Peer } from './allowlist.ts';
 import { SegmentationError } from './errors.ts';
 

@@ -1,5 +1,5 @@
 import type { SegmentConfig } from '../config/schema.ts';
-import { parseIpv4Network } from './addresses.ts';
+import { parseIpv4Network } from '../net/ipv4.ts';
 import { SegmentationError } from './errors.ts';
 import { segmentInterface } from './segments.ts';
 

@@ -2,16 +2,22 @@ import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import mqtt from 'mqtt';
 import { followStderr, siblingModule } from '../child.ts';
+import type { UplinkKey } from '../keystore/types.ts';
 import type { FromWorker, ToWorker } from './broker-worker.ts';
 
-/** How the uplink proves itself: a PEM key in this process, or a provider key only a TPM can use. */
-export type UplinkKey =
-  | { kind: 'pem'; pem: string }
-  /**
-   * A key that lives in the TPM: `keyPem` is the TPM-wrapped blob (TSS2 PRIVATE KEY), usable only through
-   * OpenSSL's tpm2 provider, which `opensslConfig` loads in a separate process (see broker-worker.ts).
-   */
-  | { kind: 'tpm2'; keyPem: string; opensslConfig: string; env: Record<string, string> };
+export type { UplinkKey } from '../keystore/types.ts';
+
+/** The MQTT 5 Will the broker publishes when the connection drops without DISCONNECT (the fleet's presence). */
+export interface WillMessage {
+  topic: string;
+  payload: string;
+  retain: boolean;
+}
+
+/** How one publish goes out: QoS 1 always; retained for the fleet's presence and state documents. */
+export interface PublishOptions {
+  retain?: boolean;
+}
 
 export interface ConnectParams {
   url: string;
@@ -19,6 +25,7 @@ export interface ConnectParams {
   ca: Buffer;
   cert: Buffer;
   key: UplinkKey;
+  will?: WillMessage;
 }
 
 export interface ConnectionEvents {
@@ -37,6 +44,7 @@ export interface BrokerConnection {
     payload: Buffer,
     userProperties: Record<string, string>,
     done: (err: string | null) => void,
+    options?: PublishOptions,
   ): void;
   /** QoS 1 subscription. */
   subscribe(topic: string): void;
@@ -62,6 +70,9 @@ export function connectInProcess(
     key,
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
+    ...(p.will
+      ? { will: { topic: p.will.topic, payload: Buffer.from(p.will.payload), qos: 1, retain: p.will.retain } }
+      : {}),
   } as mqtt.IClientOptions);
   let closed = false;
   // mqtt.js reports one failed connect twice (the socket's error, then again as the connection fails): the
@@ -91,9 +102,12 @@ export function connectInProcess(
     ev.onClose();
   });
   return {
-    publish(topic, payload, userProperties, done) {
-      client.publish(topic, payload, { qos: 1, properties: { userProperties } }, (err) =>
-        done(err ? err.message : null),
+    publish(topic, payload, userProperties, done, options) {
+      client.publish(
+        topic,
+        payload,
+        { qos: 1, retain: options?.retain ?? false, properties: { userProperties } },
+        (err) => done(err ? err.message : null),
       );
     },
     subscribe(topic) {
@@ -170,15 +184,22 @@ export function connectViaWorker(
   };
   toWorker({
     type: 'connect',
-    params: { url: p.url, clientId: p.clientId, ca: p.ca.toString(), cert: p.cert.toString() },
+    params: { url: p.url, clientId: p.clientId, ca: p.ca.toString(), cert: p.cert.toString(), will: p.will },
     keyPem: key.keyPem,
   });
   return {
-    publish(topic, payload, userProperties, done) {
+    publish(topic, payload, userProperties, done, options) {
       if (closed) return done('uplink worker gone');
       const id = nextId++;
       pending.set(id, done);
-      toWorker({ type: 'publish', id, topic, payload: payload.toString('base64'), userProperties });
+      toWorker({
+        type: 'publish',
+        id,
+        topic,
+        payload: payload.toString('base64'),
+        userProperties,
+        retain: options?.retain ?? false,
+      });
     },
     subscribe(topic) {
       toWorker({ type: 'subscribe', topic });

@@ -1,3 +1,4 @@
+// IPv4 addresses and networks: the config, identity and segmentation all need them, so they live below all three.
 import ipaddr from 'ipaddr.js';
 
 /** An IPv4 network in canonical form (`10.20.0.0/24`); single addresses are `/32`. */
