@@ -5,7 +5,7 @@ const STATES = {
   connecting: { fill: 'yellow', shape: 'ring', text: 'connecting' },
   connected: { fill: 'green', shape: 'dot', text: 'connected' },
   disconnected: { fill: 'red', shape: 'ring', text: 'disconnected' },
-  refused: { fill: 'red', shape: 'dot', text: 'token refused' },
+  refused: { fill: 'red', shape: 'dot', text: 'refused' },
 };
 
 /** Device messages and security events from the gateway, filtered by type and device. */
@@ -25,6 +25,9 @@ module.exports = (RED) => {
     const off = gw.subscribe({
       state: (s, detail) =>
         this.status({ ...STATES[s], ...(detail ? { text: `${STATES[s].text} (${detail})` } : {}) }),
+      // With a message, so Catch nodes get it: a revoked token must not look like a network hiccup.
+      refused: (err) =>
+        this.error(err, { topic: 'portcullis.refused', payload: { code: err.code, status: err.status } }),
       event: (e) => {
         if (types.size > 0 && !types.has(e.type)) return;
         if (device && e.deviceId !== device) return;

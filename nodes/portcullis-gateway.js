@@ -33,6 +33,10 @@ module.exports = (RED) => {
             detail = d;
             for (const l of listeners) l.state(s, d);
           },
+          // A revoked token: every node on this stream reports it where Catch nodes see it.
+          onRefused: (err) => {
+            for (const l of listeners) l.refused?.(err);
+          },
         });
       } else {
         listener.state(state, detail);

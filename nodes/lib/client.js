@@ -89,35 +89,55 @@ class ControlClient {
   }
 
   /**
-   * Follows the event stream, reconnecting with back-off until `close()`; tells `onState` how it stands.
-   * @param {{ onEvent: (e: Json) => void; onState: (s: 'connecting' | 'connected' | 'refused' | 'disconnected', detail?: string) => void }} handlers
+   * Follows an NDJSON stream (the event stream, or the policy questions), reconnecting with back-off until
+   * `close()`; tells `onState` how it stands. A refusal (401 revoked or unknown token, 403 missing scope) stays
+   * 'refused' with the status as detail until a later attempt is let in, and is told once to `onRefused` (the
+   * nodes make it an error Catch nodes see).
+   * @param {{ onEvent: (e: Json) => void; onState: (s: 'connecting' | 'connected' | 'refused' | 'disconnected', detail?: string) => void; onRefused?: (err: ControlError) => void }} handlers
+   * @param {string} [path]
    * @returns {{ close(): void }}
    */
-  follow(handlers) {
+  follow(handlers, path = '/v1/events') {
     let closed = false;
     let delay = 500;
+    /** Set while the last answer was a refusal: the close that follows must not turn it into 'disconnected'. */
+    let refused = false;
     /** @type {import('node:http').ClientRequest | undefined} */
     let current;
     /** @type {NodeJS.Timeout | undefined} */
     let timer;
     const connect = () => {
       if (closed) return;
-      handlers.onState('connecting');
+      if (!refused) handlers.onState('connecting');
       current = request(
         {
           socketPath: this.opts.socketPath,
           method: 'GET',
-          path: '/v1/events',
+          path,
           headers: { authorization: `Bearer ${this.opts.token}` },
         },
         (res) => {
           if (res.statusCode !== 200) {
             // A refused token does not get better by retrying fast.
-            handlers.onState('refused', `HTTP ${res.statusCode}`);
+            const status = res.statusCode ?? 0;
+            if (!refused) {
+              refused = true;
+              handlers.onState('refused', String(status));
+              handlers.onRefused?.(
+                new ControlError(
+                  status,
+                  status === 403 ? 'ERR_CONTROL_SCOPE' : 'ERR_CONTROL_TOKEN',
+                  status === 403
+                    ? `the gateway refused the token for ${path} (${status}: missing scope)`
+                    : `the gateway refused the token (${status}: revoked or unknown)`,
+                ),
+              );
+            }
             res.resume();
             delay = 30_000;
             return;
           }
+          refused = false;
           delay = 500;
           handlers.onState('connected');
           let buf = '';
@@ -143,7 +163,7 @@ class ControlClient {
       current.on('error', () => undefined);
       current.on('close', () => {
         if (closed) return;
-        handlers.onState('disconnected');
+        if (!refused) handlers.onState('disconnected');
         timer = setTimeout(connect, delay);
         delay = Math.min(delay * 2, 30_000);
       });

@@ -283,7 +283,7 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .requiredOption('--name <name>', 'what the audit log will call it (flows:<name>)')
     .requiredOption(
       '--scopes <list>',
-      'comma-separated: events:read, device:read, device:quarantine, uplink:publish, audit:write',
+      'comma-separated: events:read, device:read, device:quarantine, uplink:publish, audit:write, policy:decide',
     )
     .action(async (opts: { name: string; scopes: string }) =>
       setCode((await commands.flows()).flowsTokenCreateCommand(configOpt(), opts.name, opts.scopes, io)),

@@ -15,6 +15,7 @@ import { errorResponse, HttpError } from '../http.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { AuditWriteLimiter } from './audit-rate.ts';
 import { controlBody } from './body.ts';
+import { DecisionPoints } from './decisions.ts';
 import { type ControlToken, ControlTokens, type Scope } from './tokens.ts';
 
 type Env = { Variables: { token: ControlToken; actor: string } };
@@ -73,8 +74,17 @@ const scoreBody = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('auth_failure') }),
 ]);
 
+const answerBody = z.strictObject({
+  id: z.uuid(),
+  allow: z.boolean(),
+});
+
 export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   const tokens = new ControlTokens(core.store, core.audit, core.clock);
+  // Profiles with `decision: {flow}` ask the flows registered here; without a control API nobody answers and
+  // each such profile fails closed or open as it says.
+  const points = new DecisionPoints();
+  core.policy.setFlowDecider(points);
   const buckets = new Map<string, { tokens: number; at: number }>();
   const auditWrites = new AuditWriteLimiter();
   const app = new Hono<Env>();
@@ -188,6 +198,59 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     return new Response(body, {
       headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' },
     });
+  });
+
+  /**
+   * A flow registers as the decision point of the profiles that name its token (`decision.flow`): questions
+   * arrive as NDJSON lines for as long as the stream is open; the token's revocation ends it.
+   */
+  app.get('/v1/policy/questions', (c) => {
+    need(c, 'policy:decide');
+    const token = c.get('token');
+    const encoder = new TextEncoder();
+    let off: (() => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const stop = () => {
+      off?.();
+      if (timer) clearInterval(timer);
+    };
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(
+          encoder.encode(
+            `${JSON.stringify({ type: 'stream.open', ts: new Date(core.clock.now()).toISOString() })}\n`,
+          ),
+        );
+        off = points.register(token.name, {
+          send: (line) => {
+            // A flow that does not read is no decision point: its questions go unanswered (onTimeout).
+            if ((controller.desiredSize ?? 0) < -1000) return false;
+            controller.enqueue(encoder.encode(line));
+            return true;
+          },
+        });
+        core.audit.append({ actor: c.get('actor'), action: 'policy.decider.register', target: token.name });
+        timer = setInterval(() => {
+          if (!tokens.isActive(token.name)) {
+            stop();
+            controller.close();
+          }
+        }, STREAM_RECHECK_MS);
+        timer.unref();
+      },
+      cancel: stop,
+    });
+    return new Response(body, {
+      headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' },
+    });
+  });
+
+  /** A flow's answer to one question; only the flow asked may answer, and only within the budget. */
+  app.post('/v1/policy/answers', async (c) => {
+    need(c, 'policy:decide');
+    const b = await controlBody(c, answerBody);
+    const accepted = points.answer(c.get('token').name, b.id, b.allow);
+    return c.json({ accepted });
   });
 
   /** The per-event score against the device's baseline, without learning from it. */

@@ -16,6 +16,8 @@ export const SCOPES = [
   'device:quarantine',
   'uplink:publish',
   'audit:write',
+  /** Register as a synchronous decision point for profiles that name the token (docs/policy.md). */
+  'policy:decide',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
