@@ -1,72 +1,167 @@
-import { cusumUpdate, ewmaBatch, ewmaUpdate } from './stats.ts';
-
 /**
- * One device's baseline in one flat 1,048-byte buffer: scalars (Float64), hour-of-day slots (Float32) and the
- * bounded destination/resource sets (Uint32). Flat, because V8 would box every double field of an object as a
- * heap number of its own; and the buffer is also the persisted form.
+ * One device's baseline in one flat buffer: scalars and per-kind/per-destination records (Float64), hour-of-day
+ * profiles (Float32) and bounded hash sets (Uint32). Flat, because V8 would box every double field of an object
+ * as a heap number of its own; and the buffer is also the persisted form (version byte in front).
+ *
+ * The detector reads and writes fields by index (`m.v[F.x]`, `m.v[m.k(i) + K.x]`): the layout is the contract.
  */
-const F = {
+
+/** Scalars. Window (`w*`) and hour (`h*`) accumulators are reset when their period closes. */
+export const F = {
   firstTs: 0,
   windowStart: 1,
-  wCount: 2,
-  wBytes: 3,
-  wBytesSq: 4,
+  lastMessageTs: 2,
+  wCount: 3,
+  wBytes: 4,
   wAuth: 5,
-  wGapSum: 6,
-  wGapSq: 7,
-  wGaps: 8,
-  wNewDistinct: 9,
-  lastMessageTs: 10,
-  peak: 11,
-  rate: 12,
-  auth: 15,
-  size: 18,
-  gap: 21,
-  rateCusum: 24,
-  sizeCusum: 25,
-  gapCusum: 26,
-  destinations: 27,
-  destinationsOverflowed: 28,
-  resources: 29,
-  resourcesOverflowed: 30,
-  lastAlert: 31,
+  wNewDistinct: 6,
+  /** Messages of the open window that deliver a backlog (after a silence), not new activity. */
+  wCatchup: 7,
+  hCount: 8,
+  hAuth: 9,
+  /** Messages per window: damped mean, variance, observations. */
+  rate: 10,
+  /** Failed handshakes per window: damped mean, variance, observations. */
+  auth: 13,
+  peak: 16,
+  rateCusum: 17,
+  hourCusum: 18,
+  authCusum: 19,
+  authHourCusum: 20,
+  /** Decayed count of destinations first seen after learning, and when it was last decayed. */
+  novelDest: 21,
+  novelDestTs: 22,
+  novelRes: 23,
+  novelResTs: 24,
+  destinations: 25,
+  destinationsOverflowed: 26,
+  resources: 27,
+  resourcesOverflowed: 28,
+  probedResources: 29,
+  /** Expected change: until when, why (EXPECT_*), and a reference (a campaign id). */
+  relearnUntil: 30,
+  relearnReason: 31,
+  relearnRef: 32,
+  /** Messages still to be read as a backlog after a silence. */
+  catchupLeft: 33,
+  /** The site outage this device's catch-up count belongs to, and the count since its start. */
+  siteRef: 34,
+  siteCount: 35,
+  /** The site activity bucket the device was last counted in. */
+  siteBucket: 36,
+  /** Hour index of the open hour. */
+  hourIndex: 37,
+  /** Backlog messages in the open hour. */
+  hCatchup: 38,
+  /** log of the recent hours' level against their hour-of-week profile (follows drift within days). */
+  level: 39,
+  /** Windows of the open hour with at least one message (active minutes, at the default window). */
+  hActive: 40,
+  lastAlert: 42,
 } as const;
-const ALERT_KINDS = 8;
-const SCALARS = F.lastAlert + ALERT_KINDS;
-/** 24 weekday + 24 weekend hours × (mean, variance, windows observed). */
+
+export const ALERT_KINDS = 12;
+/** When each finding kind was last raised, reported or held by the cooldown (learning slows while alerting). */
+export const LAST_RAISED = F.lastAlert + ALERT_KINDS;
+
+/** Message kinds: (resource, content format, size cluster), each with its own size and rhythm baseline. */
+export const KINDS = 4;
+export const K = {
+  key: 0,
+  /** Size, in log(bytes + 1): damped mean, variance, observations. */
+  lmean: 1,
+  lvar: 2,
+  n: 3,
+  lastTs: 4,
+  /** Gap between messages of this kind (ms): damped mean, variance, observations. */
+  gmean: 5,
+  gvar: 6,
+  gn: 7,
+  gapCusum: 8,
+  sizeCusum: 9,
+  hourSizeCusum: 10,
+  wN: 11,
+  wLsum: 12,
+  hN: 13,
+  hLsum: 14,
+  /** Event time the kind was created: a kind born after learning learns before it is scored. */
+  born: 15,
+} as const;
+const KIND_FIELDS = 16;
+export const KIND_AT = LAST_RAISED + ALERT_KINDS;
+
+/** Destinations first seen after learning: on probation, with their contact rhythm (beacons). */
+export const PROBATION = 12;
+export const P = {
+  hash: 0,
+  first: 1,
+  last: 2,
+  contacts: 3,
+  gmean: 4,
+  gvar: 5,
+  /** 1: first seen while the device was already alerting; stays suspicious. */
+  suspicious: 6,
+} as const;
+const PROBATION_FIELDS = 7;
+export const PROBATION_AT = KIND_AT + KINDS * KIND_FIELDS;
+const SCALARS = PROBATION_AT + PROBATION * PROBATION_FIELDS;
+
+/** 24 weekday + 24 weekend hours × (mean, variance, observed) — per window, and per hour. */
 export const SLOT_COUNT = 48;
 const DESTINATIONS = 32;
 const RESOURCES = 8;
+const PROBED = 8;
 const SLOTS_AT = SCALARS * 8;
-const HASHES_AT = SLOTS_AT + SLOT_COUNT * 3 * 4;
-const BYTES = HASHES_AT + (DESTINATIONS + RESOURCES) * 4;
+const HOURS_AT = SLOTS_AT + SLOT_COUNT * 3 * 4;
+const HASHES_AT = HOURS_AT + SLOT_COUNT * 3 * 4;
+const BYTES = HASHES_AT + (DESTINATIONS + RESOURCES + PROBED) * 4;
 /** Bump when the layout changes: older states are then relearned, not misread. */
-const STATE_VERSION = 2;
+const STATE_VERSION = 3;
 
-export type Stat = 'rate' | 'auth' | 'size' | 'gap';
-export type CusumName = 'rateCusum' | 'sizeCusum' | 'gapCusum';
+export const EXPECT_FIRMWARE = 1;
+export const EXPECT_ONBOARDING = 2;
+export const EXPECT_MANUAL = 3;
+
+type HashSet = 'destinations' | 'resources' | 'probedResources';
+const SET_AT: Record<HashSet, number> = {
+  destinations: 0,
+  resources: DESTINATIONS,
+  probedResources: DESTINATIONS + RESOURCES,
+};
+const SET_CAP: Record<HashSet, number> = {
+  destinations: DESTINATIONS,
+  resources: RESOURCES,
+  probedResources: PROBED,
+};
 
 export class DeviceModel {
   readonly v: Float64Array;
-  /** [0,48) mean messages per window, [48,96) their variance, [96,144) windows observed (decayed). */
+  /** Per window: [0,48) mean messages, [48,96) variance, [96,144) windows observed (decayed). */
   readonly slots: Float32Array;
+  /** Per hour: [0,48) mean messages, [48,96) variance, [96,144) hours observed. */
+  readonly hours: Float32Array;
   private readonly hashes: Uint32Array;
   /** Examples of what is new in the open window, for explanations; only allocated when something is. */
   wNew: string[] | null = null;
   wNewResources: string[] | null = null;
+  /** Contacts with suspicious destinations in the open window (explanations). */
+  wSuspect: string[] | null = null;
 
   private constructor(buffer: ArrayBuffer) {
     this.v = new Float64Array(buffer, 0, SCALARS);
     this.slots = new Float32Array(buffer, SLOTS_AT, SLOT_COUNT * 3);
-    this.hashes = new Uint32Array(buffer, HASHES_AT, DESTINATIONS + RESOURCES);
+    this.hours = new Float32Array(buffer, HOURS_AT, SLOT_COUNT * 3);
+    this.hashes = new Uint32Array(buffer, HASHES_AT, DESTINATIONS + RESOURCES + PROBED);
   }
 
   static create(ts: number, windowMs: number): DeviceModel {
     const m = new DeviceModel(new ArrayBuffer(BYTES));
     m.v[F.firstTs] = ts;
     m.v[F.windowStart] = Math.floor(ts / windowMs) * windowMs;
+    m.v[F.hourIndex] = Math.floor(m.v[F.windowStart]! / 3_600_000);
     m.v[F.lastMessageTs] = Number.NaN;
-    m.v.fill(Number.NEGATIVE_INFINITY, F.lastAlert, F.lastAlert + ALERT_KINDS);
+    m.v[F.siteBucket] = -1;
+    m.v.fill(Number.NEGATIVE_INFINITY, F.lastAlert, F.lastAlert + 2 * ALERT_KINDS);
     return m;
   }
 
@@ -85,191 +180,57 @@ export class DeviceModel {
     return new DeviceModel(buffer);
   }
 
-  get firstTs(): number {
-    return this.v[F.firstTs] as number;
+  /** Offset of message kind i's record. */
+  k(i: number): number {
+    return KIND_AT + i * KIND_FIELDS;
   }
 
-  get windowStart(): number {
-    return this.v[F.windowStart] as number;
+  /** Offset of probation entry i's record. */
+  p(i: number): number {
+    return PROBATION_AT + i * PROBATION_FIELDS;
   }
 
-  set windowStart(x: number) {
-    this.v[F.windowStart] = x;
-  }
-
-  get wCount(): number {
-    return this.v[F.wCount] as number;
-  }
-
-  set wCount(x: number) {
-    this.v[F.wCount] = x;
-  }
-
-  get wBytes(): number {
-    return this.v[F.wBytes] as number;
-  }
-
-  set wBytes(x: number) {
-    this.v[F.wBytes] = x;
-  }
-
-  get wBytesSq(): number {
-    return this.v[F.wBytesSq] as number;
-  }
-
-  set wBytesSq(x: number) {
-    this.v[F.wBytesSq] = x;
-  }
-
-  get wAuth(): number {
-    return this.v[F.wAuth] as number;
-  }
-
-  set wAuth(x: number) {
-    this.v[F.wAuth] = x;
-  }
-
-  get wGapSum(): number {
-    return this.v[F.wGapSum] as number;
-  }
-
-  set wGapSum(x: number) {
-    this.v[F.wGapSum] = x;
-  }
-
-  get wGapSq(): number {
-    return this.v[F.wGapSq] as number;
-  }
-
-  set wGapSq(x: number) {
-    this.v[F.wGapSq] = x;
-  }
-
-  get wGaps(): number {
-    return this.v[F.wGaps] as number;
-  }
-
-  set wGaps(x: number) {
-    this.v[F.wGaps] = x;
-  }
-
-  get wNewDistinct(): number {
-    return this.v[F.wNewDistinct] as number;
-  }
-
-  set wNewDistinct(x: number) {
-    this.v[F.wNewDistinct] = x;
-  }
-
-  get lastMessageTs(): number {
-    return this.v[F.lastMessageTs] as number;
-  }
-
-  set lastMessageTs(x: number) {
-    this.v[F.lastMessageTs] = x;
-  }
-
-  get peak(): number {
-    return this.v[F.peak] as number;
-  }
-
-  set peak(x: number) {
-    this.v[F.peak] = x;
-  }
-
-  mean(s: Stat): number {
-    return this.v[F[s]] as number;
-  }
-
-  variance(s: Stat): number {
-    return this.v[F[s] + 1] as number;
-  }
-
-  std(s: Stat): number {
-    return Math.sqrt(this.variance(s));
-  }
-
-  observations(s: Stat): number {
-    return this.v[F[s] + 2] as number;
-  }
-
-  update(s: Stat, alpha: number, x: number): void {
-    ewmaUpdate(this.v, F[s], alpha, x);
-  }
-
-  updateBatch(s: Stat, alpha: number, count: number, mean: number, variance: number): void {
-    ewmaBatch(this.v, F[s], alpha, count, mean, variance);
-  }
-
-  cusum(c: CusumName): number {
-    return this.v[F[c]] as number;
-  }
-
-  setCusum(c: CusumName, x: number): void {
-    this.v[F[c]] = x;
-  }
-
-  updateCusum(c: CusumName, z: number, k: number, cap: number): number {
-    return cusumUpdate(this.v, F[c], z, k, cap);
-  }
-
-  lastAlert(kind: number): number {
-    return this.v[F.lastAlert + kind] as number;
-  }
-
-  setLastAlert(kind: number, t: number): void {
-    this.v[F.lastAlert + kind] = t;
-  }
-
-  private has(set: 'destinations' | 'resources', h: number): boolean {
-    const from = set === 'destinations' ? 0 : DESTINATIONS;
+  has(set: HashSet, h: number): boolean {
+    const from = SET_AT[set];
     const size = this.v[F[set]] as number;
     for (let i = from; i < from + size; i++) if (this.hashes[i] === h) return true;
     return false;
   }
 
   /** Adds a hash; when the set is full it is marked overflowed instead (news detection then stops for it). */
-  private insert(set: 'destinations' | 'resources', h: number): void {
+  insert(set: HashSet, h: number): void {
     if (this.has(set, h)) return;
-    const from = set === 'destinations' ? 0 : DESTINATIONS;
-    const capacity = set === 'destinations' ? DESTINATIONS : RESOURCES;
     const size = this.v[F[set]] as number;
-    if (size === capacity) {
-      this.v[set === 'destinations' ? F.destinationsOverflowed : F.resourcesOverflowed] = 1;
+    if (size === SET_CAP[set]) {
+      if (set === 'destinations') this.v[F.destinationsOverflowed] = 1;
+      else if (set === 'resources') this.v[F.resourcesOverflowed] = 1;
       return;
     }
-    this.hashes[from + size] = h;
+    this.hashes[SET_AT[set] + size] = h;
     this.v[F[set]] = size + 1;
-  }
-
-  hasDestination(h: number): boolean {
-    return this.has('destinations', h);
-  }
-
-  addDestination(h: number): void {
-    this.insert('destinations', h);
-  }
-
-  get destinationsOverflowed(): boolean {
-    return this.v[F.destinationsOverflowed] === 1;
-  }
-
-  hasResource(h: number): boolean {
-    return this.has('resources', h);
-  }
-
-  addResource(h: number): void {
-    this.insert('resources', h);
-  }
-
-  get resourcesOverflowed(): boolean {
-    return this.v[F.resourcesOverflowed] === 1;
   }
 
   /** Empties the open window's accumulators. */
   resetWindow(): void {
-    this.v.fill(0, F.wCount, F.wNewDistinct + 1);
+    this.v.fill(0, F.wCount, F.wCatchup + 1);
+    for (let i = 0; i < KINDS; i++) {
+      const at = this.k(i);
+      this.v[at + K.wN] = 0;
+      this.v[at + K.wLsum] = 0;
+    }
     this.wNew = null;
     this.wNewResources = null;
+    this.wSuspect = null;
+  }
+
+  resetHour(): void {
+    this.v[F.hCount] = 0;
+    this.v[F.hAuth] = 0;
+    this.v[F.hActive] = 0;
+    for (let i = 0; i < KINDS; i++) {
+      const at = this.k(i);
+      this.v[at + K.hN] = 0;
+      this.v[at + K.hLsum] = 0;
+    }
   }
 }

@@ -3,7 +3,15 @@ import { parseJsonWith } from '../json.ts';
 
 /** What the gateway sees of a device: the detector's only input, live or replayed. */
 export type DetectorEvent =
-  | { ts: number; device: string; kind: 'message'; bytes: number; resource: string }
+  | {
+      ts: number;
+      device: string;
+      kind: 'message';
+      bytes: number;
+      resource: string;
+      /** CoAP Content-Format, when the message had one: part of what makes a message kind. */
+      contentFormat?: number;
+    }
   | { ts: number; device: string; kind: 'connection'; dst: string; dport: number; proto: 'tcp' | 'udp' }
   | { ts: number; device: string; kind: 'auth_failure' }
   /** A message the device's policy profile refused (docs/policy.md): which rule, on which resource. */
@@ -20,6 +28,7 @@ const eventLine = z.discriminatedUnion('kind', [
     kind: z.literal('message'),
     bytes: z.number().int().min(0).max(1e9),
     resource: z.string().min(1).max(256).default('/telemetry'),
+    contentFormat: z.number().int().min(0).max(65535).optional(),
   }),
   z.object({
     ts,

@@ -57,3 +57,26 @@ export function fnv1a(s: string): number {
   }
   return h >>> 0;
 }
+
+/**
+ * A damped update that learns from every observation but clips it to `c` standard deviations (at least
+ * `floor`) of the current mean once the warm-up is over (Huber-style): a benign pattern that recurs is learned
+ * a little each time it comes back, while a sustained attack can pull the baseline by at most c·sd·alpha per
+ * observation, and the cumulative checks have flagged it long before that adds up.
+ */
+export function ewmaRobust(
+  v: Float64Array,
+  at: number,
+  alpha: number,
+  x: number,
+  c: number,
+  floor: number,
+): void {
+  if ((v[at + 2] as number) >= 10) {
+    const sd = Math.max(Math.sqrt(v[at + 1] as number), floor);
+    const mu = v[at] as number;
+    if (x > mu + c * sd) x = mu + c * sd;
+    else if (x < mu - c * sd) x = mu - c * sd;
+  }
+  ewmaUpdate(v, at, alpha, x);
+}
