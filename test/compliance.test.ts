@@ -70,7 +70,17 @@ describe('compliance self-assessment', () => {
     );
     core.identity.addPskDevice({ id: 's1', pskIdentity: 's1', pskHex: '11'.repeat(16) }, 'test');
     core.identity.decommission('s1', 'test');
-    const r = assess(core);
+    // Enforcement configured, nothing read from the kernel: not met, and the report says why.
+    const unread = assess(core);
+    assert.equal(status(unread, '5.6')?.status, 'not met');
+    assert.match(status(unread, '5.6')?.evidence[0] ?? '', /kernel was not read/);
+    const differs = assess(core, {
+      firewall: { state: 'differs', detail: "the kernel's filter table differs" },
+    });
+    assert.equal(status(differs, '5.6')?.status, 'not met');
+    const r = assess(core, {
+      firewall: { state: 'in-force', detail: 'ruleset abc read back from the kernel' },
+    });
     assert.equal(status(r, '5.2')?.status, 'met');
     assert.match(
       status(r, '5.1')?.evidence[0] ?? '',
@@ -81,6 +91,24 @@ describe('compliance self-assessment', () => {
     const html = toHtml(r);
     assert.match(html, /^<!doctype html>/);
     assert.doesNotMatch(html, /<script/);
+  });
+
+  it('marks what it cannot measure as declared, with the reason, and computes the rest', (t) => {
+    const dir = tempDir(t);
+    const core = Core.open(parseConfig({ dataDir: join(dir, 'var') }, dir), new ManualClock());
+    t.after(() => core.close());
+    const r = assess(core, { secureBoot: false });
+    assert.equal(status(r, '5.13')?.status, 'declared');
+    assert.match(status(r, '5.13')?.evidence[0] ?? '', /^declared, not measured: /);
+    assert.equal(r.summary.declared, 1);
+    assert.equal(status(r, '5.7')?.status, 'not met');
+    assert.match(status(r, '5.7')?.evidence[0] ?? '', /Secure Boot is off \(read from the firmware\)/);
+    assert.equal(status(assess(core, { secureBoot: true }), '5.7')?.status, 'met');
+    // Device identification follows the devices: one whose only credential was erased is not identified.
+    const nist1 = (x: ReturnType<typeof assess>) =>
+      x.findings.find((f) => f.standard === 'NIST IR 8259A' && f.provision === '1');
+    core.identity.addPskDevice({ id: 's1', pskIdentity: 's1', pskHex: '11'.repeat(16) }, 'test');
+    assert.equal(nist1(assess(core))?.status, 'met');
   });
 
   it('prints text, JSON and HTML from the CLI', async (t) => {

@@ -307,6 +307,28 @@ describe('segmentation in network namespaces', () => {
     assert.deepEqual(ruleLines(inNs(site.gw, 'iptables-save', ['-t', 'filter'])), rules);
     assert.equal(inNs(site.gw, 'ipset', ['save']), sets, 'every set holds exactly what it held before');
   });
+
+  it('the compliance report calls the ruleset in force only when the kernel holds it (read back, not the config flag)', async () => {
+    const provision56 = async () =>
+      (
+        JSON.parse(await cli(['compliance', '--json'])) as {
+          findings: { provision: string; standard: string; evidence: string[] }[];
+        }
+      ).findings.find((f) => f.standard === 'ETSI EN 303 645' && f.provision === '5.6');
+    assert.match((await provision56())?.evidence[0] ?? '', /read back from the kernel/);
+    // Someone flushes the filter table behind the gateway's back: the config still says enforce.
+    const saved = inNs(site.gw, 'iptables-save', ['-t', 'filter']);
+    inNs(site.gw, 'iptables', ['-F']);
+    try {
+      assert.match(
+        (await provision56())?.evidence[0] ?? '',
+        /the kernel's filter table differs from ruleset/,
+      );
+    } finally {
+      inNs(site.gw, 'iptables-restore', [], saved);
+    }
+    assert.match((await provision56())?.evidence[0] ?? '', /read back from the kernel/);
+  });
 });
 
 function coreDeps(core: Core) {

@@ -1,4 +1,4 @@
-import { assess, toHtml, toText } from '../compliance/index.ts';
+import { assess, gatherLiveEvidence, toHtml, toText } from '../compliance/index.ts';
 import type { Io } from './commands.ts';
 import { withWritableCore } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
@@ -8,9 +8,9 @@ export function complianceCommand(
   configPath: string | undefined,
   format: 'text' | 'json' | 'html',
   io: Io,
-): number {
-  return withWritableCore(configPath, (core) => {
-    const r = assess(core);
+): Promise<number> {
+  return withWritableCore(configPath, async (core) => {
+    const r = assess(core, await gatherLiveEvidence(core));
     io.out(
       format === 'json' ? JSON.stringify(r, null, 2) : format === 'html' ? toHtml(r).trimEnd() : toText(r),
     );

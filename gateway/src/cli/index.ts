@@ -18,6 +18,7 @@ const commands = {
   firmware: () => import('./firmware-commands.ts'),
   flows: () => import('./flows-commands.ts'),
   policy: () => import('./policy-commands.ts'),
+  fleet: () => import('./fleet-commands.ts'),
   segmentation: () => import('./segmentation-commands.ts'),
   trust: () => import('./trust-commands.ts'),
   ui: () => import('./ui-commands.ts'),
@@ -263,7 +264,7 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .option('--html', 'a printable HTML report')
     .action(async (opts: { json?: boolean; html?: boolean }) =>
       setCode(
-        (await commands.compliance()).complianceCommand(
+        await (await commands.compliance()).complianceCommand(
           configOpt(),
           opts.json ? 'json' : opts.html ? 'html' : 'text',
           io,
@@ -573,6 +574,81 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .action(async (opts: { subject: string }) =>
       setCode(await (await commands.device()).uplinkCsrCommand(configOpt(), opts.subject, io)),
     );
+
+  // The fleet plane (docs/fleet.md): the operator's commands talk to any MQTT 5 broker, like the uplink.
+  const fleet = program.command('fleet').description('many gateways over the cloud MQTT broker');
+  const brokerOpts = (c: Command) =>
+    c
+      .requiredOption('--broker <url>', 'mqtts:// URL of the broker')
+      .requiredOption('--ca <file>', "CA certificate (PEM) the broker's certificate is checked against")
+      .requiredOption('--cert <file>', "the operator's client certificate (PEM)")
+      .requiredOption('--key <file>', "the operator's client key (PEM)");
+  type BrokerArgs = { broker: string; ca: string; cert: string; key: string };
+  const broker = (o: BrokerArgs) => ({ url: o.broker, ca: o.ca, cert: o.cert, key: o.key });
+  fleet
+    .command('keygen <dir>')
+    .description('make an Ed25519 operator key pair (operator.key, operator.pub) in DIR')
+    .action(async (dir: string) => setCode((await commands.fleet()).fleetKeygenCommand(dir, io)));
+  fleet
+    .command('sign <doc>')
+    .description('sign a desired-state document (YAML) with the operator key')
+    .requiredOption('--key <file>', 'operator private key (from fleet keygen)')
+    // Not --version: the program's own --version is recognised anywhere on the command line.
+    .requiredOption('--doc-version <n>', 'document version: above the last applied one', positiveInt)
+    .requiredOption('--expires <time>', 'ISO time or a duration from now (30m, 24h, 7d)')
+    .option('--recipients <file>', 'gateways to seal PSKs to: the output of fleet status --json')
+    .option('--out <file>', 'write the signed document here (default: stdout)')
+    .action(
+      async (
+        doc: string,
+        o: { key: string; docVersion: number; expires: string; recipients?: string; out?: string },
+      ) => setCode(await (await commands.fleet()).fleetSignCommand(doc, { ...o, version: o.docVersion }, io)),
+    );
+  brokerOpts(
+    fleet
+      .command('publish <signed>')
+      .description('publish a signed document (retained) to one gateway or a group')
+      .option('--gateway <prefix>', "the gateway's topic prefix")
+      .option('--group <name>', 'a group of gateways')
+      .option('--group-topic <template>', 'where groups listen', 'fleet/groups/{group}/desired'),
+  ).action(async (signed: string, o: BrokerArgs & { gateway?: string; group?: string; groupTopic: string }) =>
+    setCode(await (await commands.fleet()).fleetPublishCommand(broker(o), o, signed, io)),
+  );
+  brokerOpts(
+    fleet
+      .command('status')
+      .description(
+        'a table of the gateways from their retained presence and state; checks signed audit heads',
+      )
+      .option('--known <file>', 'what this operator saw before (identities, highest audit heads)')
+      .option('--json', 'JSON output (also the input of fleet sign --recipients)')
+      .option('--wait <ms>', 'longest wait for retained documents', positiveInt, 5000),
+  ).action(async (o: BrokerArgs & { known?: string; json?: boolean; wait: number }) => {
+    const m = await commands.fleet();
+    setCode(
+      await m.fleetStatusCommand(
+        broker(o),
+        { known: o.known ?? m.DEFAULT_KNOWN_FILE, json: o.json ?? false, waitMs: o.wait },
+        io,
+      ),
+    );
+  });
+  brokerOpts(
+    fleet
+      .command('watch')
+      .description('print alerts, presence changes and desired-state results as they arrive')
+      .option('--count <n>', 'exit after this many messages', positiveInt),
+  ).action(async (o: BrokerArgs & { count?: number }) =>
+    setCode(await (await commands.fleet()).fleetWatchCommand(broker(o), o, io)),
+  );
+  fleet
+    .command('lock')
+    .description('on this gateway: refuse every remote desired-state document until unlock')
+    .action(async () => setCode((await commands.fleet()).fleetLockCommand(configOpt(), true, io)));
+  fleet
+    .command('unlock')
+    .description('on this gateway: accept signed remote documents again')
+    .action(async () => setCode((await commands.fleet()).fleetLockCommand(configOpt(), false, io)));
   return program;
 }
 

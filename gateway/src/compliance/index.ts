@@ -1,7 +1,11 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Core } from '../core.ts';
 
-export type Status = 'met' | 'not met' | 'n.a.';
+/**
+ * `declared`: a property of the code (its tests show it), not something the running gateway can observe; the
+ * finding says so and why, so a reader can tell measured answers from claimed ones.
+ */
+export type Status = 'met' | 'not met' | 'n.a.' | 'declared';
 
 export interface Finding {
   standard: 'ETSI EN 303 645' | 'NIST IR 8259A';
@@ -34,12 +38,39 @@ const nist = (provision: string, title: string, status: Status, evidence: string
   evidence,
 });
 
+/** What only a look at the running system can tell (the kernel's firewall, the firmware): gathered before assess. */
+export interface LiveEvidence {
+  /** The ruleset in force in the kernel, read back (SegmentationService.inForce). */
+  firewall?: { state: 'in-force' | 'differs' | 'none-applied' | 'unreadable'; detail: string };
+  /** UEFI Secure Boot as the firmware reports it; null where there is no EFI. */
+  secureBoot?: boolean | null;
+}
+
+const SECURE_BOOT_VAR = '/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c';
+
+/** UEFI Secure Boot from its EFI variable (4 attribute bytes, then 1 = on); null without EFI. */
+export function secureBootState(path = SECURE_BOOT_VAR): boolean | null {
+  try {
+    return readFileSync(path)[4] === 1;
+  } catch {
+    return null;
+  }
+}
+
+/** Reads what assess needs from outside the database: the kernel's firewall (when enforced) and Secure Boot. */
+export async function gatherLiveEvidence(core: Core): Promise<LiveEvidence> {
+  return {
+    firewall: core.config.firewall.enforce ? await core.segmentation.inForce() : undefined,
+    secureBoot: secureBootState(),
+  };
+}
+
 /**
- * A self-assessment of the running configuration and store against ETSI EN 303 645 and NIST IR 8259A.
- * Every line is taken from live state; where Portcullis does not (yet) do what a provision asks, it says
- * "not met" rather than guessing.
+ * A self-assessment of the running configuration and store against ETSI EN 303 645 and NIST IR 8259A. Every
+ * status is computed from live state (`live`: what gatherLiveEvidence read from the kernel and firmware), or is
+ * `declared` with its reason; where Portcullis does not do what a provision asks, it says "not met".
  */
-export function assess(core: Core): ComplianceReport {
+export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
   const { config, store } = core;
   const users = store.users.list();
   const mfa = users.filter((u) => u.totpEnrolledAt).length;
@@ -51,6 +82,11 @@ export function assess(core: Core): ComplianceReport {
     core.identity.show(d.id).credentials.every((c) => c.erased || c.kind !== 'psk'),
   );
   const audit = core.audit.verify();
+  // Identification: every device that may still talk holds at least one credential that is not erased.
+  const unidentified = devices
+    .filter((d) => d.state !== 'decommissioned')
+    .filter((d) => !core.identity.show(d.id).credentials.some((c) => !c.erased))
+    .map((d) => d.id);
   const uplink = config.uplink;
   const wildcard = (h: string) => h === '0.0.0.0' || h === '::';
   const lastRuleset = store.rulesets.lastApplied();
@@ -64,7 +100,7 @@ export function assess(core: Core): ComplianceReport {
         ? 'no account yet: the first one needs the one-time setup code shown on the console'
         : `${users.length} account(s), ${argon} with argon2id password hashes, ${mfa} with TOTP second factor`,
       'no default account or password exists in the image or the store',
-      'login lockout after 5 failures; 10 attempts per minute per address',
+      'failed logins: throttled per address and audited; an account locks after 5 failures, but its owner with password and code from an address without recent failures still gets in',
     ],
   );
   const disclosure = etsi(
@@ -116,23 +152,43 @@ export function assess(core: Core): ComplianceReport {
       : 'uplink not configured',
     `technician UI: HTTPS on ${config.ui.host}:${config.ui.port}`,
   ]);
-  const surfaceOk = config.firewall.enforce && !wildcard(config.ui.host);
+  // In force means read back from the kernel now, not the config flag: a ruleset that was flushed or never
+  // applied leaves the host open whatever the config says.
+  const inKernel = live.firewall;
+  const surfaceOk = config.firewall.enforce && inKernel?.state === 'in-force' && !wildcard(config.ui.host);
   const surface = etsi('5.6', 'Minimize exposed attack surfaces', surfaceOk ? 'met' : 'not met', [
-    `firewall: ${config.firewall.enforce ? `enforced${lastRuleset ? `, ruleset ${lastRuleset.hash.slice(0, 12)} in force since ${lastRuleset.createdAt}` : ', nothing applied yet'}` : 'not enforced'}`,
+    !config.firewall.enforce
+      ? 'firewall: not enforced (firewall.enforce is off)'
+      : inKernel
+        ? `firewall: ${inKernel.detail}${lastRuleset && inKernel.state === 'in-force' ? `, applied ${lastRuleset.createdAt}` : ''}`
+        : 'firewall: enforced by configuration, but the kernel was not read for this report',
     `UI listens on ${config.ui.host}${wildcard(config.ui.host) ? ' (every interface)' : ''}`,
     `${config.segments.length} segment(s); sensors reach only DTLS, DHCP and DNS on the gateway`,
   ]);
-  const integrity = etsi('5.7', 'Ensure software integrity', 'not met', [
-    'updates are verified before install (Ed25519 release signature, SHA-256 of every file); the running release is not verified at boot (no secure boot yet)',
-    `audit log hash chain: ${audit.ok ? `intact (${audit.entries} entries)` : `broken at seq ${audit.firstBadSeq}`}`,
-  ]);
+  const secureBoot = live.secureBoot;
+  const integrity = etsi(
+    '5.7',
+    'Ensure software integrity',
+    secureBoot === true && audit.ok ? 'met' : 'not met',
+    [
+      secureBoot === true
+        ? 'UEFI Secure Boot is on (read from the firmware): the boot chain is verified'
+        : secureBoot === false
+          ? 'UEFI Secure Boot is off (read from the firmware): the running release is not verified at boot'
+          : 'no UEFI Secure Boot state (no EFI firmware, or not read for this report): the running release is not verified at boot',
+      'updates are verified before install (Ed25519 release signature, SHA-256 of every file)',
+      `audit log hash chain: ${audit.ok ? `intact (${audit.entries} entries)` : `broken at seq ${audit.firstBadSeq}`}`,
+    ],
+  );
   const resilience = etsi(
     '5.9',
     'Make systems resilient to outages',
     config.store.synchronous === 'full' ? 'met' : 'not met',
     [
       `store synchronous=${config.store.synchronous}`,
-      `uplink queue: durable, ${store.queue.depth()} message(s) waiting; up to ${uplink?.queue.maxMessages ?? 'n/a'} kept during outages`,
+      uplink
+        ? `uplink queue: durable, ${store.queue.depth()} message(s) waiting; up to ${uplink.queue.maxMessages} kept during outages`
+        : `uplink queue: durable, ${store.queue.depth()} message(s) waiting; no uplink configured yet (nothing leaves the gateway)`,
     ],
   );
   const telemetry = etsi(
@@ -151,7 +207,8 @@ export function assess(core: Core): ComplianceReport {
       `decommission revokes and crypto-erases credentials: ${decommissioned.length} decommissioned device(s), ${erased.length} fully erased`,
     ],
   );
-  const input = etsi('5.13', 'Validate input data', 'met', [
+  const input = etsi('5.13', 'Validate input data', 'declared', [
+    'declared, not measured: input validation is a property of the code, which the running gateway cannot observe; its test suite shows it',
     'configuration, API bodies, MUD files and replay events are schema-validated (zod) and refused whole when invalid',
     'the DTLS/CoAP parser is fuzzed in the test suite (100,000 mutated handshakes)',
   ]);
@@ -168,8 +225,10 @@ export function assess(core: Core): ComplianceReport {
     telemetry,
     deletion,
     input,
-    nist('1', 'Device identification', 'met', [
-      `${devices.length} device(s), each with its own credential (PSK, certificate or raw public key)`,
+    nist('1', 'Device identification', unidentified.length === 0 ? 'met' : 'not met', [
+      unidentified.length === 0
+        ? `${devices.length} device(s); every one not decommissioned holds a credential of its own (PSK, certificate or raw public key)`
+        : `${unidentified.length} device(s) not decommissioned without a usable credential: ${unidentified.slice(0, 10).join(', ')}`,
       `states: ${Object.entries(byState)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
@@ -196,7 +255,7 @@ export function assess(core: Core): ComplianceReport {
       ...telemetry.evidence,
     ]),
   ];
-  const summary: Record<Status, number> = { met: 0, 'not met': 0, 'n.a.': 0 };
+  const summary: Record<Status, number> = { met: 0, 'not met': 0, 'n.a.': 0, declared: 0 };
   for (const f of findings) summary[f.status]++;
   return {
     generatedAt: new Date(core.clock.now()).toISOString(),
@@ -221,7 +280,7 @@ export function toHtml(r: ComplianceReport): string {
 <style>body{font:14px/1.4 sans-serif;margin:2em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #999;padding:.4em;vertical-align:top;text-align:left}.met td:nth-child(3){color:#064}.notmet td:nth-child(3){color:#900;font-weight:bold}@media print{body{margin:0}}</style>
 </head><body>
 <h1>Portcullis compliance self-assessment</h1>
-<p>Version ${htmlEscape(r.version)}, generated ${htmlEscape(r.generatedAt)} from the running configuration. Met: ${r.summary.met}, not met: ${r.summary['not met']}, not applicable: ${r.summary['n.a.']}.</p>
+<p>Version ${htmlEscape(r.version)}, generated ${htmlEscape(r.generatedAt)} from the running configuration. Met: ${r.summary.met}, not met: ${r.summary['not met']}, not applicable: ${r.summary['n.a.']}, declared (not measurable at run time): ${r.summary.declared}.</p>
 <table><thead><tr><th>Provision</th><th>Title</th><th>Status</th><th>Evidence</th></tr></thead><tbody>
 ${rows}
 </tbody></table></body></html>
@@ -233,5 +292,5 @@ export function toText(r: ComplianceReport): string {
     (f) =>
       `${`${f.standard} ${f.provision}`.padEnd(22)} ${f.status.padEnd(8)} ${f.title}\n${f.evidence.map((e) => `${' '.repeat(32)}${e}`).join('\n')}`,
   );
-  return `${lines.join('\n')}\nmet ${r.summary.met}, not met ${r.summary['not met']}, n.a. ${r.summary['n.a.']}`;
+  return `${lines.join('\n')}\nmet ${r.summary.met}, not met ${r.summary['not met']}, n.a. ${r.summary['n.a.']}, declared ${r.summary.declared}`;
 }

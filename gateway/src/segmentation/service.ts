@@ -6,7 +6,7 @@ import type { IdentityService } from '../identity/index.ts';
 import { isIpv4 } from '../net/ipv4.ts';
 import type { Device, QuarantineMode, Store } from '../store/index.ts';
 import { type AllowList, allowListSchema } from './allowlist.ts';
-import { type ApplyTimings, FirewallApplier } from './applier.ts';
+import { type ApplyTimings, FirewallApplier, ruleLines } from './applier.ts';
 import { type CompiledRuleset, compileRuleset, SET } from './compiler.ts';
 import { SegmentationError } from './errors.ts';
 import { parseMud } from './mud.ts';
@@ -159,6 +159,40 @@ export class SegmentationService {
       });
       throw e;
     }
+  }
+
+  /**
+   * Whether the kernel enforces the ruleset last applied: its filter table read back now (`iptables-save`) against
+   * the stored one. What the compliance report calls "in force" — never the config flag alone.
+   */
+  async inForce(): Promise<{
+    state: 'in-force' | 'differs' | 'none-applied' | 'unreadable';
+    detail: string;
+  }> {
+    const last = this.deps.store.rulesets.lastApplied();
+    if (!last) return { state: 'none-applied', detail: 'no ruleset has been applied' };
+    let live: string;
+    try {
+      live = await this.applier.live();
+    } catch (err) {
+      return {
+        state: 'unreadable',
+        detail: `the kernel's filter table cannot be read: ${(err as Error).message}`,
+      };
+    }
+    const want = ruleLines(last.iptables);
+    const have = ruleLines(live);
+    if (want.join('\n') === have.join('\n')) {
+      return {
+        state: 'in-force',
+        detail: `ruleset ${last.hash.slice(0, 12)} read back from the kernel (${want.length} lines)`,
+      };
+    }
+    const at = want.findIndex((l, k) => have[k] !== l);
+    return {
+      state: 'differs',
+      detail: `the kernel's filter table differs from ruleset ${last.hash.slice(0, 12)} at line ${(at === -1 ? want.length : at) + 1}`,
+    };
   }
 
   /** The hash of the ruleset last applied successfully, if any. */

@@ -1,12 +1,12 @@
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
-import { assess } from '../../../gateway/src/compliance/index.ts';
+import { assess, gatherLiveEvidence } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
-import { firewallReview, firewallStatus } from '../firewall-review.ts';
+import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
 import type { UiSessions } from '../sessions.ts';
 
 type Env = { Variables: AuthVars };
@@ -96,6 +96,17 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
       return user && !user.disabledAt ? user.role : undefined;
     }),
   );
+  // A password an admin set is changed (on the account page) before the account does anything else.
+  app.use('*', async (c, next) => {
+    if (core.users.get(c.get('session').username)?.passwordChangeRequired) {
+      throw new HttpError(
+        403,
+        'ERR_UI_PASSWORD_CHANGE_REQUIRED',
+        'an admin set this password: change it on the account page first',
+      );
+    }
+    await next();
+  });
   // After a tamper alert (with tamperLocksUi), nothing changes through the UI until a person acknowledges it.
   app.use('*', async (c, next) => {
     if (c.req.method !== 'GET' && !/\/alerts\/[^/]+\/ack$/.test(c.req.path) && uiLockedByTamper(core.store)) {
@@ -185,9 +196,12 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
   route('GET', '/api/v1/audit/verify', (c) => c.json(core.audit.verify()));
   route('GET', '/api/v1/firewall', (c) => c.json(firewallStatus(core)));
   route('GET', '/api/v1/segments', (c) => c.json(core.config.segments));
-  route('GET', '/api/v1/compliance', (c) => c.json(assess(core)));
+  route('GET', '/api/v1/compliance', async (c) => c.json(assess(core, await gatherLiveEvidence(core))));
   route('GET', '/api/v1/firewall/render', async (c) => c.json(await firewallReview(core)));
-  route('POST', '/api/v1/firewall/apply', async (c) => c.json(await core.segmentation.apply(c.get('actor'))));
+  route('POST', '/api/v1/firewall/apply', async (c) => {
+    assertEnforcing(core);
+    return c.json(await core.segmentation.apply(c.get('actor')));
+  });
   // The updates module (tar, semver) loads on the first call, not with the UI.
   route('GET', '/api/v1/updates', async (c) =>
     c.json((await import('../../../gateway/src/updates/index.ts')).updateStatus(core)),

@@ -7,13 +7,18 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
 import { toJsonLine } from '../../../gateway/src/audit/index.ts';
-import { assess, toHtml } from '../../../gateway/src/compliance/index.ts';
+import { assess, gatherLiveEvidence, toHtml } from '../../../gateway/src/compliance/index.ts';
+import { ControlTokens, SCOPES } from '../../../gateway/src/control/tokens.ts';
 import type { Core } from '../../../gateway/src/core.ts';
+import { sha256Hex } from '../../../gateway/src/digest.ts';
 import { firstIssue, PortcullisError } from '../../../gateway/src/errors.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
+import type { RuntimeProbe } from '../../../gateway/src/health.ts';
 import { clientAddress, describeError, HttpError } from '../../../gateway/src/http.ts';
+import { deviceIdSchema } from '../../../gateway/src/identity/index.ts';
 import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
+import { passwordSchema, usernameSchema } from '../../../gateway/src/users/index.ts';
 import {
   type Access,
   ADMINS,
@@ -23,20 +28,32 @@ import {
   sessionFrom,
   setSessionCookie,
 } from '../auth.ts';
-import { firewallReview, firewallStatus } from '../firewall-review.ts';
+import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
 import { type LiveFeed, MAX_STREAMS } from '../live.ts';
 import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
+import { AccountPage } from '../pages/account.tsx';
 import { Alerts } from '../pages/alerts.tsx';
 import { AuditPage } from '../pages/audit.tsx';
-import { EnrollPage, ErrorPage, LoginPage, RecoveryCodesPage, SetupPage, TotpPage } from '../pages/auth.tsx';
+import {
+  EnrollPage,
+  ErrorPage,
+  ForcedPasswordPage,
+  LoginPage,
+  RecoveryCodesPage,
+  SetupPage,
+  TotpPage,
+} from '../pages/auth.tsx';
 import { CompliancePage } from '../pages/compliance.tsx';
 import { Dashboard } from '../pages/dashboard.tsx';
 import { DeviceDetail, DeviceList, PAGE_SIZE } from '../pages/devices.tsx';
+import { HealthPage } from '../pages/health.tsx';
 import { type FlashMessage, Layout, type Viewer } from '../pages/layout.tsx';
 import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
-import { UsersPage } from '../pages/users.tsx';
+import { TokenCreated, TokensPage } from '../pages/tokens.tsx';
+import { type SessionView, UsersPage } from '../pages/users.tsx';
 import type { UiSession, UiSessions } from '../sessions.ts';
+import { SystemMonitor } from '../system.ts';
 
 /** Update status: the updates module (tar, semver) loads with the first page that shows it, not at start. */
 const updates = () => import('../../../gateway/src/updates/index.ts');
@@ -110,6 +127,37 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
       ...REAUTH_SAMPLE,
     },
   },
+  // The samples below are refused before any password is checked (no such account, passwords that differ,
+  // no scope): walking the table must not count as failed logins and throttle the test's address.
+  {
+    method: 'POST',
+    path: '/users/:id/manage',
+    access: { roles: ADMINS, reauth: true },
+    sample: { op: 'disable', ...REAUTH_SAMPLE },
+  },
+  { method: 'POST', path: '/users/sessions/revoke', access: { roles: ADMINS }, sample: { session: 'x' } },
+  { method: 'GET', path: '/health', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/account', access: { roles: ALL_ROLES } },
+  {
+    method: 'POST',
+    path: '/account/password',
+    access: { roles: ALL_ROLES },
+    sample: { current: 'x', next: 'a long enough password', again: 'another long password' },
+  },
+  {
+    method: 'POST',
+    path: '/account/sessions/revoke',
+    access: { roles: ALL_ROLES },
+    sample: { session: 'x' },
+  },
+  { method: 'GET', path: '/tokens', access: { roles: ADMINS } },
+  {
+    method: 'POST',
+    path: '/tokens',
+    access: { roles: ADMINS, reauth: true },
+    sample: { name: 'page-flow', ...REAUTH_SAMPLE },
+  },
+  { method: 'POST', path: '/tokens/:id/revoke', access: { roles: ADMINS } },
 ];
 
 const FLASH_COOKIE = '__Host-portcullis-flash';
@@ -118,6 +166,8 @@ const AUDIT_PAGE = 200;
 export interface PageOptions {
   pairingOpen: () => boolean;
   uplinkStatus: () => UplinkStatus | undefined;
+  /** The gateway's running parts, for the health page (absent: what the store knows). */
+  runtime?: RuntimeProbe | undefined;
   /** Failures that are not the service layer's typed errors: the person sees "internal error", the log why. */
   report: (err: unknown, where: string) => void;
 }
@@ -140,6 +190,35 @@ async function form<S extends z.ZodType>(c: Context, schema: S): Promise<z.outpu
     throw new HttpError(400, 'ERR_UI_INVALID', firstIssue(r.error, 'form'));
   }
   return r.data;
+}
+
+/**
+ * The raw fields of a form, as strings (or, for the names in `multi`, lists of strings: checkboxes), without
+ * the CSRF token; a file is refused.
+ */
+async function formFields(c: Context, multi: string[] = []): Promise<Record<string, string | string[]>> {
+  const type = c.req.header('content-type') ?? '';
+  if (!type.startsWith('application/x-www-form-urlencoded') && !type.startsWith('multipart/form-data')) {
+    throw new HttpError(415, 'ERR_UI_CONTENT_TYPE', 'send a form');
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = (await c.req.parseBody({ all: true })) as Record<string, unknown>;
+  } catch {
+    throw new HttpError(400, 'ERR_UI_INVALID', 'the form could not be read');
+  }
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (k === '_csrf') continue;
+    const list = Array.isArray(v) ? v : [v];
+    if (!list.every((x) => typeof x === 'string')) {
+      throw new HttpError(400, 'ERR_UI_INVALID', `${k}: only text fields are accepted`);
+    }
+    if (multi.includes(k)) out[k] = list as string[];
+    else if (list.length !== 1) throw new HttpError(400, 'ERR_UI_INVALID', `${k}: given more than once`);
+    else out[k] = list[0] as string;
+  }
+  return out;
 }
 
 const optional = (max: number) =>
@@ -251,6 +330,14 @@ export function pageRoutes(
       sessions.destroyHash(s.tokenHash);
       clearSessionCookie(c);
       return c.redirect('/login', 303);
+    }
+    // A password an admin set is replaced before anything else: only the account page and its form work.
+    if (user.passwordChangeRequired && !['/account', '/account/password'].includes(c.req.path)) {
+      if (c.req.method === 'GET') return c.redirect('/account', 303);
+      return errorPage(
+        c,
+        new HttpError(403, 'ERR_UI_PASSWORD_CHANGE_REQUIRED', 'choose your own password first'),
+      );
     }
     if (c.req.method !== 'GET') {
       if (!sameOrigin(c)) return errorPage(c, new HttpError(403, 'ERR_UI_CSRF', 'cross-site form refused'));
@@ -400,6 +487,7 @@ export function pageRoutes(
             .filter((e) => e.target === device.id),
           rateLimit: limit,
           policy: { effective: core.policy.show(device.id), refusals: core.policy.refusals(device.id) },
+          firewallEnforced: core.config.firewall.enforce,
         }}
         viewer={c.get('viewer')}
         canOperate={canOperate(c)}
@@ -428,10 +516,23 @@ export function pageRoutes(
       }),
     );
     const r = await core.segmentation.quarantine(id(c), b, actor(c));
+    const mode = r.device.quarantine?.mode ?? b.mode ?? 'observe';
+    const how =
+      mode === 'observe'
+        ? 'observe: it stays connected and watched, and its readings are refused'
+        : 'isolate: its sessions are cut and it cannot connect';
+    const fw =
+      r.firewall === 'off'
+        ? ' The firewall is off (firewall.enforce), so the network does not block it: this acts in the gateway only.'
+        : r.firewall === 'no-address'
+          ? ' Its network address is not known yet, so the firewall has nothing to block until it connects.'
+          : r.firewall === 'enforced'
+            ? ' The firewall blocks its address too.'
+            : '';
     const text =
       r.firewall === 'failed'
         ? `${id(c)} is quarantined in the gateway, but the firewall did not take it: ${r.error ?? 'see the alerts'}`
-        : `${id(c)} quarantined (${b.mode ?? 'observe'}).`;
+        : `${id(c)} quarantined (${how}).${fw}`;
     return flashTo(c, deviceUrl(id(c)), { kind: r.firewall === 'failed' ? 'error' : 'ok', text });
   });
   page('POST', '/devices/:id/release', async (c) => {
@@ -462,19 +563,83 @@ export function pageRoutes(
       true,
     ),
   );
+  const pskWizard = z.strictObject({
+    id: deviceIdSchema,
+    pskIdentity: z.string().trim().min(1, { error: 'is required' }).max(128),
+    pskHex: z
+      .string()
+      .max(128)
+      .transform((v) => v.replace(/[\s:]/g, '') || undefined)
+      .pipe(
+        z
+          .string()
+          .regex(/^([0-9a-fA-F]{2}){16,64}$/, { error: 'must be 16 to 64 bytes written as hex' })
+          .optional(),
+      )
+      .optional(),
+    name: optional(128),
+    type: optional(64),
+    segment: optional(64),
+  });
+  const PSK_FIELDS: Record<string, string> = {
+    id: 'Device id',
+    pskIdentity: 'PSK identity',
+    pskHex: 'Key',
+    name: 'Name',
+    type: 'Type',
+    segment: 'Segment',
+  };
   page('POST', '/onboarding/psk', async (c) => {
-    const b = await form(
-      c,
-      z.strictObject({
-        id: z.string().trim().min(1).max(64),
-        pskIdentity: z.string().trim().min(1).max(128),
-        pskHex: optional(128),
-        name: optional(128),
-        type: optional(64),
-        segment: optional(64),
-      }),
-    );
-    const { device, generatedPskHex } = core.identity.addPskDevice({ ...b, generate: !b.pskHex }, actor(c));
+    const raw = await formFields(c);
+    const kept = {
+      values: Object.fromEntries(
+        Object.entries(raw).filter(([k]) => k !== 'pskHex' && k in PSK_FIELDS),
+      ) as Record<string, string>,
+    };
+    const again = (errors: string[]) =>
+      html(
+        c,
+        400,
+        <Layout
+          title="Onboarding"
+          path="/onboarding"
+          viewer={c.get('viewer')}
+          flash={{
+            kind: 'error',
+            text:
+              errors.length === 1
+                ? (errors[0] as string)
+                : `The device was not created: ${errors.length} problems, listed above the form.`,
+          }}
+        >
+          <Onboarding
+            pending={core.identity.list({ state: 'pending' }).map((d) => core.identity.show(d.id))}
+            segments={core.store.segments.list()}
+            viewer={c.get('viewer')}
+            canOperate={canOperate(c)}
+            kept={{ ...kept, errors }}
+          />
+        </Layout>,
+      );
+    // Every problem at once (not the first only), and the fields kept — except a typed key, which is
+    // never sent back in a page.
+    const parsed = pskWizard.safeParse(raw);
+    if (!parsed.success) {
+      return again(
+        parsed.error.issues.map(
+          (i) => `${PSK_FIELDS[String(i.path[0])] ?? String(i.path[0] ?? 'form')} ${i.message}`,
+        ),
+      );
+    }
+    const b = parsed.data;
+    let created: ReturnType<Core['identity']['addPskDevice']>;
+    try {
+      created = core.identity.addPskDevice({ ...b, generate: !b.pskHex }, actor(c));
+    } catch (err) {
+      if (!(err instanceof PortcullisError)) throw err;
+      return again([describe(err).text]);
+    }
+    const { device, generatedPskHex } = created;
     // The key is shown in this response only: never stored in the clear, never in a redirect or a cache.
     const qrSvg = generatedPskHex
       ? await (await qrcode()).toString(
@@ -542,6 +707,8 @@ export function pageRoutes(
     );
   });
   page('POST', '/segments/apply', async (c) => {
+    // Before the password is even looked at: with enforcement off there is nothing to apply.
+    assertEnforcing(core);
     const b = await form(c, z.strictObject({ hash: z.string().min(1).max(128), ...reauthFields }));
     await reauthed(c, b);
     // What is applied must be what was reviewed: a change in between sends the technician back to look again.
@@ -602,16 +769,177 @@ export function pageRoutes(
     return c.body(lines.map((l) => `${l}\n`).join(''));
   });
 
-  page('GET', '/compliance', (c) => render(c, 'Compliance', <CompliancePage report={assess(core)} />));
-  page('GET', '/compliance/report', (c) => {
-    c.header('Content-Disposition', 'attachment; filename="portcullis-compliance.html"');
+  // The firewall is read back from the kernel for each report: "in force" is never the config flag alone.
+  const report = async () => assess(core, await gatherLiveEvidence(core));
+  page('GET', '/compliance', async (c) =>
+    render(c, 'Compliance', <CompliancePage report={await report()} />),
+  );
+  page('GET', '/compliance/report', async (c) => {
+    // Opens in the browser to be read and printed; "save as" still gives the file its name.
+    c.header('Content-Disposition', 'inline; filename="portcullis-compliance.html"');
     c.header('Cache-Control', 'no-store');
-    return c.html(toHtml(assess(core)));
+    return c.html(toHtml(await report()));
   });
 
+  /** A session as pages show it: a short digest of the stored hash names it (never the token). */
+  const sessionId = (tokenHash: string) => sha256Hex(`session:${tokenHash}`).slice(0, 16);
+  const sessionViews = (c: Context<Env>, username?: string): SessionView[] => {
+    const mine = c.get('session').tokenHash;
+    return users
+      .sessions(username)
+      .filter((s) => s.mfaPassed)
+      .map((s) => ({
+        id: sessionId(s.tokenHash),
+        username: s.username,
+        createdAt: s.createdAt,
+        lastSeenAt: s.lastSeenAt,
+        address: s.address,
+        current: s.tokenHash === mine,
+      }));
+  };
+  const sessionById = (idValue: string, username?: string) => {
+    const s = users.sessions(username).find((x) => sessionId(x.tokenHash) === idValue);
+    if (!s) throw new HttpError(404, 'ERR_UI_NOT_FOUND', 'no such session (it may have ended already)');
+    return s;
+  };
+
   page('GET', '/users', (c) =>
-    render(c, 'Users', <UsersPage users={users.list()} viewer={c.get('viewer')} />),
+    render(
+      c,
+      'Users',
+      <UsersPage users={users.list()} viewer={c.get('viewer')} sessions={sessionViews(c)} now={now()} />,
+    ),
   );
+  page('POST', '/users/:id/manage', async (c) => {
+    const b = await form(
+      c,
+      z.strictObject({
+        op: z.enum(['reset-password', 'reset-mfa', 'disable', 'enable', 'delete']),
+        newPassword: z.string().max(256).optional(),
+        ...reauthFields,
+      }),
+    );
+    const target = id(c);
+    // Checked before the password is: a wrong target costs nobody a failed login.
+    if (!users.get(target)) throw new HttpError(404, 'ERR_UI_NOT_FOUND', `no account ${target}`);
+    if (b.op === 'reset-password') {
+      const pw = passwordSchema.safeParse(b.newPassword ?? '');
+      if (!pw.success)
+        throw new HttpError(400, 'ERR_UI_INVALID', `new password ${pw.error.issues[0]?.message}`);
+    }
+    await reauthed(c, b);
+    let text: string;
+    switch (b.op) {
+      case 'reset-password': {
+        const r = await users.resetPassword(target, b.newPassword ?? '', actor(c));
+        text = `New password set for ${target}; they must change it at their next login (${r.sessionsEnded} session(s) ended).`;
+        break;
+      }
+      case 'reset-mfa':
+        users.resetMfa(target, actor(c));
+        text = `Second factor of ${target} reset: they enrol an authenticator at their next login.`;
+        break;
+      case 'disable':
+        users.setEnabled(target, false, actor(c));
+        text = `${target} disabled; their sessions ended.`;
+        break;
+      case 'enable':
+        users.setEnabled(target, true, actor(c));
+        text = `${target} enabled.`;
+        break;
+      case 'delete':
+        users.deleteUser(target, actor(c));
+        text = `${target} deleted.`;
+        break;
+    }
+    return flashTo(c, '/users', { kind: 'ok', text });
+  });
+  page('POST', '/users/sessions/revoke', async (c) => {
+    const b = await form(c, z.strictObject({ session: z.string().min(1).max(64) }));
+    const s = sessionById(b.session);
+    users.revokeSession(s.tokenHash, actor(c));
+    return flashTo(c, '/users', { kind: 'ok', text: `A session of ${s.username} was ended.` });
+  });
+
+  const monitor = new SystemMonitor(core, options.runtime);
+  page('GET', '/health', (c) => render(c, 'Health', <HealthPage h={monitor.read()} now={now()} />));
+
+  page('GET', '/account', (c) => {
+    const v = c.get('viewer');
+    if (users.get(v.username)?.passwordChangeRequired) {
+      return html(c, 200, <ForcedPasswordPage csrf={v.csrf} flash={takeFlash(c)} />);
+    }
+    return render(
+      c,
+      'Account',
+      <AccountPage
+        viewer={v}
+        enrolledAt={users.get(v.username)?.totpEnrolledAt ?? null}
+        sessions={sessionViews(c, v.username)}
+        now={now()}
+      />,
+    );
+  });
+  page('POST', '/account/password', async (c) => {
+    const b = await form(
+      c,
+      z.strictObject({
+        current: z.string().min(1).max(256),
+        next: z.string().max(256),
+        again: z.string().max(256),
+      }),
+    );
+    // Every problem with the new password at once, before the current one is checked (no failed login).
+    const problems: string[] = [];
+    const pw = passwordSchema.safeParse(b.next);
+    if (!pw.success) problems.push(`new password ${pw.error.issues[0]?.message}`);
+    if (b.next !== b.again) problems.push('the two new passwords differ');
+    if (problems.length > 0) throw new HttpError(400, 'ERR_UI_INVALID', problems.join('; '));
+    const s = c.get('session');
+    const r = await users.changePassword(s.username, b.current, b.next, clientAddress(c), s.tokenHash);
+    return flashTo(c, '/account', {
+      kind: 'ok',
+      text: `Password changed${r.sessionsEnded ? `; ${r.sessionsEnded} other session(s) ended` : ''}.`,
+    });
+  });
+  page('POST', '/account/sessions/revoke', async (c) => {
+    const b = await form(c, z.strictObject({ session: z.string().min(1).max(64) }));
+    // Only one's own sessions: another account's session is "not found" here, whatever its id.
+    const s = sessionById(b.session, c.get('viewer').username);
+    users.revokeSession(s.tokenHash, actor(c));
+    return flashTo(c, '/account', { kind: 'ok', text: 'The session was ended.' });
+  });
+
+  const tokens = new ControlTokens(core.store, core.audit, core.clock);
+  page('GET', '/tokens', (c) =>
+    render(c, 'Flow tokens', <TokensPage tokens={tokens.list()} scopes={SCOPES} viewer={c.get('viewer')} />),
+  );
+  page('POST', '/tokens', async (c) => {
+    const raw = await formFields(c, ['scopes']);
+    const b = z
+      .strictObject({
+        name: z.string().trim().min(1).max(32),
+        scopes: z.array(z.enum(SCOPES)).min(1, { error: 'choose at least one scope' }),
+        ...reauthFields,
+      })
+      .safeParse({ ...raw, scopes: raw.scopes ?? [] });
+    if (!b.success) throw new HttpError(400, 'ERR_UI_INVALID', firstIssue(b.error, 'form'));
+    await reauthed(c, b.data);
+    const { token, info } = tokens.create(b.data.name, b.data.scopes, actor(c));
+    // The token is in this response only (no-store), never in a redirect, a flash or the log.
+    return render(
+      c,
+      `Token ${info.name} created`,
+      <TokenCreated name={info.name} token={token} scopes={info.scopes} />,
+    );
+  });
+  page('POST', '/tokens/:id/revoke', (c) => {
+    tokens.revoke(id(c), actor(c));
+    return flashTo(c, '/tokens', {
+      kind: 'ok',
+      text: `Token ${id(c)} revoked: flows using it stop at once.`,
+    });
+  });
   page('POST', '/users', async (c) => {
     const b = await form(
       c,
@@ -661,32 +989,58 @@ export function loginPages(
     return show(c, <SetupPage pairingOpen={options.pairingOpen()} flash={takeFlash(c)} />);
   });
   app.post('/setup', async (c) => {
+    // What was typed comes back after an error (never the password), with every problem at once.
+    let kept: { values: Record<string, string | undefined>; errors?: string[] } = { values: {} };
     try {
       guard(c);
-      const b = await form(
-        c,
-        z.strictObject({
+      const raw = await formFields(c);
+      kept = {
+        values: {
+          code: typeof raw.code === 'string' ? raw.code.slice(0, 32) : undefined,
+          username: typeof raw.username === 'string' ? raw.username.slice(0, 64) : undefined,
+        },
+      };
+      const b = z
+        .strictObject({
           code: optional(32),
           username: z.string().trim().min(1).max(64),
           password: z.string().min(1).max(256),
-        }),
-      );
+        })
+        .safeParse(raw);
+      if (!b.success) throw new HttpError(400, 'ERR_UI_INVALID', firstIssue(b.error, 'form'));
+      const problems = [
+        ...(usernameSchema.safeParse(b.data.username).success
+          ? []
+          : [`Administrator name ${usernameSchema.safeParse(b.data.username).error?.issues[0]?.message}`]),
+        ...(passwordSchema.safeParse(b.data.password).success
+          ? []
+          : [`Password ${passwordSchema.safeParse(b.data.password).error?.issues[0]?.message}`]),
+      ];
+      if (problems.length > 0) {
+        kept.errors = problems;
+        throw new HttpError(
+          400,
+          'ERR_UI_INVALID',
+          problems.length === 1 ? (problems[0] as string) : `${problems.length} problems: see the list`,
+        );
+      }
+      const bd = b.data;
       await users.completeSetup(
-        b.code ?? null,
-        b.username,
-        b.password,
+        bd.code ?? null,
+        bd.username,
+        bd.password,
         options.pairingOpen(),
         clientAddress(c),
       );
       return flashTo(c, '/login', {
         kind: 'ok',
-        text: `Administrator ${b.username} created. Log in to enrol a second factor.`,
+        text: `Administrator ${bd.username} created. Log in to enrol a second factor.`,
       });
     } catch (err) {
       const { status, text } = describe(err);
       return show(
         c,
-        <SetupPage pairingOpen={options.pairingOpen()} flash={{ kind: 'error', text }} />,
+        <SetupPage pairingOpen={options.pairingOpen()} flash={{ kind: 'error', text }} kept={kept} />,
         status,
       );
     }
@@ -699,19 +1053,24 @@ export function loginPages(
     return show(c, <LoginPage flash={takeFlash(c)} />);
   });
   app.post('/login', async (c) => {
+    let username: string | undefined;
     try {
       guard(c);
-      const b = await form(
-        c,
-        z.strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) }),
-      );
+      const raw = await formFields(c);
+      // Kept for the next try: the name is not secret to the person who typed it (the password is).
+      username = typeof raw.username === 'string' ? raw.username.slice(0, 64) : undefined;
+      const parsed = z
+        .strictObject({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) })
+        .safeParse(raw);
+      if (!parsed.success) throw new HttpError(400, 'ERR_UI_INVALID', firstIssue(parsed.error, 'form'));
+      const b = parsed.data;
       const user = await users.authenticate(b.username, b.password, clientAddress(c));
-      const { token } = sessions.create(user.username, false);
+      const { token } = sessions.create(user.username, false, clientAddress(c));
       setSessionCookie(c, token);
       return c.redirect(user.totpEnrolledAt ? '/login/totp' : '/login/enroll', 303);
     } catch (err) {
       const { status, text } = describe(err);
-      return show(c, <LoginPage flash={{ kind: 'error', text }} />, status);
+      return show(c, <LoginPage flash={{ kind: 'error', text }} username={username} />, status);
     }
   });
 
@@ -736,11 +1095,27 @@ export function loginPages(
     }
   });
 
-  const enrollPage = async (c: Context, username: string, flash?: FlashMessage) => {
-    const { secret, uri } = users.beginTotpEnrollment(username);
+  const enrollPage = async (c: Context, username: string, flash?: FlashMessage, fresh = false) => {
+    const { secret, uri, renewed } = users.beginTotpEnrollment(username, { fresh });
     const qrSvg = await (await qrcode()).toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
-    return show(c, <EnrollPage secret={secret} qrSvg={qrSvg} flash={flash} />, flash ? 400 : 200);
+    return show(
+      c,
+      <EnrollPage secret={secret} qrSvg={qrSvg} renewed={renewed} flash={flash} />,
+      flash?.kind === 'error' ? 400 : 200,
+    );
   };
+  // Asked for by the person (a key seen by someone else, an app that lost it): the old key stops working.
+  app.post('/login/enroll/new-key', async (c) => {
+    try {
+      guard(c);
+      const s = preMfa(c);
+      if (!s || users.isEnrolled(s.username)) return c.redirect('/login', 303);
+      return enrollPage(c, s.username, { kind: 'ok', text: 'A new key: scan it again.' }, true);
+    } catch (err) {
+      const { status, text } = describe(err);
+      return show(c, <ErrorPage status={status} message={text} />, status);
+    }
+  });
   app.get('/login/enroll', async (c) => {
     const s = preMfa(c);
     if (!s) return c.redirect('/login', 303);
@@ -758,8 +1133,13 @@ export function loginPages(
       return show(c, <RecoveryCodesPage codes={codes} />);
     } catch (err) {
       const { text } = describe(err);
-      // A wrong first code starts over with a new key: the one shown may have been seen by someone else.
-      if (s && !users.isEnrolled(s.username)) return enrollPage(c, s.username, { kind: 'error', text });
+      // A wrong code keeps the key (the app already holds it); "Start over with a new key" replaces it.
+      if (s && !users.isEnrolled(s.username)) {
+        return enrollPage(c, s.username, {
+          kind: 'error',
+          text: `${text}. The key is unchanged: type the code your app shows now.`,
+        });
+      }
       return c.redirect('/login', 303);
     }
   });
