@@ -40,6 +40,10 @@ const STATIC: Record<string, { type: string; body: string }> = {
     type: 'text/javascript; charset=utf-8',
     body: readFileSync(new URL('../static/app.js', import.meta.url), 'utf8'),
   },
+  '/static/favicon.svg': {
+    type: 'image/svg+xml',
+    body: readFileSync(new URL('../static/favicon.svg', import.meta.url), 'utf8'),
+  },
 };
 
 /** Request bodies beyond this are refused with 413 before they are read. */
@@ -95,6 +99,8 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
       s.store === 'ok' ? 200 : 503,
     );
   });
+  // Browsers ask for /favicon.ico whatever the page links: answer with the icon rather than a 404 in the log.
+  app.get('/favicon.ico', (c) => c.redirect('/static/favicon.svg', 301));
   for (const [path, file] of Object.entries(STATIC)) {
     app.get(path, (c) => {
       c.header('Content-Type', file.type);
@@ -110,6 +116,7 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
     const pageOptions = {
       pairingOpen: options.pairingOpen ?? (() => false),
       uplinkStatus: options.uplinkStatus ?? (() => undefined),
+      runtime: options.runtime,
       report: (err: unknown, where: string) =>
         options.logger?.error(
           { err: err instanceof Error ? err.message : String(err), where },

@@ -1,4 +1,5 @@
 import type { Core } from '../../gateway/src/core.ts';
+import { HttpError } from '../../gateway/src/http.ts';
 import type { StoredRuleset } from '../../gateway/src/store/index.ts';
 
 /** Lines only in `a` (-) or only in `b` (+), in order: enough to review a ruleset change before applying it. */
@@ -68,4 +69,18 @@ export async function firewallReview(core: Core) {
       ipsets: lineDiff(inForce?.ipsets ?? '', r.ipsets),
     },
   };
+}
+
+/**
+ * Applying a ruleset while `firewall.enforce` is off would load rules (with `INPUT DROP`) into a host whose
+ * owner never asked the gateway to manage its firewall: refused server-side, whatever a page offers.
+ */
+export function assertEnforcing(core: Core): void {
+  if (!core.config.firewall.enforce) {
+    throw new HttpError(
+      409,
+      'ERR_FIREWALL_NOT_ENFORCED',
+      'firewall.enforce is off in the configuration: the gateway does not manage this host firewall, so it applies no ruleset',
+    );
+  }
 }

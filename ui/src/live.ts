@@ -1,6 +1,6 @@
 import type { Core } from '../../gateway/src/core.ts';
 
-export type LiveTopic = 'alerts' | 'devices';
+export type LiveTopic = 'alerts' | 'devices' | 'activity';
 export type LiveListener = (topic: LiveTopic, data: Record<string, number>) => void;
 
 /** At most this many open event streams; beyond, new ones are refused rather than starving the gateway. */
@@ -8,13 +8,13 @@ export const MAX_STREAMS = 64;
 
 /**
  * One poller for every open page: once a second, while anyone listens, it compares cheap stamps of the alerts
- * and devices tables and tells listeners what changed. Polling the store (not in-process events) also shows
+ * and devices tables (and when a device was last seen) and tells listeners what changed. Polling the store (not in-process events) also shows
  * changes made by the CLI in another process.
  */
 export class LiveFeed {
   private readonly listeners = new Set<LiveListener>();
   private timer: NodeJS.Timeout | undefined;
-  private last = { alerts: '', devices: '' };
+  private last = { alerts: '', devices: '', seen: '' };
 
   constructor(
     private readonly core: Core,
@@ -44,8 +44,14 @@ export class LiveFeed {
   private snapshot() {
     const alerts = this.core.store.alerts.openSummary();
     const devices = this.core.store.devices.changeStamp();
-    const changed = { alerts: alerts.stamp !== this.last.alerts, devices: devices !== this.last.devices };
-    this.last = { alerts: alerts.stamp, devices };
+    // A device sending readings moves only its "last seen" (and, every few windows, its chart buckets).
+    const seen = this.core.store.devices.seenStamp();
+    const changed = {
+      alerts: alerts.stamp !== this.last.alerts,
+      devices: devices !== this.last.devices,
+      seen: seen !== this.last.seen,
+    };
+    this.last = { alerts: alerts.stamp, devices, seen };
     return { alerts, changed };
   }
 
@@ -62,5 +68,6 @@ export class LiveFeed {
     };
     if (s.changed.alerts) emit('alerts', { openAlerts: s.alerts.open, highAlerts: s.alerts.high });
     if (s.changed.devices) emit('devices', { ...this.core.store.devices.countByState() });
+    if (s.changed.seen) emit('activity', {});
   }
 }

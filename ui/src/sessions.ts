@@ -17,6 +17,8 @@ export interface UiSession {
   createdAt: number;
   lastSeenAt: number;
   reauthAt: number | null;
+  /** The client address that logged in (shown on the sessions list). */
+  address: string | null;
 }
 
 interface Row {
@@ -27,6 +29,7 @@ interface Row {
   created_at: string;
   last_seen_at: string;
   reauth_at: string | null;
+  address: string | null;
 }
 
 /** Server-side sessions in the store; the browser holds only a random token, the store only its hash. */
@@ -40,14 +43,26 @@ export class UiSessions {
     return new Date(ms).toISOString();
   }
 
-  create(username: string, mfaPassed: boolean): { token: string; session: UiSession } {
+  create(
+    username: string,
+    mfaPassed: boolean,
+    address: string | null = null,
+  ): { token: string; session: UiSession } {
     const token = randomBytes(32).toString('base64url');
     const now = this.iso();
     this.store.db
       .prepare(
-        'INSERT INTO ui_sessions (token_hash, username, mfa_passed, csrf, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO ui_sessions (token_hash, username, mfa_passed, csrf, created_at, last_seen_at, address) VALUES (?, ?, ?, ?, ?, ?, ?)',
       )
-      .run(sha256Hex(token), username, mfaPassed ? 1 : 0, randomBytes(24).toString('base64url'), now, now);
+      .run(
+        sha256Hex(token),
+        username,
+        mfaPassed ? 1 : 0,
+        randomBytes(24).toString('base64url'),
+        now,
+        now,
+        address,
+      );
     return { token, session: this.get(token) as UiSession };
   }
 
@@ -68,6 +83,7 @@ export class UiSessions {
       createdAt: Date.parse(r.created_at),
       lastSeenAt: Date.parse(r.last_seen_at),
       reauthAt: r.reauth_at ? Date.parse(r.reauth_at) : null,
+      address: r.address,
     };
     if (now - s.lastSeenAt > IDLE_MS || now - s.createdAt > ABSOLUTE_MS) {
       this.store.db.prepare('DELETE FROM ui_sessions WHERE token_hash = ?').run(h);
@@ -98,7 +114,7 @@ export class UiSessions {
    */
   promote(old: UiSession): { token: string; session: UiSession } {
     this.destroyHash(old.tokenHash);
-    return this.create(old.username, true);
+    return this.create(old.username, true, old.address);
   }
 
   markReauth(s: UiSession): void {

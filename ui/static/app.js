@@ -1,7 +1,9 @@
 // Progressive enhancement only: every page works without this file.
 // 1. Forms with data-confirm ask before they submit (quarantine, decommission, apply).
-// 2. Live updates: the server sends an event when alerts or devices change; regions marked data-live
-//    re-fetch this page and swap themselves in, unless the technician is typing in a form.
+// 2. Live updates: the server sends an event when alerts or devices change, or a device is seen; regions
+//    marked data-live re-fetch this page and swap themselves in, unless the technician is typing in a form.
+//    "activity" (a device page's last seen and charts) refreshes at most every 5 s, and every 30 s anyway
+//    (buckets are written a little after the readings); "health" refreshes every 5 s.
 (() => {
   document.addEventListener('submit', (e) => {
     const form = e.target;
@@ -18,7 +20,11 @@
     }
   };
   let pending = false;
-  const refresh = async (topic) => {
+  const lastRefresh = {};
+  const refresh = async (topic, minGapMs = 0) => {
+    const now = Date.now();
+    if (minGapMs && now - (lastRefresh[topic] ?? 0) < minGapMs) return;
+    lastRefresh[topic] = now;
     const targets = regions().filter((r) => r.dataset.live.split(' ').includes(topic));
     if (targets.length === 0 || pending) return;
     const active = document.activeElement;
@@ -41,8 +47,12 @@
       pending = false;
     }
   };
+  const has = (topic) => regions().some((r) => r.dataset.live.split(' ').includes(topic));
+  if (has('health')) setInterval(() => refresh('health'), 5000);
+  if (has('activity')) setInterval(() => refresh('activity'), 30000);
   if (!window.EventSource || !document.body.dataset.events) return;
   const source = new EventSource('/events');
+  source.addEventListener('activity', () => refresh('activity', 5000));
   for (const topic of ['alerts', 'devices']) {
     source.addEventListener(topic, (ev) => {
       try {

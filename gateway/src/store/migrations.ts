@@ -416,6 +416,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE devices ADD COLUMN policy_overrides TEXT NOT NULL DEFAULT '{}';
     `,
   },
+  {
+    version: 20,
+    name: 'accounts: a password set by an admin must be changed at the next login; sessions remember their address',
+    sql: `
+      ALTER TABLE users ADD COLUMN password_change_required INTEGER NOT NULL DEFAULT 0
+        CHECK (password_change_required IN (0, 1));
+      -- Shown on the sessions list (which browser is this?) so a person can revoke the one they do not know.
+      ALTER TABLE ui_sessions ADD COLUMN address TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -318,13 +318,32 @@ export class UserService {
     });
   }
 
-  /** Starts (or restarts) TOTP enrolment: the secret goes to the person once, as a URI for a QR code. */
-  beginTotpEnrollment(username: string): { secret: string; uri: string } {
+  /**
+   * Starts TOTP enrolment, or continues the one in progress: the key stays the same across page reloads and
+   * wrong codes (a technician who mistyped, or whose phone reloaded the tab, must not have to rescan), until
+   * it is confirmed or `fresh` asks for a new one. Only a password-authenticated session of this account
+   * reaches it. `renewed` says whether the key is new.
+   */
+  beginTotpEnrollment(
+    username: string,
+    options: { fresh?: boolean } = {},
+  ): { secret: string; uri: string; renewed: boolean } {
     const user = this.requireUser(username);
     if (user.totpEnrolledAt) throw new UserError('ERR_USER_MFA', 'a second factor is already enrolled');
-    const secret = generateSecret();
-    this.store.users.setTotp(username, this.keystore.wrap(Buffer.from(secret), totpContext(username)), null);
-    return { secret, uri: generateURI({ issuer: ISSUER, label: username, secret }) };
+    let secret: string;
+    let renewed = false;
+    if (user.totpSecretWrapped && !options.fresh) {
+      secret = this.keystore.unwrap(user.totpSecretWrapped, totpContext(username)).toString();
+    } else {
+      secret = generateSecret();
+      renewed = true;
+      this.store.users.setTotp(
+        username,
+        this.keystore.wrap(Buffer.from(secret), totpContext(username)),
+        null,
+      );
+    }
+    return { secret, uri: generateURI({ issuer: ISSUER, label: username, secret }), renewed };
   }
 
   /** Confirms enrolment with a first code; returns the recovery codes, shown once. */
@@ -421,17 +440,170 @@ export class UserService {
     return u;
   }
 
+  /**
+   * A person changes their own password: the current one proves it (a wrong one counts as a failed login),
+   * the new one follows the same rule as every password, and every other session of the account ends.
+   */
+  async changePassword(
+    username: string,
+    current: string,
+    next: string,
+    address = 'local',
+    keepTokenHash?: string,
+  ): Promise<{ sessionsEnded: number }> {
+    const source = sourceOf(address);
+    this.assertSourceMayTry(source);
+    const user = this.store.users.get(username);
+    if (!user || user.disabledAt) throw new UserError('ERR_USER_CREDENTIALS', CREDENTIALS_MESSAGE);
+    if (!(await this.hasher.verify(user.passwordHash, current))) {
+      this.fail(username, source, 'wrong-password');
+      throw new UserError('ERR_USER_CREDENTIALS', 'the current password is wrong');
+    }
+    const pw = passwordSchema.safeParse(next);
+    if (!pw.success) throw new UserError('ERR_USER_INVALID', `new password ${pw.error.issues[0]?.message}`);
+    if (next === current)
+      throw new UserError('ERR_USER_INVALID', 'the new password must differ from the old one');
+    const hash = await this.hasher.hash(pw.data);
+    return this.store.transaction(() => {
+      this.store.users.setPassword(username, hash, false);
+      const sessionsEnded = this.store.users.deleteSessions(username, keepTokenHash);
+      this.audit.append({
+        actor: `ui:${username}`,
+        action: 'user.password.change',
+        target: username,
+        details: { sessionsEnded, wasRequired: user.passwordChangeRequired },
+      });
+      return { sessionsEnded };
+    });
+  }
+
+  /**
+   * An admin sets another account's password (forgotten, or a leaver's colleague takes over): the account's
+   * sessions end and its owner must choose a new password at the next login.
+   */
+  async resetPassword(username: string, next: string, actor: string): Promise<{ sessionsEnded: number }> {
+    const target = this.requireAccount(username);
+    this.refuseSelf(target.username, actor, 'change your own password on the account page');
+    const pw = passwordSchema.safeParse(next);
+    if (!pw.success) throw new UserError('ERR_USER_INVALID', `password ${pw.error.issues[0]?.message}`);
+    const hash = await this.hasher.hash(pw.data);
+    return this.store.transaction(() => {
+      this.store.users.setPassword(username, hash, true);
+      const sessionsEnded = this.store.users.deleteSessions(username);
+      this.audit.append({
+        actor,
+        action: 'user.password.reset',
+        target: username,
+        details: { changeRequired: true, sessionsEnded },
+      });
+      return { sessionsEnded };
+    });
+  }
+
+  /** An admin clears another account's second factor (a lost phone): it enrols again at its next login. */
+  resetMfa(username: string, actor: string): { sessionsEnded: number } {
+    const target = this.requireAccount(username);
+    this.refuseSelf(target.username, actor, 'another admin must reset your second factor');
+    return this.store.transaction(() => {
+      this.store.users.clearMfa(username);
+      const sessionsEnded = this.store.users.deleteSessions(username);
+      this.audit.append({
+        actor,
+        action: 'user.mfa.reset',
+        target: username,
+        details: { wasEnrolled: Boolean(target.totpEnrolledAt), sessionsEnded },
+      });
+      return { sessionsEnded };
+    });
+  }
+
+  /** Disables (sessions end, logins refused like a wrong password) or enables an account; never the last admin. */
+  setEnabled(username: string, enabled: boolean, actor: string): User {
+    return this.store.transaction(() => {
+      const target = this.requireAccount(username);
+      this.refuseSelf(target.username, actor, 'another admin must do this');
+      if (enabled === !target.disabledAt) {
+        throw new UserError('ERR_USER_STATE', `${username} is already ${enabled ? 'enabled' : 'disabled'}`);
+      }
+      if (!enabled) this.refuseLastAdmin(target);
+      this.store.users.setDisabled(username, enabled ? null : this.nowIso());
+      const sessionsEnded = enabled ? 0 : this.store.users.deleteSessions(username);
+      this.audit.append({
+        actor,
+        action: enabled ? 'user.enable' : 'user.disable',
+        target: username,
+        details: enabled ? {} : { sessionsEnded },
+      });
+      return this.store.users.get(username) as User;
+    });
+  }
+
+  /** Deletes an account (its audit entries stay, under its name); never the last admin, never oneself. */
+  deleteUser(username: string, actor: string): void {
+    this.store.transaction(() => {
+      const target = this.requireAccount(username);
+      this.refuseSelf(target.username, actor, 'another admin must do this');
+      this.refuseLastAdmin(target);
+      this.store.users.delete(username);
+      this.audit.append({ actor, action: 'user.delete', target: username, details: { role: target.role } });
+    });
+  }
+
+  /** The UI sessions of one account, or of all (admins); newest use first. */
+  sessions(username?: string) {
+    return this.store.users.sessions(username);
+  }
+
+  /** Ends one session (by its token's hash, which the store holds; never the token). */
+  revokeSession(tokenHash: string, actor: string): void {
+    this.store.transaction(() => {
+      const s = this.store.users.sessions().find((x) => x.tokenHash === tokenHash);
+      if (!s) throw new UserError('ERR_USER_NOT_FOUND', 'no such session (it may have ended already)');
+      this.store.users.deleteSession(tokenHash);
+      this.audit.append({
+        actor,
+        action: 'user.session.revoke',
+        target: s.username,
+        details: { createdAt: s.createdAt, address: s.address },
+      });
+    });
+  }
+
+  private requireAccount(username: string): User {
+    const u = this.store.users.get(username);
+    if (!u) throw new UserError('ERR_USER_NOT_FOUND', `no account ${username}`);
+    return u;
+  }
+
+  private refuseSelf(username: string, actor: string, hint: string): void {
+    if (actor === `ui:${username}`) {
+      throw new UserError('ERR_USER_STATE', `not on your own account: ${hint}`);
+    }
+  }
+
+  private refuseLastAdmin(target: User): void {
+    if (target.role === 'admin' && !target.disabledAt && this.store.users.countActiveAdmins() <= 1) {
+      throw new UserError('ERR_USER_STATE', `${target.username} is the last enabled admin`);
+    }
+  }
+
   get(username: string): User | undefined {
     return this.store.users.get(username);
   }
 
-  list(): Pick<User, 'username' | 'role' | 'createdAt' | 'disabledAt' | 'totpEnrolledAt'>[] {
-    return this.store.users.list().map(({ username, role, createdAt, disabledAt, totpEnrolledAt }) => ({
-      username,
-      role,
-      createdAt,
-      disabledAt,
-      totpEnrolledAt,
-    }));
+  list(): Pick<
+    User,
+    'username' | 'role' | 'createdAt' | 'disabledAt' | 'totpEnrolledAt' | 'passwordChangeRequired'
+  >[] {
+    return this.store.users
+      .list()
+      .map(({ username, role, createdAt, disabledAt, totpEnrolledAt, passwordChangeRequired }) => ({
+        username,
+        role,
+        createdAt,
+        disabledAt,
+        totpEnrolledAt,
+        passwordChangeRequired,
+      }));
   }
 }

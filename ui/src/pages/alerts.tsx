@@ -1,6 +1,7 @@
 import type { FC } from 'hono/jsx';
 import type { Alert } from '../../../gateway/src/store/index.ts';
 import { ActionForm, Badge, when } from './components.tsx';
+import { alertKindLabel } from './labels.ts';
 import type { Viewer } from './layout.tsx';
 
 interface Reason {
@@ -44,7 +45,7 @@ export const Alerts: FC<{
           return (
             <article class="card" id={`alert-${a.id}`} aria-labelledby={`alert-${a.id}-title`}>
               <h2 id={`alert-${a.id}-title`}>
-                <Badge value={a.severity} /> {a.kind}
+                <Badge value={a.severity} /> {alertKindLabel(a.kind)}
                 {a.deviceId ? (
                   <>
                     {' '}

@@ -2,6 +2,7 @@ import type { FC } from 'hono/jsx';
 import type { VerifyResult } from '../../../gateway/src/audit/index.ts';
 import type { AuditRow } from '../../../gateway/src/store/index.ts';
 import { when } from './components.tsx';
+import { actionLabel } from './labels.ts';
 
 export interface AuditFilter {
   actor: string;
@@ -79,7 +80,12 @@ export const AuditPage: FC<{
                 <td>{r.seq}</td>
                 <td>{when(r.ts)}</td>
                 <td>{r.actor}</td>
-                <td>{r.action}</td>
+                <td>
+                  {actionLabel(r.action)}
+                  <div class="muted">
+                    <code>{r.action}</code>
+                  </div>
+                </td>
                 <td>{r.target ?? '—'}</td>
                 <td class="hide-narrow">
                   <code>{r.details.length > 160 ? `${r.details.slice(0, 160)}…` : r.details}</code>

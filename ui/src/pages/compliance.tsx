@@ -9,8 +9,8 @@ export const CompliancePage: FC<{ report: ComplianceReport }> = ({ report }) => 
       ETSI EN 303 645 and NIST IR 8259A, assessed from the running configuration at {when(report.generatedAt)}
       : {report.summary.met} met, {report.summary['not met']} not met, {report.summary['n.a.']} not
       applicable.{' '}
-      <a href="/compliance/report" download="portcullis-compliance.html">
-        Printable report (HTML)
+      <a href="/compliance/report" target="_blank" rel="noopener">
+        Printable report (opens in a new tab; print it from there)
       </a>
     </p>
     <div class="scroll">

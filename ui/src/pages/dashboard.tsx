@@ -44,6 +44,12 @@ export const Dashboard: FC<{
             </p>
             <p>Queue depth: {uplink?.queueDepth ?? status.uplink.queueDepth}</p>
             {uplink?.lastError ? <p class="muted">Last error: {uplink.lastError}</p> : null}
+            {!status.uplink.configured ? (
+              <p class="hint" id="uplink-hint">
+                No broker is configured: readings wait in the durable queue until one is. See{' '}
+                <a href="/health">Health</a> for what to set.
+              </p>
+            ) : null}
           </div>
           <div class="card">
             <h2>Keystore</h2>

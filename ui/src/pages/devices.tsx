@@ -10,7 +10,8 @@ import type {
   DeviceState,
   Segment,
 } from '../../../gateway/src/store/index.ts';
-import { ActionForm, Badge, Chart, Csrf, Reauth, when } from './components.tsx';
+import { ActionForm, ago, Badge, Chart, Csrf, Reauth, when } from './components.tsx';
+import { actionLabel } from './labels.ts';
 import type { Viewer } from './layout.tsx';
 
 export const PAGE_SIZE = 100;
@@ -132,6 +133,8 @@ export interface DeviceDetailData {
   rateLimit: { perSecond: number; until: string } | undefined;
   /** The device's policy profile and the messages it refused since the gateway started (docs/policy.md). */
   policy?: { effective: EffectivePolicy; refusals: RefusalCounts };
+  /** Whether `firewall.enforce` is on: without it a quarantine acts in the gateway only (said beside it). */
+  firewallEnforced?: boolean;
 }
 
 export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOperate: boolean }> = ({
@@ -146,7 +149,7 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
       <h1>
         Device {d.id} <Badge value={d.state} />
       </h1>
-      <div id="device-facts" data-live="devices alerts">
+      <div id="device-facts" data-live="devices alerts activity">
         <dl class="facts">
           <dt>Name</dt>
           <dd>{d.name ?? '—'}</dd>
@@ -168,7 +171,10 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
           <dt>First seen</dt>
           <dd>{when(d.firstSeen)}</dd>
           <dt>Last seen</dt>
-          <dd>{when(d.lastSeen)}</dd>
+          <dd id="last-seen">
+            {when(d.lastSeen)}
+            {d.lastSeen ? ` (${ago(d.lastSeen, data.to)})` : ''}
+          </dd>
           {d.quarantine ? (
             <>
               <dt>Quarantine</dt>
@@ -213,8 +219,14 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
             </>
           ) : null}
         </dl>
-        {canOperate ? (
-          <DeviceActions d={d} viewer={viewer} base={base} isAdmin={viewer.role === 'admin'} />
+        {canOperate && d.state !== 'decommissioned' ? (
+          <DeviceActions
+            d={d}
+            viewer={viewer}
+            base={base}
+            isAdmin={viewer.role === 'admin'}
+            firewallEnforced={data.firewallEnforced ?? true}
+          />
         ) : null}
         <h2>Credentials</h2>
         <div class="scroll">
@@ -276,23 +288,25 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
           last 7 days
         </a>
       </p>
-      <Chart
-        title="Messages"
-        points={data.activity}
-        value={(b) => b.messages}
-        unit="messages"
-        from={data.from}
-        to={data.to}
-      />
-      <Chart
-        title="Anomaly score"
-        points={data.activity}
-        value={(b) => b.maxScore}
-        unit="score"
-        kind="score"
-        from={data.from}
-        to={data.to}
-      />
+      <div id="device-charts" data-live="activity">
+        <Chart
+          title="Messages"
+          points={data.activity}
+          value={(b) => b.messages}
+          unit="messages"
+          from={data.from}
+          to={data.to}
+        />
+        <Chart
+          title="Anomaly score"
+          points={data.activity}
+          value={(b) => b.maxScore}
+          unit="score"
+          kind="score"
+          from={data.from}
+          to={data.to}
+        />
+      </div>
       <h2>Recent events</h2>
       {data.events.length === 0 ? (
         <p>No audited events.</p>
@@ -311,7 +325,7 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
                 <tr>
                   <td>{when(e.ts)}</td>
                   <td>{e.actor}</td>
-                  <td>{e.action}</td>
+                  <td>{actionLabel(e.action)}</td>
                 </tr>
               ))}
             </tbody>
@@ -322,12 +336,13 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
   );
 };
 
-const DeviceActions: FC<{ d: Device; viewer: Viewer; base: string; isAdmin: boolean }> = ({
-  d,
-  viewer,
-  base,
-  isAdmin,
-}) => (
+const DeviceActions: FC<{
+  d: Device;
+  viewer: Viewer;
+  base: string;
+  isAdmin: boolean;
+  firewallEnforced: boolean;
+}> = ({ d, viewer, base, isAdmin, firewallEnforced }) => (
   <section aria-label="Actions">
     <h2>Actions</h2>
     {d.state === 'pending' ? (
@@ -353,8 +368,8 @@ const DeviceActions: FC<{ d: Device; viewer: Viewer; base: string; isAdmin: bool
           <div>
             <label for="q-mode">Mode</label>
             <select id="q-mode" name="mode">
-              <option value="observe">observe (keeps its session, watched)</option>
-              <option value="isolate">isolate (cut off)</option>
+              <option value="observe">observe (stays connected and watched; its readings are refused)</option>
+              <option value="isolate">isolate (its sessions are cut and refused)</option>
             </select>
           </div>
           <div>
@@ -363,6 +378,12 @@ const DeviceActions: FC<{ d: Device; viewer: Viewer; base: string; isAdmin: bool
             </button>
           </div>
         </div>
+        <p class="hint" id="q-note">
+          Either way nothing it sends reaches the cloud.{' '}
+          {firewallEnforced
+            ? 'The firewall also moves its address into the quarantine set.'
+            : 'The firewall is off (firewall.enforce), so this acts in the gateway only: the network does not block the device.'}
+        </p>
       </form>
     ) : null}
     {d.state === 'quarantined' ? (

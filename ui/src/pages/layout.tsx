@@ -19,7 +19,10 @@ const NAV: { href: string; label: string; roles?: readonly Role[] }[] = [
   { href: '/segments', label: 'Segments' },
   { href: '/audit', label: 'Audit log' },
   { href: '/compliance', label: 'Compliance' },
+  { href: '/health', label: 'Health' },
+  { href: '/tokens', label: 'Flow tokens', roles: ['admin'] },
   { href: '/users', label: 'Users', roles: ['admin'] },
+  { href: '/account', label: 'Account' },
 ];
 
 export const Layout: FC<{
@@ -41,6 +44,7 @@ export const Layout: FC<{
           <meta charset="utf-8" />
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <title>{`${title} · Portcullis`}</title>
+          <link rel="icon" href="/static/favicon.svg" type="image/svg+xml" />
           <link rel="stylesheet" href="/static/app.css" />
           <script src="/static/app.js" defer />
         </head>
@@ -67,7 +71,7 @@ export const Layout: FC<{
             ) : null}
             {viewer ? (
               <div class="who">
-                <span>
+                <span class="who-name">
                   {viewer.username} ({viewer.role})
                 </span>
                 <form method="post" action="/logout" class="inline">

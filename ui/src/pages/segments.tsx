@@ -20,34 +20,44 @@ export const Segments: FC<{
   return (
     <>
       <h1>Segments</h1>
-      <div class="scroll">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">Segment</th>
-              <th scope="col">Role</th>
-              <th scope="col">Network</th>
-              <th scope="col">Interface</th>
-              <th scope="col">Default</th>
-              <th scope="col">Members</th>
-            </tr>
-          </thead>
-          <tbody>
-            {segments.map((s) => (
+      {segments.length === 0 ? (
+        <p id="segments-empty">
+          No segments are configured: every device is in one flat network and the firewall has nothing to
+          separate. Segments (sensor VLANs, a management network) are set under <code>segments</code> in the
+          configuration file; see docs/segmentation.md.
+        </p>
+      ) : (
+        <div class="scroll">
+          <table>
+            <thead>
               <tr>
-                <td>
-                  <a href={`/devices?segment=${encodeURIComponent(s.name)}`}>{s.name}</a>
-                </td>
-                <td>{s.role}</td>
-                <td>{s.subnet}</td>
-                <td>{s.interface ?? (s.vlanId !== undefined ? `${s.parentInterface}.${s.vlanId}` : '—')}</td>
-                <td>{s.defaultPolicy}</td>
-                <td>{members.get(s.name) ?? 0}</td>
+                <th scope="col">Segment</th>
+                <th scope="col">Role</th>
+                <th scope="col">Network</th>
+                <th scope="col">Interface</th>
+                <th scope="col">Default</th>
+                <th scope="col">Members</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+            </thead>
+            <tbody>
+              {segments.map((s) => (
+                <tr>
+                  <td>
+                    <a href={`/devices?segment=${encodeURIComponent(s.name)}`}>{s.name}</a>
+                  </td>
+                  <td>{s.role}</td>
+                  <td>{s.subnet}</td>
+                  <td>
+                    {s.interface ?? (s.vlanId !== undefined ? `${s.parentInterface}.${s.vlanId}` : '—')}
+                  </td>
+                  <td>{s.defaultPolicy}</td>
+                  <td>{members.get(s.name) ?? 0}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
       <h2>Firewall</h2>
       <dl class="facts">
         <dt>Enforcement</dt>
@@ -96,7 +106,14 @@ export const Segments: FC<{
               ))}
             </pre>
           ) : null}
-          {viewer.role === 'admin' && r.changed ? (
+          {!firewall.enforce ? (
+            <p class="hint" id="apply-off">
+              Enforcement is off (<code>firewall.enforce: false</code>): the gateway leaves this host's
+              firewall alone, so there is nothing to apply. Review the ruleset here; turn enforcement on in
+              the configuration to have the gateway load it.
+            </p>
+          ) : null}
+          {viewer.role === 'admin' && r.changed && firewall.enforce ? (
             <form
               method="post"
               action="/segments/apply"

@@ -68,7 +68,7 @@ export function authRoutes(
     throttle(c);
     const b = await body(c, credentials);
     const user = await users.authenticate(b.username, b.password, clientAddress(c));
-    const { token } = sessions.create(user.username, false);
+    const { token } = sessions.create(user.username, false, clientAddress(c));
     setSessionCookie(c, token);
     return c.json({ next: user.totpEnrolledAt ? 'totp' : 'enroll' });
   });

@@ -225,6 +225,12 @@ export class DeviceRepository {
     return counts;
   }
 
+  /** The latest time any device was seen: `touch` does not move `changeStamp`, this does (live "last seen"). */
+  seenStamp(): string {
+    const r = this.db.prepare('SELECT max(last_seen) AS s FROM devices').get() as { s: string | null };
+    return r.s ?? '';
+  }
+
   /** Changes whenever any device row does (a cheap poll for live views). */
   changeStamp(): string {
     const r = this.db.prepare('SELECT count(*) AS n, max(updated_at) AS u FROM devices').get() as {

@@ -15,6 +15,18 @@ export interface User {
   lockedUntil: string | null;
   createdAt: string;
   disabledAt: string | null;
+  /** An admin set this password: it must be changed before the account may do anything else. */
+  passwordChangeRequired: boolean;
+}
+
+/** A live or expired UI session as the accounts page lists it (never the token, only its hash's hash). */
+export interface SessionRow {
+  tokenHash: string;
+  username: string;
+  mfaPassed: boolean;
+  createdAt: string;
+  lastSeenAt: string;
+  address: string | null;
 }
 
 interface UserRow {
@@ -29,6 +41,7 @@ interface UserRow {
   locked_until: string | null;
   created_at: string;
   disabled_at: string | null;
+  password_change_required: number;
 }
 
 function toUser(r: UserRow): User {
@@ -44,6 +57,7 @@ function toUser(r: UserRow): User {
     lockedUntil: r.locked_until,
     createdAt: r.created_at,
     disabledAt: r.disabled_at,
+    passwordChangeRequired: r.password_change_required === 1,
   };
 }
 
@@ -120,5 +134,78 @@ export class UserRepository {
     this.db
       .prepare('UPDATE users SET recovery_codes = ? WHERE username = ?')
       .run(JSON.stringify(hashes), username);
+  }
+
+  /** A new password hash; `mustChange` marks one set by somebody else (changed at the next login). */
+  setPassword(username: string, hash: string, mustChange: boolean): void {
+    this.db
+      .prepare(
+        'UPDATE users SET password_hash = ?, password_change_required = ?, failed_logins = 0, locked_until = NULL WHERE username = ?',
+      )
+      .run(hash, mustChange ? 1 : 0, username);
+  }
+
+  /** Forgets the second factor (secret, recovery codes): the account enrols again at its next login. */
+  clearMfa(username: string): void {
+    this.db
+      .prepare(
+        'UPDATE users SET totp_secret_wrapped = NULL, totp_enrolled_at = NULL, totp_last_step = NULL, recovery_codes = NULL WHERE username = ?',
+      )
+      .run(username);
+  }
+
+  setDisabled(username: string, at: string | null): void {
+    this.db.prepare('UPDATE users SET disabled_at = ? WHERE username = ?').run(at, username);
+  }
+
+  /** Deletes the account and its sessions (audit entries keep its name as they were). */
+  delete(username: string): void {
+    this.db.prepare('DELETE FROM ui_sessions WHERE username = ?').run(username);
+    this.db.prepare('DELETE FROM users WHERE username = ?').run(username);
+  }
+
+  /** Enabled admins: the last one may not be disabled, demoted or deleted. */
+  countActiveAdmins(): number {
+    return (
+      this.db
+        .prepare("SELECT count(*) AS n FROM users WHERE role = 'admin' AND disabled_at IS NULL")
+        .get() as { n: number }
+    ).n;
+  }
+
+  sessions(username?: string): SessionRow[] {
+    const rows = (
+      username
+        ? this.db
+            .prepare('SELECT * FROM ui_sessions WHERE username = ? ORDER BY last_seen_at DESC')
+            .all(username)
+        : this.db.prepare('SELECT * FROM ui_sessions ORDER BY username, last_seen_at DESC').all()
+    ) as {
+      token_hash: string;
+      username: string;
+      mfa_passed: number;
+      created_at: string;
+      last_seen_at: string;
+      address: string | null;
+    }[];
+    return rows.map((r) => ({
+      tokenHash: r.token_hash,
+      username: r.username,
+      mfaPassed: r.mfa_passed === 1,
+      createdAt: r.created_at,
+      lastSeenAt: r.last_seen_at,
+      address: r.address,
+    }));
+  }
+
+  /** Ends sessions of `username`, all of them or all but `keepTokenHash` (the one changing its password). */
+  deleteSessions(username: string, keepTokenHash?: string): number {
+    return this.db
+      .prepare('DELETE FROM ui_sessions WHERE username = ? AND token_hash IS NOT ?')
+      .run(username, keepTokenHash ?? null).changes;
+  }
+
+  deleteSession(tokenHash: string): number {
+    return this.db.prepare('DELETE FROM ui_sessions WHERE token_hash = ?').run(tokenHash).changes;
   }
 }
