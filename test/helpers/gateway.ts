@@ -45,7 +45,14 @@ export async function makeGatewayHome(
   pki: TestPki,
   broker: Broker,
   clientId: string,
-  opts: { tpm?: { tcti: string; env: Record<string, string> }; dtlsLimits?: string } = {},
+  opts: {
+    tpm?: { tcti: string; env: Record<string, string> };
+    dtlsLimits?: string;
+    /** uplink.topicPrefix (default site-1): several gateways on one broker need their own. */
+    topicPrefix?: string;
+    /** More top-level YAML lines (a `fleet:` section, say). */
+    extraConfig?: string[];
+  } = {},
 ): Promise<GatewayHome> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-gw-'));
   const dtlsPort = await freeUdpPort();
@@ -60,7 +67,7 @@ export async function makeGatewayHome(
     `  url: ${broker.url}`,
     `  caFile: ${pki.caPath}`,
     `  clientId: ${clientId}`,
-    '  topicPrefix: site-1',
+    `  topicPrefix: ${opts.topicPrefix ?? 'site-1'}`,
     '  reconnect: {minSeconds: 0.2, maxSeconds: 1}',
   ];
   writeFileSync(config, `${base.join('\n')}\n`);
@@ -71,7 +78,7 @@ export async function makeGatewayHome(
   };
   const csr = await cli(['uplink', 'csr', '--subject', `CN=${clientId}`]);
   const certFile = pki.signCsr(csr, clientId);
-  writeFileSync(config, `${[...base, `  certFile: ${certFile}`].join('\n')}\n`);
+  writeFileSync(config, `${[...base, `  certFile: ${certFile}`, ...(opts.extraConfig ?? [])].join('\n')}\n`);
   return {
     dir,
     config,

@@ -334,6 +334,11 @@ export class AuditLog {
     }
   }
 
+  /** The newest signed checkpoint (the fleet's reported state carries it as an anchor outside the box). */
+  lastCheckpoint(): AuditCheckpoint | undefined {
+    return this.store.audit.lastCheckpoint();
+  }
+
   /** Checkpoints from `fromSeq` on, in the order they were made (for the export). */
   checkpoints(fromSeq = 0): AuditCheckpoint[] {
     return this.store.audit.checkpoints(fromSeq);

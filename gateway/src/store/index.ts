@@ -9,6 +9,7 @@ import { DeviceRepository } from './repositories/devices.ts';
 import { DownlinkRepository } from './repositories/downlink.ts';
 import { FirewallRulesetRepository } from './repositories/firewall-rulesets.ts';
 import { FirmwareRepository } from './repositories/firmware.ts';
+import { FleetRepository } from './repositories/fleet.ts';
 import { MudControllerRepository } from './repositories/mud-controllers.ts';
 import { PullSourceRepository } from './repositories/pull-sources.ts';
 import { QueueRepository } from './repositories/queue.ts';
@@ -42,6 +43,7 @@ export type {
   CampaignState,
   FirmwareImage,
 } from './repositories/firmware.ts';
+export type { FleetApplied, FleetLock, FleetTrust } from './repositories/fleet.ts';
 export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment, SegmentRole } from './repositories/segments.ts';
@@ -72,6 +74,7 @@ export class Store {
   readonly activity: ActivityRepository;
   readonly updates: UpdateRepository;
   readonly firmware: FirmwareRepository;
+  readonly fleet: FleetRepository;
 
   private constructor(readonly db: Db) {
     this.devices = new DeviceRepository(db);
@@ -93,6 +96,7 @@ export class Store {
     this.activity = new ActivityRepository(db);
     this.updates = new UpdateRepository(db);
     this.firmware = new FirmwareRepository(db);
+    this.fleet = new FleetRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

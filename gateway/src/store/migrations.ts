@@ -407,6 +407,34 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 18,
+    name: 'fleet plane: applied desired-state versions, the rotated operator key, the local fleet lock',
+    sql: `
+      -- Versions only go up per scope (the gateway's own topic, each group): an older or replayed document is
+      -- refused even after a restart.
+      CREATE TABLE fleet_applied (
+        scope TEXT PRIMARY KEY,
+        version INTEGER NOT NULL CHECK (version >= 1),
+        hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        applied_at TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}'
+      ) STRICT;
+      CREATE TABLE fleet_trust (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        key_spki TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        pinned_from TEXT NOT NULL,
+        since TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE fleet_lock (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        locked_by TEXT NOT NULL,
+        locked_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
+  {
     version: 19,
     name: 'devices take a policy profile and may override its fields (docs/policy.md)',
     sql: `

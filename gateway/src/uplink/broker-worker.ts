@@ -12,7 +12,14 @@ export type ToWorker =
       params: Omit<ConnectParams, 'ca' | 'cert' | 'key'> & { ca: string; cert: string };
       keyPem: string;
     }
-  | { type: 'publish'; id: number; topic: string; payload: string; userProperties: Record<string, string> }
+  | {
+      type: 'publish';
+      id: number;
+      topic: string;
+      payload: string;
+      userProperties: Record<string, string>;
+      retain: boolean;
+    }
   | { type: 'subscribe'; topic: string }
   | { type: 'end'; graceMs: number };
 
@@ -43,8 +50,12 @@ process.on('message', (m: ToWorker) => {
       );
       return;
     case 'publish':
-      conn?.publish(m.topic, Buffer.from(m.payload, 'base64'), m.userProperties, (err) =>
-        send({ type: 'ack', id: m.id, err }),
+      conn?.publish(
+        m.topic,
+        Buffer.from(m.payload, 'base64'),
+        m.userProperties,
+        (err) => send({ type: 'ack', id: m.id, err }),
+        { retain: m.retain },
       );
       return;
     case 'subscribe':

@@ -103,11 +103,10 @@ export function connectInProcess(
   });
   return {
     publish(topic, payload, userProperties, done, options) {
-      client.publish(
-        topic,
-        payload,
-        { qos: 1, retain: options?.retain ?? false, properties: { userProperties } },
-        (err) => done(err ? err.message : null),
+      // An empty user-property list is encoded as a malformed packet and mosquitto drops the connection.
+      const properties = Object.keys(userProperties).length > 0 ? { userProperties } : {};
+      client.publish(topic, payload, { qos: 1, retain: options?.retain ?? false, properties }, (err) =>
+        done(err ? err.message : null),
       );
     },
     subscribe(topic) {

@@ -1,5 +1,7 @@
+export type { WillMessage } from './connection.ts';
 export {
   type DownlinkMessage,
+  type FleetHooks,
   type TelemetryMessage,
   Uplink,
   type UplinkOptions,

@@ -2,7 +2,26 @@ import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/index.ts';
 import { watchCertificate } from './certificate-watch.ts';
-import type { BrokerConnection, ConnectionEvents, ConnectParams, UplinkKey } from './connection.ts';
+import type {
+  BrokerConnection,
+  ConnectionEvents,
+  ConnectParams,
+  UplinkKey,
+  WillMessage,
+} from './connection.ts';
+
+/**
+ * What the fleet plane (gateway/src/fleet) hangs on the connection: a Will set at every connect, its own
+ * subscriptions, a hook when the connection comes up (the birth message, the reported state) and the messages
+ * on its topics. The uplink stays the one owner of the broker connection.
+ */
+export interface FleetHooks {
+  will(): WillMessage;
+  subscriptions(): string[];
+  onConnect(): void;
+  /** True when the message was the fleet's (a desired-state document). */
+  onMessage(topic: string, payload: Buffer): boolean;
+}
 
 export interface UplinkTls {
   ca: Buffer;
@@ -81,6 +100,7 @@ export class Uplink {
   private acked: number[] = [];
   /** clock.now() when the connection last came up or went down (or the uplink was made). */
   private stateChangedAt: number;
+  private fleet: FleetHooks | null = null;
 
   constructor(
     private readonly store: Store,
@@ -103,7 +123,34 @@ export class Uplink {
     return `${this.devicesTopic}+/commands`;
   }
 
+  /** Set before start(): the Will and subscriptions go with every connect from then on. */
+  setFleetHooks(hooks: FleetHooks): void {
+    this.fleet = hooks;
+  }
+
+  get topicPrefix(): string {
+    return this.opts?.topicPrefix ?? 'portcullis';
+  }
+
+  /**
+   * Publishes now, outside the durable queue: for retained documents (presence, state, results) that are
+   * published again at every connect, so a loss while offline costs nothing. Rejects when not connected.
+   */
+  publishDirect(topic: string, payload: Buffer, options: { retain?: boolean } = {}): Promise<void> {
+    const client = this.client;
+    if (!client || !this.connected) return Promise.reject(new Error('uplink not connected'));
+    return new Promise<void>((resolve, reject) =>
+      client.publish(topic, payload, {}, (err) => (err ? reject(new Error(err)) : resolve()), options),
+    );
+  }
+
   private onBrokerMessage(topic: string, payload: Buffer, props: Record<string, string>): void {
+    try {
+      if (this.fleet?.onMessage(topic, payload)) return;
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message, topic }, 'fleet message not handled');
+      return;
+    }
     const prefix = this.devicesTopic;
     if (!topic.startsWith(prefix) || !topic.endsWith('/commands')) return;
     const deviceId = topic.slice(prefix.length, -'/commands'.length);
@@ -237,7 +284,14 @@ export class Uplink {
   ): void {
     if (this.stopped || !o.tls.cert) return;
     const client: BrokerConnection = connectBroker(
-      { url: o.url, clientId: o.clientId, ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key },
+      {
+        url: o.url,
+        clientId: o.clientId,
+        ca: o.tls.ca,
+        cert: o.tls.cert,
+        key: o.tls.key,
+        will: this.fleet?.will(),
+      },
       {
         onConnect: () => {
           this.connected = true;
@@ -248,6 +302,8 @@ export class Uplink {
           this.lastSentId = 0;
           this.logger.info({ url: o.url }, 'uplink connected');
           client.subscribe(this.commandsTopic());
+          for (const t of this.fleet?.subscriptions() ?? []) client.subscribe(t);
+          this.fleet?.onConnect();
           this.schedulePump();
         },
         onMessage: (topic, payload, props) => this.onBrokerMessage(topic, payload, props),

@@ -1,0 +1,207 @@
+/**
+ * The gateway's side of the fleet plane, hung on the uplink's connection (uplink/uplink.ts FleetHooks):
+ * presence (birth on connect, an MQTT 5 Will for the rest), the retained reported state (at connect, on change
+ * debounced, and every `stateIntervalSeconds`), desired-state documents in, their results out, and the alert
+ * stream through the durable queue.
+ */
+import { readFileSync } from 'node:fs';
+import type { AuditCheckpoint } from '../audit/index.ts';
+import type { Clock } from '../clock.ts';
+import type { Core } from '../core.ts';
+import type { Logger } from '../log.ts';
+import type { FleetHooks, Uplink, WillMessage } from '../uplink/index.ts';
+import { DesiredStateApplier } from './apply.ts';
+import { ed25519PublicKey, keyIdOf } from './document.ts';
+import { gatewayHpkeKey, hpkeBindingMessage } from './hpke.ts';
+import { buildState, presence } from './state.ts';
+import { fleetTopics, groupTopic, STREAM_SUFFIX } from './topics.ts';
+
+/** Checkpoints made for the state at most this often (each advances the keystore's counter: TPM NV wear). */
+const CHECKPOINT_MIN_INTERVAL_MS = 60_000;
+
+export class FleetAgent implements FleetHooks {
+  private readonly topics: ReturnType<typeof fleetTopics>;
+  private readonly groupScopes = new Map<string, string>();
+  private stateTimer: NodeJS.Timeout | null = null;
+  private intervalTimer: NodeJS.Timeout | null = null;
+  private lastStateAt = 0;
+  private lastCheckpointAt = 0;
+  private connectedAt = 0;
+  private unsubscribe: (() => void) | null = null;
+  /** Documents are handled one at a time, in arrival order. */
+  private chain: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  private constructor(
+    private readonly core: Core,
+    private readonly uplink: Uplink,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly applier: DesiredStateApplier,
+    private readonly hpke: { publicKey: string; keyId: string; signature: string },
+  ) {
+    this.topics = fleetTopics(uplink.topicPrefix);
+    const f = core.config.fleet;
+    for (const g of f.groups) this.groupScopes.set(groupTopic(f.groupTopic, g), `group:${g}`);
+  }
+
+  static async create(core: Core, uplink: Uplink, clock: Clock, logger: Logger): Promise<FleetAgent> {
+    const keystore = core.keystore;
+    if (!keystore) throw new Error('the fleet agent needs the keystore');
+    const hpke = await gatewayHpkeKey(keystore);
+    const publicKey = hpke.publicKey.toString('base64');
+    const signature = keystore
+      .signWithIdentity(hpkeBindingMessage(uplink.topicPrefix, publicKey))
+      .toString('base64');
+    const file = core.config.fleet.operatorKeyFile;
+    const configKey = file ? ed25519PublicKey(readFileSync(file, 'utf8')) : null;
+    const applier = new DesiredStateApplier(core, hpke, configKey, uplink.topicPrefix, logger);
+    return new FleetAgent(core, uplink, clock, logger, applier, { publicKey, keyId: hpke.keyId, signature });
+  }
+
+  start(): void {
+    this.uplink.setFleetHooks(this);
+    this.unsubscribe = this.core.events.on((e) => {
+      if (e.type === 'alert') {
+        this.streamAlert(e);
+        this.scheduleState();
+      } else if (e.type === 'device.new' || e.type === 'device.state') {
+        this.scheduleState();
+      }
+    });
+    this.intervalTimer = setInterval(
+      () => this.publishState(),
+      this.core.config.fleet.stateIntervalSeconds * 1000,
+    );
+    this.intervalTimer.unref();
+  }
+
+  will(): WillMessage {
+    this.connectedAt = this.clock.now();
+    return {
+      topic: this.topics.status,
+      payload: JSON.stringify(presence(false, this.connectedAt, 'will')),
+      retain: true,
+    };
+  }
+
+  subscriptions(): string[] {
+    return [this.topics.desired, ...this.groupScopes.keys()];
+  }
+
+  onConnect(): void {
+    this.publish(this.topics.status, presence(true, this.clock.now(), 'birth'));
+    this.publishState();
+  }
+
+  onMessage(topic: string, payload: Buffer): boolean {
+    const scope = topic === this.topics.desired ? 'gateway' : this.groupScopes.get(topic);
+    if (!scope) return false;
+    this.chain = this.chain.then(async () => {
+      if (this.stopped) return;
+      const result = await this.applier.handle(scope, payload);
+      if (!result) return;
+      this.publish(this.topics.result, result);
+      this.scheduleState(0);
+    });
+    return true;
+  }
+
+  private publish(topic: string, doc: unknown): void {
+    this.uplink
+      .publishDirect(topic, Buffer.from(JSON.stringify(doc)), { retain: true })
+      .catch((err: Error) => {
+        // Retained documents are sent again at the next connect: a loss while offline costs nothing.
+        this.logger.debug({ topic, err: err.message }, 'fleet publish not sent');
+      });
+  }
+
+  /** Trailing debounce: at most one state per `stateDebounceSeconds`, the last change always included. */
+  private scheduleState(delayMs?: number): void {
+    if (this.stateTimer || this.stopped) return;
+    const debounce = this.core.config.fleet.stateDebounceSeconds * 1000;
+    const wait = delayMs ?? Math.max(0, this.lastStateAt + debounce - this.clock.now());
+    this.stateTimer = setTimeout(
+      () => {
+        this.stateTimer = null;
+        this.publishState();
+      },
+      Math.max(wait, 50),
+    );
+    this.stateTimer.unref();
+  }
+
+  private auditHead(): AuditCheckpoint | null {
+    const last = this.core.audit.lastCheckpoint() ?? null;
+    const now = this.clock.now();
+    // At connect (a new session of the outside party's view) or at most once a minute: sign the current head.
+    const fresh = this.lastCheckpointAt === 0 || now - this.lastCheckpointAt >= CHECKPOINT_MIN_INTERVAL_MS;
+    if (!fresh) return last;
+    try {
+      const cp = this.core.audit.checkpoint();
+      this.lastCheckpointAt = now;
+      return cp ?? last;
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'fleet: no audit checkpoint for the state');
+      return last;
+    }
+  }
+
+  publishState(): void {
+    if (this.stopped || this.uplink.status().state !== 'connected') return;
+    this.lastStateAt = this.clock.now();
+    try {
+      const labels: Record<string, string> = {};
+      for (const a of this.core.store.fleet.allApplied()) Object.assign(labels, a.labels);
+      const key = this.applier.operatorKey();
+      const doc = buildState({
+        core: this.core,
+        prefix: this.uplink.topicPrefix,
+        uplink: this.uplink.status(),
+        audit: this.auditHead(),
+        hpke: this.hpke,
+        operatorKeyId: key ? keyIdOf(key) : null,
+        labels,
+      });
+      this.publish(this.topics.state, doc);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'fleet: reported state not built');
+    }
+  }
+
+  private streamAlert(
+    e: Extract<Parameters<Parameters<Core['events']['on']>[0]>[0], { type: 'alert' }>,
+  ): void {
+    // Durable, like telemetry: an alert raised while the broker is away is delivered when it is back.
+    this.uplink
+      .enqueue({
+        deviceId: e.deviceId ?? '',
+        payload: Buffer.from(JSON.stringify(e)),
+        contentFormat: 50,
+        credentialKind: 'gateway',
+        topicSuffix: STREAM_SUFFIX.alerts,
+      })
+      .catch((err: Error) => this.logger.error({ err: err.message }, 'fleet: alert not queued'));
+  }
+
+  /** A clean stop says so (retained), instead of leaving the Will to the broker. */
+  async stop(): Promise<void> {
+    if (this.stateTimer) clearTimeout(this.stateTimer);
+    if (this.intervalTimer) clearInterval(this.intervalTimer);
+    this.unsubscribe?.();
+    await this.chain.catch(() => {});
+    this.stopped = true;
+    await Promise.race([
+      this.uplink
+        .publishDirect(
+          this.topics.status,
+          Buffer.from(JSON.stringify(presence(false, this.clock.now(), 'stopped'))),
+          {
+            retain: true,
+          },
+        )
+        .catch(() => {}),
+      new Promise((r) => setTimeout(r, 1000).unref()),
+    ]);
+  }
+}

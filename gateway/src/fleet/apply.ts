@@ -1,0 +1,239 @@
+/**
+ * Applies desired-state documents: verified against the pinned operator key, checked for target, expiry and a
+ * version above the last applied one in the same scope, then applied all or nothing in one transaction whose
+ * audit entries name `fleet:<key-id>`. Every refusal has a stable code (fleet/errors.ts).
+ */
+import type { KeyObject } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
+import type { Core } from '../core.ts';
+import { PortcullisError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { type DocumentBody, ed25519PublicKey, keyIdOf, parseEnvelope, verifyDocument } from './document.ts';
+import { FleetError } from './errors.ts';
+import type { GatewayHpkeKey } from './hpke.ts';
+
+export interface ApplyResult {
+  format: 'portcullis-desired-result/1';
+  scope: string;
+  status: 'applied' | 'refused';
+  version: number | null;
+  keyId: string | null;
+  code?: string;
+  reason?: string;
+  at: string;
+}
+
+/** Refusals audited per minute at most; beyond, only logged (the desired topic is writable by the broker's ACL). */
+const REFUSALS_AUDITED_PER_MINUTE = 10;
+
+export class DesiredStateApplier {
+  private refusalWindow = { start: 0, count: 0 };
+
+  constructor(
+    private readonly core: Core,
+    private readonly hpke: GatewayHpkeKey,
+    /** The operator key pinned in the config (fleet.operatorKeyFile); null: every document is refused. */
+    private readonly configKey: KeyObject | null,
+    private readonly prefix: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The key that signs now: a rotated one, unless the config pins another key than the one rotated from. */
+  operatorKey(): KeyObject | null {
+    if (!this.configKey) return null;
+    const trust = this.core.store.fleet.trust();
+    if (trust && trust.pinnedFrom === keyIdOf(this.configKey)) {
+      return createPublicKey({ key: Buffer.from(trust.keySpki, 'base64'), format: 'der', type: 'spki' });
+    }
+    return this.configKey;
+  }
+
+  private now(): string {
+    return new Date(this.core.clock.now()).toISOString();
+  }
+
+  /**
+   * Returns the result to publish, or null for nothing to say: an empty payload (a cleared retained
+   * document), or the very document already applied (the broker hands the retained one over at each connect).
+   */
+  async handle(scope: string, bytes: Buffer): Promise<ApplyResult | null> {
+    if (bytes.length === 0) return null;
+    let keyId: string | null = null;
+    let version: number | null = null;
+    try {
+      const env = parseEnvelope(bytes);
+      keyId = env.keyId;
+      const key = this.operatorKey();
+      if (!key)
+        throw new FleetError(
+          'ERR_FLEET_NO_OPERATOR_KEY',
+          'no operator key is pinned (fleet.operatorKeyFile)',
+        );
+      const { body, hash } = verifyDocument(env, key);
+      version = body.version;
+      const applied = this.core.store.fleet.applied(scope);
+      if (applied && applied.hash === hash) return null;
+      this.checkTarget(scope, body);
+      if (Date.parse(body.expires) <= this.core.clock.now()) {
+        throw new FleetError(
+          'ERR_FLEET_EXPIRED',
+          `document version ${body.version} expired at ${body.expires}`,
+        );
+      }
+      if (applied && body.version <= applied.version) {
+        throw new FleetError(
+          'ERR_FLEET_REPLAYED',
+          `document version ${body.version} is not above version ${applied.version} already applied in ${scope}`,
+        );
+      }
+      const lock = this.core.store.fleet.lock();
+      if (lock.locked) {
+        throw new FleetError('ERR_FLEET_LOCKED', `the fleet lock is set (by ${lock.by} since ${lock.since})`);
+      }
+      await this.apply(scope, body, hash, env.keyId, key);
+      this.logger.info({ scope, version: body.version, keyId: env.keyId }, 'fleet document applied');
+      return {
+        format: 'portcullis-desired-result/1',
+        scope,
+        status: 'applied',
+        version,
+        keyId,
+        at: this.now(),
+      };
+    } catch (err) {
+      const code = err instanceof PortcullisError ? err.code : 'ERR_FLEET_APPLY';
+      const reason = err instanceof Error ? err.message : String(err);
+      this.refused(scope, code, reason, keyId, version);
+      return {
+        format: 'portcullis-desired-result/1',
+        scope,
+        status: 'refused',
+        version,
+        keyId,
+        code,
+        reason,
+        at: this.now(),
+      };
+    }
+  }
+
+  private checkTarget(scope: string, body: DocumentBody): void {
+    const t = body.target;
+    const ok =
+      'gateway' in t ? scope === 'gateway' && t.gateway === this.prefix : scope === `group:${t.group}`;
+    if (!ok) {
+      throw new FleetError(
+        'ERR_FLEET_NOT_FOR_ME',
+        `document is for ${'gateway' in t ? `gateway ${t.gateway}` : `group ${t.group}`}, received in ${scope}`,
+      );
+    }
+  }
+
+  private async apply(
+    scope: string,
+    body: DocumentBody,
+    hash: string,
+    keyId: string,
+    key: KeyObject,
+  ): Promise<void> {
+    const { spec } = body;
+    // PSKs are opened before the transaction (HPKE is async); none is kept past this call or written anywhere
+    // but the credential store.
+    const psks = new Map<string, Buffer>();
+    for (const d of spec.devices.add) {
+      const sealed = d.psk.find((p) => p.to === this.hpke.keyId);
+      if (!sealed) {
+        throw new FleetError(
+          'ERR_FLEET_SEALED',
+          `device ${d.id} carries no PSK sealed to this gateway (${this.hpke.keyId})`,
+        );
+      }
+      psks.set(d.id, await this.hpke.open(sealed, d.id, d.pskIdentity));
+    }
+    const rotate = spec.rotateOperatorKey ? ed25519PublicKey(spec.rotateOperatorKey) : null;
+    const actor = `fleet:${keyId}`;
+    const identity = this.core.identity;
+    const now = this.now();
+    try {
+      this.core.store.transaction(() => {
+        for (const d of spec.devices.add) {
+          identity.addPskDevice(
+            {
+              id: d.id,
+              pskIdentity: d.pskIdentity,
+              pskHex: (psks.get(d.id) as Buffer).toString('hex'),
+              segment: d.segment,
+              name: d.name,
+              type: d.type,
+            },
+            actor,
+          );
+        }
+        for (const id of spec.devices.decommission)
+          identity.decommission(id, actor, `fleet document ${body.version}`);
+        for (const q of spec.devices.quarantine)
+          identity.quarantine(q.id, { mode: q.mode, reason: q.reason }, actor);
+        for (const id of spec.devices.release) identity.release(id, actor, `fleet document ${body.version}`);
+        if (rotate && this.configKey) {
+          this.core.store.fleet.setTrust({
+            keySpki: rotate.export({ format: 'der', type: 'spki' }).toString('base64'),
+            keyId: keyIdOf(rotate),
+            pinnedFrom: keyIdOf(this.configKey),
+            since: now,
+          });
+        }
+        this.core.store.fleet.setApplied({
+          scope,
+          version: body.version,
+          hash,
+          keyId,
+          appliedAt: now,
+          labels: spec.labels ?? {},
+        });
+        this.core.audit.append({
+          actor,
+          action: 'fleet.apply',
+          target: scope,
+          details: {
+            version: body.version,
+            documentHash: hash,
+            expires: body.expires,
+            added: spec.devices.add.map((d) => d.id),
+            decommissioned: spec.devices.decommission,
+            quarantined: spec.devices.quarantine.map((q) => q.id),
+            released: spec.devices.release,
+            rotatedTo: rotate ? keyIdOf(rotate) : null,
+            previousKey: rotate ? keyIdOf(key) : null,
+            labels: spec.labels ?? {},
+          },
+        });
+      });
+    } finally {
+      for (const k of psks.values()) k.fill(0);
+    }
+  }
+
+  private refused(
+    scope: string,
+    code: string,
+    reason: string,
+    keyId: string | null,
+    version: number | null,
+  ): void {
+    this.logger.warn({ scope, code, reason, keyId, version }, 'fleet document refused');
+    const now = this.core.clock.now();
+    if (now - this.refusalWindow.start >= 60_000) this.refusalWindow = { start: now, count: 0 };
+    if (++this.refusalWindow.count > REFUSALS_AUDITED_PER_MINUTE) return;
+    try {
+      this.core.audit.append({
+        // Not `fleet:<key-id>`: a refused document's key id is only claimed, never proven.
+        actor: 'fleet',
+        action: 'fleet.refuse',
+        target: scope,
+        details: { code, reason: reason.slice(0, 500), version, claimedKeyId: keyId },
+      });
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'fleet refusal not audited');
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import type { Db } from '../database.ts';
+
+/** The last desired-state document applied per scope (`gateway`, `group:<name>`): versions only go up. */
+export interface FleetApplied {
+  scope: string;
+  version: number;
+  hash: string;
+  keyId: string;
+  appliedAt: string;
+  /** The document's labels (a config fragment the gateway records and reports). */
+  labels: Record<string, string>;
+}
+
+/** The operator key that signs desired state after a rotation (until then the config's key is the one). */
+export interface FleetTrust {
+  keySpki: string;
+  keyId: string;
+  /** The key id pinned in the config when the rotation was applied: a new pin in the config wins over it. */
+  pinnedFrom: string;
+  since: string;
+}
+
+export interface FleetLock {
+  locked: boolean;
+  by: string | null;
+  since: string | null;
+}
+
+interface AppliedRow {
+  scope: string;
+  version: number;
+  hash: string;
+  key_id: string;
+  applied_at: string;
+  labels: string;
+}
+
+const toApplied = (r: AppliedRow): FleetApplied => ({
+  scope: r.scope,
+  version: r.version,
+  hash: r.hash,
+  keyId: r.key_id,
+  appliedAt: r.applied_at,
+  labels: JSON.parse(r.labels) as Record<string, string>,
+});
+
+export class FleetRepository {
+  constructor(private readonly db: Db) {}
+
+  applied(scope: string): FleetApplied | undefined {
+    const r = this.db.prepare('SELECT * FROM fleet_applied WHERE scope = ?').get(scope) as
+      | AppliedRow
+      | undefined;
+    return r && toApplied(r);
+  }
+
+  allApplied(): FleetApplied[] {
+    return (this.db.prepare('SELECT * FROM fleet_applied ORDER BY scope').all() as AppliedRow[]).map(
+      toApplied,
+    );
+  }
+
+  setApplied(a: FleetApplied): void {
+    this.db
+      .prepare(
+        `INSERT INTO fleet_applied (scope, version, hash, key_id, applied_at, labels) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(scope) DO UPDATE SET version = excluded.version, hash = excluded.hash,
+           key_id = excluded.key_id, applied_at = excluded.applied_at, labels = excluded.labels`,
+      )
+      .run(a.scope, a.version, a.hash, a.keyId, a.appliedAt, JSON.stringify(a.labels));
+  }
+
+  trust(): FleetTrust | undefined {
+    const r = this.db.prepare('SELECT * FROM fleet_trust WHERE id = 1').get() as
+      | { key_spki: string; key_id: string; pinned_from: string; since: string }
+      | undefined;
+    return r && { keySpki: r.key_spki, keyId: r.key_id, pinnedFrom: r.pinned_from, since: r.since };
+  }
+
+  setTrust(t: FleetTrust): void {
+    this.db
+      .prepare(
+        `INSERT INTO fleet_trust (id, key_spki, key_id, pinned_from, since) VALUES (1, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET key_spki = excluded.key_spki, key_id = excluded.key_id,
+           pinned_from = excluded.pinned_from, since = excluded.since`,
+      )
+      .run(t.keySpki, t.keyId, t.pinnedFrom, t.since);
+  }
+
+  lock(): FleetLock {
+    const r = this.db.prepare('SELECT locked_by, locked_at FROM fleet_lock WHERE id = 1').get() as
+      | { locked_by: string; locked_at: string }
+      | undefined;
+    return r
+      ? { locked: true, by: r.locked_by, since: r.locked_at }
+      : { locked: false, by: null, since: null };
+  }
+
+  setLock(by: string | null, at: string): void {
+    if (by === null) this.db.prepare('DELETE FROM fleet_lock WHERE id = 1').run();
+    else
+      this.db
+        .prepare('INSERT OR REPLACE INTO fleet_lock (id, locked_by, locked_at) VALUES (1, ?, ?)')
+        .run(by, at);
+  }
+}
