@@ -106,8 +106,8 @@ describe('DTLS interop: PSK', () => {
         `coaps://127.0.0.1:${f.port}/telemetry`,
       ]);
       assert.equal(r.code, 0, r.stderr);
-      // GnuTLS would pick AES-256 or ChaCha20 if the server let it; the server's order wins.
-      await expectTelemetry(f, payload, 'psk', 'TLS_PSK_WITH_AES_128_CCM_8');
+      // Both offer ECDHE-PSK only with ChaCha20 (and CBC); the server prefers forward secrecy when offered.
+      await expectTelemetry(f, payload, 'psk', 'TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256');
     });
   }
 });

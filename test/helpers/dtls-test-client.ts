@@ -29,7 +29,7 @@ import {
   parseRecords,
   sealRecord,
 } from '../../gateway/src/dtls/record.ts';
-import { type CipherSuiteName, suiteByName } from '../../gateway/src/dtls/suites.ts';
+import { aeadParameters, type CipherSuiteName, suiteByName } from '../../gateway/src/dtls/suites.ts';
 
 export class AlertReceived extends Error {
   constructor(readonly description: number) {
@@ -40,13 +40,18 @@ export class AlertReceived extends Error {
 export interface TestClientOptions {
   port: number;
   host?: string;
+  /** The suite the server must choose. */
   suite: CipherSuiteName;
+  /** The suites offered, in the client's order (default: just `suite`). */
+  offer?: CipherSuiteName[];
   psk?: { identity: string; key: Buffer };
   /** X.509 chain (leaf first) or, with `rawPublicKey`, just the key. */
   certificate?: { chain?: Buffer[]; key: KeyObject; rawPublicKey?: boolean };
   extendedMasterSecret?: boolean;
   /** Offer RFC 9146 Connection ID (the client asks for none itself unless `ownConnectionId`). */
   connectionId?: boolean;
+  /** More ClientHello extensions (type, body), e.g. max_fragment_length or record_size_limit. */
+  extensions?: Array<[number, Buffer]>;
   /** The CID the server must put on the records it sends us (RFC 9146), with `connectionId`. */
   ownConnectionId?: Buffer;
   tamper?: {
@@ -90,6 +95,8 @@ export class TestDtlsClient {
   readonly appData: Buffer[] = [];
   readonly alerts: number[] = [];
   serverCertificate: X509Certificate | null = null;
+  /** The ServerHello's extensions, by type. */
+  readonly serverExtensions = new Map<number, Buffer>();
   /** The session's raw key block, for tests that check record bytes against the RFCs independently. */
   keys: ReturnType<typeof keyBlock> | null = null;
 
@@ -189,6 +196,7 @@ export class TestDtlsClient {
       exts.push([ExtensionType.clientCertificateType, Buffer.from([1, CertificateType.rawPublicKey])]);
       exts.push([ExtensionType.serverCertificateType, Buffer.from([1, CertificateType.rawPublicKey])]);
     }
+    for (const e of this.o.extensions ?? []) exts.push(e);
     if (this.o.connectionId)
       exts.push([
         ExtensionType.connectionId,
@@ -199,10 +207,16 @@ export class TestDtlsClient {
       .bytes(random)
       .vec8(Buffer.alloc(0))
       .vec8(cookie)
-      .vec16(new Writer().u16(suiteByName(this.o.suite).id).finish())
+      .vec16(this.offeredSuites())
       .vec8(Buffer.from([0]))
       .bytes(encodeExtensions(exts))
       .finish();
+  }
+
+  private offeredSuites(): Buffer {
+    const w = new Writer();
+    for (const name of this.o.offer ?? [this.o.suite]) w.u16(suiteByName(name).id);
+    return w.finish();
   }
 
   async connect(): Promise<void> {
@@ -251,6 +265,7 @@ export class TestDtlsClient {
               while (er.remaining > 0) {
                 const type = er.u16();
                 const data = er.vec16();
+                this.serverExtensions.set(type, Buffer.from(data));
                 if (type === ExtensionType.connectionId)
                   this.serverCid = Buffer.from(new Reader(data, 'cid').vec8());
               }
@@ -342,7 +357,7 @@ export class TestDtlsClient {
       serverRandom,
       ems ? dtlsCrypto.sha256(transcript) : null,
     );
-    const kb = keyBlock(dtlsCrypto.prf, master, random, serverRandom);
+    const kb = keyBlock(dtlsCrypto.prf, master, random, serverRandom, aeadParameters(suite.aead));
     this.keys = kb;
     this.writeKey = dtlsCrypto.aeadKey(suite, kb.clientKey, kb.clientSalt);
     this.readKey = dtlsCrypto.aeadKey(suite, kb.serverKey, kb.serverSalt);

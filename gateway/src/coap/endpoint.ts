@@ -4,6 +4,11 @@ import type { DtlsSession } from '../dtls/index.ts';
 import { type BlockOption, blockSize, decodeBlock, decodeUint, encodeBlock, encodeUint } from './options.ts';
 import type { CoapMethod, CoapResponse, CoapRouter } from './router.ts';
 
+/**
+ * Header (4), token (≤ 8), payload marker and the options a block-wise response carries (Content-Format,
+ * Max-Age, Block1, Block2, Size2), with room to spare.
+ */
+const COAP_HEADROOM = 48;
 /** RFC 7252 §4.8.2: how long a message ID may be repeated by a retransmitting client. */
 export const EXCHANGE_LIFETIME_MS = 247_000;
 const MAX_REMEMBERED_IDS = 256;
@@ -205,7 +210,7 @@ export class CoapEndpoint {
           ? { code: '4.13', options: [{ name: 'Size1', value: encodeUint(this.maxBody) }] }
           : { code: upload, options: [] };
       }
-      const ackSzx = Math.min(b1.szx, this.maxSzx);
+      const ackSzx = Math.min(b1.szx, this.sessionSzx(session));
       if (b1.more) {
         // RFC 7959 §2.3: 2.31 Continue; a smaller szx here asks the client to shrink later blocks.
         return {
@@ -245,7 +250,8 @@ export class CoapEndpoint {
     }
     if (response.maxAge !== undefined) options.push({ name: 'Max-Age', value: encodeUint(response.maxAge) });
     const body = response.payload ?? Buffer.alloc(0);
-    const szx = Math.min(b2?.szx ?? this.maxSzx, this.maxSzx);
+    const maxSzx = this.sessionSzx(session);
+    const szx = Math.min(b2?.szx ?? maxSzx, maxSzx);
     const size = blockSize(szx);
     if (body.length <= size && !(b2 && b2.num > 0)) {
       st.downloads.delete(key);
@@ -259,6 +265,18 @@ export class CoapEndpoint {
     options.push({ name: 'Block2', value: encodeBlock({ num, more, szx }) });
     if (num === 0) options.push({ name: 'Size2', value: encodeUint(body.length) });
     return { code: response.code, payload: body.subarray(num * size, (num + 1) * size), options };
+  }
+
+  /**
+   * The largest block size for this session: the configured one, smaller when the peer's record size limit
+   * (max_fragment_length or record_size_limit, with the MTU: `maxPayload`) would not take a block and the
+   * CoAP header and options around it. A response larger than that goes block-wise unasked (RFC 7959 §2.2).
+   */
+  private sessionSzx(session: DtlsSession): number {
+    const room = (session.maxPayload ?? Number.POSITIVE_INFINITY) - COAP_HEADROOM;
+    let szx = this.maxSzx;
+    while (szx > 0 && blockSize(szx) > room) szx--;
+    return szx;
   }
 
   /** Adds a Block1 part; returns the whole body when complete, or an error response code. */

@@ -1,41 +1,53 @@
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import type { DtlsCryptoAddon } from './native.ts';
-import type { CipherSuite } from './suites.ts';
+import { aeadParameters, type CipherSuite } from './suites.ts';
 
 const EXPLICIT_NONCE = 8;
 
-/** One direction of record protection: a key, its implicit salt, and the suite's AEAD. */
+/** One direction of record protection: a key, its implicit salt (or IV), and the suite's AEAD. */
 export abstract class AeadKey {
   readonly tagLength: number;
+  /** Bytes of explicit nonce on each record: 8 for the AES suites, 0 for ChaCha20-Poly1305 (RFC 7905). */
+  readonly recordIvLength: number;
 
   constructor(suite: CipherSuite) {
     this.tagLength = suite.tagLength;
+    this.recordIvLength = aeadParameters(suite.aead).recordIvLength;
   }
 
   /** Ciphertext expansion: explicit nonce plus tag. */
   get overhead(): number {
-    return EXPLICIT_NONCE + this.tagLength;
+    return this.recordIvLength + this.tagLength;
   }
 
   /**
    * Writes explicit_nonce || ciphertext || tag into `out` at `offset` (room for `overhead` + plaintext bytes)
-   * and returns the number of bytes written. The explicit nonce is epoch||sequence, never reused.
+   * and returns the number of bytes written. `explicit` is the record's epoch||sequence, never reused; the AES
+   * suites carry it as the explicit nonce, ChaCha20-Poly1305 folds it into its IV instead.
    */
   abstract sealInto(explicit: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): number;
 
   /** The plaintext length of a record fragment of this length (negative: too short to be one). */
   plaintextLength(fragmentLength: number): number {
-    return fragmentLength - EXPLICIT_NONCE - this.tagLength;
+    return fragmentLength - this.recordIvLength - this.tagLength;
   }
 
-  /** Returns the plaintext, or null if the record does not authenticate. `aad` covers plaintextLength(). */
-  open(fragment: Buffer, aad: Buffer): Buffer | null {
+  /**
+   * Returns the plaintext, or null if the record does not authenticate. `aad` covers plaintextLength().
+   * `sequence` (the record's epoch||sequence) is needed where the nonce is not on the wire (ChaCha20).
+   */
+  open(fragment: Buffer, aad: Buffer, sequence?: Buffer): Buffer | null {
     const ptLen = this.plaintextLength(fragment.length);
-    return ptLen < 0 ? null : this.openFragment(fragment, aad, ptLen);
+    return ptLen < 0 ? null : this.openFragment(fragment, aad, ptLen, sequence);
   }
 
   /** open() for a fragment long enough to hold a nonce and a tag around `ptLen` bytes. */
-  protected abstract openFragment(fragment: Buffer, aad: Buffer, ptLen: number): Buffer | null;
+  protected abstract openFragment(
+    fragment: Buffer,
+    aad: Buffer,
+    ptLen: number,
+    sequence?: Buffer,
+  ): Buffer | null;
 
   /** Returns explicit_nonce || ciphertext || tag. */
   seal(explicit: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
@@ -76,9 +88,60 @@ export class NativeAeadKey extends AeadKey {
   }
 }
 
+/**
+ * ChaCha20-Poly1305 (RFC 7905) through node:crypto: the addon does AES only, and these suites are for peers
+ * without AES hardware, whose record rates are low. Nonce: the 12-byte IV from the key block XORed with the
+ * 64-bit epoch||sequence, left-padded with zeros (RFC 7905 §2).
+ */
+export class ChaChaAeadKey extends AeadKey {
+  private readonly key: KeyObject;
+  private readonly iv: Buffer;
+  private readonly nonceBuffer = Buffer.alloc(12);
+
+  constructor(suite: CipherSuite, key: Buffer, iv: Buffer) {
+    super(suite);
+    if (key.length !== 32 || iv.length !== 12)
+      throw new RangeError('ChaCha20-Poly1305 needs a 32-byte key and 12-byte IV');
+    this.key = createSecretKey(key);
+    this.iv = Buffer.from(iv);
+  }
+
+  private nonce(sequence: Buffer): Buffer {
+    this.iv.copy(this.nonceBuffer);
+    for (let i = 0; i < 8; i++) {
+      this.nonceBuffer[4 + i] = (this.nonceBuffer[4 + i] as number) ^ (sequence[i] as number);
+    }
+    return this.nonceBuffer;
+  }
+
+  sealInto(explicit: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): number {
+    const c = createCipheriv('chacha20-poly1305', this.key, this.nonce(explicit), { authTagLength: 16 });
+    c.setAAD(aad, { plaintextLength: plaintext.length });
+    let at = offset;
+    at += c.update(plaintext).copy(out, at);
+    at += c.final().copy(out, at);
+    at += c.getAuthTag().copy(out, at);
+    return at - offset;
+  }
+
+  protected openFragment(fragment: Buffer, aad: Buffer, ptLen: number, sequence?: Buffer): Buffer | null {
+    if (!sequence) throw new RangeError('ChaCha20-Poly1305 records open with their sequence number');
+    const d = createDecipheriv('chacha20-poly1305', this.key, this.nonce(sequence), { authTagLength: 16 });
+    d.setAuthTag(fragment.subarray(ptLen));
+    d.setAAD(aad, { plaintextLength: ptLen });
+    const pt = d.update(fragment.subarray(0, ptLen));
+    try {
+      d.final();
+    } catch {
+      return null;
+    }
+    return pt;
+  }
+}
+
 /** Through node:crypto: a Cipher object per record. The fallback, and the addon's reference. */
 export class NodeCryptoAeadKey extends AeadKey {
-  private readonly algorithm: 'aes-128-ccm' | 'aes-128-gcm';
+  private readonly algorithm: 'aes-128-ccm' | 'aes-128-gcm' | 'chacha20-poly1305';
   /** A KeyObject, so the key is not re-imported for every record. */
   private readonly key: KeyObject;
   /** salt || explicit nonce, rewritten per record: cipher construction copies it, nothing keeps it. */

@@ -48,7 +48,14 @@ import {
   sealRecordInto,
 } from './record.ts';
 import { ReplayWindow } from './replay.ts';
-import { type CipherSuite, type CipherSuiteName, usesEcdhe, usesPsk } from './suites.ts';
+import {
+  aeadParameters,
+  type CipherSuite,
+  type CipherSuiteName,
+  suiteById,
+  usesEcdhe,
+  usesPsk,
+} from './suites.ts';
 import type { DtlsSession, HandshakeFailure, PeerAddress, PeerCredential } from './types.ts';
 
 export type CloseReason = 'peer-closed' | 'idle' | 'local' | 'replaced' | 'alert';
@@ -95,6 +102,23 @@ function fail(code: string, message: string, alert: number): DtlsError {
   return new DtlsError(code, message, alert);
 }
 
+/**
+ * The server's suite order for this client: its own, except that a client whose first choice among the
+ * server's suites is a ChaCha20-Poly1305 one (a device without AES hardware says so by putting it first) gets
+ * ChaCha20 ahead of AES within each key exchange's forward-secrecy tier. Forward secrecy stays first.
+ */
+function serverPreference(
+  suites: readonly CipherSuite[],
+  offered: readonly number[],
+): readonly CipherSuite[] {
+  // The client's very first suite, as OpenSSL's PRIORITIZE_CHACHA reads it: general-purpose stacks list
+  // ChaCha20 after AES-256-GCM (which this server lacks), and must not be pushed off the AES addon for it.
+  const first = offered[0] === undefined ? undefined : suiteById(offered[0]);
+  if (first?.aead !== 'chacha20-poly1305') return suites;
+  const rank = (s: CipherSuite) => (usesEcdhe(s) ? 0 : 2) + (s.aead === 'chacha20-poly1305' ? 0 : 1);
+  return [...suites].sort((a, b) => rank(a) - rank(b));
+}
+
 /** Whether the server has a credential of certificate type `t` (RFC 7250) to send. */
 function serverCanSend(o: ResolvedOptions, t: number): boolean {
   return (
@@ -120,6 +144,11 @@ export class ServerConnection implements DtlsSession, RecordSink {
   /** The CID this server issued: what the peer puts on records it sends us. */
   connectionId: Buffer | null = null;
   private peerCid: Buffer | null = null;
+  /**
+   * The largest record plaintext the peer takes: 2^14, or what it asked for with max_fragment_length
+   * (RFC 6066 §4) or record_size_limit (RFC 8449). Every record we send, handshake fragments included, fits.
+   */
+  private sendLimit = MAX_PLAINTEXT;
   private suite!: CipherSuite;
   private clientRandom!: Buffer;
   private serverRandom!: Buffer;
@@ -257,7 +286,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
       clientCertType !== undefined &&
       serverCertType !== undefined;
     let suite: CipherSuite | undefined;
-    for (const s of o.suites) {
+    for (const s of serverPreference(o.suites, hello.cipherSuites)) {
       if (!hello.cipherSuites.includes(s.id)) continue;
       const usable =
         s.keyExchange === 'psk'
@@ -282,6 +311,33 @@ export class ServerConnection implements DtlsSession, RecordSink {
     this.serverRandom = publicRandom(32);
     const requestCertificate = suite.keyExchange === 'ecdhe_ecdsa';
 
+    // RFC 8449 §5: with both, record_size_limit wins and max_fragment_length is ignored (not echoed).
+    let echoMfl: number | null = null;
+    const rsl = ext.get(ExtensionType.recordSizeLimit);
+    const mfl = ext.get(ExtensionType.maxFragmentLength);
+    if (rsl) {
+      if (rsl.length !== 2) throw decodeError('record_size_limit');
+      const limit = rsl.readUInt16BE(0);
+      if (limit < 64) {
+        throw fail(
+          'ERR_DTLS_RECORD_SIZE_LIMIT',
+          'record_size_limit below 64',
+          AlertDescription.illegalParameter,
+        );
+      }
+      this.sendLimit = Math.min(MAX_PLAINTEXT, limit);
+    } else if (mfl) {
+      const code = mfl.length === 1 ? (mfl[0] as number) : 0;
+      if (code < 1 || code > 4) {
+        throw fail(
+          'ERR_DTLS_MAX_FRAGMENT_LENGTH',
+          'max_fragment_length is not one of 2^9..2^12',
+          AlertDescription.illegalParameter,
+        );
+      }
+      this.sendLimit = 1 << (8 + code);
+      echoMfl = code;
+    }
     const cidAgreed = ownCid !== null && ext.has(ExtensionType.connectionId);
     if (cidAgreed) {
       const r = new Reader(ext.get(ExtensionType.connectionId) as Buffer, 'connection_id');
@@ -339,6 +395,12 @@ export class ServerConnection implements DtlsSession, RecordSink {
         w.u16(ExtensionType.serverCertificateType).u16(1);
         w.u8(serverCertType as number);
       }
+    }
+    if (rsl) {
+      // Our own limit: the DTLS 1.2 maximum; we take any record size.
+      w.u16(ExtensionType.recordSizeLimit).u16(2).u16(MAX_PLAINTEXT);
+    } else if (echoMfl !== null) {
+      w.u16(ExtensionType.maxFragmentLength).u16(1).u8(echoMfl);
     }
     if (cidAgreed && ownCid) {
       w.u16(ExtensionType.connectionId)
@@ -672,7 +734,13 @@ export class ServerConnection implements DtlsSession, RecordSink {
       this.extendedMasterSecret ? crypto.sha256([hs.transcript.finish()]) : null,
     );
     pms.fill(0);
-    const kb = keyBlock(crypto.prf, hs.master, this.clientRandom, this.serverRandom);
+    const kb = keyBlock(
+      crypto.prf,
+      hs.master,
+      this.clientRandom,
+      this.serverRandom,
+      aeadParameters(this.suite.aead),
+    );
     this.readKey = crypto.aeadKey(this.suite, kb.clientKey, kb.clientSalt);
     this.writeKey = crypto.aeadKey(this.suite, kb.serverKey, kb.serverSalt);
   }
@@ -795,7 +863,18 @@ export class ServerConnection implements DtlsSession, RecordSink {
   }
 
   private transmitFlight(items: FlightItem[]): void {
-    transmitFlight(items, this.host.opts.mtu, this);
+    transmitFlight(items, this.host.opts.mtu, this, this.recordPayloadLimit());
+  }
+
+  /** The peer's plaintext limit per record; with a peer CID the inner content type takes one byte of it. */
+  private recordPayloadLimit(): number {
+    return this.peerCid ? this.sendLimit - 1 : this.sendLimit;
+  }
+
+  get maxPayload(): number {
+    const limit = this.recordPayloadLimit();
+    if (!this.writeKey) return limit;
+    return Math.min(limit, this.host.opts.mtu - this.recordLength(1, 0));
   }
 
   private sendFlight(items: FlightItem[], expectReply: boolean): void {
@@ -915,10 +994,10 @@ export class ServerConnection implements DtlsSession, RecordSink {
         AlertDescription.internalError,
       );
     }
-    if (data.length > MAX_PLAINTEXT) {
+    if (data.length > this.recordPayloadLimit()) {
       throw new DtlsError(
         'ERR_DTLS_TOO_LARGE',
-        'application data exceeds one record',
+        'application data exceeds one record (or the peer’s record size limit)',
         AlertDescription.internalError,
       );
     }

@@ -1,4 +1,4 @@
-/** Wire constants from RFC 5246, RFC 6347, RFC 7250, RFC 7627, RFC 8422 and RFC 9146. */
+/** Wire constants from RFC 5246, RFC 6347, RFC 6066, RFC 7250, RFC 7627, RFC 8422, RFC 8449 and RFC 9146. */
 
 export const DTLS_1_2 = 0xfefd;
 /** RFC 6347 §4.2.1: HelloVerifyRequest is sent with the DTLS 1.0 version for backward compatibility. */
@@ -54,12 +54,18 @@ export const AlertDescription = {
 } as const;
 
 export const ExtensionType = {
+  /** RFC 6066 §4. */
+  maxFragmentLength: 1,
   supportedGroups: 10,
   ecPointFormats: 11,
   signatureAlgorithms: 13,
   clientCertificateType: 19,
   serverCertificateType: 20,
   extendedMasterSecret: 23,
+  /** RFC 8449. */
+  recordSizeLimit: 28,
+  /** RFC 5077. */
+  sessionTicket: 35,
   connectionId: 54,
   renegotiationInfo: 0xff01,
 } as const;

@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { type AeadKey, NativeAeadKey, NodeCryptoAeadKey } from './aead.ts';
+import { type AeadKey, ChaChaAeadKey, NativeAeadKey, NodeCryptoAeadKey } from './aead.ts';
 import { DtlsError } from './errors.ts';
 import { type DtlsCryptoAddon, loadDtlsCryptoAddon } from './native.ts';
 import { nodeCryptoPrf, type Prf } from './prf.ts';
@@ -35,7 +35,10 @@ const nodeCrypto: DtlsCrypto = {
     for (const p of parts) h.update(p);
     return h.digest();
   },
-  aeadKey: (suite, key, salt) => new NodeCryptoAeadKey(suite, key, salt),
+  aeadKey: (suite, key, salt) =>
+    suite.aead === 'chacha20-poly1305'
+      ? new ChaChaAeadKey(suite, key, salt)
+      : new NodeCryptoAeadKey(suite, key, salt),
 };
 
 function nativeCrypto(addon: DtlsCryptoAddon): DtlsCrypto {
@@ -56,7 +59,11 @@ function nativeCrypto(addon: DtlsCryptoAddon): DtlsCrypto {
       addon.sha256(parts, out);
       return out;
     },
-    aeadKey: (suite, key, salt) => new NativeAeadKey(suite, key, salt, addon),
+    // The addon does the AES suites; ChaCha20-Poly1305 runs on node:crypto (see ChaChaAeadKey).
+    aeadKey: (suite, key, salt) =>
+      suite.aead === 'chacha20-poly1305'
+        ? new ChaChaAeadKey(suite, key, salt)
+        : new NativeAeadKey(suite, key, salt, addon),
   };
 }
 

@@ -1,4 +1,4 @@
-import { ContentType, HANDSHAKE_HEADER_LENGTH } from './constants.ts';
+import { ContentType, HANDSHAKE_HEADER_LENGTH, MAX_PLAINTEXT } from './constants.ts';
 import { fragmentHandshake } from './handshake.ts';
 
 /** One message of a flight: a handshake message (header included), a ChangeCipherSpec, in its epoch. */
@@ -24,16 +24,22 @@ const queuedTypes: number[] = [];
 const queuedPayloads: Buffer[] = [];
 
 /**
- * Sends a flight in as few datagrams as the MTU allows, fragmenting handshake messages to fit. Each datagram
- * is one allocation, its records written (and sealed) in place.
+ * Sends a flight in as few datagrams as the MTU allows, fragmenting handshake messages to fit the MTU and the
+ * peer's record size limit (`maxRecordPayload`: max_fragment_length or record_size_limit, RFC 6066 / RFC 8449).
+ * Each datagram is one allocation, its records written (and sealed) in place.
  */
-export function transmitFlight(items: readonly FlightItem[], mtu: number, sink: RecordSink): void {
+export function transmitFlight(
+  items: readonly FlightItem[],
+  mtu: number,
+  sink: RecordSink,
+  maxRecordPayload = MAX_PLAINTEXT,
+): void {
   let used = 0;
   queuedPayloads.length = 0;
   try {
     for (const item of items) {
       const overhead = sink.recordLength(item.epoch, 0);
-      const maxBody = mtu - overhead - HANDSHAKE_HEADER_LENGTH;
+      const maxBody = Math.min(mtu - overhead, maxRecordPayload) - HANDSHAKE_HEADER_LENGTH;
       if (item.type === ContentType.handshake && item.payload.length - HANDSHAKE_HEADER_LENGTH > maxBody) {
         for (const piece of fragmentHandshake(item.payload, maxBody)) {
           used = queue(sink, item.epoch, item.type, piece, overhead, used, mtu);

@@ -81,7 +81,8 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
   }
   const ca = o.clientAuth ?? {};
   const mtu = o.mtu ?? 1200;
-  if (mtu < 256 || mtu > 65_507) throw invalid('mtu must be between 256 and 65507');
+  // 128 still leaves a handshake fragment room beside its record, handshake and CID headers.
+  if (!Number.isInteger(mtu) || mtu < 128 || mtu > 65_507) throw invalid('mtu must be between 128 and 65507');
   const { onSession, onData, onClose, onHandshakeFailure, onDiscard, onCapacity, onInternalError } = o;
   const cid = o.connectionIds ?? false;
   const cidLength = cid === false ? 0 : cid === true ? 8 : cid.length;

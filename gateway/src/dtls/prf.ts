@@ -55,14 +55,25 @@ export interface KeyBlock {
   serverSalt: Buffer;
 }
 
-/** AEAD suites: no MAC keys, 16-byte AES keys, 4-byte implicit nonce salts (RFC 5288, RFC 6655). */
-export function keyBlock(prf: Prf, master: Buffer, clientRandom: Buffer, serverRandom: Buffer): KeyBlock {
-  const kb = prf(master, labelled(LABELS.keyExpansion, serverRandom, clientRandom), 40);
+/**
+ * AEAD suites: no MAC keys; 16-byte AES keys with 4-byte implicit nonce salts (RFC 5288, RFC 6655), or 32-byte
+ * ChaCha20 keys with 12-byte IVs (RFC 7905). `clientSalt`/`serverSalt` are the fixed IVs either way.
+ */
+export function keyBlock(
+  prf: Prf,
+  master: Buffer,
+  clientRandom: Buffer,
+  serverRandom: Buffer,
+  lengths: { keyLength: number; fixedIvLength: number } = { keyLength: 16, fixedIvLength: 4 },
+): KeyBlock {
+  const k = lengths.keyLength;
+  const iv = lengths.fixedIvLength;
+  const kb = prf(master, labelled(LABELS.keyExpansion, serverRandom, clientRandom), 2 * (k + iv));
   return {
-    clientKey: kb.subarray(0, 16),
-    serverKey: kb.subarray(16, 32),
-    clientSalt: kb.subarray(32, 36),
-    serverSalt: kb.subarray(36, 40),
+    clientKey: kb.subarray(0, k),
+    serverKey: kb.subarray(k, 2 * k),
+    clientSalt: kb.subarray(2 * k, 2 * k + iv),
+    serverSalt: kb.subarray(2 * k + iv, 2 * (k + iv)),
   };
 }
 

@@ -228,7 +228,7 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
   if (length < 0) return null;
   if (rec.cid) {
     const aad = writeCidAad(scratchCidAad, rec.epoch, rec.seq, rec.version, rec.cid, length);
-    const inner = key.open(rec.fragment, aad);
+    const inner = key.open(rec.fragment, aad, writeExplicitNonce(scratchNonce, rec.epoch, rec.seq));
     if (!inner) return null;
     // Strip zero padding; the last non-zero byte is the real content type.
     let end = inner.length - 1;
@@ -239,6 +239,7 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
   const data = key.open(
     rec.fragment,
     writePlainAad(scratchPlainAad, rec.epoch, rec.seq, rec.type, rec.version, length),
+    writeExplicitNonce(scratchNonce, rec.epoch, rec.seq),
   );
   return data ? { type: rec.type, data } : null;
 }

@@ -116,6 +116,11 @@ export interface DtlsSessionInfo {
   readonly cipherSuite: CipherSuiteName;
   readonly extendedMasterSecret: boolean;
   readonly connectionId: Buffer | null;
+  /**
+   * The most application data one record to this peer carries without exceeding its record size limit
+   * (max_fragment_length, RFC 6066; record_size_limit, RFC 8449) or the MTU. CoAP goes block-wise above it.
+   */
+  readonly maxPayload?: number;
 }
 
 export interface DtlsSession extends DtlsSessionInfo {
