@@ -7,6 +7,7 @@ import {
   F,
   K,
   LAST_RAISED,
+  LAST_SEVERITY,
   KINDS as MESSAGE_KINDS,
   P,
   PROBATION,
@@ -167,6 +168,8 @@ const ALERTING_SLOWDOWN = 0.1;
 const CLIP = 3;
 /** The busiest window seen decays to half in ~2 days of windows. */
 const PEAK_DECAY = 0.99976;
+/** Per window of the same hour of the week: ×0.74 a day (60 windows), so an old burst fades within a week. */
+const SLOT_PEAK_DECAY = 0.995;
 const MAX_IDLE_WINDOWS = 10_080;
 const MAX_RHYTHM_GAP_MS = 3_600_000;
 /** Messages of a backlog follow each other at most this far apart. */
@@ -933,6 +936,11 @@ export class Detector {
     const c = v[F.wCount]! - v[F.wCatchup]!;
     this.learnCount(m, start, c, v[F.wAuth]!, rateRaised || this.alerting(m, 'rate', end));
     if (!rateRaised) v[F.peak] = Math.max(c, v[F.peak]! * PEAK_DECAY);
+    // The busiest window at this hour of the week, from alerting windows too but capped at twice the flood
+    // threshold: a nightly backup is judged against the last nights' after it recurs, a flood stays a flood.
+    const slot = this.slotOf(start);
+    const learnable = rateRaised ? Math.min(c, 2 * m.floodAt) : c;
+    m.hours[144 + slot] = Math.max(m.hours[144 + slot]! * SLOT_PEAK_DECAY, learnable);
     if (ctx.relearning) {
       // Nothing accumulated inside an expected change counts after it: the new behaviour is the baseline.
       v[F.rateCusum] = 0;
@@ -955,8 +963,11 @@ export class Detector {
     for (const r of reasons) v[LAST_RAISED + KIND_INDEX.get(r.feature)!] = end;
     const reported = reasons.filter((r) => {
       const k = KIND_INDEX.get(r.feature)!;
-      if (end - v[F.lastAlert + k]! < this.options.cooldownMs) return false;
+      const rank = SEVERITY_RANK[r.severity];
+      // Within the cooldown only a worse finding of the kind passes (one new resource, then probing).
+      if (end - v[F.lastAlert + k]! < this.options.cooldownMs && rank <= v[LAST_SEVERITY + k]!) return false;
       v[F.lastAlert + k] = end;
+      v[LAST_SEVERITY + k] = rank;
       return true;
     });
     if (reported.length === 0) return null;
@@ -1129,7 +1140,13 @@ export class Detector {
       const span = (ctx.end - ctx.outage.start) / W;
       backlogOk = v[F.siteCount]! <= 2 * Math.max(mu, v[F.rate]!) * span + T.floodExtra * 2;
     }
-    const floodAt = Math.max(T.floodRatio * mu, mu + T.floodExtra, T.peakFactor * peak + T.floodExtra);
+    const slotPeak = Math.max(m.hours[144 + slot]!, m.hours[144 + this.slotOf(v[F.windowStart]! - HOUR_MS)]!);
+    const floodAt = Math.max(
+      T.floodRatio * mu,
+      mu + T.floodExtra,
+      T.peakFactor * Math.max(peak, slotPeak) + T.floodExtra,
+    );
+    m.floodAt = floodAt;
     if (z >= T.floodZ && c >= floodAt && !backlogOk) {
       const backlog = catchup > 0 ? `, besides ${catchup} delivered as a backlog after a silence` : '';
       reasons.push({
@@ -1309,7 +1326,7 @@ export class Detector {
               score: 3,
               observed: list,
               expected: 'resources seen while learning',
-              text: `uses a resource never seen before: ${list}`,
+              text: `uses ${m.wNewResources.length} resource${m.wNewResources.length === 1 ? '' : 's'} never seen before: ${list}`,
             },
       );
     }

@@ -63,6 +63,8 @@ export const F = {
 export const ALERT_KINDS = 12;
 /** When each finding kind was last raised, reported or held by the cooldown (learning slows while alerting). */
 export const LAST_RAISED = F.lastAlert + ALERT_KINDS;
+/** The severity (0 low, 1 medium, 2 high) last reported per kind: a worse finding passes the cooldown. */
+export const LAST_SEVERITY = LAST_RAISED + ALERT_KINDS;
 
 /** Message kinds: (resource, content format, size cluster), each with its own size and rhythm baseline. */
 export const KINDS = 4;
@@ -88,7 +90,7 @@ export const K = {
   born: 15,
 } as const;
 const KIND_FIELDS = 16;
-export const KIND_AT = LAST_RAISED + ALERT_KINDS;
+export const KIND_AT = LAST_SEVERITY + ALERT_KINDS;
 
 /** Destinations first seen after learning: on probation, with their contact rhythm (beacons). */
 export const PROBATION = 12;
@@ -113,7 +115,7 @@ const RESOURCES = 8;
 const PROBED = 8;
 const SLOTS_AT = SCALARS * 8;
 const HOURS_AT = SLOTS_AT + SLOT_COUNT * 3 * 4;
-const HASHES_AT = HOURS_AT + SLOT_COUNT * 3 * 4;
+const HASHES_AT = HOURS_AT + SLOT_COUNT * 4 * 4;
 const BYTES = HASHES_AT + (DESTINATIONS + RESOURCES + PROBED) * 4;
 /** Bump when the layout changes: older states are then relearned, not misread. */
 const STATE_VERSION = 3;
@@ -138,7 +140,10 @@ export class DeviceModel {
   readonly v: Float64Array;
   /** Per window: [0,48) mean messages, [48,96) variance, [96,144) windows observed (decayed). */
   readonly slots: Float32Array;
-  /** Per hour: [0,48) mean messages, [48,96) variance, [96,144) hours observed. */
+  /**
+   * Per hour: [0,48) mean messages, [48,96) variance, [96,144) hours observed, [144,192) the busiest window
+   * of that hour on recent days (decaying): a burst that recurs at the same hour is judged against it.
+   */
   readonly hours: Float32Array;
   private readonly hashes: Uint32Array;
   /** Examples of what is new in the open window, for explanations; only allocated when something is. */
@@ -146,11 +151,13 @@ export class DeviceModel {
   wNewResources: string[] | null = null;
   /** Contacts with suspicious destinations in the open window (explanations). */
   wSuspect: string[] | null = null;
+  /** The flood threshold of the window just scored (what a flooding window may teach is capped by it). */
+  floodAt = 0;
 
   private constructor(buffer: ArrayBuffer) {
     this.v = new Float64Array(buffer, 0, SCALARS);
     this.slots = new Float32Array(buffer, SLOTS_AT, SLOT_COUNT * 3);
-    this.hours = new Float32Array(buffer, HOURS_AT, SLOT_COUNT * 3);
+    this.hours = new Float32Array(buffer, HOURS_AT, SLOT_COUNT * 4);
     this.hashes = new Uint32Array(buffer, HASHES_AT, DESTINATIONS + RESOURCES + PROBED);
   }
 
