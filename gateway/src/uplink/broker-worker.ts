@@ -4,32 +4,10 @@
  * also route the DTLS server's ECDHE through the TPM. So this process holds the MQTT connection and nothing
  * else, and talks to the gateway over the IPC channel: it never sees the queue, the database or device keys.
  */
-import { type BrokerConnection, type ConnectParams, connectInProcess } from './connection.ts';
+import { type BrokerConnection, connectInProcess } from './connection.ts';
+import type { FromWorker, ToWorker } from './worker-protocol.ts';
 
-export type ToWorker =
-  | {
-      type: 'connect';
-      params: Omit<ConnectParams, 'ca' | 'cert' | 'key'> & { ca: string; cert: string };
-      keyPem: string;
-    }
-  | {
-      type: 'publish';
-      id: number;
-      topic: string;
-      payload: string;
-      userProperties: Record<string, string>;
-      retain: boolean;
-    }
-  | { type: 'subscribe'; topic: string }
-  | { type: 'end'; graceMs: number };
-
-export type FromWorker =
-  | { type: 'connect' }
-  | { type: 'close' }
-  | { type: 'error'; message: string }
-  | { type: 'ack'; id: number; err: string | null }
-  | { type: 'message'; topic: string; payload: string; userProperties: Record<string, string> }
-  | { type: 'ended' };
+export type { FromWorker, ToWorker } from './worker-protocol.ts';
 
 const send = (m: FromWorker) => process.send?.(m);
 let conn: BrokerConnection | null = null;

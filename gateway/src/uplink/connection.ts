@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import mqtt from 'mqtt';
 import { followStderr, siblingModule } from '../child.ts';
 import type { UplinkKey } from '../keystore/types.ts';
-import type { FromWorker, ToWorker } from './broker-worker.ts';
+import type { FromWorker, ToWorker } from './worker-protocol.ts';
 
 export type { UplinkKey } from '../keystore/types.ts';
 

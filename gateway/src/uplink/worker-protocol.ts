@@ -1,0 +1,34 @@
+/**
+ * The messages between the gateway and broker-worker.ts over the IPC channel. On their own, so that
+ * connection.ts (which forks the worker) and the worker (which uses connection.ts) do not import each other.
+ */
+export type ToWorker =
+  | {
+      type: 'connect';
+      params: {
+        url: string;
+        clientId: string;
+        ca: string;
+        cert: string;
+        will?: { topic: string; payload: string; retain: boolean };
+      };
+      keyPem: string;
+    }
+  | {
+      type: 'publish';
+      id: number;
+      topic: string;
+      payload: string;
+      userProperties: Record<string, string>;
+      retain: boolean;
+    }
+  | { type: 'subscribe'; topic: string }
+  | { type: 'end'; graceMs: number };
+
+export type FromWorker =
+  | { type: 'connect' }
+  | { type: 'close' }
+  | { type: 'error'; message: string }
+  | { type: 'ack'; id: number; err: string | null }
+  | { type: 'message'; topic: string; payload: string; userProperties: Record<string, string> }
+  | { type: 'ended' };
