@@ -400,7 +400,14 @@ describe('Portcullis Node-RED nodes', () => {
   it('ships example flows that use only these nodes (and core ones), fully wired, with no token inside', () => {
     const dir = join(ROOT, 'nodes', 'examples');
     const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
-    assert.equal(files.length, 3);
+    // Node-RED lists examples by file name: the names are the titles, and the README's rate guard is one.
+    assert.deepEqual(files.sort(), [
+      'Alert on off-hours activity.json',
+      'Forward telemetry of approved sensors only.json',
+      'Quarantine on high anomaly score.json',
+      'Quarantine sensors sending too fast (rate guard).json',
+    ]);
+    const configIds: string[] = [];
     const ours = new Set(
       Object.keys(
         (
@@ -418,12 +425,30 @@ describe('Portcullis Node-RED nodes', () => {
         credentials?: unknown;
       }[];
       const ids = new Set(flow.map((x) => x.id));
+      const tab = flow.find((x) => x.type === 'tab') as unknown as { label: string };
+      assert.equal(`${tab.label}.json`, f, 'the tab is called what the menu calls the example');
+      configIds.push(...flow.filter((x) => x.type === 'portcullis-gateway').map((x) => x.id));
+      // A quarantining example lets only active devices on: an already quarantined device's messages must not
+      // call quarantine and write an audit entry each (issue 24).
+      for (const q of flow.filter((x) => x.type === 'portcullis-quarantine')) {
+        const events = flow.find((x) => x.type === 'portcullis-events');
+        const gate = flow.find((x) => x.id === events?.wires?.[0]?.[0]) as unknown as {
+          type: string;
+          states: string;
+          wires: string[][];
+        };
+        assert.equal(gate.type, 'portcullis-policy', `${f}: events go to a state check first (${q.id})`);
+        assert.equal(gate.states, 'active', `${f}: the first check lets only active devices on`);
+        assert.deepEqual(gate.wires[1], [], `${f}: inactive devices leave there`);
+      }
       for (const node of flow) {
         assert.ok(ours.has(node.type) || ['tab', 'change'].includes(node.type), `${f}: ${node.type}`);
         for (const target of (node.wires ?? []).flat()) assert.ok(ids.has(target), `${f}: wire to ${target}`);
         assert.equal(node.credentials, undefined, `${f}: no credentials in an example`);
       }
     }
+    // Importing two examples must not collide on the gateway config node.
+    assert.equal(new Set(configIds).size, files.length, configIds.join(', '));
   });
 
   it('fails with a clear status when no gateway is configured', async () => {
