@@ -530,3 +530,127 @@ describe('record sizes: max_fragment_length (RFC 6066), record_size_limit (RFC 8
     }
   });
 });
+
+describe('a fragmented ClientHello (reassembled, bounded, once its cookie is valid)', () => {
+  let f: Fixture;
+  before(async () => {
+    f = await startFixture(null);
+  });
+  after(() => f.close());
+  /** A 1,500-byte padding extension (RFC 7685): a hello too long for one small datagram. */
+  const padding: Array<[number, Buffer]> = [[21, Buffer.alloc(1500)]];
+
+  it('completes a handshake whose hellos (with and without cookie) come in 200-byte fragments', async () => {
+    const c = pskClient(f, { helloFragmentSize: 200, extensions: padding });
+    await c.connect();
+    c.send(coapPost('fragmented hello'));
+    assert.equal(parse(await c.receive()).code, '2.04');
+    c.close();
+  });
+
+  /** A raw socket sending the given datagrams; resolves with what came back within `ms`. */
+  async function exchange(datagrams: Buffer[], ms = 300): Promise<Buffer[]> {
+    const { createSocket } = await import('node:dgram');
+    const s = createSocket('udp4');
+    const got: Buffer[] = [];
+    s.on('message', (m) => got.push(m));
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    for (const d of datagrams) s.send(d, f.port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, ms));
+    s.close();
+    return got;
+  }
+
+  /** A ClientHello record fragment: handshake header (length, offset, fragment length) and body bytes. */
+  function helloFragment(length: number, offset: number, body: Buffer, recordSeq = 0): Buffer {
+    const h = Buffer.alloc(12);
+    h[0] = 1;
+    h.writeUIntBE(length, 1, 3);
+    h.writeUInt16BE(0, 4);
+    h.writeUIntBE(offset, 6, 3);
+    h.writeUIntBE(body.length, 9, 3);
+    const rec = Buffer.alloc(13);
+    rec[0] = 22;
+    rec.writeUInt16BE(0xfefd, 1);
+    rec.writeUIntBE(recordSeq, 5, 6);
+    rec.writeUInt16BE(12 + body.length, 11);
+    return Buffer.concat([rec, h, body]);
+  }
+
+  /** version, random, empty session id, a cookie of `cookie`, and padding to `length` bytes. */
+  function helloHead(cookie: Buffer): Buffer {
+    return Buffer.concat([
+      Buffer.from([0xfe, 0xfd]),
+      Buffer.alloc(32, 7),
+      Buffer.from([0, cookie.length]),
+      cookie,
+    ]);
+  }
+
+  it('keeps nothing for a fragment that is not the first, and answers a cookie-less first fragment with a HelloVerifyRequest', async () => {
+    const started = f.server.stats.handshakesStarted;
+    const discards = f.discards.length;
+    const got = await exchange([helloFragment(2000, 500, Buffer.alloc(200))]);
+    assert.equal(got.length, 0);
+    assert.ok(f.discards.slice(discards).some((d) => d.reason === 'malformed'));
+    const hvrs = f.server.stats.helloVerifyRequests;
+    const answer = await exchange([helloFragment(2000, 0, helloHead(Buffer.alloc(0)))]);
+    assert.equal(answer.length, 1);
+    assert.equal(answer[0]?.[13], 3, 'a HelloVerifyRequest');
+    assert.equal(f.server.stats.helloVerifyRequests, hvrs + 1);
+    assert.equal(f.server.stats.handshakesStarted, started);
+  });
+
+  it('answers a forged cookie with a HelloVerifyRequest, not reassembly, and refuses a claimed length over 8 KiB', async () => {
+    const started = f.server.stats.handshakesStarted;
+    const forged = await exchange([
+      helloFragment(2000, 0, helloHead(Buffer.alloc(16, 0xaa))),
+      helloFragment(2000, 1000, Buffer.alloc(1000)),
+    ]);
+    assert.equal(forged.length, 1, 'one HelloVerifyRequest; the second fragment finds nothing kept');
+    assert.equal(f.server.stats.handshakesStarted, started);
+    // With a valid cookie, a hello claiming more than 8 KiB is not reassembled.
+    const s = await cookieSocket();
+    try {
+      const cookie = await s.cookie(9000);
+      const discards = f.discards.length;
+      s.socket.send(helloFragment(9000, 0, helloHead(cookie), 1), f.port, '127.0.0.1');
+      await waitFor('refused', () => f.discards.slice(discards).find((d) => d.reason === 'malformed'));
+    } finally {
+      s.socket.close();
+    }
+  });
+
+  /** A socket that asks for a cookie with a cookie-less first fragment (of a hello of `length` bytes). */
+  async function cookieSocket() {
+    const { createSocket } = await import('node:dgram');
+    const socket = createSocket('udp4');
+    const inbox: Buffer[] = [];
+    socket.on('message', (m) => inbox.push(m));
+    await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
+    return {
+      socket,
+      async cookie(length: number): Promise<Buffer> {
+        socket.send(helloFragment(length, 0, helloHead(Buffer.alloc(0))), f.port, '127.0.0.1');
+        const hvr = await waitFor('HelloVerifyRequest', () => inbox.shift());
+        return hvr.subarray(13 + 12 + 3, 13 + 12 + 3 + (hvr[13 + 12 + 2] as number));
+      },
+    };
+  }
+
+  it('holds at most 64 hellos in reassembly at once; the next is refused (capacity), nothing else', async () => {
+    const sockets = await Promise.all(Array.from({ length: 65 }, () => cookieSocket()));
+    try {
+      const cookies = await Promise.all(sockets.map((s) => s.cookie(2000)));
+      const discards = f.discards.length;
+      sockets.forEach((s, i) => {
+        s.socket.send(helloFragment(2000, 0, helloHead(cookies[i] as Buffer), 1), f.port, '127.0.0.1');
+      });
+      await waitFor('capacity', () => f.discards.slice(discards).find((d) => d.reason === 'capacity'));
+      assert.equal(f.discards.slice(discards).filter((d) => d.reason === 'capacity').length, 1);
+      assert.deepEqual(f.internalErrors, []);
+    } finally {
+      for (const s of sockets) s.socket.close();
+    }
+  });
+});

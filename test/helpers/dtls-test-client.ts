@@ -20,7 +20,12 @@ import {
 } from '../../gateway/src/dtls/constants.ts';
 import { resolveDtlsCrypto } from '../../gateway/src/dtls/crypto.ts';
 import { generateEphemeral } from '../../gateway/src/dtls/ecdhe.ts';
-import { encodeHandshake, parseFragments, Reassembler } from '../../gateway/src/dtls/handshake.ts';
+import {
+  encodeHandshake,
+  fragmentHandshake,
+  parseFragments,
+  Reassembler,
+} from '../../gateway/src/dtls/handshake.ts';
 import { finishedVerifyData, keyBlock, masterSecret } from '../../gateway/src/dtls/prf.ts';
 import {
   type DtlsRecord,
@@ -50,6 +55,8 @@ export interface TestClientOptions {
   extendedMasterSecret?: boolean;
   /** Offer RFC 9146 Connection ID (the client asks for none itself unless `ownConnectionId`). */
   connectionId?: boolean;
+  /** Send each ClientHello in fragments of this many body bytes (a long hello on a small MTU). */
+  helloFragmentSize?: number;
   /** More ClientHello extensions (type, body), e.g. max_fragment_length or record_size_limit. */
   extensions?: Array<[number, Buffer]>;
   /** The CID the server must put on the records it sends us (RFC 9146), with `connectionId`. */
@@ -213,6 +220,13 @@ export class TestDtlsClient {
       .finish();
   }
 
+  /** A ClientHello in one record, or in fragments of `helloFragmentSize` body bytes, one datagram each. */
+  private sendHello(message: Buffer): void {
+    const size = this.o.helloFragmentSize;
+    const pieces = size ? fragmentHandshake(message, size) : [message];
+    for (const piece of pieces) this.sendRaw(this.plainRecord(ContentType.handshake, piece));
+  }
+
   private offeredSuites(): Buffer {
     const w = new Writer();
     for (const name of this.o.offer ?? [this.o.suite]) w.u16(suiteByName(name).id);
@@ -222,12 +236,7 @@ export class TestDtlsClient {
   async connect(): Promise<void> {
     const suite = suiteByName(this.o.suite);
     const random = randomBytes(32);
-    this.sendRaw(
-      this.plainRecord(
-        ContentType.handshake,
-        encodeHandshake(HandshakeType.clientHello, 0, this.clientHello(Buffer.alloc(0), random)),
-      ),
-    );
+    this.sendHello(encodeHandshake(HandshakeType.clientHello, 0, this.clientHello(Buffer.alloc(0), random)));
     const hvr = await this.nextPlain();
     const hvrFrag = parseFragments(hvr.data)[0];
     if (!hvrFrag || hvrFrag.type !== HandshakeType.helloVerifyRequest)
@@ -238,7 +247,7 @@ export class TestDtlsClient {
 
     const ch2 = encodeHandshake(HandshakeType.clientHello, 1, this.clientHello(cookie, random));
     const transcript = [ch2];
-    this.sendRaw(this.plainRecord(ContentType.handshake, ch2));
+    this.sendHello(ch2);
 
     const reasm = new Reassembler(1, { maxMessageLength: 65_536, maxAhead: 8 });
     let serverRandom = Buffer.alloc(0);

@@ -23,6 +23,7 @@ import {
   type HandshakeMessage,
   parseClientHello,
   parseFragments,
+  Reassembler,
   readClientHelloHead,
 } from './handshake.ts';
 import { type ResolvedOptions, resolveOptions } from './options.ts';
@@ -42,6 +43,22 @@ export const CID_LENGTH = 8;
 const MAX_RATE_BUCKETS = 10_000;
 /** Generous: a client re-sending its hello after several HelloVerifyRequests counts up. */
 const MAX_INITIAL_HELLO_SEQ = 16;
+/**
+ * Fragmented ClientHellos being put together (their first fragment carried a valid cookie): at most this many
+ * at once, one per source address and port, each at most MAX_FRAGMENTED_HELLO bytes and kept at most
+ * handshakeTimeoutMs. Real hellos are a few hundred bytes; one that needs fragmenting is a long extension
+ * list on a small MTU.
+ */
+const MAX_HELLO_REASSEMBLIES = 64;
+const MAX_FRAGMENTED_HELLO = 8192;
+
+/** A fragmented ClientHello whose cookie verified, waiting for its other fragments. */
+interface HelloReassembly {
+  reassembler: Reassembler;
+  /** The highest record number seen: the server's own records start after it. */
+  recordSeq: number;
+  expires: number;
+}
 
 export interface DtlsServerStats {
   datagrams: number;
@@ -191,6 +208,7 @@ export class DtlsServer {
   private readonly sessionsBySource = new Map<string, Set<ServerConnection>>();
   private readonly sessionsByCredential = new Map<string, Set<ServerConnection>>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private readonly helloReassemblies = new Map<string, HelloReassembly>();
   private socket: Socket | null = null;
   private sweeper: NodeJS.Timeout | null = null;
   private readonly host: ConnectionHost;
@@ -442,10 +460,87 @@ export class DtlsServer {
     }
     const hello = this.readInitialHello(first);
     if (!hello) {
-      this.discard(peer, 'malformed');
+      if (!this.onHelloFragment(first, peer, key)) this.discard(peer, 'malformed');
       return;
     }
     this.onClientHello(first, hello.message, hello.head, peer, key, null);
+  }
+
+  /**
+   * A fragment of a ClientHello too large for one datagram. Stateless until a first fragment (offset 0) shows a
+   * valid cookie — without one it is answered with a HelloVerifyRequest, like a whole hello. Then the hello is
+   * reassembled within the bounds above and, once whole, handled as if it had come in one piece. Returns
+   * false when the record is no such fragment.
+   */
+  private onHelloFragment(rec: DtlsRecord, peer: PeerAddress, key: string): boolean {
+    if (rec.epoch !== 0 || rec.type !== ContentType.handshake || rec.cid) return false;
+    let frags: ReturnType<typeof parseFragments>;
+    try {
+      frags = parseFragments(rec.fragment);
+    } catch {
+      return false;
+    }
+    const now = this.opts.now();
+    let pending = this.helloReassemblies.get(key);
+    if (pending && pending.expires <= now) {
+      this.helloReassemblies.delete(key);
+      pending = undefined;
+    }
+    for (const f of frags) {
+      if (f.type !== HandshakeType.clientHello || f.seq > MAX_INITIAL_HELLO_SEQ) return false;
+      if (!pending) {
+        if (f.offset !== 0) return false;
+        let head: ClientHelloHead;
+        try {
+          head = readClientHelloHead(f.body);
+        } catch {
+          return false; // the first fragment must reach past the cookie
+        }
+        const peerBytes = Buffer.from(`${key}\0`);
+        if (!this.cookies.verify(peerBytes, head)) {
+          this.send(helloVerifyRequest(rec.seq, f.seq, this.cookies.make(peerBytes, head)), peer);
+          this.stats.helloVerifyRequests++;
+          return true;
+        }
+        if (f.length > Math.min(MAX_FRAGMENTED_HELLO, this.opts.limits.maxHandshakeMessageLength)) {
+          return false;
+        }
+        this.sweepHelloReassemblies(now);
+        if (this.helloReassemblies.size >= MAX_HELLO_REASSEMBLIES) {
+          this.discard(peer, 'capacity');
+          return true;
+        }
+        pending = {
+          reassembler: new Reassembler(f.seq, { maxMessageLength: f.length, maxAhead: 0 }),
+          recordSeq: rec.seq,
+          expires: now + this.opts.limits.handshakeTimeoutMs,
+        };
+        this.helloReassemblies.set(key, pending);
+      }
+      try {
+        if (pending.reassembler.add(f) !== 'accepted') return false;
+      } catch {
+        this.helloReassemblies.delete(key);
+        return false;
+      }
+    }
+    if (!pending) return false;
+    pending.recordSeq = Math.max(pending.recordSeq, rec.seq);
+    const message = pending.reassembler.next();
+    if (!message) return true;
+    this.helloReassemblies.delete(key);
+    let head: ClientHelloHead;
+    try {
+      head = readClientHelloHead(message.body);
+    } catch {
+      return false;
+    }
+    this.onClientHello({ ...rec, seq: pending.recordSeq }, message, head, peer, key, null);
+    return true;
+  }
+
+  private sweepHelloReassemblies(now: number): void {
+    for (const [k, p] of this.helloReassemblies) if (p.expires <= now) this.helloReassemblies.delete(k);
   }
 
   /**
@@ -615,6 +710,7 @@ export class DtlsServer {
 
   private sweepIdle(): void {
     const now = this.opts.now();
+    this.sweepHelloReassemblies(now);
     const limit = this.opts.limits.idleTimeoutMs;
     for (const conn of [...this.byAddress.values()]) {
       if (conn.state === 'established' && now - conn.lastActivity > limit) conn.close('idle');
