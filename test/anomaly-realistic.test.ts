@@ -7,9 +7,12 @@
  * The larger evaluation (200 devices, 10 days, three seeds, each shift alone) is `npm run bench -- anomaly`.
  */
 import assert from 'node:assert/strict';
+import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { Detector, type DetectorEvent, type Finding } from '../gateway/src/anomaly/index.ts';
+import { AnomalyService, Detector, type DetectorEvent, type Finding } from '../gateway/src/anomaly/index.ts';
+import { createLogger } from '../gateway/src/log.ts';
 import { evaluateSite, realisticSite, SHIFTS, SUBTLE_ATTACKS } from './helpers/realistic.ts';
+import { site as uiSite } from './helpers/ui.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -234,5 +237,76 @@ describe('behaviour detection on a realistic site', () => {
     const old = Buffer.from(state);
     old[0] = 2;
     assert.equal(new Detector().importState('x', old), false);
+  });
+});
+
+describe('expected changes in the running gateway', () => {
+  it('a firmware campaign telling a device to update, and a device admitted from pending, open re-learning windows', async (t) => {
+    const { core, clock } = uiSite(t, { anomaly: { learningHours: 1, relearnHours: 6 } });
+    const pair = generateKeyPairSync('ed25519');
+    core.firmware.addVendorKey(
+      'acme',
+      'thermo',
+      pair.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+      'test',
+    );
+    const image = randomBytes(2048);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        vendor: 'acme',
+        class: 'thermo',
+        version: '2.0.0',
+        digest: createHash('sha256').update(image).digest('hex'),
+        size: image.length,
+        severity: 5,
+      }),
+    );
+    const stored = core.firmware.upload(
+      image,
+      manifest,
+      Buffer.from(sign(null, manifest, pair.privateKey).toString('base64')),
+      'test',
+    );
+    for (const id of ['t1', 't2']) {
+      core.identity.addPskDevice({ id, pskIdentity: id, generate: true, type: 'thermo' }, 'test');
+      core.store.devices.setFirmwareVersion(id, '1.0.0', new Date(clock.now()).toISOString());
+    }
+    const service = new AnomalyService({
+      config: core.config,
+      store: core.store,
+      audit: core.audit,
+      identity: core.identity,
+      segmentation: core.segmentation,
+      clock,
+      logger: createLogger('fatal'),
+      events: core.events,
+      firmware: core.firmware,
+    });
+    service.start();
+    const start = clock.now();
+    for (let at = start; at < start + 2 * HOUR; at += MIN) {
+      clock.set(at);
+      for (const id of ['t1', 't2']) service.observe(msg(at, id));
+    }
+    assert.equal(service.behaviour('t1').state, 'monitored');
+    const campaign = core.firmware.createCampaign(stored.digest, { canaryPercent: 100 }, 'test').campaign;
+    assert.equal(core.firmware.tick(), 2);
+    assert.deepEqual(service.behaviour('t1'), {
+      state: 're-learning',
+      until: clock.now() + 6 * HOUR,
+      because: `firmware campaign ${campaign.id}`,
+      messageKinds: 1,
+    });
+    // Re-onboarding: a device that comes back through approval re-learns too.
+    core.events.emit({
+      type: 'device.state',
+      ts: new Date(clock.now()).toISOString(),
+      deviceId: 't2',
+      from: 'pending',
+      to: 'active',
+      actor: 'user:tech',
+    });
+    assert.equal(service.behaviour('t2').because, 're-onboarding');
+    await service.stop();
   });
 });

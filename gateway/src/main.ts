@@ -135,6 +135,7 @@ export class Gateway {
       const uiApp = createUiApp(core, {
         pairingOpen: () => pairing?.pairingOpen() ?? false,
         uplinkStatus: () => uplink?.status(),
+        behaviour: (id) => anomaly?.behaviour(id),
         runtime: {
           uplink: () => uplink?.status(),
           pullPoller: () => pull?.health(),
@@ -161,6 +162,7 @@ export class Gateway {
           clock: deps.clock,
           logger,
           events: core.events,
+          firmware: core.firmware,
         });
         anomaly.start();
       }

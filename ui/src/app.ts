@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { secureHeaders } from 'hono/secure-headers';
+import type { BehaviourStatus } from '../../gateway/src/anomaly/index.ts';
 import type { Core } from '../../gateway/src/core.ts';
 import { PortcullisError } from '../../gateway/src/errors.ts';
 import { assessHealth, type RuntimeProbe } from '../../gateway/src/health.ts';
@@ -23,6 +24,8 @@ export interface UiOptions {
   uplinkStatus?: () => UplinkStatus | undefined;
   /** The gateway's running parts (uplink, workers, DTLS crypto), for /healthz; absent: only what the store knows. */
   runtime?: RuntimeProbe;
+  /** The behaviour model's state of a device (learning, re-learning and why, monitored); absent: not shown. */
+  behaviour?: (deviceId: string) => BehaviourStatus | undefined;
   /** How often live views poll for changes (tests shorten it). */
   livePollMs?: number;
   /** Where unexpected failures are reported (the client only sees "internal error"). */
@@ -116,6 +119,7 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
     const pageOptions = {
       pairingOpen: options.pairingOpen ?? (() => false),
       uplinkStatus: options.uplinkStatus ?? (() => undefined),
+      behaviour: options.behaviour ?? (() => undefined),
       runtime: options.runtime,
       report: (err: unknown, where: string) =>
         options.logger?.error(

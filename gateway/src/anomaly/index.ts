@@ -1,7 +1,9 @@
 export {
+  type BehaviourStatus,
   DEFAULT_DETECTOR_OPTIONS,
   Detector,
   type DetectorOptions,
+  type ExpectedChangeReason,
   type Finding,
   type FindingKind,
   type Reason,

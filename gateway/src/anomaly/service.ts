@@ -2,6 +2,7 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/index.ts';
 import type { GatewayEvents } from '../events.ts';
+import type { FirmwareService } from '../firmware/index.ts';
 import type { IdentityService } from '../identity/index.ts';
 import type { Logger } from '../log.ts';
 import type { SegmentationService } from '../segmentation/index.ts';
@@ -9,7 +10,7 @@ import type { Device, Store } from '../store/index.ts';
 import { ActivityRecorder } from './activity.ts';
 import { type AuthFailureEvent, AuthWatch, type AuthWatchOptions, type BruteForce } from './auth-watch.ts';
 import { ConntrackFeed } from './conntrack.ts';
-import { Detector, type Finding, type Severity } from './detector.ts';
+import { type BehaviourStatus, Detector, type Finding, type Severity } from './detector.ts';
 import type { DetectorEvent } from './events.ts';
 import { type AlertSink, alertRecord, JsonlSink, SyslogSink } from './siem.ts';
 
@@ -30,6 +31,8 @@ export interface AnomalyServiceDeps {
   events?: GatewayEvents;
   /** The fixed credential-guessing rule (auth-watch.ts); tests lower it. */
   authWatch?: AuthWatchOptions;
+  /** Firmware campaigns: a device told to update re-learns instead of alerting on its new behaviour. */
+  firmware?: FirmwareService;
 }
 
 /** The response rule for a device: the first whose segment and type match, if the finding is severe enough. */
@@ -62,6 +65,10 @@ export class AnomalyService {
   private responding: Promise<void> = Promise.resolve();
   private readonly activity: ActivityRecorder;
   private readonly authWatch: AuthWatch;
+  /** Segment by device, the peer group for site context; rebuilt when identity changes. */
+  private segments = new Map<string, string>();
+  private segmentStamp = '';
+  private unsubscribe: (() => void)[] = [];
 
   constructor(private readonly deps: AnomalyServiceDeps) {
     const a = deps.config.anomaly;
@@ -70,14 +77,23 @@ export class AnomalyService {
       windowMs: a.windowSeconds * 1000,
       cooldownMs: a.cooldownMinutes * 60_000,
       utcOffsetMinutes: a.utcOffsetMinutes,
+      ...(a.timeZone ? { timeZone: a.timeZone } : {}),
+      relearnMs: a.relearnHours * 3_600_000,
+      // Site-wide silences and shared changes are judged per segment (devices of a segment share a network).
+      groupOf: (device) => this.segmentOf(device),
     });
     this.activity = new ActivityRecorder(deps.store);
     this.authWatch = new AuthWatch(deps.authWatch);
     this.detector.onWindow = (w) => this.activity.add(w);
     let restored = 0;
+    let relearn = 0;
     for (const [id, state] of deps.store.baselines.all())
       if (this.detector.importState(id, state)) restored++;
+      else relearn++;
     if (restored > 0) deps.logger.info({ devices: restored }, 'behaviour baselines restored');
+    // An older layout (another version of the models) is relearned from scratch, not misread.
+    if (relearn > 0)
+      deps.logger.warn({ devices: relearn }, 'behaviour baselines of an older layout: relearning');
     if (a.siem.jsonlFile) this.sinks.push(new JsonlSink(a.siem.jsonlFile));
     if (a.siem.syslog) this.sinks.push(new SyslogSink(a.siem.syslog, deps.logger));
   }
@@ -96,6 +112,19 @@ export class AnomalyService {
     save.unref();
     activity.unref();
     this.timers = [flush, save, activity];
+    // Expected changes: a firmware campaign tells a device to update (and it reports back), or a device is
+    // (re-)admitted: it re-learns for anomaly.relearnHours instead of alerting on its new behaviour.
+    const firmware = this.deps.firmware?.onDeviceChange((c) => {
+      this.detector.expectChange(c.deviceId, this.deps.clock.now(), 'firmware', c.campaign);
+    });
+    if (firmware) this.unsubscribe.push(firmware);
+    const identity = this.deps.events?.on((e) => {
+      const readmitted =
+        (e.type === 'device.state' && e.from === 'pending' && e.to === 'active') ||
+        (e.type === 'device.new' && e.state === 'active');
+      if (readmitted) this.detector.expectChange(e.deviceId, this.deps.clock.now(), 'onboarding');
+    });
+    if (identity) this.unsubscribe.push(identity);
     if (this.deps.config.anomaly.conntrack) {
       this.conntrack = new ConntrackFeed((c) => {
         const device = this.deviceAt(c.src);
@@ -113,6 +142,25 @@ export class AnomalyService {
     }
   }
 
+  /** The device's segment (its peer group); devices without one share the site's group. */
+  private segmentOf(device: string): string {
+    // Known devices answer from the map (this runs per event); the map is rebuilt for a device it lacks
+    // when identity changed, and at every save (a device moved to another segment).
+    const known = this.segments.get(device);
+    if (known !== undefined) return known;
+    const stamp = this.deps.identity.changeStamp;
+    if (stamp !== this.segmentStamp) {
+      this.segmentStamp = stamp;
+      this.segments = new Map(this.deps.store.devices.list().map((d) => [d.id, d.segment ?? '']));
+    }
+    return this.segments.get(device) ?? '';
+  }
+
+  /** What the device page shows of the device's behaviour model (learning, re-learning and why, monitored). */
+  behaviour(deviceId: string): BehaviourStatus {
+    return this.detector.behaviour(deviceId, this.deps.clock.now());
+  }
+
   private deviceAt(address: string): string | undefined {
     const stamp = this.deps.identity.changeStamp;
     if (stamp !== this.addressStamp) {
@@ -128,6 +176,8 @@ export class AnomalyService {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    for (const u of this.unsubscribe) u();
+    this.unsubscribe = [];
     this.conntrack?.stop();
     await this.responding;
     this.save();
@@ -243,6 +293,8 @@ export class AnomalyService {
 
   private save(): void {
     this.saveActivity();
+    this.segmentStamp = '';
+    this.segments = new Map();
     // A decommissioned device's baseline was erased with it; do not write it back from memory.
     for (const id of [...this.detector.deviceIds()]) {
       if (this.deps.store.devices.get(id)?.state === 'decommissioned') this.detector.forget(id);

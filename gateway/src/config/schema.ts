@@ -159,7 +159,15 @@ export function configSchema(baseDir: string) {
             })
             .prefault({}),
           /** Largest datagram the gateway sends to sensors (the path MTU less IP and UDP headers). */
-          mtu: z.number().int().min(256).max(65_507).default(1200),
+          mtu: z.number().int().min(128).max(65_507).default(1200),
+          /** Abbreviated handshakes for sensors that reconnect (docs/dtls.md: a bounded session cache). */
+          resumption: z
+            .strictObject({
+              enabled: z.boolean().default(true),
+              maxSessions: z.number().int().min(1).max(1_000_000).default(10_000),
+              lifetimeSeconds: z.number().int().min(1).max(7 * 86_400).default(86_400),
+            })
+            .prefault({}),
           /** Server preference order (docs/dtls.md); by default forward-secret suites first when offered. */
           cipherSuites: z
             .array(z.enum(CIPHER_SUITE_NAMES as [CipherSuiteName, ...CipherSuiteName[]]))
@@ -286,6 +294,29 @@ export function configSchema(baseDir: string) {
             .min(-14 * 60)
             .max(14 * 60)
             .default(0),
+          /** The site's IANA time zone (e.g. Europe/Berlin): hour-of-day habits follow DST; overrides the offset. */
+          timeZone: z
+            .string()
+            .min(1)
+            .max(64)
+            .refine(
+              (tz) => {
+                try {
+                  new Intl.DateTimeFormat('en-US', { timeZone: tz });
+                  return true;
+                } catch {
+                  return false;
+                }
+              },
+              { error: 'not a known IANA time zone' },
+            )
+            .optional(),
+          /** How long a device re-learns after a firmware update or re-onboarding (an expected change). */
+          relearnHours: z
+            .number()
+            .positive()
+            .max(24 * 14)
+            .default(24),
           /** Observe the connections devices open from connection tracking (`conntrack -E`, CAP_NET_ADMIN). */
           conntrack: z.boolean().default(false),
           /** The same kind of alert for the same device at most once per this many minutes. */

@@ -27,6 +27,8 @@ export async function ingestTelemetry(
       kind: 'message',
       bytes: reading.payload.length,
       resource,
+      // The format is part of what kind of message this is (a reading, a status report, a bulk upload).
+      ...(reading.contentFormat !== null ? { contentFormat: reading.contentFormat } : {}),
     });
   }
   const decision = await core.policy.check(device, {

@@ -4,6 +4,7 @@ export {
   type CampaignSettings,
   type CampaignView,
   campaignSettingsSchema,
+  type FirmwareChange,
   type FirmwareNotice,
   FirmwareService,
   startFirmwareScheduler,

@@ -63,8 +63,36 @@ export interface FirmwareNotice {
  * resume, and an automatic halt when failures pass the threshold. Sensors are told through the downlink queue,
  * fetch `coaps://…/fw/<digest>` block-wise over their DTLS session, and report the version they run.
  */
+/** A device whose behaviour is about to change: told to fetch an image, or reporting the outcome. */
+export interface FirmwareChange {
+  deviceId: string;
+  campaign: number;
+  phase: 'notified' | 'reported';
+}
+
 export class FirmwareService {
+  private readonly changeListeners = new Set<(c: FirmwareChange) => void>();
+
   constructor(private readonly deps: FirmwareDeps) {}
+
+  /**
+   * Tells `listener` (behaviour monitoring) about devices a campaign is changing, after the change committed;
+   * the new firmware's traffic is then expected, not an anomaly. Returns the unsubscribe function.
+   */
+  onDeviceChange(listener: (c: FirmwareChange) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private announce(c: FirmwareChange): void {
+    for (const l of this.changeListeners) {
+      try {
+        l(c);
+      } catch {
+        // a listener's failure is its own; the campaign goes on
+      }
+    }
+  }
 
   private get dir() {
     return join(this.deps.config.dataDir, 'firmware');
@@ -293,6 +321,7 @@ export class FirmwareService {
           store.firmware.setMember(c.id, d.deviceId, 'notified', null, now);
         }
       });
+      for (const d of due) this.announce({ deviceId: d.deviceId, campaign: c.id, phase: 'notified' });
       told += due.length;
     }
     return told;
@@ -343,6 +372,7 @@ export class FirmwareService {
       });
       this.evaluate(m.campaignId, now);
     });
+    this.announce({ deviceId, campaign: m.campaignId, phase: 'reported' });
     return ok ? 'succeeded' : 'failed';
   }
 

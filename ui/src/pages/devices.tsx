@@ -1,4 +1,5 @@
 import type { FC } from 'hono/jsx';
+import type { BehaviourStatus } from '../../../gateway/src/anomaly/index.ts';
 import type { CredentialView } from '../../../gateway/src/identity/index.ts';
 import type { EffectivePolicy } from '../../../gateway/src/policy/engine.ts';
 import type { RefusalCounts } from '../../../gateway/src/policy/service.ts';
@@ -131,6 +132,8 @@ export interface DeviceDetailData {
   alerts: Alert[];
   events: AuditRow[];
   rateLimit: { perSecond: number; until: string } | undefined;
+  /** The behaviour model's state (absent: monitoring off, or the caller did not ask). */
+  behaviour?: BehaviourStatus | undefined;
   /** The device's policy profile and the messages it refused since the gateway started (docs/policy.md). */
   policy?: { effective: EffectivePolicy; refusals: RefusalCounts };
   /** Whether `firewall.enforce` is on: without it a quarantine acts in the gateway only (said beside it). */
@@ -215,6 +218,18 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
               <dt>Rate limit</dt>
               <dd>
                 {data.rateLimit.perSecond}/s until {when(data.rateLimit.until)}
+              </dd>
+            </>
+          ) : null}
+          {data.behaviour && data.behaviour.state !== 'unknown' ? (
+            <>
+              <dt>Behaviour</dt>
+              <dd id="behaviour">
+                {data.behaviour.state === 'learning'
+                  ? `learning its normal until ${when(new Date(data.behaviour.until ?? 0).toISOString())}: nothing is scored yet`
+                  : data.behaviour.state === 're-learning'
+                    ? `re-learning after ${data.behaviour.because} until ${when(new Date(data.behaviour.until ?? 0).toISOString())}: a change is expected, only blatant findings alert`
+                    : `monitored (${data.behaviour.messageKinds} message kind${data.behaviour.messageKinds === 1 ? '' : 's'} learned)`}
               </dd>
             </>
           ) : null}

@@ -6,6 +6,7 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
+import type { BehaviourStatus } from '../../../gateway/src/anomaly/index.ts';
 import { toJsonLine } from '../../../gateway/src/audit/index.ts';
 import { assess, gatherLiveEvidence, toHtml } from '../../../gateway/src/compliance/index.ts';
 import { ControlTokens, SCOPES } from '../../../gateway/src/control/tokens.ts';
@@ -166,6 +167,8 @@ const AUDIT_PAGE = 200;
 export interface PageOptions {
   pairingOpen: () => boolean;
   uplinkStatus: () => UplinkStatus | undefined;
+  /** The device's behaviour model, for the device page (absent where monitoring is off). */
+  behaviour?: (deviceId: string) => BehaviourStatus | undefined;
   /** The gateway's running parts, for the health page (absent: what the store knows). */
   runtime?: RuntimeProbe | undefined;
   /** Failures that are not the service layer's typed errors: the person sees "internal error", the log why. */
@@ -486,6 +489,7 @@ export function pageRoutes(
             .search({ target: device.id, limit: 20 })
             .filter((e) => e.target === device.id),
           rateLimit: limit,
+          behaviour: options.behaviour?.(device.id),
           policy: { effective: core.policy.show(device.id), refusals: core.policy.refusals(device.id) },
           firewallEnforced: core.config.firewall.enforce,
         }}
