@@ -654,3 +654,53 @@ describe('a fragmented ClientHello (reassembled, bounded, once its cookie is val
     }
   });
 });
+
+describe('session resumption (bounded session cache, RFC 5246 §7.3)', () => {
+  let pki: TestPki;
+  let f: Fixture;
+  let dir: string;
+  before(async () => {
+    pki = makePki();
+    f = await startFixture(pki, { sessionResumption: true });
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-resume-'));
+  });
+  after(async () => {
+    await f.close();
+    pki.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function opensslExchange(args: string[], payload: string): Promise<string> {
+    const r = await runPeer('openssl', [...args, '-no_ticket'], {
+      stdin: coapPost(payload),
+      until: (out) => out.length >= 4,
+    });
+    assert.equal(parse(r.stdout).code, '2.04', r.stderr);
+    return r.stderr;
+  }
+
+  for (const [cipher, credentials] of [
+    ['PSK-AES128-CCM8', () => opensslPsk(PSK_IDENTITY, f.psk)],
+    ['ECDHE-ECDSA-AES128-CCM8', () => opensslCertificate(pki.client, pki.caPath)],
+  ] as const) {
+    it(`openssl s_client resumes a ${cipher} session (-sess_out, then -sess_in)`, async () => {
+      const file = join(dir, `${cipher}.pem`);
+      const resumedBefore = f.server.stats.handshakesResumed;
+      await opensslExchange(
+        [...opensslDtlsArgs(f.port, cipher, ...credentials()), '-sess_out', file],
+        `${cipher} full`,
+      );
+      await opensslExchange(
+        [...opensslDtlsArgs(f.port, cipher, ...credentials()), '-sess_in', file],
+        `${cipher} resumed`,
+      );
+      assert.equal(f.server.stats.handshakesResumed, resumedBefore + 1);
+      const full = f.telemetry.find((t) => t.payload.toString() === `${cipher} full`);
+      const resumed = f.telemetry.find((t) => t.payload.toString() === `${cipher} resumed`);
+      assert.equal(full?.session.resumed, false);
+      assert.equal(resumed?.session.resumed, true);
+      // Bound to the same identity as the session it resumes.
+      assert.deepEqual(resumed?.session.credential, full?.session.credential);
+    });
+  }
+});

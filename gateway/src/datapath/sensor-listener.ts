@@ -382,6 +382,14 @@ export async function startSensorListener(
         ? { length: core.config.dtls.connectionId.length }
         : false,
       mtu: core.config.dtls.mtu,
+      // Every resumption asks lookupPsk / verifyPeer again, so a device decommissioned, isolated or revoked
+      // since its full handshake cannot resume.
+      sessionResumption: core.config.dtls.resumption.enabled
+        ? {
+            maxEntries: core.config.dtls.resumption.maxSessions,
+            lifetimeMs: core.config.dtls.resumption.lifetimeSeconds * 1000,
+          }
+        : false,
       ...(core.config.dtls.cipherSuites ? { cipherSuites: core.config.dtls.cipherSuites } : {}),
       onCapacity: capacity.onCapacity,
       identity: {

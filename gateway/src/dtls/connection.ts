@@ -48,6 +48,7 @@ import {
   sealRecordInto,
 } from './record.ts';
 import { ReplayWindow } from './replay.ts';
+import type { CachedSession, SessionCache } from './session-cache.ts';
 import {
   aeadParameters,
   type CipherSuite,
@@ -75,6 +76,8 @@ export interface ConnectionHost {
   discard(peer: PeerAddress, reason: 'bad-record-mac' | 'replay' | 'unknown-epoch'): void;
   /** A newer authenticated record for a CID session came from another address (RFC 9146 §6). */
   moved(conn: ServerConnection, from: PeerAddress): void;
+  /** Resumable sessions (RFC 5246 §7.3), or null when resumption is off. */
+  readonly sessions: SessionCache | null;
 }
 
 interface HandshakeState {
@@ -89,6 +92,10 @@ interface HandshakeState {
   unknownPskIdentity: boolean;
   master: Buffer | null;
   nextSendSeq: number;
+  /** An abbreviated handshake: the client's Finished completes it, and nothing follows from us. */
+  resumed: boolean;
+  /** SHA-256 of the PSK used, kept with a resumable session (a rotated key must not resume it). */
+  pskDigest: Buffer | null;
 }
 
 const MAX_SEQ = 2 ** 48 - 1;
@@ -141,6 +148,10 @@ export class ServerConnection implements DtlsSession, RecordSink {
    */
   private claimedCertificate: HandshakeFailure['claimedCertificate'];
   extendedMasterSecret = false;
+  /** Whether this session was resumed by an abbreviated handshake. */
+  resumed = false;
+  /** The session ID given in the ServerHello (empty when resumption is off). */
+  private sessionId: Buffer = Buffer.alloc(0);
   /** The CID this server issued: what the peer puts on records it sends us. */
   connectionId: Buffer | null = null;
   private peerCid: Buffer | null = null;
@@ -149,6 +160,8 @@ export class ServerConnection implements DtlsSession, RecordSink {
    * (RFC 6066 §4) or record_size_limit (RFC 8449). Every record we send, handshake fragments included, fits.
    */
   private sendLimit = MAX_PLAINTEXT;
+  /** The client's chain as sent, kept for a resumable session's re-verification. */
+  private chainDer: Buffer[] | null = null;
   private suite!: CipherSuite;
   private clientRandom!: Buffer;
   private serverRandom!: Buffer;
@@ -347,21 +360,47 @@ export class ServerConnection implements DtlsSession, RecordSink {
       this.connectionId = ownCid;
     }
 
+    // An abbreviated handshake when the client names a session we remember, offers its suite again and the
+    // session's credential still authorises it; otherwise a full handshake (a server may always decline).
+    const cache = this.host.sessions;
+    const cached = cache ? cache.get(hello.sessionId) : undefined;
+    let resuming: CachedSession | undefined;
+    if (cached && cache) {
+      const cachedSuite = o.suites.find((s) => s.id === cached.suiteId);
+      if (
+        cachedSuite &&
+        hello.cipherSuites.includes(cached.suiteId) &&
+        // RFC 7627 §5.3: never resume across a change of Extended Master Secret.
+        cached.extendedMasterSecret === this.extendedMasterSecret
+      ) {
+        if (this.reauthorize(cached)) {
+          resuming = cached;
+          this.suite = cachedSuite;
+        } else {
+          cache.forget(hello.sessionId);
+        }
+      }
+    }
+    this.sessionId = resuming ? Buffer.from(hello.sessionId) : cache ? publicRandom(32) : Buffer.alloc(0);
+
     const hs: HandshakeState = {
       transcript: new Writer(512).bytes(msg.encoded ?? encodeHandshake(msg.type, msg.seq, msg.body)),
       reassembler: new Reassembler(msg.seq + 1, {
         maxMessageLength: o.limits.maxHandshakeMessageLength,
         maxAhead: 4,
       }),
-      expect: requestCertificate
-        ? [
-            HandshakeType.certificate,
-            HandshakeType.clientKeyExchange,
-            HandshakeType.certificateVerify,
-            HandshakeType.finished,
-          ]
-        : [HandshakeType.clientKeyExchange, HandshakeType.finished],
-      ephemeral: usesEcdhe(suite) ? generateEphemeral(group as NonNullable<typeof group>) : null,
+      expect: resuming
+        ? [HandshakeType.finished]
+        : requestCertificate
+          ? [
+              HandshakeType.certificate,
+              HandshakeType.clientKeyExchange,
+              HandshakeType.certificateVerify,
+              HandshakeType.finished,
+            ]
+          : [HandshakeType.clientKeyExchange, HandshakeType.finished],
+      ephemeral:
+        !resuming && usesEcdhe(this.suite) ? generateEphemeral(group as NonNullable<typeof group>) : null,
       requestCertificate,
       clientCertType: clientCertType ?? CertificateType.x509,
       clientKey: null,
@@ -369,6 +408,8 @@ export class ServerConnection implements DtlsSession, RecordSink {
       master: null,
       // The server is stateless until now, so it numbers its messages from the client's (RFC 6347 §4.2.2).
       nextSendSeq: msg.seq,
+      resumed: resuming !== undefined,
+      pskDigest: null,
     };
     this.hs = hs;
 
@@ -376,17 +417,17 @@ export class ServerConnection implements DtlsSession, RecordSink {
     const w = new Writer(suite.keyExchange === 'ecdhe_ecdsa' ? 1024 : 128);
     const out: FlightItem[] = [];
     let start = beginHandshake(w, HandshakeType.serverHello, hs.nextSendSeq++);
-    w.u16(DTLS_1_2).bytes(this.serverRandom).u8(0).u16(suite.id).u8(0);
+    w.u16(DTLS_1_2).bytes(this.serverRandom).vec8(this.sessionId).u16(this.suite.id).u8(0);
     const extensionsAt = w.length;
     w.u16(0);
     if (reneg || hello.cipherSuites.includes(RENEGOTIATION_SCSV)) {
       w.u16(ExtensionType.renegotiationInfo).u16(1).u8(0);
     }
     if (this.extendedMasterSecret) w.u16(ExtensionType.extendedMasterSecret).u16(0);
-    if (usesEcdhe(suite) && ext.has(ExtensionType.ecPointFormats)) {
+    if (usesEcdhe(this.suite) && ext.has(ExtensionType.ecPointFormats)) {
       w.u16(ExtensionType.ecPointFormats).u16(2).u8(1).u8(0);
     }
-    if (suite.keyExchange === 'ecdhe_ecdsa') {
+    if (!resuming && suite.keyExchange === 'ecdhe_ecdsa') {
       if (ext.has(ExtensionType.clientCertificateType)) {
         w.u16(ExtensionType.clientCertificateType).u16(1);
         w.u8(clientCertType as number);
@@ -412,6 +453,10 @@ export class ServerConnection implements DtlsSession, RecordSink {
     if (extensionsLength > 0) w.u16At(extensionsAt, extensionsLength);
     else w.truncate(extensionsAt);
     this.addToFlight(hs, out, endHandshake(w, start));
+    if (resuming) {
+      this.sendResumedFlight(hs, out, resuming);
+      return;
+    }
     if (suite.keyExchange === 'ecdhe_ecdsa') {
       const identity = o.identity as NonNullable<ResolvedOptions['identity']>;
       start = beginHandshake(w, HandshakeType.certificate, hs.nextSendSeq++);
@@ -445,6 +490,62 @@ export class ServerConnection implements DtlsSession, RecordSink {
     start = beginHandshake(w, HandshakeType.serverHelloDone, hs.nextSendSeq++);
     this.addToFlight(hs, out, endHandshake(w, start));
     this.sendFlight(out, true);
+  }
+
+  /**
+   * The abbreviated handshake's server flight (RFC 5246 §7.3): ServerHello, ChangeCipherSpec and Finished under
+   * keys from the remembered master secret and the new randoms. The client's Finished then completes it.
+   */
+  private sendResumedFlight(hs: HandshakeState, out: FlightItem[], cached: CachedSession): void {
+    const { crypto } = this.host.opts;
+    this.credential = cached.credential;
+    this.resumed = true;
+    hs.master = Buffer.from(cached.master);
+    hs.pskDigest = cached.pskDigest;
+    this.chainDer = cached.chainDer;
+    const kb = keyBlock(
+      crypto.prf,
+      hs.master,
+      this.clientRandom,
+      this.serverRandom,
+      aeadParameters(this.suite.aead),
+    );
+    this.readKey = crypto.aeadKey(this.suite, kb.clientKey, kb.clientSalt);
+    this.writeKey = crypto.aeadKey(this.suite, kb.serverKey, kb.serverSalt);
+    const serverFinished = encodeHandshake(
+      HandshakeType.finished,
+      hs.nextSendSeq++,
+      finishedVerifyData(crypto.prf, hs.master, 'server', crypto.sha256([hs.transcript.finish()])),
+    );
+    hs.transcript.bytes(serverFinished);
+    out.push({ epoch: 0, type: ContentType.changeCipherSpec, payload: CHANGE_CIPHER_SPEC });
+    out.push({ epoch: 1, type: ContentType.handshake, payload: serverFinished });
+    this.sendFlight(out, true);
+  }
+
+  /**
+   * Whether a remembered session's credential still authorises it, asked as a full handshake would ask: the
+   * PSK identity must still have a key (the gateway answers none for a decommissioned, isolated or revoked
+   * device), and the same key; a chain must still verify (expiry, revocation) and pass verifyPeer.
+   */
+  private reauthorize(cached: CachedSession): boolean {
+    const o = this.host.opts;
+    const c = cached.credential;
+    try {
+      if (c.kind === 'psk') {
+        const psk = o.lookupPsk?.(c.identity, this.peer);
+        if (!psk || !cached.pskDigest) return false;
+        const digest = o.crypto.sha256([psk]);
+        return timingSafeEqual(digest, cached.pskDigest);
+      }
+      if (c.kind === 'x509') {
+        if (!cached.chainDer) return false;
+        verifyCertificateChain(cached.chainDer, o.trustAnchors, new Date(o.now()), o.revocation);
+      }
+      return o.verifyPeer(c, this.peer);
+    } catch {
+      return false;
+    }
   }
 
   private addToFlight(hs: HandshakeState, out: FlightItem[], message: Buffer): void {
@@ -675,6 +776,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
       // SHA-256 of the leaf's DER: the same hex as certificateFingerprint once it parses.
       if (ders[0]) this.claimedCertificate = { kind: 'x509', fingerprint: spkiFingerprint(ders[0]) };
       const chain = verifyCertificateChain(ders, o.trustAnchors, new Date(o.now()), o.revocation);
+      this.chainDer = ders;
       const leaf = chain[0] as (typeof chain)[0];
       key = leaf.publicKey;
       credential = {
@@ -707,6 +809,7 @@ export class ServerConnection implements DtlsSession, RecordSink {
       );
       // RFC 4279 §2: carry on with a random key so an unknown identity looks exactly like a wrong key.
       hs.unknownPskIdentity = found === undefined;
+      if (found && this.host.sessions) hs.pskDigest = this.host.opts.crypto.sha256([found]);
       psk = found ?? randomBytes(16);
     }
     let pms: Buffer;
@@ -791,6 +894,24 @@ export class ServerConnection implements DtlsSession, RecordSink {
     // Authenticated now, so a refusal by the session caps cannot be provoked by someone without the key.
     const refused = this.host.admit(this);
     if (refused) throw refused;
+    if (hs.resumed) {
+      // Our Finished went first; the client's completes the abbreviated handshake. Nothing is left to resend.
+      master.fill(0);
+      this.clearTimer();
+      this.hs = null;
+      this.flight = null;
+      this.state = 'established';
+      this.host.established(this);
+      return;
+    }
+    this.host.sessions?.put(this.sessionId, {
+      master,
+      suiteId: this.suite.id,
+      extendedMasterSecret: this.extendedMasterSecret,
+      credential: this.credential,
+      pskDigest: hs.pskDigest,
+      chainDer: this.chainDer,
+    });
     hs.transcript.bytes(encoded);
     const serverFinished = encodeHandshake(
       HandshakeType.finished,
@@ -973,6 +1094,12 @@ export class ServerConnection implements DtlsSession, RecordSink {
 
   private terminate(reason: CloseReason): void {
     if (this.state === 'closed') return;
+    // RFC 5246 §7.2.2: a session that ended in a fatal alert must not be resumed.
+    // Not for a failed abbreviated handshake: session IDs travel in clear, and anyone could otherwise make the
+    // server forget a session by starting to resume it and never finishing.
+    if (reason === 'alert' && this.state === 'established' && this.sessionId.length > 0) {
+      this.host.sessions?.forget(this.sessionId);
+    }
     const wasEstablished = this.state === 'established';
     this.state = 'closed';
     this.clearTimer();

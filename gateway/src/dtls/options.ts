@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
 import type { GroupName } from './constants.ts';
 import { type DtlsCrypto, resolveDtlsCrypto } from './crypto.ts';
 import { DtlsError } from './errors.ts';
+import { DEFAULT_SESSION_CACHE, type SessionCacheOptions } from './session-cache.ts';
 import { type CipherSuite, DEFAULT_SUITE_ORDER, suiteByName } from './suites.ts';
 import type {
   DtlsLimits,
@@ -30,6 +31,7 @@ export interface ResolvedOptions {
   mtu: number;
   limits: DtlsLimits;
   replaceSessionsOfIdentity: boolean;
+  sessionResumption: SessionCacheOptions | null;
   retransmit: RetransmitPolicy;
   cookieRotateMs: number;
   now: () => number;
@@ -89,6 +91,15 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
   if (cid !== false && !(Number.isInteger(cidLength) && cidLength >= 1 && cidLength <= 32)) {
     throw invalid('connectionIds.length must be an integer from 1 to 32');
   }
+  const resumption = o.sessionResumption
+    ? { ...DEFAULT_SESSION_CACHE, ...(o.sessionResumption === true ? {} : o.sessionResumption) }
+    : null;
+  if (
+    resumption &&
+    !(Number.isInteger(resumption.maxEntries) && resumption.maxEntries >= 1 && resumption.lifetimeMs > 0)
+  ) {
+    throw invalid('sessionResumption needs maxEntries ≥ 1 and a positive lifetimeMs');
+  }
   const limits = { ...DEFAULT_LIMITS, ...o.limits };
   for (const [name, v] of Object.entries(limits)) {
     if (!(v > 0)) throw invalid(`limits.${name} must be positive`);
@@ -109,6 +120,7 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
     mtu,
     limits,
     replaceSessionsOfIdentity: o.replaceSessionsOfIdentity ?? false,
+    sessionResumption: resumption,
     retransmit: { ...DEFAULT_RETRANSMIT, ...o.retransmit },
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     now: o.now ?? Date.now,

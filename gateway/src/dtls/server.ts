@@ -29,6 +29,7 @@ import {
 import { type ResolvedOptions, resolveOptions } from './options.ts';
 import { publicRandom } from './random.ts';
 import { type DtlsRecord, encodeRecord, parseRecords } from './record.ts';
+import { SessionCache } from './session-cache.ts';
 import type {
   CapacityReason,
   DiscardEvent,
@@ -65,6 +66,8 @@ export interface DtlsServerStats {
   helloVerifyRequests: number;
   handshakesStarted: number;
   handshakesCompleted: number;
+  /** Of the completed: abbreviated handshakes resuming a remembered session. */
+  handshakesResumed: number;
   handshakesFailed: number;
   /** Half-open handshakes dropped because the client's next flight missed `handshakeTimeoutMs`. */
   handshakesTimedOut: number;
@@ -178,6 +181,7 @@ export class DtlsServer {
     helloVerifyRequests: 0,
     handshakesStarted: 0,
     handshakesCompleted: 0,
+    handshakesResumed: 0,
     handshakesFailed: 0,
     handshakesTimedOut: 0,
     handshakesEvicted: 0,
@@ -209,6 +213,8 @@ export class DtlsServer {
   private readonly sessionsByCredential = new Map<string, Set<ServerConnection>>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private readonly helloReassemblies = new Map<string, HelloReassembly>();
+  /** Sessions that may be resumed (null: resumption off). */
+  private readonly sessionCache: SessionCache | null;
   private socket: Socket | null = null;
   private sweeper: NodeJS.Timeout | null = null;
   private readonly host: ConnectionHost;
@@ -216,6 +222,9 @@ export class DtlsServer {
   constructor(options: DtlsServerOptions) {
     this.opts = resolveOptions(options);
     this.cookies = new CookieJar(this.opts.cookieRotateMs, this.opts.now, this.opts.crypto);
+    this.sessionCache = this.opts.sessionResumption
+      ? new SessionCache(this.opts.sessionResumption, this.opts.now)
+      : null;
     this.host = this.makeHost();
     const l = this.opts.limits;
     this.trackSessions =
@@ -267,6 +276,7 @@ export class DtlsServer {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
     for (const conn of [...this.byAddress.values()]) conn.close('local');
+    this.sessionCache?.clear();
     const socket = this.socket;
     this.socket = null;
     if (socket) {
@@ -283,6 +293,7 @@ export class DtlsServer {
       established: (conn) => {
         this.leaveHalfOpen(conn);
         this.stats.handshakesCompleted++;
+        if (conn.resumed) this.stats.handshakesResumed++;
         if (conn.connectionId) this.byCid.set(conn.connectionId.toString('hex'), conn);
         if (this.trackSessions) this.indexSession(conn);
         this.opts.handlers.onSession?.(conn);
@@ -299,6 +310,7 @@ export class DtlsServer {
         );
       },
       discard: (peer, reason) => this.discard(peer, reason),
+      sessions: this.sessionCache,
       moved: (conn, from) => {
         if (this.byAddress.get(peerKey(from)) === conn) this.byAddress.delete(peerKey(from));
         const displaced = this.byAddress.get(peerKey(conn.peer));
@@ -708,8 +720,19 @@ export class DtlsServer {
     }
   }
 
+  /** Resumable sessions remembered now. */
+  get resumableSessions(): number {
+    return this.sessionCache?.size ?? 0;
+  }
+
+  /** Forgets every resumable session (e.g. after a change of credentials the caller cannot pin down). */
+  forgetResumableSessions(): void {
+    this.sessionCache?.clear();
+  }
+
   private sweepIdle(): void {
     const now = this.opts.now();
+    this.sessionCache?.sweep();
     this.sweepHelloReassemblies(now);
     const limit = this.opts.limits.idleTimeoutMs;
     for (const conn of [...this.byAddress.values()]) {

@@ -121,6 +121,8 @@ export interface DtlsSessionInfo {
    * (max_fragment_length, RFC 6066; record_size_limit, RFC 8449) or the MTU. CoAP goes block-wise above it.
    */
   readonly maxPayload?: number;
+  /** Whether the session was resumed by an abbreviated handshake. */
+  readonly resumed?: boolean;
 }
 
 export interface DtlsSession extends DtlsSessionInfo {
@@ -178,6 +180,11 @@ export interface DtlsServerOptions extends DtlsServerHandlers {
    */
   replaceSessionsOfIdentity?: boolean;
   retransmit?: Partial<RetransmitPolicy>;
+  /**
+   * Session resumption by session ID (RFC 5246 §7.3) from a bounded cache: `true` for 10,000 sessions for
+   * 24 hours, or the numbers. Every resumption re-asks lookupPsk / the chain checks / verifyPeer. Off by default.
+   */
+  sessionResumption?: boolean | { maxEntries?: number; lifetimeMs?: number };
   cookieRotateMs?: number;
   now?: () => number;
 }
