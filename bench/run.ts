@@ -8,6 +8,7 @@ import { dtlsFloodBench } from './dtls-flood.ts';
 import { e2eBench } from './e2e.ts';
 import { firewallBench } from './firewall.ts';
 import { footprintBench } from './footprint.ts';
+import { policyBench } from './policy.ts';
 import { uiBench } from './ui.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
@@ -18,6 +19,7 @@ const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   e2e: e2eBench,
   firewall: firewallBench,
   footprint: footprintBench,
+  policy: policyBench,
   ui: uiBench,
 };
 

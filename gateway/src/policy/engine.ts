@@ -119,7 +119,10 @@ export class PolicyEngine {
   private readonly ajv = new Ajv({ allErrors: false, strict: false });
   private readonly compiled = new Map<string, { key: string; c: Compiled }>();
   private readonly schemas = new Map<string, ValidateFunction>();
-  private readonly buckets = new Map<string, { tokens: number; at: number; key: string }>();
+  private readonly buckets = new Map<
+    string,
+    { tokens: number; at: number; perSecond: number; burst: number }
+  >();
   private readonly dayFormat: Intl.DateTimeFormat;
   private minuteCache = { minute: Number.NaN, value: 0 };
 
@@ -191,38 +194,25 @@ export class PolicyEngine {
     const c = this.compile(device);
     const eff = c.effective;
     if (eff.broken) return refuse('profile', eff.broken, 'gateway');
-    if (eff.profile === null && Object.keys(device.policyOverrides).length === 0) {
+    if (eff.profile === null && isEmpty(device.policyOverrides)) {
       return { allow: true, by: 'gateway' };
     }
-    const by = (f: keyof ProfileFields) => eff.sources[f];
+    const by = eff.sources;
 
     if (c.resources) {
       const methods = c.resources.exact.get(req.resource) ?? prefixMatch(c.resources.prefixes, req.resource);
-      if (!methods) return refuse('resource', `${req.resource} is not an allowed resource`, by('resources'));
+      if (!methods) return refuse('resource', `${req.resource} is not an allowed resource`, by.resources);
       if (!methods.has(req.method))
-        return refuse('method', `${req.method} is not allowed on ${req.resource}`, by('resources'));
+        return refuse('method', `${req.method} is not allowed on ${req.resource}`, by.resources);
     }
-    if (c.windows) {
-      const m = this.minuteOfWeek(now);
-      const day = Math.floor(m / 1440);
-      const t = m % 1440;
-      const open = c.windows.some((w) =>
-        w.from <= w.to
-          ? w.days.has(day) && t >= w.from && t < w.to
-          : (w.days.has(day) && t >= w.from) || (w.days.has((day + 6) % 7) && t < w.to),
-      );
-      if (!open)
-        return refuse(
-          'time',
-          `outside the device's time windows (${this.config.timeZone})`,
-          by('timeWindows'),
-        );
+    if (c.windows && !this.inWindow(c.windows, now)) {
+      return refuse('time', `outside the device's time windows (${this.config.timeZone})`, by.timeWindows);
     }
     if (c.segments && !(device.segment && c.segments.has(device.segment))) {
       return refuse(
         'segment',
         `device is in segment ${device.segment ?? '(none)'}, not one the profile allows`,
-        by('segments'),
+        by.segments,
       );
     }
     const hasBody = req.payload.length > 0;
@@ -234,28 +224,41 @@ export class PolicyEngine {
       return refuse(
         'contentFormat',
         `content format ${req.contentFormat ?? 'none'} is not allowed`,
-        by('contentFormats'),
+        by.contentFormats,
       );
     }
     const max = eff.fields.maxPayloadBytes;
     if (max !== undefined && req.payload.length > max) {
-      return refuse('size', `payload is ${req.payload.length} bytes (limit ${max})`, by('maxPayloadBytes'));
+      return refuse('size', `payload is ${req.payload.length} bytes (limit ${max})`, by.maxPayloadBytes);
     }
     if (c.validate && hasBody) {
       const problem = this.checkSchema(c.validate, req);
-      if (problem) return refuse('schema', problem, by('schema'));
+      if (problem) return refuse('schema', problem, by.schema);
     }
     const rate = eff.fields.rate;
     if (rate) {
       const wait = this.take(device.id, rate, now, dryRun);
       if (wait > 0) {
         return {
-          ...refuse('rate', `over ${rate.perSecond}/s (burst ${rate.burst})`, by('rate')),
+          ...refuse('rate', `over ${rate.perSecond}/s (burst ${rate.burst})`, by.rate),
           maxAge: Math.max(1, Math.ceil(wait / 1000)),
         };
       }
     }
     return { allow: true, by: eff.profile ? `profile:${eff.profile}` : 'device' };
+  }
+
+  /** Whether `now` (in the site's time zone) falls in one of the windows; `to` before `from` spans midnight. */
+  private inWindow(windows: NonNullable<Compiled['windows']>, now: number): boolean {
+    const m = this.minuteOfWeek(now);
+    const day = Math.floor(m / 1440);
+    const t = m % 1440;
+    for (const w of windows) {
+      if (w.from <= w.to) {
+        if (w.days.has(day) && t >= w.from && t < w.to) return true;
+      } else if ((w.days.has(day) && t >= w.from) || (w.days.has((day + 6) % 7) && t < w.to)) return true;
+    }
+    return false;
   }
 
   /** The flow the device's messages are put to, with its budget (after `decide` allowed). */
@@ -293,10 +296,10 @@ export class PolicyEngine {
 
   /** Milliseconds until a token is there (0: taken now). */
   private take(id: string, rate: { perSecond: number; burst: number }, now: number, dryRun: boolean): number {
-    const key = `${rate.perSecond}/${rate.burst}`;
     let b = this.buckets.get(id);
-    if (!b || b.key !== key) {
-      b = { tokens: rate.burst, at: now, key };
+    // A changed rate starts a full bucket.
+    if (!b || b.perSecond !== rate.perSecond || b.burst !== rate.burst) {
+      b = { tokens: rate.burst, at: now, perSecond: rate.perSecond, burst: rate.burst };
       if (!dryRun) this.buckets.set(id, b);
     }
     const tokens = Math.min(rate.burst, b.tokens + (Math.max(0, now - b.at) / 1000) * rate.perSecond);
@@ -342,7 +345,10 @@ export class PolicyEngine {
   }
 
   private compile(device: Device): Compiled {
-    const key = `${device.policyProfile ?? ''}\u0000${JSON.stringify(device.policyOverrides)}`;
+    // Most devices override nothing: their key is the profile's name, with no serialisation per message.
+    const key = isEmpty(device.policyOverrides)
+      ? (device.policyProfile ?? '')
+      : `${device.policyProfile ?? ''}\u0000${JSON.stringify(device.policyOverrides)}`;
     const hit = this.compiled.get(device.id);
     if (hit && hit.key === key) return hit.c;
     const effective = this.effective(device);
@@ -377,6 +383,11 @@ export class PolicyEngine {
     this.compiled.set(device.id, { key, c });
     return c;
   }
+}
+
+function isEmpty(o: Record<string, unknown>): boolean {
+  for (const _ in o) return false;
+  return true;
 }
 
 function prefixMatch(prefixes: [string, Set<string>][], path: string): Set<string> | undefined {
