@@ -659,9 +659,16 @@ describe('session resumption (bounded session cache, RFC 5246 §7.3)', () => {
   let pki: TestPki;
   let f: Fixture;
   let dir: string;
+  let currentPsk = '';
+  let revoked = false;
   before(async () => {
     pki = makePki();
-    f = await startFixture(pki, { sessionResumption: true });
+    f = await startFixture(pki, {
+      sessionResumption: true,
+      lookupPsk: (id) => (id.toString() === PSK_IDENTITY ? Buffer.from(currentPsk) : undefined),
+      clientAuth: { trustAnchors: [pki.ca], revocation: () => (revoked ? 'revoked' : 'good') },
+    });
+    currentPsk = f.psk;
     dir = mkdtempSync(join(tmpdir(), 'portcullis-resume-'));
   });
   after(async () => {
@@ -703,4 +710,61 @@ describe('session resumption (bounded session cache, RFC 5246 §7.3)', () => {
       assert.deepEqual(resumed?.session.credential, full?.session.credential);
     });
   }
+
+  it('does not resume a session whose client certificate was revoked since: full handshake, certificate_revoked', async () => {
+    const cipher = 'ECDHE-ECDSA-AES128-CCM8';
+    const file = join(dir, 'revoked.pem');
+    await opensslExchange(
+      [...opensslDtlsArgs(f.port, cipher, ...opensslCertificate(pki.client, pki.caPath)), '-sess_out', file],
+      'before revocation',
+    );
+    revoked = true;
+    try {
+      const resumedBefore = f.server.stats.handshakesResumed;
+      const r = await runPeer(
+        'openssl',
+        [
+          ...opensslDtlsArgs(f.port, cipher, ...opensslCertificate(pki.client, pki.caPath)),
+          '-sess_in',
+          file,
+          '-no_ticket',
+        ],
+        { stdin: coapPost('after revocation'), timeoutMs: 5000 },
+      );
+      assert.match(r.stderr, /certificate revoked/);
+      assert.equal(f.server.stats.handshakesResumed, resumedBefore);
+      assert.equal(
+        f.telemetry.some((t) => t.payload.toString() === 'after revocation'),
+        false,
+      );
+    } finally {
+      revoked = false;
+    }
+  });
+
+  it('does not resume a PSK session after its key changed: full handshake, bad_record_mac with the old key', async () => {
+    const file = join(dir, 'rotated.pem');
+    await opensslExchange(
+      [...opensslDtlsArgs(f.port, 'PSK-AES128-CCM8', ...opensslPsk(PSK_IDENTITY, f.psk)), '-sess_out', file],
+      'before rotation',
+    );
+    currentPsk = `${f.psk}-rotated`;
+    try {
+      const resumedBefore = f.server.stats.handshakesResumed;
+      const r = await runPeer(
+        'openssl',
+        [
+          ...opensslDtlsArgs(f.port, 'PSK-AES128-CCM8', ...opensslPsk(PSK_IDENTITY, f.psk)),
+          '-sess_in',
+          file,
+          '-no_ticket',
+        ],
+        { stdin: coapPost('after rotation'), timeoutMs: 5000 },
+      );
+      assert.match(r.stderr, /bad record mac/);
+      assert.equal(f.server.stats.handshakesResumed, resumedBefore);
+    } finally {
+      currentPsk = f.psk;
+    }
+  });
 });
