@@ -173,9 +173,12 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
         seen.push({ topic, doc: { raw: payload.toString() }, retain: packet.retain });
       }
     });
-    await observer.subscribeAsync(['+/gateway/status', '+/gateway/desired/result', '+/devices/+/telemetry'], {
-      qos: 1,
-    });
+    await observer.subscribeAsync(
+      ['+/gateway/status', '+/gateway/desired/result', '+/devices/+/telemetry', 'fleet-a/gateway/audit'],
+      {
+        qos: 1,
+      },
+    );
     for (const p of PREFIXES) gws.set(p, await (homes.get(p) as GatewayHome).start());
   });
 
@@ -460,5 +463,102 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
       ),
     );
     assert.match(r.stdout, /^fleet-a\s.*\sok$/m);
+  });
+
+  async function publishTo(prefix: Prefix, file: string) {
+    const r = await fleet('publish', ...brokerArgs(), '--gateway', prefix, file);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const resultOf = async (prefix: Prefix, mark: number) =>
+    (await waitFor(`result from ${prefix}`, () => resultsFrom([prefix], mark, () => true))).get(
+      prefix,
+    ) as Record<string, unknown>;
+
+  it('rotation: a document signed with the old key pins the new one; the old key is refused from then on', async () => {
+    assert.equal((await fleet('keygen', 'next')).code, 0);
+    const pub = readFileSync(join(dir, 'next', 'operator.pub'), 'utf8');
+    const rotate = await sign(
+      'rotate',
+      `target: {gateway: fleet-a}\nspec:\n  rotateOperatorKey: |\n${pub
+        .trimEnd()
+        .split('\n')
+        .map((l) => `    ${l}`)
+        .join('\n')}\n`,
+      1,
+    );
+    let mark = seen.length;
+    await publishTo('fleet-a', rotate);
+    assert.equal((await resultOf('fleet-a', mark)).status, 'applied');
+    mark = seen.length;
+    await publishTo('fleet-a', await sign('old-after-rotation', 'target: {gateway: fleet-a}\nspec: {}\n', 2));
+    assert.equal((await resultOf('fleet-a', mark)).code, 'ERR_FLEET_UNKNOWN_KEY');
+    // The new key signs a remote quarantine: applied, audited under the new key's id.
+    mark = seen.length;
+    const q = await sign(
+      'quarantine',
+      'target: {gateway: fleet-a}\nspec:\n  devices:\n    quarantine: [{id: remote-1, reason: fleet test}]\n',
+      2,
+      '1h',
+      'next/operator.key',
+    );
+    await publishTo('fleet-a', q);
+    const r = await waitFor('quarantine applied', () =>
+      resultsFrom(['fleet-a'], mark, (d) => d.status === 'applied' && d.version === 2),
+    );
+    const newKeyId = r.get('fleet-a')?.keyId as string;
+    const audit = await (homes.get('fleet-a') as GatewayHome).cli(['audit', 'export', '--format', 'jsonl']);
+    const entry = audit
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .find((e) => e.action === 'device.quarantine' && e.target === 'remote-1');
+    assert.equal(entry?.actor, `fleet:${newKeyId}`);
+    const shown = await (homes.get('fleet-a') as GatewayHome).cli(['device', 'show', 'remote-1']);
+    assert.match(shown, /quarantined/);
+  });
+
+  it('the local fleet lock refuses remote documents until it is lifted', async () => {
+    const home = homes.get('fleet-a') as GatewayHome;
+    await home.cli(['fleet', 'lock']);
+    const doc = await sign(
+      'release',
+      'target: {gateway: fleet-a}\nspec:\n  devices:\n    release: [remote-1]\n',
+      3,
+      '1h',
+      'next/operator.key',
+    );
+    let mark = seen.length;
+    await publishTo('fleet-a', doc);
+    assert.equal((await resultOf('fleet-a', mark)).code, 'ERR_FLEET_LOCKED');
+    assert.match(await home.cli(['device', 'show', 'remote-1']), /quarantined/);
+    await home.cli(['fleet', 'unlock']);
+    mark = seen.length;
+    await publishTo('fleet-a', doc);
+    assert.equal((await resultOf('fleet-a', mark)).status, 'applied');
+    assert.doesNotMatch(await home.cli(['device', 'show', 'remote-1']), /quarantined/);
+  });
+
+  it('the audit stream: entries in batches through the queue, resumed after the last acknowledged one', async () => {
+    const batches = () =>
+      seen
+        .filter((m) => m.topic === 'fleet-a/gateway/audit')
+        .map((m) => m.doc as { from: number; to: number; entries: Array<{ seq: number; action: string }> });
+    const seqs = new Set(batches().flatMap((b) => b.entries.map((e) => e.seq)));
+    const top = Math.max(...seqs);
+    for (let i = 1; i <= top; i++) assert.ok(seqs.has(i), `entry ${i} was streamed`);
+    assert.ok(batches().some((b) => b.entries.some((e) => e.action === 'fleet.apply')));
+    const acked = top - 2;
+    await observer.publishAsync('fleet-a/gateway/audit/ack', JSON.stringify({ seq: acked }), { qos: 1 });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await (gws.get('fleet-a') as RunningGateway).stop(), 0);
+    const mark = seen.length;
+    gws.set('fleet-a', await (homes.get('fleet-a') as GatewayHome).start());
+    await waitFor('a batch resuming after the acknowledged entry', () =>
+      seen
+        .slice(mark)
+        .some((m) => m.topic === 'fleet-a/gateway/audit' && (m.doc as { from: number }).from === acked + 1)
+        ? true
+        : undefined,
+    );
   });
 });

@@ -18,6 +18,11 @@ import { fleetTopics, groupTopic, STREAM_SUFFIX } from './topics.ts';
 
 /** Checkpoints made for the state at most this often (each advances the keystore's counter: TPM NV wear). */
 const CHECKPOINT_MIN_INTERVAL_MS = 60_000;
+/** Audit entries per stream message, and how often new entries are looked for. */
+export const AUDIT_BATCH_ENTRIES = 100;
+const AUDIT_POLL_MS = 2000;
+/** At most this many batches are queued per poll: a long backlog drains without flooding the queue at once. */
+const AUDIT_BATCHES_PER_POLL = 20;
 
 export class FleetAgent implements FleetHooks {
   private readonly topics: ReturnType<typeof fleetTopics>;
@@ -31,6 +36,9 @@ export class FleetAgent implements FleetHooks {
   /** Documents are handled one at a time, in arrival order. */
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** The last audit entry put into the durable queue (from the last acknowledged one after a restart). */
+  private auditQueuedThrough: number;
+  private auditTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly core: Core,
@@ -43,6 +51,7 @@ export class FleetAgent implements FleetHooks {
     this.topics = fleetTopics(uplink.topicPrefix);
     const f = core.config.fleet;
     for (const g of f.groups) this.groupScopes.set(groupTopic(f.groupTopic, g), `group:${g}`);
+    this.auditQueuedThrough = core.store.fleet.streamAcked('audit');
   }
 
   static async create(core: Core, uplink: Uplink, clock: Clock, logger: Logger): Promise<FleetAgent> {
@@ -74,6 +83,8 @@ export class FleetAgent implements FleetHooks {
       this.core.config.fleet.stateIntervalSeconds * 1000,
     );
     this.intervalTimer.unref();
+    this.auditTimer = setInterval(() => this.pumpAudit(), AUDIT_POLL_MS);
+    this.auditTimer.unref();
   }
 
   will(): WillMessage {
@@ -86,7 +97,7 @@ export class FleetAgent implements FleetHooks {
   }
 
   subscriptions(): string[] {
-    return [this.topics.desired, ...this.groupScopes.keys()];
+    return [this.topics.desired, this.topics.auditAck, ...this.groupScopes.keys()];
   }
 
   onConnect(): void {
@@ -95,6 +106,10 @@ export class FleetAgent implements FleetHooks {
   }
 
   onMessage(topic: string, payload: Buffer): boolean {
+    if (topic === this.topics.auditAck) {
+      this.auditAcknowledged(payload);
+      return true;
+    }
     const scope = topic === this.topics.desired ? 'gateway' : this.groupScopes.get(topic);
     if (!scope) return false;
     this.chain = this.chain.then(async () => {
@@ -184,10 +199,74 @@ export class FleetAgent implements FleetHooks {
       .catch((err: Error) => this.logger.error({ err: err.message }, 'fleet: alert not queued'));
   }
 
+  /**
+   * The audit stream: entries after the last one queued, in batches through the uplink's durable queue (at
+   * least once: after a restart the stream resumes after the last acknowledged entry, so a batch may repeat).
+   */
+  pumpAudit(): void {
+    if (this.stopped) return;
+    try {
+      for (let n = 0; n < AUDIT_BATCHES_PER_POLL; n++) {
+        const entries = [];
+        for (const e of this.core.audit.entries(this.auditQueuedThrough + 1)) {
+          entries.push(e);
+          if (entries.length >= AUDIT_BATCH_ENTRIES) break;
+        }
+        if (entries.length === 0) return;
+        const first = entries[0]?.seq as number;
+        const last = entries[entries.length - 1]?.seq as number;
+        const batch = {
+          format: 'portcullis-audit-batch/1',
+          prefix: this.uplink.topicPrefix,
+          from: first,
+          to: last,
+          entries,
+        };
+        this.auditQueuedThrough = last;
+        this.uplink
+          .enqueue({
+            deviceId: '',
+            payload: Buffer.from(JSON.stringify(batch)),
+            contentFormat: 50,
+            credentialKind: 'gateway',
+            topicSuffix: STREAM_SUFFIX.audit,
+          })
+          .catch((err: Error) => {
+            // Not stored: the next poll starts again from this batch.
+            this.auditQueuedThrough = Math.min(this.auditQueuedThrough, first - 1);
+            this.logger.error({ err: err.message }, 'fleet: audit batch not queued');
+          });
+      }
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'fleet: audit stream');
+    }
+  }
+
+  /** `{"seq": N}` from the collector: entries through N are kept outside; a restart resumes after N. */
+  private auditAcknowledged(payload: Buffer): void {
+    let seq: unknown;
+    try {
+      seq = (JSON.parse(payload.toString('utf8')) as { seq?: unknown }).seq;
+    } catch {
+      return;
+    }
+    // Only what was sent can be acknowledged: an acknowledgement beyond it would skip entries never delivered.
+    if (!Number.isSafeInteger(seq) || (seq as number) < 1 || (seq as number) > this.auditQueuedThrough)
+      return;
+    try {
+      this.core.store.fleet.raiseStreamAcked('audit', seq as number);
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'fleet: audit acknowledgement not stored');
+    }
+  }
+
   /** A clean stop says so (retained), instead of leaving the Will to the broker. */
   async stop(): Promise<void> {
     if (this.stateTimer) clearTimeout(this.stateTimer);
     if (this.intervalTimer) clearInterval(this.intervalTimer);
+    if (this.auditTimer) clearInterval(this.auditTimer);
+    // What was appended since the last poll (the stop's own entry comes after: the next start sends it).
+    this.pumpAudit();
     this.unsubscribe?.();
     await this.chain.catch(() => {});
     this.stopped = true;

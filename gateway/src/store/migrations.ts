@@ -432,6 +432,11 @@ export const MIGRATIONS: readonly Migration[] = [
         locked_by TEXT NOT NULL,
         locked_at TEXT NOT NULL
       ) STRICT;
+      -- The audit stream resumes after the last sequence number the fleet's collector acknowledged.
+      CREATE TABLE fleet_streams (
+        name TEXT PRIMARY KEY,
+        acked_seq INTEGER NOT NULL CHECK (acked_seq >= 0)
+      ) STRICT;
     `,
   },
   {

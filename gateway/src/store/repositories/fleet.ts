@@ -103,4 +103,22 @@ export class FleetRepository {
         .prepare('INSERT OR REPLACE INTO fleet_lock (id, locked_by, locked_at) VALUES (1, ?, ?)')
         .run(by, at);
   }
+
+  /** The last sequence number a stream's consumer acknowledged (0: none yet). */
+  streamAcked(name: string): number {
+    const r = this.db.prepare('SELECT acked_seq FROM fleet_streams WHERE name = ?').get(name) as
+      | { acked_seq: number }
+      | undefined;
+    return r?.acked_seq ?? 0;
+  }
+
+  /** Only ever raised: an old acknowledgement arriving late changes nothing. */
+  raiseStreamAcked(name: string, seq: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO fleet_streams (name, acked_seq) VALUES (?, ?)
+         ON CONFLICT(name) DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq)`,
+      )
+      .run(name, seq);
+  }
 }
