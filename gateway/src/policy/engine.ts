@@ -1,5 +1,5 @@
-import { Ajv, type ValidateFunction } from 'ajv';
-import { decode as decodeCbor } from 'cbor-x';
+import { createRequire } from 'node:module';
+import type { Ajv as AjvClass, ValidateFunction } from 'ajv';
 import {
   DAYS,
   type PolicyConfig,
@@ -92,6 +92,20 @@ export interface EffectivePolicy {
   broken?: string;
 }
 
+// ajv and cbor-x cost ~90 ms and ~35 ms to load: only a profile with a schema loads them (every CLI command
+// opens the core; most never decide a message).
+const requireCjs = createRequire(import.meta.url);
+let ajvClass: typeof AjvClass | undefined;
+let cborDecode: ((b: Buffer) => unknown) | undefined;
+const newAjv = (): AjvClass => {
+  ajvClass ??= (requireCjs('ajv') as { Ajv: typeof AjvClass }).Ajv;
+  return new ajvClass({ allErrors: false, strict: false });
+};
+const decodeCbor = (b: Buffer): unknown => {
+  cborDecode ??= (requireCjs('cbor-x') as { decode: (b: Buffer) => unknown }).decode;
+  return cborDecode(b);
+};
+
 const CF_JSON = 50;
 const CF_CBOR = 60;
 
@@ -116,7 +130,7 @@ function minutes(hhmm: string): number {
  * profile and overrides, so a changed profile or override applies at the next message.
  */
 export class PolicyEngine {
-  private readonly ajv = new Ajv({ allErrors: false, strict: false });
+  private ajv: AjvClass | undefined;
   private readonly compiled = new Map<string, { key: string; c: Compiled }>();
   private readonly schemas = new Map<string, ValidateFunction>();
   private readonly buckets = new Map<
@@ -338,6 +352,7 @@ export class PolicyEngine {
     const key = JSON.stringify(schema);
     let v = this.schemas.get(key);
     if (!v) {
+      this.ajv ??= newAjv();
       v = this.ajv.compile(schema as object);
       this.schemas.set(key, v);
     }
