@@ -11,8 +11,9 @@ import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { describe, it } from 'node:test';
 import { AnomalyService, Detector, type DetectorEvent, type Finding } from '../gateway/src/anomaly/index.ts';
 import { createLogger } from '../gateway/src/log.ts';
+import { createUiApp } from '../ui/src/app.ts';
 import { evaluateSite, realisticSite, SHIFTS, SUBTLE_ATTACKS } from './helpers/realistic.ts';
-import { site as uiSite } from './helpers/ui.ts';
+import { Browser, site as uiSite } from './helpers/ui.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -242,7 +243,7 @@ describe('behaviour detection on a realistic site', () => {
 
 describe('expected changes in the running gateway', () => {
   it('a firmware campaign telling a device to update, and a device admitted from pending, open re-learning windows', async (t) => {
-    const { core, clock } = uiSite(t, { anomaly: { learningHours: 1, relearnHours: 6 } });
+    const { core, clock, login } = uiSite(t, { anomaly: { learningHours: 1, relearnHours: 6 } });
     const pair = generateKeyPairSync('ed25519');
     core.firmware.addVendorKey(
       'acme',
@@ -297,6 +298,15 @@ describe('expected changes in the running gateway', () => {
       because: `firmware campaign ${campaign.id}`,
       messageKinds: 1,
     });
+    // The device page says so (the gateway passes the running service's view to the UI).
+    const { b } = await login('auditor', 'auditor');
+    const page = new Browser(createUiApp(core, { behaviour: (id) => service.behaviour(id) }));
+    page.cookie = b.cookie;
+    const html = (await page.page('GET', '/devices/t1')).text;
+    assert.match(
+      html,
+      new RegExp(`re-learning after firmware campaign ${campaign.id} until \\d{4}-\\d{2}-\\d{2}`),
+    );
     // Re-onboarding: a device that comes back through approval re-learns too.
     core.events.emit({
       type: 'device.state',
