@@ -12,7 +12,7 @@ export async function detectReplayCommand(
   o: { learningHours?: number; windowSeconds?: number },
   io: Io,
 ): Promise<number> {
-  // The configured detector settings (learning period, window, site offset), overridable for tuning.
+  // The configured detector settings (learning period, window, site time zone), overridable for tuning.
   const a = resolveConfig(configPath).config.anomaly;
   const input = file === '-' ? process.stdin : createReadStream(file);
   const opened = new Promise<void>((resolve, reject) => {
@@ -27,6 +27,8 @@ export async function detectReplayCommand(
       windowMs: (o.windowSeconds ?? a.windowSeconds) * 1000,
       cooldownMs: a.cooldownMinutes * 60_000,
       utcOffsetMinutes: a.utcOffsetMinutes,
+      ...(a.timeZone ? { timeZone: a.timeZone } : {}),
+      relearnMs: a.relearnHours * 3_600_000,
     },
     io.out,
     io.err,
