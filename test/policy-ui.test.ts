@@ -36,4 +36,25 @@ describe('UI: policy on the device page', () => {
     assert.match(other.text, /none \(known and active only\)/);
     assert.match(other.text, /none since the gateway started/);
   });
+
+  it('a technician sets the profile from the device page (audited); an unknown profile is refused', async (t) => {
+    const { core, login } = site(t, { policy: { profiles: { thermo: { maxPayloadBytes: 8 } } } });
+    core.identity.addPskDevice({ id: 'dev-1', pskIdentity: 'dev-1', generate: true }, 'test');
+    const { b } = await login('tech', 'technician');
+    assert.match((await b.page('GET', '/devices/dev-1')).text, /<option value="thermo">thermo<\/option>/);
+    const set = await b.page('POST', '/devices/dev-1/profile', { profile: 'thermo' });
+    assert.equal(set.status, 303);
+    assert.equal(core.store.devices.get('dev-1')?.policyProfile, 'thermo');
+    const entry = core.store.audit
+      .search({ target: 'dev-1', limit: 5 })
+      .find((e) => e.action === 'device.policy');
+    assert.equal(entry?.actor, 'ui:tech');
+    assert.match((await b.page('GET', '/devices/dev-1')).text, /<dd id="policy-profile">thermo<\/dd>/);
+    const bad = await b.page('POST', '/devices/dev-1/profile', { profile: 'nosuch' });
+    assert.equal(core.store.devices.get('dev-1')?.policyProfile, 'thermo', 'unchanged');
+    assert.equal(bad.flash?.kind, 'error');
+    assert.match(bad.flash?.text ?? '', /no profile nosuch in the configuration/);
+    await b.page('POST', '/devices/dev-1/profile', { profile: '' });
+    assert.equal(core.store.devices.get('dev-1')?.policyProfile, null);
+  });
 });

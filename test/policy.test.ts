@@ -184,7 +184,7 @@ describe('policy engine: effective policy, overrides, fail closed', () => {
   it('a schema that does not compile is a configuration error at start', () => {
     assert.throws(
       () => new PolicyEngine(policySchema.parse({ profiles: { x: { schema: { type: 'nonsense' } } } })),
-      (err: Error & { code?: string }) => err.code === 'ERR_POLICY_SCHEMA',
+      (err: Error & { code?: string }) => err.code === 'ERR_POLICY_SCHEMA_INVALID',
     );
     assert.throws(() => policySchema.parse({ defaultProfile: 'nope' }), /defaultProfile/);
     assert.throws(() => policySchema.parse({ timeZone: 'Mars/Olympus' }), /time zone/);

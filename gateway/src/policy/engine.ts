@@ -154,7 +154,10 @@ export class PolicyEngine {
         try {
           this.schemaFor(p.schema);
         } catch (err) {
-          throw new PolicyError('ERR_POLICY_SCHEMA', `profile ${name}: schema: ${(err as Error).message}`);
+          throw new PolicyError(
+            'ERR_POLICY_SCHEMA_INVALID',
+            `profile ${name}: schema: ${(err as Error).message}`,
+          );
         }
       }
     }

@@ -210,19 +210,20 @@ export class PolicyService {
     if (profile !== null) {
       if (!profileNameSchema.safeParse(profile).success || !this.deps.config.profiles[profile]) {
         throw new PolicyError(
-          'ERR_POLICY_PROFILE',
+          'ERR_POLICY_PROFILE_NOT_FOUND',
           `no profile ${profile} in the configuration (policy.profiles)`,
         );
       }
     }
     const overrides = change.overrides ?? device.policyOverrides;
     const parsed = profileFieldsSchema.safeParse(overrides);
-    if (!parsed.success) throw new PolicyError('ERR_POLICY_OVERRIDES', firstIssue(parsed.error, 'overrides'));
+    if (!parsed.success)
+      throw new PolicyError('ERR_POLICY_OVERRIDES_INVALID', firstIssue(parsed.error, 'overrides'));
     if (parsed.data.schema !== undefined) {
       try {
         new PolicyEngine({ ...this.deps.config, profiles: { probe: { schema: parsed.data.schema } } });
       } catch (err) {
-        throw new PolicyError('ERR_POLICY_SCHEMA', `overrides: ${(err as Error).message}`);
+        throw new PolicyError('ERR_POLICY_SCHEMA_INVALID', `overrides: ${(err as Error).message}`);
       }
     }
     const ts = new Date(this.deps.clock.now()).toISOString();

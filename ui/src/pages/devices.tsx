@@ -135,7 +135,12 @@ export interface DeviceDetailData {
   /** The behaviour model's state (absent: monitoring off, or the caller did not ask). */
   behaviour?: BehaviourStatus | undefined;
   /** The device's policy profile and the messages it refused since the gateway started (docs/policy.md). */
-  policy?: { effective: EffectivePolicy; refusals: RefusalCounts };
+  policy?: {
+    effective: EffectivePolicy;
+    refusals: RefusalCounts;
+    profiles: string[];
+    defaultProfile: string | null;
+  };
   /** Whether `firewall.enforce` is on: without it a quarantine acts in the gateway only (said beside it). */
   firewallEnforced?: boolean;
 }
@@ -234,6 +239,34 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
             </>
           ) : null}
         </dl>
+        {canOperate && d.state !== 'decommissioned' && data.policy && data.policy.profiles.length > 0 ? (
+          <form method="post" action={`${base}/profile`} class="row" aria-label="Policy profile">
+            <Csrf token={viewer.csrf} />
+            <div>
+              <label for="p-profile">Policy profile</label>
+              <select id="p-profile" name="profile">
+                <option value="" selected={data.policy.effective.profileFrom !== 'device'}>
+                  {data.policy.defaultProfile
+                    ? `the default (${data.policy.defaultProfile})`
+                    : 'none (known and active only)'}
+                </option>
+                {data.policy.profiles.map((p) => (
+                  <option
+                    value={p}
+                    selected={
+                      data.policy?.effective.profileFrom === 'device' && data.policy.effective.profile === p
+                    }
+                  >
+                    {p}
+                  </option>
+                ))}
+              </select>
+            </div>
+            <div>
+              <button type="submit">Set profile</button>
+            </div>
+          </form>
+        ) : null}
         {canOperate && d.state !== 'decommissioned' ? (
           <DeviceActions
             d={d}

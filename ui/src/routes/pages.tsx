@@ -90,6 +90,7 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
     sample: { reason: 'test' },
   },
   { method: 'POST', path: '/devices/:id/release', access: { roles: OPERATORS } },
+  { method: 'POST', path: '/devices/:id/profile', access: { roles: OPERATORS }, sample: { profile: '' } },
   {
     method: 'POST',
     path: '/devices/:id/decommission',
@@ -490,7 +491,12 @@ export function pageRoutes(
             .filter((e) => e.target === device.id),
           rateLimit: limit,
           behaviour: options.behaviour?.(device.id),
-          policy: { effective: core.policy.show(device.id), refusals: core.policy.refusals(device.id) },
+          policy: {
+            effective: core.policy.show(device.id),
+            refusals: core.policy.refusals(device.id),
+            profiles: Object.keys(core.config.policy.profiles).sort(),
+            defaultProfile: core.config.policy.defaultProfile ?? null,
+          },
           firewallEnforced: core.config.firewall.enforce,
         }}
         viewer={c.get('viewer')}
@@ -538,6 +544,15 @@ export function pageRoutes(
         ? `${id(c)} is quarantined in the gateway, but the firewall did not take it: ${r.error ?? 'see the alerts'}`
         : `${id(c)} quarantined (${how}).${fw}`;
     return flashTo(c, deviceUrl(id(c)), { kind: r.firewall === 'failed' ? 'error' : 'ok', text });
+  });
+  // The profile only; overrides are set with `portcullis device profile --overrides` (docs/policy.md).
+  page('POST', '/devices/:id/profile', async (c) => {
+    const b = await form(c, z.strictObject({ profile: z.string().max(32) }));
+    const eff = core.policy.assign(id(c), { profile: b.profile === '' ? null : b.profile }, actor(c));
+    return flashTo(c, deviceUrl(id(c)), {
+      kind: 'ok',
+      text: `${id(c)} now takes ${eff.profile ? `the profile ${eff.profile}` : 'no profile (known and active only)'}; it applies to its next message.`,
+    });
   });
   page('POST', '/devices/:id/release', async (c) => {
     const b = await form(c, z.strictObject({ reason: optional(500) }));
