@@ -2,7 +2,7 @@
  * The Portcullis side of `npm run bench -- dtls`: a CoAPs server in its own process, so the load generator
  * and the server do not share a CPU and the server's CPU time and memory can be read from /proc.
  *
- * argv[2]: JSON { psk, certPath, keyPath, caPath, limits? } (`limits` replaces the load-generator limits below,
+ * argv[2]: JSON { psk, certPath, keyPath, caPath, limits?, resumption? } (`limits` replaces the load-generator limits below,
  * e.g. with the gateway's own for `npm run bench -- dtls-flood`). Prints {"port": N, "crypto": {…}} once listening. On stdin, "gc\n"
  * runs a full garbage collection (needs --expose-gc) and answers "gc done".
  */
@@ -18,6 +18,8 @@ interface Args {
   keyPath: string;
   caPath: string;
   limits?: Record<string, number>;
+  /** Session resumption (the gateway's default) on: `npm run bench -- dtls` measures resumed handshakes. */
+  resumption?: boolean;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -38,6 +40,7 @@ const { server } = createCoapsServer(
       maxHandshakesPerPrefix: 100_000,
       maxSessions: 100_000,
     },
+    sessionResumption: args.resumption ?? false,
     onInternalError: (err) => process.stderr.write(`internal error: ${String(err)}\n`),
   },
   { router },

@@ -6,10 +6,14 @@
  * Phases, alternated between the two servers `rounds` times so that machine noise hits both alike:
  *   psk        full PSK handshakes (TLS_PSK_WITH_AES_128_CCM_8), each ended with close_notify
  *   ecdhe      full ECDHE-ECDSA handshakes with client certificates (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8)
+ *   resumed    abbreviated PSK handshakes resuming a session by session ID (native generator only)
  *   requests   confirmable CoAP requests spread over `sessions` established PSK sessions, `inflight` at a
  *              time (more would overflow the servers' socket buffers and measure the loss, not the server)
  * then the resident memory of `sessions` idle sessions beyond each server's base, on a freshly started server.
  *
+ * The handshake phases run on a native load generator (bench/native/dtls-handshake-load.c, OpenSSL's DTLS client
+ * API, `threads` threads; built with cc at the start) unless `--generator 2` asks for the JavaScript one: a
+ * JavaScript generator took a whole core of a two-core machine and bounded both servers (issue 3).
  * Throughput (ops/s) depends on the load generator too, which shares the machine; so the report also gives
  * each server's own CPU time per operation (from /proc), which does not, and the generator's CPU share.
  * Ratios are medians of per-round ratios (see row()).
@@ -17,7 +21,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { cpus } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { generate } from 'coap-packet';
@@ -40,12 +46,17 @@ interface Settings {
   sessions: number;
   concurrency: number;
   inflight: number;
-  /** Threads generating the handshake phases' load (this one and N − 1 workers). */
+  /** Threads generating the handshake phases' load (this one and N − 1 workers), for the JavaScript generator. */
   generators: number;
+  /** 1: the native generator for the handshake phases (the default); 2: the JavaScript one. */
+  generator: number;
+  /** The native generator's threads (each one handshake at a time). */
+  threads: number;
 }
 
 type Target = 'portcullis' | 'libcoap';
-type Phase = 'psk' | 'ecdhe' | 'requests';
+type Phase = 'psk' | 'ecdhe' | 'resumed' | 'requests';
+type NativeMode = 'psk' | 'ecdhe' | 'psk-resume';
 
 interface Server {
   target: Target;
@@ -69,6 +80,47 @@ interface MemoryReading {
 interface Measurement extends LoadResult {
   serverCpuMs: number;
   generatorCpuMs: number;
+}
+
+/** Builds bench/native/dtls-handshake-load.c into a temporary directory; returns the binary's path. */
+function buildNativeGenerator(): { path: string; dispose(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-dtls-'));
+  const path = join(dir, 'dtls-handshake-load');
+  const source = new URL('./native/dtls-handshake-load.c', import.meta.url).pathname;
+  execFileSync('cc', ['-O2', '-o', path, source, '-lssl', '-lcrypto', '-lpthread']);
+  return { path, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** One run of the native generator; its own CPU time comes back with the counts. */
+async function nativeLoad(
+  binary: string,
+  server: Server,
+  mode: NativeMode,
+  seconds: number,
+  threads: number,
+  pki: TestPki,
+): Promise<LoadResult & { generatorCpuMs: number; resumed: number }> {
+  const credentials =
+    mode === 'ecdhe' ? ['cert', pki.client.certPath, pki.client.keyPath] : ['psk', 'bench', BENCH_PSK];
+  const child = spawn(
+    binary,
+    ['127.0.0.1', String(server.port), mode, String(seconds), String(threads), ...credentials],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const [code] = (await once(child, 'close')) as [number];
+  if (code !== 0) throw new Error(`the native load generator exited with ${code}`);
+  const r = JSON.parse(out) as {
+    ops: number;
+    errors: number;
+    resumed: number;
+    seconds: number;
+    cpuMs: number;
+  };
+  return { ops: r.ops, errors: r.errors, seconds: r.seconds, resumed: r.resumed, generatorCpuMs: r.cpuMs };
 }
 
 async function freePortPair(): Promise<number> {
@@ -122,6 +174,8 @@ async function startPortcullis(pki: TestPki): Promise<Server> {
         certPath: pki.server.certPath,
         keyPath: pki.server.keyPath,
         caPath: pki.caPath,
+        // As the gateway runs it: the resumed phase needs it, and the idle sessions' memory includes it.
+        resumption: true,
       }),
     ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
@@ -237,13 +291,18 @@ class GeneratorThreads {
 }
 
 /** Runs the load and adds the CPU both sides used (the generator's: every thread of this process). */
-async function measure(server: Server, load: () => Promise<LoadResult>): Promise<Measurement> {
+async function measure(
+  server: Server,
+  load: () => Promise<LoadResult & { generatorCpuMs?: number }>,
+): Promise<Measurement> {
   const pid = server.child.pid as number;
   const cpu0 = cpuMs(pid);
   const gen0 = process.cpuUsage();
   const r = await load();
   const gen = process.cpuUsage(gen0);
-  return { ...r, serverCpuMs: cpuMs(pid) - cpu0, generatorCpuMs: (gen.user + gen.system) / 1000 };
+  // A native generator reports its own CPU; this process only waited for it.
+  const generatorCpuMs = r.generatorCpuMs ?? (gen.user + gen.system) / 1000;
+  return { ...r, serverCpuMs: cpuMs(pid) - cpu0, generatorCpuMs };
 }
 
 interface OpenSessions {
@@ -353,13 +412,16 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
     concurrency: 16,
     inflight: 64,
     generators: 1,
+    generator: 1,
+    threads: 8,
   });
+  const native = settings.generator === 1 ? buildNativeGenerator() : null;
   const pki = makePki();
   const log = (msg: string) => process.stderr.write(`[bench dtls] ${msg}\n`);
   const servers: Server[] = [];
   const results: Record<Target, Record<Phase, Measurement[]>> = {
-    portcullis: { psk: [], ecdhe: [], requests: [] },
-    libcoap: { psk: [], ecdhe: [], requests: [] },
+    portcullis: { psk: [], ecdhe: [], resumed: [], requests: [] },
+    libcoap: { psk: [], ecdhe: [], resumed: [], requests: [] },
   };
   const memoryResult = {} as Record<Target, MemoryReading>;
   const certificate: ClientCertificate = { der: pki.client.der, key: pki.client.key };
@@ -367,19 +429,25 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
   try {
     servers.push(await startPortcullis(pki));
     servers.push(await startLibcoap(pki));
+    const kinds = native ? (['psk', 'ecdhe', 'resumed'] as const) : (['psk', 'ecdhe'] as const);
+    const modes: Record<(typeof kinds)[number], NativeMode> = {
+      psk: 'psk',
+      ecdhe: 'ecdhe',
+      resumed: 'psk-resume',
+    };
+    const handshakes = (s: Server, kind: (typeof kinds)[number], seconds: number) =>
+      native
+        ? nativeLoad(native.path, s, modes[kind], seconds, settings.threads, pki)
+        : generators.run(s.port, kind as HandshakeKind, seconds, settings.concurrency);
     // Warm-up: JIT for Portcullis, caches for both; not measured.
     for (const s of servers) {
-      for (const kind of ['psk', 'ecdhe'] as const) {
-        await measure(s, () => generators.run(s.port, kind, 1, settings.concurrency));
-      }
+      for (const kind of kinds) await measure(s, () => handshakes(s, kind, 1));
     }
     for (let round = 0; round < settings.rounds; round++) {
       for (const s of round % 2 ? [...servers].reverse() : servers) {
         log(`round ${round + 1}/${settings.rounds}: ${s.target} handshakes`);
-        for (const kind of ['psk', 'ecdhe'] as const) {
-          results[s.target][kind].push(
-            await measure(s, () => generators.run(s.port, kind, settings.seconds, settings.concurrency)),
-          );
+        for (const kind of kinds) {
+          results[s.target][kind].push(await measure(s, () => handshakes(s, kind, settings.seconds)));
         }
       }
     }
@@ -415,6 +483,7 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
   } finally {
     await generators.close();
     await Promise.all(servers.map(stop));
+    native?.dispose();
   }
   try {
     for (const start of [startPortcullis, startLibcoap]) {
@@ -447,6 +516,7 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
   };
   const psk = row('psk');
   const ecdhe = row('ecdhe');
+  const resumed = native ? row('resumed') : null;
   const requests = row('requests');
   const perThousand = memoryResult.portcullis.perThousandMb;
   return {
@@ -457,10 +527,21 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
       openssl: versionOf('openssl', ['version']),
       libcoap: versionOf('coap-server-openssl', ['-?']),
       portcullisDtlsCrypto: servers[0]?.crypto,
+      handshakeGenerator: native ? `native (OpenSSL client API, ${settings.threads} threads)` : 'JavaScript',
     },
     settings,
     pskHandshakes: psk,
     ecdheEcdsaHandshakes: ecdhe,
+    ...(resumed
+      ? {
+          resumedPskHandshakes: resumed,
+          // Issue 22's target: resumption worth it on Portcullis itself, in the same run.
+          resumedOverFullPsk: {
+            portcullis: round2(resumed.portcullis.opsPerSecond / psk.portcullis.opsPerSecond),
+            libcoap: round2(resumed.libcoap.opsPerSecond / psk.libcoap.opsPerSecond),
+          },
+        }
+      : {}),
     requestsOverEstablishedSessions: requests,
     memoryOfIdleSessions: {
       sessions: settings.sessions,
@@ -472,6 +553,9 @@ export async function dtlsBench(argv: string[]): Promise<unknown> {
       pskHandshakesAtLeastLibcoap: psk.ratio.throughput >= 1,
       ecdheHandshakesAtLeastHalfOfLibcoap: ecdhe.ratio.throughput >= 0.5,
       requestRateAtLeastLibcoap: requests.ratio.throughput >= 1,
+      ...(resumed
+        ? { resumedAtLeast3xFullPsk: resumed.portcullis.opsPerSecond >= 3 * psk.portcullis.opsPerSecond }
+        : {}),
       atMost5MbPerThousandIdleSessions: perThousand <= 5,
     },
   };
