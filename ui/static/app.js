@@ -12,6 +12,23 @@
     }
   });
 
+  // 3. A table box that scrolls sideways (a wide table on a phone) takes the keyboard focus, so it can be
+  //    scrolled without a mouse; boxes that fit stay out of the Tab order.
+  const markScrollables = () => {
+    for (const box of document.querySelectorAll('.scroll, pre.diff')) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        box.tabIndex = 0;
+        box.setAttribute('role', 'region');
+        if (!box.hasAttribute('aria-label')) box.setAttribute('aria-label', 'Scrolls sideways');
+      } else {
+        box.removeAttribute('tabindex');
+        box.removeAttribute('role');
+      }
+    }
+  };
+  markScrollables();
+  window.addEventListener('resize', markScrollables);
+
   const regions = () => Array.from(document.querySelectorAll('[data-live]'));
   const counters = (data) => {
     for (const el of document.querySelectorAll('[data-count]')) {
@@ -27,8 +44,10 @@
     lastRefresh[topic] = now;
     const targets = regions().filter((r) => r.dataset.live.split(' ').includes(topic));
     if (targets.length === 0 || pending) return;
+    // Never swap the region holding the focus (a keyboard user would lose their place, a typist their
+    // input): it refreshes at the next change or timer once the focus has left it.
     const active = document.activeElement;
-    if (active?.closest('form') && active.closest('[data-live]')) return;
+    if (active && active !== document.body && targets.some((t) => t.contains(active))) return;
     pending = true;
     try {
       const res = await fetch(location.href, {
@@ -41,6 +60,7 @@
         const fresh = t.id && doc.getElementById(t.id);
         if (fresh) t.replaceWith(fresh);
       }
+      markScrollables();
       const status = document.getElementById('live-status');
       if (status) status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } finally {

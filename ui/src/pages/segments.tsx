@@ -81,6 +81,13 @@ export const Segments: FC<{
         ) : null}
       </dl>
       <h2>Rendered ruleset</h2>
+      {!firewall.enforce ? (
+        <p class="hint" id="apply-off">
+          Enforcement is off (<code>firewall.enforce: false</code>): the gateway leaves this host's firewall
+          alone, so there is nothing to apply. Review the ruleset here; turn enforcement on in the
+          configuration to have the gateway load it.
+        </p>
+      ) : null}
       {'error' in r ? (
         <p class="flash error" role="alert">
           The ruleset cannot be compiled: {r.error}
@@ -105,13 +112,6 @@ export const Segments: FC<{
                 <span class={l.startsWith('+') ? 'add' : 'del'}>{`${l}\n`}</span>
               ))}
             </pre>
-          ) : null}
-          {!firewall.enforce ? (
-            <p class="hint" id="apply-off">
-              Enforcement is off (<code>firewall.enforce: false</code>): the gateway leaves this host's
-              firewall alone, so there is nothing to apply. Review the ruleset here; turn enforcement on in
-              the configuration to have the gateway load it.
-            </p>
           ) : null}
           {viewer.role === 'admin' && r.changed && firewall.enforce ? (
             <form
