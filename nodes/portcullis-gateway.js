@@ -16,6 +16,16 @@ module.exports = (RED) => {
     } catch (err) {
       this.clientError = err;
     }
+    // Every node using this gateway: a revoked token is every node's problem, so none keeps a stale green badge.
+    const members = new Set();
+    this.join = (node) => {
+      members.add(node);
+      node.on('close', () => members.delete(node));
+    };
+    /** The gateway refused the token (401): every member's badge says so until a call or stream gets through. */
+    this.refused = (status) => {
+      for (const n of members) n.status({ fill: 'red', shape: 'dot', text: `refused (${status})` });
+    };
     // One event stream per gateway node, shared by every "events in" node that uses it.
     const listeners = new Set();
     let stream = null;
@@ -36,6 +46,7 @@ module.exports = (RED) => {
           // A revoked token: every node on this stream reports it where Catch nodes see it.
           onRefused: (err) => {
             for (const l of listeners) l.refused?.(err);
+            if (err.status === 401) this.refused(401);
           },
         });
       } else {

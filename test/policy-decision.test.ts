@@ -36,7 +36,7 @@ interface Helper {
 }
 const helper = require('node-red-node-test-helper') as Helper;
 helper.init(require.resolve('node-red'));
-const NODES = ['portcullis-gateway', 'policy-decision', 'device-events'].map(
+const NODES = ['portcullis-gateway', 'policy-decision', 'device-events', 'policy-check', 'device-info'].map(
   (n) => require(`../nodes/${n}.js`) as unknown,
 );
 type Msg = Record<string, unknown>;
@@ -81,7 +81,7 @@ describe('policy decision node: a flow as the synchronous decision point of a pr
   let control: ControlServer;
   let tokens: ControlTokens;
   let socketPath: string;
-  const T = { guard: '', other: '', noscope: '', events: '' };
+  const T = { guard: '', other: '', noscope: '', events: '', stale: '' };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'portcullis-decide-'));
@@ -114,6 +114,7 @@ describe('policy decision node: a flow as the synchronous decision point of a pr
     T.other = tokens.create('other', ['policy:decide'], 'test').token;
     T.noscope = tokens.create('noscope', ['events:read'], 'test').token;
     T.events = tokens.create('events', ['events:read'], 'test').token;
+    T.stale = tokens.create('stale', ['device:read'], 'test').token;
     await new Promise<void>((r) => helper.startServer(r));
   });
 
@@ -227,5 +228,28 @@ describe('policy decision node: a flow as the synchronous decision point of a pr
     await until('refused (401) stays', () => seen.at(-1)?.text === 'refused (401)');
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(seen.at(-1)?.text, 'refused (401)', 'not overwritten by "disconnected"');
+  });
+
+  it('revoking the token: every node of that gateway shows "refused (401)", not only the one that called', async () => {
+    await load('stale', [
+      { id: 'pc', type: 'portcullis-policy', states: 'active', wires: [['h1'], []] },
+      { id: 'di', type: 'portcullis-device', wires: [['h1']] },
+    ]);
+    const pc = statuses('pc');
+    const di = statuses('di');
+    const seen = new Promise<void>((r) => helper.getNode('h1').on('input', () => r()));
+    helper.getNode('pc').receive({ deviceId: 'g1' });
+    await seen;
+    assert.equal(pc.at(-1)?.fill, 'green');
+    tokens.revoke('stale', 'test');
+    const err = new Promise<{ code?: string }>((resolve) =>
+      helper.getNode('di').on('call:error', (call) => resolve(call.args[0] as { code?: string })),
+    );
+    helper.getNode('di').receive({ deviceId: 'g1' });
+    assert.equal((await err).code, 'ERR_CONTROL_TOKEN');
+    await until(
+      'both badges say refused',
+      () => pc.at(-1)?.text === 'refused (401)' && di.at(-1)?.text === 'refused (401)',
+    );
   });
 });

@@ -5,7 +5,7 @@
 
 /**
  * @typedef {{ status(s: object): void; error(e: unknown, msg?: object): void; on(ev: string, fn: Function): void; send(m: unknown): void }} NodeLike
- * @typedef {{ client: import('./client.js').ControlClient | null; clientError: Error | null; subscribe: Function }} GatewayNode
+ * @typedef {{ client: import('./client.js').ControlClient | null; clientError: Error | null; subscribe: Function; join?: (n: NodeLike) => void; refused?: (status: number) => void }} GatewayNode
  */
 
 /**
@@ -25,6 +25,7 @@ function gatewayOf(RED, node, config) {
     node.status({ fill: 'red', shape: 'ring', text: gw.clientError?.message ?? 'gateway not usable' });
     return undefined;
   }
+  gw.join?.(node);
   return gw;
 }
 
@@ -88,6 +89,8 @@ function onInput(node, gw, handler) {
         done();
       } catch (err) {
         fail(node, done, err);
+        // A revoked (or unknown) token: every node of this gateway shows it, not only the one that called.
+        if (/** @type {{ status?: number }} */ (err)?.status === 401) gw.refused?.(401);
       }
     },
   );
