@@ -215,16 +215,25 @@ const BLATANT: ReadonlySet<FindingKind> = new Set(['flood', 'auth', 'scan', 'bea
 class SiteGroup {
   bucket = -1;
   active = 0;
-  expected = 0;
-  observed = 0;
+  /** Distinct devices per bucket, per hour of the week: an office site is quiet every night, not silent. */
+  private readonly usual = new Float64Array(48);
+  private readonly seen = new Float64Array(48);
   silentSince = Number.NaN;
   outageId = 0;
   outageStart = Number.NaN;
   outageEnd = Number.NaN;
-  members = 0;
   hour = -1;
   hourScored = 0;
   hourRaised = 0;
+
+  constructor(private readonly slotOf: (t: number) => number) {}
+
+  /** Devices usually seen in a bucket at `t`'s hour of the week; 0 until that hour was seen (no judgement). */
+  private expectedAt(t: number): number {
+    let s = this.slotOf(t);
+    if (s >= 24 && this.seen[s]! < 24) s -= 24;
+    return this.seen[s]! >= 12 ? this.usual[s]! : 0;
+  }
 
   advance(ts: number): void {
     const b = Math.floor(ts / BUCKET_MS);
@@ -232,8 +241,9 @@ class SiteGroup {
     if (this.bucket >= 0) {
       this.closeBucket(this.active, this.bucket * BUCKET_MS);
       // Buckets nobody spoke in: silence, if the group is big enough for that to mean something.
-      if (b - this.bucket > 1 && this.expected >= SITE_MIN && Number.isNaN(this.silentSince)) {
-        this.startSilence((this.bucket + 1) * BUCKET_MS);
+      const next = (this.bucket + 1) * BUCKET_MS;
+      if (b - this.bucket > 1 && this.expectedAt(next) >= SITE_MIN && Number.isNaN(this.silentSince)) {
+        this.startSilence(next);
       }
     }
     this.bucket = b;
@@ -246,20 +256,24 @@ class SiteGroup {
   }
 
   private closeBucket(active: number, start: number): void {
-    const silent = this.expected >= SITE_MIN && active < SILENT_SHARE * this.expected;
-    if (silent) {
+    const expected = this.expectedAt(start);
+    if (expected >= SITE_MIN && active < SILENT_SHARE * expected) {
       if (Number.isNaN(this.silentSince)) this.startSilence(start);
       return;
     }
-    this.observed++;
-    const a = Math.max(1 / 100, 1 / this.observed);
-    this.expected += a * (active - this.expected);
+    const s = this.slotOf(start);
+    this.seen[s]!++;
+    const a = Math.max(1 / 36, 1 / this.seen[s]!);
+    this.usual[s]! += a * (active - this.usual[s]!);
   }
 
   /** A device of the group was seen in the current bucket (once per bucket). */
   touch(): void {
     this.active++;
-    if (!Number.isNaN(this.silentSince) && this.active >= SILENT_SHARE * this.expected) {
+    if (
+      !Number.isNaN(this.silentSince) &&
+      this.active >= SILENT_SHARE * this.expectedAt(this.bucket * BUCKET_MS)
+    ) {
       const start = this.bucket * BUCKET_MS;
       if (start - this.silentSince >= MIN_OUTAGE_MS) {
         this.outageStart = this.silentSince;
@@ -311,7 +325,7 @@ interface Context {
 export class Detector {
   private readonly devices = new Map<string, DeviceModel>();
   private readonly groups = new Map<string, SiteGroup>();
-  private readonly site = new SiteGroup();
+  private readonly site = new SiteGroup((t) => this.slotOf(t));
   private readonly zoneCache = new Map<number, number>();
   private zoneFormat: Intl.DateTimeFormat | undefined;
   readonly options: DetectorOptions;
@@ -331,7 +345,7 @@ export class Detector {
     const name = this.options.groupOf(device);
     let g = this.groups.get(name);
     if (!g) {
-      g = new SiteGroup();
+      g = new SiteGroup((t) => this.slotOf(t));
       this.groups.set(name, g);
     }
     return g;
@@ -344,7 +358,6 @@ export class Detector {
     if (!m) {
       m = DeviceModel.create(e.ts, this.options.windowMs);
       this.devices.set(e.device, m);
-      group.members++;
     }
     group.advance(e.ts);
     const b = Math.floor(e.ts / BUCKET_MS);
@@ -503,7 +516,6 @@ export class Detector {
   importState(device: string, state: Buffer): boolean {
     const m = DeviceModel.fromBytes(state);
     if (!m) return false;
-    if (!this.devices.has(device)) this.groupOf(device).members++;
     this.devices.set(device, m);
     return true;
   }
