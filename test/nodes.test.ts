@@ -451,6 +451,52 @@ describe('Portcullis Node-RED nodes', () => {
     assert.equal(new Set(configIds).size, files.length, configIds.join(', '));
   });
 
+  it('the anomaly-score example writes no audit entry per message of an already quarantined device', async () => {
+    const flow = JSON.parse(
+      readFileSync(join(ROOT, 'nodes', 'examples', 'Quarantine on high anomaly score.json'), 'utf8'),
+    ) as Msg[];
+    const gwNode = flow.find((x) => x.type === 'portcullis-gateway') as Msg;
+    gwNode.socketPath = socketPath;
+    await helper.unload();
+    await new Promise<void>((r) => helper.load(NODES, flow, { [gwNode.id as string]: { token: T.full } }, r));
+    const ev = statuses('ev1');
+    const scored = statuses('sc1');
+    for (let i = 0; i < 50 && !ev.some((s) => s.text === 'connected'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const quarantined = device();
+    await core.segmentation.quarantine(quarantined, { reason: 'test', mode: 'observe' }, 'test');
+    const ofDevice = () =>
+      core.store.audit.search({ target: quarantined, limit: 100 }).filter((e) => e.target === quarantined);
+    const before = ofDevice().length;
+    const message = (deviceId: string) =>
+      core.events.emit({
+        type: 'device.message',
+        ts: new Date().toISOString(),
+        deviceId,
+        resource: '/telemetry',
+        contentFormat: 50,
+        payload: Buffer.from('{"t":21}').toString('base64'),
+        size: 8,
+        allowed: false,
+      });
+    for (let i = 0; i < 5; i++) message(quarantined);
+    // Positive control: an active device's message gets past the gate to the score node.
+    core.identity.addPskDevice(
+      { id: `${quarantined}-ok`, pskIdentity: `${quarantined}-ok`, generate: true },
+      'test',
+    );
+    message(`${quarantined}-ok`);
+    for (let i = 0; i < 60 && scored.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(scored.length > 0, 'the active device was scored');
+    await new Promise((r) => setTimeout(r, 300));
+    const after = ofDevice();
+    assert.equal(
+      after.length,
+      before,
+      `no entries: ${JSON.stringify(after.slice(0, after.length - before))}`,
+    );
+  });
+
   it('fails with a clear status when no gateway is configured', async () => {
     await helper.unload();
     await new Promise<void>((r) =>
