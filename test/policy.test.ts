@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encode as encodeCbor } from 'cbor-x';
+import { parseConfig } from '../gateway/src/config/index.ts';
 import { policySchema } from '../gateway/src/config/policy-schema.ts';
 import { PolicyEngine, type PolicyRequest } from '../gateway/src/policy/engine.ts';
 import type { Device } from '../gateway/src/store/index.ts';
@@ -188,5 +189,10 @@ describe('policy engine: effective policy, overrides, fail closed', () => {
     );
     assert.throws(() => policySchema.parse({ defaultProfile: 'nope' }), /defaultProfile/);
     assert.throws(() => policySchema.parse({ timeZone: 'Mars/Olympus' }), /time zone/);
+    // A profile's segment must exist: otherwise its devices would be refused forever without a word at start.
+    assert.throws(
+      () => parseConfig({ policy: { profiles: { a: { segments: ['nope'] } } } }, '/tmp'),
+      (err: Error) => /policy\.profiles\.a\.segments\.0: no segment nope in segments/.test(err.message),
+    );
   });
 });

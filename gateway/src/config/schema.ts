@@ -420,6 +420,18 @@ export function configSchema(baseDir: string) {
           });
         }
       });
+      // A profile naming a segment that does not exist would refuse its devices forever: say so at load.
+      const names = new Set(c.segments.map((s) => s.name));
+      for (const [name, p] of Object.entries(c.policy.profiles)) {
+        p.segments?.forEach((s, i) => {
+          if (!names.has(s))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['policy', 'profiles', name, 'segments', i],
+              message: `no segment ${s} in segments`,
+            });
+        });
+      }
     })
     .transform((c) => ({
       ...c,
