@@ -402,6 +402,7 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
   it('a SIGKILLed gateway is shown offline through its Will', async () => {
     const mark = seen.length;
     await (gws.get('fleet-b') as RunningGateway).kill();
+    gws.delete('fleet-b'); // gone: nothing to stop in after()
     await waitFor('the Will', () =>
       seen
         .slice(mark)
