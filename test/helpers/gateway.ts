@@ -110,7 +110,8 @@ export async function makeGatewayHome(
         log,
         stderr: () => err,
         async stop() {
-          if (child.exitCode !== null) return child.exitCode;
+          // A killed child has signalCode set and exitCode null: its 'exit' is already past.
+          if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
           const exited = once(child, 'exit');
           child.kill('SIGTERM');
           const [code] = (await exited) as [number | null];
