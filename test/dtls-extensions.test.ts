@@ -548,6 +548,24 @@ describe('a fragmented ClientHello (reassembled, bounded, once its cookie is val
     c.close();
   });
 
+  it('replaces an established session when the client comes back from the same port with a fragmented hello', async () => {
+    const first = pskClient(f, { localPort: 0, localAddress: '127.0.0.4' });
+    await first.connect();
+    const port = first.localPort;
+    first.close();
+    const again = pskClient(f, {
+      localPort: port,
+      localAddress: '127.0.0.4',
+      helloFragmentSize: 200,
+      extensions: padding,
+    });
+    await again.connect();
+    again.send(coapPost('restarted, fragmented'));
+    assert.equal(parse(await again.receive()).code, '2.04');
+    await waitFor('old session replaced', () => f.closed.find((r) => r === 'replaced'));
+    again.close();
+  });
+
   /** A raw socket sending the given datagrams; resolves with what came back within `ms`. */
   async function exchange(datagrams: Buffer[], ms = 300): Promise<Buffer[]> {
     const { createSocket } = await import('node:dgram');

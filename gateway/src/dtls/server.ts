@@ -460,6 +460,8 @@ export class DtlsServer {
           this.onClientHello(first, hello.message, hello.head, peer, key, conn);
           return;
         }
+        // The same, its hello in fragments: reassembled beside the session, which stands until it completes.
+        if (this.onHelloFragment(first, peer, key)) return;
       }
       conn.handleRecords(records, peer);
       return;
@@ -547,7 +549,9 @@ export class DtlsServer {
     } catch {
       return false;
     }
-    this.onClientHello({ ...rec, seq: pending.recordSeq }, message, head, peer, key, null);
+    const existing = this.byAddress.get(key);
+    const replacing = existing?.state === 'established' ? existing : null;
+    this.onClientHello({ ...rec, seq: pending.recordSeq }, message, head, peer, key, replacing);
     return true;
   }
 
