@@ -293,6 +293,69 @@ describe('appliance root file system (amd64)', () => {
     assert.equal(code, 0, stderr);
   });
 
+  it('comes with the first-boot defaults: network, firewall, console, time, no TPM broker (issue 29)', () => {
+    const state = (unit: string) =>
+      spawnSync('systemctl', [`--root=${rootfs}`, 'is-enabled', unit], { encoding: 'utf8' }).stdout.trim();
+    for (const unit of [
+      'systemd-networkd.service',
+      'systemd-resolved.service',
+      'systemd-timesyncd.service',
+      'portcullis-firewall.service',
+      'portcullis-console.service',
+      'portcullis-console.path',
+    ])
+      assert.equal(state(unit), 'enabled', unit);
+    assert.equal(state('tpm2-abrmd.service'), 'masked', 'no 90 s wait for /dev/tpm0 without a TPM');
+    assert.notEqual(state('systemd-networkd-wait-online.service'), 'enabled', 'nothing waits for a network');
+    // agetty reads /run/issue (made by portcullis-console) only when there is no /etc/issue.
+    assert.ok(!existsSync(join(rootfs, 'etc', 'issue')));
+    const config = readFileSync(join(rootfs, 'etc', 'portcullis', 'config.yaml'), 'utf8');
+    assert.match(config, /setupCodeFile: \/run\/portcullis-console\/setup-code/);
+    assert.match(config, /host: 0\.0\.0\.0/);
+    for (const d of ['kernel/postinst.d', 'kernel/postrm.d', 'initramfs/post-update.d'])
+      assert.ok(existsSync(join(rootfs, 'etc', d, 'zz-portcullis-esp')), d);
+    // The hook does nothing where there is no ESP (the Raspberry Pi image, this root file system).
+    const hook = inRoot('/etc/kernel/postinst.d/zz-portcullis-esp', '0.0.0-none');
+    assert.equal(hook.status, 0, hook.stderr);
+
+    // `portcullis segment network-config --out /etc/systemd/network` puts the sensor VLANs' files where
+    // networkd reads them, sorted before the management port's catch-all, which never matches a VLAN.
+    const net = join(rootfs, 'etc', 'systemd', 'network');
+    const management = readFileSync(join(net, '90-portcullis-management.network'), 'utf8');
+    assert.match(management, /^Type=ether$/m, 'VLAN interfaces are Type=vlan: the segments keep theirs');
+    assert.match(management, /^DHCP=ipv4$/m);
+    assert.match(management, /^LinkLocalAddressing=ipv4$/m);
+    assert.match(management, /^Group=1$/m, 'the firewall admits the UI on this group only');
+    assert.equal(inRoot('install', '-d', '-m', '0700', '/tmp/seg').status, 0);
+    writeFileSync(
+      join(rootfs, 'tmp', 'seg', 'config.yaml'),
+      [
+        'dataDir: /tmp/seg/var',
+        'segments:',
+        '  - {name: sensors, role: sensors, vlanId: 20, parentInterface: enp2s0, subnet: 10.20.0.0/24, gatewayAddress: 10.20.0.1}',
+        '',
+      ].join('\n'),
+    );
+    const gen = inRoot(
+      'portcullis',
+      'segment',
+      'network-config',
+      '--config',
+      '/tmp/seg/config.yaml',
+      '--out',
+      '/etc/systemd/network',
+    );
+    assert.equal(gen.status, 0, gen.stderr);
+    const files = readdirSync(net).sort();
+    assert.deepEqual(files, [
+      '10-portcullis-enp2s0.network',
+      '20-portcullis-sensors.netdev',
+      '20-portcullis-sensors.network',
+      '90-portcullis-management.network',
+    ]);
+    for (const f of files.slice(0, 3)) rmSync(join(net, f));
+  });
+
   it('pins the release key (public only) and ships an SBOM of Debian and npm packages', () => {
     assert.equal(readFileSync(join(rootfs, 'etc', 'portcullis', 'release-key.pub.pem'), 'utf8'), keyPem);
     const sbom = JSON.parse(
