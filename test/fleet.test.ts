@@ -5,6 +5,7 @@
  * expired, wrong-key, unsigned, malformed documents; a truncated audit log) sit beside what must work.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { headMac } from '../gateway/src/audit/index.ts';
 import { AUDIT_HEAD_KEY_PURPOSE } from '../gateway/src/audit/sealing.ts';
 import { resolveConfig } from '../gateway/src/config/index.ts';
 import { openKeystore } from '../gateway/src/keystore/index.ts';
-import { runCli } from './helpers/cli.ts';
+import { runCli, spawnCli } from './helpers/cli.ts';
 import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
 import { type Broker, startBroker } from './helpers/mosquitto.ts';
 import { coapClientPost } from './helpers/peers.ts';
@@ -399,7 +400,22 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
     );
   });
 
-  it('a SIGKILLed gateway is shown offline through its Will', async () => {
+  it('a SIGKILLed gateway is shown offline through its Will (fleet status, fleet watch)', async () => {
+    // The operator watching: fleet watch prints the Will as it arrives.
+    const watch = spawnCli(['fleet', 'watch', ...brokerArgs(), '--count', '1'], { cwd: dir });
+    let watched = '';
+    watch.stdout?.on('data', (d: Buffer) => {
+      watched += d.toString();
+    });
+    const watchExit = once(watch, 'exit');
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      watch.stderr?.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (err.includes('watching')) resolve();
+      });
+      watch.once('exit', () => reject(new Error(`fleet watch exited: ${err}`)));
+    });
     const mark = seen.length;
     await (gws.get('fleet-b') as RunningGateway).kill();
     gws.delete('fleet-b'); // gone: nothing to stop in after()
@@ -410,6 +426,8 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
         ? true
         : undefined,
     );
+    await watchExit;
+    assert.match(watched, /fleet-b\/gateway\/status \{.*"online":false.*"cause":"will"/);
     const r = await status();
     assert.match(r.stdout, /^fleet-b\s+OFFLINE \(will\)/m);
     assert.match(r.stdout, /^fleet-a\s+online/m);

@@ -13,11 +13,16 @@ import type { FleetHooks, Uplink, WillMessage } from '../uplink/index.ts';
 import { DesiredStateApplier } from './apply.ts';
 import { ed25519PublicKey, keyIdOf } from './document.ts';
 import { gatewayHpkeKey, hpkeBindingMessage } from './hpke.ts';
-import { buildState, presence } from './state.ts';
+import { buildState, type ComplianceSummary, complianceSummary, presence } from './state.ts';
 import { fleetTopics, groupTopic, STREAM_SUFFIX } from './topics.ts';
 
 /** Checkpoints made for the state at most this often (each advances the keystore's counter: TPM NV wear). */
 const CHECKPOINT_MIN_INTERVAL_MS = 60_000;
+/**
+ * The compliance summary is recomputed at most this often: it verifies the whole audit chain, which must not
+ * run at every debounced state change of a site with a long log.
+ */
+const COMPLIANCE_MAX_AGE_MS = 10 * 60_000;
 /** Audit entries per stream message, and how often new entries are looked for. */
 export const AUDIT_BATCH_ENTRIES = 100;
 const AUDIT_POLL_MS = 2000;
@@ -39,6 +44,7 @@ export class FleetAgent implements FleetHooks {
   /** The last audit entry put into the durable queue (from the last acknowledged one after a restart). */
   private auditQueuedThrough: number;
   private auditTimer: NodeJS.Timeout | null = null;
+  private compliance: { at: number; summary: ComplianceSummary } | null = null;
 
   private constructor(
     private readonly core: Core,
@@ -162,6 +168,14 @@ export class FleetAgent implements FleetHooks {
     }
   }
 
+  private complianceNow(): ComplianceSummary {
+    const now = this.clock.now();
+    if (!this.compliance || now - this.compliance.at >= COMPLIANCE_MAX_AGE_MS) {
+      this.compliance = { at: now, summary: complianceSummary(this.core) };
+    }
+    return this.compliance.summary;
+  }
+
   publishState(): void {
     if (this.stopped || this.uplink.status().state !== 'connected') return;
     this.lastStateAt = this.clock.now();
@@ -177,6 +191,7 @@ export class FleetAgent implements FleetHooks {
         hpke: this.hpke,
         operatorKeyId: key ? keyIdOf(key) : null,
         labels,
+        compliance: this.complianceNow(),
       });
       this.publish(this.topics.state, doc);
     } catch (err) {

@@ -80,6 +80,19 @@ function notAfter(name: string, pem: string): { name: string; notAfter: string }
   }
 }
 
+export type ComplianceSummary = StateDocument['compliance'];
+
+/** The compliance self-assessment, summarised (it walks the whole audit chain: the agent caches it). */
+export function complianceSummary(core: Core): ComplianceSummary {
+  const report = assess(core);
+  return {
+    met: report.summary.met,
+    notMet: report.summary['not met'],
+    notApplicable: report.summary['n.a.'],
+    notMetProvisions: report.findings.filter((f) => f.status === 'not met').map((f) => f.provision),
+  };
+}
+
 export interface StateInputs {
   core: Core;
   prefix: string;
@@ -88,6 +101,7 @@ export interface StateInputs {
   hpke: { publicKey: string; keyId: string; signature: string };
   operatorKeyId: string | null;
   labels: Record<string, string>;
+  compliance: ComplianceSummary;
 }
 
 export function buildState(i: StateInputs): StateDocument {
@@ -104,7 +118,6 @@ export function buildState(i: StateInputs): StateDocument {
     type: d.type,
   }));
   const listJson = JSON.stringify(devices);
-  const report = assess(core);
   const alerts = core.store.alerts.openSummary();
   const identityCertificate = core.keystore?.identityCertificate() ?? '';
   const certificates = [notAfter('identity', identityCertificate)];
@@ -133,12 +146,7 @@ export function buildState(i: StateInputs): StateDocument {
         ? { listGzip: gzipSync(listJson).toString('base64') }
         : { list: devices }),
     },
-    compliance: {
-      met: report.summary.met,
-      notMet: report.summary['not met'],
-      notApplicable: report.summary['n.a.'],
-      notMetProvisions: report.findings.filter((f) => f.status === 'not met').map((f) => f.provision),
-    },
+    compliance: i.compliance,
     alerts: { open: alerts.open, high: alerts.high },
     certificates: certificates.filter((c): c is { name: string; notAfter: string } => c !== null),
     audit: i.audit,
