@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createLogger, LogRing } from '../gateway/src/log.ts';
+import { createUiApp } from '../ui/src/app.ts';
 import { Browser, PASSWORD, site } from './helpers/ui.ts';
 
 const NEW_PASSWORD = 'a brand new passphrase';
@@ -304,5 +306,53 @@ describe('UI console: enrolment, tokens, health, firewall', () => {
     assert.equal(api.status, 409);
     assert.equal((api.data.error as { code: string }).code, 'ERR_FIREWALL_NOT_ENFORCED');
     assert.equal(core.store.rulesets.latest(), undefined, 'nothing was even tried');
+  });
+
+  it('shows the recent log with level, text and device filters, downloads it, and never shows a secret', async (t) => {
+    const { core, login } = site(t);
+    const ring = new LogRing({ write: () => true }, 100);
+    const logger = createLogger('debug', ring);
+    logger.info({ deviceId: 'boiler-1' }, 'session opened');
+    for (let i = 0; i < 150; i++) logger.info({ n: i }, 'filler');
+    logger.warn({ deviceId: 'boiler-2', psk: 'deadbeefdeadbeefdeadbeefdeadbeef' }, 'odd handshake');
+    logger.error({ err: 'broker refused' }, 'uplink failed');
+    logger.debug('chatter');
+    const { b } = await login('audrey', 'auditor');
+    const app = createUiApp(core, { logs: ring });
+    const viewer = new Browser(app);
+    viewer.cookie = b.cookie;
+    const all = await viewer.page('GET', '/logs?level=debug');
+    assert.equal(all.status, 200);
+    assert.match(all.text, /100 kept/, 'bounded');
+    assert.doesNotMatch(all.text, /session opened/, 'the oldest lines were dropped');
+    const warn = await viewer.page('GET', '/logs?level=warn');
+    assert.match(warn.text, /uplink failed/);
+    assert.doesNotMatch(warn.text, /filler/);
+    assert.doesNotMatch(warn.text, /deadbeef/, 'redacted before it was kept');
+    const ring2 = new LogRing({ write: () => true });
+    const logger2 = createLogger('info', ring2);
+    logger2.info({ deviceId: 'boiler-1' }, 'session opened');
+    logger2.warn({ deviceId: 'boiler-2' }, 'odd handshake');
+    const app2 = createUiApp(core, { logs: ring2 });
+    const v2 = new Browser(app2);
+    v2.cookie = b.cookie;
+    const dev = await v2.page('GET', '/logs?device=boiler-2');
+    assert.match(dev.text, /odd handshake/);
+    assert.doesNotMatch(dev.text, /session opened/);
+    const text = await v2.page('GET', '/logs?q=SESSION');
+    assert.match(text.text, /session opened/);
+    const dl = await v2.page('GET', '/logs/download?level=info');
+    assert.match(dl.headers.get('content-disposition') ?? '', /attachment/);
+    assert.deepEqual(
+      dl.text
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { msg: string }).msg),
+      ['session opened', 'odd handshake'],
+    );
+    // Without a kept log (an embedded start): the page says where the log is.
+    assert.match((await b.page('GET', '/logs')).text, /journalctl/);
+    assert.equal((await b.page('GET', '/logs/download')).status, 404);
+    assert.equal((await new Browser(app2).page('GET', '/logs')).location, '/login');
   });
 });

@@ -285,6 +285,7 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
       (await page.evaluate('getComputedStyle(document.querySelector(".chart-x span")).fontSize')) as string,
     );
     assert.ok(fontPx >= 11, `chart labels are ${fontPx}px on a phone`);
+    await page.locator('#device-charts').scrollIntoViewIfNeeded();
     await shot('device-live-phone');
   });
 
@@ -484,6 +485,7 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
       '/audit',
       '/compliance',
       '/health',
+      '/logs',
       '/users',
       '/account',
       '/tokens',
@@ -500,6 +502,11 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
     }
     await page.goto(`${base}/`);
     await shot('dashboard-phone');
+    // The log page shows the running gateway's own lines, filtered by level.
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${base}/logs?level=info&q=started`);
+    assert.match((await page.locator('main table').textContent()) ?? '', /gateway started/);
+    await shot('logs');
     assert.deepEqual(
       consoleErrors.filter((e) => !/favicon/.test(e) && !/status of 4\d\d/.test(e)),
       [],

@@ -76,7 +76,10 @@ export class Gateway {
     private readonly fleet: { stop(): Promise<void> } | undefined,
   ) {}
 
-  static async start(loaded: LoadedConfig, deps: { clock: Clock; logger: Logger }): Promise<Gateway> {
+  static async start(
+    loaded: LoadedConfig,
+    deps: { clock: Clock; logger: Logger; logs?: { recent(): string[] } },
+  ): Promise<Gateway> {
     const { config } = loaded;
     const { logger } = deps;
     // A first start that fails (a port in use, say) must not leave a data directory behind that looks like
@@ -133,6 +136,7 @@ export class Gateway {
       // On the appliance: the policy flows' unit state, for /healthz (PORTCULLIS_FLOWS_UNIT, set by the unit).
       const flowsUnit = UnitStateProbe.fromEnv()?.start();
       const uiApp = createUiApp(core, {
+        logs: deps.logs,
         pairingOpen: () => pairing?.pairingOpen() ?? false,
         uplinkStatus: () => uplink?.status(),
         behaviour: (id) => anomaly?.behaviour(id),

@@ -26,6 +26,8 @@ export interface UiOptions {
   runtime?: RuntimeProbe;
   /** The behaviour model's state of a device (learning, re-learning and why, monitored); absent: not shown. */
   behaviour?: (deviceId: string) => BehaviourStatus | undefined;
+  /** The gateway's recent log lines (pino JSON), for the logs page; absent: the page says where the log is. */
+  logs?: { recent(): string[] } | undefined;
   /** How often live views poll for changes (tests shorten it). */
   livePollMs?: number;
   /** Where unexpected failures are reported (the client only sees "internal error"). */
@@ -121,6 +123,7 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
       uplinkStatus: options.uplinkStatus ?? (() => undefined),
       behaviour: options.behaviour ?? (() => undefined),
       runtime: options.runtime,
+      logs: options.logs,
       report: (err: unknown, where: string) =>
         options.logger?.error(
           { err: err instanceof Error ? err.message : String(err), where },

@@ -1,6 +1,6 @@
 import { systemClock } from '../clock.ts';
 import { resolveConfig } from '../config/index.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, LogRing } from '../log.ts';
 import { Gateway } from '../main.ts';
 import { EXIT } from './exit-codes.ts';
 import type { Io } from './io.ts';
@@ -12,7 +12,9 @@ const SHUTDOWN_DEADLINE_MS = 4_000;
 
 export async function startCommand(configPath: string | undefined): Promise<number> {
   const loaded = resolveConfig(configPath);
-  const logger = createLogger(loaded.config.log.level);
+  // The recent lines also stay in memory for the UI's logs page (bounded).
+  const logs = new LogRing();
+  const logger = createLogger(loaded.config.log.level, logs);
   // One signal handler for the whole run, installed before start-up: a stop requested while the gateway is
   // still starting (or in the moment after it logged "started") is honoured once it is up, as a clean, audited
   // stop. Swapping handlers instead loses a signal that lands between them. A second signal exits at once, and
@@ -45,7 +47,7 @@ export async function startCommand(configPath: string | undefined): Promise<numb
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    gateway = await Gateway.start(loaded, { clock: systemClock, logger });
+    gateway = await Gateway.start(loaded, { clock: systemClock, logger, logs });
   } catch (err) {
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);

@@ -416,8 +416,8 @@ const DeviceActions: FC<{
           <div>
             <label for="q-mode">Mode</label>
             <select id="q-mode" name="mode">
-              <option value="observe">observe (stays connected and watched; its readings are refused)</option>
-              <option value="isolate">isolate (its sessions are cut and refused)</option>
+              <option value="observe">observe: connected, readings refused</option>
+              <option value="isolate">isolate: cut off</option>
             </select>
           </div>
           <div>

@@ -20,6 +20,7 @@ const NAV: { href: string; label: string; roles?: readonly Role[] }[] = [
   { href: '/audit', label: 'Audit log' },
   { href: '/compliance', label: 'Compliance' },
   { href: '/health', label: 'Health' },
+  { href: '/logs', label: 'Log' },
   { href: '/tokens', label: 'Flow tokens', roles: ['admin'] },
   { href: '/users', label: 'Users', roles: ['admin'] },
   { href: '/account', label: 'Account' },

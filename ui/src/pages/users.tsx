@@ -90,7 +90,7 @@ export const UsersPage: FC<{
           {users.map((u) => (
             <tr>
               <td>
-                <a href={`#user-${u.username}`}>{u.username}</a>
+                <a href={u.username === viewer.username ? '/account' : `#user-${u.username}`}>{u.username}</a>
               </td>
               <td>{u.role}</td>
               <td>{u.totpEnrolledAt ? `enrolled ${when(u.totpEnrolledAt)}` : 'not yet (at first login)'}</td>

@@ -49,6 +49,7 @@ import { Dashboard } from '../pages/dashboard.tsx';
 import { DeviceDetail, DeviceList, PAGE_SIZE } from '../pages/devices.tsx';
 import { HealthPage } from '../pages/health.tsx';
 import { type FlashMessage, Layout, type Viewer } from '../pages/layout.tsx';
+import { LEVELS, type LogFilter, LogsPage, parseLogLine } from '../pages/logs.tsx';
 import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
 import { TokenCreated, TokensPage } from '../pages/tokens.tsx';
@@ -139,6 +140,8 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
   },
   { method: 'POST', path: '/users/sessions/revoke', access: { roles: ADMINS }, sample: { session: 'x' } },
   { method: 'GET', path: '/health', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/logs', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/logs/download', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/account', access: { roles: ALL_ROLES } },
   {
     method: 'POST',
@@ -170,6 +173,8 @@ export interface PageOptions {
   uplinkStatus: () => UplinkStatus | undefined;
   /** The device's behaviour model, for the device page (absent where monitoring is off). */
   behaviour?: (deviceId: string) => BehaviourStatus | undefined;
+  /** The gateway's recent log lines (pino JSON), for the logs page. */
+  logs?: { recent(): string[] } | undefined;
   /** The gateway's running parts, for the health page (absent: what the store knows). */
   runtime?: RuntimeProbe | undefined;
   /** Failures that are not the service layer's typed errors: the person sees "internal error", the log why. */
@@ -878,6 +883,53 @@ export function pageRoutes(
     const s = sessionById(b.session);
     users.revokeSession(s.tokenHash, actor(c));
     return flashTo(c, '/users', { kind: 'ok', text: `A session of ${s.username} was ended.` });
+  });
+
+  const logFilter = (c: Context<Env>): LogFilter => {
+    const level = c.req.query('level') ?? 'info';
+    return {
+      level: level in LEVELS ? level : 'info',
+      q: (c.req.query('q') ?? '').slice(0, 100),
+      device: (c.req.query('device') ?? '').slice(0, 64),
+    };
+  };
+  const logLines = (f: LogFilter) => {
+    const raw = options.logs?.recent();
+    if (!raw) return null;
+    const min = LEVELS[f.level] ?? 30;
+    const q = f.q.toLowerCase();
+    const out: { raw: string; line: ReturnType<typeof parseLogLine> }[] = [];
+    for (let i = raw.length - 1; i >= 0; i--) {
+      const line = parseLogLine(raw[i] as string);
+      if (line.level < min) continue;
+      if (f.device && line.deviceId !== f.device) continue;
+      if (q && !`${line.msg} ${line.fields}`.toLowerCase().includes(q)) continue;
+      out.push({ raw: raw[i] as string, line });
+    }
+    return { total: raw.length, out };
+  };
+  page('GET', '/logs', (c) => {
+    const f = logFilter(c);
+    const r = logLines(f);
+    return render(
+      c,
+      'Gateway log',
+      <LogsPage lines={r ? r.out.map((x) => x.line) : null} total={r?.total ?? 0} filter={f} shown={500} />,
+    );
+  });
+  page('GET', '/logs/download', (c) => {
+    const r = logLines(logFilter(c));
+    if (!r) throw new HttpError(404, 'ERR_UI_NOT_FOUND', 'this gateway keeps no log in memory');
+    c.header('Content-Type', 'application/x-ndjson; charset=utf-8');
+    c.header('Content-Disposition', 'attachment; filename="portcullis-gateway-log.jsonl"');
+    c.header('Cache-Control', 'no-store');
+    // Oldest first, as a log reads.
+    return c.body(
+      r.out
+        .map((x) => `${x.raw}\n`)
+        .reverse()
+        .join(''),
+    );
   });
 
   const monitor = new SystemMonitor(core, options.runtime);
