@@ -182,9 +182,15 @@ describe('policy engine: effective policy, overrides, fail closed', () => {
     );
   });
 
-  it('a schema that does not compile is a configuration error at start', () => {
+  it('a schema that does not compile is a configuration error (config check and start)', () => {
+    const bad = { profiles: { x: { schema: { type: 'nonsense' } } } };
     assert.throws(
-      () => new PolicyEngine(policySchema.parse({ profiles: { x: { schema: { type: 'nonsense' } } } })),
+      () => parseConfig({ policy: bad }, '/tmp'),
+      (err: Error) => /policy\.profiles\.x\.schema: not a JSON Schema ajv compiles/.test(err.message),
+    );
+    // The engine checks again when handed a section that did not come through the configuration.
+    assert.throws(
+      () => new PolicyEngine({ ...policySchema.parse({}), ...bad } as never),
       (err: Error & { code?: string }) => err.code === 'ERR_POLICY_SCHEMA_INVALID',
     );
     assert.throws(() => policySchema.parse({ defaultProfile: 'nope' }), /defaultProfile/);

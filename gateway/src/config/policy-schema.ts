@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 
 /**
@@ -77,6 +78,20 @@ function isTimeZone(tz: string): boolean {
   }
 }
 
+/**
+ * Whether a JSON Schema compiles (ajv, loaded only when a profile has a schema): a schema that does not is a
+ * configuration error at load, for `config check` as for start — never a refusal of every message later.
+ */
+function schemaProblem(schema: unknown): string | null {
+  const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv');
+  try {
+    new Ajv({ strict: false }).compile(schema as object);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 export const policySchema = z
   .strictObject({
     /** The site's time zone (IANA name): time windows are read in it. */
@@ -99,5 +114,17 @@ export const policySchema = z
   .refine((p) => p.defaultProfile === undefined || p.profiles[p.defaultProfile] !== undefined, {
     error: 'defaultProfile must name a profile in profiles',
     path: ['defaultProfile'],
+  })
+  .superRefine((p, ctx) => {
+    for (const [name, profile] of Object.entries(p.profiles)) {
+      if (profile.schema === undefined) continue;
+      const problem = schemaProblem(profile.schema);
+      if (problem)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['profiles', name, 'schema'],
+          message: `not a JSON Schema ajv compiles: ${problem}`,
+        });
+    }
   });
 export type PolicyConfig = z.output<typeof policySchema>;
