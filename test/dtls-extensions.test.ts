@@ -20,6 +20,7 @@ import { Core } from '../gateway/src/core.ts';
 import { type SensorListener, startSensorListener } from '../gateway/src/datapath/sensor-listener.ts';
 import { ContentType, ExtensionType } from '../gateway/src/dtls/constants.ts';
 import { parseRecords } from '../gateway/src/dtls/record.ts';
+import { SessionCache } from '../gateway/src/dtls/session-cache.ts';
 import { createLogger } from '../gateway/src/log.ts';
 import { Uplink } from '../gateway/src/uplink/index.ts';
 import { coapPost, type Fixture, PSK_IDENTITY, startFixture, waitFor } from './helpers/coaps-fixture.ts';
@@ -784,5 +785,41 @@ describe('session resumption (bounded session cache, RFC 5246 §7.3)', () => {
     } finally {
       currentPsk = f.psk;
     }
+  });
+});
+
+describe('the session cache', () => {
+  it('is bounded (oldest first), expires entries, and zeroes the secrets it forgets', () => {
+    let now = 0;
+    const cache = new SessionCache({ maxEntries: 3, lifetimeMs: 1000 }, () => now);
+    const id = (n: number) => Buffer.alloc(32, n);
+    const entry = (n: number) => ({
+      master: Buffer.alloc(48, n),
+      suiteId: 0xc0a8,
+      extendedMasterSecret: true,
+      credential: { kind: 'psk' as const, identity: Buffer.from(`sensor-${n}`) },
+      pskDigest: Buffer.alloc(32, n),
+      chainDer: null,
+    });
+    for (let n = 1; n <= 3; n++) cache.put(id(n), entry(n));
+    const first = cache.get(id(1));
+    assert.ok(first);
+    assert.deepEqual(first.credential, { kind: 'psk', identity: Buffer.from('sensor-1') });
+    cache.put(id(4), entry(4));
+    assert.equal(cache.size, 3);
+    assert.equal(cache.get(id(1)), undefined, 'the oldest went first');
+    assert.deepEqual(first.master, Buffer.alloc(48), 'its secret zeroed');
+    cache.forget(id(2));
+    assert.equal(cache.get(id(2)), undefined);
+    // Many puts and forgets: never more than the bound, and what is kept is the newest.
+    for (let n = 10; n < 5000; n++) {
+      cache.put(id(n % 250), entry(n));
+      if (n % 3 === 0) cache.forget(id((n - 1) % 250));
+    }
+    assert.ok(cache.size <= 3);
+    now = 1000;
+    cache.sweep();
+    assert.equal(cache.size, 0, 'expired after lifetimeMs');
+    assert.equal(cache.get(Buffer.alloc(0)), undefined, 'an empty session id is never a session');
   });
 });
