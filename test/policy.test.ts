@@ -124,6 +124,34 @@ describe('policy engine: every rule kind allows and refuses', () => {
     refusedBy(e.decide(dev(), post(Buffer.from([0xff, 0xff]), 60), MON_NOON), 'schema', '4.00');
   });
 
+  it("content format and schema apply to readings, not to the gateway's own resources (a firmware report)", () => {
+    const e = new PolicyEngine(
+      policySchema.parse({
+        profiles: {
+          p: {
+            resources: [
+              { path: '/telemetry', methods: ['POST'] },
+              { path: '/fw/report', methods: ['POST'] },
+            ],
+            contentFormats: [60],
+            maxPayloadBytes: 32,
+            schema: { type: 'object', required: ['t'] },
+          },
+        },
+      }),
+    );
+    const d = dev({ policyProfile: 'p' });
+    const report = {
+      method: 'POST',
+      resource: '/fw/report',
+      contentFormat: null,
+      payload: json({ result: 'ok' }),
+    } as const;
+    assert.equal(e.decide(d, report, MON_NOON).allow, true);
+    refusedBy(e.decide(d, { ...report, payload: Buffer.alloc(40) }, MON_NOON), 'size', '4.13');
+    refusedBy(e.decide(d, post(json({ result: 'ok' }), 60), MON_NOON), 'schema', '4.00');
+  });
+
   it('rate 4.29 with Max-Age: the burst passes, the next waits, a token returns after 1/perSecond', () => {
     const e = new PolicyEngine(config);
     const d = dev();

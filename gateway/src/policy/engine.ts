@@ -106,6 +106,7 @@ const decodeCbor = (b: Buffer): unknown => {
   return cborDecode(b);
 };
 
+const TELEMETRY = '/telemetry';
 const CF_JSON = 50;
 const CF_CBOR = 60;
 
@@ -232,10 +233,12 @@ export class PolicyEngine {
         by.segments,
       );
     }
-    const hasBody = req.payload.length > 0;
+    // Content format and schema describe readings: they apply to telemetry (pushed, or pulled as POST /telemetry),
+    // not to the gateway's own protocol resources (a firmware report has its format checked by its handler).
+    const reading = req.payload.length > 0 && req.resource === TELEMETRY;
     if (
       c.contentFormats &&
-      hasBody &&
+      reading &&
       !(req.contentFormat !== null && c.contentFormats.has(req.contentFormat))
     ) {
       return refuse(
@@ -248,7 +251,7 @@ export class PolicyEngine {
     if (max !== undefined && req.payload.length > max) {
       return refuse('size', `payload is ${req.payload.length} bytes (limit ${max})`, by.maxPayloadBytes);
     }
-    if (c.validate && hasBody) {
+    if (c.validate && reading) {
       const problem = this.checkSchema(c.validate, req);
       if (problem) return refuse('schema', problem, by.schema);
     }
