@@ -7,6 +7,7 @@ import { dtlsBench } from './dtls.ts';
 import { dtlsFloodBench } from './dtls-flood.ts';
 import { e2eBench } from './e2e.ts';
 import { firewallBench } from './firewall.ts';
+import { fleetBench } from './fleet.ts';
 import { footprintBench } from './footprint.ts';
 import { policyBench } from './policy.ts';
 import { uiBench } from './ui.ts';
@@ -18,6 +19,7 @@ const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   'dtls-flood': dtlsFloodBench,
   e2e: e2eBench,
   firewall: firewallBench,
+  fleet: fleetBench,
   footprint: footprintBench,
   policy: policyBench,
   ui: uiBench,
