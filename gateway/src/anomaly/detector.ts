@@ -1344,8 +1344,10 @@ export class Detector {
     }
     // Activity at an hour the device is normally (nearly) silent, neighbouring hours too (a schedule that
     // moves an hour — DST — is not news): more messages this hour than its quiet baseline allows.
-    if (all > 0) {
-      const perHour = HOUR_MS / W;
+    const perHour = HOUR_MS / W;
+    const hereHour = all > 0 ? this.expectedHour(m, slot, perHour) : undefined;
+    // Cheap pre-check first (the overall rate is the average hour, roughly): most windows are in busy hours.
+    if (hereHour && hereHour.mean < 0.5 * v[F.rate]! * perHour + 1) {
       const base = slot >= 24 ? 24 : 0;
       const hour = slot - base;
       // Quiet: far below the device's average hour of the day (not its busiest: one daily upload would make
@@ -1353,7 +1355,7 @@ export class Detector {
       let busiest = 0;
       for (let h = 0; h < 24; h++) busiest += this.expectedHour(m, base + h, perHour).mean / 24;
       const quiet = T.quietShare * busiest;
-      const here = this.expectedHour(m, slot, perHour);
+      const here = hereHour;
       const before = this.expectedHour(m, base + ((hour + 23) % 24), perHour);
       const after = this.expectedHour(m, base + ((hour + 1) % 24), perHour);
       const hourCount = v[F.hCount]!;
