@@ -6,6 +6,8 @@
  * account's session. The browser side (layouts, axe, live updates) is in ui-console.test.ts.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { createLogger, LogRing } from '../gateway/src/log.ts';
 import { createUiApp } from '../ui/src/app.ts';
@@ -352,7 +354,51 @@ describe('UI console: enrolment, tokens, health, firewall', () => {
     );
     // Without a kept log (an embedded start): the page says where the log is.
     assert.match((await b.page('GET', '/logs')).text, /journalctl/);
-    assert.equal((await b.page('GET', '/logs/download')).status, 404);
+    assert.equal((await b.page('GET', '/logs/download')).location, '/logs');
     assert.equal((await new Browser(app2).page('GET', '/logs')).location, '/login');
+  });
+
+  it('runs diagnostics for admins only, with validated arguments, every run audited', async (t) => {
+    const { core, login } = site(t);
+    const { b: tech } = await login('tech', 'technician');
+    assert.equal((await tech.page('GET', '/diagnostics')).status, 403);
+    assert.equal((await tech.page('POST', '/diagnostics/dns', { name: 'localhost' })).status, 403);
+    const { b } = await login('root', 'admin');
+    assert.equal(
+      (await b.page('POST', '/diagnostics/dns', { name: 'localhost' }, { csrf: null })).status,
+      403,
+    );
+    const server = createServer((s) => s.end());
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => server.close());
+    const port = (server.address() as { port: number }).port;
+    const reach = await b.page('POST', '/diagnostics/reach', { host: '127.0.0.1', port: String(port) });
+    assert.match(reach.text, new RegExp(`127.0.0.1:${port} reached`));
+    const dns = await b.page('POST', '/diagnostics/dns', { name: 'localhost' });
+    assert.match(dns.text, /localhost → /);
+    const up = await b.page('POST', '/diagnostics/uplink', {});
+    assert.match(up.text, /No uplink is configured/);
+    const before = [...core.store.audit.iterate()].filter((e) => e.action.startsWith('diagnostics.')).length;
+    assert.equal(before, 3);
+    // Arguments that could read as options, paths or shell: refused before anything is sent, not audited.
+    for (const fields of [
+      { host: '-c1', port: '80' },
+      { host: 'a b', port: '80' },
+      { host: 'x;reboot', port: '80' },
+      { host: '127.0.0.1', port: '0' },
+      { host: '127.0.0.1', port: '70000' },
+    ]) {
+      const r = await b.page('POST', '/diagnostics/reach', fields);
+      assert.equal(r.flash?.kind, 'error', JSON.stringify(fields));
+    }
+    assert.equal(
+      (await b.page('POST', '/diagnostics/dns', { name: '../../etc/passwd' })).flash?.kind,
+      'error',
+    );
+    assert.equal(
+      [...core.store.audit.iterate()].filter((e) => e.action.startsWith('diagnostics.')).length,
+      before,
+    );
   });
 });

@@ -346,6 +346,25 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
     await report.close();
   });
 
+  it('diagnostics: the uplink TLS test against the real broker, a DNS lookup, a reach test', async () => {
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${base}/diagnostics`);
+    await page.getByRole('button', { name: 'Test the uplink' }).click();
+    const up = (await page.locator('#uplink-result').textContent()) ?? '';
+    assert.match(up, /trusted by uplink.caFile/);
+    assert.match(up, /TLSv1\.3/);
+    assert.match(up, /inside the broker certificate/);
+    await page.getByLabel('Host name').fill('localhost');
+    await page.getByRole('button', { name: 'Look up' }).click();
+    assert.match((await page.locator('#dns-result').textContent()) ?? '', /localhost → /);
+    const broker = new URL(e2e.broker.url);
+    await page.getByLabel('Host or address').fill(broker.hostname);
+    await page.getByLabel('TCP port').fill(broker.port);
+    await page.getByRole('button', { name: 'Connect' }).click();
+    assert.match((await page.locator('#reach-result').textContent()) ?? '', /reached/);
+    await shot('diagnostics');
+  });
+
   it('the health page updates itself, at both widths', async () => {
     await page.setViewportSize(DESKTOP);
     await page.goto(`${base}/health`);
@@ -486,6 +505,7 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
       '/compliance',
       '/health',
       '/logs',
+      '/diagnostics',
       '/users',
       '/account',
       '/tokens',

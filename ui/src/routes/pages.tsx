@@ -29,6 +29,7 @@ import {
   sessionFrom,
   setSessionCookie,
 } from '../auth.ts';
+import { dnsLookup, hostSchema, portSchema, tcpReach, uplinkTls } from '../diagnostics.ts';
 import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
 import { type LiveFeed, MAX_STREAMS } from '../live.ts';
 import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
@@ -47,6 +48,7 @@ import {
 import { CompliancePage } from '../pages/compliance.tsx';
 import { Dashboard } from '../pages/dashboard.tsx';
 import { DeviceDetail, DeviceList, PAGE_SIZE } from '../pages/devices.tsx';
+import { DiagnosticsPage } from '../pages/diagnostics.tsx';
 import { HealthPage } from '../pages/health.tsx';
 import { type FlashMessage, Layout, type Viewer } from '../pages/layout.tsx';
 import { LEVELS, type LogFilter, LogsPage, parseLogLine } from '../pages/logs.tsx';
@@ -141,6 +143,15 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
   { method: 'POST', path: '/users/sessions/revoke', access: { roles: ADMINS }, sample: { session: 'x' } },
   { method: 'GET', path: '/health', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/logs', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/diagnostics', access: { roles: ADMINS } },
+  { method: 'POST', path: '/diagnostics/dns', access: { roles: ADMINS }, sample: { name: 'localhost' } },
+  {
+    method: 'POST',
+    path: '/diagnostics/reach',
+    access: { roles: ADMINS },
+    sample: { host: '127.0.0.1', port: '9' },
+  },
+  { method: 'POST', path: '/diagnostics/uplink', access: { roles: ADMINS } },
   { method: 'GET', path: '/logs/download', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/account', access: { roles: ALL_ROLES } },
   {
@@ -919,7 +930,8 @@ export function pageRoutes(
   });
   page('GET', '/logs/download', (c) => {
     const r = logLines(logFilter(c));
-    if (!r) throw new HttpError(404, 'ERR_UI_NOT_FOUND', 'this gateway keeps no log in memory');
+    // No kept log (an embedded start): the log page says where the log is instead.
+    if (!r) return c.redirect('/logs', 303);
     c.header('Content-Type', 'application/x-ndjson; charset=utf-8');
     c.header('Content-Disposition', 'attachment; filename="portcullis-gateway-log.jsonl"');
     c.header('Cache-Control', 'no-store');
@@ -930,6 +942,48 @@ export function pageRoutes(
         .reverse()
         .join(''),
     );
+  });
+
+  // Diagnostics answer with the page and the result (nothing changed, so no redirect); every run is audited.
+  const diagnostics = (
+    c: Context<Env>,
+    results: Parameters<typeof DiagnosticsPage>[0]['results'],
+    values?: Record<string, string>,
+  ) =>
+    render(c, 'Diagnostics', <DiagnosticsPage viewer={c.get('viewer')} results={results} values={values} />);
+  page('GET', '/diagnostics', (c) => diagnostics(c, {}));
+  page('POST', '/diagnostics/dns', async (c) => {
+    const b = await form(c, z.strictObject({ name: hostSchema }));
+    const dns = await dnsLookup(b.name);
+    core.audit.append({
+      actor: actor(c),
+      action: 'diagnostics.dns',
+      target: b.name,
+      details: { ok: !dns.error },
+    });
+    return diagnostics(c, { dns }, { name: b.name });
+  });
+  page('POST', '/diagnostics/reach', async (c) => {
+    const b = await form(c, z.strictObject({ host: hostSchema, port: portSchema }));
+    const reach = await tcpReach(b.host, b.port);
+    core.audit.append({
+      actor: actor(c),
+      action: 'diagnostics.reach',
+      target: `${b.host}:${b.port}`,
+      details: { ok: reach.ok },
+    });
+    return diagnostics(c, { reach }, { host: b.host, port: String(b.port) });
+  });
+  page('POST', '/diagnostics/uplink', async (c) => {
+    await form(c, z.strictObject({}));
+    const uplink = await uplinkTls(core);
+    core.audit.append({
+      actor: actor(c),
+      action: 'diagnostics.uplink',
+      target: uplink.url ?? null,
+      details: { ok: uplink.ok ?? false, trusted: uplink.trusted ?? false },
+    });
+    return diagnostics(c, { uplink });
   });
 
   const monitor = new SystemMonitor(core, options.runtime);
