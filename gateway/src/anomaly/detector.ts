@@ -5,6 +5,7 @@ import {
   EXPECT_MANUAL,
   EXPECT_ONBOARDING,
   F,
+  HOUR_BASE,
   K,
   LAST_RAISED,
   LAST_SEVERITY,
@@ -865,10 +866,10 @@ export class Detector {
   private expected(m: DeviceModel, slot: number): { mean: number; variance: number; evidence: number } {
     const perHour = HOUR_MS / this.options.windowMs;
     let s = slot;
-    if (s >= 24 && m.slots[96 + s]! < 2 * perHour) s -= 24;
-    const evidence = m.slots[96 + s]!;
+    if (s >= 24 && m.prof[96 + s]! < 2 * perHour) s -= 24;
+    const evidence = m.prof[96 + s]!;
     if (evidence < perHour / 2) return { mean: m.v[F.rate]!, variance: m.v[F.rate + 1]!, evidence };
-    return { mean: m.slots[s]!, variance: m.slots[48 + s]!, evidence };
+    return { mean: m.prof[s]!, variance: m.prof[48 + s]!, evidence };
   }
 
   /** Expected messages per hour in a slot: the same hour on other days. */
@@ -878,13 +879,13 @@ export class Detector {
     perHour: number,
   ): { mean: number; variance: number; evidence: number; own: boolean } {
     let s = slot;
-    if (s >= 24 && m.hours[96 + s]! < 2) s -= 24;
-    const evidence = m.hours[96 + s]!;
+    if (s >= 24 && m.prof[HOUR_BASE + 96 + s]! < 2) s -= 24;
+    const evidence = m.prof[HOUR_BASE + 96 + s]!;
     if (evidence < 1) {
       const w = this.expected(m, slot);
       return { mean: w.mean * perHour, variance: w.variance * perHour, evidence: 0, own: false };
     }
-    return { mean: m.hours[s]!, variance: m.hours[48 + s]!, evidence, own: s === slot };
+    return { mean: m.prof[HOUR_BASE + s]!, variance: m.prof[HOUR_BASE + 48 + s]!, evidence, own: s === slot };
   }
 
   /**
@@ -904,13 +905,13 @@ export class Detector {
     ewmaUpdate(v, F.rate, ALPHA_WINDOW * slow, count);
     ewmaUpdate(v, F.auth, ALPHA_WINDOW * slow, auth);
     const s = this.slotOf(windowStart);
-    const n = m.slots[96 + s]! + 1;
-    m.slots[96 + s] = n;
+    const n = m.prof[96 + s]! + 1;
+    m.prof[96 + s] = n;
     const a = Math.max(ALPHA_SLOT, 1 / n) * slow;
-    const mu = m.slots[s]!;
+    const mu = m.prof[s]!;
     const d = count - mu;
-    m.slots[s] = mu + a * d;
-    m.slots[48 + s] = (1 - a) * (m.slots[48 + s]! + a * d * d);
+    m.prof[s] = mu + a * d;
+    m.prof[48 + s] = (1 - a) * (m.prof[48 + s]! + a * d * d);
   }
 
   private closeWindow(id: string, m: DeviceModel): Finding | null {
@@ -952,7 +953,7 @@ export class Detector {
     // threshold: a nightly backup is judged against the last nights' after it recurs, a flood stays a flood.
     const slot = this.slotOf(start);
     const learnable = rateRaised ? Math.min(c, 2 * m.floodAt) : c;
-    m.hours[144 + slot] = Math.max(m.hours[144 + slot]! * SLOT_PEAK_DECAY, learnable);
+    m.prof[HOUR_BASE + 144 + slot] = Math.max(m.prof[HOUR_BASE + 144 + slot]! * SLOT_PEAK_DECAY, learnable);
     if (ctx.relearning) {
       // Nothing accumulated inside an expected change counts after it: the new behaviour is the baseline.
       v[F.rateCusum] = 0;
@@ -1105,19 +1106,19 @@ export class Detector {
       v[F.level]! += ALPHA_LEVEL * slow * Math.max(-0.25, Math.min(0.25, r));
       v[F.level] = Math.max(-1, Math.min(1, v[F.level]!));
     }
-    const n = m.hours[96 + slot]! + 1;
-    m.hours[96 + slot] = n;
+    const n = m.prof[HOUR_BASE + 96 + slot]! + 1;
+    m.prof[HOUR_BASE + 96 + slot] = n;
     const a = Math.max(ALPHA_HOUR, 1 / n) * slow;
-    const mu = m.hours[slot]!;
+    const mu = m.prof[HOUR_BASE + slot]!;
     let x = count / level;
     if (n > 3) {
       // Clipped both ways: an attack hour cannot raise the profile much, nor a holiday sink it.
-      const spread = CLIP * Math.sqrt(Math.max(m.hours[48 + slot]!, dispersion * mu, mu, 1));
+      const spread = CLIP * Math.sqrt(Math.max(m.prof[HOUR_BASE + 48 + slot]!, dispersion * mu, mu, 1));
       x = Math.max(mu - spread, Math.min(mu + spread, x));
     }
     const d = x - mu;
-    m.hours[slot] = mu + a * d;
-    m.hours[48 + slot] = (1 - a) * (m.hours[48 + slot]! + a * d * d);
+    m.prof[HOUR_BASE + slot] = mu + a * d;
+    m.prof[HOUR_BASE + 48 + slot] = (1 - a) * (m.prof[HOUR_BASE + 48 + slot]! + a * d * d);
     m.resetHour();
     v[F.hCatchup] = 0;
     v[F.hourIndex] = Math.floor(end / HOUR_MS);
@@ -1152,7 +1153,10 @@ export class Detector {
       const span = (ctx.end - ctx.outage.start) / W;
       backlogOk = v[F.siteCount]! <= 2 * Math.max(mu, v[F.rate]!) * span + T.floodExtra * 2;
     }
-    const slotPeak = Math.max(m.hours[144 + slot]!, m.hours[144 + this.slotOf(v[F.windowStart]! - HOUR_MS)]!);
+    const slotPeak = Math.max(
+      m.prof[HOUR_BASE + 144 + slot]!,
+      m.prof[HOUR_BASE + 144 + this.slotOf(v[F.windowStart]! - HOUR_MS)]!,
+    );
     const floodAt = Math.max(
       T.floodRatio * mu,
       mu + T.floodExtra,

@@ -114,8 +114,9 @@ const DESTINATIONS = 32;
 const RESOURCES = 8;
 const PROBED = 8;
 const SLOTS_AT = SCALARS * 8;
-const HOURS_AT = SLOTS_AT + SLOT_COUNT * 3 * 4;
-const HASHES_AT = HOURS_AT + SLOT_COUNT * 4 * 4;
+/** Where the per-hour profile starts in `prof` (after the per-window one). */
+export const HOUR_BASE = SLOT_COUNT * 3;
+const HASHES_AT = SLOTS_AT + SLOT_COUNT * 7 * 4;
 const BYTES = HASHES_AT + (DESTINATIONS + RESOURCES + PROBED) * 4;
 /** Bump when the layout changes: older states are then relearned, not misread. */
 const STATE_VERSION = 3;
@@ -138,13 +139,13 @@ const SET_CAP: Record<HashSet, number> = {
 
 export class DeviceModel {
   readonly v: Float64Array;
-  /** Per window: [0,48) mean messages, [48,96) variance, [96,144) windows observed (decayed). */
-  readonly slots: Float32Array;
   /**
-   * Per hour: [0,48) mean messages, [48,96) variance, [96,144) hours observed, [144,192) the busiest window
-   * of that hour on recent days (decaying): a burst that recurs at the same hour is judged against it.
+   * Hour-of-week profiles, one view: per window [0,48) mean messages, [48,96) variance, [96,144) windows
+   * observed (decayed); then per hour (from HOUR_BASE) [0,48) mean messages, [48,96) variance, [96,144) hours
+   * observed, [144,192) the busiest window of that hour on recent days (decaying): a burst that recurs at the
+   * same hour is judged against it.
    */
-  readonly hours: Float32Array;
+  readonly prof: Float32Array;
   private readonly hashes: Uint32Array;
   /** Examples of what is new in the open window, for explanations; only allocated when something is. */
   wNew: string[] | null = null;
@@ -156,8 +157,7 @@ export class DeviceModel {
 
   private constructor(buffer: ArrayBuffer) {
     this.v = new Float64Array(buffer, 0, SCALARS);
-    this.slots = new Float32Array(buffer, SLOTS_AT, SLOT_COUNT * 3);
-    this.hours = new Float32Array(buffer, HOURS_AT, SLOT_COUNT * 4);
+    this.prof = new Float32Array(buffer, SLOTS_AT, SLOT_COUNT * 7);
     this.hashes = new Uint32Array(buffer, HASHES_AT, DESTINATIONS + RESOURCES + PROBED);
   }
 
