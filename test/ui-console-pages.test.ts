@@ -287,6 +287,10 @@ describe('UI console: enrolment, tokens, health, firewall', () => {
     assert.match(h.text, /No broker is configured/);
     assert.match(h.text, /Identity CA|No certificate has been issued yet/);
     assert.match((await b.page('GET', '/')).text, /id="uplink-hint"/);
+    const m = await b.page('GET', '/maintenance');
+    assert.match(m.text, /not installed from a bundle/);
+    assert.match(m.text, /No update has been applied yet/);
+    assert.match(m.text, /no bundle can be installed/);
   });
 
   it('neither offers nor accepts a firewall apply while enforcement is off (page and API)', async (t) => {

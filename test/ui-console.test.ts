@@ -506,6 +506,7 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
       '/health',
       '/logs',
       '/diagnostics',
+      '/maintenance',
       '/users',
       '/account',
       '/tokens',

@@ -52,6 +52,7 @@ import { DiagnosticsPage } from '../pages/diagnostics.tsx';
 import { HealthPage } from '../pages/health.tsx';
 import { type FlashMessage, Layout, type Viewer } from '../pages/layout.tsx';
 import { LEVELS, type LogFilter, LogsPage, parseLogLine } from '../pages/logs.tsx';
+import { MaintenancePage } from '../pages/maintenance.tsx';
 import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
 import { TokenCreated, TokensPage } from '../pages/tokens.tsx';
@@ -144,6 +145,7 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
   { method: 'GET', path: '/health', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/logs', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/diagnostics', access: { roles: ADMINS } },
+  { method: 'GET', path: '/maintenance', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/diagnostics/dns', access: { roles: ADMINS }, sample: { name: 'localhost' } },
   {
     method: 'POST',
@@ -985,6 +987,18 @@ export function pageRoutes(
     });
     return diagnostics(c, { uplink });
   });
+
+  page('GET', '/maintenance', async (c) =>
+    render(
+      c,
+      'Maintenance',
+      <MaintenancePage
+        status={(await updates()).updateStatus(core)}
+        keyPinned={Boolean(core.config.updates.publicKeyFile)}
+        version={core.status().version}
+      />,
+    ),
+  );
 
   const monitor = new SystemMonitor(core, options.runtime);
   page('GET', '/health', (c) => render(c, 'Health', <HealthPage h={monitor.read()} now={now()} />));
