@@ -229,14 +229,31 @@ describe('behaviour detection on a realistic site', () => {
     assert.match(auth.reasons[0]?.text ?? '', /low-rate credential guessing: \d failed DTLS handshakes/);
   });
 
+  it('messages refused by the policy are a counted signal of their own', () => {
+    const d = new Detector({ learningMs: 6 * HOUR });
+    const events: DetectorEvent[] = [];
+    for (let t = T0; t < T0 + 10 * HOUR; t += MIN) events.push(msg(t, 'valve'));
+    for (let i = 0; i < 30; i++) {
+      const at = T0 + 8 * HOUR + i * 1500;
+      events.push(msg(at, 'valve', 40, '/admin'));
+      events.push({ ts: at, device: 'valve', kind: 'policy_refusal', rule: 'resource', resource: '/admin' });
+    }
+    const found = run(d, events, T0 + 10 * HOUR);
+    const policy = found.flatMap((f) => f.reasons).find((r) => r.feature === 'policy');
+    assert.match(
+      policy?.text ?? '',
+      /refused by its policy: \d+ messages refused in the last 60 s, where 0 per window is usual/,
+    );
+  });
+
   it('keeps a device model within 4 KB persisted, and refuses the older layout', () => {
     const d = new Detector();
     d.observe(msg(T0, 'x'));
     const [[, state]] = [...d.exportStates()] as [[string, Buffer]];
     assert.ok(state.length <= 4096, `${state.length} bytes`);
-    assert.equal(state[0], 3, 'layout version 3');
+    assert.equal(state[0], 4, 'layout version 4');
     const old = Buffer.from(state);
-    old[0] = 2;
+    old[0] = 3;
     assert.equal(new Detector().importState('x', old), false);
   });
 });

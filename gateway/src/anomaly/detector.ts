@@ -26,7 +26,8 @@ export type FindingKind =
   | 'scan'
   | 'new-destination'
   | 'new-resource'
-  | 'beacon';
+  | 'beacon'
+  | 'policy';
 
 const KINDS: readonly FindingKind[] = [
   'flood',
@@ -38,6 +39,7 @@ const KINDS: readonly FindingKind[] = [
   'new-destination',
   'new-resource',
   'beacon',
+  'policy',
 ];
 const KIND_INDEX = new Map(KINDS.map((k, i) => [k, i]));
 if (KINDS.length > ALERT_KINDS) throw new Error('more finding kinds than the model keeps alert times for');
@@ -140,6 +142,10 @@ const T = {
   authK: 0.25,
   authH: 12,
   authHourK: 2,
+  /** Policy refusals: a window with this many at z ≥ 5, or the window CUSUM (k = usual + 0.5) at 20. */
+  refusedMin: 10,
+  refusedK: 0.5,
+  refusedH: 20,
   authHourH: 10,
   scanDistinct: 10,
   /** Decayed count of new destinations (half-life NOVELTY_HALF_LIFE) that makes a slow scan. */
@@ -433,6 +439,10 @@ export class Detector {
       case 'auth_failure':
         v[F.wAuth]!++;
         v[F.hAuth]!++;
+        break;
+      case 'policy_refusal':
+        // The message itself was observed too; the refusal is a signal of its own (probing, a changed device).
+        v[F.wRefused]!++;
         break;
     }
     return out;
@@ -899,11 +909,13 @@ export class Detector {
     count: number,
     auth: number,
     alerting: boolean,
+    refused = 0,
   ): void {
     const v = m.v;
     const slow = alerting ? ALERTING_SLOWDOWN : 1;
     ewmaUpdate(v, F.rate, ALPHA_WINDOW * slow, count);
     ewmaUpdate(v, F.auth, ALPHA_WINDOW * slow, auth);
+    ewmaUpdate(v, F.refused, ALPHA_WINDOW * slow, refused);
     const s = this.slotOf(windowStart);
     const n = m.prof[96 + s]! + 1;
     m.prof[96 + s] = n;
@@ -947,7 +959,7 @@ export class Detector {
     // pace (and never as the busiest window lately), so a recurring benign burst is learned over days while a
     // sustained attack cannot teach the baseline in the hours it takes to be reported.
     const c = v[F.wCount]! - v[F.wCatchup]!;
-    this.learnCount(m, start, c, v[F.wAuth]!, rateRaised || this.alerting(m, 'rate', end));
+    this.learnCount(m, start, c, v[F.wAuth]!, rateRaised || this.alerting(m, 'rate', end), v[F.wRefused]!);
     if (!rateRaised) v[F.peak] = Math.max(c, v[F.peak]! * PEAK_DECAY);
     // The busiest window at this hour of the week, from alerting windows too but capped at twice the flood
     // threshold: a nightly backup is judged against the last nights' after it recurs, a flood stays a flood.
@@ -1274,6 +1286,25 @@ export class Detector {
           text: `low-rate credential guessing: ${a} failed DTLS handshakes in the last ${secs} s, and failed handshakes above the usual ${fmt(muA)} per window for a while (${fmt(s)} more than allowed, CUSUM)`,
         });
       }
+    }
+    // Messages refused by the device's policy profile: many at once, or more than usual for a while.
+    const rf = v[F.wRefused]!;
+    const muR = v[F.refused]!;
+    const sdR = Math.sqrt(Math.max(v[F.refused + 1]!, muR, 0.2));
+    const zR = (rf - muR) / sdR;
+    let sR = Math.max(0, v[F.refusedCusum]! + rf - (muR + T.refusedK));
+    if (ctx.outage) sR = Math.min(sR, T.refusedH - 1);
+    v[F.refusedCusum] = sR;
+    if ((rf >= T.refusedMin && zR >= T.authZ) || sR >= T.refusedH) {
+      v[F.refusedCusum] = 0;
+      reasons.push({
+        feature: 'policy',
+        severity: 'medium',
+        score: Math.max(zR, sR),
+        observed: `${rf} messages refused by policy in ${secs} s (CUSUM ${fmt(sR)})`,
+        expected: `${fmt(muR)} ± ${fmt(sdR)} per window`,
+        text: `refused by its policy: ${rf} messages refused in the last ${secs} s, where ${fmt(muR)} per window is usual${sR >= T.refusedH ? `, and more than usual for a while (${fmt(sR)} above, CUSUM)` : ''}`,
+      });
     }
     // New destinations: many at once is a scan, many over hours is a slow scan, one is news.
     const novel = this.decayed(m, F.novelDest, ctx.end);

@@ -57,7 +57,12 @@ export const F = {
   level: 39,
   /** Windows of the open hour with at least one message (active minutes, at the default window). */
   hActive: 40,
-  lastAlert: 42,
+  /** Messages the device's policy profile refused: in the open window; per window damped mean, variance,
+   * observations; their CUSUM. */
+  wRefused: 41,
+  refused: 42,
+  refusedCusum: 45,
+  lastAlert: 46,
 } as const;
 
 export const ALERT_KINDS = 12;
@@ -119,7 +124,7 @@ export const HOUR_BASE = SLOT_COUNT * 3;
 const HASHES_AT = SLOTS_AT + SLOT_COUNT * 7 * 4;
 const BYTES = HASHES_AT + (DESTINATIONS + RESOURCES + PROBED) * 4;
 /** Bump when the layout changes: older states are then relearned, not misread. */
-const STATE_VERSION = 3;
+const STATE_VERSION = 4;
 
 export const EXPECT_FIRMWARE = 1;
 export const EXPECT_ONBOARDING = 2;
@@ -220,6 +225,7 @@ export class DeviceModel {
   /** Empties the open window's accumulators. */
   resetWindow(): void {
     this.v.fill(0, F.wCount, F.wCatchup + 1);
+    this.v[F.wRefused] = 0;
     for (let i = 0; i < KINDS; i++) {
       const at = this.k(i);
       this.v[at + K.wN] = 0;
