@@ -38,6 +38,14 @@ function uplinkOptions(core: Core): UplinkOptions | null {
     maxMessages: u.queue.maxMessages,
     maxAgeMs: u.queue.maxAgeHours * 3600_000,
     reconnect: { minMs: u.reconnect.minSeconds * 1000, maxMs: u.reconnect.maxSeconds * 1000 },
+    sparkplug:
+      u.format === 'sparkplug-b'
+        ? {
+            groupId: u.sparkplug.groupId,
+            edgeNodeId:
+              u.sparkplug.edgeNodeId ?? (u.clientId ?? `portcullis-${hostname()}`).replace(/[/#+]/g, '_'),
+          }
+        : undefined,
   };
 }
 

@@ -371,6 +371,21 @@ export function configSchema(baseDir: string) {
             .regex(/^[^#+]+$/, { error: 'must not contain MQTT wildcards' })
             .default('portcullis'),
           clientId: z.string().min(1).max(128).optional(),
+          /** raw: the payload byte for byte on {topicPrefix}/devices/{id}/telemetry; sparkplug-b: Sparkplug B 3.0. */
+          format: z.enum(['raw', 'sparkplug-b']).default('raw'),
+          sparkplug: z
+            .strictObject({
+              groupId: z
+                .string()
+                .regex(/^[^/#+]{1,128}$/, { error: 'must not contain /, # or +' })
+                .default('portcullis'),
+              /** Default: the client id. */
+              edgeNodeId: z
+                .string()
+                .regex(/^[^/#+]{1,128}$/, { error: 'must not contain /, # or +' })
+                .optional(),
+            })
+            .prefault({}),
           queue: z
             .strictObject({
               /** Beyond this many queued messages the oldest are dropped (and counted). */

@@ -81,6 +81,9 @@ export class FleetAgent implements FleetHooks {
         this.streamAlert(e);
         this.scheduleState();
       } else if (e.type === 'device.new' || e.type === 'device.state') {
+        if (e.type === 'device.state' && (e.to === 'quarantined' || e.to === 'decommissioned')) {
+          this.uplink.deviceGone(e.deviceId); // Sparkplug's DDEATH (nothing in raw format)
+        }
         this.scheduleState();
       }
     });
@@ -97,7 +100,7 @@ export class FleetAgent implements FleetHooks {
     this.connectedAt = this.clock.now();
     return {
       topic: this.topics.status,
-      payload: JSON.stringify(presence(false, this.connectedAt, 'will')),
+      payload: Buffer.from(JSON.stringify(presence(false, this.connectedAt, 'will'))),
       retain: true,
     };
   }

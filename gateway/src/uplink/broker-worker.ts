@@ -16,7 +16,12 @@ process.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'connect':
       conn = connectInProcess(
-        { ...m.params, ca: Buffer.from(m.params.ca), cert: Buffer.from(m.params.cert) },
+        {
+          ...m.params,
+          ca: Buffer.from(m.params.ca),
+          cert: Buffer.from(m.params.cert),
+          will: m.params.will && { ...m.params.will, payload: Buffer.from(m.params.will.payload, 'base64') },
+        },
         {
           onConnect: () => send({ type: 'connect' }),
           onClose: () => send({ type: 'close' }),

@@ -7,10 +7,13 @@ import type { FromWorker, ToWorker } from './worker-protocol.ts';
 
 export type { UplinkKey } from '../keystore/types.ts';
 
-/** The MQTT 5 Will the broker publishes when the connection drops without DISCONNECT (the fleet's presence). */
+/**
+ * The MQTT 5 Will the broker publishes when the connection drops without DISCONNECT: the fleet's presence, or
+ * Sparkplug's NDEATH.
+ */
 export interface WillMessage {
   topic: string;
-  payload: string;
+  payload: Buffer;
   retain: boolean;
 }
 
@@ -71,7 +74,7 @@ export function connectInProcess(
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
     ...(p.will
-      ? { will: { topic: p.will.topic, payload: Buffer.from(p.will.payload), qos: 1, retain: p.will.retain } }
+      ? { will: { topic: p.will.topic, payload: p.will.payload, qos: 1, retain: p.will.retain } }
       : {}),
   } as mqtt.IClientOptions);
   let closed = false;
@@ -183,7 +186,13 @@ export function connectViaWorker(
   };
   toWorker({
     type: 'connect',
-    params: { url: p.url, clientId: p.clientId, ca: p.ca.toString(), cert: p.cert.toString(), will: p.will },
+    params: {
+      url: p.url,
+      clientId: p.clientId,
+      ca: p.ca.toString(),
+      cert: p.cert.toString(),
+      will: p.will && { ...p.will, payload: p.will.payload.toString('base64') },
+    },
     keyPem: key.keyPem,
   });
   return {

@@ -9,6 +9,7 @@ import type {
   UplinkKey,
   WillMessage,
 } from './connection.ts';
+import { type SparkplugOptions, SparkplugSession } from './sparkplug.ts';
 
 /**
  * What the fleet plane (gateway/src/fleet) hangs on the connection: a Will set at every connect, its own
@@ -43,6 +44,8 @@ export interface UplinkOptions {
   maxMessages?: number;
   maxAgeMs?: number;
   reconnect?: { minMs?: number; maxMs?: number };
+  /** `uplink.format: sparkplug-b`: device telemetry as Sparkplug B (uplink/sparkplug.ts); otherwise raw. */
+  sparkplug?: SparkplugOptions;
 }
 
 /** A command from the cloud for one device (topic `{prefix}/devices/{id}/commands`). */
@@ -101,6 +104,7 @@ export class Uplink {
   /** clock.now() when the connection last came up or went down (or the uplink was made). */
   private stateChangedAt: number;
   private fleet: FleetHooks | null = null;
+  private readonly sparkplug: SparkplugSession | null;
 
   constructor(
     private readonly store: Store,
@@ -111,6 +115,7 @@ export class Uplink {
     private readonly onCommand: (c: DownlinkMessage) => void = () => {},
   ) {
     this.depth = store.queue.depth();
+    this.sparkplug = opts?.sparkplug ? new SparkplugSession(opts.sparkplug, clock) : null;
     this.stateChangedAt = clock.now();
   }
 
@@ -145,6 +150,11 @@ export class Uplink {
   }
 
   private onBrokerMessage(topic: string, payload: Buffer, props: Record<string, string>): void {
+    if (this.sparkplug?.isRebirth(topic, payload)) {
+      this.logger.info('sparkplug: rebirth requested (NCMD)');
+      this.publishBirth();
+      return;
+    }
     try {
       if (this.fleet?.onMessage(topic, payload)) return;
     } catch (err) {
@@ -290,7 +300,8 @@ export class Uplink {
         ca: o.tls.ca,
         cert: o.tls.cert,
         key: o.tls.key,
-        will: this.fleet?.will(),
+        // Sparkplug's NDEATH must be the Will; the fleet's presence then has none (docs/fleet.md).
+        will: this.sparkplug ? { ...this.sparkplug.will(), retain: false } : this.fleet?.will(),
       },
       {
         onConnect: () => {
@@ -302,6 +313,10 @@ export class Uplink {
           this.lastSentId = 0;
           this.logger.info({ url: o.url }, 'uplink connected');
           client.subscribe(this.commandsTopic());
+          if (this.sparkplug) {
+            client.subscribe(this.sparkplug.topic('NCMD'));
+            this.publishBirth();
+          }
           for (const t of this.fleet?.subscriptions() ?? []) client.subscribe(t);
           this.fleet?.onConnect();
           this.schedulePump();
@@ -323,6 +338,20 @@ export class Uplink {
       },
     );
     this.client = client;
+  }
+
+  /** NBIRTH (a new Sparkplug session: devices are born again before their next data). */
+  private publishBirth(): void {
+    if (!this.sparkplug || !this.client) return;
+    const b = this.sparkplug.birth();
+    this.client.publish(b.topic, b.payload, {}, () => {});
+  }
+
+  /** A device quarantined or decommissioned: DDEATH, if it was born in this Sparkplug session. */
+  deviceGone(deviceId: string): void {
+    if (!this.sparkplug || !this.client || !this.connected) return;
+    const d = this.sparkplug.death(deviceId);
+    if (d) this.client.publish(d.topic, d.payload, {}, () => {});
   }
 
   private scheduleReconnect(): void {
@@ -358,7 +387,19 @@ export class Uplink {
       for (const m of batch) {
         this.inflight.add(m.id);
         this.lastSentId = m.id;
-        client.publish(m.topic, m.payload, m.properties, (err) => {
+        let topic = m.topic;
+        let payload = m.payload;
+        const deviceId = m.properties.deviceId;
+        if (this.sparkplug && deviceId && topic === this.topicFor(deviceId)) {
+          // Numbered now, in publish order: a DBIRTH goes first when the device is new to this session.
+          const cf = m.properties.contentFormat !== undefined ? Number(m.properties.contentFormat) : null;
+          const out = this.sparkplug.data(deviceId, m.payload, cf);
+          for (const extra of out.slice(0, -1)) client.publish(extra.topic, extra.payload, {}, () => {});
+          const last = out[out.length - 1] as { topic: string; payload: Buffer };
+          topic = last.topic;
+          payload = last.payload;
+        }
+        client.publish(topic, payload, m.properties, (err) => {
           if (this.client !== client) return; // a new connection replays from the queue
           this.inflight.delete(m.id);
           if (err) {

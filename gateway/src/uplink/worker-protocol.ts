@@ -10,6 +10,7 @@ export type ToWorker =
         clientId: string;
         ca: string;
         cert: string;
+        /** The payload base64 (Sparkplug's NDEATH is binary). */
         will?: { topic: string; payload: string; retain: boolean };
       };
       keyPem: string;
