@@ -766,7 +766,7 @@ export class Detector {
     v[at + P.suspicious] = alerting || this.windowLooksBad(m) ? 1 : 0;
   }
 
-  /** Cheap check at admission time: the open window already holds a flood-sized burst or failed handshakes. */
+  /** Cheap check at admission time: the open window already holds failed handshakes or a scan's new destinations. */
   private windowLooksBad(m: DeviceModel): boolean {
     return m.v[F.wAuth]! >= T.authMin || m.v[F.wNewDistinct]! >= T.scanDistinct;
   }
