@@ -252,7 +252,7 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
     for (const [p, d] of results) assert.equal(d.code, code, `${p}: ${JSON.stringify(d)}`);
   }
 
-  it('tampered, replayed, expired, wrong-key, unsigned and malformed documents are refused by all three', async () => {
+  it('tampered, replayed, expired, wrong-key, unsigned, malformed and misrouted documents are refused by all three; a failing one changes nothing', async () => {
     // Tampered: the payload changed after signing (the profile swapped), the signature kept.
     const good = JSON.parse(
       readFileSync(await sign('v3', 'target: {group: cold}\nspec:\n  labels: {profile: ok}\n', 3), 'utf8'),
@@ -288,6 +288,20 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
     writeFileSync(join(dir, 'unsigned.signed'), JSON.stringify(unsigned));
     await refusedByAll(join(dir, 'unsigned.signed'), 'ERR_FLEET_UNSIGNED');
     await refusedByAll(Buffer.from('{"format":"something else"'), 'ERR_FLEET_MALFORMED');
+    // Addressed to one gateway, replayed onto the group's topic.
+    await refusedByAll(
+      await sign('misrouted', 'target: {gateway: fleet-a}\nspec: {}\n', 5),
+      'ERR_FLEET_NOT_FOR_ME',
+    );
+    // All or nothing: a valid document whose last change fails leaves its first change (the profile) undone too.
+    await refusedByAll(
+      await sign(
+        'half',
+        'target: {group: cold}\nspec:\n  labels: {profile: half-applied}\n  devices:\n    quarantine: [{id: no-such-device, reason: test}]\n',
+        5,
+      ),
+      'ERR_IDENTITY_NOT_FOUND',
+    );
     // None of it changed anything: still version 2 and its profile.
     const rows = await statusJson();
     for (const p of all) {
@@ -314,6 +328,8 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
         'ERR_FLEET_UNKNOWN_KEY',
         'ERR_FLEET_UNSIGNED',
         'ERR_FLEET_MALFORMED',
+        'ERR_FLEET_NOT_FOR_ME',
+        'ERR_IDENTITY_NOT_FOUND',
       ],
     );
     assert.ok(refusals.every((e) => e.actor === 'fleet'));
