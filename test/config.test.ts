@@ -35,6 +35,9 @@ describe('config', () => {
         maxSessionsPerIdentity: 4,
         maxSessionsPerSource: 64,
       },
+      connectionId: { enabled: true, length: 8 },
+      mtu: 1200,
+      resumption: { enabled: true, maxSessions: 10_000, lifetimeSeconds: 86_400 },
     });
     assert.equal(config.ui.host, '127.0.0.1');
     assert.equal(config.ui.port, 8443);
