@@ -229,7 +229,8 @@ describe('appliance root file system (amd64)', () => {
   });
 
   it('loads every entry point and worker from the production tree: built JavaScript, no development dependency', async (t) => {
-    const current = join(rootfs, 'opt', 'portcullis', 'current');
+    // The release itself: `current` is an absolute link, which on the build host would point outside the root.
+    const current = join(rootfs, 'opt', 'portcullis', 'releases', VERSION);
     assert.ok(existsSync(join(current, 'dist', 'gateway', 'src', 'cli', 'index.js')), 'dist/ ships');
     assert.ok(
       existsSync(join(current, 'node_modules', 'node-dtls-client')),
