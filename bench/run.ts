@@ -10,6 +10,7 @@ import { firewallBench } from './firewall.ts';
 import { fleetBench } from './fleet.ts';
 import { footprintBench } from './footprint.ts';
 import { policyBench } from './policy.ts';
+import { sparkplugBench } from './sparkplug.ts';
 import { uiBench } from './ui.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
@@ -22,6 +23,7 @@ const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   fleet: fleetBench,
   footprint: footprintBench,
   policy: policyBench,
+  sparkplug: sparkplugBench,
   ui: uiBench,
 };
 
