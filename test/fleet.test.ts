@@ -555,6 +555,7 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
   it('the local fleet lock refuses remote documents until it is lifted', async () => {
     const home = homes.get('fleet-a') as GatewayHome;
     await home.cli(['fleet', 'lock']);
+    assert.match(await home.cli(['fleet', 'show']), /fleet lock: SET by cli:/);
     const doc = await sign(
       'release',
       'target: {gateway: fleet-a}\nspec:\n  devices:\n    release: [remote-1]\n',
@@ -571,6 +572,11 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
     await publishTo('fleet-a', doc);
     assert.equal((await resultOf('fleet-a', mark)).status, 'applied');
     assert.doesNotMatch(await home.cli(['device', 'show', 'remote-1']), /quarantined/);
+    const shown = await home.cli(['fleet', 'show']);
+    assert.match(shown, /fleet lock: not set/);
+    assert.match(shown, /rotated to [0-9a-f]{16}/);
+    assert.match(shown, /applied: gateway version 3 by [0-9a-f]{16}/);
+    assert.match(shown, /applied: group:cold version 8 .*\(profile=cold-chain-v3\)/);
   });
 
   it('the audit stream: entries in batches through the queue, resumed after the last acknowledged one', async () => {

@@ -18,7 +18,7 @@ import {
 } from '../fleet/document.ts';
 import { FleetError } from '../fleet/errors.ts';
 import { hpkeKeyId, sealPsk } from '../fleet/hpke.ts';
-import { setFleetLock } from '../fleet/lock.ts';
+import { fleetLocalView, setFleetLock } from '../fleet/lock.ts';
 import {
   type BrokerOptions,
   type Check,
@@ -291,6 +291,34 @@ export function fleetLockCommand(configPath: string | undefined, on: boolean, io
   return withWritableCore(configPath, (core) => {
     setFleetLock(core, cliActor(), on);
     io.out(on ? 'fleet lock set: remote desired-state documents are refused' : 'fleet lock lifted');
+    return EXIT.ok;
+  });
+}
+
+/** On a gateway: the operator key in force (after a rotation), the lock, and the documents applied per scope. */
+export function fleetShowCommand(configPath: string | undefined, json: boolean, io: Io): number {
+  return withWritableCore(configPath, (core) => {
+    const v = fleetLocalView(core);
+    const pinned = core.config.fleet.operatorKeyFile;
+    if (json) {
+      io.out(JSON.stringify({ operatorKeyFile: pinned ?? null, ...v }));
+      return EXIT.ok;
+    }
+    io.out(`operator key: ${pinned ?? '(none pinned: every document is refused)'}`);
+    if (v.operatorKey)
+      io.out(
+        `  rotated to ${v.operatorKey.keyId} on ${v.operatorKey.since} (from ${v.operatorKey.rotatedFrom})`,
+      );
+    io.out(v.lock.locked ? `fleet lock: SET by ${v.lock.by} since ${v.lock.since}` : 'fleet lock: not set');
+    if (v.applied.length === 0) io.out('applied: none');
+    for (const a of v.applied) {
+      const labels = Object.entries(a.labels)
+        .map(([k, x]) => `${k}=${x}`)
+        .join(', ');
+      io.out(
+        `applied: ${a.scope} version ${a.version} by ${a.keyId} at ${a.appliedAt}${labels ? ` (${labels})` : ''}`,
+      );
+    }
     return EXIT.ok;
   });
 }

@@ -642,6 +642,13 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     setCode(await (await commands.fleet()).fleetWatchCommand(broker(o), o, io)),
   );
   fleet
+    .command('show')
+    .description('on this gateway: the operator key in force, the fleet lock, the documents applied')
+    .option('--json', 'JSON output')
+    .action(async (o: { json?: boolean }) =>
+      setCode((await commands.fleet()).fleetShowCommand(configOpt(), o.json ?? false, io)),
+    );
+  fleet
     .command('lock')
     .description('on this gateway: refuse every remote desired-state document until unlock')
     .action(async () => setCode((await commands.fleet()).fleetLockCommand(configOpt(), true, io)));

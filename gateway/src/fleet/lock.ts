@@ -7,3 +7,23 @@ export function setFleetLock(core: Core, actor: string, on: boolean): void {
     core.audit.append({ actor, action: on ? 'fleet.lock' : 'fleet.unlock', details: {} });
   });
 }
+
+/** What a technician sees locally of the fleet plane: the key in force, the lock, the documents applied. */
+export function fleetLocalView(core: Core): {
+  operatorKey: { keyId: string; since: string; rotatedFrom: string } | null;
+  lock: { locked: boolean; by: string | null; since: string | null };
+  applied: Array<{
+    scope: string;
+    version: number;
+    keyId: string;
+    appliedAt: string;
+    labels: Record<string, string>;
+  }>;
+} {
+  const trust = core.store.fleet.trust();
+  return {
+    operatorKey: trust ? { keyId: trust.keyId, since: trust.since, rotatedFrom: trust.pinnedFrom } : null,
+    lock: core.store.fleet.lock(),
+    applied: core.store.fleet.allApplied().map(({ hash: _h, ...a }) => a),
+  };
+}
