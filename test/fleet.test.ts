@@ -150,6 +150,7 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
               `  operatorKeyFile: ${join(dir, 'keys', 'operator.pub')}`,
               '  groups: [cold]',
               '  stateDebounceSeconds: 0.2',
+              'policy: {profiles: {cold: {maxPayloadBytes: 512}}}',
             ],
           }),
         );
@@ -527,11 +528,24 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
     mark = seen.length;
     await publishTo('fleet-a', await sign('old-after-rotation', 'target: {gateway: fleet-a}\nspec: {}\n', 2));
     assert.equal((await resultOf('fleet-a', mark)).code, 'ERR_FLEET_UNKNOWN_KEY');
-    // The new key signs a remote quarantine: applied, audited under the new key's id.
+    // A policy profile the gateway does not have: refused whole.
+    mark = seen.length;
+    await publishTo(
+      'fleet-a',
+      await sign(
+        'nope',
+        'target: {gateway: fleet-a}\nspec:\n  policy: [{device: remote-1, profile: nope}]\n',
+        2,
+        '1h',
+        'next/operator.key',
+      ),
+    );
+    assert.equal((await resultOf('fleet-a', mark)).code, 'ERR_POLICY_PROFILE_NOT_FOUND');
+    // The new key signs a remote quarantine and a policy profile: applied, audited under the new key's id.
     mark = seen.length;
     const q = await sign(
       'quarantine',
-      'target: {gateway: fleet-a}\nspec:\n  devices:\n    quarantine: [{id: remote-1, reason: fleet test}]\n',
+      'target: {gateway: fleet-a}\nspec:\n  policy: [{device: remote-1, profile: cold}]\n  devices:\n    quarantine: [{id: remote-1, reason: fleet test}]\n',
       2,
       '1h',
       'next/operator.key',
@@ -548,6 +562,13 @@ describe('fleet plane: three gateways, one broker, signed desired state', () => 
       .map((l) => JSON.parse(l))
       .find((e) => e.action === 'device.quarantine' && e.target === 'remote-1');
     assert.equal(entry?.actor, `fleet:${newKeyId}`);
+    const policy = audit
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .find((e) => e.action === 'device.policy' && e.target === 'remote-1');
+    assert.equal(policy?.actor, `fleet:${newKeyId}`);
+    assert.equal(policy?.details.profile, 'cold');
     const shown = await (homes.get('fleet-a') as GatewayHome).cli(['device', 'show', 'remote-1']);
     assert.match(shown, /quarantined/);
   });

@@ -174,6 +174,9 @@ export class DesiredStateApplier {
         for (const q of spec.devices.quarantine)
           identity.quarantine(q.id, { mode: q.mode, reason: q.reason }, actor);
         for (const id of spec.devices.release) identity.release(id, actor, `fleet document ${body.version}`);
+        for (const p of spec.policy) {
+          this.core.policy.assign(p.device, { profile: p.profile, overrides: p.overrides }, actor);
+        }
         if (rotate && this.configKey) {
           this.core.store.fleet.setTrust({
             keySpki: rotate.export({ format: 'der', type: 'spki' }).toString('base64'),
@@ -202,6 +205,7 @@ export class DesiredStateApplier {
             decommissioned: spec.devices.decommission,
             quarantined: spec.devices.quarantine.map((q) => q.id),
             released: spec.devices.release,
+            policy: spec.policy.map((p) => p.device),
             rotatedTo: rotate ? keyIdOf(rotate) : null,
             previousKey: rotate ? keyIdOf(key) : null,
             labels: spec.labels ?? {},

@@ -55,6 +55,20 @@ export const specSchema = z.strictObject({
       release: z.array(deviceId).max(1000).default([]),
     })
     .prefault({}),
+  /**
+   * Device policy (docs/policy.md): a profile named in the gateway's `policy.profiles` (null: the default) and
+   * per-device overrides, through the policy service as `portcullis device policy` does.
+   */
+  policy: z
+    .array(
+      z.strictObject({
+        device: deviceId,
+        profile: z.string().max(32).nullable().optional(),
+        overrides: z.record(z.string(), z.unknown()).optional(),
+      }),
+    )
+    .max(1000)
+    .default([]),
   /** Rotation: from this document on, only this Ed25519 key (PEM SPKI) signs. Signed by the current key. */
   rotateOperatorKey: z.string().max(1000).optional(),
   /**
