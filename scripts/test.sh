@@ -8,6 +8,8 @@ npx tsc --noEmit -p tsconfig.json
 npx tsc --noEmit -p nodes/tsconfig.json
 echo "== lint"
 npx biome check .
+echo "== layers (dependency-cruiser: no cycles, no forbidden imports)"
+npm run --silent lint:deps
 echo "== build"
 node scripts/build.mjs
 echo "== tests"
