@@ -26,9 +26,11 @@ describe('npm run flows:dev', () => {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-flows-dev-'));
   let child: ChildProcess | undefined;
   after(async () => {
-    if (child && child.exitCode === null) {
+    if (child?.pid && child.exitCode === null) {
       const exited = once(child, 'exit');
-      child.kill('SIGTERM');
+      // npm runs the script through a shell: Node-RED is a grandchild, so the whole process group (ours, made
+      // with detached) is stopped; its stdout pipe would otherwise keep this test process alive.
+      process.kill(-child.pid, 'SIGTERM');
       await exited;
     }
     rmSync(dir, { recursive: true, force: true });
@@ -36,9 +38,10 @@ describe('npm run flows:dev', () => {
 
   it('runs Node-RED on loopback with the Portcullis palette and the shipped examples', async () => {
     const port = await freeTcpPort();
-    // detached: npm runs the script through a shell; the group is stopped together.
+    // detached: a process group of its own, stopped together in after().
     child = spawn('npm', ['run', '--silent', 'flows:dev'], {
       cwd: ROOT,
+      detached: true,
       env: { ...process.env, PORTCULLIS_FLOWS_DIR: dir, PORTCULLIS_FLOWS_PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -64,7 +67,9 @@ describe('npm run flows:dev', () => {
     );
     assert.deepEqual(ours.sort(), declared.sort());
     const examples = (await (
-      await fetch(`http://127.0.0.1:${port}/library/examples/flows/node-red-contrib-portcullis`, { headers: { accept: 'application/json' } })
+      await fetch(`http://127.0.0.1:${port}/library/examples/flows/node-red-contrib-portcullis`, {
+        headers: { accept: 'application/json' },
+      })
     ).json()) as Record<string, unknown>;
     assert.ok(
       JSON.stringify(examples).includes('Quarantine sensors sending too fast (rate guard)'),
