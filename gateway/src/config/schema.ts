@@ -165,7 +165,12 @@ export function configSchema(baseDir: string) {
             .strictObject({
               enabled: z.boolean().default(true),
               maxSessions: z.number().int().min(1).max(1_000_000).default(10_000),
-              lifetimeSeconds: z.number().int().min(1).max(7 * 86_400).default(86_400),
+              lifetimeSeconds: z
+                .number()
+                .int()
+                .min(1)
+                .max(7 * 86_400)
+                .default(86_400),
             })
             .prefault({}),
           /** Server preference order (docs/dtls.md); by default forward-secret suites first when offered. */
