@@ -166,6 +166,17 @@ describe('attack: local files (issue 19 item 3)', needsRoot, () => {
     assert.ok(lstatSync(stale).isSocket());
     assert.equal(mode(stale) & 0o777, 0o660);
   });
+
+  it("control.socketPath in a folder not made yet (systemd's RuntimeDirectory=) passes when what will hold it is safe", async (t) => {
+    const h = home(t);
+    const sock = join(h.dir, 'run', 'portcullis', 'control.sock');
+    writeFileSync(h.config, `dataDir: ${h.dataDir}\nui: {port: 0}\ncontrol: {socketPath: ${sock}}\n`);
+    const ok = await cli(h.config, ['config', 'check'], h.dir);
+    assert.equal(ok.code, 0, ok.stderr);
+    // The nearest existing folder is writable by others: whoever gets there first owns the socket's folder.
+    chmodSync(h.dir, 0o777);
+    assertRefused(await cli(h.config, ['config', 'check'], h.dir), h.dir);
+  });
 });
 
 describe('attack: data directory and keystore (issue 19 item 4)', needsRoot, () => {

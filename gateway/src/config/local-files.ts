@@ -188,6 +188,14 @@ export function checkTrustedFile(path: string, kind: FileKind): void {
  */
 export function checkSocketPath(path: string): boolean {
   const lexical = resolve(path);
+  // Its folder may not exist yet (systemd makes RuntimeDirectory= when the unit starts; `config check` runs
+  // before): then the nearest existing ancestor, which will hold it, must be safe — and there is nothing to replace.
+  let parent = dirname(lexical);
+  while (realpathOrUndefined(parent) === undefined && dirname(parent) !== parent) parent = dirname(parent);
+  if (parent !== dirname(lexical)) {
+    checkAncestors(resolve(parent, 'x'));
+    return false;
+  }
   checkAncestors(lexical);
   let st: Stats;
   try {
