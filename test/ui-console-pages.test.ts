@@ -6,6 +6,7 @@
  * account's session. The browser side (layouts, axe, live updates) is in ui-console.test.ts.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
@@ -404,5 +405,32 @@ describe('UI console: enrolment, tokens, health, firewall', () => {
       [...core.store.audit.iterate()].filter((e) => e.action.startsWith('diagnostics.')).length,
       before,
     );
+  });
+
+  it('shows the configuration to admins and hands out the uplink certificate request, its subject validated', async (t) => {
+    const { core, login } = site(t);
+    const { b: tech } = await login('tech', 'technician');
+    assert.equal((await tech.page('GET', '/configuration')).status, 403);
+    assert.equal((await tech.page('POST', '/configuration/uplink-csr', { subject: 'CN=x' })).status, 403);
+    const { b } = await login('root', 'admin');
+    const page = await b.page('GET', '/configuration');
+    assert.match(page.text, /No uplink is configured/);
+    assert.equal(
+      (await b.page('POST', '/configuration/uplink-csr', { subject: 'CN=gw-1' }, { csrf: null })).status,
+      403,
+    );
+    const bad = await b.page('POST', '/configuration/uplink-csr', { subject: 'CN=gw-1\nO=evil' });
+    assert.equal(bad.flash?.kind, 'error');
+    const csr = await b.page('POST', '/configuration/uplink-csr', { subject: 'CN=gw-1,O=Example' });
+    assert.equal(csr.status, 200);
+    assert.match(csr.text, /^-----BEGIN CERTIFICATE REQUEST-----/);
+    assert.match(csr.headers.get('content-disposition') ?? '', /attachment/);
+    // The same key the next time: a second request must not replace the key a signed certificate belongs to.
+    const again = await b.page('POST', '/configuration/uplink-csr', { subject: 'CN=gw-1,O=Example' });
+    const pubkey = (pem: string) =>
+      execFileSync('openssl', ['req', '-pubkey', '-noout'], { input: pem }).toString();
+    assert.match(pubkey(csr.text), /BEGIN PUBLIC KEY/);
+    assert.equal(pubkey(csr.text), pubkey(again.text));
+    assert.ok(core.store.audit.search({ action: 'uplink.csr', limit: 10 }).length >= 2);
   });
 });

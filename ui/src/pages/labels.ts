@@ -65,6 +65,7 @@ const ACTIONS: Record<string, string> = {
   'policy.refused': 'messages refused by policy',
   'sensor.auth.failed': 'sensor authentication failed',
   'update.install': 'gateway update installed',
+  'uplink.csr': 'uplink certificate request made',
   'update.rollback': 'gateway update rolled back',
   'user.add': 'user added',
   'user.delete': 'user deleted',

@@ -23,6 +23,7 @@ const NAV: { href: string; label: string; roles?: readonly Role[] }[] = [
   { href: '/logs', label: 'Log' },
   { href: '/diagnostics', label: 'Diagnostics', roles: ['admin'] },
   { href: '/maintenance', label: 'Maintenance' },
+  { href: '/configuration', label: 'Configuration', roles: ['admin'] },
   { href: '/tokens', label: 'Flow tokens', roles: ['admin'] },
   { href: '/users', label: 'Users', roles: ['admin'] },
   { href: '/account', label: 'Account' },

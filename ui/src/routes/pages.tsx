@@ -46,6 +46,7 @@ import {
   TotpPage,
 } from '../pages/auth.tsx';
 import { CompliancePage } from '../pages/compliance.tsx';
+import { ConfigurationPage } from '../pages/configuration.tsx';
 import { Dashboard } from '../pages/dashboard.tsx';
 import { DeviceDetail, DeviceList, PAGE_SIZE } from '../pages/devices.tsx';
 import { DiagnosticsPage } from '../pages/diagnostics.tsx';
@@ -146,6 +147,13 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
   { method: 'GET', path: '/logs', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/diagnostics', access: { roles: ADMINS } },
   { method: 'GET', path: '/maintenance', access: { roles: ALL_ROLES } },
+  { method: 'GET', path: '/configuration', access: { roles: ADMINS } },
+  {
+    method: 'POST',
+    path: '/configuration/uplink-csr',
+    access: { roles: ADMINS },
+    sample: { subject: 'CN=page-test' },
+  },
   { method: 'POST', path: '/diagnostics/dns', access: { roles: ADMINS }, sample: { name: 'localhost' } },
   {
     method: 'POST',
@@ -999,6 +1007,32 @@ export function pageRoutes(
       />,
     ),
   );
+
+  page('GET', '/configuration', (c) =>
+    render(c, 'Configuration', <ConfigurationPage config={core.config} viewer={c.get('viewer')} />),
+  );
+  page('POST', '/configuration/uplink-csr', async (c) => {
+    const b = await form(
+      c,
+      z.strictObject({
+        // A distinguished name in OpenSSL's one-line form: attribute=value pairs, nothing else.
+        subject: z
+          .string()
+          .trim()
+          .max(200)
+          .regex(/^\/?[A-Za-z]{1,16}=[^=,/]{1,64}(?:[,/][A-Za-z]{1,16}=[^=,/]{1,64}){0,7}$/, {
+            error: 'must be like CN=gateway-1 or CN=gateway-1,O=Example',
+          }),
+      }),
+    );
+    const keystore = core.keystore as NonNullable<Core['keystore']>;
+    const pem = await keystore.uplinkCsr(b.subject);
+    core.audit.append({ actor: actor(c), action: 'uplink.csr', target: b.subject, details: {} });
+    c.header('Content-Type', 'application/pkcs10; charset=utf-8');
+    c.header('Content-Disposition', 'attachment; filename="portcullis-uplink.csr"');
+    c.header('Cache-Control', 'no-store');
+    return c.body(pem.endsWith('\n') ? pem : `${pem}\n`);
+  });
 
   const monitor = new SystemMonitor(core, options.runtime);
   page('GET', '/health', (c) => render(c, 'Health', <HealthPage h={monitor.read()} now={now()} />));

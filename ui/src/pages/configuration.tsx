@@ -1,0 +1,102 @@
+import type { FC } from 'hono/jsx';
+import type { Config } from '../../../gateway/src/config/index.ts';
+import { Csrf } from './components.tsx';
+import type { Viewer } from './layout.tsx';
+
+/**
+ * The configuration in force, read-only (it holds paths and addresses, never a key), and the uplink's
+ * certificate request. Changing the configuration from the UI (validated, applied with automatic rollback) is
+ * not built yet: the file and `portcullis config check` are the way.
+ */
+export const ConfigurationPage: FC<{ config: Config; viewer: Viewer }> = ({ config, viewer }) => {
+  const up = config.uplink;
+  const anomaly = config.anomaly as { timeZone?: string; utcOffsetMinutes?: number };
+  return (
+    <>
+      <h1>Configuration</h1>
+      <p>
+        What the gateway runs with, as validated at start. Change it in the configuration file, check it with{' '}
+        <code>portcullis config check</code>, and restart the gateway.
+      </p>
+      <h2>Cloud uplink</h2>
+      {up ? (
+        <dl class="facts">
+          <dt>Broker</dt>
+          <dd>
+            <code>{up.url}</code>
+          </dd>
+          <dt>CA file</dt>
+          <dd>
+            <code>{up.caFile}</code>
+          </dd>
+          <dt>Client certificate</dt>
+          <dd>
+            <code>{up.certFile ?? 'not set (the uplink waits for one)'}</code>
+          </dd>
+          <dt>Topic prefix</dt>
+          <dd>
+            <code>{up.topicPrefix}</code>
+          </dd>
+          <dt>Client id</dt>
+          <dd>
+            <code>{up.clientId ?? '(from the certificate)'}</code>
+          </dd>
+          <dt>Queue</dt>
+          <dd>
+            up to {up.queue.maxMessages} readings, {up.queue.maxAgeHours} h
+          </dd>
+        </dl>
+      ) : (
+        <p>No uplink is configured: readings stay in the durable queue.</p>
+      )}
+      <h3>Certificate request</h3>
+      <p>
+        A PKCS #10 request for the uplink's client key (made in the keystore — the TPM on the appliance — the
+        first time, then reused), for the cloud's CA to sign. Put the signed certificate where{' '}
+        <code>uplink.certFile</code> points.
+      </p>
+      <form method="post" action="/configuration/uplink-csr" class="row">
+        <Csrf token={viewer.csrf} />
+        <div>
+          <label for="csr-subject">Subject</label>
+          <input
+            id="csr-subject"
+            name="subject"
+            required
+            maxlength={200}
+            value={`CN=${up?.clientId ?? 'portcullis-gateway'}`}
+          />
+        </div>
+        <div>
+          <button type="submit">Download the request</button>
+        </div>
+      </form>
+      <h2>Site</h2>
+      <dl class="facts">
+        <dt>Time zone</dt>
+        <dd>
+          {anomaly.timeZone ?? `UTC${anomaly.utcOffsetMinutes ? ` ${anomaly.utcOffsetMinutes / 60} h` : ''}`}{' '}
+          (times in the UI are UTC)
+        </dd>
+        <dt>Segments</dt>
+        <dd>{config.segments.length === 0 ? 'none' : config.segments.map((s) => s.name).join(', ')}</dd>
+        <dt>Firewall</dt>
+        <dd>
+          {config.firewall.enforce ? 'enforced by the gateway' : 'not managed (firewall.enforce is off)'}
+        </dd>
+        <dt>Web UI</dt>
+        <dd>
+          <code>
+            {config.ui.host}:{config.ui.port}
+          </code>
+        </dd>
+        <dt>Sensors (DTLS)</dt>
+        <dd>
+          <code>
+            {config.dtls.host}:{config.dtls.port}
+          </code>
+        </dd>
+      </dl>
+    </>
+  );
+};
