@@ -8,10 +8,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createLogger, LogRing } from '../gateway/src/log.ts';
 import { createUiApp } from '../ui/src/app.ts';
+import { makePki } from './helpers/pki.ts';
 import { Browser, PASSWORD, site } from './helpers/ui.ts';
 
 const NEW_PASSWORD = 'a brand new passphrase';
@@ -432,5 +435,35 @@ describe('UI console: enrolment, tokens, health, firewall', () => {
     assert.match(pubkey(csr.text), /BEGIN PUBLIC KEY/);
     assert.equal(pubkey(csr.text), pubkey(again.text));
     assert.ok(core.store.audit.search({ action: 'uplink.csr', limit: 10 }).length >= 2);
+  });
+
+  it('installs the signed uplink certificate only for this gateway’s key, valid now, after re-authentication', async (t) => {
+    const pki = makePki();
+    t.after(() => pki.dispose());
+    const certFile = join(pki.dir, 'uplink-cert.pem');
+    const { core, clock, login, totp } = site(t, {
+      uplink: { url: 'mqtts://127.0.0.1:1', caFile: pki.caPath, certFile },
+    });
+    // The test CA signs from the real now; the site's clock starts in 2026-11: bring it to now first.
+    clock.set(Date.now() + 60_000);
+    const { b, secret } = await login('root', 'admin');
+    const csr = await b.page('POST', '/configuration/uplink-csr', { subject: 'CN=gw-1' });
+    const signed = readFileSync(pki.signCsr(csr.text, 'gw-1'), 'utf8');
+    const other = readFileSync(pki.client.certPath, 'utf8');
+    const post = (certificate: string, code: string) =>
+      b.page('POST', '/configuration/uplink-certificate', { certificate, password: PASSWORD, code });
+    const wrongKey = await post(other, totp(secret));
+    assert.match(wrongKey.flash?.text ?? '', /another key/);
+    clock.advance(31_000);
+    assert.match((await post('garbage', totp(secret))).flash?.text ?? '', /exactly one PEM certificate/);
+    clock.advance(31_000);
+    assert.equal((await post(signed, '000000')).flash?.kind, 'error', 'a wrong code');
+    assert.equal(existsSync(certFile), false, 'nothing written');
+    clock.advance(31_000);
+    const ok = await post(signed, totp(secret));
+    assert.equal(ok.flash?.kind, 'ok', JSON.stringify(ok.flash));
+    assert.equal(readFileSync(certFile, 'utf8').trim(), signed.trim());
+    const entry = core.store.audit.search({ action: 'uplink.certificate', limit: 1 })[0];
+    assert.match(entry?.details ?? '', /sha256/);
   });
 });

@@ -1,6 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { Config } from '../../../gateway/src/config/index.ts';
-import { Csrf } from './components.tsx';
+import { Csrf, Reauth } from './components.tsx';
 import type { Viewer } from './layout.tsx';
 
 /**
@@ -70,6 +70,20 @@ export const ConfigurationPage: FC<{ config: Config; viewer: Viewer }> = ({ conf
         <div>
           <button type="submit">Download the request</button>
         </div>
+      </form>
+      <h3>Signed certificate</h3>
+      <form method="post" action="/configuration/uplink-certificate">
+        <Csrf token={viewer.csrf} />
+        <label for="cert-pem">The certificate the cloud's CA signed (PEM)</label>
+        <textarea id="cert-pem" name="certificate" rows={6} required maxlength={16384} />
+        <p class="hint">
+          Checked before it is written: one certificate, valid now, for this gateway's uplink key. A waiting
+          uplink connects with it at once; one that replaces another is used from the next start.
+        </p>
+        <Reauth idPrefix="cert" />
+        <p>
+          <button type="submit">Install the certificate</button>
+        </p>
       </form>
       <h2>Site</h2>
       <dl class="facts">

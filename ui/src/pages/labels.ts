@@ -66,6 +66,7 @@ const ACTIONS: Record<string, string> = {
   'sensor.auth.failed': 'sensor authentication failed',
   'update.install': 'gateway update installed',
   'uplink.csr': 'uplink certificate request made',
+  'uplink.certificate': 'uplink certificate installed',
   'update.rollback': 'gateway update rolled back',
   'user.add': 'user added',
   'user.delete': 'user deleted',

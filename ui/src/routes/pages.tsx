@@ -154,6 +154,13 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
     access: { roles: ADMINS },
     sample: { subject: 'CN=page-test' },
   },
+  {
+    method: 'POST',
+    path: '/configuration/uplink-certificate',
+    access: { roles: ADMINS, reauth: true },
+    // Refused before the password is checked (no certFile in the tests' configuration).
+    sample: { certificate: 'x', ...REAUTH_SAMPLE },
+  },
   { method: 'POST', path: '/diagnostics/dns', access: { roles: ADMINS }, sample: { name: 'localhost' } },
   {
     method: 'POST',
@@ -1032,6 +1039,29 @@ export function pageRoutes(
     c.header('Content-Disposition', 'attachment; filename="portcullis-uplink.csr"');
     c.header('Cache-Control', 'no-store');
     return c.body(pem.endsWith('\n') ? pem : `${pem}\n`);
+  });
+
+  page('POST', '/configuration/uplink-certificate', async (c) => {
+    const b = await form(c, z.strictObject({ certificate: z.string().max(16_384), ...reauthFields }));
+    if (!core.config.uplink?.certFile) {
+      throw new HttpError(409, 'ERR_UPLINK_CERT_STATE', 'uplink.certFile is not set in the configuration');
+    }
+    await reauthed(c, b);
+    const { installUplinkCertificate } = await import('../../../gateway/src/uplink/certificate-install.ts');
+    const r = await installUplinkCertificate(
+      {
+        config: core.config,
+        keystore: core.keystore as NonNullable<Core['keystore']>,
+        audit: core.audit,
+        clock: core.clock,
+      },
+      b.certificate,
+      actor(c),
+    );
+    return flashTo(c, '/configuration', {
+      kind: 'ok',
+      text: `Certificate ${r.subject} (until ${r.notAfter.slice(0, 10)}) written to ${r.file}${r.replaced ? '; it replaces the previous one from the next start' : ''}.`,
+    });
   });
 
   const monitor = new SystemMonitor(core, options.runtime);
