@@ -23,10 +23,9 @@ const NAV: { href: string; label: string; roles?: readonly Role[] }[] = [
   { href: '/logs', label: 'Log' },
   { href: '/diagnostics', label: 'Diagnostics', roles: ['admin'] },
   { href: '/maintenance', label: 'Maintenance' },
-  { href: '/configuration', label: 'Configuration', roles: ['admin'] },
-  { href: '/tokens', label: 'Flow tokens', roles: ['admin'] },
+  { href: '/configuration', label: 'Config', roles: ['admin'] },
+  { href: '/tokens', label: 'Tokens', roles: ['admin'] },
   { href: '/users', label: 'Users', roles: ['admin'] },
-  { href: '/account', label: 'Account' },
 ];
 
 export const Layout: FC<{
@@ -75,9 +74,10 @@ export const Layout: FC<{
             ) : null}
             {viewer ? (
               <div class="who">
-                <span class="who-name">
+                {/* One's own account (password, sessions) sits with one's name, not in the menu. */}
+                <a class="who-name" href="/account" aria-current={path === '/account' ? 'page' : undefined}>
                   {viewer.username} ({viewer.role})
-                </span>
+                </a>
                 <form method="post" action="/logout" class="inline">
                   <Csrf token={viewer.csrf} />
                   <button type="submit">Log out</button>
