@@ -281,6 +281,46 @@ describe('workers that crash', () => {
 });
 
 describe('/healthz and the uplink', () => {
+  it('keeps running with a certificate that is not for the uplink key, and says so (mqtt.js would throw out of reach)', async (t) => {
+    const dir = tempDir(t);
+    const pki = makePki();
+    t.after(() => pki.dispose());
+    const config = join(dir, 'config.yaml');
+    writeFileSync(
+      config,
+      [
+        `dataDir: ${join(dir, 'var')}`,
+        'ui: { port: 0 }',
+        `dtls: { port: ${await freeUdpPort()} }`,
+        'uplink:',
+        `  url: mqtts://127.0.0.1:${await freeUdpPort()}`,
+        `  caFile: ${pki.caPath}`,
+        // Another party's certificate: valid, from the right CA, but not for this gateway's key.
+        `  certFile: ${pki.client.certPath}`,
+        '  topicPrefix: site-m',
+        '',
+      ].join('\n'),
+    );
+    const clock = new ManualClock(Date.UTC(2026, 11, 6, 9));
+    const gateway = await Gateway.start(resolveConfig(config), { clock, logger: createLogger('fatal') });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (gateway.uplink.status().lastError === null && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.match(gateway.uplink.status().lastError ?? '', /not for this gateway's uplink key/);
+      clock.advance(61_000);
+      const ca = readFileSync(join(dir, 'var', 'tls', 'identity-ca.pem'), 'utf8');
+      const body = JSON.parse(
+        (await httpsGet(`https://127.0.0.1:${gateway.uiAddress.port}/healthz`, ca)).body,
+      );
+      assert.equal(body.status, 'degraded');
+      assert.match(body.uplink.lastError, /not for this gateway's uplink key/);
+    } finally {
+      await gateway.stop('test');
+    }
+  });
+
   it('reports a configured uplink that cannot connect as degraded after 60 s, with since and the last error', async (t) => {
     const dir = tempDir(t);
     // A broker address where nothing listens; a certificate file so the uplink really tries.

@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Store } from '../store/index.ts';
@@ -81,6 +82,17 @@ export interface UplinkStatus {
  * queue is replayed from its head, so delivery is at least once (a lost PUBACK means one duplicate).
  */
 let connector: Promise<(p: ConnectParams, ev: ConnectionEvents) => BrokerConnection> | undefined;
+
+/** Why the certificate cannot be used with the uplink's key, or null when it can. */
+function certificateMismatch(certPem: Buffer, keyPem: string): string | null {
+  try {
+    return new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))
+      ? null
+      : "the uplink certificate is not for this gateway's uplink key (was it signed from this gateway's CSR?)";
+  } catch (err) {
+    return `the uplink certificate cannot be read: ${(err as Error).message}`;
+  }
+}
 
 export class Uplink {
   private client: BrokerConnection | null = null;
@@ -293,6 +305,15 @@ export class Uplink {
     o: UplinkOptions,
   ): void {
     if (this.stopped || !o.tls.cert) return;
+    // A certificate that was not signed for this gateway's key (the wrong CSR, another gateway's file) makes
+    // mqtt.js throw from inside its connect, out of reach of any handler; say so and try again later instead.
+    const mismatch = o.tls.key.kind === 'pem' ? certificateMismatch(o.tls.cert, o.tls.key.pem) : null;
+    if (mismatch) {
+      if (this.lastError !== mismatch) this.logger.error({ err: mismatch }, 'uplink cannot connect');
+      this.lastError = mismatch;
+      this.scheduleReconnect();
+      return;
+    }
     const client: BrokerConnection = connectBroker(
       {
         url: o.url,
