@@ -40,6 +40,43 @@ const STREAM_RECHECK_MS = 1000;
 /** Events a slow reader may have pending before its stream is cut (it reconnects and carries on). */
 const STREAM_MAX_PENDING = 10_000;
 
+const ENCODER = new TextEncoder();
+
+/**
+ * A token's NDJSON stream: a `stream.open` line, then what `subscribe` writes, until the reader cancels or the
+ * token is revoked (re-checked every STREAM_RECHECK_MS). `subscribe` returns its unsubscribe; `stop` ends both.
+ */
+function tokenStream(
+  core: Core,
+  stillActive: () => boolean,
+  subscribe: (controller: ReadableStreamDefaultController<Uint8Array>, stop: () => void) => () => void,
+): Response {
+  let off: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const stop = () => {
+    off?.();
+    if (timer) clearInterval(timer);
+  };
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const opened = { type: 'stream.open', ts: new Date(core.clock.now()).toISOString() };
+      controller.enqueue(ENCODER.encode(`${JSON.stringify(opened)}\n`));
+      off = subscribe(controller, stop);
+      timer = setInterval(() => {
+        if (!stillActive()) {
+          stop();
+          controller.close();
+        }
+      }, STREAM_RECHECK_MS);
+      timer.unref();
+    },
+    cancel: stop,
+  });
+  return new Response(body, {
+    headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' },
+  });
+}
+
 const publishBody = z.strictObject({
   /** Under `<topicPrefix>/flows/<token name>/`: a flow cannot write into device or command topics. */
   topic: z
@@ -161,21 +198,11 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     }
     const device = c.req.query('device');
     const token = c.get('token');
-    const encoder = new TextEncoder();
-    let off: (() => void) | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const stop = () => {
-      off?.();
-      if (timer) clearInterval(timer);
-    };
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(
-          encoder.encode(
-            `${JSON.stringify({ type: 'stream.open', ts: new Date(core.clock.now()).toISOString() })}\n`,
-          ),
-        );
-        off = core.events.on((e) => {
+    return tokenStream(
+      core,
+      () => tokens.isActive(token.name),
+      (controller, stop) =>
+        core.events.on((e) => {
           if (types.size > 0 && !types.has(e.type)) return;
           if (device && 'deviceId' in e && e.deviceId !== device) return;
           if ((controller.desiredSize ?? 0) < -STREAM_MAX_PENDING) {
@@ -183,21 +210,9 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
             controller.error(new Error('reader too slow'));
             return;
           }
-          controller.enqueue(encoder.encode(`${JSON.stringify(e)}\n`));
-        });
-        timer = setInterval(() => {
-          if (!tokens.isActive(token.name)) {
-            stop();
-            controller.close();
-          }
-        }, STREAM_RECHECK_MS);
-        timer.unref();
-      },
-      cancel: stop,
-    });
-    return new Response(body, {
-      headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' },
-    });
+          controller.enqueue(ENCODER.encode(`${JSON.stringify(e)}\n`));
+        }),
+    );
   });
 
   /**
@@ -207,42 +222,22 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   app.get('/v1/policy/questions', (c) => {
     need(c, 'policy:decide');
     const token = c.get('token');
-    const encoder = new TextEncoder();
-    let off: (() => void) | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const stop = () => {
-      off?.();
-      if (timer) clearInterval(timer);
-    };
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(
-          encoder.encode(
-            `${JSON.stringify({ type: 'stream.open', ts: new Date(core.clock.now()).toISOString() })}\n`,
-          ),
-        );
-        off = points.register(token.name, {
+    return tokenStream(
+      core,
+      () => tokens.isActive(token.name),
+      (controller) => {
+        const off = points.register(token.name, {
           send: (line) => {
             // A flow that does not read is no decision point: its questions go unanswered (onTimeout).
             if ((controller.desiredSize ?? 0) < -1000) return false;
-            controller.enqueue(encoder.encode(line));
+            controller.enqueue(ENCODER.encode(line));
             return true;
           },
         });
         core.audit.append({ actor: c.get('actor'), action: 'policy.decider.register', target: token.name });
-        timer = setInterval(() => {
-          if (!tokens.isActive(token.name)) {
-            stop();
-            controller.close();
-          }
-        }, STREAM_RECHECK_MS);
-        timer.unref();
+        return off;
       },
-      cancel: stop,
-    });
-    return new Response(body, {
-      headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' },
-    });
+    );
   });
 
   /** A flow's answer to one question; only the flow asked may answer, and only within the budget. */
