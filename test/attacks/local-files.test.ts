@@ -21,6 +21,7 @@ import { startControlServer } from '../../gateway/src/control/server.ts';
 import { Core } from '../../gateway/src/core.ts';
 import { SoftwareKeystore } from '../../gateway/src/keystore/index.ts';
 import { runCli } from '../helpers/cli.ts';
+import { selfSignedServerCertificate } from '../helpers/pki.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 /** An unprivileged account other than ours (nobody): files it owns are someone else's. */
@@ -49,32 +50,6 @@ function assertRefused(r: { code: number | null; stderr: string }, path: string)
   assert.equal(r.code, 2, `exit 2 expected; stderr: ${r.stderr}`);
   assert.match(r.stderr, /ERR_CONFIG_UNSAFE_PATH/);
   assert.ok(r.stderr.includes(path), `the error names ${path}: ${r.stderr}`);
-}
-
-/** A self-signed certificate and its key, as a site's own PKI would hand them out for ui.tls. */
-function uiCertificate(dir: string): { cert: string; key: string } {
-  const cert = join(dir, 'ui-cert.pem');
-  const key = join(dir, 'ui-key.pem');
-  execFileSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-days',
-    '2',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ]);
-  chmodSync(cert, 0o644);
-  chmodSync(key, 0o600);
-  return { cert, key };
 }
 
 describe('attack: local files (issue 19 item 3)', needsRoot, () => {
@@ -108,7 +83,7 @@ describe('attack: local files (issue 19 item 3)', needsRoot, () => {
 
   it('a ui.tls.keyFile others can read or write is refused; a 0600 one is used', async (t) => {
     const h = home(t);
-    const { cert, key } = uiCertificate(h.dir);
+    const { cert, key } = selfSignedServerCertificate(h.dir);
     writeFileSync(
       h.config,
       `dataDir: ${h.dataDir}\nui: {port: 0, tls: {certFile: ${cert}, keyFile: ${key}}}\n`,

@@ -21,6 +21,7 @@ import { clientKey, defaultLimits, descriptorLimit } from '../../gateway/src/con
 import { type RunningServer, startHttpsServer } from '../../ui/src/server.ts';
 import { PORTCULLIS_BIN } from '../helpers/cli.ts';
 import { freeUdpPort } from '../helpers/gateway.ts';
+import { selfSignedServerCertificate } from '../helpers/pki.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { site } from '../helpers/ui.ts';
 
@@ -361,23 +362,7 @@ describe('attack: the UI listener (issue 19 items 8, 10)', () => {
 describe('attack: the UI listener with a site certificate (RSA)', () => {
   it('TLS 1.2 with an RSA key: AES128-SHA and ECDHE-RSA CBC refused, ECDHE-RSA-AES128-GCM accepted', async (t) => {
     const dir = tempDir(t, 'portcullis-rsa-');
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    spawnSync('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
+    const { cert, key } = selfSignedServerCertificate(dir, 'rsa');
     createPrivateKey(readFileSync(key)); // it is a key
     const app = new Hono();
     app.get('/', (c) => c.text('ok'));
@@ -415,25 +400,7 @@ describe('attack: the UI listener with a site certificate (RSA)', () => {
 
   it('keep-alive is shortened under pressure: idle keep-alive connections close once half the cap is open', async (t) => {
     const dir = tempDir(t, 'portcullis-ka-');
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    spawnSync('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-days',
-      '2',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
+    const { cert, key } = selfSignedServerCertificate(dir);
     const app = new Hono();
     app.get('/', (c) => c.text('ok'));
     const server = await startHttpsServer(app, {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, type KeyObject, webcrypto, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -282,4 +282,31 @@ export function makeOpensslCrl(
     dir,
   );
   return out;
+}
+
+/**
+ * A self-signed server certificate for 127.0.0.1 and its key (`cert.pem`/`key.pem` in `dir`, 0644/0600), as a
+ * site's own PKI would hand them out for `ui.tls`: P-256 by default, RSA 2048 for the RSA suites.
+ */
+export function selfSignedServerCertificate(
+  dir: string,
+  kind: 'ec' | 'rsa' = 'ec',
+): { cert: string; key: string } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const keyArgs =
+    kind === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', 'rsa:2048'];
+  execFileSync(
+    'openssl',
+    ['req', '-x509', ...keyArgs, '-nodes', '-subj', '/CN=127.0.0.1', '-days', '2'].concat([
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]),
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  chmodSync(cert, 0o644);
+  chmodSync(key, 0o600);
+  return { cert, key };
 }
