@@ -43,17 +43,25 @@ function positiveNumber(v: string): number {
   return n;
 }
 
-function buildProgram(io: Io, setCode: (code: number) => void): Command {
-  const program = new Command('portcullis')
-    .description('Portcullis edge security gateway')
-    .version(VERSION, '-V, --version')
-    .option('-c, --config <file>', 'configuration file (YAML)')
-    .addHelpText('after', HELP_FOOTER)
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
-    .showHelpAfterError();
-  const configOpt = () => program.opts<{ config?: string }>().config;
+/** What each group of commands registers on, and how its action reports an exit code. */
+interface Cli {
+  program: Command;
+  io: Io;
+  setCode: (code: number) => void;
+  configOpt: () => string | undefined;
+}
 
+// The fleet operator's commands talk to a broker like the uplink does.
+const brokerOpts = (c: Command) =>
+  c
+    .requiredOption('--broker <url>', 'mqtts:// URL of the broker')
+    .requiredOption('--ca <file>', "CA certificate (PEM) the broker's certificate is checked against")
+    .requiredOption('--cert <file>', "the operator's client certificate (PEM)")
+    .requiredOption('--key <file>', "the operator's client key (PEM)");
+type BrokerArgs = { broker: string; ca: string; cert: string; key: string };
+const broker = (o: BrokerArgs) => ({ url: o.broker, ca: o.ca, cert: o.cert, key: o.key });
+
+function coreCommands({ program, io, setCode, configOpt }: Cli): void {
   program
     .command('start')
     .description('run the gateway until SIGTERM/SIGINT')
@@ -67,7 +75,9 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .action(async (file: string | undefined, opts: { print?: boolean }) =>
       setCode((await commands.commands()).configCheckCommand(file ?? configOpt(), opts.print ?? false, io)),
     );
+}
 
+function auditCommands({ program, io, setCode, configOpt }: Cli): void {
   const audit = program.command('audit').description('the hash-chained audit log');
   audit
     .command('verify')
@@ -99,7 +109,9 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .action(async (opts: { reason: string }) =>
       setCode((await commands.audit()).auditResealCommand(configOpt(), opts.reason, io)),
     );
+}
 
+function deviceCommands({ program, io, setCode, configOpt }: Cli): Command {
   const device = program.command('device').description('sensors: provisioning, inventory, decommissioning');
   device
     .command('add <id>')
@@ -158,7 +170,10 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .action(async (id: string, opts: { reason?: string }) =>
       setCode((await commands.device()).deviceDecommissionCommand(configOpt(), id, opts.reason, io)),
     );
+  return device;
+}
 
+function deviceStateCommands({ io, setCode, configOpt }: Cli, device: Command): void {
   device
     .command('place <id>')
     .description('set the segment and/or IPv4 address the firewall knows the device by')
@@ -201,7 +216,15 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
         opts: { default?: boolean; overrides?: string; clearOverrides?: boolean },
       ) => setCode((await commands.policy()).deviceProfileCommand(configOpt(), id, name, opts, io)),
     );
+  device
+    .command('unlimit <id>')
+    .description('lift an automatic rate limit (an anomaly response) before it expires')
+    .action(async (id: string) =>
+      setCode((await commands.anomaly()).deviceUnlimitCommand(configOpt(), id, io)),
+    );
+}
 
+function policyCommands({ program, io, setCode, configOpt }: Cli): void {
   const policy = program
     .command('policy')
     .description('device profiles: the per-message decision (docs/policy.md)');
@@ -236,13 +259,6 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
       }) => setCode((await commands.policy()).policyTestCommand(configOpt(), opts, io)),
     );
 
-  device
-    .command('unlimit <id>')
-    .description('lift an automatic rate limit (an anomaly response) before it expires')
-    .action(async (id: string) =>
-      setCode((await commands.anomaly()).deviceUnlimitCommand(configOpt(), id, io)),
-    );
-
   program
     .command('detect')
     .description('behaviour detection offline: replay events (JSON lines) through the live detector')
@@ -271,7 +287,9 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
         ),
       ),
     );
+}
 
+function flowsCommands({ program, io, setCode, configOpt }: Cli): void {
   const flows = program
     .command('flows')
     .description('policy flows (Node-RED): control API tokens, editor setup and admins');
@@ -326,7 +344,9 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
         await (await commands.flows()).flowsAdminAddCommand(opts.configDir, name, opts.replace ?? false, io),
       ),
     );
+}
 
+function updateCommands({ program, io, setCode, configOpt }: Cli): void {
   const update = program
     .command('update')
     .description('signed gateway updates: A/B, health-checked, anti-rollback');
@@ -371,7 +391,9 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
         out: string;
       }) => setCode(await (await commands.update()).updateBuildCommand({ ...o, version: o.release }, io)),
     );
+}
 
+function firmwareCommands({ program, io, setCode, configOpt }: Cli): void {
   const firmware = program.command('firmware').description('sensor firmware: vendor keys, images, campaigns');
   firmware
     .command('vendor')
@@ -440,7 +462,9 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .action(async (id: string) =>
       setCode((await commands.firmware()).campaignPauseCommand(configOpt(), id, false, io)),
     );
+}
 
+function uiCommands({ program, io, setCode, configOpt }: Cli): void {
   const ui = program.command('ui').description('the technician web UI');
   ui.command('setup-code')
     .description('first boot: print a fresh one-time setup code (the previous one stops working)')
@@ -469,7 +493,9 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .action(async (id: string) =>
       setCode((await commands.anomaly()).alertsAckCommand(configOpt(), positiveInt(id), io)),
     );
+}
 
+function networkCommands({ program, io, setCode, configOpt }: Cli): void {
   const firewall = program
     .command('firewall')
     .description('the iptables/ipset ruleset compiled from segments and devices');
@@ -530,7 +556,9 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .command('list')
     .description('registered controllers')
     .action(async () => setCode((await commands.segmentation()).mudControllerListCommand(configOpt(), io)));
+}
 
+function trustCommands({ program, io, setCode, configOpt }: Cli): void {
   const identity = program.command('identity').description('trust in sensor manufacturers');
   const trust = identity.command('trust').description('manufacturer CAs for certificate sensors');
   trust
@@ -574,17 +602,11 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .action(async (opts: { subject: string }) =>
       setCode(await (await commands.device()).uplinkCsrCommand(configOpt(), opts.subject, io)),
     );
+}
 
+function fleetOperatorCommands({ program, io, setCode }: Cli): Command {
   // The fleet plane (docs/fleet.md): the operator's commands talk to any MQTT 5 broker, like the uplink.
   const fleet = program.command('fleet').description('many gateways over the cloud MQTT broker');
-  const brokerOpts = (c: Command) =>
-    c
-      .requiredOption('--broker <url>', 'mqtts:// URL of the broker')
-      .requiredOption('--ca <file>', "CA certificate (PEM) the broker's certificate is checked against")
-      .requiredOption('--cert <file>', "the operator's client certificate (PEM)")
-      .requiredOption('--key <file>', "the operator's client key (PEM)");
-  type BrokerArgs = { broker: string; ca: string; cert: string; key: string };
-  const broker = (o: BrokerArgs) => ({ url: o.broker, ca: o.ca, cert: o.cert, key: o.key });
   fleet
     .command('keygen <dir>')
     .description('make an Ed25519 operator key pair (operator.key, operator.pub) in DIR')
@@ -641,6 +663,10 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
   ).action(async (o: BrokerArgs & { count?: number }) =>
     setCode(await (await commands.fleet()).fleetWatchCommand(broker(o), o, io)),
   );
+  return fleet;
+}
+
+function fleetGatewayCommands({ io, setCode, configOpt }: Cli, fleet: Command): void {
   fleet
     .command('show')
     .description('on this gateway: the operator key in force, the fleet lock, the documents applied')
@@ -656,6 +682,29 @@ A sensor that takes its key as text (libcoap: coap-client -u boiler-3 -k "$(cat 
     .command('unlock')
     .description('on this gateway: accept signed remote documents again')
     .action(async () => setCode((await commands.fleet()).fleetLockCommand(configOpt(), false, io)));
+}
+function buildProgram(io: Io, setCode: (code: number) => void): Command {
+  const program = new Command('portcullis')
+    .description('Portcullis edge security gateway')
+    .version(VERSION, '-V, --version')
+    .option('-c, --config <file>', 'configuration file (YAML)')
+    .addHelpText('after', HELP_FOOTER)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showHelpAfterError();
+  const configOpt = () => program.opts<{ config?: string }>().config;
+  const cli: Cli = { program, io, setCode, configOpt };
+  coreCommands(cli);
+  auditCommands(cli);
+  deviceStateCommands(cli, deviceCommands(cli));
+  policyCommands(cli);
+  flowsCommands(cli);
+  updateCommands(cli);
+  firmwareCommands(cli);
+  uiCommands(cli);
+  networkCommands(cli);
+  trustCommands(cli);
+  fleetGatewayCommands(cli, fleetOperatorCommands(cli));
   return program;
 }
 
