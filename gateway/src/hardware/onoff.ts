@@ -16,7 +16,7 @@ interface OnoffModule {
 }
 
 /**
- * The onoff backend, where the GPIO character device is accessible; undefined otherwise (no module, no GPIO).
+ * The onoff backend, where the sysfs GPIO interface (/sys/class/gpio) is accessible; undefined otherwise (no module, no GPIO).
  * onoff is an optional dependency: its native part (epoll) only builds on Linux with a compiler.
  */
 export async function openOnoff(): Promise<GpioBackend | undefined> {
