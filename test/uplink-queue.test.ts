@@ -1,5 +1,6 @@
 /**
- * The uplink queue's bounds and its drop policy, on the real SQLite store: explicit, counted, oldest first.
+ * The uplink queue's bounds on the real SQLite store: at its bound it refuses (backpressure, counted), and only
+ * age expires what it holds (retention, counted).
  * (Delivery itself is proven end to end against mosquitto in e2e*.test.ts.)
  */
 import assert from 'node:assert/strict';
@@ -9,6 +10,7 @@ import { ManualClock } from '../gateway/src/clock.ts';
 import { createLogger } from '../gateway/src/log.ts';
 import { Store } from '../gateway/src/store/index.ts';
 import { Uplink, type UplinkOptions } from '../gateway/src/uplink/index.ts';
+import { QueueFullError, queueFull } from '../gateway/src/uplink/queue-full.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const quiet = createLogger('fatal');
@@ -49,18 +51,33 @@ describe('uplink queue', () => {
     s2.close();
   });
 
-  it('drops the oldest beyond maxMessages, counts every drop, and keeps the newest in order', async (t) => {
+  it('refuses beyond maxMessages (ERR_UPLINK_QUEUE_FULL, a retry hint), counts it, stores none of it', async (t) => {
     const store = Store.open(join(tempDir(t), 'q.db'));
-    const u = new Uplink(store, opts({ maxMessages: 3 }), new ManualClock(), quiet);
-    for (let i = 0; i < 5; i++) await u.enqueue(msg(i));
+    const u = new Uplink(store, opts({ maxMessages: 3, retryAfterSeconds: 7 }), new ManualClock(), quiet);
+    // One turn of the event loop: one batch, of which the first three fit, in arrival order.
+    const results = await Promise.allSettled([0, 1, 2, 3, 4].map((i) => u.enqueue(msg(i))));
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected'],
+    );
+    for (const r of results.slice(3)) {
+      const err = (r as PromiseRejectedResult).reason as QueueFullError;
+      assert.ok(err instanceof QueueFullError);
+      assert.equal(err.code, 'ERR_UPLINK_QUEUE_FULL');
+      assert.deepEqual(queueFull(err), { retryAfterSeconds: 7 });
+    }
+    // A later one alone is refused too: nothing acknowledged is ever dropped to make room.
+    await assert.rejects(u.enqueue(msg(5)), { code: 'ERR_UPLINK_QUEUE_FULL' });
     const s = u.status();
     assert.equal(s.state, 'awaiting-certificate');
     assert.equal(s.queueDepth, 3);
-    assert.equal(s.dropped, 2);
+    assert.equal(s.refused, 3);
+    assert.equal(s.dropped, 0);
     assert.deepEqual(
       store.queue.peek(10).map((m) => m.payload.toString()),
-      ['m2', 'm3', 'm4'],
+      ['m0', 'm1', 'm2'],
     );
+    assert.equal(queueFull(new Error('disk full')), null, 'another failure is not a refusal');
     store.close();
   });
 

@@ -29,7 +29,14 @@ export interface Health {
     flows?: string;
   };
   /** The uplink's real state, when one is configured: since when, and what last went wrong. */
-  uplink?: { state: UplinkStatus['state']; since: string; lastError: string | null; queueDepth: number };
+  uplink?: {
+    state: UplinkStatus['state'];
+    since: string;
+    lastError: string | null;
+    queueDepth: number;
+    /** Messages refused since start because the queue was at its bound (5.03 to sensors). */
+    refused: number;
+  };
 }
 
 /**
@@ -77,6 +84,7 @@ export function assessHealth(s: GatewayStatus, probe: RuntimeProbe | undefined, 
             since: uplink.since,
             lastError: uplink.lastError,
             queueDepth: uplink.queueDepth,
+            refused: uplink.refused,
           },
         }
       : {}),

@@ -32,6 +32,8 @@ export interface SystemHealth {
     txRate: number | null;
   }[];
   queueDepth: number;
+  /** Readings refused since start because the queue was at its bound (sensors were told 5.03, retry later). */
+  queueRefused: number;
   uplink: { state: string; since: string | null; lastError: string | null; configured: boolean };
   certificates: { name: string; subject: string; notAfter: string; daysLeft: number }[];
   keystore: { backend: string; hardwareBacked: boolean };
@@ -185,6 +187,7 @@ export class SystemMonitor {
         };
       }),
       queueDepth: uplink?.queueDepth ?? s.uplink.queueDepth,
+      queueRefused: uplink?.refused ?? 0,
       uplink: {
         state: uplink?.state ?? (s.uplink.configured ? 'configured' : 'unset'),
         since: uplink?.since ?? null,

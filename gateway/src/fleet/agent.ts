@@ -9,7 +9,9 @@ import type { AuditCheckpoint } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Core } from '../core.ts';
 import type { Logger } from '../log.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import type { FleetHooks, Uplink, WillMessage } from '../uplink/index.ts';
+import { queueFull } from '../uplink/queue-full.ts';
 import { DesiredStateApplier } from './apply.ts';
 import { ed25519PublicKey, keyIdOf } from './document.ts';
 import { gatewayHpkeKey, hpkeBindingMessage } from './hpke.ts';
@@ -45,6 +47,9 @@ export class FleetAgent implements FleetHooks {
   private auditQueuedThrough: number;
   private auditTimer: NodeJS.Timeout | null = null;
   private compliance: { at: number; summary: ComplianceSummary } | null = null;
+  /** Stream messages the uplink refused (queue at its bound), by stream; logged once a minute per stream. */
+  private readonly refused = { alerts: 0, audit: 0 };
+  private readonly refusalLog = new LogThrottle(60_000, () => Date.now());
 
   private constructor(
     private readonly core: Core,
@@ -214,7 +219,25 @@ export class FleetAgent implements FleetHooks {
         credentialKind: 'gateway',
         topicSuffix: STREAM_SUFFIX.alerts,
       })
-      .catch((err: Error) => this.logger.error({ err: err.message }, 'fleet: alert not queued'));
+      .catch((err: Error) => this.notQueued('alerts', err));
+  }
+
+  /**
+   * A stream message the uplink did not store. A full queue refuses by the thousand under load, so it is counted
+   * and said once a minute per stream; anything else is an error each time. An alert not streamed stays in the
+   * gateway's store (alerts list); an audit batch is queued again from the next poll.
+   */
+  private notQueued(stream: 'alerts' | 'audit', err: Error): void {
+    if (!queueFull(err)) {
+      this.logger.error({ err: err.message }, `fleet: ${stream} stream message not queued`);
+      return;
+    }
+    this.refused[stream]++;
+    if (this.refusalLog.admit(stream) !== null)
+      this.logger.warn(
+        { stream, refused: this.refused[stream] },
+        'fleet: stream message not queued: the uplink queue is full',
+      );
   }
 
   /**
@@ -252,7 +275,7 @@ export class FleetAgent implements FleetHooks {
           .catch((err: Error) => {
             // Not stored: the next poll starts again from this batch.
             this.auditQueuedThrough = Math.min(this.auditQueuedThrough, first - 1);
-            this.logger.error({ err: err.message }, 'fleet: audit batch not queued');
+            this.notQueued('audit', err);
           });
       }
     } catch (err) {

@@ -47,7 +47,7 @@ export interface StateDocument {
   version: string;
   publishedAt: string;
   keystore: { backend: string; hardwareBacked: boolean };
-  uplink: { state: string; queueDepth: number; dropped: number } | null;
+  uplink: { state: string; queueDepth: number; dropped: number; refused: number } | null;
   firewall: { enforce: boolean; inForce: string | null };
   devices: {
     count: number;
@@ -136,7 +136,12 @@ export function buildState(i: StateInputs): StateDocument {
     publishedAt: new Date(core.clock.now()).toISOString(),
     keystore: status.keystore,
     uplink: i.uplink
-      ? { state: i.uplink.state, queueDepth: i.uplink.queueDepth, dropped: i.uplink.dropped }
+      ? {
+          state: i.uplink.state,
+          queueDepth: i.uplink.queueDepth,
+          dropped: i.uplink.dropped,
+          refused: i.uplink.refused,
+        }
       : null,
     firewall: status.firewall,
     devices: {

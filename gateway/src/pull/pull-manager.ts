@@ -5,7 +5,9 @@ import { logChildStderr, siblingModule } from '../child.ts';
 import type { Core } from '../core.ts';
 import { ingestTelemetry } from '../datapath/ingest.ts';
 import type { Logger } from '../log.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import type { Uplink } from '../uplink/index.ts';
+import { queueFull } from '../uplink/queue-full.ts';
 import type { FromPoller, PollSource, ToPoller } from './poller-worker.ts';
 
 /** How often sources are re-read (the CLI adds and decommissions devices from another process). */
@@ -21,6 +23,8 @@ export interface WorkerHealth {
   /** Exits in a row since the worker last answered. */
   crashes: number;
   lastError: string | null;
+  /** Pulled readings refused because the uplink queue was full (not stored: the next poll reads the sensor again). */
+  refused: number;
 }
 
 /**
@@ -38,13 +42,18 @@ export class PullManager {
   private crashes = 0;
   private lastError: string | null = null;
   private stopped = false;
+  private refused = 0;
+  private refusedLogged = 0;
+  private readonly refusalLog: LogThrottle;
 
   constructor(
     private readonly core: Core,
     private readonly uplink: Uplink,
     private readonly logger: Logger,
     private readonly anomaly?: AnomalyService,
-  ) {}
+  ) {
+    this.refusalLog = new LogThrottle(60_000, () => core.clock.now());
+  }
 
   start(): void {
     this.sync();
@@ -141,7 +150,7 @@ export class PullManager {
     if (this.crashes >= CRASH_LOOP_EXITS) state = 'crash-looping';
     else if (this.restart) state = 'restarting';
     else state = this.child ? 'running' : 'idle';
-    return { state, crashes: this.crashes, lastError: this.lastError };
+    return { state, crashes: this.crashes, lastError: this.lastError, refused: this.refused };
   }
 
   private onMessage(m: FromPoller): void {
@@ -163,8 +172,25 @@ export class PullManager {
           this.logger.warn({ deviceId: m.deviceId, reason: decision.reason }, 'pulled reading refused');
         }
       },
-      (err: unknown) => this.logger.error({ err: (err as Error).message }, 'pulled reading not queued'),
+      (err: unknown) => {
+        if (queueFull(err)) this.refusedReading(m.deviceId);
+        else this.logger.error({ err: (err as Error).message }, 'pulled reading not queued');
+      },
     );
+  }
+
+  /**
+   * The uplink queue is full: the reading is not stored, and counted here (and in the uplink's refusals). A pulled
+   * reading is a sample the sensor still holds; the next poll reads its value then, so nothing acknowledged is lost.
+   */
+  private refusedReading(deviceId: string): void {
+    this.refused++;
+    if (this.refusalLog.admit('queue-full') === null) return;
+    this.logger.warn(
+      { deviceId, refused: this.refused - this.refusedLogged, total: this.refused },
+      'pulled readings not stored: the uplink queue is full',
+    );
+    this.refusedLogged = this.refused;
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import type { Store } from '../store/index.ts';
 import { watchCertificate } from './certificate-watch.ts';
 import type {
@@ -10,6 +11,7 @@ import type {
   UplinkKey,
   WillMessage,
 } from './connection.ts';
+import { QueueFullError } from './queue-full.ts';
 import { type SparkplugOptions, SparkplugSession } from './sparkplug.ts';
 
 /**
@@ -41,8 +43,12 @@ export interface UplinkOptions {
   certFile?: string;
   /** Unacknowledged publishes at once. */
   window?: number;
-  /** Queue bounds; beyond them the oldest messages are dropped and counted. */
+  /**
+   * At this many queued messages a new one is refused (QueueFullError), never stored and then dropped: the
+   * sender is told to retry after `retryAfterSeconds`. Older than `maxAgeMs` is dropped and counted (retention).
+   */
   maxMessages?: number;
+  retryAfterSeconds?: number;
   maxAgeMs?: number;
   reconnect?: { minMs?: number; maxMs?: number };
   /** `uplink.format: sparkplug-b`: device telemetry as Sparkplug B (uplink/sparkplug.ts); otherwise raw. */
@@ -70,7 +76,10 @@ export interface UplinkStatus {
   state: 'unset' | 'awaiting-certificate' | 'connecting' | 'connected' | 'disconnected';
   queueDepth: number;
   published: number;
+  /** Expired (older than the queue's maxAge) and deleted unsent. */
   dropped: number;
+  /** Refused because the queue was at its bound (not stored, not acknowledged to the sender). */
+  refused: number;
   lastError: string | null;
   /** When the current state began (ISO time): connected since, or trying to connect since. */
   since: string;
@@ -102,6 +111,9 @@ export class Uplink {
   private depth: number;
   private published = 0;
   private dropped = 0;
+  private refused = 0;
+  private refusedLogged = 0;
+  private readonly refusalLog: LogThrottle;
   private attempt = 0;
   private lastError: string | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -129,6 +141,7 @@ export class Uplink {
     this.depth = store.queue.depth();
     this.sparkplug = opts?.sparkplug ? new SparkplugSession(opts.sparkplug, clock) : null;
     this.stateChangedAt = clock.now();
+    this.refusalLog = new LogThrottle(60_000, () => clock.now());
   }
 
   /** `{topicPrefix}/devices/`: telemetry goes under it, commands come from under it. */
@@ -191,7 +204,8 @@ export class Uplink {
 
   /**
    * Resolves once the message is committed (group commit: every message that arrives in the same turn of the
-   * event loop shares one transaction, so one fsync). Only then may the sensor be acknowledged.
+   * event loop shares one transaction, so one fsync). Only then may the sensor be acknowledged. Rejects with
+   * QueueFullError (ERR_UPLINK_QUEUE_FULL) when the queue is at its bound: nothing is stored.
    */
   enqueue(m: TelemetryMessage): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -205,11 +219,15 @@ export class Uplink {
     this.batch = [];
     if (batch.length === 0) return;
     const max = this.opts?.maxMessages ?? 100_000;
-    let droppedNow = 0;
+    // Backpressure: what does not fit is refused before it is stored, in arrival order, so no message is
+    // acknowledged that the bound would later drop (issue 23).
+    const room = Math.max(0, max - this.depth);
+    const refused = batch.slice(room);
+    batch.length = Math.min(batch.length, room);
+    if (refused.length > 0) this.refuse(refused, max);
+    if (batch.length === 0) return;
     try {
       this.store.transaction(() => {
-        const overflow = this.depth + batch.length - max;
-        if (overflow > 0) droppedNow = this.store.queue.deleteOldest(overflow);
         const receivedAt = new Date(this.clock.now()).toISOString();
         for (const { m } of batch) {
           const properties: Record<string, string> = { receivedAt, credentialKind: m.credentialKind };
@@ -231,10 +249,30 @@ export class Uplink {
       for (const b of batch) b.reject(err);
       return;
     }
-    this.countDropped(droppedNow, { max }, 'uplink queue full: dropped the oldest messages');
     this.depth += batch.length;
     for (const b of batch) b.resolve();
     this.schedulePump();
+  }
+
+  private refuse(refused: Array<{ reject(err: unknown): void }>, max: number): void {
+    const retryAfter = this.opts?.retryAfterSeconds ?? 10;
+    this.refused += refused.length;
+    for (const b of refused) b.reject(new QueueFullError(retryAfter, max));
+    // Once a minute at most, with how many since the last line: a full queue under load refuses thousands a second.
+    if (this.refusalLog.admit('queue-full') !== null) {
+      const since = this.refused - this.refusedLogged;
+      this.refusedLogged = this.refused;
+      this.logger.warn(
+        {
+          refused: since,
+          total: this.refused,
+          max,
+          retryAfterSeconds: retryAfter,
+          state: this.status().state,
+        },
+        'uplink queue full: refusing new messages until it drains',
+      );
+    }
   }
 
   /** PUBACKed rows go in one transaction per turn; a delete lost in a crash only means a duplicate. */
@@ -454,6 +492,7 @@ export class Uplink {
       queueDepth: this.depth,
       published: this.published,
       dropped: this.dropped,
+      refused: this.refused,
       lastError: this.lastError,
       since: new Date(this.stateChangedAt).toISOString(),
     };

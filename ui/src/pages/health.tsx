@@ -139,6 +139,10 @@ export const HealthPage: FC<{ h: SystemHealth; now: number }> = ({ h, now }) => 
               <td id="health-queue">{h.queueDepth}</td>
             </tr>
             <tr>
+              <th scope="row">Refused (queue full)</th>
+              <td id="health-queue-refused">{h.queueRefused}</td>
+            </tr>
+            <tr>
               <th scope="row">Last error</th>
               <td>{h.uplink.lastError ?? 'none'}</td>
             </tr>
