@@ -316,6 +316,16 @@ class SiteGroup {
 }
 
 /** Per-window context for scoring, computed once. */
+/** The window being scored: its length, and its messages (`c`: those not delivered as a catch-up backlog). */
+interface ScoreWindow {
+  W: number;
+  secs: number;
+  all: number;
+  catchup: number;
+  c: number;
+  slot: number;
+}
+
 interface Context {
   id: string;
   end: number;
@@ -1139,13 +1149,32 @@ export class Detector {
 
   private score(m: DeviceModel, ctx: Context): Reason[] {
     const v = m.v;
-    const reasons: Reason[] = [];
-    const W = this.options.windowMs;
-    const secs = W / 1000;
     const all = v[F.wCount]!;
     const catchup = v[F.wCatchup]!;
-    const c = all - catchup;
-    const slot = this.slotOf(v[F.windowStart]!);
+    const W = this.options.windowMs;
+    const w: ScoreWindow = {
+      W,
+      secs: W / 1000,
+      all,
+      catchup,
+      c: all - catchup,
+      slot: this.slotOf(v[F.windowStart]!),
+    };
+    const reasons: Reason[] = [];
+    this.scoreRate(m, ctx, w, reasons);
+    this.scoreKinds(m, w, reasons);
+    this.scoreAuth(m, ctx, w, reasons);
+    this.scoreRefused(m, ctx, w, reasons);
+    this.scoreDestinations(m, ctx, w, reasons);
+    this.scoreResources(m, ctx, reasons);
+    this.scoreOffHours(m, w, reasons);
+    return reasons;
+  }
+
+  /** Overall rate: a flood at once, or a sustained rise (CUSUM); during a site-wide catch-up, the backlog. */
+  private scoreRate(m: DeviceModel, ctx: Context, w: ScoreWindow, reasons: Reason[]): void {
+    const v = m.v;
+    const { W, secs, catchup, c, slot } = w;
     const exp = this.expected(m, slot);
     // The busier neighbouring hour counts too: a schedule that moves by an hour (DST, a late start) is not a
     // sustained rate increase.
@@ -1200,7 +1229,12 @@ export class Detector {
         });
       }
     }
-    // Per message kind: rhythm (messages faster than the kind's period) and size.
+  }
+
+  /** Per message kind: rhythm (messages faster than the kind's period) and size. */
+  private scoreKinds(m: DeviceModel, w: ScoreWindow, reasons: Reason[]): void {
+    const v = m.v;
+    const { secs, c } = w;
     let sizeDone = false;
     for (let i = 0; i < MESSAGE_KINDS; i++) {
       const at = m.k(i);
@@ -1256,7 +1290,12 @@ export class Detector {
         });
       }
     }
-    // Failed handshakes: many at once, or a few per window for a long time.
+  }
+
+  /** Failed handshakes: many at once, or a few per window for a long time. */
+  private scoreAuth(m: DeviceModel, ctx: Context, w: ScoreWindow, reasons: Reason[]): void {
+    const v = m.v;
+    const { secs } = w;
     const a = v[F.wAuth]!;
     const muA = v[F.auth]!;
     const sdA = Math.sqrt(Math.max(v[F.auth + 1]!, muA, 0.2));
@@ -1287,7 +1326,12 @@ export class Detector {
         });
       }
     }
-    // Messages refused by the device's policy profile: many at once, or more than usual for a while.
+  }
+
+  /** Messages refused by the device's policy profile: many at once, or more than usual for a while. */
+  private scoreRefused(m: DeviceModel, ctx: Context, w: ScoreWindow, reasons: Reason[]): void {
+    const v = m.v;
+    const { secs } = w;
     const rf = v[F.wRefused]!;
     const muR = v[F.refused]!;
     const sdR = Math.sqrt(Math.max(v[F.refused + 1]!, muR, 0.2));
@@ -1306,7 +1350,12 @@ export class Detector {
         text: `refused by its policy: ${rf} messages refused in the last ${secs} s, where ${fmt(muR)} per window is usual${sR >= T.refusedH ? `, and more than usual for a while (${fmt(sR)} above, CUSUM)` : ''}`,
       });
     }
-    // New destinations: many at once is a scan, many over hours is a slow scan, one is news.
+  }
+
+  /** New destinations: many at once is a scan, many over hours is a slow scan, one is news. */
+  private scoreDestinations(m: DeviceModel, ctx: Context, w: ScoreWindow, reasons: Reason[]): void {
+    const v = m.v;
+    const { secs } = w;
     const novel = this.decayed(m, F.novelDest, ctx.end);
     const examples = (m.wNew ?? []).join(', ');
     if (v[F.wNewDistinct]! >= T.scanDistinct) {
@@ -1354,6 +1403,10 @@ export class Detector {
           : `beaconing: ${contacts} contacts with ${m.wSuspect.join(', ')} (never seen while learning), at a steady ${fmt(every)} s apart`,
       });
     }
+  }
+
+  /** Resources never used while learning: one is news, many within hours is probing. */
+  private scoreResources(m: DeviceModel, ctx: Context, reasons: Reason[]): void {
     if (m.wNewResources && m.wNewResources.length > 0) {
       const probes = this.decayed(m, F.novelRes, ctx.end);
       const list = m.wNewResources.join(', ');
@@ -1377,8 +1430,12 @@ export class Detector {
             },
       );
     }
-    // Activity at an hour the device is normally (nearly) silent, neighbouring hours too (a schedule that
-    // moves an hour — DST — is not news): more messages this hour than its quiet baseline allows.
+  }
+
+  /** Activity at an hour the device is normally (nearly) silent, neighbouring hours too (a schedule that moves an hour — DST — is not news): more messages this hour than its quiet baseline allows. */
+  private scoreOffHours(m: DeviceModel, w: ScoreWindow, reasons: Reason[]): void {
+    const v = m.v;
+    const { W, all, slot } = w;
     const perHour = HOUR_MS / W;
     const hereHour = all > 0 ? this.expectedHour(m, slot, perHour) : undefined;
     // Cheap pre-check first (the overall rate is the average hour, roughly): most windows are in busy hours.
@@ -1417,6 +1474,5 @@ export class Detector {
         }
       }
     }
-    return reasons;
   }
 }
