@@ -10,6 +10,7 @@ import { AuditError, AuditLog, entryHash, toSyslogLine } from '../gateway/src/au
 import { ManualClock } from '../gateway/src/clock.ts';
 import { Store } from '../gateway/src/store/index.ts';
 import { runCli } from './helpers/cli.ts';
+import { withRawDb } from './helpers/raw-db.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 function seededLog(file: string, n: number): void {
@@ -84,12 +85,10 @@ describe('audit log', () => {
     const file = join(tempDir(t), 'p.db');
     seededLog(file, 10);
     // Recompute a consistent hash for an edited entry 6: the chain breaks at 7, whose link still names the old one.
-    const store = Store.open(file);
-    const row = store.db.prepare('SELECT * FROM audit_log WHERE seq = 6').get() as {
-      ts: string;
-      prev_hash: string;
-    };
-    store.close();
+    const row = withRawDb(
+      file,
+      (db) => db.prepare('SELECT * FROM audit_log WHERE seq = 6').get() as { ts: string; prev_hash: string },
+    );
     const forged = entryHash(
       { seq: 6, ts: row.ts, actor: 'user:mallory', action: 'device.add', target: 'dev-6', details: { i: 6 } },
       row.prev_hash,

@@ -13,6 +13,7 @@ import { resolveConfig } from '../gateway/src/config/index.ts';
 import { startControlServer } from '../gateway/src/control/server.ts';
 import { Core } from '../gateway/src/core.ts';
 import { runCli } from './helpers/cli.ts';
+import { databaseFileIn, withRawDb } from './helpers/raw-db.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 function call(
@@ -132,7 +133,11 @@ describe('control API for policy flows', () => {
     const core = Core.open(resolveConfig(config).config, systemClock);
     t.after(() => core.close());
     assert.doesNotMatch(
-      JSON.stringify(core.store.db.prepare('SELECT * FROM control_tokens').all()),
+      JSON.stringify(
+        withRawDb(databaseFileIn(core.config.dataDir), (db) =>
+          db.prepare('SELECT * FROM control_tokens').all(),
+        ),
+      ),
       new RegExp(secret),
     );
     assert.doesNotMatch(JSON.stringify([...core.store.audit.iterate()]), new RegExp(secret));

@@ -13,10 +13,10 @@ import { AnomalyService } from '../gateway/src/anomaly/index.ts';
 import { systemClock } from '../gateway/src/clock.ts';
 import { parseConfig } from '../gateway/src/config/index.ts';
 import { type ControlServer, startControlServer } from '../gateway/src/control/server.ts';
-import { ControlTokens } from '../gateway/src/control/tokens.ts';
 import { Core } from '../gateway/src/core.ts';
 import { createLogger } from '../gateway/src/log.ts';
 import { Uplink } from '../gateway/src/uplink/index.ts';
+import { ControlTokens } from '../gateway/src/users/index.ts';
 
 const require = createRequire(import.meta.url);
 const ROOT = join(import.meta.dirname, '..');

@@ -16,9 +16,9 @@ import { after, before, describe, it } from 'node:test';
 import { systemClock } from '../gateway/src/clock.ts';
 import { parseConfig } from '../gateway/src/config/index.ts';
 import { type ControlServer, startControlServer } from '../gateway/src/control/server.ts';
-import { ControlTokens } from '../gateway/src/control/tokens.ts';
 import { Core } from '../gateway/src/core.ts';
 import type { PolicyRequest } from '../gateway/src/policy/engine.ts';
+import { ControlTokens } from '../gateway/src/users/index.ts';
 
 const require = createRequire(import.meta.url);
 

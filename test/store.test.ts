@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { LATEST_SCHEMA_VERSION, Store, StoreError } from '../gateway/src/store/index.ts';
+import { withRawDb } from './helpers/raw-db.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const NOW = '2026-01-01T00:00:00.000Z';
@@ -27,8 +28,10 @@ describe('store', () => {
     s1.close();
     const s2 = Store.open(file);
     t.after(() => s2.close());
-    assert.equal(s2.db.pragma('user_version', { simple: true }), LATEST_SCHEMA_VERSION);
-    assert.equal(s2.db.pragma('journal_mode', { simple: true }), 'wal');
+    withRawDb(file, (db) => {
+      assert.equal(db.pragma('user_version', { simple: true }), LATEST_SCHEMA_VERSION);
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+    });
     assert.equal(s2.devices.get('d1')?.state, 'active');
   });
 
@@ -46,8 +49,8 @@ describe('store', () => {
     const s = Store.open(file);
     for (let i = 0; i < 200; i++)
       s.devices.insert({ id: `d${i}`, credentialKind: 'psk', state: 'active' }, NOW);
-    s.db.pragma('wal_checkpoint(TRUNCATE)');
     s.close();
+    withRawDb(file, (db) => db.pragma('wal_checkpoint(TRUNCATE)'));
     const bytes = readFileSync(file);
     // Scribble over every page but the first (which holds the header and the schema).
     bytes.fill(0xa5, 4096);
@@ -75,7 +78,8 @@ describe('store', () => {
   });
 
   it('devices: insert, conflict, list by state, state change, counts', (t) => {
-    const s = Store.open(':memory:');
+    const file = join(tempDir(t), 'p.db');
+    const s = Store.open(file);
     t.after(() => s.close());
     s.segments.upsert(
       {
@@ -104,7 +108,10 @@ describe('store', () => {
     assert.deepEqual(s.devices.countByState(), { pending: 0, active: 2, quarantined: 0, decommissioned: 0 });
     refused(() => s.devices.setState('zz', 'active', NOW), 'ERR_STORE_NOT_FOUND');
     // The schema, not only the code, rejects states that do not exist.
-    assert.throws(() => s.db.prepare("UPDATE devices SET state = 'trusted' WHERE id = 'a'").run(), /CHECK/);
+    assert.throws(
+      () => withRawDb(file, (db) => db.prepare("UPDATE devices SET state = 'trusted' WHERE id = 'a'").run()),
+      /CHECK/,
+    );
     // A device cannot point at a segment that does not exist.
     refused(
       () => s.devices.insert({ id: 'c', credentialKind: 'psk', state: 'active', segment: 'nope' }, NOW),
@@ -187,7 +194,8 @@ describe('store', () => {
   });
 
   it('users: unique names and roles limited to admin, technician, auditor', (t) => {
-    const s = Store.open(':memory:');
+    const file = join(tempDir(t), 'p.db');
+    const s = Store.open(file);
     t.after(() => s.close());
     s.users.insert({ username: 'alice', role: 'admin', passwordHash: '$argon2id$x' }, NOW);
     refused(
@@ -196,11 +204,13 @@ describe('store', () => {
     );
     assert.throws(
       () =>
-        s.db
-          .prepare(
-            "INSERT INTO users (username, role, password_hash, created_at) VALUES ('bob', 'root', 'h', 'now')",
-          )
-          .run(),
+        withRawDb(file, (db) =>
+          db
+            .prepare(
+              "INSERT INTO users (username, role, password_hash, created_at) VALUES ('bob', 'root', 'h', 'now')",
+            )
+            .run(),
+        ),
       /CHECK/,
     );
     assert.equal(s.users.count(), 1);

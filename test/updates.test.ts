@@ -24,6 +24,7 @@ import { parseConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
 import { TpmNvCounter, UpdateInstaller } from '../gateway/src/updates/index.ts';
 import { runCli } from './helpers/cli.ts';
+import { databaseFileIn, withRawDb } from './helpers/raw-db.ts';
 import { tempDir } from './helpers/tmp.ts';
 import { startTpm, type TestTpm } from './helpers/tpm.ts';
 
@@ -298,15 +299,22 @@ describe('anti-rollback counter in the TPM', () => {
     const first = core.store.updates.counter();
     assert.equal(first, counter.read(), 'the store records the TPM counter it raised');
     // Someone copies the database aside, a later update is kept, and the old copy is put back.
-    const copy = core.store.db.prepare('SELECT highest_version, counter FROM update_state').get() as {
-      highest_version: string;
-      counter: string;
-    };
+    const file = databaseFileIn(core.config.dataDir);
+    const copy = withRawDb(
+      file,
+      (db) =>
+        db.prepare('SELECT highest_version, counter FROM update_state').get() as {
+          highest_version: string;
+          counter: string;
+        },
+    );
     await installer.apply(await build('0.3.0'), 'test');
     assert.ok((counter.read() ?? 0n) > (first ?? 0n));
-    core.store.db
-      .prepare('UPDATE update_state SET highest_version = ?, counter = ?')
-      .run(copy.highest_version, copy.counter);
+    withRawDb(file, (db) =>
+      db
+        .prepare('UPDATE update_state SET highest_version = ?, counter = ?')
+        .run(copy.highest_version, copy.counter),
+    );
     await assert.rejects(
       installer.apply(await build('0.4.0'), 'test'),
       (err: { code?: string; message?: string }) => {

@@ -5,8 +5,8 @@ import type { TestContext } from 'node:test';
 import type { Clock } from '../../gateway/src/clock.ts';
 import { resolveConfig } from '../../gateway/src/config/index.ts';
 import { startControlServer } from '../../gateway/src/control/server.ts';
-import { ControlTokens } from '../../gateway/src/control/tokens.ts';
 import { Core } from '../../gateway/src/core.ts';
+import { ControlTokens } from '../../gateway/src/users/index.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 export interface Reply {

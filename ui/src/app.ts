@@ -9,12 +9,12 @@ import { assessHealth, type RuntimeProbe } from '../../gateway/src/health.ts';
 import { errorResponse } from '../../gateway/src/http.ts';
 import type { Logger } from '../../gateway/src/log.ts';
 import type { UplinkStatus } from '../../gateway/src/uplink/uplink.ts';
+import { UiSessions } from '../../gateway/src/users/index.ts';
 import { LiveFeed } from './live.ts';
 import { LoginThrottle } from './login.ts';
 import { apiRoutes } from './routes/api.ts';
 import { authRoutes } from './routes/auth-routes.ts';
 import { loginPages, pageRoutes } from './routes/pages.tsx';
-import { UiSessions } from './sessions.ts';
 
 /** The technician UI's server: health, authentication, the JSON API and the server-rendered pages. */
 export interface UiOptions {

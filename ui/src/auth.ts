@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { HttpError } from '../../gateway/src/http.ts';
 import type { Role } from '../../gateway/src/store/index.ts';
-import { REAUTH_MS, type UiSession, type UiSessions } from './sessions.ts';
+import { REAUTH_MS, type UiSession, type UiSessions } from '../../gateway/src/users/index.ts';
 
 export const SESSION_COOKIE = '__Host-portcullis';
 

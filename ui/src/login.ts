@@ -1,8 +1,8 @@
 import type { Context } from 'hono';
 import type { Core } from '../../gateway/src/core.ts';
 import { clientAddress, HttpError } from '../../gateway/src/http.ts';
+import type { UiSession, UiSessions } from '../../gateway/src/users/index.ts';
 import { setSessionCookie } from './auth.ts';
-import type { UiSession, UiSessions } from './sessions.ts';
 
 /**
  * Login attempts per client address per minute, failed or not, before the users service's own per-source

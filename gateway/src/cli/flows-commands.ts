@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { ControlTokens } from '../control/tokens.ts';
 import { addFlowsAdmin, type FlowsPaths, FlowsSetupError, readAdmins, setupFlows } from '../flows/setup.ts';
+import { ControlTokens } from '../users/index.ts';
 import type { Io } from './commands.ts';
 import { cliActor, withWritableCore } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';

@@ -13,10 +13,10 @@ import { EVENT_TYPES, type GatewayEventType } from '../events.ts';
 import { findGroupId } from '../groups.ts';
 import { errorResponse, HttpError } from '../http.ts';
 import type { Uplink } from '../uplink/index.ts';
+import { type ControlToken, ControlTokens, type Scope } from '../users/index.ts';
 import { AuditWriteLimiter } from './audit-rate.ts';
 import { controlBody } from './body.ts';
 import { DecisionPoints } from './decisions.ts';
-import { type ControlToken, ControlTokens, type Scope } from './tokens.ts';
 
 type Env = { Variables: { token: ControlToken; actor: string } };
 

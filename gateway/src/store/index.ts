@@ -4,6 +4,7 @@ import { AlertRepository } from './repositories/alerts.ts';
 import { AllowListRepository } from './repositories/allowlists.ts';
 import { BaselineRepository, RateLimitRepository } from './repositories/anomaly.ts';
 import { AuditRepository } from './repositories/audit.ts';
+import { ControlTokenRepository } from './repositories/control-tokens.ts';
 import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
 import { DownlinkRepository } from './repositories/downlink.ts';
@@ -15,6 +16,7 @@ import { PullSourceRepository } from './repositories/pull-sources.ts';
 import { QueueRepository } from './repositories/queue.ts';
 import { SegmentRepository } from './repositories/segments.ts';
 import { TrustAnchorCrlRepository, TrustAnchorRepository } from './repositories/trust-anchors.ts';
+import { UiSessionRepository } from './repositories/ui-sessions.ts';
 import { UpdateRepository } from './repositories/updates.ts';
 import { UserRepository } from './repositories/users.ts';
 
@@ -25,6 +27,7 @@ export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
 export type { StoredAllowList } from './repositories/allowlists.ts';
 export type { RateLimit } from './repositories/anomaly.ts';
 export type { AuditCheckpointRow, AuditHeadRow, AuditRow } from './repositories/audit.ts';
+export type { StoredControlToken } from './repositories/control-tokens.ts';
 export type { Credential } from './repositories/credentials.ts';
 export type {
   CredentialKind,
@@ -48,6 +51,7 @@ export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment, SegmentRole } from './repositories/segments.ts';
 export type { TrustAnchor, TrustAnchorCrl } from './repositories/trust-anchors.ts';
+export type { StoredUiSession } from './repositories/ui-sessions.ts';
 export type { UpdateRecord, UpdateStatus } from './repositories/updates.ts';
 export type { Role, User } from './repositories/users.ts';
 
@@ -75,8 +79,11 @@ export class Store {
   readonly updates: UpdateRepository;
   readonly firmware: FirmwareRepository;
   readonly fleet: FleetRepository;
+  readonly controlTokens: ControlTokenRepository;
+  readonly uiSessions: UiSessionRepository;
 
-  private constructor(readonly db: Db) {
+  // Private: SQL lives in the repositories above, nowhere else (tests that tamper open the file themselves).
+  private constructor(private readonly db: Db) {
     this.devices = new DeviceRepository(db);
     this.credentials = new CredentialRepository(db);
     this.segments = new SegmentRepository(db);
@@ -97,6 +104,8 @@ export class Store {
     this.updates = new UpdateRepository(db);
     this.firmware = new FirmwareRepository(db);
     this.fleet = new FleetRepository(db);
+    this.controlTokens = new ControlTokenRepository(db);
+    this.uiSessions = new UiSessionRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

@@ -145,11 +145,7 @@ export class UserService {
   issueSetupCode(): string | null {
     if (!this.needsSetup()) return null;
     const code = humanCode();
-    this.store.db
-      .prepare(
-        'INSERT INTO setup_code (id, code_hash, created_at) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET code_hash = excluded.code_hash, created_at = excluded.created_at',
-      )
-      .run(sha256Hex(normaliseCode(code)), this.nowIso());
+    this.store.users.setSetupCode(sha256Hex(normaliseCode(code)), this.nowIso());
     return code;
   }
 
@@ -194,16 +190,14 @@ export class UserService {
     buttonPressed: boolean,
   ): User {
     return this.store.transaction(() => {
-      const row = this.store.db.prepare('SELECT code_hash FROM setup_code WHERE id = 1').get() as
-        | { code_hash: string }
-        | undefined;
-      if (!this.needsSetup() || (!row && !buttonPressed))
+      const stored = this.store.users.setupCodeHash();
+      if (!this.needsSetup() || (!stored && !buttonPressed))
         throw new UserError('ERR_USER_SETUP', 'setup is closed');
       const given = Buffer.from(sha256Hex(normaliseCode(code ?? '')), 'hex');
       const codeOk =
-        code !== null && row !== undefined && timingSafeEqual(given, Buffer.from(row.code_hash, 'hex'));
+        code !== null && stored !== undefined && timingSafeEqual(given, Buffer.from(stored, 'hex'));
       if (!codeOk && !buttonPressed) throw new UserError('ERR_USER_SETUP', WRONG_SETUP_CODE);
-      this.store.db.prepare('DELETE FROM setup_code').run();
+      this.store.users.clearSetupCode();
       const user = this.store.users.insert({ username, role: 'admin', passwordHash: hash }, this.nowIso());
       this.audit.append({
         actor: `ui:${username}`,

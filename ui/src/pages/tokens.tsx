@@ -1,5 +1,5 @@
 import type { FC } from 'hono/jsx';
-import type { ControlToken } from '../../../gateway/src/control/tokens.ts';
+import type { ControlToken } from '../../../gateway/src/users/index.ts';
 import { ActionForm, Badge, Csrf, Reauth, when } from './components.tsx';
 import type { Viewer } from './layout.tsx';
 

@@ -5,9 +5,9 @@ import { assess, gatherLiveEvidence } from '../../../gateway/src/compliance/inde
 import type { Core } from '../../../gateway/src/core.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
+import type { UiSessions } from '../../../gateway/src/users/index.ts';
 import { type Access, ADMINS, ALL_ROLES, type AuthVars, allow, OPERATORS, requireSession } from '../auth.ts';
 import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
-import type { UiSessions } from '../sessions.ts';
 
 type Env = { Variables: AuthVars };
 type Method = 'GET' | 'POST';

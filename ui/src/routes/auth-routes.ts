@@ -2,9 +2,9 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Core } from '../../../gateway/src/core.ts';
 import { body, clientAddress, HttpError } from '../../../gateway/src/http.ts';
+import type { UiSession, UiSessions } from '../../../gateway/src/users/index.ts';
 import { clearSessionCookie, sessionFrom, setSessionCookie } from '../auth.ts';
 import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
-import type { UiSession, UiSessions } from '../sessions.ts';
 
 const credentials = z.strictObject({
   username: z.string().min(1).max(64),

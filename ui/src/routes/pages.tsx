@@ -9,7 +9,6 @@ import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
 import type { BehaviourStatus } from '../../../gateway/src/anomaly/index.ts';
 import { toJsonLine } from '../../../gateway/src/audit/index.ts';
 import { assess, gatherLiveEvidence, toHtml } from '../../../gateway/src/compliance/index.ts';
-import { ControlTokens, SCOPES } from '../../../gateway/src/control/tokens.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import { sha256Hex } from '../../../gateway/src/digest.ts';
 import { firstIssue, PortcullisError } from '../../../gateway/src/errors.ts';
@@ -19,7 +18,8 @@ import { clientAddress, describeError, HttpError } from '../../../gateway/src/ht
 import { deviceIdSchema } from '../../../gateway/src/identity/index.ts';
 import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
-import { passwordSchema, usernameSchema } from '../../../gateway/src/users/index.ts';
+import type { UiSession, UiSessions } from '../../../gateway/src/users/index.ts';
+import { ControlTokens, passwordSchema, SCOPES, usernameSchema } from '../../../gateway/src/users/index.ts';
 import {
   type Access,
   ADMINS,
@@ -58,7 +58,6 @@ import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
 import { TokenCreated, TokensPage } from '../pages/tokens.tsx';
 import { type SessionView, UsersPage } from '../pages/users.tsx';
-import type { UiSession, UiSessions } from '../sessions.ts';
 import { SystemMonitor } from '../system.ts';
 
 /** Update status: the updates module (tar, semver) loads with the first page that shows it, not at start. */

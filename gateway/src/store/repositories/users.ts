@@ -208,4 +208,24 @@ export class UserRepository {
   deleteSession(tokenHash: string): number {
     return this.db.prepare('DELETE FROM ui_sessions WHERE token_hash = ?').run(tokenHash).changes;
   }
+
+  /** Replaces the first-boot setup code (only its hash is kept; the previous code stops working). */
+  setSetupCode(codeHash: string, at: string): void {
+    this.db
+      .prepare(
+        'INSERT INTO setup_code (id, code_hash, created_at) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET code_hash = excluded.code_hash, created_at = excluded.created_at',
+      )
+      .run(codeHash, at);
+  }
+
+  setupCodeHash(): string | undefined {
+    const r = this.db.prepare('SELECT code_hash FROM setup_code WHERE id = 1').get() as
+      | { code_hash: string }
+      | undefined;
+    return r?.code_hash;
+  }
+
+  clearSetupCode(): void {
+    this.db.prepare('DELETE FROM setup_code').run();
+  }
 }

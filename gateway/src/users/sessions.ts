@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../../gateway/src/clock.ts';
-import { sha256Hex } from '../../gateway/src/digest.ts';
-import type { Store } from '../../gateway/src/store/index.ts';
+import type { Clock } from '../clock.ts';
+import { sha256Hex } from '../digest.ts';
+import type { Store, StoredUiSession } from '../store/index.ts';
 
 /** Idle and absolute limits of a UI session. */
 export const IDLE_MS = 15 * 60_000;
@@ -21,16 +21,12 @@ export interface UiSession {
   address: string | null;
 }
 
-interface Row {
-  token_hash: string;
-  username: string;
-  mfa_passed: number;
-  csrf: string;
-  created_at: string;
-  last_seen_at: string;
-  reauth_at: string | null;
-  address: string | null;
-}
+const toSession = (r: StoredUiSession): UiSession => ({
+  ...r,
+  createdAt: Date.parse(r.createdAt),
+  lastSeenAt: Date.parse(r.lastSeenAt),
+  reauthAt: r.reauthAt ? Date.parse(r.reauthAt) : null,
+});
 
 /** Server-side sessions in the store; the browser holds only a random token, the store only its hash. */
 export class UiSessions {
@@ -49,20 +45,11 @@ export class UiSessions {
     address: string | null = null,
   ): { token: string; session: UiSession } {
     const token = randomBytes(32).toString('base64url');
-    const now = this.iso();
-    this.store.db
-      .prepare(
-        'INSERT INTO ui_sessions (token_hash, username, mfa_passed, csrf, created_at, last_seen_at, address) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(
-        sha256Hex(token),
-        username,
-        mfaPassed ? 1 : 0,
-        randomBytes(24).toString('base64url'),
-        now,
-        now,
-        address,
-      );
+    const csrf = randomBytes(24).toString('base64url');
+    this.store.uiSessions.insert(
+      { tokenHash: sha256Hex(token), username, mfaPassed, csrf, address },
+      this.iso(),
+    );
     return { token, session: this.get(token) as UiSession };
   }
 
@@ -70,28 +57,15 @@ export class UiSessions {
   get(token: string | undefined): UiSession | undefined {
     if (!token || token.length > 100) return undefined;
     const h = sha256Hex(token);
-    const r = this.store.db.prepare('SELECT * FROM ui_sessions WHERE token_hash = ?').get(h) as
-      | Row
-      | undefined;
+    const r = this.store.uiSessions.get(h);
     if (!r) return undefined;
     const now = this.clock.now();
-    const s: UiSession = {
-      tokenHash: r.token_hash,
-      username: r.username,
-      mfaPassed: r.mfa_passed === 1,
-      csrf: r.csrf,
-      createdAt: Date.parse(r.created_at),
-      lastSeenAt: Date.parse(r.last_seen_at),
-      reauthAt: r.reauth_at ? Date.parse(r.reauth_at) : null,
-      address: r.address,
-    };
+    const s = toSession(r);
     if (now - s.lastSeenAt > IDLE_MS || now - s.createdAt > ABSOLUTE_MS) {
-      this.store.db.prepare('DELETE FROM ui_sessions WHERE token_hash = ?').run(h);
+      this.store.users.deleteSession(h);
       return undefined;
     }
-    this.store.db
-      .prepare('UPDATE ui_sessions SET last_seen_at = ? WHERE token_hash = ?')
-      .run(this.iso(now), h);
+    this.store.uiSessions.touch(h, this.iso(now));
     return { ...s, lastSeenAt: now };
   }
 
@@ -100,12 +74,10 @@ export class UiSessions {
    * session alive, and must end when the session does.
    */
   alive(tokenHash: string): boolean {
-    const r = this.store.db
-      .prepare('SELECT created_at, last_seen_at FROM ui_sessions WHERE token_hash = ?')
-      .get(tokenHash) as Pick<Row, 'created_at' | 'last_seen_at'> | undefined;
+    const r = this.store.uiSessions.get(tokenHash);
     if (!r) return false;
     const now = this.clock.now();
-    return now - Date.parse(r.last_seen_at) <= IDLE_MS && now - Date.parse(r.created_at) <= ABSOLUTE_MS;
+    return now - Date.parse(r.lastSeenAt) <= IDLE_MS && now - Date.parse(r.createdAt) <= ABSOLUTE_MS;
   }
 
   /**
@@ -118,16 +90,14 @@ export class UiSessions {
   }
 
   markReauth(s: UiSession): void {
-    this.store.db
-      .prepare('UPDATE ui_sessions SET reauth_at = ? WHERE token_hash = ?')
-      .run(this.iso(), s.tokenHash);
+    this.store.uiSessions.markReauth(s.tokenHash, this.iso());
   }
 
   destroyHash(tokenHash: string): void {
-    this.store.db.prepare('DELETE FROM ui_sessions WHERE token_hash = ?').run(tokenHash);
+    this.store.users.deleteSession(tokenHash);
   }
 
   destroyAllFor(username: string): void {
-    this.store.db.prepare('DELETE FROM ui_sessions WHERE username = ?').run(username);
+    this.store.users.deleteSessions(username);
   }
 }

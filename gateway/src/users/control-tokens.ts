@@ -4,7 +4,7 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { sha256Hex } from '../digest.ts';
 import { PortcullisError } from '../errors.ts';
-import type { Store } from '../store/index.ts';
+import type { Store, StoredControlToken } from '../store/index.ts';
 
 /** Codes: ERR_CONTROL_INVALID, ERR_CONTROL_CONFLICT, ERR_CONTROL_NOT_FOUND. */
 export class ControlError extends PortcullisError {}
@@ -29,22 +29,7 @@ export interface ControlToken {
   revokedAt: string | null;
 }
 
-interface Row {
-  name: string;
-  token_hash: string;
-  scopes: string;
-  created_by: string;
-  created_at: string;
-  revoked_at: string | null;
-}
-
-const toToken = (r: Row): ControlToken => ({
-  name: r.name,
-  scopes: JSON.parse(r.scopes) as Scope[],
-  createdBy: r.created_by,
-  createdAt: r.created_at,
-  revokedAt: r.revoked_at,
-});
+const toToken = (r: StoredControlToken): ControlToken => ({ ...r, scopes: r.scopes as Scope[] });
 
 const nameSchema = z
   .string()
@@ -72,11 +57,15 @@ export class ControlTokens {
     const now = new Date(this.clock.now()).toISOString();
     try {
       this.store.transaction(() => {
-        this.store.db
-          .prepare(
-            'INSERT INTO control_tokens (name, token_hash, scopes, created_by, created_at) VALUES (?, ?, ?, ?, ?)',
-          )
-          .run(n.data, sha256Hex(token), JSON.stringify([...new Set(scopes)].sort()), actor, now);
+        this.store.controlTokens.insert(
+          {
+            name: n.data,
+            tokenHash: sha256Hex(token),
+            scopes: [...new Set(scopes)].sort(),
+            createdBy: actor,
+          },
+          now,
+        );
         this.audit.append({ actor, action: 'control.token.create', target: n.data, details: { scopes } });
       });
     } catch (err) {
@@ -89,22 +78,19 @@ export class ControlTokens {
   }
 
   get(name: string): ControlToken | undefined {
-    const r = this.store.db.prepare('SELECT * FROM control_tokens WHERE name = ?').get(name) as
-      | Row
-      | undefined;
+    const r = this.store.controlTokens.get(name);
     return r && toToken(r);
   }
 
   list(): ControlToken[] {
-    return (this.store.db.prepare('SELECT * FROM control_tokens ORDER BY name').all() as Row[]).map(toToken);
+    return this.store.controlTokens.list().map(toToken);
   }
 
   revoke(name: string, actor: string): void {
     this.store.transaction(() => {
-      const r = this.store.db
-        .prepare('UPDATE control_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL')
-        .run(new Date(this.clock.now()).toISOString(), name);
-      if (r.changes === 0) throw new ControlError('ERR_CONTROL_NOT_FOUND', `no live token named ${name}`);
+      if (!this.store.controlTokens.revoke(name, new Date(this.clock.now()).toISOString())) {
+        throw new ControlError('ERR_CONTROL_NOT_FOUND', `no live token named ${name}`);
+      }
       this.audit.append({ actor, action: 'control.token.revoke', target: name, details: {} });
     });
   }
@@ -112,17 +98,13 @@ export class ControlTokens {
   /** The live token for a presented secret; read from the store on every call, so a revocation is immediate. */
   verify(presented: string | undefined): ControlToken | undefined {
     if (!presented || presented.length > 100) return undefined;
-    const r = this.store.db
-      .prepare('SELECT * FROM control_tokens WHERE token_hash = ? AND revoked_at IS NULL')
-      .get(sha256Hex(presented)) as Row | undefined;
+    const r = this.store.controlTokens.findLive(sha256Hex(presented));
     return r && toToken(r);
   }
 
   /** Whether the named token still exists unrevoked (an open event stream re-checks this). */
   isActive(name: string): boolean {
-    const r = this.store.db.prepare('SELECT revoked_at FROM control_tokens WHERE name = ?').get(name) as
-      | { revoked_at: string | null }
-      | undefined;
-    return r !== undefined && r.revoked_at === null;
+    const r = this.store.controlTokens.get(name);
+    return r !== undefined && r.revokedAt === null;
   }
 }
