@@ -85,7 +85,16 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
   const mtu = o.mtu ?? 1200;
   // 128 still leaves a handshake fragment room beside its record, handshake and CID headers.
   if (!Number.isInteger(mtu) || mtu < 128 || mtu > 65_507) throw invalid('mtu must be between 128 and 65507');
-  const { onSession, onData, onClose, onHandshakeFailure, onDiscard, onCapacity, onInternalError } = o;
+  const {
+    onSession,
+    onData,
+    onClose,
+    onHandshakeFailure,
+    onDiscard,
+    onCapacity,
+    onCookieRefused,
+    onInternalError,
+  } = o;
   const cid = o.connectionIds ?? false;
   const cidLength = cid === false ? 0 : cid === true ? 8 : cid.length;
   if (cid !== false && !(Number.isInteger(cidLength) && cidLength >= 1 && cidLength <= 32)) {
@@ -124,6 +133,15 @@ export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
     retransmit: { ...DEFAULT_RETRANSMIT, ...o.retransmit },
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     now: o.now ?? Date.now,
-    handlers: { onSession, onData, onClose, onHandshakeFailure, onDiscard, onCapacity, onInternalError },
+    handlers: {
+      onSession,
+      onData,
+      onClose,
+      onHandshakeFailure,
+      onDiscard,
+      onCapacity,
+      onCookieRefused,
+      onInternalError,
+    },
   };
 }

@@ -512,6 +512,7 @@ export class DtlsServer {
         }
         const peerBytes = Buffer.from(`${key}\0`);
         if (!this.cookies.verify(peerBytes, head)) {
+          if (head.cookie.length > 0) this.opts.handlers.onCookieRefused?.(peer);
           this.send(helloVerifyRequest(rec.seq, f.seq, this.cookies.make(peerBytes, head)), peer);
           this.stats.helloVerifyRequests++;
           return true;
@@ -614,6 +615,8 @@ export class DtlsServer {
     }
     const peerBytes = Buffer.from(`${key}\0`);
     if (!this.cookies.verify(peerBytes, head)) {
+      // A hello that carried a cookie which does not verify (not the first, cookie-less hello): worth telling.
+      if (head.cookie.length > 0) this.opts.handlers.onCookieRefused?.(peer);
       this.send(helloVerifyRequest(rec.seq, message.seq, this.cookies.make(peerBytes, head)), peer);
       this.stats.helloVerifyRequests++;
       return;

@@ -138,6 +138,12 @@ export interface DtlsServerHandlers {
   onDiscard?(event: DiscardEvent): void;
   /** A limit refused a peer, or a half-open handshake was evicted to make room (see `CapacityEvent`). */
   onCapacity?(event: CapacityEvent): void;
+  /**
+   * A ClientHello carried a cookie that did not verify (made for another address or client random, or under a
+   * secret rotated out twice); it was answered with a fresh HelloVerifyRequest. Unauthenticated, so floodable:
+   * a handler keeps at most a bounded summary.
+   */
+  onCookieRefused?(peer: PeerAddress): void;
   /** A bug, never a peer's doing; the socket keeps serving. */
   onInternalError?(err: unknown): void;
 }

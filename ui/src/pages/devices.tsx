@@ -1,5 +1,6 @@
 import type { FC } from 'hono/jsx';
 import type { BehaviourStatus } from '../../../gateway/src/anomaly/index.ts';
+import type { HandshakeRecord } from '../../../gateway/src/datapath/handshake-log.ts';
 import type { CredentialView } from '../../../gateway/src/identity/index.ts';
 import type { EffectivePolicy } from '../../../gateway/src/policy/engine.ts';
 import type { RefusalCounts } from '../../../gateway/src/policy/service.ts';
@@ -12,6 +13,7 @@ import type {
   Segment,
 } from '../../../gateway/src/store/index.ts';
 import { ActionForm, ago, Badge, Chart, Csrf, Reauth, when } from './components.tsx';
+import { HandshakeTable } from './handshakes.tsx';
 import { actionLabel } from './labels.ts';
 import type { Viewer } from './layout.tsx';
 
@@ -143,6 +145,8 @@ export interface DeviceDetailData {
   };
   /** Whether `firewall.enforce` is on: without it a quarantine acts in the gateway only (said beside it). */
   firewallEnforced?: boolean;
+  /** Its latest DTLS handshakes and why they failed (null: this process keeps none; absent: not shown). */
+  handshakes?: HandshakeRecord[] | null;
 }
 
 export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOperate: boolean }> = ({
@@ -311,6 +315,12 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
             </tbody>
           </table>
         </div>
+        {data.handshakes !== undefined ? (
+          <>
+            <h2>Last handshakes</h2>
+            <HandshakeTable records={data.handshakes} caption={`Latest DTLS handshakes of ${d.id}`} />
+          </>
+        ) : null}
         <h2>Open alerts</h2>
         {data.alerts.length === 0 ? (
           <p>None.</p>

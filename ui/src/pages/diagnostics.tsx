@@ -1,19 +1,25 @@
 import type { FC } from 'hono/jsx';
+import type { HandshakeRecord } from '../../../gateway/src/datapath/handshake-log.ts';
 import type { DnsResult, ReachResult, UplinkTlsResult } from '../diagnostics.ts';
+import type { PingResult } from '../ping.ts';
 import { Badge, Csrf, when } from './components.tsx';
+import { HandshakeSection, PingSection } from './handshakes.tsx';
 import type { Viewer } from './layout.tsx';
 
 export interface DiagnosticsResults {
   dns?: DnsResult;
   reach?: ReachResult;
   uplink?: UplinkTlsResult;
+  ping?: PingResult;
 }
 
 export const DiagnosticsPage: FC<{
   viewer: Viewer;
   results: DiagnosticsResults;
   values?: Record<string, string>;
-}> = ({ viewer, results, values }) => (
+  /** The sensors' recent handshakes (null: this process keeps none), and the filter they were chosen by. */
+  handshakes?: { records: HandshakeRecord[] | null; filter: { device?: string; address?: string } };
+}> = ({ viewer, results, values, handshakes }) => (
   <>
     <h1>Diagnostics</h1>
     <p>Checks run from the gateway itself, so they see its network. Every run is audited.</p>
@@ -109,7 +115,7 @@ export const DiagnosticsPage: FC<{
         <button type="submit">Connect</button>
       </div>
     </form>
-    <p class="hint">A TCP connection and its time (the gateway runs unprivileged: no ICMP ping).</p>
+    <p class="hint">A TCP connection and its time.</p>
     {results.reach ? (
       <p id="reach-result" role="status">
         {results.reach.ok
@@ -117,5 +123,7 @@ export const DiagnosticsPage: FC<{
           : `${results.reach.host}:${results.reach.port} not reached: ${results.reach.error} (${results.reach.ms} ms)`}
       </p>
     ) : null}
+    <PingSection viewer={viewer} result={results.ping} values={values} />
+    {handshakes ? <HandshakeSection records={handshakes.records} filter={handshakes.filter} /> : null}
   </>
 );

@@ -10,6 +10,7 @@ import type { BehaviourStatus } from '../../../gateway/src/anomaly/index.ts';
 import { toJsonLine } from '../../../gateway/src/audit/index.ts';
 import { assess, gatherLiveEvidence, toHtml } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
+import type { HandshakeLog } from '../../../gateway/src/datapath/handshake-log.ts';
 import { sha256Hex } from '../../../gateway/src/digest.ts';
 import { firstIssue, PortcullisError } from '../../../gateway/src/errors.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
@@ -31,6 +32,7 @@ import {
 } from '../auth.ts';
 import { dnsLookup, hostSchema, portSchema, tcpReach, uplinkTls } from '../diagnostics.ts';
 import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
+import { handshakeView } from '../handshake-view.ts';
 import { type LiveFeed, MAX_STREAMS } from '../live.ts';
 import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
 import { AccountPage } from '../pages/account.tsx';
@@ -58,6 +60,7 @@ import { Onboarding, PskCreated } from '../pages/onboarding.tsx';
 import { type FirewallView, Segments } from '../pages/segments.tsx';
 import { TokenCreated, TokensPage } from '../pages/tokens.tsx';
 import { type SessionView, UsersPage } from '../pages/users.tsx';
+import { ping, pingCountSchema } from '../ping.ts';
 import { SystemMonitor } from '../system.ts';
 
 /** Update status: the updates module (tar, semver) loads with the first page that shows it, not at start. */
@@ -168,6 +171,12 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
     sample: { host: '127.0.0.1', port: '9' },
   },
   { method: 'POST', path: '/diagnostics/uplink', access: { roles: ADMINS } },
+  {
+    method: 'POST',
+    path: '/diagnostics/ping',
+    access: { roles: ADMINS },
+    sample: { host: '127.0.0.1', count: '1' },
+  },
   { method: 'GET', path: '/logs/download', access: { roles: ALL_ROLES } },
   { method: 'GET', path: '/account', access: { roles: ALL_ROLES } },
   {
@@ -204,6 +213,8 @@ export interface PageOptions {
   logs?: { recent(): string[] } | undefined;
   /** The gateway's running parts, for the health page (absent: what the store knows). */
   runtime?: RuntimeProbe | undefined;
+  /** The sensors' recent DTLS handshakes (absent: this process runs no sensor listener). */
+  handshakes?: HandshakeLog | undefined;
   /** Failures that are not the service layer's typed errors: the person sees "internal error", the log why. */
   report: (err: unknown, where: string) => void;
 }
@@ -530,6 +541,8 @@ export function pageRoutes(
             defaultProfile: core.config.policy.defaultProfile ?? null,
           },
           firewallEnforced: core.config.firewall.enforce,
+          handshakes:
+            options.handshakes?.recent({ deviceId: device.id, address: device.address, limit: 10 }) ?? null,
         }}
         viewer={c.get('viewer')}
         canOperate={canOperate(c)}
@@ -966,7 +979,16 @@ export function pageRoutes(
     results: Parameters<typeof DiagnosticsPage>[0]['results'],
     values?: Record<string, string>,
   ) =>
-    render(c, 'Diagnostics', <DiagnosticsPage viewer={c.get('viewer')} results={results} values={values} />);
+    render(
+      c,
+      'Diagnostics',
+      <DiagnosticsPage
+        viewer={c.get('viewer')}
+        results={results}
+        values={values}
+        handshakes={handshakeView(options.handshakes, c.req.query())}
+      />,
+    );
   page('GET', '/diagnostics', (c) => diagnostics(c, {}));
   page('POST', '/diagnostics/dns', async (c) => {
     const b = await form(c, z.strictObject({ name: hostSchema }));
@@ -1000,6 +1022,17 @@ export function pageRoutes(
       details: { ok: uplink.ok ?? false, trusted: uplink.trusted ?? false },
     });
     return diagnostics(c, { uplink });
+  });
+  page('POST', '/diagnostics/ping', async (c) => {
+    const b = await form(c, z.strictObject({ host: hostSchema, count: pingCountSchema }));
+    const r = await ping(b.host, b.count);
+    core.audit.append({
+      actor: actor(c),
+      action: 'diagnostics.ping',
+      target: b.host,
+      details: { count: b.count, received: r.received ?? 0, ...(r.error ? { error: r.error.code } : {}) },
+    });
+    return diagnostics(c, { ping: r }, { pingHost: b.host, pingCount: String(b.count) });
   });
 
   page('GET', '/maintenance', async (c) =>

@@ -1,0 +1,139 @@
+/**
+ * Diagnostics in process (issue 25 item 11): the sensors' handshake record (bounded, repeats folded, nothing
+ * secret, successes never pushed out by a flood of failures), shown on the device and diagnostics pages, and
+ * ping from the gateway — admin only, the host validated so that an option (`-f`) or shell syntax (`;`, `$(…)`)
+ * never reaches ping, the count bounded. The browser side, with real DTLS peers, is in ui-console-admin.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { HandshakeLog } from '../gateway/src/datapath/handshake-log.ts';
+import type { HandshakeFailure, PeerAddress } from '../gateway/src/dtls/index.ts';
+import { createUiApp } from '../ui/src/app.ts';
+import { ping } from '../ui/src/ping.ts';
+import { Browser, site } from './helpers/ui.ts';
+
+const peer = (address: string, port = 5684): PeerAddress => ({ address, port, family: 'IPv4' });
+const failure = (address: string, code: string, identity?: string): HandshakeFailure => ({
+  peer: peer(address),
+  code,
+  message: code,
+  alert: 20,
+  fromPeer: false,
+  ...(identity ? { claimedPskIdentity: Buffer.from(identity) } : {}),
+});
+
+describe('sensor handshake record', () => {
+  it('folds repeats, keeps successes apart from failures, stays bounded and holds no key', () => {
+    let now = Date.UTC(2026, 11, 6, 9);
+    const log = new HandshakeLog(() => now, { maxConnected: 4, maxFailed: 8 });
+    const key = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    log.connectedSession(
+      {
+        peer: peer('10.0.0.5'),
+        credential: { kind: 'psk', identity: Buffer.from('boiler-7') },
+        cipherSuite: 'TLS_PSK_WITH_AES_128_CCM_8',
+      },
+      'boiler-7',
+    );
+    for (let i = 0; i < 3; i++) {
+      now += 1000;
+      log.failure(failure('10.0.0.5', 'ERR_DTLS_BAD_RECORD_MAC', 'boiler-7'), 'boiler-7');
+    }
+    const mine = log.recent({ deviceId: 'boiler-7' });
+    assert.equal(mine.length, 2);
+    assert.equal(mine[0]?.outcome, 'failed');
+    assert.equal(mine[0]?.count, 3, 'three retries are one record');
+    assert.match(mine[0]?.reason ?? '', /wrong key.*bad_record_mac/);
+    assert.equal(mine[0]?.credential, 'psk:boiler-7');
+    assert.equal(mine[1]?.suite, 'TLS_PSK_WITH_AES_128_CCM_8');
+    // A flood of failures from many addresses: bounded, and the success is still there.
+    for (let i = 0; i < 500; i++)
+      log.failure(failure(`198.51.100.${i % 250}`, 'ERR_DTLS_UNKNOWN_PSK_IDENTITY', `x${i}`), null);
+    for (let i = 0; i < 50; i++) log.cookieRefused(peer(`203.0.113.${i}`));
+    assert.equal(log.size, 1 + 8);
+    assert.equal(log.recent({ deviceId: 'boiler-7' }).filter((r) => r.outcome === 'connected').length, 1);
+    assert.match(log.recent({ address: '203.0.113.49' })[0]?.reason ?? '', /cookie refused/);
+    // Nothing in it that could be a key: only what the server saw in the clear.
+    assert.ok(!JSON.stringify(log.recent({ limit: 1000 })).includes(key.toString('hex')));
+    // An identity that is not printable is written as hex, bounded.
+    log.failure(failure('10.0.0.9', 'ERR_DTLS_UNKNOWN_PSK_IDENTITY', '\u0000\u0001evil<script>'), null);
+    assert.match(log.recent({ address: '10.0.0.9' })[0]?.credential ?? '', /^psk:hex:[0-9a-f]+$/);
+  });
+});
+
+describe('diagnostics pages in process', () => {
+  it('shows a device’s last handshakes and the diagnostics table with its filter', async (t) => {
+    const { core, login } = site(t);
+    const log = new HandshakeLog(() => core.clock.now());
+    const app = createUiApp(core, { handshakes: log });
+    core.identity.addPskDevice({ id: 'boiler-7', pskIdentity: 'boiler-7', generate: true }, 'test');
+    log.failure(failure('10.0.0.5', 'ERR_DTLS_BAD_FINISHED', 'boiler-7'), 'boiler-7');
+    log.failure(failure('10.0.0.6', 'ERR_DTLS_NO_SHARED_SUITE'), null);
+    const { b: viaSite } = await login('root', 'admin');
+    const admin = Object.assign(new Browser(app), { cookie: viaSite.cookie, csrf: viaSite.csrf });
+    const device = await admin.page('GET', '/devices/boiler-7');
+    assert.equal(device.status, 200);
+    assert.match(device.text, /Last handshakes/);
+    assert.match(device.text, /client’s Finished did not match/);
+    assert.doesNotMatch(
+      device.text,
+      /no shared cipher suite/,
+      'another address’s record is not this device’s',
+    );
+    const all = await admin.page('GET', '/diagnostics');
+    assert.match(all.text, /no shared cipher suite/);
+    assert.match(all.text, /ERR_DTLS_BAD_FINISHED/);
+    const filtered = await admin.page('GET', '/diagnostics?address=10.0.0.6');
+    assert.doesNotMatch(filtered.text, /ERR_DTLS_BAD_FINISHED/);
+    // A filter that is neither a device id nor an address is ignored, not echoed.
+    const junk = await admin.page('GET', '/diagnostics?address=%3Cscript%3E&device=-x');
+    assert.doesNotMatch(junk.text, /<script>/);
+    // Without a record (a UI without a sensor listener) the page says so.
+    const bare = Object.assign(new Browser(createUiApp(core)), {
+      cookie: viaSite.cookie,
+      csrf: viaSite.csrf,
+    });
+    assert.match((await bare.page('GET', '/diagnostics')).text, /recorded by a running gateway only/);
+  });
+
+  it('pings from the gateway for an admin only, and never lets an option or shell syntax through', async (t) => {
+    const { core, login } = site(t);
+    const { b: admin } = await login('root', 'admin');
+    const ok = await admin.page('POST', '/diagnostics/ping', { host: '127.0.0.1', count: '1' });
+    assert.equal(ok.status, 200);
+    assert.match(ok.text, /127\.0\.0\.1: 1 of 1 answered \(0% loss\), round trip/);
+    const entry = [...core.store.audit.iterate()].find((e) => e.action === 'diagnostics.ping');
+    assert.equal(entry?.target, '127.0.0.1');
+    for (const host of [
+      '-f',
+      '-f 127.0.0.1',
+      '127.0.0.1; reboot',
+      '$(reboot)',
+      '127.0.0.1 -c 100000',
+      '--',
+      '`id`',
+    ]) {
+      const r = await admin.page('POST', '/diagnostics/ping', { host, count: '1' });
+      assert.equal(r.flash?.kind, 'error', host);
+      assert.match(r.flash?.text ?? '', /host name .* or an IP address/, host);
+    }
+    for (const count of ['0', '6', '100000', '-1', '1; reboot']) {
+      const r = await admin.page('POST', '/diagnostics/ping', { host: '127.0.0.1', count });
+      assert.equal(r.flash?.kind, 'error', count);
+    }
+    assert.equal(
+      [...core.store.audit.iterate()].filter((e) => e.action === 'diagnostics.ping').length,
+      1,
+      'refused runs never reached ping',
+    );
+    for (const role of ['technician', 'auditor'] as const) {
+      const { b } = await login(role, role);
+      const r = await b.page('POST', '/diagnostics/ping', { host: '127.0.0.1', count: '1' });
+      assert.equal(r.status, 403, role);
+      assert.equal((await b.page('GET', '/diagnostics')).status, 403, role);
+    }
+    // The service refuses too, whoever calls it.
+    await assert.rejects(ping('-f', 1));
+    await assert.rejects(ping('127.0.0.1', 50));
+  });
+});
