@@ -1078,47 +1078,74 @@ export class Detector {
           });
         }
       }
-      // Per message kind: the hour's mean size against the kind's (a creep hides from a per-window test).
-      for (let i = 0; i < MESSAGE_KINDS; i++) {
-        const at = m.k(i);
-        const n = v[at + K.hN]!;
-        if (v[at + K.born] === 0 || n < 3 || v[at + K.n]! < T.youngKind) continue;
-        const mu = v[at + K.lmean]!;
-        const mean = v[at + K.hLsum]! / n;
-        const zb = (mean - mu) / Math.sqrt(v[at + K.lvar]! / n + 0.05 ** 2);
-        const s = Math.max(0, v[at + K.hourSizeCusum]! + Math.min(zb, T.hourSizeCap) - T.hourSizeK);
-        v[at + K.hourSizeCusum] = s;
-        if (s >= T.hourSizeH && !reasons.some((r) => r.feature === 'size')) {
-          v[at + K.hourSizeCusum] = 0;
-          const ratio = Math.exp(mean - mu);
-          reasons.push({
-            feature: 'size',
-            severity: ratio >= 3 ? 'high' : 'medium',
-            score: s,
-            observed: `${fmt(Math.exp(mean) - 1)} bytes per message over ${n} messages in the last hour (${pct(ratio)})`,
-            expected: `${fmt(Math.exp(mu) - 1)} bytes for this kind`,
-            text: `messages of one kind grew for hours: ${fmt(Math.exp(mean) - 1)} bytes on average over ${n} in the last hour, ${pct(ratio)} against the ${fmt(Math.exp(mu) - 1)} bytes this kind normally carries (CUSUM ${fmt(s)})`,
-          });
-        }
-      }
-      // Failed handshakes per hour: guessing slower than any window notices.
-      const a = v[F.hAuth]!;
-      const muA = v[F.auth]! * perHour;
-      const sA = Math.max(0, v[F.authHourCusum]! + a - (muA + T.authHourK));
-      v[F.authHourCusum] = ctx.outage ? Math.min(sA, T.authHourH - 1) : sA;
-      if (v[F.authHourCusum]! >= T.authHourH) {
-        v[F.authHourCusum] = 0;
+      this.hourSizeReasons(m, reasons);
+      this.hourAuthReason(m, ctx, perHour, reasons);
+    }
+    this.learnHour(m, end, slot, count, profile, level, dispersion);
+    m.resetHour();
+    v[F.hCatchup] = 0;
+    v[F.hourIndex] = Math.floor(end / HOUR_MS);
+    return reasons;
+  }
+
+  /** Per message kind: the hour's mean size against the kind's (a creep hides from a per-window test). */
+  private hourSizeReasons(m: DeviceModel, reasons: Reason[]): void {
+    const v = m.v;
+    for (let i = 0; i < MESSAGE_KINDS; i++) {
+      const at = m.k(i);
+      const n = v[at + K.hN]!;
+      if (v[at + K.born] === 0 || n < 3 || v[at + K.n]! < T.youngKind) continue;
+      const mu = v[at + K.lmean]!;
+      const mean = v[at + K.hLsum]! / n;
+      const zb = (mean - mu) / Math.sqrt(v[at + K.lvar]! / n + 0.05 ** 2);
+      const s = Math.max(0, v[at + K.hourSizeCusum]! + Math.min(zb, T.hourSizeCap) - T.hourSizeK);
+      v[at + K.hourSizeCusum] = s;
+      if (s >= T.hourSizeH && !reasons.some((r) => r.feature === 'size')) {
+        v[at + K.hourSizeCusum] = 0;
+        const ratio = Math.exp(mean - mu);
         reasons.push({
-          feature: 'auth',
-          severity: 'high',
-          score: sA,
-          observed: `${a} failed handshakes in the last hour`,
-          expected: `${fmt(muA)} per hour`,
-          text: `slow credential guessing: ${a} failed DTLS handshakes in the last hour, expected ${fmt(muA)}, and more than normal for hours (CUSUM ${fmt(sA)})`,
+          feature: 'size',
+          severity: ratio >= 3 ? 'high' : 'medium',
+          score: s,
+          observed: `${fmt(Math.exp(mean) - 1)} bytes per message over ${n} messages in the last hour (${pct(ratio)})`,
+          expected: `${fmt(Math.exp(mu) - 1)} bytes for this kind`,
+          text: `messages of one kind grew for hours: ${fmt(Math.exp(mean) - 1)} bytes on average over ${n} in the last hour, ${pct(ratio)} against the ${fmt(Math.exp(mu) - 1)} bytes this kind normally carries (CUSUM ${fmt(s)})`,
         });
       }
     }
-    // Learn the hour, robustly and slowly while the rate is alerting.
+  }
+
+  /** Failed handshakes per hour: guessing slower than any window notices. */
+  private hourAuthReason(m: DeviceModel, ctx: Context, perHour: number, reasons: Reason[]): void {
+    const v = m.v;
+    const a = v[F.hAuth]!;
+    const muA = v[F.auth]! * perHour;
+    const sA = Math.max(0, v[F.authHourCusum]! + a - (muA + T.authHourK));
+    v[F.authHourCusum] = ctx.outage ? Math.min(sA, T.authHourH - 1) : sA;
+    if (v[F.authHourCusum]! >= T.authHourH) {
+      v[F.authHourCusum] = 0;
+      reasons.push({
+        feature: 'auth',
+        severity: 'high',
+        score: sA,
+        observed: `${a} failed handshakes in the last hour`,
+        expected: `${fmt(muA)} per hour`,
+        text: `slow credential guessing: ${a} failed DTLS handshakes in the last hour, expected ${fmt(muA)}, and more than normal for hours (CUSUM ${fmt(sA)})`,
+      });
+    }
+  }
+
+  /** Learn the hour into its slot of the profile and the level, robustly, and slowly while the rate is alerting. */
+  private learnHour(
+    m: DeviceModel,
+    end: number,
+    slot: number,
+    count: number,
+    profile: { mean: number; own: boolean },
+    level: number,
+    dispersion: number,
+  ): void {
+    const v = m.v;
     const slow = this.alerting(m, 'rate', end) ? ALERTING_SLOWDOWN : 1;
     // Only an hour judged by its own profile moves the level (a weekend hour read from the weekday profile
     // would teach the level that Monday is quiet).
@@ -1141,10 +1168,6 @@ export class Detector {
     const d = x - mu;
     m.prof[HOUR_BASE + slot] = mu + a * d;
     m.prof[HOUR_BASE + 48 + slot] = (1 - a) * (m.prof[HOUR_BASE + 48 + slot]! + a * d * d);
-    m.resetHour();
-    v[F.hCatchup] = 0;
-    v[F.hourIndex] = Math.floor(end / HOUR_MS);
-    return reasons;
   }
 
   private score(m: DeviceModel, ctx: Context): Reason[] {
