@@ -65,12 +65,8 @@ export async function gatherLiveEvidence(core: Core): Promise<LiveEvidence> {
   };
 }
 
-/**
- * A self-assessment of the running configuration and store against ETSI EN 303 645 and NIST IR 8259A. Every
- * status is computed from live state (`live`: what gatherLiveEvidence read from the kernel and firmware), or is
- * `declared` with its reason; where Portcullis does not do what a provision asks, it says "not met".
- */
-export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
+/** What the findings are computed from: the store now, and what gatherLiveEvidence read. */
+function gatherFacts(core: Core, live: LiveEvidence) {
   const { config, store } = core;
   const users = store.users.list();
   const mfa = users.filter((u) => u.totpEnrolledAt).length;
@@ -90,8 +86,31 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
   const uplink = config.uplink;
   const wildcard = (h: string) => h === '0.0.0.0' || h === '::';
   const lastRuleset = store.rulesets.lastApplied();
+  return {
+    core,
+    live,
+    config,
+    store,
+    users,
+    mfa,
+    argon,
+    devices,
+    byState,
+    decommissioned,
+    erased,
+    audit,
+    unidentified,
+    uplink,
+    wildcard,
+    lastRuleset,
+  };
+}
 
-  const passwords = etsi(
+type Facts = ReturnType<typeof gatherFacts>;
+
+function passwordsFinding(f: Facts): Finding {
+  const { users, mfa, argon } = f;
+  return etsi(
     '5.1',
     'No universal default passwords',
     users.length === 0 || argon === users.length ? 'met' : 'not met',
@@ -103,7 +122,11 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
       'failed logins: throttled per address and audited; an account locks after 5 failures, but its owner with password and code from an address without recent failures still gets in',
     ],
   );
-  const disclosure = etsi(
+}
+
+function disclosureFinding(f: Facts): Finding {
+  const { config } = f;
+  return etsi(
     '5.2',
     'Means to manage reports of vulnerabilities',
     config.compliance.vulnerabilityDisclosureUrl ? 'met' : 'not met',
@@ -113,9 +136,13 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
         : 'compliance.vulnerabilityDisclosureUrl is not configured',
     ],
   );
+}
+
+function updatesFinding(f: Facts): Finding {
+  const { core, config } = f;
   const pinned = config.updates.publicKeyFile;
   const lastUpdate = core.store.updates.history(1)[0];
-  const updates = etsi('5.3', 'Keep software updated', pinned ? 'met' : 'not met', [
+  return etsi('5.3', 'Keep software updated', pinned ? 'met' : 'not met', [
     pinned
       ? `signed gateway updates: release key pinned (${pinned}), A/B install with health check and automatic rollback`
       : 'signed gateway updates are available but no release key is pinned (updates.publicKeyFile): nothing can be installed',
@@ -127,7 +154,11 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
       : 'no update applied yet',
     `sensor firmware: ${core.store.firmware.images().length} vendor-signed image(s), ${core.store.firmware.campaigns().length} campaign(s) (canary, halt on failures)`,
   ]);
-  const storage = etsi(
+}
+
+function storageFinding(f: Facts): Finding {
+  const { config } = f;
+  return etsi(
     '5.4',
     'Securely store sensitive security parameters',
     config.keystore.backend === 'tpm2' ? 'met' : 'not met',
@@ -136,13 +167,17 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
       'sensor PSKs and TOTP secrets are stored wrapped under the data key, never in the clear',
     ],
   );
+}
+
+function commsFinding(f: Facts): Finding {
+  const { config, store, uplink } = f;
   // uplink.certFile may name a certificate still being signed (the uplink waits for it): only one that is there
   // makes mutual TLS.
   const commsOk = Boolean(uplink?.certFile && existsSync(uplink.certFile));
   // A legacy sensor admitted with a key under 128 bits is a weak link on the sensor side, whatever the uplink.
   const weak = store.credentials.listActiveWeak();
   const commsStatus: Status = weak.length > 0 ? 'not met' : !uplink ? 'n.a.' : commsOk ? 'met' : 'not met';
-  const comms = etsi('5.5', 'Communicate securely', commsStatus, [
+  return etsi('5.5', 'Communicate securely', commsStatus, [
     'sensors: DTLS 1.2 only (AEAD suites, no plaintext CoAP listener)',
     weak.length > 0
       ? `weak sensor keys: ${weak.length} active PSK(s) under 128 bits (legacy, --allow-weak-psk): ${weak.map((w) => w.deviceId).join(', ')}`
@@ -152,11 +187,15 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
       : 'uplink not configured',
     `technician UI: HTTPS on ${config.ui.host}:${config.ui.port}`,
   ]);
+}
+
+function surfaceFinding(f: Facts): Finding {
+  const { live, config, wildcard, lastRuleset } = f;
   // In force means read back from the kernel now, not the config flag: a ruleset that was flushed or never
   // applied leaves the host open whatever the config says.
   const inKernel = live.firewall;
   const surfaceOk = config.firewall.enforce && inKernel?.state === 'in-force' && !wildcard(config.ui.host);
-  const surface = etsi('5.6', 'Minimize exposed attack surfaces', surfaceOk ? 'met' : 'not met', [
+  return etsi('5.6', 'Minimize exposed attack surfaces', surfaceOk ? 'met' : 'not met', [
     !config.firewall.enforce
       ? 'firewall: not enforced (firewall.enforce is off)'
       : inKernel
@@ -165,22 +204,25 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
     `UI listens on ${config.ui.host}${wildcard(config.ui.host) ? ' (every interface)' : ''}`,
     `${config.segments.length} segment(s); sensors reach only DTLS, DHCP and DNS on the gateway`,
   ]);
+}
+
+function integrityFinding(f: Facts): Finding {
+  const { live, audit } = f;
   const secureBoot = live.secureBoot;
-  const integrity = etsi(
-    '5.7',
-    'Ensure software integrity',
-    secureBoot === true && audit.ok ? 'met' : 'not met',
-    [
-      secureBoot === true
-        ? 'UEFI Secure Boot is on (read from the firmware): the boot chain is verified'
-        : secureBoot === false
-          ? 'UEFI Secure Boot is off (read from the firmware): the running release is not verified at boot'
-          : 'no UEFI Secure Boot state (no EFI firmware, or not read for this report): the running release is not verified at boot',
-      'updates are verified before install (Ed25519 release signature, SHA-256 of every file)',
-      `audit log hash chain: ${audit.ok ? `intact (${audit.entries} entries)` : `broken at seq ${audit.firstBadSeq}`}`,
-    ],
-  );
-  const resilience = etsi(
+  return etsi('5.7', 'Ensure software integrity', secureBoot === true && audit.ok ? 'met' : 'not met', [
+    secureBoot === true
+      ? 'UEFI Secure Boot is on (read from the firmware): the boot chain is verified'
+      : secureBoot === false
+        ? 'UEFI Secure Boot is off (read from the firmware): the running release is not verified at boot'
+        : 'no UEFI Secure Boot state (no EFI firmware, or not read for this report): the running release is not verified at boot',
+    'updates are verified before install (Ed25519 release signature, SHA-256 of every file)',
+    `audit log hash chain: ${audit.ok ? `intact (${audit.entries} entries)` : `broken at seq ${audit.firstBadSeq}`}`,
+  ]);
+}
+
+function resilienceFinding(f: Facts): Finding {
+  const { config, store, uplink } = f;
+  return etsi(
     '5.9',
     'Make systems resilient to outages',
     config.store.synchronous === 'full' ? 'met' : 'not met',
@@ -191,15 +233,18 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
         : `uplink queue: durable, ${store.queue.depth()} message(s) waiting; no uplink configured yet (nothing leaves the gateway)`,
     ],
   );
-  const telemetry = etsi(
-    '5.10',
-    'Examine system telemetry data',
-    config.anomaly.enabled ? 'met' : 'not met',
-    [
-      `behaviour monitoring ${config.anomaly.enabled ? 'on' : 'off'}; ${store.alerts.list({ open: true }).length} open alert(s)`,
-    ],
-  );
-  const deletion = etsi(
+}
+
+function telemetryFinding(f: Facts): Finding {
+  const { config, store } = f;
+  return etsi('5.10', 'Examine system telemetry data', config.anomaly.enabled ? 'met' : 'not met', [
+    `behaviour monitoring ${config.anomaly.enabled ? 'on' : 'off'}; ${store.alerts.list({ open: true }).length} open alert(s)`,
+  ]);
+}
+
+function deletionFinding(f: Facts): Finding {
+  const { decommissioned, erased } = f;
+  return etsi(
     '5.11',
     'Make it easy for users to delete user data',
     erased.length === decommissioned.length ? 'met' : 'not met',
@@ -207,12 +252,36 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
       `decommission revokes and crypto-erases credentials: ${decommissioned.length} decommissioned device(s), ${erased.length} fully erased`,
     ],
   );
-  const input = etsi('5.13', 'Validate input data', 'declared', [
+}
+
+function inputFinding(): Finding {
+  return etsi('5.13', 'Validate input data', 'declared', [
     'declared, not measured: input validation is a property of the code, which the running gateway cannot observe; its test suite shows it',
     'configuration, API bodies, MUD files and replay events are schema-validated (zod) and refused whole when invalid',
     'the DTLS/CoAP parser is fuzzed in the test suite (100,000 mutated handshakes)',
   ]);
+}
 
+/**
+ * A self-assessment of the running configuration and store against ETSI EN 303 645 and NIST IR 8259A. Every
+ * status is computed from live state (`live`: what gatherLiveEvidence read from the kernel and firmware), or is
+ * `declared` with its reason; where Portcullis does not do what a provision asks, it says "not met".
+ */
+export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
+  const f = gatherFacts(core, live);
+  const { users, mfa, devices, byState, unidentified, config, audit } = f;
+  const passwords = passwordsFinding(f);
+  const disclosure = disclosureFinding(f);
+  const updates = updatesFinding(f);
+  const storage = storageFinding(f);
+  const comms = commsFinding(f);
+  const surface = surfaceFinding(f);
+  const integrity = integrityFinding(f);
+  const resilience = resilienceFinding(f);
+  const telemetry = telemetryFinding(f);
+  const deletion = deletionFinding(f);
+  const input = inputFinding();
+  const surfaceOk = surface.status === 'met';
   const findings: Finding[] = [
     passwords,
     disclosure,
@@ -256,7 +325,7 @@ export function assess(core: Core, live: LiveEvidence = {}): ComplianceReport {
     ]),
   ];
   const summary: Record<Status, number> = { met: 0, 'not met': 0, 'n.a.': 0, declared: 0 };
-  for (const f of findings) summary[f.status]++;
+  for (const finding of findings) summary[finding.status]++;
   return {
     generatedAt: new Date(core.clock.now()).toISOString(),
     version: core.status().version,
