@@ -366,6 +366,9 @@ export class AuditLog {
       firstBadSeq,
       reason,
     });
+    // Checkpoints made before a restore were signed by the old gateway's identity key; its certificate is in
+    // the `backup.restore` entry, which the chain and this gateway's keyed head protect (docs/backup.md).
+    const earlierIdentities: { untilSeq: number; certificate: string }[] = [];
     for (const row of this.store.audit.iterate()) {
       count++;
       if (row.seq !== expectedSeq)
@@ -387,6 +390,9 @@ export class AuditLog {
       };
       if (entryHash(content, row.prev_hash) !== row.hash)
         return fail(row.seq, 'content does not match its hash');
+      if (row.action === 'backup.restore' && typeof details.previousIdentityCertificate === 'string') {
+        earlierIdentities.push({ untilSeq: row.seq, certificate: details.previousIdentityCertificate });
+      }
       prevHash = row.hash;
       expectedSeq++;
     }
@@ -408,7 +414,11 @@ export class AuditLog {
             `truncated: the log ends at entry ${lastSeq} but a signed checkpoint (${cp.ts}) shows it reached entry ${cp.seq}; entries ${lastSeq + 1}-${cp.seq} at least were removed`,
           );
         }
-        if (!verifyCheckpoint(cp, cert)) {
+        const signedBy = [
+          cert,
+          ...earlierIdentities.filter((i) => cp.seq < i.untilSeq).map((i) => i.certificate),
+        ];
+        if (!signedBy.some((c) => verifyCheckpoint(cp, c))) {
           return fail(cp.seq, `the checkpoint at entry ${cp.seq} (${cp.ts}) has no valid identity signature`);
         }
         if (cp.seq > 0 && this.store.audit.hashAt(cp.seq) !== cp.hash) {
@@ -445,6 +455,25 @@ export class AuditLog {
       },
     };
   }
+}
+
+/**
+ * A restored database (gateway/src/backup) carries the old gateway's head, keyed under the old gateway's key:
+ * this gateway binds it to its own key and counter once, at the start that puts the restored copy in place,
+ * before anything else opens it. Only a holder of this keystore can do it, as for any head.
+ */
+export function adoptRestoredHead(store: Store, sealing: AuditSealing): void {
+  const { value } = sealing.counter.open();
+  store.transaction(() => {
+    const head = store.audit.head();
+    if (!head) return;
+    store.audit.setHead({
+      seq: head.seq,
+      hash: head.hash,
+      counter: value,
+      mac: headMac(sealing.key, head.seq, head.hash, value),
+    });
+  });
 }
 
 function macMatchesHead(sealing: AuditSealing, head: AuditHeadRow): boolean {

@@ -1,4 +1,5 @@
 export {
+  adoptRestoredHead,
   type AuditCheckpoint,
   type AuditEntry,
   AuditError,

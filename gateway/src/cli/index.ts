@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ConfigError } from '../config/errors.ts';
 import { PortcullisError } from '../errors.ts';
 import { VERSION } from '../version.ts';
+import { backupCommands } from './backup-cli.ts';
 import type { DeviceAddOptions } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
 import { type Io, stdio } from './io.ts';
@@ -700,6 +701,7 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
   policyCommands(cli);
   flowsCommands(cli);
   updateCommands(cli);
+  backupCommands(cli);
   firmwareCommands(cli);
   uiCommands(cli);
   networkCommands(cli);

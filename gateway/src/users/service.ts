@@ -84,7 +84,7 @@ const OVERFLOW_SETUP = {
   fixed: { source: 'other' },
 };
 
-function totpContext(username: string): string {
+export function totpContext(username: string): string {
   return `user:totp:${username}`;
 }
 

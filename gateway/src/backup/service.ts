@@ -1,0 +1,425 @@
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { AuditLog, adoptRestoredHead, sealingFrom } from '../audit/index.ts';
+import { type Clock, isoTime } from '../clock.ts';
+import type { Config, LoadedConfig } from '../config/index.ts';
+import { parseConfig } from '../config/load.ts';
+import { pskContext } from '../identity/devices.ts';
+import { type Keystore, openKeystore } from '../keystore/index.ts';
+import { DATABASE_FILE, LATEST_SCHEMA_VERSION, Store } from '../store/index.ts';
+import { totpContext } from '../users/service.ts';
+import { VERSION } from '../version.ts';
+import {
+  type ArchiveHeader,
+  assertPassphrase,
+  type CarriedSecret,
+  certificateFingerprint,
+  inspectArchive,
+  openArchive,
+  sealArchive,
+} from './archive.ts';
+import { BackupError } from './errors.ts';
+
+/** Archives above this are refused (the UI stops reading the upload at it). */
+export const MAX_ARCHIVE_BYTES = 256 * 1024 * 1024;
+/** Under dataDir: the staged restore, the rollback copies, temporary files. */
+export const RESTORE_DIR = 'restore';
+const STAGED = 'staged';
+const CONFIG_NAME = 'config.yaml';
+/** The rollback copies kept (the oldest go first). */
+const KEEP_ROLLBACKS = 3;
+
+export interface BackupDeps {
+  config: Config;
+  store: Store;
+  keystore: Keystore;
+  audit: AuditLog;
+  clock: Clock;
+}
+
+export interface BackupSummary {
+  createdAt: string;
+  gatewayVersion: string;
+  schemaVersion: number;
+  identity: string;
+  devices: number;
+  secrets: number;
+  config: boolean;
+  bytes: number;
+  sha256: string;
+}
+
+/**
+ * What cannot move to a replacement gateway, said before anyone relies on a backup (the UI shows this list,
+ * docs/backup.md explains it). Keys in the keystore never leave it: the new box makes its own.
+ */
+export const DOES_NOT_MOVE: readonly string[] = [
+  "The gateway identity key (in the TPM, or the software keystore's file): the new gateway makes its own, so sensors that authenticate the gateway by certificate need the new identity CA (dataDir/tls/identity-ca.pem); PSK sensors are unaffected.",
+  'The uplink TLS key: the new gateway makes a new one; request its certificate again (Configuration → certificate request, or portcullis uplink csr).',
+  "The data key that wraps secrets at rest: device PSKs and TOTP secrets travel decrypted inside the archive's encryption and are re-wrapped under the new gateway's key.",
+  "The audit counter and the TPM's update counter: the new gateway binds the restored audit log to its own counter; past checkpoints stay verifiable through the old identity certificate recorded in the restore's audit entry.",
+  'The UI and DTLS server certificates and keys (dataDir/tls): issued anew by the new identity; browsers trust the new identity CA once.',
+  "Fleet enrolment: the gateway's HPKE key is derived from its data key, so the fleet operator learns the new public key from its presence message.",
+  'Signed-in sessions (everyone logs in again), firmware image files (upload them again), update releases on disk.',
+];
+
+function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+function restoreDir(config: Config): string {
+  return join(config.dataDir, RESTORE_DIR);
+}
+
+/** Makes the encrypted, signed archive of the database (a consistent online copy) and the configuration file. */
+export async function createBackup(
+  deps: BackupDeps,
+  opts: {
+    passphrase: string;
+    configSource: string | undefined;
+    actor: string;
+    kdf?: { N: number; r: number; p: number };
+  },
+): Promise<{ archive: Buffer; summary: BackupSummary }> {
+  assertPassphrase(opts.passphrase);
+  const base = restoreDir(deps.config);
+  mkdirSync(base, { recursive: true, mode: 0o700 });
+  const tmp = mkdtempSync(join(base, '.backup-'));
+  let db: Buffer;
+  let secrets: CarriedSecret[];
+  let devices: number;
+  let schemaVersion: number;
+  try {
+    const copy = join(tmp, DATABASE_FILE);
+    await deps.store.backup.copyTo(copy);
+    // The secrets are read from the copy, so they match the database in the archive row for row.
+    const snapshot = Store.open(copy);
+    try {
+      schemaVersion = snapshot.backup.schemaVersion();
+      devices = snapshot.devices.list({}).length;
+      secrets = snapshot.backup.wrappedSecrets().map((row): CarriedSecret => {
+        if (row.kind === 'totp') {
+          const value = deps.keystore.unwrap(row.wrapped, totpContext(row.key)).toString('base64');
+          return { kind: 'totp', username: row.key, value };
+        }
+        if (row.credentialKind !== 'psk') {
+          throw new BackupError(
+            'ERR_BACKUP_STATE',
+            `credential ${row.key} (${row.credentialKind}) holds a secret this release cannot carry`,
+          );
+        }
+        const value = deps.keystore.unwrap(row.wrapped, pskContext(row.lookup)).toString('base64');
+        return { kind: 'psk', credentialId: Number(row.key), lookup: row.lookup, value };
+      });
+    } finally {
+      snapshot.close();
+    }
+    db = readFileSync(copy);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  const files = new Map<'portcullis.db' | 'config.yaml', Buffer>([['portcullis.db', db]]);
+  if (opts.configSource) files.set('config.yaml', readFileSync(opts.configSource));
+  const createdAt = isoTime(deps.clock);
+  const certificate = deps.keystore.identityCertificate();
+  const archive = sealArchive({
+    passphrase: opts.passphrase,
+    header: { createdAt, gatewayVersion: VERSION, schemaVersion, keystoreBackend: deps.keystore.backend },
+    identityCertificate: certificate,
+    sign: (digest) => deps.keystore.signWithIdentity(digest),
+    contents: { files, secrets },
+    ...(opts.kdf ? { kdf: opts.kdf } : {}),
+  });
+  const summary: BackupSummary = {
+    createdAt,
+    gatewayVersion: VERSION,
+    schemaVersion,
+    identity: certificateFingerprint(certificate),
+    devices,
+    secrets: secrets.length,
+    config: files.has('config.yaml'),
+    bytes: archive.length,
+    sha256: sha256(archive),
+  };
+  deps.audit.append({
+    actor: opts.actor,
+    action: 'backup.create',
+    target: null,
+    details: {
+      sha256: summary.sha256,
+      bytes: summary.bytes,
+      devices,
+      secretsCarried: secrets.length,
+      config: summary.config,
+    },
+  });
+  return { archive, summary };
+}
+
+/** SQLite's header keeps user_version (the schema version) at byte 60. */
+function databaseSchemaVersion(db: Buffer): number {
+  if (db.length < 100 || db.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0') {
+    throw new BackupError('ERR_BACKUP_TAMPERED', 'the database in the archive is not an SQLite database');
+  }
+  return db.readUInt32BE(60);
+}
+
+/** The archived configuration, validated by the same schema as the file, for this gateway's data directory. */
+function checkArchivedConfig(text: Buffer, baseDir: string, dataDir: string): void {
+  const doc = parseDocument(text.toString('utf8'), { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new BackupError('ERR_BACKUP_INCOMPATIBLE', 'the configuration in the archive is not valid YAML');
+  }
+  let restored: Config;
+  try {
+    restored = parseConfig(doc.toJS(), baseDir, 'the archived configuration');
+  } catch (err) {
+    throw new BackupError(
+      'ERR_BACKUP_INCOMPATIBLE',
+      (err as Error).message.split('\n').slice(0, 3).join('; '),
+    );
+  }
+  if (restored.dataDir !== dataDir) {
+    throw new BackupError(
+      'ERR_BACKUP_INCOMPATIBLE',
+      `the archived configuration keeps its data in ${restored.dataDir}, this gateway in ${dataDir}: restore with "keep this gateway's configuration", or fix the paths`,
+    );
+  }
+}
+
+export interface RestoreOptions {
+  passphrase: string;
+  actor: string;
+  /** Restore the database only; this gateway's configuration file stays. */
+  keepConfig?: boolean;
+  /** The configuration file that will be replaced (to resolve its relative paths); unknown from the UI. */
+  configSource?: string | undefined;
+  /** The SHA-256 fingerprint of the identity certificate the archive must be signed by. */
+  expectIdentity?: string | undefined;
+}
+
+export interface StagedRestore {
+  from: { identity: string; createdAt: string; gatewayVersion: string; schemaVersion: number };
+  devices: number;
+  secrets: number;
+  config: 'restored' | 'kept';
+}
+
+/** Is a restore waiting for the next start? */
+export function restoreStaged(config: Config): boolean {
+  return existsSync(join(restoreDir(config), STAGED));
+}
+
+/**
+ * Checks the archive completely (format, identity signature, passphrase, integrity, versions, configuration)
+ * before anything is written; then prepares the restored database beside the live one — secrets re-wrapped
+ * under this gateway's key, sessions dropped, a `backup.restore` entry appended — and moves it into place in
+ * one rename. The live database is not touched: the next start swaps it in (applyStagedRestore) and keeps the
+ * replaced one as a rollback copy.
+ */
+export function stageRestore(deps: BackupDeps, archive: Buffer, opts: RestoreOptions): StagedRestore {
+  if (archive.length > MAX_ARCHIVE_BYTES) {
+    throw new BackupError('ERR_BACKUP_TOO_LARGE', `archives are limited to ${MAX_ARCHIVE_BYTES} bytes`);
+  }
+  if (restoreStaged(deps.config)) {
+    throw new BackupError(
+      'ERR_BACKUP_STATE',
+      'a restore is already staged: restart the gateway to apply it first',
+    );
+  }
+  const { header, contents } = openArchive(archive, opts.passphrase, opts.expectIdentity);
+  const db = contents.files.get('portcullis.db');
+  if (!db) throw new BackupError('ERR_BACKUP_TAMPERED', 'the archive holds no database');
+  const schema = Math.max(header.schemaVersion, databaseSchemaVersion(db));
+  if (schema > LATEST_SCHEMA_VERSION) {
+    throw new BackupError(
+      'ERR_BACKUP_SCHEMA_NEWER',
+      `the archive's database has schema ${schema}, newer than this release's ${LATEST_SCHEMA_VERSION} (made by ${header.gatewayVersion}): update this gateway first`,
+    );
+  }
+  const configText = opts.keepConfig ? undefined : contents.files.get('config.yaml');
+  if (configText) {
+    const baseDir = opts.configSource ? dirname(opts.configSource) : process.cwd();
+    checkArchivedConfig(configText, baseDir, deps.config.dataDir);
+  }
+  const base = restoreDir(deps.config);
+  mkdirSync(base, { recursive: true, mode: 0o700 });
+  const staging = mkdtempSync(join(base, '.staging-'));
+  try {
+    const file = join(staging, DATABASE_FILE);
+    writeFileSync(file, db, { mode: 0o600 });
+    const devices = prepareDatabase(
+      deps,
+      file,
+      header,
+      contents.secrets,
+      sha256(archive),
+      opts,
+      Boolean(configText),
+    );
+    if (configText) writeFileSync(join(staging, CONFIG_NAME), configText, { mode: 0o600 });
+    renameSync(staging, join(base, STAGED));
+    const staged: StagedRestore = {
+      from: {
+        identity: header.identity.fingerprint,
+        createdAt: header.createdAt,
+        gatewayVersion: header.gatewayVersion,
+        schemaVersion: header.schemaVersion,
+      },
+      devices,
+      secrets: contents.secrets.length,
+      config: configText ? 'restored' : 'kept',
+    };
+    deps.audit.append({
+      actor: opts.actor,
+      action: 'backup.restore.staged',
+      target: header.identity.fingerprint,
+      details: { ...staged.from, devices, secretsCarried: staged.secrets, config: staged.config },
+    });
+    return staged;
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The restored copy, made fit for this gateway: its secrets under this keystore, no sessions, the restore audited. */
+function prepareDatabase(
+  deps: BackupDeps,
+  file: string,
+  header: ArchiveHeader,
+  secrets: CarriedSecret[],
+  archiveSha256: string,
+  opts: RestoreOptions,
+  configRestored: boolean,
+): number {
+  // Opening runs this release's migrations on an archive from an older one.
+  const restored = Store.open(file);
+  try {
+    let devices = 0;
+    restored.transaction(() => {
+      const wrapped = new Set(
+        restored.backup.wrappedSecrets().map((r) => `${r.kind}:${r.kind === 'psk' ? r.key : r.lookup}`),
+      );
+      for (const s of secrets) {
+        const value = Buffer.from(s.value, 'base64');
+        const ok =
+          s.kind === 'psk'
+            ? restored.backup.setCredentialSecret(
+                s.credentialId,
+                s.lookup,
+                deps.keystore.wrap(value, pskContext(s.lookup)),
+              )
+            : restored.backup.setTotpSecret(s.username, deps.keystore.wrap(value, totpContext(s.username)));
+        value.fill(0);
+        if (!ok)
+          throw new BackupError('ERR_BACKUP_TAMPERED', 'a carried secret names no row of the database');
+        wrapped.delete(`${s.kind}:${s.kind === 'psk' ? s.credentialId : s.username}`);
+      }
+      // Every wrapped secret must have come with its value: one still under the old key would fail at use.
+      if (wrapped.size > 0)
+        throw new BackupError('ERR_BACKUP_TAMPERED', 'the archive lacks some of its secrets');
+      restored.backup.clearSessions();
+      devices = restored.devices.list({}).length;
+    });
+    new AuditLog(restored, deps.clock).append({
+      actor: opts.actor,
+      action: 'backup.restore',
+      target: header.identity.fingerprint,
+      details: {
+        archiveSha256,
+        createdAt: header.createdAt,
+        gatewayVersion: header.gatewayVersion,
+        restoredBy: VERSION,
+        previousIdentity: header.identity.fingerprint,
+        previousIdentityCertificate: header.identity.certificate,
+        config: configRestored ? 'restored' : 'kept',
+      },
+    });
+    return devices;
+  } finally {
+    restored.close();
+  }
+}
+
+/**
+ * At gateway start, before the database is opened: puts a staged restore in place. The restored log's head is
+ * bound to this keystore's key and counter; the replaced database (and configuration) move to
+ * `restore/rollback-<time>/`; the restored ones take their place by rename. Returns what happened, or null.
+ */
+export function applyStagedRestore(
+  loaded: LoadedConfig,
+  clock: Clock,
+): { rollbackDir: string; config: boolean } | { refused: string } | null {
+  const { config } = loaded;
+  const base = restoreDir(config);
+  const staged = join(base, STAGED);
+  if (!existsSync(staged)) return null;
+  const stamp = isoTime(clock).replace(/[:.]/g, '-');
+  const stagedDb = join(staged, DATABASE_FILE);
+  const stagedConfig = join(staged, CONFIG_NAME);
+  const live = join(config.dataDir, DATABASE_FILE);
+  const withConfig = existsSync(stagedConfig) && loaded.source !== undefined;
+  try {
+    if (!existsSync(stagedDb))
+      throw new BackupError('ERR_BACKUP_STATE', 'the staged restore has no database');
+    if (withConfig)
+      checkArchivedConfig(readFileSync(stagedConfig), dirname(loaded.source as string), config.dataDir);
+  } catch (err) {
+    // Nothing was moved: the gateway starts on its own data, and the refused copy stays for a person to look at.
+    renameSync(staged, join(base, `refused-${stamp}`));
+    return { refused: (err as Error).message };
+  }
+  const keystore = openKeystore(config);
+  const store = Store.open(stagedDb);
+  try {
+    adoptRestoredHead(store, sealingFrom(keystore));
+  } finally {
+    store.close();
+  }
+  const rollbackDir = join(base, `rollback-${stamp}`);
+  mkdirSync(rollbackDir, { recursive: true, mode: 0o700 });
+  for (const suffix of ['', '-wal', '-shm']) {
+    if (existsSync(live + suffix)) renameSync(live + suffix, join(rollbackDir, DATABASE_FILE + suffix));
+  }
+  if (withConfig) {
+    const source = loaded.source as string;
+    copyFileSync(source, join(rollbackDir, CONFIG_NAME));
+    const tmp = `${source}.restore`;
+    copyFileSync(stagedConfig, tmp);
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, source);
+  }
+  // The commit point: from here the gateway opens the restored database.
+  renameSync(stagedDb, live);
+  rmSync(staged, { recursive: true, force: true });
+  pruneRollbacks(base);
+  return { rollbackDir, config: withConfig };
+}
+
+function pruneRollbacks(base: string): void {
+  const copies = readdirSync(base)
+    .filter((d) => d.startsWith('rollback-'))
+    .sort();
+  for (const old of copies.slice(0, Math.max(0, copies.length - KEEP_ROLLBACKS))) {
+    rmSync(join(base, old), { recursive: true, force: true });
+  }
+}
+
+/** The header of an archive, checked (format, identity signature) without the passphrase: for a first look. */
+export function describeArchive(archive: Buffer): ArchiveHeader {
+  return inspectArchive(archive);
+}
