@@ -3,27 +3,129 @@
  * `portcullis start` process) to mosquitto, and — in the same run, against the same broker — the same number of
  * clients publishing straight to mosquitto over mutual TLS: the ceiling the gateway is measured against.
  *
+ * Each scale (`--sensors 100,1000,10000`) runs on a freshly started gateway: its idle resident memory is read
+ * first, then every session is established (timed, bounded by --setup-seconds) before the measured window, so
+ * the window holds traffic only. Over the window the gateway's own CPU (utime + stime of its process tree from
+ * /proc) is divided by the messages it took; its resident memory is read at the end of the window, with every
+ * session open and traffic flowing, against its idle base. `--cores 1|2` pins the gateway (taskset, every thread
+ * and any child) to that many cores, to show how it scales with them.
+ *
  * Latency is from the sensor's send to the subscriber's receipt (both in this process, one clock). For the
  * gateway path that includes DTLS, CoAP, the durable queue (fsync with `store.synchronous: full`) and MQTT.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import mqtt, { type MqttClient } from 'mqtt';
 import { systemClock } from '../gateway/src/clock.ts';
 import { resolveConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
 import { coapPost } from '../test/helpers/coaps-fixture.ts';
 import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
-import { makeGatewayHome } from '../test/helpers/gateway.ts';
-import { startBroker } from '../test/helpers/mosquitto.ts';
+import { type GatewayHome, makeGatewayHome } from '../test/helpers/gateway.ts';
+import { type Broker, startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki, type TestPki } from '../test/helpers/pki.ts';
-import { inParallel, parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
+import { inParallel, round, runFor, sliceWalker } from './lib/load.ts';
+import { cpuMs, memory } from './lib/proc.ts';
 
 const log = (msg: string) => process.stderr.write(`[bench e2e] ${msg}\n`);
 const round2 = (x: number) => round(x, 2);
+const MiB = 1024 * 1024;
+
+interface Settings {
+  sensors: number[];
+  seconds: number;
+  inflight: number;
+  /** Cores the gateway is pinned to (taskset), or 0: not pinned. */
+  cores: number;
+  /** Sessions (or broker connections) made at once while setting up a scale. */
+  setupConcurrency: number;
+  /** A scale whose sessions are not all up within this many seconds is reported as such and skipped. */
+  setupSeconds: number;
+}
+
+const USAGE =
+  'usage: npm run bench -- e2e [--full] [--sensors N[,N…]] [--seconds N] [--inflight N] [--cores 1|2] ' +
+  '[--setup-concurrency N] [--setup-seconds N]';
+
+/** The default is short (100 and 1,000 sensors, 3 s per phase); `--full` is issue 23's run: 100, 1,000, 10,000, 10 s. */
+export function parseE2eOptions(argv: string[]): Settings {
+  const s: Settings = {
+    sensors: [100, 1000],
+    seconds: 3,
+    inflight: 64,
+    cores: 0,
+    setupConcurrency: 32,
+    setupSeconds: 300,
+  };
+  const positive = (v: string | undefined) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(USAGE);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const key = argv[i];
+    if (key === '--full') {
+      s.sensors = [100, 1000, 10_000];
+      s.seconds = 10;
+      continue;
+    }
+    const value = argv[++i];
+    if (key === '--sensors') s.sensors = (value ?? '').split(',').map(positive);
+    else if (key === '--seconds') s.seconds = positive(value);
+    else if (key === '--inflight') s.inflight = positive(value);
+    else if (key === '--cores') s.cores = positive(value);
+    else if (key === '--setup-concurrency') s.setupConcurrency = positive(value);
+    else if (key === '--setup-seconds') s.setupSeconds = positive(value);
+    else throw new Error(USAGE);
+  }
+  if (s.cores > cpus().length) throw new Error(`--cores ${s.cores}: this machine has ${cpus().length}`);
+  return s;
+}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** The gateway and every process under it (a broker worker, the pull poller), from /proc. */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    out.push(pid);
+    for (const c of children.get(pid) ?? []) walk(c);
+  };
+  walk(root);
+  return out;
+}
+
+/** CPU milliseconds and resident bytes of the gateway's process tree. */
+function treeUsage(root: number): { cpuMs: number; rss: number; peak: number } {
+  let cpu = 0;
+  let rss = 0;
+  let peak = 0;
+  for (const pid of processTree(root)) {
+    try {
+      cpu += cpuMs(pid);
+      const m = memory(pid);
+      rss += m.rss;
+      peak += m.peak;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return { cpuMs: cpu, rss, peak };
 }
 
 /** Receives everything under the prefix and records each message's latency (payload "<tag>|<sent at>"). */
@@ -82,104 +184,220 @@ function summarize(latencies: number[], sent: number, elapsed: number, errors: n
   };
 }
 
-export async function e2eBench(argv: string[]): Promise<unknown> {
-  const settings = parseOptions('e2e', argv, { seconds: 5, sensors: 1000, inflight: 64 });
-  const pki = makePki();
-  const broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
-  // Every simulated sensor shares 127.0.0.1: lift the per-source limits a site's sensors (one address each) would
-  // not hit.
-  const home = await makeGatewayHome(pki, broker, 'gw-bench', {
-    dtlsLimits:
-      '{handshakesPerSecondPerSource: 100000, maxHandshakesPerSource: 1000, maxHandshakesPerPrefix: 1000, maxSessionsPerSource: 100000}',
-  });
-  const sensors: TestDtlsClient[] = [];
-  const direct: MqttClient[] = [];
-  let sink: Awaited<ReturnType<typeof latencySink>> | null = null;
-  let gateway: Awaited<ReturnType<typeof home.start>> | null = null;
-  try {
-    log(`provisioning ${settings.sensors} PSK sensors`);
-    const keyOf = (i: number) => Buffer.from(`bench-sensor-key-${String(i).padStart(6, '0')}`);
-    const core = Core.open(resolveConfig(home.config).config, systemClock);
-    try {
-      for (let i = 0; i < settings.sensors; i++) {
-        core.identity.addPskDevice(
-          { id: `s${i}`, pskIdentity: `s${i}`, pskHex: keyOf(i).toString('hex') },
-          'bench',
-        );
-      }
-    } finally {
-      core.close();
+/** Makes `n` things at `concurrency`, giving up (null) past `seconds`; what was made is closed by `close`. */
+async function setUp<T>(
+  what: string,
+  n: number,
+  s: Settings,
+  make: (i: number) => Promise<T>,
+): Promise<{ made: T[]; seconds: number } | null> {
+  const t0 = performance.now();
+  const deadline = t0 + s.setupSeconds * 1000;
+  let timedOut = false;
+  const made = await inParallel(n, s.setupConcurrency, async (i) => {
+    if (performance.now() > deadline) {
+      timedOut = true;
+      return null;
     }
-    gateway = await home.start();
-    sink = await latencySink(pki, broker.url, '#');
+    return make(i);
+  });
+  const seconds = round2((performance.now() - t0) / 1000);
+  log(`${what}: ${n} in ${seconds} s`);
+  if (timedOut) {
+    log(`${what}: not all up within --setup-seconds ${s.setupSeconds}; scale skipped`);
+    return null;
+  }
+  return { made: made as T[], seconds };
+}
 
-    log(`opening ${settings.sensors} DTLS sessions`);
-    sensors.push(
-      ...(await inParallel(settings.sensors, 16, async (i) => {
-        const c = new TestDtlsClient({
-          port: home.dtlsPort,
-          suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-          psk: { identity: `s${i}`, key: keyOf(i) },
-          timeoutMs: 10_000,
-        });
-        await c.connect();
-        return c;
-      })),
-    );
-    log('gateway path');
-    const mids = new Array<number>(settings.sensors).fill(0);
-    const viaGateway = await drive(settings.sensors, settings.inflight, settings.seconds, async (i) => {
+const keyOf = (i: number) => Buffer.from(`bench-sensor-key-${String(i).padStart(6, '0')}`);
+
+/** Starts the gateway, pinned when asked; waits for it to settle and reads its idle base. */
+async function startGateway(home: GatewayHome, s: Settings) {
+  const gateway = await home.start();
+  const pid = gateway.child.pid as number;
+  const pinned = s.cores > 0 ? `0-${s.cores - 1}` : null;
+  // -a: every thread there is now; threads and processes made later inherit the mask.
+  if (pinned) execFileSync('taskset', ['-a', '-c', '-p', pinned, String(pid)], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 2000));
+  // What the kernel says, not what was asked: the proof the pin took.
+  const affinity =
+    /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? null;
+  return { gateway, pid, pinned, affinity, idle: treeUsage(pid) };
+}
+
+type Env = { pki: TestPki; broker: Broker; home: GatewayHome };
+type Sink = Awaited<ReturnType<typeof latencySink>>;
+
+/**
+ * The gateway path at one scale: a fresh gateway, every session up before the window, then the window with the
+ * gateway's CPU and resident memory read from /proc. Null when the sessions did not come up in time.
+ */
+async function gatewayPhase(n: number, s: Settings, env: Env, sink: Sink) {
+  const gw = await startGateway(env.home, s);
+  let sensors: TestDtlsClient[] = [];
+  try {
+    const sessions = await setUp('DTLS sessions', n, s, async (i) => {
+      const c = new TestDtlsClient({
+        port: env.home.dtlsPort,
+        suite: 'TLS_PSK_WITH_AES_128_CCM_8',
+        psk: { identity: `s${i}`, key: keyOf(i) },
+        timeoutMs: 10_000,
+      });
+      sensors.push(c);
+      await c.connect();
+      return c;
+    });
+    if (!sessions) return null;
+    sensors = sessions.made;
+    log(`${n} sensors: gateway path`);
+    const mids = new Array<number>(n).fill(0);
+    const processes = processTree(gw.pid).length;
+    const before = treeUsage(gw.pid);
+    // Resident memory is sampled through the window (every session open, traffic flowing); the highest counts.
+    let rss = 0;
+    const sampler = setInterval(() => {
+      rss = Math.max(rss, treeUsage(gw.pid).rss);
+    }, 500);
+    const r = await drive(n, s.inflight, s.seconds, async (i) => {
       const c = sensors[i] as TestDtlsClient;
       mids[i] = ((mids[i] as number) + 1) & 0xffff;
       c.send(coapPost(`gw|${performance.now()}`, mids[i]));
       await c.receive();
     });
-    await drain(sink.latencies, 'gw', viaGateway.sent);
-    const gwLatencies = sink.latencies.get('gw') ?? [];
+    clearInterval(sampler);
+    const after = treeUsage(gw.pid);
+    rss = Math.max(rss, after.rss);
+    await drain(sink.latencies, 'gw', r.sent);
+    const cpu = after.cpuMs - before.cpuMs;
+    const gateway = {
+      processes,
+      cpusAllowed: gw.affinity,
+      cpuMsPerMessage: round(cpu / Math.max(1, r.sent), 4),
+      coresBusy: round2(cpu / (r.elapsed * 1000)),
+      rssIdleMiB: round2(gw.idle.rss / MiB),
+      rssWithSessionsMiB: round2(rss / MiB),
+      rssBeyondIdleMiB: round2((rss - gw.idle.rss) / MiB),
+      rssPeakMiB: round2(after.peak / MiB),
+    };
+    const summary = summarize(sink.latencies.get('gw') ?? [], r.sent, r.elapsed, r.errors);
+    return { setupSeconds: sessions.seconds, summary: { ...summary, gateway } };
+  } finally {
+    for (const c of sensors) c?.close();
+    await gw.gateway.stop();
+  }
+}
 
-    log(`connecting ${settings.sensors} MQTT clients straight to the broker`);
-    direct.push(
-      ...(await inParallel(settings.sensors, 16, async (i) => {
-        const c = mqtt.connect(broker.url, {
-          protocolVersion: 5,
-          clientId: `direct-${i}`,
-          ca: readFileSync(pki.caPath),
-          cert: readFileSync(pki.client.certPath),
-          key: readFileSync(pki.client.keyPath),
-          reconnectPeriod: 0,
-        });
-        await new Promise<void>((resolve, reject) => {
-          c.once('connect', () => resolve());
-          c.once('error', reject);
-        });
-        return c;
-      })),
-    );
-    log('direct path');
-    const straight = await drive(settings.sensors, settings.inflight, settings.seconds, async (i) => {
+/** The same number of MQTT clients, each its own mutual-TLS connection, publishing QoS 1 straight to the broker. */
+async function directPhase(n: number, s: Settings, env: Env, sink: Sink) {
+  const tls = {
+    ca: readFileSync(env.pki.caPath),
+    cert: readFileSync(env.pki.client.certPath),
+    key: readFileSync(env.pki.client.keyPath),
+  };
+  let direct: MqttClient[] = [];
+  try {
+    const conns = await setUp('MQTT connections straight to the broker', n, s, async (i) => {
+      const c = mqtt.connect(env.broker.url, {
+        protocolVersion: 5,
+        clientId: `direct-${i}`,
+        ...tls,
+        reconnectPeriod: 0,
+      });
+      direct.push(c);
+      await new Promise<void>((resolve, reject) => {
+        c.once('connect', () => resolve());
+        c.once('error', reject);
+      });
+      return c;
+    });
+    if (!conns) return null;
+    direct = conns.made;
+    log(`${n} sensors: direct path`);
+    const r = await drive(n, s.inflight, s.seconds, async (i) => {
       await (direct[i] as MqttClient).publishAsync(`direct/${i}`, `direct|${performance.now()}`, { qos: 1 });
     });
-    await drain(sink.latencies, 'direct', straight.sent);
-    const directLatencies = sink.latencies.get('direct') ?? [];
-
-    const g = summarize(gwLatencies, viaGateway.sent, viaGateway.elapsed, viaGateway.errors);
-    const d = summarize(directLatencies, straight.sent, straight.elapsed, straight.errors);
+    await drain(sink.latencies, 'direct', r.sent);
     return {
-      bench: 'e2e',
-      settings,
-      throughViaGateway: g,
-      straightToBroker: d,
+      setupSeconds: conns.seconds,
+      summary: summarize(sink.latencies.get('direct') ?? [], r.sent, r.elapsed, r.errors),
+    };
+  } finally {
+    for (const c of direct) c?.end(true);
+  }
+}
+
+/** One scale: the gateway path, then the same count straight to the broker, and their ratios. */
+async function scale(n: number, s: Settings, env: Env) {
+  const sink = await latencySink(env.pki, env.broker.url, '#');
+  try {
+    const g = await gatewayPhase(n, s, env, sink);
+    if (!g) return { sensors: n, skipped: 'DTLS sessions not established within --setup-seconds' };
+    const d = await directPhase(n, s, env, sink);
+    if (!d)
+      return {
+        sensors: n,
+        skipped: 'broker connections not made within --setup-seconds',
+        throughViaGateway: g.summary,
+      };
+    return {
+      sensors: n,
+      setupSeconds: { dtlsSessions: g.setupSeconds, brokerConnections: d.setupSeconds },
+      throughViaGateway: g.summary,
+      straightToBroker: d.summary,
       ratio: {
-        throughput: round2(g.messagesPerSecond / d.messagesPerSecond),
-        p50Latency: round2(g.latencyMs.p50 / d.latencyMs.p50),
-        p99Latency: round2(g.latencyMs.p99 / d.latencyMs.p99),
+        throughput: round2(g.summary.messagesPerSecond / d.summary.messagesPerSecond),
+        p50Latency: round2(g.summary.latencyMs.p50 / d.summary.latencyMs.p50),
+        p99Latency: round2(g.summary.latencyMs.p99 / d.summary.latencyMs.p99),
       },
     };
   } finally {
-    for (const c of sensors) c?.close();
-    for (const c of direct) c?.end(true);
-    sink?.client.end(true);
-    await gateway?.stop();
+    sink.client.end(true);
+  }
+}
+
+/** Devices s0…s(n-1), through the service layer (as `device add` would), before the gateway first starts. */
+function provision(home: GatewayHome, n: number): void {
+  log(`provisioning ${n} PSK sensors`);
+  const core = Core.open(resolveConfig(home.config).config, systemClock);
+  try {
+    for (let i = 0; i < n; i++) {
+      core.identity.addPskDevice(
+        { id: `s${i}`, pskIdentity: `s${i}`, pskHex: keyOf(i).toString('hex') },
+        'bench',
+      );
+    }
+  } finally {
+    core.close();
+  }
+}
+
+export async function e2eBench(argv: string[]): Promise<unknown> {
+  const settings = parseE2eOptions(argv);
+  const most = Math.max(...settings.sensors);
+  const pki = makePki();
+  const broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
+  // Every simulated sensor shares 127.0.0.1: lift the per-source limits a site's sensors (one address each) would
+  // not hit, and the session table above the largest scale.
+  const home = await makeGatewayHome(pki, broker, 'gw-bench', {
+    dtlsLimits:
+      `{maxSessions: ${most + 1000}, handshakesPerSecondPerSource: 100000, maxHandshakesPerSource: 1000, ` +
+      `maxHandshakesPerPrefix: 1000, maxSessionsPerSource: ${most + 1000}}`,
+  });
+  try {
+    provision(home, most);
+    const scales = [];
+    for (const n of settings.sensors) scales.push(await scale(n, settings, { pki, broker, home }));
+    return {
+      bench: 'e2e',
+      settings: {
+        ...settings,
+        machineCores: cpus().length,
+        gatewayPinnedTo: settings.cores ? `0-${settings.cores - 1}` : null,
+      },
+      scales,
+    };
+  } finally {
     await broker.dispose();
     home.dispose();
     pki.dispose();
