@@ -393,8 +393,15 @@ export function configSchema(baseDir: string) {
             .prefault({}),
           queue: z
             .strictObject({
-              /** Beyond this many queued messages the oldest are dropped (and counted). */
+              /** At this many queued messages new ones are refused (5.03 + Max-Age to a sensor), never dropped. */
               maxMessages: z.number().int().min(1).default(100_000),
+              /**
+               * What a full queue does. One behaviour on purpose: a sender is never acknowledged for a message the
+               * bound would then drop (issue 23); the sender keeps it and retries.
+               */
+              whenFull: z.enum(['refuse']).default('refuse'),
+              /** The retry hint of a refusal: CoAP Max-Age on 5.03, HTTP Retry-After on 503. */
+              retryAfterSeconds: z.number().int().min(1).max(3600).default(10),
               /** Messages older than this are dropped (and counted). */
               maxAgeHours: z.number().positive().default(168),
             })
@@ -427,6 +434,20 @@ export function configSchema(baseDir: string) {
           /** Reported state: at most once per this many seconds on change, and at least once per hour. */
           stateDebounceSeconds: z.number().positive().max(3600).default(5),
           stateIntervalSeconds: z.number().positive().default(3600),
+          /** A gateway update carried by a document: where its bundle may come from, and how big it may be. */
+          update: z
+            .strictObject({
+              /** https only, unless this allows file: URLs too (a local mirror; the tests). */
+              allowFileUrls: z.boolean().default(false),
+              maxBundleBytes: z
+                .number()
+                .int()
+                .min(1024)
+                .max(2 * 1024 ** 3)
+                .default(512 * 1024 * 1024),
+              fetchTimeoutSeconds: z.number().int().min(1).max(3600).default(600),
+            })
+            .prefault({}),
         })
         .prefault({}),
     })

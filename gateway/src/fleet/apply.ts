@@ -8,8 +8,17 @@ import { createPublicKey } from 'node:crypto';
 import type { Core } from '../core.ts';
 import { PortcullisError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { type DocumentBody, ed25519PublicKey, keyIdOf, parseEnvelope, verifyDocument } from './document.ts';
+import type { UpdateInstaller } from '../updates/index.ts';
+import {
+  type DocumentBody,
+  type DocumentSpec,
+  ed25519PublicKey,
+  keyIdOf,
+  parseEnvelope,
+  verifyDocument,
+} from './document.ts';
 import { FleetError } from './errors.ts';
+import { type FetchedBundle, fetchBundle } from './fetch.ts';
 import type { GatewayHpkeKey } from './hpke.ts';
 
 export interface ApplyResult {
@@ -20,7 +29,21 @@ export interface ApplyResult {
   keyId: string | null;
   code?: string;
   reason?: string;
+  /**
+   * A document's gateway update: everything checkable (hash, release signature, version floor) was checked
+   * before the document applied; the installation ran after it and ended so.
+   */
+  update?: { status: 'installed' | 'failed'; version: string; code?: string; reason?: string };
   at: string;
+}
+
+interface Prepared {
+  psks: Map<string, Buffer>;
+  bundle: {
+    fetched: FetchedBundle;
+    installer: UpdateInstaller;
+    version: string;
+  } | null;
 }
 
 /** Refusals audited per minute at most; beyond, only logged (the desired topic is writable by the broker's ACL). */
@@ -90,14 +113,15 @@ export class DesiredStateApplier {
       if (lock.locked) {
         throw new FleetError('ERR_FLEET_LOCKED', `the fleet lock is set (by ${lock.by} since ${lock.since})`);
       }
-      await this.apply(scope, body, hash, env.keyId, key);
-      this.logger.info({ scope, version: body.version, keyId: env.keyId }, 'fleet document applied');
+      const update = await this.apply(scope, body, hash, env.keyId, key);
+      this.logger.info({ scope, version: body.version, keyId: env.keyId, update }, 'fleet document applied');
       return {
         format: 'portcullis-desired-result/1',
         scope,
         status: 'applied',
         version,
         keyId,
+        ...(update ? { update } : {}),
         at: this.now(),
       };
     } catch (err) {
@@ -129,92 +153,179 @@ export class DesiredStateApplier {
     }
   }
 
+  /**
+   * Everything that can refuse the document without changing anything, done before the transaction: PSKs
+   * opened (HPKE is async), the update bundle fetched, hash-checked and its release signature verified.
+   */
+  private async prepare(body: DocumentBody): Promise<Prepared> {
+    const { spec } = body;
+    const psks = new Map<string, Buffer>();
+    let bundle: Prepared['bundle'] = null;
+    try {
+      for (const d of spec.devices.add) {
+        const sealed = d.psk.find((p) => p.to === this.hpke.keyId);
+        if (!sealed) {
+          throw new FleetError(
+            'ERR_FLEET_SEALED',
+            `device ${d.id} carries no PSK sealed to this gateway (${this.hpke.keyId})`,
+          );
+        }
+        psks.set(d.id, await this.hpke.open(sealed, d.id, d.pskIdentity));
+      }
+      const segments = new Set(this.core.config.segments.map((s) => s.name));
+      for (const [name, fields] of Object.entries(spec.profiles)) {
+        // As the configuration's check does: a profile naming a segment this site lacks would refuse forever.
+        const named = Array.isArray(fields.segments) ? (fields.segments as unknown[]) : [];
+        const missing = named.find((s) => typeof s === 'string' && !segments.has(s));
+        if (missing !== undefined) {
+          throw new FleetError(
+            'ERR_FLEET_APPLY',
+            `profile ${name}: no segment ${String(missing)} on this gateway`,
+          );
+        }
+      }
+      if (spec.update) bundle = await this.prepareUpdate(spec.update);
+      return { psks, bundle };
+    } catch (err) {
+      for (const k of psks.values()) k.fill(0);
+      throw err;
+    }
+  }
+
+  /** Fetch (bounded), hash, then the bundle's own signature and version floor: the installer's verify. */
+  private async prepareUpdate(u: NonNullable<DocumentSpec['update']>): Promise<Prepared['bundle']> {
+    const limits = this.core.config.fleet.update;
+    const fetched = await fetchBundle(u.url, u.sha256, this.core.config.dataDir, {
+      allowFileUrls: limits.allowFileUrls,
+      maxBytes: limits.maxBundleBytes,
+      timeoutMs: limits.fetchTimeoutSeconds * 1000,
+    });
+    try {
+      const { installerFor } = await import('../updates/index.ts');
+      const installer = installerFor(this.core);
+      const manifest = await installer.verify(fetched.path);
+      return { fetched, installer, version: manifest.version };
+    } catch (err) {
+      fetched.dispose();
+      throw err;
+    }
+  }
+
   private async apply(
     scope: string,
     body: DocumentBody,
     hash: string,
     keyId: string,
     key: KeyObject,
-  ): Promise<void> {
-    const { spec } = body;
-    // PSKs are opened before the transaction (HPKE is async); none is kept past this call or written anywhere
-    // but the credential store.
-    const psks = new Map<string, Buffer>();
-    for (const d of spec.devices.add) {
-      const sealed = d.psk.find((p) => p.to === this.hpke.keyId);
-      if (!sealed) {
-        throw new FleetError(
-          'ERR_FLEET_SEALED',
-          `device ${d.id} carries no PSK sealed to this gateway (${this.hpke.keyId})`,
-        );
+  ): Promise<ApplyResult['update']> {
+    const prepared = await this.prepare(body);
+    const actor = `fleet:${keyId}`;
+    try {
+      try {
+        this.core.store.transaction(() => this.changeAll(scope, body, hash, keyId, key, prepared));
+      } finally {
+        for (const k of prepared.psks.values()) k.fill(0);
+        // Committed or not, the engine takes what the store now holds (a rolled-back definition is not there).
+        if (Object.keys(body.spec.profiles).length > 0) this.core.policy.reloadProfiles();
       }
-      psks.set(d.id, await this.hpke.open(sealed, d.id, d.pskIdentity));
+      if (!prepared.bundle) return undefined;
+      // After the commit: unpack, switch, health check, or roll back — the installer's own A/B steps, recorded
+      // and audited by it; its outcome goes into the result.
+      try {
+        const r = await prepared.bundle.installer.apply(prepared.bundle.fetched.path, actor);
+        return { status: 'installed', version: r.version };
+      } catch (err) {
+        return {
+          status: 'failed',
+          version: prepared.bundle.version,
+          code: err instanceof PortcullisError ? err.code : 'ERR_FLEET_APPLY',
+          reason: err instanceof Error ? err.message : String(err),
+        };
+      }
+    } finally {
+      prepared.bundle?.fetched.dispose();
     }
-    const rotate = spec.rotateOperatorKey ? ed25519PublicKey(spec.rotateOperatorKey) : null;
+  }
+
+  /** Every change of the document, inside the caller's transaction, through the services' own methods. */
+  private changeAll(
+    scope: string,
+    body: DocumentBody,
+    hash: string,
+    keyId: string,
+    key: KeyObject,
+    prepared: Prepared,
+  ): void {
+    const { spec } = body;
     const actor = `fleet:${keyId}`;
     const identity = this.core.identity;
     const now = this.now();
-    try {
-      this.core.store.transaction(() => {
-        for (const d of spec.devices.add) {
-          identity.addPskDevice(
-            {
-              id: d.id,
-              pskIdentity: d.pskIdentity,
-              pskHex: (psks.get(d.id) as Buffer).toString('hex'),
-              segment: d.segment,
-              name: d.name,
-              type: d.type,
-            },
-            actor,
-          );
-        }
-        for (const id of spec.devices.decommission)
-          identity.decommission(id, actor, `fleet document ${body.version}`);
-        for (const q of spec.devices.quarantine)
-          identity.quarantine(q.id, { mode: q.mode, reason: q.reason }, actor);
-        for (const id of spec.devices.release) identity.release(id, actor, `fleet document ${body.version}`);
-        for (const p of spec.policy) {
-          this.core.policy.assign(p.device, { profile: p.profile, overrides: p.overrides }, actor);
-        }
-        if (rotate && this.configKey) {
-          this.core.store.fleet.setTrust({
-            keySpki: rotate.export({ format: 'der', type: 'spki' }).toString('base64'),
-            keyId: keyIdOf(rotate),
-            pinnedFrom: keyIdOf(this.configKey),
-            since: now,
-          });
-        }
-        this.core.store.fleet.setApplied({
-          scope,
-          version: body.version,
-          hash,
-          keyId,
-          appliedAt: now,
-          labels: spec.labels ?? {},
-        });
-        this.core.audit.append({
-          actor,
-          action: 'fleet.apply',
-          target: scope,
-          details: {
-            version: body.version,
-            documentHash: hash,
-            expires: body.expires,
-            added: spec.devices.add.map((d) => d.id),
-            decommissioned: spec.devices.decommission,
-            quarantined: spec.devices.quarantine.map((q) => q.id),
-            released: spec.devices.release,
-            policy: spec.policy.map((p) => p.device),
-            rotatedTo: rotate ? keyIdOf(rotate) : null,
-            previousKey: rotate ? keyIdOf(key) : null,
-            labels: spec.labels ?? {},
-          },
-        });
-      });
-    } finally {
-      for (const k of psks.values()) k.fill(0);
+    for (const [name, fields] of Object.entries(spec.profiles)) {
+      this.core.policy.defineProfile(name, fields, actor, keyId);
     }
+    for (const d of spec.devices.add) {
+      identity.addPskDevice(
+        {
+          id: d.id,
+          pskIdentity: d.pskIdentity,
+          pskHex: (prepared.psks.get(d.id) as Buffer).toString('hex'),
+          segment: d.segment,
+          name: d.name,
+          type: d.type,
+        },
+        actor,
+      );
+    }
+    for (const id of spec.devices.decommission)
+      identity.decommission(id, actor, `fleet document ${body.version}`);
+    for (const q of spec.devices.quarantine)
+      identity.quarantine(q.id, { mode: q.mode, reason: q.reason }, actor);
+    for (const id of spec.devices.release) identity.release(id, actor, `fleet document ${body.version}`);
+    for (const a of spec.allowLists) this.core.segmentation.importMud(a.device, JSON.stringify(a.mud), actor);
+    for (const p of spec.policy) {
+      this.core.policy.assign(p.device, { profile: p.profile, overrides: p.overrides }, actor);
+    }
+    const campaigns = spec.firmware.campaigns.map(
+      (c) => this.core.firmware.createCampaign(c.image, c.settings, actor).campaign.id,
+    );
+    const rotate = spec.rotateOperatorKey ? ed25519PublicKey(spec.rotateOperatorKey) : null;
+    if (rotate && this.configKey) {
+      this.core.store.fleet.setTrust({
+        keySpki: rotate.export({ format: 'der', type: 'spki' }).toString('base64'),
+        keyId: keyIdOf(rotate),
+        pinnedFrom: keyIdOf(this.configKey),
+        since: now,
+      });
+    }
+    const changes = {
+      added: spec.devices.add.map((d) => d.id),
+      decommissioned: spec.devices.decommission,
+      quarantined: spec.devices.quarantine.map((q) => q.id),
+      released: spec.devices.release,
+      policy: spec.policy.map((p) => p.device),
+      profilesDefined: Object.keys(spec.profiles),
+      allowLists: spec.allowLists.map((a) => a.device),
+      campaigns,
+      update: prepared.bundle ? { version: prepared.bundle.version, sha256: spec.update?.sha256 } : null,
+      rotatedTo: rotate ? keyIdOf(rotate) : null,
+      previousKey: rotate ? keyIdOf(key) : null,
+      labels: spec.labels ?? {},
+    };
+    this.core.store.fleet.setApplied({
+      scope,
+      version: body.version,
+      hash,
+      keyId,
+      appliedAt: now,
+      labels: spec.labels ?? {},
+      changes,
+    });
+    this.core.audit.append({
+      actor,
+      action: 'fleet.apply',
+      target: scope,
+      details: { version: body.version, documentHash: hash, expires: body.expires, ...changes },
+    });
   }
 
   private refused(
@@ -226,6 +337,19 @@ export class DesiredStateApplier {
   ): void {
     this.logger.warn({ scope, code, reason, keyId, version }, 'fleet document refused');
     const now = this.core.clock.now();
+    try {
+      // Kept for the fleet page (bounded to the newest 50), even beyond the audit's per-minute budget.
+      this.core.store.fleet.addRefusal({
+        scope,
+        version,
+        claimedKeyId: keyId,
+        code,
+        reason: reason.slice(0, 500),
+        at: new Date(now).toISOString(),
+      });
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'fleet refusal not kept');
+    }
     if (now - this.refusalWindow.start >= 60_000) this.refusalWindow = { start: now, count: 0 };
     if (++this.refusalWindow.count > REFUSALS_AUDITED_PER_MINUTE) return;
     try {

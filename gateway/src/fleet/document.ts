@@ -69,6 +69,41 @@ export const specSchema = z.strictObject({
     )
     .max(1000)
     .default([]),
+  /**
+   * New policy profiles (the fields of `policy.profiles`), defined before the document's `policy` assignments
+   * so they can name them. A profile of the gateway's own configuration cannot be redefined.
+   */
+  profiles: z.record(z.string().max(32), z.record(z.string(), z.unknown())).default({}),
+  /** Allow-lists: a MUD file (RFC 8520, as JSON) per device, imported as `portcullis device mud` imports it. */
+  allowLists: z
+    .array(z.strictObject({ device: deviceId, mud: z.record(z.string(), z.unknown()) }))
+    .max(100)
+    .default([]),
+  /**
+   * Sensor firmware campaigns over images already on the gateway (uploaded with the vendor's signature), by
+   * digest; the settings are those of `portcullis firmware campaign`.
+   */
+  firmware: z
+    .strictObject({
+      campaigns: z
+        .array(
+          z.strictObject({
+            image: z.string().regex(/^[0-9a-f]{64}$/),
+            settings: z.record(z.string(), z.unknown()).default({}),
+          }),
+        )
+        .max(20)
+        .default([]),
+    })
+    .prefault({}),
+  /**
+   * A gateway update: the bundle's URL and SHA-256. The bytes must hash to it and the bundle's own release
+   * signature must verify (the key pinned in `updates.publicKeyFile`) before anything else of the document
+   * changes; the installation follows the commit.
+   */
+  update: z
+    .strictObject({ url: z.string().min(1).max(2048), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
+    .optional(),
   /** Rotation: from this document on, only this Ed25519 key (PEM SPKI) signs. Signed by the current key. */
   rotateOperatorKey: z.string().max(1000).optional(),
   /**

@@ -141,16 +141,34 @@ export class PolicyEngine {
   private readonly dayFormat: Intl.DateTimeFormat;
   private minuteCache = { minute: Number.NaN, value: 0 };
 
-  constructor(readonly config: PolicyConfig) {
+  constructor(private cfg: PolicyConfig) {
     this.dayFormat = new Intl.DateTimeFormat('en-GB', {
-      timeZone: config.timeZone,
+      timeZone: cfg.timeZone,
       weekday: 'short',
       hour: '2-digit',
       minute: '2-digit',
       hourCycle: 'h23',
     });
+    this.checkSchemas(cfg.profiles);
+  }
+
+  get config(): PolicyConfig {
+    return this.cfg;
+  }
+
+  /**
+   * New profile definitions (a fleet document's): checked like the configuration's, then in force from the
+   * next message; rate buckets are kept (they are per device, not per profile definition).
+   */
+  replaceProfiles(profiles: PolicyConfig['profiles']): void {
+    this.checkSchemas(profiles);
+    this.cfg = { ...this.cfg, profiles };
+    this.compiled.clear();
+  }
+
+  private checkSchemas(profiles: PolicyConfig['profiles']): void {
     // Every profile's schema compiles now: a bad one is a configuration error at start, not a refusal later.
-    for (const [name, p] of Object.entries(config.profiles)) {
+    for (const [name, p] of Object.entries(profiles)) {
       if (p.schema !== undefined) {
         try {
           this.schemaFor(p.schema);

@@ -3,7 +3,7 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { type PolicyConfig, profileFieldsSchema, profileNameSchema } from '../config/policy-schema.ts';
 import { firstIssue } from '../errors.ts';
-import type { Device, Store } from '../store/index.ts';
+import type { Device, RateLimit, Store } from '../store/index.ts';
 import {
   type EffectivePolicy,
   type PolicyDecision,
@@ -64,8 +64,73 @@ export class PolicyService {
   private readonly listeners = new Set<(r: PolicyRefusal) => void>();
   private decider: FlowDecider | undefined;
 
-  constructor(private readonly deps: { config: PolicyConfig; store: Store; audit: AuditLog; clock: Clock }) {
-    this.engine = new PolicyEngine(deps.config);
+  constructor(
+    private readonly deps: {
+      config: PolicyConfig;
+      store: Store;
+      audit: AuditLog;
+      clock: Clock;
+      /** Runs a write so the data path's next review notices it (identity's change stamp); default: a transaction. */
+      transact?: <T>(fn: () => T) => T;
+    },
+  ) {
+    this.engine = new PolicyEngine({ ...deps.config, profiles: this.profiles() });
+  }
+
+  /**
+   * The profiles in force: the configuration's, and those signed fleet documents defined (docs/fleet.md). A
+   * stored definition that no longer parses is left out (its devices are then refused: fail closed).
+   */
+  profiles(): PolicyConfig['profiles'] {
+    const out: PolicyConfig['profiles'] = {};
+    for (const p of this.deps.store.fleet.profiles()) {
+      const f = profileFieldsSchema.safeParse(p.fields);
+      if (f.success && profileNameSchema.safeParse(p.name).success) out[p.name] = f.data;
+    }
+    return { ...out, ...this.deps.config.profiles };
+  }
+
+  /**
+   * Defines (or redefines) a profile from a fleet document: never one of the configuration's (the site's own
+   * file wins). Checked as the configuration's are; audited. In force once `reloadProfiles` runs after the
+   * caller's transaction committed (a rolled-back document must not leave it in the engine).
+   */
+  defineProfile(name: string, fields: unknown, actor: string, keyId: string): void {
+    if (!profileNameSchema.safeParse(name).success) {
+      throw new PolicyError('ERR_POLICY_PROFILE_INVALID', `${name} is not a profile name`);
+    }
+    if (this.deps.config.profiles[name]) {
+      throw new PolicyError(
+        'ERR_POLICY_PROFILE_LOCAL',
+        `profile ${name} is defined in the gateway's configuration and cannot be redefined remotely`,
+      );
+    }
+    const parsed = profileFieldsSchema.safeParse(fields);
+    if (!parsed.success) {
+      throw new PolicyError('ERR_POLICY_PROFILE_INVALID', firstIssue(parsed.error, `profile ${name}`));
+    }
+    if (parsed.data.schema !== undefined) {
+      try {
+        new PolicyEngine({ ...this.deps.config, profiles: { [name]: { schema: parsed.data.schema } } });
+      } catch (err) {
+        throw new PolicyError('ERR_POLICY_SCHEMA_INVALID', `profile ${name}: ${(err as Error).message}`);
+      }
+    }
+    const ts = new Date(this.deps.clock.now()).toISOString();
+    this.deps.store.transaction(() => {
+      this.deps.store.fleet.putProfile({ name, fields: parsed.data, keyId, definedAt: ts });
+      this.deps.audit.append({
+        actor,
+        action: 'policy.profile.define',
+        target: name,
+        details: { fields: Object.keys(parsed.data) },
+      });
+    });
+  }
+
+  /** Takes the stored profile definitions into the engine (after a fleet document committed). */
+  reloadProfiles(): void {
+    this.engine.replaceProfiles(this.profiles());
   }
 
   /** The flow decision points (set by the control API when it runs). */
@@ -178,6 +243,26 @@ export class PolicyService {
     }
   }
 
+  /** The automatic rate limit (an anomaly response) in force on a device now, if any. */
+  rateLimit(deviceId: string): RateLimit | undefined {
+    const now = new Date(this.deps.clock.now()).toISOString();
+    return this.deps.store.rateLimits.active(now).find((l) => l.deviceId === deviceId);
+  }
+
+  /**
+   * A person lifts a device's rate limit before it runs out (CLI `device unlimit`, the device page, the
+   * control API): removed and audited in one transaction. False when the device had none.
+   */
+  liftRateLimit(deviceId: string, actor: string): boolean {
+    const transact = this.deps.transact ?? ((fn) => this.deps.store.transaction(fn));
+    return transact(() => {
+      const lifted = this.deps.store.rateLimits.delete(deviceId);
+      if (lifted)
+        this.deps.audit.append({ actor, action: 'device.rate-limit.lift', target: deviceId, details: {} });
+      return lifted;
+    });
+  }
+
   /** Refusals counted since the gateway started (the device page). */
   refusals(deviceId: string): RefusalCounts {
     return this.counts.get(deviceId) ?? { total: 0, byRule: {}, last: null };
@@ -208,10 +293,10 @@ export class PolicyService {
     const device = this.device(deviceId);
     const profile = change.profile === undefined ? device.policyProfile : change.profile;
     if (profile !== null) {
-      if (!profileNameSchema.safeParse(profile).success || !this.deps.config.profiles[profile]) {
+      if (!profileNameSchema.safeParse(profile).success || !this.profiles()[profile]) {
         throw new PolicyError(
           'ERR_POLICY_PROFILE_NOT_FOUND',
-          `no profile ${profile} in the configuration (policy.profiles)`,
+          `no profile ${profile} in the configuration (policy.profiles) or defined by a fleet document`,
         );
       }
     }

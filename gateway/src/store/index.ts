@@ -4,6 +4,7 @@ import { AlertRepository } from './repositories/alerts.ts';
 import { AllowListRepository } from './repositories/allowlists.ts';
 import { BaselineRepository, RateLimitRepository } from './repositories/anomaly.ts';
 import { AuditRepository } from './repositories/audit.ts';
+import { BackupRepository } from './repositories/backup.ts';
 import { ControlTokenRepository } from './repositories/control-tokens.ts';
 import { CredentialRepository } from './repositories/credentials.ts';
 import { DeviceRepository } from './repositories/devices.ts';
@@ -27,6 +28,7 @@ export type { Alert, NewAlert, Severity } from './repositories/alerts.ts';
 export type { StoredAllowList } from './repositories/allowlists.ts';
 export type { RateLimit } from './repositories/anomaly.ts';
 export type { AuditCheckpointRow, AuditHeadRow, AuditRow } from './repositories/audit.ts';
+export type { WrappedSecretRow } from './repositories/backup.ts';
 export type { StoredControlToken } from './repositories/control-tokens.ts';
 export type { Credential } from './repositories/credentials.ts';
 export type {
@@ -46,7 +48,13 @@ export type {
   CampaignState,
   FirmwareImage,
 } from './repositories/firmware.ts';
-export type { FleetApplied, FleetLock, FleetTrust } from './repositories/fleet.ts';
+export type {
+  FleetApplied,
+  FleetLock,
+  FleetProfile,
+  FleetRefusal,
+  FleetTrust,
+} from './repositories/fleet.ts';
 export type { PullSource } from './repositories/pull-sources.ts';
 export type { QueuedMessage } from './repositories/queue.ts';
 export type { Segment, SegmentRole } from './repositories/segments.ts';
@@ -81,6 +89,7 @@ export class Store {
   readonly fleet: FleetRepository;
   readonly controlTokens: ControlTokenRepository;
   readonly uiSessions: UiSessionRepository;
+  readonly backup: BackupRepository;
 
   // Private: SQL lives in the repositories above, nowhere else (tests that tamper open the file themselves).
   private constructor(private readonly db: Db) {
@@ -106,6 +115,7 @@ export class Store {
     this.fleet = new FleetRepository(db);
     this.controlTokens = new ControlTokenRepository(db);
     this.uiSessions = new UiSessionRepository(db);
+    this.backup = new BackupRepository(db);
   }
 
   static open(file: string, options: OpenOptions = {}): Store {

@@ -459,6 +459,32 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE ui_sessions ADD COLUMN address TEXT;
     `,
   },
+  {
+    version: 24,
+    name: 'fleet plane: policy profiles defined by documents, what each applied document changed, recent refusals',
+    sql: `
+      -- Profiles a signed document defined (docs/fleet.md); the configuration's own profiles are never in here
+      -- and cannot be redefined remotely.
+      CREATE TABLE fleet_profiles (
+        name TEXT PRIMARY KEY,
+        fields TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        defined_at TEXT NOT NULL
+      ) STRICT;
+      -- The fleet page shows what the last document of each scope changed.
+      ALTER TABLE fleet_applied ADD COLUMN changes TEXT NOT NULL DEFAULT '{}';
+      -- The last refused documents with their reasons (the repository keeps the newest 50).
+      CREATE TABLE fleet_refusals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL,
+        version INTEGER,
+        claimed_key_id TEXT,
+        code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -9,7 +9,30 @@ export interface FleetApplied {
   appliedAt: string;
   /** The document's labels (a config fragment the gateway records and reports). */
   labels: Record<string, string>;
+  /** What the document changed (device ids per change, profiles, update...), for the fleet page. */
+  changes?: Record<string, unknown>;
 }
+
+/** A policy profile defined by a signed document (fields as `policy.profiles` takes them). */
+export interface FleetProfile {
+  name: string;
+  fields: Record<string, unknown>;
+  keyId: string;
+  definedAt: string;
+}
+
+/** A refused document, kept for the fleet page (the newest 50; each is audited too). */
+export interface FleetRefusal {
+  scope: string;
+  version: number | null;
+  claimedKeyId: string | null;
+  code: string;
+  reason: string;
+  at: string;
+}
+
+/** Refusals kept: the page shows recent ones; the audit log has all those it was allowed to record. */
+const REFUSALS_KEPT = 50;
 
 /** The operator key that signs desired state after a rotation (until then the config's key is the one). */
 export interface FleetTrust {
@@ -33,6 +56,7 @@ interface AppliedRow {
   key_id: string;
   applied_at: string;
   labels: string;
+  changes: string;
 }
 
 const toApplied = (r: AppliedRow): FleetApplied => ({
@@ -42,6 +66,7 @@ const toApplied = (r: AppliedRow): FleetApplied => ({
   keyId: r.key_id,
   appliedAt: r.applied_at,
   labels: JSON.parse(r.labels) as Record<string, string>,
+  changes: JSON.parse(r.changes) as Record<string, unknown>,
 });
 
 export class FleetRepository {
@@ -63,11 +88,80 @@ export class FleetRepository {
   setApplied(a: FleetApplied): void {
     this.db
       .prepare(
-        `INSERT INTO fleet_applied (scope, version, hash, key_id, applied_at, labels) VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO fleet_applied (scope, version, hash, key_id, applied_at, labels, changes)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(scope) DO UPDATE SET version = excluded.version, hash = excluded.hash,
-           key_id = excluded.key_id, applied_at = excluded.applied_at, labels = excluded.labels`,
+           key_id = excluded.key_id, applied_at = excluded.applied_at, labels = excluded.labels,
+           changes = excluded.changes`,
       )
-      .run(a.scope, a.version, a.hash, a.keyId, a.appliedAt, JSON.stringify(a.labels));
+      .run(
+        a.scope,
+        a.version,
+        a.hash,
+        a.keyId,
+        a.appliedAt,
+        JSON.stringify(a.labels),
+        JSON.stringify(a.changes ?? {}),
+      );
+  }
+
+  profiles(): FleetProfile[] {
+    const rows = this.db.prepare('SELECT * FROM fleet_profiles ORDER BY name').all() as Array<{
+      name: string;
+      fields: string;
+      key_id: string;
+      defined_at: string;
+    }>;
+    return rows.map((r) => ({
+      name: r.name,
+      fields: JSON.parse(r.fields) as Record<string, unknown>,
+      keyId: r.key_id,
+      definedAt: r.defined_at,
+    }));
+  }
+
+  putProfile(p: FleetProfile): void {
+    this.db
+      .prepare(
+        `INSERT INTO fleet_profiles (name, fields, key_id, defined_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET fields = excluded.fields, key_id = excluded.key_id,
+           defined_at = excluded.defined_at`,
+      )
+      .run(p.name, JSON.stringify(p.fields), p.keyId, p.definedAt);
+  }
+
+  /** Records a refusal and forgets all but the newest `REFUSALS_KEPT`. */
+  addRefusal(r: FleetRefusal): void {
+    this.db
+      .prepare(
+        'INSERT INTO fleet_refusals (scope, version, claimed_key_id, code, reason, at) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(r.scope, r.version, r.claimedKeyId, r.code, r.reason, r.at);
+    this.db
+      .prepare(
+        'DELETE FROM fleet_refusals WHERE id NOT IN (SELECT id FROM fleet_refusals ORDER BY id DESC LIMIT ?)',
+      )
+      .run(REFUSALS_KEPT);
+  }
+
+  /** Newest first. */
+  refusals(): FleetRefusal[] {
+    const rows = this.db.prepare('SELECT * FROM fleet_refusals ORDER BY id DESC').all() as Array<{
+      scope: string;
+      version: number | null;
+      claimed_key_id: string | null;
+      code: string;
+      reason: string;
+      at: string;
+    }>;
+    return rows.map((r) => ({
+      scope: r.scope,
+      version: r.version,
+      claimedKeyId: r.claimed_key_id,
+      code: r.code,
+      reason: r.reason,
+      at: r.at,
+    }));
   }
 
   trust(): FleetTrust | undefined {

@@ -1,0 +1,175 @@
+/**
+ * Fetches the gateway bundle a desired-state document names. The document's signature covers only the URL and
+ * the SHA-256, so what arrives is untrusted until both checks pass: the bytes must hash to the signed value
+ * (checked here, streaming, before anything reads the bundle) and the bundle's own release signature must then
+ * verify (the update installer, with the release key pinned on the gateway). The operator key alone can never
+ * install code that the release key did not sign.
+ *
+ * Bounded: https only (file: only when `fleet.update.allowFileUrls` is set), at most three redirects, each to
+ * https; at most `maxBytes` (the download stops at the first byte over); one overall deadline.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { FleetError } from './errors.ts';
+
+export interface FetchLimits {
+  allowFileUrls: boolean;
+  maxBytes: number;
+  timeoutMs: number;
+}
+
+export interface FetchedBundle {
+  /** The bundle file (in a folder of its own under `workDir`). */
+  path: string;
+  bytes: number;
+  /** Removes the file and its folder. */
+  dispose(): void;
+}
+
+const MAX_REDIRECTS = 3;
+
+function checkUrl(raw: string, limits: FetchLimits): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new FleetError('ERR_FLEET_UPDATE_URL', 'the update URL does not parse');
+  }
+  if (url.protocol === 'https:') return url;
+  if (url.protocol === 'file:' && limits.allowFileUrls) return url;
+  throw new FleetError(
+    'ERR_FLEET_UPDATE_URL',
+    `update bundles are fetched over https only${limits.allowFileUrls ? ' or from file: URLs' : ''}, not ${url.protocol}`,
+  );
+}
+
+/** The response body of an https GET, following at most MAX_REDIRECTS redirects to https URLs. */
+function httpsBody(url: URL, limits: FetchLimits, signal: AbortSignal, hops = 0): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { signal, headers: { accept: 'application/octet-stream' } }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400 && res.headers.location) {
+        res.resume();
+        if (hops >= MAX_REDIRECTS) {
+          reject(new FleetError('ERR_FLEET_UPDATE_FETCH', `more than ${MAX_REDIRECTS} redirects`));
+          return;
+        }
+        let next: URL;
+        try {
+          next = new URL(res.headers.location, url);
+        } catch {
+          reject(new FleetError('ERR_FLEET_UPDATE_FETCH', 'a redirect to an unparsable location'));
+          return;
+        }
+        if (next.protocol !== 'https:') {
+          reject(new FleetError('ERR_FLEET_UPDATE_URL', `a redirect to ${next.protocol} refused`));
+          return;
+        }
+        httpsBody(next, limits, signal, hops + 1).then(resolve, reject);
+        return;
+      }
+      if (status !== 200) {
+        res.resume();
+        reject(new FleetError('ERR_FLEET_UPDATE_FETCH', `the bundle's server answered ${status}`));
+        return;
+      }
+      const length = Number(res.headers['content-length']);
+      if (Number.isFinite(length) && length > limits.maxBytes) {
+        res.destroy();
+        reject(
+          new FleetError('ERR_FLEET_UPDATE_SIZE', `the bundle is ${length} bytes, over ${limits.maxBytes}`),
+        );
+        return;
+      }
+      resolve(res);
+    });
+    req.on('error', (err) =>
+      reject(
+        err instanceof FleetError
+          ? err
+          : new FleetError('ERR_FLEET_UPDATE_FETCH', `fetching the bundle failed: ${err.message}`),
+      ),
+    );
+  });
+}
+
+/**
+ * Downloads `rawUrl` into a fresh folder under `workDir`, hashing as it writes; returns the file only if its
+ * SHA-256 is `sha256`. Nothing is left behind on failure.
+ */
+export async function fetchBundle(
+  rawUrl: string,
+  sha256: string,
+  workDir: string,
+  limits: FetchLimits,
+): Promise<FetchedBundle> {
+  const url = checkUrl(rawUrl, limits);
+  const dir = mkdtempSync(join(workDir, '.fleet-update-'));
+  const path = join(dir, 'bundle.tar');
+  const dispose = () => rmSync(dir, { recursive: true, force: true });
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), limits.timeoutMs);
+  try {
+    const body =
+      url.protocol === 'file:'
+        ? createReadStream(fileURLToPath(url), { signal: abort.signal })
+        : await httpsBody(url, limits, abort.signal);
+    const hash = createHash('sha256');
+    const out = createWriteStream(path, { mode: 0o600 });
+    let bytes = 0;
+    await new Promise<void>((resolve, reject) => {
+      const fail = (err: Error) => {
+        body.destroy();
+        out.destroy();
+        reject(err);
+      };
+      body.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        if (bytes > limits.maxBytes) {
+          fail(new FleetError('ERR_FLEET_UPDATE_SIZE', `the bundle is over ${limits.maxBytes} bytes`));
+          return;
+        }
+        hash.update(chunk);
+        if (!out.write(chunk)) {
+          body.pause();
+          out.once('drain', () => body.resume());
+        }
+      });
+      body.on('error', (err: Error) =>
+        fail(
+          err instanceof FleetError
+            ? err
+            : new FleetError(
+                'ERR_FLEET_UPDATE_FETCH',
+                abort.signal.aborted
+                  ? `the bundle did not arrive within ${Math.round(limits.timeoutMs / 1000)} s`
+                  : `reading the bundle failed: ${err.message}`,
+              ),
+        ),
+      );
+      body.on('end', () => out.end());
+      out.on('finish', resolve);
+      out.on('error', (err) =>
+        fail(new FleetError('ERR_FLEET_UPDATE_FETCH', `writing the bundle: ${err.message}`)),
+      );
+    });
+    const got = hash.digest('hex');
+    if (got !== sha256.toLowerCase()) {
+      throw new FleetError(
+        'ERR_FLEET_UPDATE_HASH',
+        `the bundle's SHA-256 is ${got}, not the ${sha256} the document signed`,
+      );
+    }
+    return { path, bytes, dispose };
+  } catch (err) {
+    dispose();
+    if (err instanceof FleetError) throw err;
+    throw new FleetError('ERR_FLEET_UPDATE_FETCH', `fetching the bundle failed: ${(err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}

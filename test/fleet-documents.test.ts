@@ -1,0 +1,398 @@
+/**
+ * What a desired-state document can carry beyond devices and labels, each through the same service method the
+ * CLI and UI use, applied all or nothing and audited as `fleet:<key-id>`: new policy profiles (and the data
+ * path enforcing one), MUD allow-lists, firmware campaigns, and a gateway update (bundle URL and hash, its own
+ * release signature still checked). One real gateway, one mosquitto with mutual TLS, the operator through the
+ * real `portcullis fleet` command; every positive case beside its refusal.
+ */
+import assert from 'node:assert/strict';
+import { createHash, sign as edSign, generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import mqtt from 'mqtt';
+import { runCli } from './helpers/cli.ts';
+import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
+import { type Broker, startBroker } from './helpers/mosquitto.ts';
+import { coapClientPost } from './helpers/peers.ts';
+import { makePki, type TestPki } from './helpers/pki.ts';
+
+const PREFIX = 'fd';
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway updates', () => {
+  let pki: TestPki;
+  let broker: Broker;
+  let dir: string;
+  let home: GatewayHome;
+  let gw: RunningGateway;
+  let observer: mqtt.MqttClient;
+  const results: Array<Record<string, unknown>> = [];
+  const telemetry: string[] = [];
+  let version = 0;
+  const releases = () => join(dir, 'releases');
+  const current = () => join(dir, 'current');
+
+  const fleet = (...args: string[]) => runCli(['fleet', ...args], { cwd: dir });
+  const cli = (...args: string[]) => runCli(['--config', home.config, ...args], { cwd: home.dir });
+  const audit = async () =>
+    (await home.cli(['audit', 'export', '--format', 'jsonl']))
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            actor: string;
+            action: string;
+            target: string;
+            details: Record<string, unknown>;
+          },
+      );
+
+  /** Signs `spec` (YAML lines) for this gateway, publishes it, and returns the gateway's answer. */
+  async function send(specLines: string[], extra: string[] = []): Promise<Record<string, unknown>> {
+    version += 1;
+    const name = `doc-${version}`;
+    writeFileSync(
+      join(dir, `${name}.yaml`),
+      [`target: {gateway: ${PREFIX}}`, 'spec:', ...specLines, ''].join('\n'),
+    );
+    const out = join(dir, `${name}.signed`);
+    const s = await fleet(
+      'sign',
+      `${name}.yaml`,
+      '--key',
+      'keys/operator.key',
+      '--doc-version',
+      String(version),
+      '--expires',
+      '1h',
+      '--out',
+      out,
+      ...extra,
+    );
+    assert.equal(s.code, 0, s.stderr);
+    const mark = results.length;
+    const p = await fleet(
+      'publish',
+      '--broker',
+      broker.url,
+      '--ca',
+      pki.caPath,
+      '--cert',
+      pki.client.certPath,
+      '--key',
+      pki.client.keyPath,
+      '--gateway',
+      PREFIX,
+      out,
+    );
+    assert.equal(p.code, 0, p.stderr);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const r = results.slice(mark).find((d) => d.version === version);
+      if (r) return r;
+      if (Date.now() > deadline) throw new Error(`no result for version ${version}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  /** The labels in force: a document refused whole leaves its label change undone too. */
+  const labels = async () =>
+    (
+      JSON.parse(await home.cli(['fleet', 'show', '--json'])) as {
+        applied: Array<{ labels: Record<string, string> }>;
+      }
+    ).applied[0]?.labels ?? {};
+
+  before(async () => {
+    pki = makePki();
+    broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-fleetdoc-'));
+    assert.equal((await fleet('keygen', 'keys')).code, 0);
+    // The release the gateway runs now, and the release key its updates must be signed with.
+    mkdirSync(join(releases(), '0.1.0', 'bin'), { recursive: true });
+    writeFileSync(join(releases(), '0.1.0', 'bin', 'portcullis.js'), "console.log('0.1.0');\n");
+    symlinkSync(join(releases(), '0.1.0'), current());
+    for (const name of ['release', 'other']) {
+      const k = generateKeyPairSync('ed25519');
+      writeFileSync(join(dir, `${name}.pem`), k.privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+        mode: 0o600,
+      });
+      writeFileSync(join(dir, `${name}.pub.pem`), k.publicKey.export({ type: 'spki', format: 'pem' }));
+    }
+    home = await makeGatewayHome(pki, broker, 'gw-fd', {
+      topicPrefix: PREFIX,
+      extraConfig: [
+        'fleet:',
+        `  operatorKeyFile: ${join(dir, 'keys', 'operator.pub')}`,
+        '  stateDebounceSeconds: 0.2',
+        '  update: {allowFileUrls: true, maxBundleBytes: 1048576}',
+        `updates: {publicKeyFile: ${join(dir, 'release.pub.pem')}, releasesDir: ${releases()}, currentLink: ${current()}, healthDeadlineSeconds: 20}`,
+        'policy: {profiles: {local: {maxPayloadBytes: 512}}}',
+      ],
+    });
+    await home.cli([
+      'device',
+      'add',
+      'thermo-1',
+      '--psk-identity',
+      'thermo-1',
+      '--psk-text',
+      'thermo-1-key-0123456',
+      '--type',
+      'thermo',
+    ]);
+    observer = mqtt.connect(broker.url, {
+      protocolVersion: 5,
+      ca: readFileSync(pki.caPath),
+      cert: readFileSync(pki.client.certPath),
+      key: readFileSync(pki.client.keyPath),
+      reconnectPeriod: 0,
+    });
+    await new Promise<void>((resolve, reject) => {
+      observer.once('connect', () => resolve());
+      observer.once('error', reject);
+    });
+    observer.on('message', (topic, payload) => {
+      if (payload.length === 0) return;
+      if (topic.endsWith('/telemetry')) telemetry.push(payload.toString());
+      else results.push(JSON.parse(payload.toString()) as Record<string, unknown>);
+    });
+    await observer.subscribeAsync([`${PREFIX}/gateway/desired/result`, `${PREFIX}/devices/+/telemetry`], {
+      qos: 1,
+    });
+    gw = await home.start();
+  });
+
+  after(async () => {
+    await observer?.endAsync();
+    await gw?.stop();
+    await broker?.dispose();
+    home?.dispose();
+    pki?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('defines a policy profile, assigns it in the same document, and the data path enforces it', async () => {
+    const r = await send([
+      '  labels: {step: profiles}',
+      '  profiles:',
+      '    small: {maxPayloadBytes: 32}',
+      '  policy: [{device: thermo-1, profile: small}]',
+    ]);
+    assert.equal(r.status, 'applied', JSON.stringify(r));
+    const shown = JSON.parse((await cli('policy', 'show', 'thermo-1', '--json')).stdout);
+    assert.equal(shown.profile, 'small');
+    assert.equal(shown.fields.maxPayloadBytes, 32);
+    const entries = await audit();
+    const define = entries.find((e) => e.action === 'policy.profile.define' && e.target === 'small');
+    assert.match(define?.actor ?? '', /^fleet:[0-9a-f]{16}$/);
+    // The running gateway took the new profile: a short reading passes, a long one is refused.
+    const ok = await coapClientPost(
+      home.dtlsPort,
+      { identity: 'thermo-1', key: 'thermo-1-key-0123456' },
+      '{"t":4.5}',
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    const long = JSON.stringify({ t: 4.5, note: 'x'.repeat(80) });
+    await coapClientPost(home.dtlsPort, { identity: 'thermo-1', key: 'thermo-1-key-0123456' }, long, [
+      '-B',
+      '3',
+    ]);
+    const deadline = Date.now() + 10_000;
+    while (!telemetry.includes('{"t":4.5}') && Date.now() < deadline)
+      await new Promise((res) => setTimeout(res, 50));
+    assert.ok(telemetry.includes('{"t":4.5}'), 'the short reading reached the broker');
+    assert.ok(!telemetry.includes(long), 'the reading over the fleet-defined limit did not');
+  });
+
+  it('refuses a document redefining a profile of the local configuration, or an invalid one, whole', async () => {
+    let r = await send([
+      '  labels: {step: local-profile}',
+      '  profiles:',
+      '    local: {maxPayloadBytes: 1048576}',
+    ]);
+    assert.equal(r.code, 'ERR_POLICY_PROFILE_LOCAL', JSON.stringify(r));
+    r = await send(['  labels: {step: bad-profile}', '  profiles:', '    broken: {maxPayloadBytes: -1}']);
+    assert.equal(r.code, 'ERR_POLICY_PROFILE_INVALID', JSON.stringify(r));
+    r = await send(['  profiles:', '    bad-schema: {schema: {type: 12}}']);
+    assert.equal(r.code, 'ERR_POLICY_SCHEMA_INVALID', JSON.stringify(r));
+    assert.deepEqual(await labels(), { step: 'profiles' });
+    // Still the fleet's 32-byte profile, in a separate CLI process too (read from the store).
+    writeFileSync(join(dir, 'long.txt'), 'x'.repeat(100));
+    const p = await cli(
+      'policy',
+      'test',
+      '--device',
+      'thermo-1',
+      '--method',
+      'POST',
+      '--resource',
+      '/telemetry',
+      '--payload',
+      join(dir, 'long.txt'),
+    );
+    assert.equal(p.code, 1, p.stdout + p.stderr);
+  });
+
+  it('imports a MUD allow-list through the segmentation service; a MUD for an unknown device or a malformed one changes nothing', async () => {
+    const mud = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'mud', 'thermo.json'), 'utf8'));
+    writeFileSync(join(dir, 'mud.json'), JSON.stringify(mud));
+    const line = `  allowLists: [{device: thermo-1, mud: ${JSON.stringify(mud)}}]`;
+    const r = await send(['  labels: {step: mud}', line]);
+    assert.equal(r.status, 'applied', JSON.stringify(r));
+    const imported = (await audit()).filter((e) => e.action === 'mud.import' && e.target === 'thermo-1');
+    assert.equal(imported.length, 1);
+    assert.match(imported[0]?.actor ?? '', /^fleet:[0-9a-f]{16}$/);
+    assert.ok((imported[0]?.details.entries as number) > 0);
+    let bad = await send(['  labels: {step: mud-unknown}', line.replace('thermo-1', 'no-such-device')]);
+    assert.equal(bad.status, 'refused');
+    assert.equal(bad.code, 'ERR_SEGMENT_INVALID', JSON.stringify(bad));
+    bad = await send([
+      '  labels: {step: mud-bad}',
+      '  allowLists: [{device: thermo-1, mud: {"ietf-mud:mud": {}}}]',
+    ]);
+    assert.equal(bad.status, 'refused');
+    assert.match(String(bad.code), /^ERR_(MUD|SEGMENT)_/);
+    assert.deepEqual(await labels(), { step: 'mud' });
+    assert.equal((await audit()).filter((e) => e.action === 'mud.import').length, 1);
+  });
+
+  it('starts a firmware campaign over an image on the gateway; an unknown image refuses the document', async () => {
+    const vendor = generateKeyPairSync('ed25519');
+    writeFileSync(join(dir, 'vendor.pub'), vendor.publicKey.export({ type: 'spki', format: 'pem' }));
+    await home.cli([
+      'firmware',
+      'vendor',
+      'add',
+      '--vendor',
+      'acme',
+      '--class',
+      'thermo',
+      '--key',
+      join(dir, 'vendor.pub'),
+    ]);
+    const image = randomBytes(2048);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        vendor: 'acme',
+        class: 'thermo',
+        version: '2.0.0',
+        digest: sha(image),
+        size: image.length,
+        severity: 5,
+      }),
+    );
+    writeFileSync(join(dir, 'fw.bin'), image);
+    writeFileSync(join(dir, 'fw.json'), manifest);
+    writeFileSync(join(dir, 'fw.sig'), edSign(null, manifest, vendor.privateKey).toString('base64'));
+    await home.cli([
+      'firmware',
+      'upload',
+      '--image',
+      join(dir, 'fw.bin'),
+      '--manifest',
+      join(dir, 'fw.json'),
+      '--signature',
+      join(dir, 'fw.sig'),
+    ]);
+    const missing = await send([
+      '  labels: {step: fw-missing}',
+      '  firmware:',
+      `    campaigns: [{image: "${'0'.repeat(64)}"}]`,
+    ]);
+    assert.equal(missing.code, 'ERR_FIRMWARE_NOT_FOUND', JSON.stringify(missing));
+    assert.equal((await audit()).filter((e) => e.action === 'firmware.campaign.create').length, 0);
+    const r = await send([
+      '  labels: {step: fw}',
+      '  firmware:',
+      `    campaigns: [{image: "${sha(image)}", settings: {canaryPercent: 100}}]`,
+    ]);
+    assert.equal(r.status, 'applied', JSON.stringify(r));
+    const created = (await audit()).find((e) => e.action === 'firmware.campaign.create');
+    assert.match(created?.actor ?? '', /^fleet:[0-9a-f]{16}$/);
+    assert.equal(created?.details.devices, 1);
+    assert.match(await home.cli(['firmware', 'list']), /2\.0\.0/);
+  });
+
+  async function bundle(version: string, key = 'release.pem'): Promise<{ path: string; sha256: string }> {
+    const src = join(dir, `src-${version}`);
+    mkdirSync(join(src, 'bin'), { recursive: true });
+    writeFileSync(join(src, 'bin', 'portcullis.js'), `console.log('${version}');\n`);
+    const out = join(dir, `bundle-${version}-${key}.tar`);
+    const r = await cli(
+      'update',
+      'build',
+      '--source',
+      src,
+      '--release',
+      version,
+      '--min-version',
+      '0.1.0',
+      '--hardware',
+      'x64,arm64',
+      '--notes',
+      `release ${version}`,
+      '--key',
+      join(dir, key),
+      '--out',
+      out,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    return { path: out, sha256: sha(readFileSync(out)) };
+  }
+  const updateLines = (url: string, sha256: string) => [`  update: {url: "${url}", sha256: "${sha256}"}`];
+
+  it('refuses updates whose URL is not https/file, whose bytes do not hash as signed, that are too big, or whose release signature fails — nothing installed', async () => {
+    const good = await bundle('0.2.0');
+    const url = pathToFileURL(good.path).href;
+    const refused = async (lines: string[], code: string) => {
+      const r = await send(['  labels: {step: bad-update}', ...lines]);
+      assert.equal(r.status, 'refused');
+      assert.equal(r.code, code, JSON.stringify(r));
+    };
+    await refused(updateLines(`http://127.0.0.1:1/b.tar`, good.sha256), 'ERR_FLEET_UPDATE_URL');
+    // Hash first: a bundle that is not the signed one is never opened.
+    await refused(updateLines(url, sha(Buffer.from('another bundle'))), 'ERR_FLEET_UPDATE_HASH');
+    const big = join(dir, 'big.tar');
+    writeFileSync(big, randomBytes(1024 * 1024 + 1));
+    await refused(updateLines(pathToFileURL(big).href, sha(readFileSync(big))), 'ERR_FLEET_UPDATE_SIZE');
+    // The operator key signed the right hash, but the bundle is not signed by the pinned release key.
+    const mis = await bundle('0.2.0', 'other.pem');
+    await refused(updateLines(pathToFileURL(mis.path).href, mis.sha256), 'ERR_UPDATE_SIGNATURE');
+    assert.equal(readlinkSync(current()), join(releases(), '0.1.0'));
+    assert.deepEqual(await labels(), { step: 'fw' });
+    assert.ok(!(await audit()).some((e) => e.action === 'update.install'));
+  });
+
+  it('installs a gateway update whose hash and release signature check out, audited under the operator key', async () => {
+    const good = await bundle('0.3.0');
+    const r = await send([
+      '  labels: {step: update}',
+      ...updateLines(pathToFileURL(good.path).href, good.sha256),
+    ]);
+    assert.equal(r.status, 'applied', JSON.stringify(r));
+    assert.deepEqual(r.update, { status: 'installed', version: '0.3.0' });
+    assert.equal(readlinkSync(current()), join(releases(), '0.3.0'));
+    const install = (await audit()).find((e) => e.action === 'update.install');
+    assert.match(install?.actor ?? '', /^fleet:[0-9a-f]{16}$/);
+    assert.equal(install?.target, '0.3.0');
+    // The same bundle again (a new document): below the version floor now.
+    const again = await send([
+      '  labels: {step: update-again}',
+      ...updateLines(pathToFileURL(good.path).href, good.sha256),
+    ]);
+    assert.equal(again.code, 'ERR_UPDATE_DOWNGRADE', JSON.stringify(again));
+  });
+});
