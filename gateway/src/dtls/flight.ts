@@ -17,11 +17,11 @@ export interface RecordSink {
   sendDatagram(datagram: Buffer): void;
 }
 
-// The records of the datagram being put together. transmitFlight runs to the end without yielding, so one set
-// serves every connection.
-const queuedEpochs: Array<0 | 1> = [];
-const queuedTypes: number[] = [];
-const queuedPayloads: Buffer[] = [];
+/** The records of the datagram being put together, and its size once written. */
+interface Datagram {
+  records: FlightItem[];
+  size: number;
+}
 
 /**
  * Sends a flight in as few datagrams as the MTU allows, fragmenting handshake messages to fit the MTU and the
@@ -34,60 +34,35 @@ export function transmitFlight(
   sink: RecordSink,
   maxRecordPayload = MAX_PLAINTEXT,
 ): void {
-  let used = 0;
-  queuedPayloads.length = 0;
-  try {
-    for (const item of items) {
-      const overhead = sink.recordLength(item.epoch, 0);
-      const maxBody = Math.min(mtu - overhead, maxRecordPayload) - HANDSHAKE_HEADER_LENGTH;
-      if (item.type === ContentType.handshake && item.payload.length - HANDSHAKE_HEADER_LENGTH > maxBody) {
-        for (const piece of fragmentHandshake(item.payload, maxBody)) {
-          used = queue(sink, item.epoch, item.type, piece, overhead, used, mtu);
-        }
-      } else {
-        used = queue(sink, item.epoch, item.type, item.payload, overhead, used, mtu);
+  const d: Datagram = { records: [], size: 0 };
+  for (const item of items) {
+    const overhead = sink.recordLength(item.epoch, 0);
+    const maxBody = Math.min(mtu - overhead, maxRecordPayload) - HANDSHAKE_HEADER_LENGTH;
+    if (item.type === ContentType.handshake && item.payload.length - HANDSHAKE_HEADER_LENGTH > maxBody) {
+      for (const piece of fragmentHandshake(item.payload, maxBody)) {
+        queue(sink, d, { epoch: item.epoch, type: item.type, payload: piece }, overhead, mtu);
       }
+    } else {
+      queue(sink, d, item, overhead, mtu);
     }
-    if (used > 0) flush(sink, used);
-  } finally {
-    queuedPayloads.length = 0;
   }
+  if (d.size > 0) flush(sink, d);
 }
 
-function queue(
-  sink: RecordSink,
-  epoch: 0 | 1,
-  type: number,
-  payload: Buffer,
-  overhead: number,
-  used: number,
-  mtu: number,
-): number {
-  let size = used;
-  if (size > 0 && size + overhead + payload.length > mtu) {
-    flush(sink, size);
-    size = 0;
-  }
-  const n = queuedPayloads.length;
-  queuedEpochs[n] = epoch;
-  queuedTypes[n] = type;
-  queuedPayloads[n] = payload;
-  return size + overhead + payload.length;
+/** Adds a record to the datagram, sending the datagram first if the record would not fit in it. */
+function queue(sink: RecordSink, d: Datagram, record: FlightItem, overhead: number, mtu: number): void {
+  if (d.size > 0 && d.size + overhead + record.payload.length > mtu) flush(sink, d);
+  d.records.push(record);
+  d.size += overhead + record.payload.length;
 }
 
-function flush(sink: RecordSink, size: number): void {
-  const datagram = Buffer.allocUnsafe(size);
+function flush(sink: RecordSink, d: Datagram): void {
+  const datagram = Buffer.allocUnsafe(d.size);
   let at = 0;
-  for (let i = 0; i < queuedPayloads.length; i++) {
-    at += sink.writeRecord(
-      queuedEpochs[i] as 0 | 1,
-      queuedTypes[i] as number,
-      queuedPayloads[i] as Buffer,
-      datagram,
-      at,
-    );
-  }
-  queuedPayloads.length = 0;
+  for (const r of d.records) at += sink.writeRecord(r.epoch, r.type, r.payload, datagram, at);
+  const size = d.size;
+  d.records = [];
+  d.size = 0;
   // Never more than the records written: the buffer was not zeroed.
   sink.sendDatagram(at === size ? datagram : datagram.subarray(0, at));
 }

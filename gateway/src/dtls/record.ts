@@ -45,6 +45,8 @@ export function parseRecords(datagram: Buffer, cidLength: number): DtlsRecord[] 
   return out;
 }
 
+// Every record gets its own nonce and AAD: two small allocations from Buffer's pool. A module-wide scratch
+// buffer would save them only by making "the AEAD consumes it before returning" a rule for every caller.
 export function explicitNonce(epoch: number, seq: number): Buffer {
   return writeExplicitNonce(Buffer.allocUnsafe(8), epoch, seq);
 }
@@ -87,7 +89,6 @@ function writePlainAad(
   return b;
 }
 
-/** Returns the AAD's bytes: `b` may be longer (the scratch buffer takes the longest CID). */
 function writeCidAad(
   b: Buffer,
   epoch: number,
@@ -105,17 +106,8 @@ function writeCidAad(
   b.writeUIntBE(seq, 15, 6);
   cid.copy(b, 21);
   b.writeUInt16BE(innerLength, 21 + cid.length);
-  return b.length === 23 + cid.length ? b : b.subarray(0, 23 + cid.length);
+  return b;
 }
-
-/**
- * Nonce and AAD of the record being sealed or opened. Both AEADs consume them before returning (node:crypto
- * copies the nonce into the cipher and feeds the AAD at setAAD), so one set serves every record of the process
- * instead of two allocations per record.
- */
-const scratchNonce = Buffer.allocUnsafeSlow(8);
-const scratchPlainAad = Buffer.allocUnsafeSlow(13);
-const scratchCidAad = Buffer.allocUnsafeSlow(23 + 255);
 
 export function encodeRecord(
   type: number,
@@ -199,14 +191,14 @@ export function sealRecordInto(
   out: Buffer,
   offset: number,
 ): number {
-  const nonce = writeExplicitNonce(scratchNonce, epoch, seq);
+  const nonce = explicitNonce(epoch, seq);
   if (cid && cid.length > 0) {
     const inner = Buffer.allocUnsafe(plaintext.length + 1);
     plaintext.copy(inner, 0);
     inner[plaintext.length] = type;
     const length = key.overhead + inner.length;
     writeHeader(out, offset, ContentType.tls12Cid, version, epoch, seq, cid, length);
-    const aad = writeCidAad(scratchCidAad, epoch, seq, version, cid, inner.length);
+    const aad = cidAad(epoch, seq, version, cid, inner.length);
     key.sealInto(nonce, aad, inner, out, offset + RECORD_HEADER_LENGTH + cid.length);
     return RECORD_HEADER_LENGTH + cid.length + length;
   }
@@ -214,7 +206,7 @@ export function sealRecordInto(
   writeHeader(out, offset, type, version, epoch, seq, null, length);
   key.sealInto(
     nonce,
-    writePlainAad(scratchPlainAad, epoch, seq, type, version, plaintext.length),
+    plainAad(epoch, seq, type, version, plaintext.length),
     plaintext,
     out,
     offset + RECORD_HEADER_LENGTH,
@@ -227,8 +219,8 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
   const length = key.plaintextLength(rec.fragment.length);
   if (length < 0) return null;
   if (rec.cid) {
-    const aad = writeCidAad(scratchCidAad, rec.epoch, rec.seq, rec.version, rec.cid, length);
-    const inner = key.open(rec.fragment, aad, writeExplicitNonce(scratchNonce, rec.epoch, rec.seq));
+    const aad = cidAad(rec.epoch, rec.seq, rec.version, rec.cid, length);
+    const inner = key.open(rec.fragment, aad, explicitNonce(rec.epoch, rec.seq));
     if (!inner) return null;
     // Strip zero padding; the last non-zero byte is the real content type.
     let end = inner.length - 1;
@@ -238,8 +230,8 @@ export function openRecord(key: AeadKey, rec: DtlsRecord): { type: number; data:
   }
   const data = key.open(
     rec.fragment,
-    writePlainAad(scratchPlainAad, rec.epoch, rec.seq, rec.type, rec.version, length),
-    writeExplicitNonce(scratchNonce, rec.epoch, rec.seq),
+    plainAad(rec.epoch, rec.seq, rec.type, rec.version, length),
+    explicitNonce(rec.epoch, rec.seq),
   );
   return data ? { type: rec.type, data } : null;
 }
