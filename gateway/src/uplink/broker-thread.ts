@@ -1,0 +1,79 @@
+/**
+ * The uplink's MQTT connection in a worker thread of the gateway (issue 23). mqtt.js — packet encoding, TLS
+ * encryption, socket writes, PUBACK parsing — was a sixth of the gateway's one thread under load; here it runs on
+ * another core while the main thread does DTLS, CoAP, policy and the durable queue. The thread holds the connection
+ * and nothing else: it never sees the queue or the database. Messages both ways are batched per turn of the event
+ * loop (worker-protocol.ts). TPM keys keep their child process (broker-worker.ts), whose OpenSSL prefers the TPM.
+ */
+import { parentPort } from 'node:worker_threads';
+import { type BrokerConnection, connectInProcess } from './connection.ts';
+import type { FromThread, ToThread } from './worker-protocol.ts';
+
+const port = parentPort;
+if (!port) throw new Error('broker-thread runs as a worker thread of the gateway');
+
+const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+/** Bytes of its own: mqtt.js hands out views of the socket's chunk, which a clone would copy whole. */
+const ownBytes = (b: Buffer): Uint8Array =>
+  b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : new Uint8Array(b);
+let out: FromThread[] = [];
+const flush = () => {
+  const batch = out;
+  out = [];
+  if (batch.length > 0) port.postMessage(batch);
+};
+const send = (m: FromThread) => {
+  out.push(m);
+  if (out.length === 1) setImmediate(flush);
+};
+let conn: BrokerConnection | null = null;
+
+function handle(m: ToThread): void {
+  switch (m.type) {
+    case 'connect':
+      conn = connectInProcess(
+        {
+          url: m.params.url,
+          clientId: m.params.clientId,
+          ca: asBuffer(m.params.ca),
+          cert: asBuffer(m.params.cert),
+          will: m.params.will && { ...m.params.will, payload: asBuffer(m.params.will.payload) },
+        },
+        {
+          onConnect: () => send({ type: 'connect' }),
+          onClose: () => send({ type: 'close' }),
+          onError: (message) => send({ type: 'error', message }),
+          onMessage: (topic, payload, userProperties) =>
+            send({ type: 'message', topic, payload: ownBytes(payload), userProperties }),
+        },
+        m.keyPem,
+      );
+      return;
+    case 'publish':
+      if (!conn) {
+        send({ type: 'ack', id: m.id, err: 'uplink not connected' });
+        return;
+      }
+      conn.publish(
+        m.topic,
+        asBuffer(m.payload),
+        m.userProperties,
+        (err) => send({ type: 'ack', id: m.id, err }),
+        { retain: m.retain },
+      );
+      return;
+    case 'subscribe':
+      conn?.subscribe(m.topic);
+      return;
+    case 'end':
+      void (conn?.end(m.graceMs) ?? Promise.resolve()).then(() => {
+        send({ type: 'ended' });
+        flush();
+      });
+      return;
+  }
+}
+
+port.on('message', (batch: ToThread[]) => {
+  for (const m of batch) handle(m);
+});
