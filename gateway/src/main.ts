@@ -36,6 +36,7 @@ function uplinkOptions(core: Core): UplinkOptions | null {
       key: (core.keystore as NonNullable<Core['keystore']>).uplinkKey(),
     },
     maxMessages: u.queue.maxMessages,
+    retryAfterSeconds: u.queue.retryAfterSeconds,
     maxAgeMs: u.queue.maxAgeHours * 3600_000,
     reconnect: { minMs: u.reconnect.minSeconds * 1000, maxMs: u.reconnect.maxSeconds * 1000 },
     sparkplug:

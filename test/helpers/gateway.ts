@@ -52,6 +52,8 @@ export async function makeGatewayHome(
     topicPrefix?: string;
     /** More top-level YAML lines (a `fleet:` section, say). */
     extraConfig?: string[];
+    /** uplink.queue as a YAML flow mapping (`{maxMessages: 20}`): a small bound for the backpressure test. */
+    uplinkQueue?: string;
   } = {},
 ): Promise<GatewayHome> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-gw-'));
@@ -69,6 +71,7 @@ export async function makeGatewayHome(
     `  clientId: ${clientId}`,
     `  topicPrefix: ${opts.topicPrefix ?? 'site-1'}`,
     '  reconnect: {minSeconds: 0.2, maxSeconds: 1}',
+    ...(opts.uplinkQueue ? [`  queue: ${opts.uplinkQueue}`] : []),
   ];
   writeFileSync(config, `${base.join('\n')}\n`);
   const cli = async (args: string[]) => {

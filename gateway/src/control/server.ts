@@ -13,6 +13,7 @@ import { EVENT_TYPES, type GatewayEventType } from '../events.ts';
 import { findGroupId } from '../groups.ts';
 import { errorResponse, HttpError } from '../http.ts';
 import type { Uplink } from '../uplink/index.ts';
+import { queueFull } from '../uplink/queue-full.ts';
 import { type ControlToken, ControlTokens, type Scope } from '../users/index.ts';
 import { AuditWriteLimiter } from './audit-rate.ts';
 import { controlBody } from './body.ts';
@@ -263,13 +264,22 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     const b = await controlBody(c, publishBody);
     if (!deps.uplink) throw new HttpError(409, 'ERR_CONTROL_STATE', 'no uplink is running');
     const payload = Buffer.from(b.payload, b.encoding);
-    await deps.uplink.enqueue({
-      deviceId: b.deviceId ?? '',
-      payload,
-      contentFormat: b.contentFormat,
-      credentialKind: 'flow',
-      topicSuffix: `flows/${c.get('token').name}/${b.topic}`,
-    });
+    try {
+      await deps.uplink.enqueue({
+        deviceId: b.deviceId ?? '',
+        payload,
+        contentFormat: b.contentFormat,
+        credentialKind: 'flow',
+        topicSuffix: `flows/${c.get('token').name}/${b.topic}`,
+      });
+    } catch (err) {
+      // The queue is at its bound: not stored, so not 202. The flow's Catch node sees the code and may retry.
+      const full = queueFull(err);
+      if (!full) throw err;
+      return c.json({ error: { code: 'ERR_UPLINK_QUEUE_FULL', message: (err as Error).message } }, 503, {
+        'retry-after': String(full.retryAfterSeconds),
+      });
+    }
     return c.json({ queued: true, bytes: payload.length }, 202);
   });
   app.post('/v1/devices/:id/quarantine', async (c) => {

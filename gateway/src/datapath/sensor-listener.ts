@@ -20,6 +20,7 @@ import type { PolicyDecision } from '../policy/engine.ts';
 import { mayHoldSession } from '../policy/index.ts';
 import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
+import { queueFull } from '../uplink/queue-full.ts';
 import { handshakeFailureRecorder } from './auth-failures.ts';
 import { withNextCommand } from './downlink.ts';
 import { ingestTelemetry } from './ingest.ts';
@@ -252,13 +253,26 @@ export async function startSensorListener(
       warnOnce(`limited:${device.id}`, { deviceId: device.id }, 'telemetry over the device rate limit');
       return { code: '4.29' };
     }
-    const decision = await ingestTelemetry(
-      core,
-      uplink,
-      device,
-      { payload: req.payload, contentFormat: req.contentFormat, credentialKind: req.session.credential.kind },
-      anomaly,
-    );
+    let decision: PolicyDecision;
+    try {
+      decision = await ingestTelemetry(
+        core,
+        uplink,
+        device,
+        {
+          payload: req.payload,
+          contentFormat: req.contentFormat,
+          credentialKind: req.session.credential.kind,
+        },
+        anomaly,
+      );
+    } catch (err) {
+      // Backpressure: the uplink queue is at its bound, so the reading is not stored and not acknowledged; the
+      // sensor keeps it and retries after Max-Age (RFC 7252 §5.9.3.4). The uplink counts and logs refusals.
+      const full = queueFull(err);
+      if (full) return { code: '5.03', maxAge: full.retryAfterSeconds };
+      throw err;
+    }
     if (!decision.allow) {
       warnOnce(
         `refused:${device?.id ?? '?'}:${decision.rule}`,

@@ -43,7 +43,8 @@ export const ConfigurationPage: FC<{ config: Config; viewer: Viewer }> = ({ conf
           </dd>
           <dt>Queue</dt>
           <dd>
-            up to {up.queue.maxMessages} readings, {up.queue.maxAgeHours} h
+            up to {up.queue.maxMessages} readings, {up.queue.maxAgeHours} h; when full, new ones are refused
+            (retry in {up.queue.retryAfterSeconds} s)
           </dd>
         </dl>
       ) : (
