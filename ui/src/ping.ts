@@ -1,4 +1,3 @@
-import { execa } from 'execa';
 import { z } from 'zod';
 import { hostSchema } from './diagnostics.ts';
 
@@ -34,6 +33,8 @@ export async function ping(host: string, count: number, command = 'ping'): Promi
   // Belt and braces: hostSchema never lets this through, and `--` ends ping's options anyway.
   if (h.startsWith('-')) throw new Error('a host cannot start with "-"');
   const deadline = n + 2;
+  // execa (~100 modules) loads with the first ping, not with the UI.
+  const { execa } = await import('execa');
   const r = await execa(command, ['-n', '-c', String(n), '-W', '2', '-w', String(deadline), '--', h], {
     reject: false,
     timeout: (deadline + 3) * 1000,

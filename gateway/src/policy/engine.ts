@@ -138,17 +138,12 @@ export class PolicyEngine {
     string,
     { tokens: number; at: number; perSecond: number; burst: number }
   >();
-  private readonly dayFormat: Intl.DateTimeFormat;
+  // Made at the first time-window check: the first Intl.DateTimeFormat loads ICU's locale and zone data
+  // (~7 MiB resident), which a gateway whose profiles have no time windows never needs.
+  private dayFormat: Intl.DateTimeFormat | undefined;
   private minuteCache = { minute: Number.NaN, value: 0 };
 
   constructor(private cfg: PolicyConfig) {
-    this.dayFormat = new Intl.DateTimeFormat('en-GB', {
-      timeZone: cfg.timeZone,
-      weekday: 'short',
-      hour: '2-digit',
-      minute: '2-digit',
-      hourCycle: 'h23',
-    });
     this.checkSchemas(cfg.profiles);
   }
 
@@ -361,6 +356,13 @@ export class PolicyEngine {
     let day = 0;
     let h = 0;
     let m = 0;
+    this.dayFormat ??= new Intl.DateTimeFormat('en-GB', {
+      timeZone: this.cfg.timeZone,
+      weekday: 'short',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
+    });
     for (const p of this.dayFormat.formatToParts(new Date(now))) {
       if (p.type === 'weekday')
         day = DAYS.indexOf(p.value.toLowerCase().slice(0, 3) as (typeof DAYS)[number]);

@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { generateSecret, generateURI, verifySync } from 'otplib';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { AuditAggregator } from '../audit/aggregate.ts';
 import type { AuditLog } from '../audit/index.ts';
@@ -9,6 +9,13 @@ import type { Keystore } from '../keystore/index.ts';
 import { type Role, type Store, StoreError, type User } from '../store/index.ts';
 import { UserError } from './errors.ts';
 import { SourceFailures, sourceOf } from './source-failures.ts';
+
+/** otplib (and its hash and base32 libraries) loads with the first TOTP enrolment or code, not at start. */
+let otp: typeof import('otplib') | undefined;
+const otplib = () => {
+  otp ??= createRequire(import.meta.url)('otplib') as typeof import('otplib');
+  return otp;
+};
 
 export const usernameSchema = z.string().regex(/^[a-z][a-z0-9._-]{1,31}$/, {
   error: 'must be 2-32 characters: lower-case letters, digits, ".", "_" or "-", starting with a letter',
@@ -329,7 +336,7 @@ export class UserService {
     if (user.totpSecretWrapped && !options.fresh) {
       secret = this.keystore.unwrap(user.totpSecretWrapped, totpContext(username)).toString();
     } else {
-      secret = generateSecret();
+      secret = otplib().generateSecret();
       renewed = true;
       this.store.users.setTotp(
         username,
@@ -337,7 +344,7 @@ export class UserService {
         null,
       );
     }
-    return { secret, uri: generateURI({ issuer: ISSUER, label: username, secret }), renewed };
+    return { secret, uri: otplib().generateURI({ issuer: ISSUER, label: username, secret }), renewed };
   }
 
   /** Confirms enrolment with a first code; returns the recovery codes, shown once. */
@@ -419,7 +426,7 @@ export class UserService {
   private stepOf(user: User, token: string): number | undefined {
     if (!user.totpSecretWrapped || !/^\d{6}$/.test(token.trim())) return undefined;
     const secret = this.keystore.unwrap(user.totpSecretWrapped, totpContext(user.username)).toString();
-    const r = verifySync({
+    const r = otplib().verifySync({
       secret,
       token: token.trim(),
       epoch: Math.floor(this.clock.now() / 1000),
