@@ -6,8 +6,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ManualClock } from '../gateway/src/clock.ts';
+import { ManualClock, systemClock } from '../gateway/src/clock.ts';
+import { parseConfig } from '../gateway/src/config/index.ts';
+import { Core } from '../gateway/src/core.ts';
 import { createLogger } from '../gateway/src/log.ts';
+import { PullManager } from '../gateway/src/pull/pull-manager.ts';
 import { Store } from '../gateway/src/store/index.ts';
 import { Uplink, type UplinkOptions } from '../gateway/src/uplink/index.ts';
 import { QueueFullError, queueFull } from '../gateway/src/uplink/queue-full.ts';
@@ -79,6 +82,33 @@ describe('uplink queue', () => {
     );
     assert.equal(queueFull(new Error('disk full')), null, 'another failure is not a refusal');
     store.close();
+  });
+
+  it('a pulled reading refused by a full queue is counted by the poller, not lost silently', async (t) => {
+    const dir = tempDir(t);
+    const core = Core.open(parseConfig({ dataDir: join(dir, 'var') }, dir), systemClock);
+    t.after(() => core.close());
+    core.identity.addPskDevice({ id: 'p1', pskIdentity: 'p1', generate: true }, 'test');
+    const u = new Uplink(core.store, opts({ maxMessages: 1 }), systemClock, quiet);
+    const pull = new PullManager(core, u, quiet);
+    // What the poller worker sends for each reading it took (pull-manager.ts onMessage).
+    const reading = (v: string) =>
+      (pull as unknown as { onMessage(m: unknown): void }).onMessage({
+        type: 'reading',
+        deviceId: 'p1',
+        payload: Buffer.from(v).toString('base64'),
+        contentFormat: null,
+      });
+    const until = async (pred: () => boolean) => {
+      for (let n = 0; !pred() && n < 200; n++) await new Promise((r) => setTimeout(r, 10));
+    };
+    reading('21.5');
+    await until(() => u.status().queueDepth === 1);
+    reading('21.6');
+    await until(() => pull.health().refused === 1);
+    assert.equal(u.status().queueDepth, 1);
+    assert.equal(u.status().refused, 1);
+    assert.equal(pull.health().refused, 1);
   });
 
   it('drops messages older than maxAge, counted, and keeps younger ones', async (t) => {
