@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { LogThrottle } from '../log-throttle.ts';
-import type { Store } from '../store/index.ts';
+import type { QueuedMessage, Store } from '../store/index.ts';
 import { watchCertificate } from './certificate-watch.ts';
 import type {
   BrokerConnection,
@@ -95,6 +95,16 @@ export interface UplinkStatus {
  * published with QoS 1 in queue order, and is deleted only on PUBACK. After a reconnect or a restart the
  * queue is replayed from its head, so delivery is at least once (a lost PUBACK means one duplicate).
  */
+/**
+ * Unacknowledged publishes at once. The connection runs in another thread (remote-connection.ts), so a PUBACK takes
+ * longer to come back to the pump than in-process; 64 in flight then bounded the rate (issue 23).
+ */
+const DEFAULT_WINDOW = 256;
+/** How long PUBACKed rows wait for a group commit to ride in before they are deleted on their own. */
+const ACK_FLUSH_MS = 100;
+/** Messages the pump holds in memory ahead of the broker; beyond it (the broker is slow or away) it reads the queue. */
+const TAIL_MAX = 4096;
+
 let connector: Promise<(p: ConnectParams, ev: ConnectionEvents) => BrokerConnection> | undefined;
 
 /** Why the certificate cannot be used with the uplink's key, or null when it can. */
@@ -130,6 +140,9 @@ export class Uplink {
   private closed = false;
   private batch: Array<{ m: TelemetryMessage; resolve(): void; reject(err: unknown): void }> = [];
   private acked: number[] = [];
+  private ackTimer: NodeJS.Timeout | null = null;
+  /** Committed messages not yet sent, in id order, while the pump is in step with the queue; null: read the queue. */
+  private tail: QueuedMessage[] | null = null;
   /** clock.now() when the connection last came up or went down (or the uplink was made). */
   private stateChangedAt: number;
   private fleet: FleetHooks | null = null;
@@ -231,6 +244,10 @@ export class Uplink {
     batch.length = Math.min(batch.length, room);
     if (refused.length > 0) this.refuse(refused, max);
     if (batch.length === 0) return;
+    const rows: QueuedMessage[] = [];
+    // PUBACKed rows waiting for their delete go in the same transaction: one fsync for both (issue 23).
+    const acked = this.takeAcked();
+    let deleted = 0;
     try {
       this.store.transaction(() => {
         const receivedAt = new Date(this.clock.now()).toISOString();
@@ -238,7 +255,7 @@ export class Uplink {
           const properties: Record<string, string> = { receivedAt, credentialKind: m.credentialKind };
           if (m.deviceId) properties.deviceId = m.deviceId;
           if (m.contentFormat !== null) properties.contentFormat = String(m.contentFormat);
-          this.store.queue.enqueue({
+          const row = {
             deviceId: m.deviceId,
             topic: m.topicSuffix
               ? `${this.opts?.topicPrefix ?? 'portcullis'}/${m.topicSuffix}`
@@ -246,16 +263,21 @@ export class Uplink {
             payload: m.payload,
             properties,
             enqueuedAt: receivedAt,
-          });
+          };
+          rows.push({ id: this.store.queue.enqueue(row), ...row });
           if (m.alongside) this.runAlongside(m.alongside);
         }
+        deleted = this.deleteAcked(acked);
       });
     } catch (err) {
       // Nothing was stored: no sensor is acknowledged, so each will retransmit.
       for (const b of batch) b.reject(err);
+      this.acked.push(...acked);
       return;
     }
-    this.depth += batch.length;
+    this.depth += batch.length - deleted;
+    // The pump sends these from memory while it is in step with the queue (no read back of what was just written).
+    if (this.tail) this.tail = this.tail.length + rows.length <= TAIL_MAX ? this.tail.concat(rows) : null;
     for (const b of batch) b.resolve();
     this.schedulePump();
   }
@@ -290,20 +312,40 @@ export class Uplink {
     }
   }
 
-  /** PUBACKed rows go in one transaction per turn; a delete lost in a crash only means a duplicate. */
+  /**
+   * PUBACKed rows are deleted with the next group commit of new messages, or on their own after ACK_FLUSH_MS when
+   * none comes: a delete lost in a crash only means a duplicate, so it need not cost an fsync of its own.
+   */
   private acknowledged(id: number): void {
     if (this.closed) return; // the row stays queued: at worst one duplicate after the restart
     this.acked.push(id);
-    if (this.acked.length === 1) setImmediate(() => this.flushAcks());
+    if (!this.ackTimer) this.ackTimer = setTimeout(() => this.flushAcks(), ACK_FLUSH_MS);
+  }
+
+  private takeAcked(): number[] {
+    const ids = this.acked;
+    this.acked = [];
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    return ids;
+  }
+
+  /** Inside a transaction; a failed delete leaves the rest going (those rows are published again). */
+  private deleteAcked(ids: number[]): number {
+    let n = 0;
+    try {
+      for (const i of ids) if (this.store.queue.delete(i)) n++;
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'uplink: acknowledged messages not deleted');
+    }
+    return n;
   }
 
   private flushAcks(): void {
-    const ids = this.acked;
-    this.acked = [];
+    const ids = this.takeAcked();
     if (ids.length === 0) return;
     try {
-      const n = this.store.transaction(() => ids.filter((i) => this.store.queue.delete(i)).length);
-      this.depth -= n;
+      this.depth -= this.store.transaction(() => this.deleteAcked(ids));
     } catch (err) {
       // Not fatal: the rows stay and are published again (at least once).
       this.logger.error({ err: (err as Error).message }, 'uplink: acknowledged messages not deleted');
@@ -327,6 +369,7 @@ export class Uplink {
 
   private expire(maxAgeMs: number): void {
     const n = this.store.queue.deleteEnqueuedBefore(new Date(this.clock.now() - maxAgeMs).toISOString());
+    if (n > 0) this.tail = null; // what the pump holds may include them
     this.countDropped(n, { maxAgeMs }, 'uplink queue: dropped expired messages');
   }
 
@@ -385,6 +428,7 @@ export class Uplink {
           this.lastError = null;
           this.inflight.clear();
           this.lastSentId = 0;
+          this.tail = null; // a new connection replays the queue from its head
           this.logger.info({ url: o.url }, 'uplink connected');
           client.subscribe(this.commandsTopic());
           if (this.sparkplug) {
@@ -454,9 +498,17 @@ export class Uplink {
   private pump(): void {
     if (this.stopped) return;
     const client = this.client;
-    const window = this.opts?.window ?? 64;
+    const window = this.opts?.window ?? DEFAULT_WINDOW;
     while (client && this.connected && this.inflight.size < window) {
-      const batch = this.store.queue.peek(window - this.inflight.size, this.lastSentId);
+      const want = window - this.inflight.size;
+      let batch: QueuedMessage[];
+      if (this.tail) batch = this.tail.splice(0, want);
+      else {
+        batch = this.store.queue.peek(want, this.lastSentId);
+        // Fewer than asked: every queued row after lastSentId is in hand, and new ones are committed on this
+        // thread, so from here the pump follows the commits in memory.
+        if (batch.length < want) this.tail = [];
+      }
       if (batch.length === 0) return;
       for (const m of batch) {
         this.inflight.add(m.id);
