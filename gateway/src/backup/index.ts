@@ -4,6 +4,7 @@ export {
   applyStagedRestore,
   type BackupDeps,
   type BackupSummary,
+  backupFor,
   createBackup,
   DOES_NOT_MOVE,
   describeArchive,

@@ -50,6 +50,24 @@ export interface BackupDeps {
   clock: Clock;
 }
 
+/** The backup dependencies of a writable core (the keystore holds the keys the archive is made with). */
+export function backupFor(core: {
+  config: Config;
+  store: Store;
+  keystore: Keystore | null;
+  audit: AuditLog;
+  clock: Clock;
+}): BackupDeps {
+  if (!core.keystore) throw new BackupError('ERR_BACKUP_STATE', 'the store was opened read-only');
+  return {
+    config: core.config,
+    store: core.store,
+    keystore: core.keystore,
+    audit: core.audit,
+    clock: core.clock,
+  };
+}
+
 export interface BackupSummary {
   createdAt: string;
   gatewayVersion: string;

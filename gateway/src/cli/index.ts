@@ -358,6 +358,10 @@ function updateCommands({ program, io, setCode, configOpt }: Cli): void {
       setCode(await (await commands.update()).updateApplyCommand(configOpt(), bundle, io)),
     );
   update
+    .command('rollback')
+    .description('link the release before the current one again (it runs from the next restart)')
+    .action(async () => setCode((await commands.update()).updateRollbackCommand(configOpt(), io)));
+  update
     .command('status')
     .description('the linked release, releases on disk, the anti-rollback floor and the history')
     .option('--json', 'JSON output')

@@ -17,6 +17,16 @@ export function updateApplyCommand(configPath: string | undefined, bundle: strin
   });
 }
 
+export function updateRollbackCommand(configPath: string | undefined, io: Io): number {
+  return withWritableCore(configPath, (core) => {
+    const r = installerFor(core).rollback(cliActor());
+    io.out(
+      `${core.config.updates.currentLink} → ${r.version} (was ${r.previous}); restart the gateway to run it`,
+    );
+    return EXIT.ok;
+  });
+}
+
 export function updateStatusCommand(configPath: string | undefined, json: boolean, io: Io): number {
   return withWritableCore(configPath, (core) => {
     const s = updateStatus(core);

@@ -10,6 +10,7 @@ export type UpdateErrorCode =
   | 'ERR_UPDATE_DOWNGRADE'
   | 'ERR_UPDATE_HEALTH'
   | 'ERR_UPDATE_BUSY'
+  | 'ERR_UPDATE_STATE'
   | 'ERR_UPDATE_CONFIG';
 
 /** Why a bundle was refused or an installation undone; the message names the file or field, never a key. */

@@ -145,7 +145,12 @@ export class UpdateInstaller {
     return m;
   }
 
-  async apply(bundle: string, actor: string): Promise<{ version: string; previous: string | null }> {
+  /** `onPhase` hears when verification passed (installing, with the version) and when the health check starts. */
+  async apply(
+    bundle: string,
+    actor: string,
+    onPhase?: (phase: 'installing' | 'health-check', version: string) => void,
+  ): Promise<{ version: string; previous: string | null }> {
     mkdirSync(this.o.releasesDir, { recursive: true, mode: 0o755 });
     const lockPath = join(this.o.releasesDir, '.update.lock');
     let lock: number;
@@ -155,14 +160,18 @@ export class UpdateInstaller {
       throw new UpdateError('ERR_UPDATE_BUSY', `another update is in progress (${lockPath})`);
     }
     try {
-      return await this.applyLocked(bundle, actor);
+      return await this.applyLocked(bundle, actor, onPhase);
     } finally {
       closeSync(lock);
       rmSync(lockPath, { force: true });
     }
   }
 
-  private async applyLocked(bundle: string, actor: string) {
+  private async applyLocked(
+    bundle: string,
+    actor: string,
+    onPhase?: (phase: 'installing' | 'health-check', version: string) => void,
+  ) {
     const previous = this.currentVersion();
     let m: Manifest;
     try {
@@ -171,6 +180,7 @@ export class UpdateInstaller {
       this.refused(bundle, previous, actor, err);
       throw err;
     }
+    onPhase?.('installing', m.version);
     const target = join(this.o.releasesDir, m.version);
     const staging = mkdtempSync(join(this.o.releasesDir, '.staging-'));
     try {
@@ -184,6 +194,7 @@ export class UpdateInstaller {
       rmSync(staging, { recursive: true, force: true });
     }
     this.link(target);
+    onPhase?.('health-check', m.version);
     const health = await this.healthCheck(m.version);
     const now = isoTime(this.deps.clock);
     if (health.ok) {
@@ -237,6 +248,35 @@ export class UpdateInstaller {
       'ERR_UPDATE_HEALTH',
       `release ${m.version} failed its health check (${health.reason}); ${previous ?? 'nothing'} restored`,
     );
+  }
+
+  /**
+   * Switches `current` back to the release before it (the newest kept release older than the linked one),
+   * audited; the floor stays where it is (a rollback to a kept release is allowed, installing an older bundle
+   * is not). The running code changes at the next restart.
+   */
+  rollback(actor: string): { version: string; previous: string } {
+    const current = this.currentVersion();
+    const earlier = this.status().releases.filter((v) => current !== null && semver.lt(v, current));
+    const target = earlier.at(-1);
+    if (!current || !target) {
+      throw new UpdateError(
+        'ERR_UPDATE_STATE',
+        current
+          ? `no release older than ${current} is kept in ${this.o.releasesDir}`
+          : 'no release is linked',
+      );
+    }
+    this.link(join(this.o.releasesDir, target));
+    const now = isoTime(this.deps.clock);
+    this.deps.store.transaction(() => {
+      this.deps.store.updates.record(
+        { version: target, previous: current, status: 'rolled-back', actor, error: 'rolled back by hand' },
+        now,
+      );
+      this.deps.audit.append({ actor, action: 'update.revert', target, details: { from: current } });
+    });
+    return { version: target, previous: current };
   }
 
   /** Points `current` at `target` in one rename (a reader sees the old link or the new, never none). */
