@@ -7,7 +7,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { type BrokerConnection, connectInProcess } from './connection.ts';
-import type { FromThread, ToThread } from './worker-protocol.ts';
+import type { FromThread, PublishBatch, ToThread } from './worker-protocol.ts';
 
 const port = parentPort;
 if (!port) throw new Error('broker-thread runs as a worker thread of the gateway');
@@ -17,16 +17,45 @@ const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLe
 const ownBytes = (b: Buffer): Uint8Array =>
   b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : new Uint8Array(b);
 let out: FromThread[] = [];
+/** The acknowledgements of this turn, appended to `out` once as one entry. */
+let acks: { type: 'acks'; ids: number[]; errs: Array<string | null> } | null = null;
 const flush = () => {
   const batch = out;
   out = [];
+  acks = null;
   if (batch.length > 0) port.postMessage(batch);
 };
 const send = (m: FromThread) => {
   out.push(m);
   if (out.length === 1) setImmediate(flush);
 };
+const ack = (id: number, err: string | null) => {
+  if (!acks) {
+    acks = { type: 'acks', ids: [], errs: [] };
+    send(acks);
+  }
+  acks.ids.push(id);
+  acks.errs.push(err);
+};
 let conn: BrokerConnection | null = null;
+
+function publish(b: PublishBatch): void {
+  const all = asBuffer(b.payloads);
+  for (let i = 0; i < b.ids.length; i++) {
+    const id = b.ids[i] as number;
+    if (!conn) {
+      ack(id, 'uplink not connected');
+      continue;
+    }
+    conn.publish(
+      b.topics[i] as string,
+      all.subarray(b.ends[i - 1] ?? 0, b.ends[i]),
+      JSON.parse(b.properties[i] as string) as Record<string, string>,
+      (err) => ack(id, err),
+      { retain: b.retain[i] as boolean },
+    );
+  }
+}
 
 function handle(m: ToThread): void {
   switch (m.type) {
@@ -50,17 +79,7 @@ function handle(m: ToThread): void {
       );
       return;
     case 'publish':
-      if (!conn) {
-        send({ type: 'ack', id: m.id, err: 'uplink not connected' });
-        return;
-      }
-      conn.publish(
-        m.topic,
-        asBuffer(m.payload),
-        m.userProperties,
-        (err) => send({ type: 'ack', id: m.id, err }),
-        { retain: m.retain },
-      );
+      publish(m);
       return;
     case 'subscribe':
       conn?.subscribe(m.topic);

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { followStderr, siblingModule } from '../child.ts';
 import type { BrokerConnection, ConnectionEvents, ConnectParams, UplinkKey } from './connection.ts';
-import type { FromThread, FromWorker, ToThread, ToWorker } from './worker-protocol.ts';
+import type { FromThread, FromWorker, PublishBatch, ToThread, ToWorker } from './worker-protocol.ts';
 
 /**
  * The same connection, held by broker-worker.ts in a child process whose OpenSSL prefers the tpm2 provider,
@@ -137,14 +137,49 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
   let closed = false;
   let exited = false;
   let out: ToThread[] = [];
+  /** This turn's publishes, packed into one entry of `out` when it is posted (worker-protocol.ts). */
+  let pubs: { batch: PublishBatch; payloads: Buffer[]; size: number } | null = null;
   const flush = () => {
+    if (pubs) {
+      const all = Buffer.allocUnsafeSlow(pubs.size);
+      let at = 0;
+      for (const p of pubs.payloads) at += p.copy(all, at);
+      pubs.batch.payloads = all;
+      pubs = null;
+    }
     const batch = out;
     out = [];
-    if (batch.length > 0 && !exited) worker.postMessage(batch);
+    if (batch.length === 0 || exited) return;
+    // The packed payloads move to the thread without a copy (allocUnsafeSlow: a buffer of their own, not the pool).
+    const transfer = batch.flatMap((m) => (m.type === 'publish' ? [m.payloads.buffer as ArrayBuffer] : []));
+    worker.postMessage(batch, transfer);
   };
   const post = (m: ToThread) => {
     out.push(m);
     if (out.length === 1) setImmediate(flush);
+  };
+  const queuePublish = (id: number, topic: string, payload: Buffer, props: string, retain: boolean) => {
+    if (!pubs) {
+      const batch: PublishBatch = {
+        type: 'publish',
+        ids: [],
+        topics: [],
+        properties: [],
+        retain: [],
+        payloads: new Uint8Array(0),
+        ends: [],
+      };
+      pubs = { batch, payloads: [], size: 0 };
+      post(batch);
+    }
+    const b = pubs.batch;
+    b.ids.push(id);
+    b.topics.push(topic);
+    b.properties.push(props);
+    b.retain.push(retain);
+    pubs.payloads.push(payload);
+    pubs.size += payload.length;
+    b.ends.push(pubs.size);
   };
   const close = () => {
     if (closed) return;
@@ -169,12 +204,14 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
             m.userProperties,
           );
           break;
-        case 'ack': {
-          const done = pending.get(m.id);
-          pending.delete(m.id);
-          done?.(m.err);
+        case 'acks':
+          for (let i = 0; i < m.ids.length; i++) {
+            const id = m.ids[i] as number;
+            const done = pending.get(id);
+            pending.delete(id);
+            done?.(m.errs[i] ?? null);
+          }
           break;
-        }
         case 'close':
           void worker.terminate();
           close();
@@ -207,14 +244,7 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
       if (closed) return done('uplink thread gone');
       const id = nextId++;
       pending.set(id, done);
-      post({
-        type: 'publish',
-        id,
-        topic,
-        payload: ownBytes(payload),
-        userProperties,
-        retain: options?.retain ?? false,
-      });
+      queuePublish(id, topic, payload, JSON.stringify(userProperties), options?.retain ?? false);
     },
     subscribe(topic) {
       post({ type: 'subscribe', topic });
