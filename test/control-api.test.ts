@@ -98,6 +98,30 @@ describe('control API for policy flows', () => {
     assert.equal((await call(socket, 'pct_forged', 'GET', '/v1/devices/s1')).status, 401);
   });
 
+  it('lifts a rate limit with device:quarantine (the same service method as the CLI and the UI), audited', async (t) => {
+    const { token, core, socket } = await setup(t);
+    const reader = await token('reader', 'device:read');
+    const guard = await token('guard', 'device:quarantine');
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    core.store.rateLimits.put({ deviceId: 's1', perSecond: 1, until, reason: 'test' }, until);
+    const denied = await call(socket, reader, 'POST', '/v1/devices/s1/unlimit', {});
+    assert.equal(denied.status, 403);
+    assert.ok(core.policy.rateLimit('s1'), 'nothing changed');
+    assert.deepEqual((await call(socket, guard, 'POST', '/v1/devices/s1/unlimit', {})).data, {
+      lifted: true,
+    });
+    assert.equal(core.policy.rateLimit('s1'), undefined);
+    assert.deepEqual((await call(socket, guard, 'POST', '/v1/devices/s1/unlimit', {})).data, {
+      lifted: false,
+    });
+    assert.equal((await call(socket, guard, 'POST', '/v1/devices/nope/unlimit', {})).status, 404);
+    const lifts = [...core.store.audit.iterate()].filter((e) => e.action === 'device.rate-limit.lift');
+    assert.deepEqual(
+      lifts.map((e) => [e.actor, e.target]),
+      [['flows:guard', 's1']],
+    );
+  });
+
   it('refuses a revoked token from the next call on, and rate-limits a chatty one', async (t) => {
     const { cli, token, socket } = await setup(t);
     const flow = await token('flow-1', 'device:read');

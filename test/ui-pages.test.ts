@@ -171,6 +171,31 @@ describe('UI pages', () => {
     assert.equal(entry?.actor, 'ui:root');
   });
 
+  it('lifts a rate limit only for an admin who re-authenticates in the form (the policy service, audited)', async (t) => {
+    const { core, login, totp } = site(t);
+    core.identity.addPskDevice({ id: 'dev-1', pskIdentity: 'dev-1', generate: true }, 'test');
+    const until = new Date(core.clock.now() + 3_600_000).toISOString();
+    core.store.rateLimits.put({ deviceId: 'dev-1', perSecond: 1, until, reason: 'test' }, until);
+    const tech = (await login('tech', 'technician')).b;
+    assert.doesNotMatch((await tech.page('GET', '/devices/dev-1')).text, /unlimit/);
+    const refused = await tech.page('POST', '/devices/dev-1/unlimit', { password: PASSWORD, code: '000000' });
+    assert.equal(refused.status, 403, 'a technician cannot lift it');
+    const { b, secret } = await login('root', 'admin');
+    assert.match((await b.page('GET', '/devices/dev-1')).text, /action="\/devices\/dev-1\/unlimit"/);
+    const wrong = await b.page('POST', '/devices/dev-1/unlimit', {
+      password: 'not mine',
+      code: totp(secret),
+    });
+    assert.equal(wrong.flash?.kind, 'error');
+    assert.ok(core.policy.rateLimit('dev-1'), 'a wrong password lifts nothing');
+    const right = await b.page('POST', '/devices/dev-1/unlimit', { password: PASSWORD, code: totp(secret) });
+    assert.equal(right.flash?.kind, 'ok', JSON.stringify(right.flash));
+    assert.equal(core.policy.rateLimit('dev-1'), undefined);
+    const entry = [...core.store.audit.iterate()].find((e) => e.action === 'device.rate-limit.lift');
+    assert.equal(entry?.actor, 'ui:root');
+    assert.equal(entry?.target, 'dev-1');
+  });
+
   it('shows a generated PSK once, uncached, and nowhere else (not in the flash, the log or the device page)', async (t) => {
     const { core, login } = site(t);
     const { b } = await login('tech', 'technician');

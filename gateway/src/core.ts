@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditLog, sealingFrom } from './audit/index.ts';
+import { AuditLog, type AuditSealing, sealingFrom, type VerifyResult } from './audit/index.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config/index.ts';
 import { checkDataDirectory } from './config/local-files.ts';
@@ -10,8 +10,15 @@ import { IdentityError, IdentityService, RevocationService } from './identity/in
 import { type Keystore, openKeystore } from './keystore/index.ts';
 import { PolicyService } from './policy/service.ts';
 import { SegmentationService, syncSegments } from './segmentation/index.ts';
-import { type Alert, DATABASE_FILE, type DeviceState, Store } from './store/index.ts';
-import { UserService } from './users/index.ts';
+import {
+  type ActivityBucket,
+  type Alert,
+  type AuditRow,
+  DATABASE_FILE,
+  type DeviceState,
+  Store,
+} from './store/index.ts';
+import { ControlTokens, UiSessions, UserService } from './users/index.ts';
 import { VERSION } from './version.ts';
 
 export interface GatewayStatus {
@@ -41,6 +48,8 @@ export class Core {
   private firmwareService: FirmwareService | undefined;
   private revocationService: RevocationService | undefined;
   private policyService: PolicyService | undefined;
+  private controlTokenService: ControlTokens | undefined;
+  private uiSessionService: UiSessions | undefined;
 
   private constructor(
     readonly config: Config,
@@ -126,6 +135,8 @@ export class Core {
       store: this.store,
       audit: this.audit,
       clock: this.clock,
+      // Through identity, so the data path's next review sees a lifted rate limit (its change stamp moves).
+      transact: (fn) => this.identity.transact(fn),
     });
     return this.policyService;
   }
@@ -139,6 +150,53 @@ export class Core {
       clock: this.clock,
     });
     return this.firmwareService;
+  }
+
+  /** Tokens of the control socket (flows): created and revoked by admins, audited. */
+  get controlTokens(): ControlTokens {
+    this.controlTokenService ??= new ControlTokens(this.store, this.audit, this.clock);
+    return this.controlTokenService;
+  }
+
+  /** Server-side sessions of the technician UI. */
+  get uiSessions(): UiSessions {
+    this.uiSessionService ??= new UiSessions(this.store, this.clock);
+    return this.uiSessionService;
+  }
+
+  /** Stored alerts, newest first: the open ones unless `open` is undefined; of one device with `deviceId`. */
+  alerts(filter: { open?: boolean; deviceId?: string } = {}): Alert[] {
+    return this.store.alerts.list(filter);
+  }
+
+  /** Open and high alerts, and a stamp that changes with any alert (the live views poll it). */
+  alertSummary(): { open: number; high: number; stamp: string } {
+    return this.store.alerts.openSummary();
+  }
+
+  /** A device's activity buckets since an ISO time (the charts). */
+  deviceActivity(deviceId: string, sinceIso: string): ActivityBucket[] {
+    return this.store.activity.since(deviceId, sinceIso);
+  }
+
+  /** Audit rows from `fromSeq` in order, details as stored (the API pages through them). */
+  auditRows(fromSeq = 1): IterableIterator<AuditRow> {
+    return this.store.audit.iterate(fromSeq);
+  }
+
+  /** Audit rows newest first, each filter a substring of its column (the audit and device pages). */
+  searchAudit(f: Parameters<Store['audit']['search']>[0]): AuditRow[] {
+    return this.store.audit.search(f);
+  }
+
+  /** Whether the audit head is keyed (then `audit verify` needs the keystore to check it). */
+  auditHeadKeyed(): boolean {
+    return Boolean(this.store.audit.head()?.mac);
+  }
+
+  /** Verifies the chain, and with `sealing` the keyed head and checkpoints, without changing anything. */
+  verifyAudit(sealing?: AuditSealing): VerifyResult {
+    return new AuditLog(this.store, this.clock, sealing, { readonly: true }).verify();
   }
 
   /** A person acknowledges an alert (audited with them); the next finding of its kind opens a new one. */

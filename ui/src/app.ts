@@ -4,12 +4,12 @@ import { bodyLimit } from 'hono/body-limit';
 import { secureHeaders } from 'hono/secure-headers';
 import type { BehaviourStatus } from '../../gateway/src/anomaly/index.ts';
 import type { Core } from '../../gateway/src/core.ts';
+import type { HandshakeLog } from '../../gateway/src/datapath/handshake-log.ts';
 import { PortcullisError } from '../../gateway/src/errors.ts';
 import { assessHealth, type RuntimeProbe } from '../../gateway/src/health.ts';
 import { errorResponse } from '../../gateway/src/http.ts';
 import type { Logger } from '../../gateway/src/log.ts';
 import type { UplinkStatus } from '../../gateway/src/uplink/uplink.ts';
-import { UiSessions } from '../../gateway/src/users/index.ts';
 import { LiveFeed } from './live.ts';
 import { LoginThrottle } from './login.ts';
 import { apiRoutes } from './routes/api.ts';
@@ -28,6 +28,8 @@ export interface UiOptions {
   behaviour?: (deviceId: string) => BehaviourStatus | undefined;
   /** The gateway's recent log lines (pino JSON), for the logs page; absent: the page says where the log is. */
   logs?: { recent(): string[] } | undefined;
+  /** The sensors' recent DTLS handshakes, for the device and diagnostics pages; absent: not kept here. */
+  handshakes?: HandshakeLog;
   /** How often live views poll for changes (tests shorten it). */
   livePollMs?: number;
   /** Where unexpected failures are reported (the client only sees "internal error"). */
@@ -116,7 +118,7 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
 
   // Read-only opens (no keystore) serve health only.
   if (core.keystore) {
-    const sessions = new UiSessions(core.store, core.clock);
+    const sessions = core.uiSessions;
     const limiter = new LoginThrottle(() => core.clock.now());
     const pageOptions = {
       pairingOpen: options.pairingOpen ?? (() => false),
@@ -124,6 +126,7 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
       behaviour: options.behaviour ?? (() => undefined),
       runtime: options.runtime,
       logs: options.logs,
+      handshakes: options.handshakes,
       report: (err: unknown, where: string) =>
         options.logger?.error(
           { err: err instanceof Error ? err.message : String(err), where },

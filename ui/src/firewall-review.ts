@@ -48,15 +48,15 @@ const rulesetView = (r: StoredRuleset | undefined) =>
 export function firewallStatus(core: Core) {
   return {
     enforce: core.config.firewall.enforce,
-    inForce: rulesetView(core.store.rulesets.lastApplied()),
-    latest: rulesetView(core.store.rulesets.latest()),
+    inForce: rulesetView(core.segmentation.lastApplied()),
+    latest: rulesetView(core.segmentation.latestAttempt()),
   };
 }
 
 /** The ruleset as it would be compiled now, and what applying it would change against the one in force. */
 export async function firewallReview(core: Core) {
   const r = await core.segmentation.render();
-  const inForce = core.store.rulesets.lastApplied();
+  const inForce = core.segmentation.lastApplied();
   return {
     hash: r.hash,
     inForce: inForce?.hash ?? null,

@@ -42,10 +42,9 @@ export class LiveFeed {
   }
 
   private snapshot() {
-    const alerts = this.core.store.alerts.openSummary();
-    const devices = this.core.store.devices.changeStamp();
+    const alerts = this.core.alertSummary();
     // A device sending readings moves only its "last seen" (and, every few windows, its chart buckets).
-    const seen = this.core.store.devices.seenStamp();
+    const { rows: devices, seen } = this.core.identity.liveStamps();
     const changed = {
       alerts: alerts.stamp !== this.last.alerts,
       devices: devices !== this.last.devices,
@@ -67,7 +66,7 @@ export class LiveFeed {
       for (const l of this.listeners) l(topic, data);
     };
     if (s.changed.alerts) emit('alerts', { openAlerts: s.alerts.open, highAlerts: s.alerts.high });
-    if (s.changed.devices) emit('devices', { ...this.core.store.devices.countByState() });
+    if (s.changed.devices) emit('devices', { ...this.core.identity.countByState() });
     if (s.changed.seen) emit('activity', {});
   }
 }

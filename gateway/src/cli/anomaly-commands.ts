@@ -45,7 +45,7 @@ export function alertsListCommand(
   io: Io,
 ): number {
   return withWritableCore(configPath, (core) => {
-    const alerts = core.store.alerts.list({ open: o.all ? undefined : true, deviceId: o.device });
+    const alerts = core.alerts({ open: o.all ? undefined : true, deviceId: o.device });
     if (o.json) {
       io.out(JSON.stringify(alerts, null, 2));
       return EXIT.ok;
@@ -81,12 +81,7 @@ export function alertsAckCommand(configPath: string | undefined, id: number, io:
 
 export function deviceUnlimitCommand(configPath: string | undefined, id: string, io: Io): number {
   return withWritableCore(configPath, (core) => {
-    const lifted = core.identity.transact(() => {
-      const ok = core.store.rateLimits.delete(id);
-      if (ok)
-        core.audit.append({ actor: cliActor(), action: 'device.rate-limit.lift', target: id, details: {} });
-      return ok;
-    });
+    const lifted = core.policy.liftRateLimit(id, cliActor());
     io.out(lifted ? `${id}: rate limit lifted` : `${id} has no rate limit`);
     return EXIT.ok;
   });

@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type AuditCheckpoint,
-  AuditLog,
   type AuditSealing,
   type ExportFormat,
   formatCheckpoint,
@@ -37,13 +36,13 @@ export function auditVerifyCommand(configPath: string | undefined, io: Io): numb
         );
         return EXIT.failure;
       }
-    } else if (core.store.audit.head()?.mac) {
+    } else if (core.auditHeadKeyed()) {
       io.err(
         'audit log NOT VERIFIED: its head is keyed, but this data directory has no keystore to check it',
       );
       return EXIT.failure;
     }
-    const r = new AuditLog(core.store, systemClock, sealing, { readonly: true }).verify();
+    const r = core.verifyAudit(sealing);
     if (r.ok) {
       const keyed = r.keyed
         ? `; keyed head ok (${r.keyed.anchor} counter ${r.keyed.counter}, head bound to ${r.keyed.headCounter}), ${r.keyed.checkpoints} signed checkpoints ok`
@@ -73,7 +72,7 @@ export function auditExportCommand(
 ): number {
   const core = Core.open(resolveConfig(configPath).config, systemClock, { readonly: true });
   try {
-    const log = new AuditLog(core.store, systemClock);
+    const log = core.audit;
     const pending: AuditCheckpoint[] = checkpoints
       ? log.checkpoints(fromSeq === 1 ? 0 : fromSeq).sort((a, b) => a.seq - b.seq)
       : [];

@@ -1,12 +1,10 @@
 import { join } from 'node:path';
 import { addFlowsAdmin, type FlowsPaths, FlowsSetupError, readAdmins, setupFlows } from '../flows/setup.ts';
-import { ControlTokens } from '../users/index.ts';
 import type { Io } from './commands.ts';
 import { cliActor, withWritableCore } from './device-commands.ts';
 import { EXIT } from './exit-codes.ts';
 
-const tokens = (core: Parameters<Parameters<typeof withWritableCore>[1]>[0]) =>
-  new ControlTokens(core.store, core.audit, core.clock);
+const tokens = (core: Parameters<Parameters<typeof withWritableCore>[1]>[0]) => core.controlTokens;
 
 export function flowsTokenCreateCommand(
   configPath: string | undefined,

@@ -57,8 +57,8 @@ export function firewallApplyCommand(configPath: string | undefined, io: Io): Pr
 
 export function firewallStatusCommand(configPath: string | undefined, io: Io): number {
   return withWritableCore(configPath, (core) => {
-    const good = core.store.rulesets.lastApplied();
-    const latest = core.store.rulesets.latest();
+    const good = core.segmentation.lastApplied();
+    const latest = core.segmentation.latestAttempt();
     io.out(`enforce: ${core.config.firewall.enforce ? 'yes (the gateway applies changes)' : 'no'}`);
     io.out(
       good
@@ -117,7 +117,7 @@ export function mudControllerCommand(
 
 export function mudControllerListCommand(configPath: string | undefined, io: Io): number {
   return withWritableCore(configPath, (core) => {
-    for (const c of core.store.mudControllers.list()) io.out(`${c.uri}\t${c.address}`);
+    for (const c of core.segmentation.controllers()) io.out(`${c.uri}\t${c.address}`);
     return EXIT.ok;
   });
 }

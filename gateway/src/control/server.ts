@@ -14,7 +14,7 @@ import { findGroupId } from '../groups.ts';
 import { errorResponse, HttpError } from '../http.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { queueFull } from '../uplink/queue-full.ts';
-import { type ControlToken, ControlTokens, type Scope } from '../users/index.ts';
+import type { ControlToken, Scope } from '../users/index.ts';
 import { AuditWriteLimiter } from './audit-rate.ts';
 import { controlBody } from './body.ts';
 import { DecisionPoints } from './decisions.ts';
@@ -118,7 +118,7 @@ const answerBody = z.strictObject({
 });
 
 export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
-  const tokens = new ControlTokens(core.store, core.audit, core.clock);
+  const tokens = core.controlTokens;
   // Profiles with `decision: {flow}` ask the flows registered here; without a control API nobody answers and
   // each such profile fails closed or open as it says.
   const points = new DecisionPoints();
@@ -299,6 +299,13 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     const current = core.identity.show(id(c)).device;
     if (current.state !== 'quarantined') return c.json({ device: current, unchanged: true });
     return c.json(await core.segmentation.release(id(c), c.get('actor'), b.reason));
+  });
+  // Lifting an automatic rate limit is undoing a containment, like release: the same scope.
+  app.post('/v1/devices/:id/unlimit', async (c) => {
+    need(c, 'device:quarantine');
+    await controlBody(c, z.strictObject({}));
+    const device = core.identity.show(id(c)).device;
+    return c.json({ lifted: core.policy.liftRateLimit(device.id, c.get('actor')) });
   });
   app.post('/v1/audit', async (c) => {
     need(c, 'audit:write');

@@ -1,7 +1,7 @@
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { Store } from '../store/index.ts';
+import type { Alert, Store } from '../store/index.ts';
 import type { GpioBackend } from './backend.ts';
 
 export type LedState = 'ok' | 'pairing' | 'alert' | 'quarantine';
@@ -30,11 +30,11 @@ export interface HardwareOptions {
 
 export const TAMPER_ALERT = 'hardware.tamper';
 
-/** Whether an unacknowledged tamper alert locks the UI (read from the store: any process can ask). */
-export function uiLockedByTamper(store: Store): boolean {
-  return store.alerts
-    .list({ open: true })
-    .some((a) => a.kind === TAMPER_ALERT && (a.evidence as { lockUi?: boolean } | null)?.lockUi === true);
+/** Whether an unacknowledged tamper alert among `openAlerts` (the store's: any process can ask) locks the UI. */
+export function uiLockedByTamper(openAlerts: readonly Pick<Alert, 'kind' | 'evidence'>[]): boolean {
+  return openAlerts.some(
+    (a) => a.kind === TAMPER_ALERT && (a.evidence as { lockUi?: boolean } | null)?.lockUi === true,
+  );
 }
 
 /**

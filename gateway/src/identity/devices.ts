@@ -84,7 +84,7 @@ export interface CredentialView {
   weak: boolean;
 }
 
-function pskContext(identity: string): string {
+export function pskContext(identity: string): string {
   return `credential:psk:${identity}`;
 }
 
@@ -278,6 +278,19 @@ export class IdentityService {
 
   list(filter: { state?: DeviceState } = {}): Device[] {
     return this.store.devices.list(filter);
+  }
+
+  /** Devices by state (the dashboard's counts). */
+  countByState(): Record<DeviceState, number> {
+    return this.store.devices.countByState();
+  }
+
+  /**
+   * Stamps for live views, cheap to poll: `rows` moves whenever any device row does (in any process), `seen`
+   * when any device was last seen later (a reading moves only that).
+   */
+  liveStamps(): { rows: string; seen: string } {
+    return { rows: this.store.devices.changeStamp(), seen: this.store.devices.seenStamp() };
   }
 
   show(id: string): { device: Device; credentials: CredentialView[] } {

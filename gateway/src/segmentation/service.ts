@@ -4,7 +4,7 @@ import { type Clock, isoTime } from '../clock.ts';
 import type { Config } from '../config/index.ts';
 import type { IdentityService } from '../identity/index.ts';
 import { isIpv4 } from '../net/ipv4.ts';
-import type { Device, QuarantineMode, Store } from '../store/index.ts';
+import type { Device, QuarantineMode, Segment, Store, StoredRuleset } from '../store/index.ts';
 import { type AllowList, allowListSchema } from './allowlist.ts';
 import { type ApplyTimings, FirewallApplier, ruleLines } from './applier.ts';
 import { type CompiledRuleset, compileRuleset, SET } from './compiler.ts';
@@ -198,6 +198,26 @@ export class SegmentationService {
   /** The hash of the ruleset last applied successfully, if any. */
   lastAppliedHash(): string | undefined {
     return this.deps.store.rulesets.lastApplied()?.hash;
+  }
+
+  /** The ruleset last applied successfully (its text, who, when), if any. */
+  lastApplied(): StoredRuleset | undefined {
+    return this.deps.store.rulesets.lastApplied();
+  }
+
+  /** The last attempt to apply a ruleset, whatever its outcome. */
+  latestAttempt(): StoredRuleset | undefined {
+    return this.deps.store.rulesets.latest();
+  }
+
+  /** The segments as the store mirrors them from the configuration. */
+  segments(): Segment[] {
+    return this.deps.store.segments.list();
+  }
+
+  /** The MUD controllers known by address (`portcullis mud controllers`). */
+  controllers(): { uri: string; address: string }[] {
+    return this.deps.store.mudControllers.list();
   }
 
   /** Imports a MUD file as the device's whole allow-list (replacing any previous one), or changes nothing. */

@@ -243,6 +243,18 @@ export const DeviceDetail: FC<{ data: DeviceDetailData; viewer: Viewer; canOpera
             </>
           ) : null}
         </dl>
+        {data.rateLimit && viewer.role === 'admin' ? (
+          <details>
+            <summary>Lift the rate limit now</summary>
+            <form method="post" action={`${base}/unlimit`} aria-label="Lift the rate limit">
+              <Csrf token={viewer.csrf} />
+              <Reauth idPrefix="u" />
+              <p>
+                <button type="submit">Lift rate limit</button>
+              </p>
+            </form>
+          </details>
+        ) : null}
         {canOperate && d.state !== 'decommissioned' && data.policy && data.policy.profiles.length > 0 ? (
           <form method="post" action={`${base}/profile`} class="row" aria-label="Policy profile">
             <Csrf token={viewer.csrf} />

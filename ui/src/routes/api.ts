@@ -47,6 +47,7 @@ export const API_ROUTES: readonly RouteSpec[] = [
     access: { roles: ADMINS, reauth: true },
     sample: { reason: 'test' },
   },
+  { method: 'POST', path: '/api/v1/devices/:id/unlimit', access: { roles: ADMINS, reauth: true } },
   { method: 'GET', path: '/api/v1/alerts', access: { roles: ALL_ROLES } },
   { method: 'POST', path: '/api/v1/alerts/:id/ack', access: { roles: OPERATORS } },
   { method: 'GET', path: '/api/v1/audit', access: { roles: ALL_ROLES } },
@@ -109,7 +110,11 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
   });
   // After a tamper alert (with tamperLocksUi), nothing changes through the UI until a person acknowledges it.
   app.use('*', async (c, next) => {
-    if (c.req.method !== 'GET' && !/\/alerts\/[^/]+\/ack$/.test(c.req.path) && uiLockedByTamper(core.store)) {
+    if (
+      c.req.method !== 'GET' &&
+      !/\/alerts\/[^/]+\/ack$/.test(c.req.path) &&
+      uiLockedByTamper(core.alerts({ open: true }))
+    ) {
       throw new HttpError(
         423,
         'ERR_UI_TAMPER_LOCK',
@@ -159,7 +164,7 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
   route('GET', '/api/v1/devices/:id/activity', (c) => {
     const device = core.identity.show(id(c)).device;
     const span = c.req.query('range') === '7d' ? RETENTION_MS : 86_400_000;
-    return c.json(core.store.activity.since(device.id, new Date(now() - span).toISOString()));
+    return c.json(core.deviceActivity(device.id, new Date(now() - span).toISOString()));
   });
   route('POST', '/api/v1/devices/:id/quarantine', async (c) => {
     const b = await body(c, quarantineBody);
@@ -173,9 +178,10 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
     const b = await body(c, reasonBody);
     return c.json(core.identity.decommission(id(c), c.get('actor'), b.reason));
   });
-  route('GET', '/api/v1/alerts', (c) =>
-    c.json(core.store.alerts.list({ open: c.req.query('all') ? undefined : true })),
+  route('POST', '/api/v1/devices/:id/unlimit', (c) =>
+    c.json({ lifted: core.policy.liftRateLimit(id(c), c.get('actor')) }),
   );
+  route('GET', '/api/v1/alerts', (c) => c.json(core.alerts({ open: c.req.query('all') ? undefined : true })));
   route('POST', '/api/v1/alerts/:id/ack', (c) => {
     const n = Number(id(c));
     if (!Number.isSafeInteger(n) || n < 1)
@@ -187,7 +193,7 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
     const from = Math.max(1, Number(c.req.query('from') ?? 1) || 1);
     const limit = Math.min(1000, Math.max(1, Number(c.req.query('limit') ?? 100) || 100));
     const out = [];
-    for (const row of core.store.audit.iterate(from)) {
+    for (const row of core.auditRows(from)) {
       out.push({ ...row, details: JSON.parse(row.details) as unknown });
       if (out.length >= limit) break;
     }

@@ -20,7 +20,7 @@ import { deviceIdSchema } from '../../../gateway/src/identity/index.ts';
 import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
 import type { UiSession, UiSessions } from '../../../gateway/src/users/index.ts';
-import { ControlTokens, passwordSchema, SCOPES, usernameSchema } from '../../../gateway/src/users/index.ts';
+import { passwordSchema, SCOPES, usernameSchema } from '../../../gateway/src/users/index.ts';
 import {
   type Access,
   ADMINS,
@@ -101,6 +101,12 @@ export const PAGE_ROUTES: readonly PageSpec[] = [
   {
     method: 'POST',
     path: '/devices/:id/decommission',
+    access: { roles: ADMINS, reauth: true },
+    sample: REAUTH_SAMPLE,
+  },
+  {
+    method: 'POST',
+    path: '/devices/:id/unlimit',
     access: { roles: ADMINS, reauth: true },
     sample: REAUTH_SAMPLE,
   },
@@ -396,7 +402,7 @@ export function pageRoutes(
           new HttpError(403, 'ERR_UI_CSRF', 'the form is stale or forged; reload the page'),
         );
       }
-      if (!c.req.path.endsWith('/ack') && uiLockedByTamper(core.store)) {
+      if (!c.req.path.endsWith('/ack') && uiLockedByTamper(core.alerts({ open: true }))) {
         return errorPage(
           c,
           new HttpError(
@@ -457,7 +463,7 @@ export function pageRoutes(
       <Dashboard
         status={core.status()}
         uplink={options.uplinkStatus()}
-        alerts={core.store.alerts.list({ open: true })}
+        alerts={core.alerts({ open: true })}
         updates={(await updates()).updateStatus(core)}
       />,
       true,
@@ -503,7 +509,7 @@ export function pageRoutes(
         devices={all.slice((pageNo - 1) * PAGE_SIZE, pageNo * PAGE_SIZE)}
         total={all.length}
         filter={{ q, state, segment, page: pageNo }}
-        segments={core.store.segments.list()}
+        segments={core.segmentation.segments()}
       />,
       true,
     );
@@ -514,9 +520,6 @@ export function pageRoutes(
     const range = c.req.query('range') === '7d' ? '7d' : '24h';
     const from = now() - (range === '7d' ? RETENTION_MS : 86_400_000);
     const since = new Date(from).toISOString();
-    const limit = core.store.rateLimits
-      .active(new Date(now()).toISOString())
-      .find((l) => l.deviceId === device.id);
     return render(
       c,
       `Device ${device.id}`,
@@ -524,15 +527,13 @@ export function pageRoutes(
         data={{
           device,
           credentials,
-          activity: core.store.activity.since(device.id, since),
+          activity: core.deviceActivity(device.id, since),
           range,
           from,
           to: now(),
-          alerts: core.store.alerts.list({ open: true, deviceId: device.id }),
-          events: core.store.audit
-            .search({ target: device.id, limit: 20 })
-            .filter((e) => e.target === device.id),
-          rateLimit: limit,
+          alerts: core.alerts({ open: true, deviceId: device.id }),
+          events: core.searchAudit({ target: device.id, limit: 20 }).filter((e) => e.target === device.id),
+          rateLimit: core.policy.rateLimit(device.id),
           behaviour: options.behaviour?.(device.id),
           policy: {
             effective: core.policy.show(device.id),
@@ -604,6 +605,19 @@ export function pageRoutes(
     await core.segmentation.release(id(c), actor(c), b.reason);
     return flashTo(c, deviceUrl(id(c)), { kind: 'ok', text: `${id(c)} released.` });
   });
+  page('POST', '/devices/:id/unlimit', async (c) => {
+    const b = await form(c, z.strictObject(reauthFields));
+    const d = core.identity.show(id(c)).device;
+    // Nothing to lift answers before the password is checked (a stale page is not a failed login).
+    if (!core.policy.rateLimit(d.id))
+      return flashTo(c, deviceUrl(d.id), { kind: 'ok', text: `${d.id} has no rate limit.` });
+    await reauthed(c, b);
+    const lifted = core.policy.liftRateLimit(d.id, actor(c));
+    return flashTo(c, deviceUrl(d.id), {
+      kind: 'ok',
+      text: lifted ? `${d.id}: rate limit lifted.` : `${d.id} has no rate limit.`,
+    });
+  });
   page('POST', '/devices/:id/decommission', async (c) => {
     const b = await form(c, z.strictObject({ reason: optional(500), ...reauthFields }));
     await reauthed(c, b);
@@ -620,7 +634,7 @@ export function pageRoutes(
       'Onboarding',
       <Onboarding
         pending={core.identity.list({ state: 'pending' }).map((d) => core.identity.show(d.id))}
-        segments={core.store.segments.list()}
+        segments={core.segmentation.segments()}
         viewer={c.get('viewer')}
         canOperate={canOperate(c)}
       />,
@@ -678,7 +692,7 @@ export function pageRoutes(
         >
           <Onboarding
             pending={core.identity.list({ state: 'pending' }).map((d) => core.identity.show(d.id))}
-            segments={core.store.segments.list()}
+            segments={core.segmentation.segments()}
             viewer={c.get('viewer')}
             canOperate={canOperate(c)}
             kept={{ ...kept, errors }}
@@ -724,11 +738,11 @@ export function pageRoutes(
       c,
       'Alerts',
       <Alerts
-        alerts={core.store.alerts.list({ open: all ? undefined : true })}
+        alerts={core.alerts({ open: all ? undefined : true })}
         all={all}
         viewer={c.get('viewer')}
         canOperate={canOperate(c)}
-        locked={uiLockedByTamper(core.store)}
+        locked={uiLockedByTamper(core.alerts({ open: true }))}
       />,
       true,
     );
@@ -799,7 +813,7 @@ export function pageRoutes(
   page('GET', '/audit', (c) => {
     const f = auditFilter(c);
     const before = Number.parseInt(c.req.query('before') ?? '', 10);
-    const rows = core.store.audit.search({
+    const rows = core.searchAudit({
       actor: f.actor || undefined,
       action: f.action || undefined,
       target: f.target || undefined,
@@ -1145,7 +1159,7 @@ export function pageRoutes(
     return flashTo(c, '/account', { kind: 'ok', text: 'The session was ended.' });
   });
 
-  const tokens = new ControlTokens(core.store, core.audit, core.clock);
+  const tokens = core.controlTokens;
   page('GET', '/tokens', (c) =>
     render(c, 'Flow tokens', <TokensPage tokens={tokens.list()} scopes={SCOPES} viewer={c.get('viewer')} />),
   );
