@@ -20,6 +20,8 @@ export interface FetchLimits {
   allowFileUrls: boolean;
   maxBytes: number;
   timeoutMs: number;
+  /** Trust exactly this CA for https (tests; a private mirror); unset: the system's CAs. */
+  ca?: string | Buffer;
 }
 
 export interface FetchedBundle {
@@ -50,7 +52,12 @@ function checkUrl(raw: string, limits: FetchLimits): URL {
 /** The response body of an https GET, following at most MAX_REDIRECTS redirects to https URLs. */
 function httpsBody(url: URL, limits: FetchLimits, signal: AbortSignal, hops = 0): Promise<Readable> {
   return new Promise((resolve, reject) => {
-    const req = httpsGet(url, { signal, headers: { accept: 'application/octet-stream' } }, (res) => {
+    const options = {
+      signal,
+      headers: { accept: 'application/octet-stream' },
+      ...(limits.ca ? { ca: limits.ca } : {}),
+    };
+    const req = httpsGet(url, options, (res) => {
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400 && res.headers.location) {
         res.resume();
