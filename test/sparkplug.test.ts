@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
+import { type ProfileMetric, SparkplugSession } from '../gateway/src/uplink/sparkplug.ts';
 import { runCli } from './helpers/cli.ts';
 import { type GatewayHome, makeGatewayHome, type RunningGateway } from './helpers/gateway.ts';
 import { type Broker, startBroker } from './helpers/mosquitto.ts';
@@ -42,6 +43,8 @@ interface Msg {
   device: string | undefined;
   seq: number;
   metrics: Map<string, unknown>;
+  /** Each metric's Sparkplug type as Tahu decoded it. */
+  types: Map<string, string>;
 }
 
 const KEY = 'sparkplug-sensor-key-01';
@@ -86,6 +89,14 @@ describe('Sparkplug B uplink, decoded by Eclipse Tahu', () => {
         '  sparkplug: {groupId: plant-1, edgeNodeId: edge-7}',
         'fleet:',
         `  operatorKeyFile: ${join(dir, 'keys', 'operator.pub')}`,
+        // A device profile that maps readings to typed metrics (the second sensor takes it).
+        'policy:',
+        '  profiles:',
+        '    cold-room:',
+        '      metrics:',
+        '        - {name: Temperature, field: temperature, type: Float}',
+        '        - {name: Door/Open, field: door/open, type: Boolean}',
+        '        - {name: Count, field: count, type: UInt32}',
       ],
     });
     await home.cli([
@@ -117,6 +128,7 @@ describe('Sparkplug B uplink, decoded by Eclipse Tahu', () => {
         device,
         seq: d.seq === undefined || d.seq === null ? Number.NaN : num(d.seq),
         metrics: new Map((d.metrics ?? []).map((m) => [m.name as string, m.value])),
+        types: new Map((d.metrics ?? []).map((m) => [m.name as string, m.type as string])),
       });
     });
     await observer.subscribeAsync('spBv1.0/#', { qos: 1 });
@@ -234,10 +246,101 @@ describe('Sparkplug B uplink, decoded by Eclipse Tahu', () => {
     assert.equal(death.seq, 3);
   });
 
+  it("a device whose profile maps metrics: DBIRTH declares exactly the profile's names and types, DDATA carries them, unmapped fields are not sent", async () => {
+    await home.cli([
+      'device',
+      'add',
+      'sensor-map',
+      '--psk-identity',
+      'sensor-map',
+      '--psk',
+      Buffer.from(KEY).toString('hex'),
+    ]);
+    await home.cli(['device', 'profile', 'sensor-map', 'cold-room']);
+    const mark = seen.length;
+    const postAs = async (body: object) => {
+      const r = await runPeer('coap-client-openssl', [
+        ...['-u', 'sensor-map', '-k', KEY, '-m', 'post', '-t', '50', '-e', JSON.stringify(body)],
+        `coaps://127.0.0.1:${home.dtlsPort}/telemetry`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    await postAs({ temperature: 4.5, door: { open: true }, count: 7, secret: 'not for the host' });
+    const data = await waitFor('mapped DDATA', () =>
+      seen.slice(mark).find((m) => m.type === 'DDATA' && m.device === 'sensor-map'),
+    );
+    const birth = seen.slice(mark).find((m) => m.type === 'DBIRTH' && m.device === 'sensor-map');
+    assert.ok(birth, 'DBIRTH before the first DDATA');
+    for (const m of [birth, data]) {
+      assert.deepEqual(
+        [...m.types],
+        [
+          ['Temperature', 'Float'],
+          ['Door/Open', 'Boolean'],
+          ['Count', 'UInt32'],
+        ],
+      );
+    }
+    assert.deepEqual(
+      [...data.metrics],
+      [
+        ['Temperature', 4.5],
+        ['Door/Open', true],
+        ['Count', 7],
+      ],
+    );
+    assert.equal(data.seq, (birth.seq + 1) % 256);
+    // A reading whose values do not fit: null metrics (Sparkplug's is_null), never a wrapped or coerced value.
+    await postAs({ temperature: 'warm', count: -1 });
+    const second = await waitFor(
+      'second mapped DDATA',
+      () => seen.slice(mark).filter((m) => m.type === 'DDATA' && m.device === 'sensor-map')[1],
+    );
+    assert.deepEqual(
+      [...second.metrics],
+      [
+        ['Temperature', null],
+        ['Door/Open', null],
+        ['Count', null],
+      ],
+    );
+    assert.equal(
+      seen.slice(mark).filter((m) => m.type === 'DBIRTH').length,
+      1,
+      'born once while the map holds',
+    );
+  });
+
   it('a SIGKILLed gateway: NDEATH through the Will, with the bdSeq of its NBIRTH', async () => {
     const mark = seen.length;
     await gw.kill();
     const death = await waitFor('NDEATH', () => seen.slice(mark).find((m) => m.type === 'NDEATH'));
     assert.equal(num(death.metrics.get('bdSeq')), bdSeq);
+  });
+});
+
+describe('Sparkplug session: a profile map that changes', () => {
+  it('births the device again (DBIRTH) when its profile maps other metrics, and not otherwise', () => {
+    let map: ProfileMetric[] = [{ name: 'T', field: 't', type: 'Double' }];
+    const s = new SparkplugSession(
+      { groupId: 'g', edgeNodeId: 'e', metricsFor: () => map },
+      { now: () => 1_700_000_000_000 },
+    );
+    s.birth();
+    const types = (out: Array<{ topic: string }>) => out.map((m) => m.topic.split('/')[2]);
+    const reading = Buffer.from('{"t":1,"h":2}');
+    assert.deepEqual(types(s.data('d', reading, 50)), ['DBIRTH', 'DDATA']);
+    assert.deepEqual(types(s.data('d', reading, 50)), ['DDATA']);
+    map = [...map, { name: 'H', field: 'h', type: 'Int8' }];
+    const reborn = s.data('d', reading, 50);
+    assert.deepEqual(types(reborn), ['DBIRTH', 'DDATA']);
+    const birth = tahu.decodePayload((reborn[0] as { payload: Buffer }).payload);
+    assert.deepEqual(
+      birth.metrics?.map((m) => [m.name, m.type, m.value]),
+      [
+        ['T', 'Double', 1],
+        ['H', 'Int8', 2],
+      ],
+    );
   });
 });

@@ -10,6 +10,22 @@ import { z } from 'zod';
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE'] as const;
 export const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
 
+/** The Sparkplug B scalar types a profile may map a reading's field to. */
+export const SPARKPLUG_METRIC_TYPES = [
+  'Int8',
+  'Int16',
+  'Int32',
+  'Int64',
+  'UInt8',
+  'UInt16',
+  'UInt32',
+  'UInt64',
+  'Float',
+  'Double',
+  'Boolean',
+  'String',
+] as const;
+
 const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$|^24:00$/, { error: 'must be HH:MM (00:00-24:00)' });
 
 /** A resource a device may use: an exact path, or a collection `/prefix/*`, and the methods on it. */
@@ -61,6 +77,22 @@ export const profileFieldsSchema = z.strictObject({
   /** Segments the device must be placed in (`portcullis device place`). */
   segments: z.array(z.string().min(1).max(24)).min(1).max(32).optional(),
   decision: flowDecisionSchema.optional(),
+  /**
+   * Sparkplug B (`uplink.format: sparkplug-b`): the reading's fields as typed metrics — `field` is the path in
+   * the JSON/CBOR reading (`door/open` for nested objects). With it, DBIRTH declares exactly these metrics and
+   * DDATA carries only them (docs/fleet.md); without it every field is sent as it comes.
+   */
+  metrics: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(/^[^#+]{1,128}$/, { error: 'must be 1-128 characters, no # or +' }),
+        field: z.string().min(1).max(256),
+        type: z.enum(SPARKPLUG_METRIC_TYPES),
+      }),
+    )
+    .min(1)
+    .max(256)
+    .optional(),
 });
 export type ProfileFields = z.output<typeof profileFieldsSchema>;
 export const PROFILE_FIELDS = Object.keys(profileFieldsSchema.shape) as (keyof ProfileFields)[];

@@ -10,14 +10,35 @@
  * - an NCMD with `Node Control/Rebirth` = true starts a new session's births.
  * Readings become metrics: a JSON (content format 50, or none) or CBOR (60) object's fields, nested objects as
  * `a/b` folders; numbers are Double, booleans Boolean, strings String; anything else one Bytes metric `payload`.
+ * A device whose policy profile has `metrics` gets exactly those (name, field, type): DBIRTH declares them all,
+ * DDATA carries them (null where the reading lacks the field or its value does not fit the type), other fields
+ * are not sent, and a changed map means a new DBIRTH.
  */
 import { createRequire } from 'node:module';
 import type { Clock } from '../clock.ts';
 
 interface Metric {
   name: string;
-  type: 'Double' | 'Boolean' | 'String' | 'Bytes' | 'UInt64';
-  value: number | boolean | string | Uint8Array;
+  type: ProfileMetric['type'] | 'Bytes';
+  value: number | boolean | string | Uint8Array | null;
+}
+/** A profile's metric: the Sparkplug name, the path in the reading, the type (config/policy-schema.ts). */
+export interface ProfileMetric {
+  name: string;
+  field: string;
+  type:
+    | 'Int8'
+    | 'Int16'
+    | 'Int32'
+    | 'Int64'
+    | 'UInt8'
+    | 'UInt16'
+    | 'UInt32'
+    | 'UInt64'
+    | 'Float'
+    | 'Double'
+    | 'Boolean'
+    | 'String';
 }
 interface Tahu {
   encodePayload(p: { timestamp: number; seq?: number; metrics: Metric[] }): Uint8Array;
@@ -40,6 +61,53 @@ export const SPARKPLUG_ID = /^[^/#+]{1,128}$/;
 export interface SparkplugOptions {
   groupId: string;
   edgeNodeId: string;
+  /** The device's profile metrics, if its profile maps them (undefined: every field as it comes). */
+  metricsFor?: (deviceId: string) => readonly ProfileMetric[] | undefined;
+}
+
+const INT_RANGE: Partial<Record<ProfileMetric['type'], [number, number]>> = {
+  Int8: [-128, 127],
+  Int16: [-32768, 32767],
+  Int32: [-2147483648, 2147483647],
+  Int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  UInt8: [0, 255],
+  UInt16: [0, 65535],
+  UInt32: [0, 4294967295],
+  UInt64: [0, Number.MAX_SAFE_INTEGER],
+};
+
+/** A field's value as the metric's type, or null when it has none that fits (never a silent wrap-around). */
+function typed(value: unknown, type: ProfileMetric['type']): Metric['value'] {
+  const range = INT_RANGE[type];
+  if (range) {
+    return typeof value === 'number' && Number.isInteger(value) && value >= range[0] && value <= range[1]
+      ? value
+      : null;
+  }
+  if (type === 'Float' || type === 'Double')
+    return typeof value === 'number' && Number.isFinite(value) ? value : null;
+  if (type === 'Boolean') return typeof value === 'boolean' ? value : null;
+  if (value === undefined || value === null) return null;
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** The reading mapped by a profile's metrics: one metric per entry, in the profile's order. */
+export function profileMetrics(
+  payload: Buffer,
+  contentFormat: number | null,
+  map: readonly ProfileMetric[],
+): Metric[] {
+  const decoded = decodeReading(payload, contentFormat);
+  return map.map((m) => {
+    let v: unknown = decoded;
+    for (const part of m.field.split('/')) {
+      v =
+        v !== null && typeof v === 'object' && !Array.isArray(v)
+          ? (v as Record<string, unknown>)[part]
+          : undefined;
+    }
+    return { name: m.name, type: m.type, value: typed(v, m.type) };
+  });
 }
 
 function flatten(value: unknown, prefix: string, out: Metric[]): void {
@@ -59,19 +127,23 @@ function flatten(value: unknown, prefix: string, out: Metric[]): void {
   else out.push({ name, type: 'String', value: JSON.stringify(value) ?? 'null' });
 }
 
-/** The reading as metrics (see the module comment); never throws. */
-export function toMetrics(payload: Buffer, contentFormat: number | null): Metric[] {
-  let decoded: unknown;
+/** A JSON or CBOR reading decoded; undefined for anything else or what does not decode. */
+function decodeReading(payload: Buffer, contentFormat: number | null): unknown {
   try {
     if (contentFormat === 60) {
       cborDecode ??= (requireCjs('cbor-x') as { decode: (b: Buffer) => unknown }).decode;
-      decoded = cborDecode(payload);
-    } else if (contentFormat === 50 || contentFormat === null) {
-      decoded = JSON.parse(payload.toString('utf8'));
+      return cborDecode(payload);
     }
+    if (contentFormat === 50 || contentFormat === null) return JSON.parse(payload.toString('utf8'));
   } catch {
-    decoded = undefined;
+    return undefined;
   }
+  return undefined;
+}
+
+/** The reading as metrics (see the module comment); never throws. */
+export function toMetrics(payload: Buffer, contentFormat: number | null): Metric[] {
+  const decoded = decodeReading(payload, contentFormat);
   if (decoded === undefined || decoded === null || typeof decoded !== 'object' || Array.isArray(decoded)) {
     return [{ name: 'payload', type: 'Bytes', value: new Uint8Array(payload) }];
   }
@@ -83,7 +155,8 @@ export function toMetrics(payload: Buffer, contentFormat: number | null): Metric
 export class SparkplugSession {
   private seq = 0;
   private bdSeq = -1;
-  private readonly born = new Set<string>();
+  /** Devices born in this session, with the metric map (names and types) their DBIRTH declared. */
+  private readonly born = new Map<string, string>();
 
   constructor(
     private readonly o: SparkplugOptions,
@@ -134,10 +207,13 @@ export class SparkplugSession {
     payload: Buffer,
     contentFormat: number | null,
   ): Array<{ topic: string; payload: Buffer }> {
-    const metrics = toMetrics(payload, contentFormat);
+    const map = this.o.metricsFor?.(deviceId);
+    const metrics = map ? profileMetrics(payload, contentFormat, map) : toMetrics(payload, contentFormat);
+    // Generic readings are born once per session; a profile's map is born again when the map changes.
+    const declared = map ? map.map((m) => `${m.name}:${m.type}`).join('\n') : '';
     const out: Array<{ topic: string; payload: Buffer }> = [];
-    if (!this.born.has(deviceId)) {
-      this.born.add(deviceId);
+    if (this.born.get(deviceId) !== declared) {
+      this.born.set(deviceId, declared);
       out.push({ topic: this.topic('DBIRTH', deviceId), payload: this.encode(metrics, true) });
     }
     out.push({ topic: this.topic('DDATA', deviceId), payload: this.encode(metrics, true) });
