@@ -17,6 +17,7 @@ import { ed25519PublicKey, keyIdOf } from './document.ts';
 import { gatewayHpkeKey, hpkeBindingMessage } from './hpke.ts';
 import { buildState, type ComplianceSummary, complianceSummary, presence } from './state.ts';
 import { fleetTopics, groupTopic, STREAM_SUFFIX } from './topics.ts';
+import type { FleetRuntimeStatus } from './view.ts';
 
 /** Checkpoints made for the state at most this often (each advances the keystore's counter: TPM NV wear). */
 const CHECKPOINT_MIN_INTERVAL_MS = 60_000;
@@ -47,6 +48,12 @@ export class FleetAgent implements FleetHooks {
   private auditQueuedThrough: number;
   private auditTimer: NodeJS.Timeout | null = null;
   private compliance: { at: number; summary: ComplianceSummary } | null = null;
+  /** What got out, for the fleet page (FleetRuntimeStatus). */
+  private published: Pick<FleetRuntimeStatus, 'presence' | 'state' | 'lastError'> = {
+    presence: null,
+    state: null,
+    lastError: null,
+  };
   /** Stream messages the uplink refused (queue at its bound), by stream; logged once a minute per stream. */
   private readonly refused = { alerts: 0, audit: 0 };
   private readonly refusalLog = new LogThrottle(60_000, () => Date.now());
@@ -137,12 +144,34 @@ export class FleetAgent implements FleetHooks {
   }
 
   private publish(topic: string, doc: unknown): void {
+    const payload = Buffer.from(JSON.stringify(doc));
     this.uplink
-      .publishDirect(topic, Buffer.from(JSON.stringify(doc)), { retain: true })
+      .publishDirect(topic, payload, { retain: true })
+      .then(() => {
+        const at = new Date(this.clock.now()).toISOString();
+        if (topic === this.topics.status) {
+          this.published.presence = { online: (doc as { online: boolean }).online, at };
+        } else if (topic === this.topics.state) this.published.state = { at, bytes: payload.length };
+      })
       .catch((err: Error) => {
         // Retained documents are sent again at the next connect: a loss while offline costs nothing.
+        this.published.lastError = {
+          topic,
+          message: err.message,
+          at: new Date(this.clock.now()).toISOString(),
+        };
         this.logger.debug({ topic, err: err.message }, 'fleet publish not sent');
       });
+  }
+
+  /** For the fleet page: the connection, the topics followed, and what got out. */
+  status(): FleetRuntimeStatus {
+    return {
+      prefix: this.uplink.topicPrefix,
+      connected: this.uplink.status().state === 'connected',
+      subscriptions: this.subscriptions(),
+      ...this.published,
+    };
   }
 
   /** Trailing debounce: at most one state per `stateDebounceSeconds`, the last change always included. */
