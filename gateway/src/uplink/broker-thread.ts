@@ -7,7 +7,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { type BrokerConnection, connectInProcess } from './connection.ts';
-import type { FromThread, PublishBatch, ToThread } from './worker-protocol.ts';
+import { batchPosts, type FromThread, type PublishBatch, type ToThread } from './worker-protocol.ts';
 
 const port = parentPort;
 if (!port) throw new Error('broker-thread runs as a worker thread of the gateway');
@@ -25,9 +25,10 @@ const flush = () => {
   acks = null;
   if (batch.length > 0) port.postMessage(batch);
 };
+const schedule = batchPosts(flush);
 const send = (m: FromThread) => {
   out.push(m);
-  if (out.length === 1) setImmediate(flush);
+  schedule();
 };
 const ack = (id: number, err: string | null) => {
   if (!acks) {

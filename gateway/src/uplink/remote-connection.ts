@@ -10,7 +10,14 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { followStderr, siblingModule } from '../child.ts';
 import type { BrokerConnection, ConnectionEvents, ConnectParams, UplinkKey } from './connection.ts';
-import type { FromThread, FromWorker, PublishBatch, ToThread, ToWorker } from './worker-protocol.ts';
+import {
+  batchPosts,
+  type FromThread,
+  type FromWorker,
+  type PublishBatch,
+  type ToThread,
+  type ToWorker,
+} from './worker-protocol.ts';
 
 /**
  * The same connection, held by broker-worker.ts in a child process whose OpenSSL prefers the tpm2 provider,
@@ -154,9 +161,10 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
     const transfer = batch.flatMap((m) => (m.type === 'publish' ? [m.payloads.buffer as ArrayBuffer] : []));
     worker.postMessage(batch, transfer);
   };
+  const schedule = batchPosts(flush);
   const post = (m: ToThread) => {
     out.push(m);
-    if (out.length === 1) setImmediate(flush);
+    schedule();
   };
   const queuePublish = (id: number, topic: string, payload: Buffer, props: string, retain: boolean) => {
     if (!pubs) {
