@@ -146,6 +146,8 @@ export class Gateway {
       const flowsUnit = UnitStateProbe.fromEnv()?.start();
       const uiApp = createUiApp(core, {
         logs: deps.logs,
+        // Backups carry the configuration file the gateway runs with.
+        maintenance: { configSource: loaded.source },
         pairingOpen: () => pairing?.pairingOpen() ?? false,
         uplinkStatus: () => uplink?.status(),
         behaviour: (id) => anomaly?.behaviour(id),

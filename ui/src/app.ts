@@ -14,6 +14,7 @@ import { LiveFeed } from './live.ts';
 import { LoginThrottle } from './login.ts';
 import { apiRoutes } from './routes/api.ts';
 import { authRoutes } from './routes/auth-routes.ts';
+import { type MaintenanceOptions, maintenanceApi, STREAMED_UPLOADS } from './routes/maintenance-api.ts';
 import { loginPages, pageRoutes } from './routes/pages.tsx';
 
 /** The technician UI's server: health, authentication, the JSON API and the server-rendered pages. */
@@ -32,6 +33,8 @@ export interface UiOptions {
   handshakes?: HandshakeLog;
   /** How often live views poll for changes (tests shorten it). */
   livePollMs?: number;
+  /** Backups, updates, restart and reboot: the configuration file, the power command (tests record it), caps. */
+  maintenance?: MaintenanceOptions;
   /** Where unexpected failures are reported (the client only sees "internal error"). */
   logger?: Pick<Logger, 'error'>;
 }
@@ -47,6 +50,10 @@ const STATIC: Record<string, { type: string; body: string }> = {
     type: 'text/javascript; charset=utf-8',
     body: readFileSync(new URL('../static/app.js', import.meta.url), 'utf8'),
   },
+  '/static/maintenance.js': {
+    type: 'text/javascript; charset=utf-8',
+    body: readFileSync(new URL('../static/maintenance.js', import.meta.url), 'utf8'),
+  },
   '/static/favicon.svg': {
     type: 'image/svg+xml',
     body: readFileSync(new URL('../static/favicon.svg', import.meta.url), 'utf8'),
@@ -59,17 +66,16 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export function createUiApp(core: Core, options: UiOptions = {}): Hono {
   const app = new Hono();
   // Nothing the UI accepts is large (the biggest is a form of a few fields): refuse big bodies before reading.
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) =>
-        c.json(
-          { error: { code: 'ERR_UI_TOO_LARGE', message: `bodies are limited to ${MAX_BODY_BYTES} bytes` } },
-          413,
-        ),
-    }),
-  );
+  // The two streamed uploads (an update bundle, a backup archive) go to disk under their own cap instead.
+  const limit = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) =>
+      c.json(
+        { error: { code: 'ERR_UI_TOO_LARGE', message: `bodies are limited to ${MAX_BODY_BYTES} bytes` } },
+        413,
+      ),
+  });
+  app.use('*', (c, next) => (STREAMED_UPLOADS.test(c.req.path) ? next() : limit(c, next)));
   app.use(
     '*',
     secureHeaders({
@@ -135,6 +141,7 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
     };
     app.route('/auth', authRoutes(core, sessions, pageOptions.pairingOpen, limiter));
     app.route('/api/v1', apiRoutes(core, sessions));
+    app.route('/api/v1/maintenance', maintenanceApi(core, sessions, options.maintenance));
     app.route('/', loginPages(core, sessions, limiter, pageOptions));
     app.route('/', pageRoutes(core, sessions, new LiveFeed(core, options.livePollMs), pageOptions));
   }

@@ -4,6 +4,7 @@ import { createLogger, LogRing } from '../log.ts';
 import { Gateway } from '../main.ts';
 import { EXIT } from './exit-codes.ts';
 import type { Io } from './io.ts';
+import { stagedRestoreAtStart } from './restore-at-start.ts';
 
 export { type Io, stdio } from './io.ts';
 
@@ -11,10 +12,14 @@ export { type Io, stdio } from './io.ts';
 const SHUTDOWN_DEADLINE_MS = 4_000;
 
 export async function startCommand(configPath: string | undefined): Promise<number> {
-  const loaded = resolveConfig(configPath);
+  // A restore staged from a backup goes in place before anything opens the database (gateway/src/backup).
+  const { loaded, note } = await stagedRestoreAtStart(resolveConfig(configPath), () =>
+    resolveConfig(configPath),
+  );
   // The recent lines also stay in memory for the UI's logs page (bounded).
   const logs = new LogRing();
   const logger = createLogger(loaded.config.log.level, logs);
+  if (note) logger[note.level](note.fields, note.msg);
   // One signal handler for the whole run, installed before start-up: a stop requested while the gateway is
   // still starting (or in the moment after it logged "started") is honoured once it is up, as a clean, audited
   // stop. Swapping handlers instead loses a signal that lands between them. A second signal exits at once, and

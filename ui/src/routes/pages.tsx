@@ -35,6 +35,7 @@ import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-rev
 import { handshakeView } from '../handshake-view.ts';
 import { type LiveFeed, MAX_STREAMS } from '../live.ts';
 import { completeLogin, type LoginThrottle, reauthenticate } from '../login.ts';
+import { maintenanceView } from '../maintenance-view.ts';
 import { AccountPage } from '../pages/account.tsx';
 import { Alerts } from '../pages/alerts.tsx';
 import { AuditPage } from '../pages/audit.tsx';
@@ -1053,11 +1054,7 @@ export function pageRoutes(
     render(
       c,
       'Maintenance',
-      <MaintenancePage
-        status={(await updates()).updateStatus(core)}
-        keyPinned={Boolean(core.config.updates.publicKeyFile)}
-        version={core.status().version}
-      />,
+      <MaintenancePage v={await maintenanceView(core, c.get('viewer').role === 'admin')} />,
     ),
   );
 
