@@ -23,6 +23,7 @@ import { Core } from '../gateway/src/core.ts';
 import { coapPost } from '../test/helpers/coaps-fixture.ts';
 import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { type GatewayHome, makeGatewayHome } from '../test/helpers/gateway.ts';
+import { gatewayUnitStart } from '../test/helpers/gateway-unit.ts';
 import { type Broker, startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki, type TestPki } from '../test/helpers/pki.ts';
 import { inParallel, round, runFor, sliceWalker } from './lib/load.ts';
@@ -383,6 +384,8 @@ export async function e2eBench(argv: string[]): Promise<unknown> {
     dtlsLimits:
       `{maxSessions: ${most + 1000}, handshakesPerSecondPerSource: 100000, maxHandshakesPerSource: 1000, ` +
       `maxHandshakesPerPrefix: 1000, maxSessionsPerSource: ${most + 1000}}`,
+    // Started as the appliance's unit starts it: its node flags (the heap's limits) shape throughput too.
+    unit: gatewayUnitStart(),
   });
   try {
     provision(home, most);

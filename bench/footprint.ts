@@ -8,6 +8,8 @@
  * Memory is read after `--settle` seconds of quiet (default 30): V8 keeps the young generation it grew during
  * start-up until its memory reducer runs on an idle process, which takes some seconds — an appliance is idle for
  * hours, so the settled figure is the one that matters; the start-up peak is what `--settle 1` shows.
+ * The gateway is started as its systemd unit starts it (ExecStart='s node flags, Environment=): the figure is the
+ * appliance's process, not a bare `node bin/portcullis.js start` the appliance never runs.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { Core } from '../gateway/src/core.ts';
 import { PORTCULLIS_BIN } from '../test/helpers/cli.ts';
 import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { freeUdpPort, makeGatewayHome } from '../test/helpers/gateway.ts';
+import { gatewayUnitStart, type UnitStart } from '../test/helpers/gateway-unit.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki } from '../test/helpers/pki.ts';
 import { inParallel, parseOptions, round } from './lib/load.ts';
@@ -81,7 +84,7 @@ function healthz(port: number): Promise<boolean> {
   });
 }
 
-async function idleGateway(dir: string, settleSeconds: number) {
+async function idleGateway(dir: string, settleSeconds: number, unit: UnitStart) {
   const uiPort = 20_000 + Math.floor(Math.random() * 20_000);
   writeFileSync(
     join(dir, 'config.yaml'),
@@ -92,11 +95,8 @@ async function idleGateway(dir: string, settleSeconds: number) {
     const t0 = performance.now();
     const child: ChildProcess = spawn(
       process.execPath,
-      [PORTCULLIS_BIN, '--config', 'config.yaml', 'start'],
-      {
-        cwd: dir,
-        stdio: 'ignore',
-      },
+      [...unit.nodeArgs, PORTCULLIS_BIN, '--config', 'config.yaml', 'start'],
+      { cwd: dir, stdio: 'ignore', env: { ...process.env, PORTCULLIS_CONFIG: undefined, ...unit.env } },
     );
     while (!(await healthz(uiPort))) {
       if (child.exitCode !== null) throw new Error('the gateway exited');
@@ -117,13 +117,14 @@ async function idleGateway(dir: string, settleSeconds: number) {
   throw new Error('unreachable');
 }
 
-async function loadedGateway(sessions: number, settleSeconds: number) {
+async function loadedGateway(sessions: number, settleSeconds: number, unit: UnitStart) {
   const pki = makePki();
   const broker = await startBroker({ caPath: pki.caPath, server: pki.broker });
   // Every simulated sensor shares loopback: lift the per-source caps a real site's sensors would not hit.
   const home = await makeGatewayHome(pki, broker, 'gw-footprint', {
     dtlsLimits:
       '{handshakesPerSecondPerSource: 100000, maxHandshakesPerSource: 1000, maxHandshakesPerPrefix: 1000, maxSessionsPerSource: 100000}',
+    unit,
   });
   const clients: TestDtlsClient[] = [];
   try {
@@ -182,6 +183,7 @@ async function loadedGateway(sessions: number, settleSeconds: number) {
 export async function footprintBench(argv: string[]): Promise<unknown> {
   const o = parseOptions('footprint', argv, { runs: 7, sessions: 1000, settle: 30 });
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-footprint-'));
+  const unit = gatewayUnitStart();
   try {
     log('portcullis --version vs node -e 0');
     const version = againstNode([process.execPath, PORTCULLIS_BIN, '--version'], dir, o.runs);
@@ -191,12 +193,13 @@ export async function footprintBench(argv: string[]): Promise<unknown> {
     const deviceList = againstNode([process.execPath, PORTCULLIS_BIN, 'device', 'list'], dir, o.runs);
     log('idle gateway on defaults');
     const gwDir = mkdtempSync(join(tmpdir(), 'portcullis-footprint-gw-'));
-    const idle = await idleGateway(gwDir, o.settle).finally(() =>
+    const idle = await idleGateway(gwDir, o.settle, unit).finally(() =>
       rmSync(gwDir, { recursive: true, force: true }),
     );
     log(`gateway with the uplink connected and ${o.sessions} idle DTLS sessions`);
-    const loaded = await loadedGateway(o.sessions, o.settle);
+    const loaded = await loadedGateway(o.sessions, o.settle, unit);
     return {
+      gatewayStartedAs: unit,
       version,
       deviceList,
       idleGateway: idle,

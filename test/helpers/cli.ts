@@ -17,6 +17,8 @@ export interface CliOptions {
   netns?: string;
   /** Written to the command's stdin (a password, say); stdin is closed without it. */
   input?: string;
+  /** Flags for node itself, before bin/portcullis.js (the gateway unit's, in a bench). */
+  nodeArgs?: string[];
 }
 
 /** Run the real `portcullis` command as a user would, in its own process. */
@@ -36,7 +38,7 @@ export async function runCli(args: string[], opts: CliOptions = {}): Promise<Cli
 }
 
 export function spawnCli(args: string[], opts: CliOptions = {}): ChildProcess {
-  const argv = [process.execPath, PORTCULLIS_BIN, ...args];
+  const argv = [process.execPath, ...(opts.nodeArgs ?? []), PORTCULLIS_BIN, ...args];
   if (opts.netns) argv.unshift('ip', 'netns', 'exec', opts.netns);
   const [cmd, ...rest] = argv as [string, ...string[]];
   return spawn(cmd, rest, {

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, spawnCli, waitForLine } from './cli.ts';
+import type { UnitStart } from './gateway-unit.ts';
 import type { Broker } from './mosquitto.ts';
 import type { TestPki } from './pki.ts';
 
@@ -54,6 +55,8 @@ export async function makeGatewayHome(
     extraConfig?: string[];
     /** uplink.queue as a YAML flow mapping (`{maxMessages: 20}`): a small bound for the backpressure test. */
     uplinkQueue?: string;
+    /** Start the gateway as its systemd unit does (node flags, environment): for benches (gateway-unit.ts). */
+    unit?: UnitStart;
   } = {},
 ): Promise<GatewayHome> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-gw-'));
@@ -88,7 +91,11 @@ export async function makeGatewayHome(
     dtlsPort,
     cli,
     async start() {
-      const child = spawnCli(['--config', config, 'start'], { cwd: dir, env: opts.tpm?.env });
+      const child = spawnCli(['--config', config, 'start'], {
+        cwd: dir,
+        env: { ...opts.unit?.env, ...opts.tpm?.env },
+        nodeArgs: opts.unit?.nodeArgs,
+      });
       const log: string[] = [];
       let err = '';
       child.stderr?.on('data', (d: Buffer) => {
