@@ -7,7 +7,13 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { type BrokerConnection, connectInProcess } from './connection.ts';
-import { batchPosts, type FromThread, type PublishBatch, type ToThread } from './worker-protocol.ts';
+import {
+  batchPosts,
+  type FromThread,
+  PUBLISH_FIELDS,
+  type PublishBatch,
+  type ToThread,
+} from './worker-protocol.ts';
 
 const port = parentPort;
 if (!port) throw new Error('broker-thread runs as a worker thread of the gateway');
@@ -41,20 +47,19 @@ const ack = (id: number, err: string | null) => {
 let conn: BrokerConnection | null = null;
 
 function publish(b: PublishBatch): void {
-  const all = asBuffer(b.payloads);
-  for (let i = 0; i < b.ids.length; i++) {
-    const id = b.ids[i] as number;
-    if (!conn) {
-      ack(id, 'uplink not connected');
-      continue;
-    }
-    conn.publish(
-      b.topics[i] as string,
-      all.subarray(b.ends[i - 1] ?? 0, b.ends[i]),
-      JSON.parse(b.properties[i] as string) as Record<string, string>,
-      (err) => ack(id, err),
-      { retain: b.retain[i] as boolean },
-    );
+  const data = asBuffer(b.data);
+  let at = 0;
+  for (let i = 0; i < b.index.length; i += PUBLISH_FIELDS) {
+    const [id, topicEnd, propsEnd, payloadEnd, retain] = b.index.subarray(
+      i,
+      i + PUBLISH_FIELDS,
+    ) as unknown as number[];
+    const topic = data.toString('utf8', at, topicEnd);
+    const props = JSON.parse(data.toString('utf8', topicEnd, propsEnd)) as Record<string, string>;
+    const payload = data.subarray(propsEnd, payloadEnd);
+    at = payloadEnd as number;
+    if (!conn) ack(id as number, 'uplink not connected');
+    else conn.publish(topic, payload, props, (err) => ack(id as number, err), { retain: retain === 1 });
   }
 }
 

@@ -144,21 +144,21 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
   let closed = false;
   let exited = false;
   let out: ToThread[] = [];
-  /** This turn's publishes, packed into one entry of `out` when it is posted (worker-protocol.ts). */
-  let pubs: { batch: PublishBatch; payloads: Buffer[]; size: number } | null = null;
+  /** The publishes since the last post, packed into one entry of `out` as it is posted (worker-protocol.ts). */
+  let pubs: { batch: PublishBatch; index: number[]; data: Buffer; size: number } | null = null;
   const flush = () => {
     if (pubs) {
-      const all = Buffer.allocUnsafeSlow(pubs.size);
-      let at = 0;
-      for (const p of pubs.payloads) at += p.copy(all, at);
-      pubs.batch.payloads = all;
+      // Copies of their own, moved to the thread without another copy.
+      pubs.batch.index = Float64Array.from(pubs.index);
+      pubs.batch.data = new Uint8Array(pubs.data.subarray(0, pubs.size));
       pubs = null;
     }
     const batch = out;
     out = [];
     if (batch.length === 0 || exited) return;
-    // The packed payloads move to the thread without a copy (allocUnsafeSlow: a buffer of their own, not the pool).
-    const transfer = batch.flatMap((m) => (m.type === 'publish' ? [m.payloads.buffer as ArrayBuffer] : []));
+    const transfer = batch.flatMap((m) =>
+      m.type === 'publish' ? [m.data.buffer as ArrayBuffer, m.index.buffer as ArrayBuffer] : [],
+    );
     worker.postMessage(batch, transfer);
   };
   const schedule = batchPosts(flush);
@@ -168,26 +168,23 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
   };
   const queuePublish = (id: number, topic: string, payload: Buffer, props: string, retain: boolean) => {
     if (!pubs) {
-      const batch: PublishBatch = {
-        type: 'publish',
-        ids: [],
-        topics: [],
-        properties: [],
-        retain: [],
-        payloads: new Uint8Array(0),
-        ends: [],
-      };
-      pubs = { batch, payloads: [], size: 0 };
+      const batch: PublishBatch = { type: 'publish', index: new Float64Array(0), data: new Uint8Array(0) };
+      pubs = { batch, index: [], data: Buffer.allocUnsafe(16_384), size: 0 };
       post(batch);
     }
-    const b = pubs.batch;
-    b.ids.push(id);
-    b.topics.push(topic);
-    b.properties.push(props);
-    b.retain.push(retain);
-    pubs.payloads.push(payload);
-    pubs.size += payload.length;
-    b.ends.push(pubs.size);
+    const p = pubs;
+    const room = (topic.length + props.length) * 3 + payload.length;
+    if (p.size + room > p.data.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(p.data.length * 2, p.size + room));
+      p.data.copy(bigger, 0, 0, p.size);
+      p.data = bigger;
+    }
+    p.size += p.data.write(topic, p.size);
+    const topicEnd = p.size;
+    p.size += p.data.write(props, p.size);
+    const propsEnd = p.size;
+    p.size += payload.copy(p.data, p.size);
+    p.index.push(id, topicEnd, propsEnd, p.size, retain ? 1 : 0);
   };
   const close = () => {
     if (closed) return;

@@ -36,21 +36,17 @@ export type FromWorker =
 
 /**
  * The same connection in a worker thread of the gateway (broker-thread.ts, issue 23). Each side posts an array of
- * these per turn of its event loop, and the publishes of a turn travel packed: one buffer of payloads (transferred,
- * not copied) and flat arrays, because cloning an object per message cost 2–3 µs each on the gateway's main thread,
- * packed well under 1 µs.
+ * these at most about once a millisecond, and the publishes in between travel packed in one transferred buffer:
+ * cloning an object per message cost the main thread 2–3 µs each, and even flat arrays of strings ~1 µs a string.
  */
 export interface PublishBatch {
   type: 'publish';
-  ids: number[];
-  topics: string[];
-  /** Each message's MQTT 5 user properties as JSON. */
-  properties: string[];
-  retain: boolean[];
-  /** The payloads back to back; message i is bytes [ends[i-1] ?? 0, ends[i]). */
-  payloads: Uint8Array;
-  ends: number[];
+  /** Per message, PUBLISH_FIELDS numbers: id, then where its topic, user properties (JSON) and payload end in `data`
+   * (each starts where the one before ends; the first topic at 0), then 1 if retained. */
+  index: Float64Array;
+  data: Uint8Array;
 }
+export const PUBLISH_FIELDS = 5;
 
 export type ToThread =
   | {
