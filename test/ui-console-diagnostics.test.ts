@@ -114,12 +114,11 @@ describe('diagnostics pages in process', () => {
       '`id`',
     ]) {
       const r = await admin.page('POST', '/diagnostics/ping', { host, count: '1' });
-      assert.equal(r.flash?.kind, 'error', host);
-      assert.match(r.flash?.text ?? '', /host name .* or an IP address/, host);
+      assert.match(r.text, /Not sent: host: must be a host name .* or an IP address/, host);
     }
     for (const count of ['0', '6', '100000', '-1', '1; reboot']) {
       const r = await admin.page('POST', '/diagnostics/ping', { host: '127.0.0.1', count });
-      assert.equal(r.flash?.kind, 'error', count);
+      assert.match(r.text, /Not sent: count: /, count);
     }
     assert.equal(
       [...core.store.audit.iterate()].filter((e) => e.action === 'diagnostics.ping').length,
@@ -135,5 +134,131 @@ describe('diagnostics pages in process', () => {
     // The service refuses too, whoever calls it.
     await assert.rejects(ping('-f', 1));
     await assert.rejects(ping('127.0.0.1', 50));
+  });
+});
+
+describe('configuration changes in process', () => {
+  it('refuses an invalid change with the schema’s words, writes nothing, and names only what changed', async (t) => {
+    const { tempDir } = await import('./helpers/tmp.ts');
+    const { mkdirSync, readFileSync, writeFileSync, existsSync, readdirSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { planConfigChange, writeConfigChange, restorePrevious, previousOf, checkCaPem } = await import(
+      '../gateway/src/config/apply.ts'
+    );
+    const dir = tempDir(t);
+    mkdirSync(join(dir, 'var'), { mode: 0o700 });
+    const file = join(dir, 'config.yaml');
+    const text = `# the site's file\ndataDir: ${join(dir, 'var')}\nsegments: []\n`;
+    writeFileSync(file, text, { mode: 0o600 });
+    assert.throws(
+      () => planConfigChange(file, { segmentsYaml: '- name: plant\n  subnet: 10.1.0.0/33\n' }),
+      (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && /segments\.0/.test(e.message),
+    );
+    assert.throws(() => planConfigChange(file, { segmentsYaml: 'a: [' }), /not valid YAML/);
+    assert.throws(() => planConfigChange(file, { segmentsYaml: '[]' }), { code: 'ERR_CONFIG_APPLY_STATE' });
+    // A new uplink needs its CA; a "CA" with a key in it is refused and never stored.
+    assert.throws(
+      () => planConfigChange(file, { uplink: { url: 'mqtts://127.0.0.1:8883', topicPrefix: 'site' } }),
+      /needs its broker’s CA/,
+    );
+    assert.throws(
+      () => checkCaPem('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'),
+      /no PEM certificate/,
+    );
+    assert.equal(readFileSync(file, 'utf8'), text);
+    assert.deepEqual(readdirSync(dir).sort(), ['config.yaml', 'var']);
+    const seg =
+      '- name: plant\n  role: sensors\n  interface: eth1\n  subnet: 10.1.0.0/24\n  gatewayAddress: 10.1.0.1\n';
+    const plan = planConfigChange(file, { segmentsYaml: seg });
+    assert.deepEqual(plan.changed, ['segments']);
+    writeConfigChange(plan, {
+      id: 'x',
+      actor: 'ui:root',
+      changed: plan.changed,
+      state: 'applying',
+      reasons: [],
+      requestedAt: new Date().toISOString(),
+    });
+    assert.match(readFileSync(file, 'utf8'), /# the site's file[\s\S]*name: plant/, 'comments stay');
+    assert.equal(readFileSync(previousOf(file), 'utf8'), text);
+    restorePrevious(file);
+    assert.equal(readFileSync(file, 'utf8'), text);
+    assert.ok(existsSync(`${file}.apply.json`));
+  });
+
+  it('writes the clock settings under its root, and says clearly when the host does not allow it', async (t) => {
+    const { tempDir } = await import('./helpers/tmp.ts');
+    const { mkdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { hostTimePaths, readHostTime, setHostTime, hostRefusal } = await import(
+      '../gateway/src/config/host-time.ts'
+    );
+    const root = tempDir(t);
+    mkdirSync(join(root, 'etc'), { recursive: true });
+    mkdirSync(join(root, 'usr', 'share'), { recursive: true });
+    symlinkSync('/usr/share/zoneinfo', join(root, 'usr', 'share', 'zoneinfo'));
+    const paths = hostTimePaths(root);
+    const r = await setHostTime({ timeZone: 'Europe/Berlin', ntp: ['ntp.example.net'] }, paths);
+    assert.deepEqual(r.changed, ['timeZone', 'ntp']);
+    assert.deepEqual(readHostTime(paths), { timeZone: 'Europe/Berlin', ntp: ['ntp.example.net'] });
+    await assert.rejects(setHostTime({ timeZone: 'Mars/Olympus', ntp: [] }, paths), {
+      code: 'ERR_HOST_TIME_INVALID',
+    });
+    // The drop-in folder cannot be made (a file is in its place): the host refuses, said as such.
+    rmSync(join(root, 'etc', 'systemd'), { recursive: true, force: true });
+    writeFileSync(join(root, 'etc', 'systemd'), '');
+    await assert.rejects(
+      setHostTime({ timeZone: null, ntp: ['ntp2.example.net'] }, paths),
+      (e: Error & { code?: string }) =>
+        e.code === 'ERR_HOST_TIME_READONLY' &&
+        /does not let the gateway change .*ProtectSystem=strict/.test(e.message),
+    );
+    // The appliance's own refusals (a read-only /etc under ProtectSystem=strict; no permission) read the same.
+    for (const code of ['EROFS', 'EACCES', 'EPERM']) {
+      assert.equal(
+        hostRefusal('/etc/localtime', Object.assign(new Error(code), { code })).code,
+        'ERR_HOST_TIME_READONLY',
+      );
+    }
+    assert.equal(
+      readFileSync(join(root, 'etc', 'timezone'), 'utf8'),
+      'Europe/Berlin\n',
+      'nothing half-written',
+    );
+  });
+
+  it('lets admins only change the configuration or the clock', async (t) => {
+    const { login } = site(t);
+    for (const role of ['technician', 'auditor'] as const) {
+      const { b } = await login(role, role);
+      assert.equal(
+        (
+          await b.page('POST', '/configuration/apply', {
+            part: 'segments',
+            segments: '[]',
+            password: 'x',
+            code: '1',
+          })
+        ).status,
+        403,
+        role,
+      );
+      assert.equal(
+        (await b.page('POST', '/configuration/time', { timeZone: 'UTC', ntp: '', password: 'x', code: '1' }))
+          .status,
+        403,
+        role,
+      );
+      assert.equal((await b.page('GET', '/configuration')).status, 403, role);
+    }
+    // A UI without a supervisor (not `portcullis start`) refuses before any password is checked.
+    const { b: admin } = await login('root', 'admin');
+    const r = await admin.page('POST', '/configuration/apply', {
+      part: 'segments',
+      segments: '[]',
+      password: 'x',
+      code: '1',
+    });
+    assert.match(r.flash?.text ?? '', /cannot restart itself/);
   });
 });

@@ -51,6 +51,12 @@ export class SystemdNotifier {
     clearInterval(this.timer);
     this.send('STOPPING=1', 'STATUS=stopping');
   }
+
+  /** Stopping to start again in this process (a configuration change); the next `ready` ends it. */
+  reloading(): void {
+    clearInterval(this.timer);
+    this.send('RELOADING=1', 'STATUS=applying a configuration change');
+  }
 }
 
 /**

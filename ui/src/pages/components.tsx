@@ -29,6 +29,7 @@ const TONE: Record<string, 'ok' | 'warn' | 'bad' | 'info'> = {
   connected: 'ok',
   enforcing: 'ok',
   applied: 'ok',
+  applying: 'warn',
   installed: 'ok',
   refused: 'warn',
   tpm2: 'ok',

@@ -1,22 +1,30 @@
 import type { FC } from 'hono/jsx';
+import type { ConfigApplyStatus } from '../../../gateway/src/config/apply.ts';
+import type { HostTime } from '../../../gateway/src/config/host-time.ts';
 import type { Config } from '../../../gateway/src/config/index.ts';
 import { Csrf, Reauth } from './components.tsx';
+import { ApplyResult, ConfigEditForms } from './config-edit.tsx';
 import type { Viewer } from './layout.tsx';
 
 /**
- * The configuration in force, read-only (it holds paths and addresses, never a key), and the uplink's
- * certificate request. Changing the configuration from the UI (validated, applied with automatic rollback) is
- * not built yet: the file and `portcullis config check` are the way.
+ * The configuration in force (it holds paths and addresses, never a key), the uplink's certificate request,
+ * and the forms that change the file (uplink, segments; applied with automatic rollback) and the host's clock.
  */
-export const ConfigurationPage: FC<{ config: Config; viewer: Viewer }> = ({ config, viewer }) => {
+export const ConfigurationPage: FC<{
+  config: Config;
+  viewer: Viewer;
+  edit?: { editable: boolean; status: ConfigApplyStatus | null; hostTime: HostTime };
+}> = ({ config, viewer, edit }) => {
   const up = config.uplink;
   const anomaly = config.anomaly as { timeZone?: string; utcOffsetMinutes?: number };
   return (
     <>
       <h1>Configuration</h1>
+      {edit ? <ApplyResult status={edit.status} /> : null}
       <p>
-        What the gateway runs with, as validated at start. Change it in the configuration file, check it with{' '}
-        <code>portcullis config check</code>, and restart the gateway.
+        What the gateway runs with, as validated at start. Change the uplink, the segments and the clock
+        below, or the rest in the configuration file (check it with <code>portcullis config check</code>, then
+        restart the gateway).
       </p>
       <h2>Cloud uplink</h2>
       {up ? (
@@ -112,6 +120,9 @@ export const ConfigurationPage: FC<{ config: Config; viewer: Viewer }> = ({ conf
           </code>
         </dd>
       </dl>
+      {edit ? (
+        <ConfigEditForms config={config} viewer={viewer} editable={edit.editable} hostTime={edit.hostTime} />
+      ) : null}
     </>
   );
 };

@@ -49,10 +49,10 @@ export const HandshakeTable: FC<{
                   {r.deviceId ? <a href={`/devices/${encodeURIComponent(r.deviceId)}`}>{r.deviceId}</a> : '—'}
                 </td>
               ) : null}
-              <td>
+              <td class="cred">
                 <code>{r.credential ?? '—'}</code>
               </td>
-              <td>
+              <td class="why">
                 {r.outcome === 'connected' ? (
                   <>
                     <code>{r.suite}</code>
@@ -139,9 +139,11 @@ export const PingSection: FC<{ viewer: Viewer; result?: PingResult; values?: Rec
     <p class="hint">ICMP echo, one a second, each waiting at most 2 s.</p>
     {result ? (
       <p id="ping-result" role="status">
-        {result.error && result.transmitted === undefined
-          ? `${result.host}: ${result.error.message}`
-          : `${result.host}${result.address && result.address !== result.host ? ` (${result.address})` : ''}: ${result.received} of ${result.transmitted} answered (${result.lossPercent}% loss)${result.rtt ? `, round trip ${result.rtt.min} / ${result.rtt.avg} / ${result.rtt.max} ms (min / avg / max)` : ''}`}
+        {result.error?.code === 'ERR_UI_INVALID'
+          ? `Not sent: ${result.error.message}`
+          : result.error && result.transmitted === undefined
+            ? `${result.host}: ${result.error.message}`
+            : `${result.host}${result.address && result.address !== result.host ? ` (${result.address})` : ''}: ${result.received} of ${result.transmitted} answered (${result.lossPercent}% loss)${result.rtt ? `, round trip ${result.rtt.min} / ${result.rtt.avg} / ${result.rtt.max} ms (min / avg / max)` : ''}`}
       </p>
     ) : null}
   </section>

@@ -1,0 +1,114 @@
+import type { FC } from 'hono/jsx';
+import { stringify } from 'yaml';
+import type { ConfigApplyStatus } from '../../../gateway/src/config/apply.ts';
+import type { HostTime } from '../../../gateway/src/config/host-time.ts';
+import type { Config } from '../../../gateway/src/config/index.ts';
+import { Badge, Csrf, Reauth, when } from './components.tsx';
+import type { Viewer } from './layout.tsx';
+
+const RESULT: Record<ConfigApplyStatus['state'], string> = {
+  applying: 'being applied: the gateway restarts with it and must come back healthy; reload this page',
+  applied: 'applied: the gateway came back healthy with it',
+  'rolled-back': 'rolled back: the gateway did not come back healthy, so the previous file is in force again',
+};
+
+/** The last change made from here and what became of it. */
+export const ApplyResult: FC<{ status: ConfigApplyStatus | null }> = ({ status }) =>
+  status ? (
+    <div id="apply-result" role="status" class="card">
+      <p>
+        <Badge value={status.state} /> Change of <strong>{status.changed.join(', ')}</strong> by{' '}
+        {status.actor.replace(/^ui:/, '')} at {when(status.requestedAt)}: {RESULT[status.state]}.
+      </p>
+      {status.reasons.length > 0 ? (
+        <ul aria-label="Why it was rolled back">
+          {status.reasons.map((r) => (
+            <li>{r}</li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  ) : null;
+
+/**
+ * The forms that change the configuration file (uplink, segments) and the host's clock. Each carries its own
+ * re-authentication; a file change is validated by the configuration's schema before anything is written.
+ */
+export const ConfigEditForms: FC<{
+  config: Config;
+  viewer: Viewer;
+  editable: boolean;
+  hostTime: HostTime;
+}> = ({ config, viewer, editable, hostTime }) => {
+  const up = config.uplink;
+  return (
+    <section aria-labelledby="edit-title">
+      <h2 id="edit-title">Change the configuration</h2>
+      {!editable ? (
+        <p>
+          This gateway process cannot restart itself (it was not started by <code>portcullis start</code>).
+        </p>
+      ) : (
+        <>
+          <p>
+            Checked by the same rules as the file at start (<code>portcullis config check</code>), then
+            written with the file in force kept beside it; the gateway restarts with it and must come back
+            healthy (the uplink connected again, if it was) within 30 s, or the previous file is put back.
+            Audited by what changed, never the values.
+          </p>
+          <h3>Uplink</h3>
+          <form method="post" action="/configuration/apply">
+            <Csrf token={viewer.csrf} />
+            <input type="hidden" name="part" value="uplink" />
+            <label for="up-url">Broker URL (mqtts://host:port)</label>
+            <input id="up-url" name="url" required maxlength={500} value={up?.url ?? ''} />
+            <label for="up-prefix">Topic prefix</label>
+            <input id="up-prefix" name="topicPrefix" required maxlength={200} value={up?.topicPrefix ?? ''} />
+            <label for="up-ca">Broker CA certificate (PEM; leave empty to keep the one in force)</label>
+            <textarea id="up-ca" name="caPem" rows={4} maxlength={32768} />
+            <Reauth idPrefix="up" />
+            <p>
+              <button type="submit">Apply the uplink change</button>
+            </p>
+          </form>
+          <h3>Segments</h3>
+          <form method="post" action="/configuration/apply">
+            <Csrf token={viewer.csrf} />
+            <input type="hidden" name="part" value="segments" />
+            <label for="seg-yaml">Segments (YAML, as under segments: in the file)</label>
+            <textarea id="seg-yaml" name="segments" rows={10} maxlength={32768} class="code">
+              {config.segments.length ? stringify(config.segments) : '[]\n'}
+            </textarea>
+            <Reauth idPrefix="seg" />
+            <p>
+              <button type="submit">Apply the segments</button>
+            </p>
+          </form>
+        </>
+      )}
+      <h3>Clock</h3>
+      <p>
+        The appliance's time zone (its logs' local time; the UI shows UTC) and NTP servers
+        (systemd-timesyncd). Now: {hostTime.timeZone ?? 'not set (UTC)'}, NTP{' '}
+        {hostTime.ntp.length ? hostTime.ntp.join(', ') : 'from DHCP or the image’s defaults'}.
+      </p>
+      <form method="post" action="/configuration/time">
+        <Csrf token={viewer.csrf} />
+        <div class="row">
+          <div>
+            <label for="tz">Time zone (e.g. Europe/Berlin)</label>
+            <input id="tz" name="timeZone" maxlength={64} value={hostTime.timeZone ?? ''} />
+          </div>
+          <div>
+            <label for="ntp">NTP servers (space-separated)</label>
+            <input id="ntp" name="ntp" maxlength={1000} value={hostTime.ntp.join(' ')} />
+          </div>
+        </div>
+        <Reauth idPrefix="clk" />
+        <p>
+          <button type="submit">Set the clock</button>
+        </p>
+      </form>
+    </section>
+  );
+};
