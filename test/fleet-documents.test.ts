@@ -324,6 +324,51 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
     assert.match(created?.actor ?? '', /^fleet:[0-9a-f]{16}$/);
     assert.equal(created?.details.devices, 1);
     assert.match(await home.cli(['firmware', 'list']), /2\.0\.0/);
+    vendorKey = vendor.privateKey;
+  });
+
+  let vendorKey: ReturnType<typeof generateKeyPairSync>['privateKey'];
+  it('fetches a firmware image by URL (its vendor-signed manifest in the document) and starts a campaign over it; other bytes or another signer refuse the document and store nothing', async () => {
+    const image = randomBytes(4096);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        vendor: 'acme',
+        class: 'thermo',
+        version: '2.1.0',
+        digest: sha(image),
+        size: image.length,
+        severity: 8,
+      }),
+    );
+    const file = join(dir, 'fw-2.1.0.bin');
+    writeFileSync(file, image);
+    const lines = (url: string, signature: string) => [
+      '  firmware:',
+      `    images: [{url: "${url}", manifest: "${manifest.toString('base64')}", signature: "${signature}"}]`,
+      `    campaigns: [{image: "${sha(image)}", settings: {canaryPercent: 100}}]`,
+    ];
+    const good = edSign(null, manifest, vendorKey).toString('base64');
+    // Bytes that are not the ones the manifest's digest names.
+    const other = join(dir, 'fw-other.bin');
+    writeFileSync(other, randomBytes(4096));
+    let r = await send(['  labels: {step: fw-bytes}', ...lines(pathToFileURL(other).href, good)]);
+    assert.equal(r.code, 'ERR_FLEET_FETCH_HASH', JSON.stringify(r));
+    // The right bytes, but the manifest signed by a key that is not the vendor's on record.
+    const stranger = generateKeyPairSync('ed25519').privateKey;
+    r = await send([
+      '  labels: {step: fw-signer}',
+      ...lines(pathToFileURL(file).href, edSign(null, manifest, stranger).toString('base64')),
+    ]);
+    assert.equal(r.code, 'ERR_FIRMWARE_SIGNATURE', JSON.stringify(r));
+    assert.doesNotMatch(await home.cli(['firmware', 'list']), /2\.1\.0/);
+    r = await send(['  labels: {step: fw-url}', ...lines(pathToFileURL(file).href, good)]);
+    assert.equal(r.status, 'applied', JSON.stringify(r));
+    const entries = await audit();
+    const upload = entries.find((e) => e.action === 'firmware.upload' && e.details.version === '2.1.0');
+    assert.match(upload?.actor ?? '', /^fleet:[0-9a-f]{16}$/);
+    const campaign = entries.filter((e) => e.action === 'firmware.campaign.create').at(-1);
+    assert.equal(campaign?.details.version, '2.1.0');
+    assert.match(await home.cli(['firmware', 'list']), /2\.1\.0/);
   });
 
   async function bundle(version: string, key = 'release.pem'): Promise<{ path: string; sha256: string }> {
@@ -362,17 +407,17 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
       assert.equal(r.status, 'refused');
       assert.equal(r.code, code, JSON.stringify(r));
     };
-    await refused(updateLines(`http://127.0.0.1:1/b.tar`, good.sha256), 'ERR_FLEET_UPDATE_URL');
+    await refused(updateLines(`http://127.0.0.1:1/b.tar`, good.sha256), 'ERR_FLEET_FETCH_URL');
     // Hash first: a bundle that is not the signed one is never opened.
-    await refused(updateLines(url, sha(Buffer.from('another bundle'))), 'ERR_FLEET_UPDATE_HASH');
+    await refused(updateLines(url, sha(Buffer.from('another bundle'))), 'ERR_FLEET_FETCH_HASH');
     const big = join(dir, 'big.tar');
     writeFileSync(big, randomBytes(1024 * 1024 + 1));
-    await refused(updateLines(pathToFileURL(big).href, sha(readFileSync(big))), 'ERR_FLEET_UPDATE_SIZE');
+    await refused(updateLines(pathToFileURL(big).href, sha(readFileSync(big))), 'ERR_FLEET_FETCH_SIZE');
     // The operator key signed the right hash, but the bundle is not signed by the pinned release key.
     const mis = await bundle('0.2.0', 'other.pem');
     await refused(updateLines(pathToFileURL(mis.path).href, mis.sha256), 'ERR_UPDATE_SIGNATURE');
     assert.equal(readlinkSync(current()), join(releases(), '0.1.0'));
-    assert.deepEqual(await labels(), { step: 'fw' });
+    assert.deepEqual(await labels(), { step: 'fw-url' });
     assert.ok(!(await audit()).some((e) => e.action === 'update.install'));
   });
 

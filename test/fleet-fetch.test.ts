@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { type FetchLimits, fetchBundle } from '../gateway/src/fleet/fetch.ts';
+import { type FetchLimits, fetchVerified } from '../gateway/src/fleet/fetch.ts';
 import { makePki, type TestPki } from './helpers/pki.ts';
 import { tempDir } from './helpers/tmp.ts';
 
@@ -64,7 +64,7 @@ describe('fleet update bundle fetch', () => {
   it('fetches a bundle whose bytes hash to the signed value, also through a redirect', async (t) => {
     const dir = tempDir(t);
     for (const path of ['/bundle.tar', '/hop']) {
-      const got = await fetchBundle(`${base}${path}`, sha(BUNDLE), dir, limits);
+      const got = await fetchVerified(`${base}${path}`, sha(BUNDLE), dir, limits);
       assert.deepEqual(readFileSync(got.path), BUNDLE);
       assert.equal(got.bytes, BUNDLE.length);
       got.dispose();
@@ -75,24 +75,24 @@ describe('fleet update bundle fetch', () => {
   it('refuses, leaving nothing behind: another hash, plain http, a redirect off https, a loop, too big, a 404, a stall, file: unless allowed, an untrusted certificate', async (t) => {
     const dir = tempDir(t);
     const refused = async (url: string, code: string, l: FetchLimits = limits, hash = sha(BUNDLE)) => {
-      await assert.rejects(fetchBundle(url, hash, dir, l), { code }, url);
+      await assert.rejects(fetchVerified(url, hash, dir, l), { code }, url);
       assert.deepEqual(readdirSync(dir), [], `${url}: nothing left`);
     };
-    await refused(`${base}/bundle.tar`, 'ERR_FLEET_UPDATE_HASH', limits, sha(Buffer.from('another')));
-    await refused(`http://127.0.0.1:1/bundle.tar`, 'ERR_FLEET_UPDATE_URL');
-    await refused(`${base}/to-http`, 'ERR_FLEET_UPDATE_URL');
-    await refused(`${base}/loop`, 'ERR_FLEET_UPDATE_FETCH');
-    await refused(`${base}/big-declared`, 'ERR_FLEET_UPDATE_SIZE');
-    await refused(`${base}/big-chunked`, 'ERR_FLEET_UPDATE_SIZE');
-    await refused(`${base}/missing`, 'ERR_FLEET_UPDATE_FETCH');
-    await refused(`${base}/stall`, 'ERR_FLEET_UPDATE_FETCH', { ...limits, timeoutMs: 300 });
-    await refused('not a url', 'ERR_FLEET_UPDATE_URL');
+    await refused(`${base}/bundle.tar`, 'ERR_FLEET_FETCH_HASH', limits, sha(Buffer.from('another')));
+    await refused(`http://127.0.0.1:1/bundle.tar`, 'ERR_FLEET_FETCH_URL');
+    await refused(`${base}/to-http`, 'ERR_FLEET_FETCH_URL');
+    await refused(`${base}/loop`, 'ERR_FLEET_FETCH');
+    await refused(`${base}/big-declared`, 'ERR_FLEET_FETCH_SIZE');
+    await refused(`${base}/big-chunked`, 'ERR_FLEET_FETCH_SIZE');
+    await refused(`${base}/missing`, 'ERR_FLEET_FETCH');
+    await refused(`${base}/stall`, 'ERR_FLEET_FETCH', { ...limits, timeoutMs: 300 });
+    await refused('not a url', 'ERR_FLEET_FETCH_URL');
     const file = join(tempDir(t), 'bundle.tar');
     writeFileSync(file, BUNDLE);
-    await refused(pathToFileURL(file).href, 'ERR_FLEET_UPDATE_URL');
+    await refused(pathToFileURL(file).href, 'ERR_FLEET_FETCH_URL');
     const { ca: _ca, ...systemCas } = limits;
-    await refused(`${base}/bundle.tar`, 'ERR_FLEET_UPDATE_FETCH', systemCas);
-    const ok = await fetchBundle(pathToFileURL(file).href, sha(BUNDLE), dir, {
+    await refused(`${base}/bundle.tar`, 'ERR_FLEET_FETCH', systemCas);
+    const ok = await fetchVerified(pathToFileURL(file).href, sha(BUNDLE), dir, {
       ...limits,
       allowFileUrls: true,
     });

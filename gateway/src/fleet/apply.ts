@@ -5,6 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Core } from '../core.ts';
 import { PortcullisError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -18,7 +19,7 @@ import {
   verifyDocument,
 } from './document.ts';
 import { FleetError } from './errors.ts';
-import { type FetchedBundle, fetchBundle } from './fetch.ts';
+import { type FetchedFile, fetchVerified } from './fetch.ts';
 import type { GatewayHpkeKey } from './hpke.ts';
 
 export interface ApplyResult {
@@ -39,8 +40,10 @@ export interface ApplyResult {
 
 interface Prepared {
   psks: Map<string, Buffer>;
+  /** Firmware images fetched and hash-checked against their manifest's digest (the vendor signature next). */
+  images: Array<{ image: Buffer; manifest: Buffer; signature: Buffer }>;
   bundle: {
-    fetched: FetchedBundle;
+    fetched: FetchedFile;
     installer: UpdateInstaller;
     version: string;
   } | null;
@@ -184,22 +187,43 @@ export class DesiredStateApplier {
           );
         }
       }
+      const images = [];
+      for (const i of spec.firmware.images) images.push(await this.fetchImage(i));
       if (spec.update) bundle = await this.prepareUpdate(spec.update);
-      return { psks, bundle };
+      return { psks, images, bundle };
     } catch (err) {
       for (const k of psks.values()) k.fill(0);
       throw err;
     }
   }
 
-  /** Fetch (bounded), hash, then the bundle's own signature and version floor: the installer's verify. */
-  private async prepareUpdate(u: NonNullable<DocumentSpec['update']>): Promise<Prepared['bundle']> {
+  private fetchLimits() {
     const limits = this.core.config.fleet.update;
-    const fetched = await fetchBundle(u.url, u.sha256, this.core.config.dataDir, {
+    return {
       allowFileUrls: limits.allowFileUrls,
       maxBytes: limits.maxBundleBytes,
       timeoutMs: limits.fetchTimeoutSeconds * 1000,
-    });
+    };
+  }
+
+  /** A firmware image by URL: the bytes must hash to the digest its (vendor-signed) manifest names. */
+  private async fetchImage(
+    i: DocumentSpec['firmware']['images'][number],
+  ): Promise<Prepared['images'][number]> {
+    const manifest = Buffer.from(i.manifest, 'base64');
+    const { parseFirmwareManifest } = await import('../firmware/index.ts');
+    const m = parseFirmwareManifest(manifest);
+    const fetched = await fetchVerified(i.url, m.digest, this.core.config.dataDir, this.fetchLimits());
+    try {
+      return { image: readFileSync(fetched.path), manifest, signature: Buffer.from(i.signature) };
+    } finally {
+      fetched.dispose();
+    }
+  }
+
+  /** Fetch (bounded), hash, then the bundle's own signature and version floor: the installer's verify. */
+  private async prepareUpdate(u: NonNullable<DocumentSpec['update']>): Promise<Prepared['bundle']> {
+    const fetched = await fetchVerified(u.url, u.sha256, this.core.config.dataDir, this.fetchLimits());
     try {
       const { installerFor } = await import('../updates/index.ts');
       const installer = installerFor(this.core);
@@ -285,6 +309,10 @@ export class DesiredStateApplier {
     for (const p of spec.policy) {
       this.core.policy.assign(p.device, { profile: p.profile, overrides: p.overrides }, actor);
     }
+    // Verified against the vendor key on record and stored once, before the campaigns that may name them.
+    const images = prepared.images.map(
+      (i) => this.core.firmware.upload(i.image, i.manifest, i.signature, actor).digest,
+    );
     const campaigns = spec.firmware.campaigns.map(
       (c) => this.core.firmware.createCampaign(c.image, c.settings, actor).campaign.id,
     );
@@ -305,6 +333,7 @@ export class DesiredStateApplier {
       policy: spec.policy.map((p) => p.device),
       profilesDefined: Object.keys(spec.profiles),
       allowLists: spec.allowLists.map((a) => a.device),
+      firmwareImages: images,
       campaigns,
       update: prepared.bundle ? { version: prepared.bundle.version, sha256: spec.update?.sha256 } : null,
       rotatedTo: rotate ? keyIdOf(rotate) : null,

@@ -80,11 +80,23 @@ export const specSchema = z.strictObject({
     .max(100)
     .default([]),
   /**
-   * Sensor firmware campaigns over images already on the gateway (uploaded with the vendor's signature), by
-   * digest; the settings are those of `portcullis firmware campaign`.
+   * Sensor firmware: images fetched by URL (the vendor's manifest and its signature carried here; the bytes must
+   * hash to the manifest's digest and the signature verify with the vendor key on the gateway, as for an upload),
+   * and campaigns over images on the gateway by digest (the settings of `portcullis firmware campaign`).
    */
   firmware: z
     .strictObject({
+      images: z
+        .array(
+          z.strictObject({
+            url: z.string().min(1).max(2048),
+            /** The manifest's exact bytes (base64): the vendor's signature covers them. */
+            manifest: z.base64().max(8192),
+            signature: z.base64().max(1024),
+          }),
+        )
+        .max(5)
+        .default([]),
       campaigns: z
         .array(
           z.strictObject({

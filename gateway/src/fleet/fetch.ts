@@ -1,9 +1,9 @@
 /**
- * Fetches the gateway bundle a desired-state document names. The document's signature covers only the URL and
- * the SHA-256, so what arrives is untrusted until both checks pass: the bytes must hash to the signed value
- * (checked here, streaming, before anything reads the bundle) and the bundle's own release signature must then
- * verify (the update installer, with the release key pinned on the gateway). The operator key alone can never
- * install code that the release key did not sign.
+ * Fetches a file a desired-state document names by URL and SHA-256: a gateway update's bundle, a sensor firmware
+ * image. The document's signature covers only the URL and the hash, so what arrives is untrusted until both
+ * checks pass: the bytes must hash to the signed value (checked here, streaming, before anything reads them) and
+ * the file's own signature must then verify (the update installer with the release key pinned on the gateway;
+ * the firmware service with the vendor's key). The operator key alone never installs code its maker did not sign.
  *
  * Bounded: https only (file: only when `fleet.update.allowFileUrls` is set), at most three redirects, each to
  * https; at most `maxBytes` (the download stops at the first byte over); one overall deadline.
@@ -24,8 +24,8 @@ export interface FetchLimits {
   ca?: string | Buffer;
 }
 
-export interface FetchedBundle {
-  /** The bundle file (in a folder of its own under `workDir`). */
+export interface FetchedFile {
+  /** The file (in a folder of its own under `workDir`). */
   path: string;
   bytes: number;
   /** Removes the file and its folder. */
@@ -39,13 +39,13 @@ function checkUrl(raw: string, limits: FetchLimits): URL {
   try {
     url = new URL(raw);
   } catch {
-    throw new FleetError('ERR_FLEET_UPDATE_URL', 'the update URL does not parse');
+    throw new FleetError('ERR_FLEET_FETCH_URL', 'the update URL does not parse');
   }
   if (url.protocol === 'https:') return url;
   if (url.protocol === 'file:' && limits.allowFileUrls) return url;
   throw new FleetError(
-    'ERR_FLEET_UPDATE_URL',
-    `update bundles are fetched over https only${limits.allowFileUrls ? ' or from file: URLs' : ''}, not ${url.protocol}`,
+    'ERR_FLEET_FETCH_URL',
+    `files are fetched over https only${limits.allowFileUrls ? ' or from file: URLs' : ''}, not ${url.protocol}`,
   );
 }
 
@@ -62,18 +62,18 @@ function httpsBody(url: URL, limits: FetchLimits, signal: AbortSignal, hops = 0)
       if (status >= 300 && status < 400 && res.headers.location) {
         res.resume();
         if (hops >= MAX_REDIRECTS) {
-          reject(new FleetError('ERR_FLEET_UPDATE_FETCH', `more than ${MAX_REDIRECTS} redirects`));
+          reject(new FleetError('ERR_FLEET_FETCH', `more than ${MAX_REDIRECTS} redirects`));
           return;
         }
         let next: URL;
         try {
           next = new URL(res.headers.location, url);
         } catch {
-          reject(new FleetError('ERR_FLEET_UPDATE_FETCH', 'a redirect to an unparsable location'));
+          reject(new FleetError('ERR_FLEET_FETCH', 'a redirect to an unparsable location'));
           return;
         }
         if (next.protocol !== 'https:') {
-          reject(new FleetError('ERR_FLEET_UPDATE_URL', `a redirect to ${next.protocol} refused`));
+          reject(new FleetError('ERR_FLEET_FETCH_URL', `a redirect to ${next.protocol} refused`));
           return;
         }
         httpsBody(next, limits, signal, hops + 1).then(resolve, reject);
@@ -81,14 +81,14 @@ function httpsBody(url: URL, limits: FetchLimits, signal: AbortSignal, hops = 0)
       }
       if (status !== 200) {
         res.resume();
-        reject(new FleetError('ERR_FLEET_UPDATE_FETCH', `the bundle's server answered ${status}`));
+        reject(new FleetError('ERR_FLEET_FETCH', `the server answered ${status}`));
         return;
       }
       const length = Number(res.headers['content-length']);
       if (Number.isFinite(length) && length > limits.maxBytes) {
         res.destroy();
         reject(
-          new FleetError('ERR_FLEET_UPDATE_SIZE', `the bundle is ${length} bytes, over ${limits.maxBytes}`),
+          new FleetError('ERR_FLEET_FETCH_SIZE', `the download is ${length} bytes, over ${limits.maxBytes}`),
         );
         return;
       }
@@ -98,7 +98,7 @@ function httpsBody(url: URL, limits: FetchLimits, signal: AbortSignal, hops = 0)
       reject(
         err instanceof FleetError
           ? err
-          : new FleetError('ERR_FLEET_UPDATE_FETCH', `fetching the bundle failed: ${err.message}`),
+          : new FleetError('ERR_FLEET_FETCH', `fetching the file failed: ${err.message}`),
       ),
     );
   });
@@ -108,15 +108,15 @@ function httpsBody(url: URL, limits: FetchLimits, signal: AbortSignal, hops = 0)
  * Downloads `rawUrl` into a fresh folder under `workDir`, hashing as it writes; returns the file only if its
  * SHA-256 is `sha256`. Nothing is left behind on failure.
  */
-export async function fetchBundle(
+export async function fetchVerified(
   rawUrl: string,
   sha256: string,
   workDir: string,
   limits: FetchLimits,
-): Promise<FetchedBundle> {
+): Promise<FetchedFile> {
   const url = checkUrl(rawUrl, limits);
   const dir = mkdtempSync(join(workDir, '.fleet-update-'));
-  const path = join(dir, 'bundle.tar');
+  const path = join(dir, 'download');
   const dispose = () => rmSync(dir, { recursive: true, force: true });
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), limits.timeoutMs);
@@ -137,7 +137,7 @@ export async function fetchBundle(
       body.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
         if (bytes > limits.maxBytes) {
-          fail(new FleetError('ERR_FLEET_UPDATE_SIZE', `the bundle is over ${limits.maxBytes} bytes`));
+          fail(new FleetError('ERR_FLEET_FETCH_SIZE', `the download is over ${limits.maxBytes} bytes`));
           return;
         }
         hash.update(chunk);
@@ -151,31 +151,31 @@ export async function fetchBundle(
           err instanceof FleetError
             ? err
             : new FleetError(
-                'ERR_FLEET_UPDATE_FETCH',
+                'ERR_FLEET_FETCH',
                 abort.signal.aborted
-                  ? `the bundle did not arrive within ${Math.round(limits.timeoutMs / 1000)} s`
-                  : `reading the bundle failed: ${err.message}`,
+                  ? `the download did not complete within ${Math.round(limits.timeoutMs / 1000)} s`
+                  : `reading the download failed: ${err.message}`,
               ),
         ),
       );
       body.on('end', () => out.end());
       out.on('finish', resolve);
       out.on('error', (err) =>
-        fail(new FleetError('ERR_FLEET_UPDATE_FETCH', `writing the bundle: ${err.message}`)),
+        fail(new FleetError('ERR_FLEET_FETCH', `writing the download: ${err.message}`)),
       );
     });
     const got = hash.digest('hex');
     if (got !== sha256.toLowerCase()) {
       throw new FleetError(
-        'ERR_FLEET_UPDATE_HASH',
-        `the bundle's SHA-256 is ${got}, not the ${sha256} the document signed`,
+        'ERR_FLEET_FETCH_HASH',
+        `the download's SHA-256 is ${got}, not the ${sha256} the document signed`,
       );
     }
     return { path, bytes, dispose };
   } catch (err) {
     dispose();
     if (err instanceof FleetError) throw err;
-    throw new FleetError('ERR_FLEET_UPDATE_FETCH', `fetching the bundle failed: ${(err as Error).message}`);
+    throw new FleetError('ERR_FLEET_FETCH', `fetching the file failed: ${(err as Error).message}`);
   } finally {
     clearTimeout(timer);
   }
