@@ -1,10 +1,11 @@
 import { systemClock } from '../clock.ts';
 import { resolveConfig } from '../config/index.ts';
 import { createLogger, LogRing } from '../log.ts';
-import { Gateway } from '../main.ts';
+import type { Gateway } from '../main.ts';
 import { EXIT } from './exit-codes.ts';
 import type { Io } from './io.ts';
 import { stagedRestoreAtStart } from './restore-at-start.ts';
+import { GatewaySupervisor } from './supervise.ts';
 
 export { type Io, stdio } from './io.ts';
 
@@ -36,7 +37,8 @@ export async function startCommand(configPath: string | undefined): Promise<numb
       process.exit(EXIT.failure);
     }, SHUTDOWN_DEADLINE_MS);
     deadline.unref();
-    running.stop(signal).then(
+    // Through the supervisor: a configuration change under way finishes (or rolls back) first.
+    (supervisor ? supervisor.stop(signal) : running.stop(signal)).then(
       () => finish(EXIT.ok),
       (err: unknown) => {
         logger.error({ err }, 'error during shutdown');
@@ -51,8 +53,10 @@ export async function startCommand(configPath: string | undefined): Promise<numb
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Owns the running gateway, so the console's configuration changes can restart it with rollback.
+  const supervisor = new GatewaySupervisor(loaded, { clock: systemClock, logger, logs });
   try {
-    gateway = await Gateway.start(loaded, { clock: systemClock, logger, logs });
+    gateway = await supervisor.boot();
   } catch (err) {
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('SIGINT', onSignal);

@@ -21,8 +21,9 @@ import { mayHoldSession } from '../policy/index.ts';
 import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { queueFull } from '../uplink/queue-full.ts';
-import { handshakeFailureRecorder } from './auth-failures.ts';
+import { handshakeFailureRecorder, identityLabel } from './auth-failures.ts';
 import { withNextCommand } from './downlink.ts';
+import type { HandshakeLog } from './handshake-log.ts';
 import { ingestTelemetry } from './ingest.ts';
 
 const firmwareReport = z.strictObject({
@@ -215,6 +216,8 @@ export async function startSensorListener(
   uplink: Uplink,
   logger: Logger,
   anomaly?: AnomalyService,
+  /** Where the recent handshakes and their failure reasons are kept for the technician (issue 25). */
+  handshakes?: HandshakeLog,
 ): Promise<SensorListener> {
   const identity = core.identity;
   const nowIso = () => new Date(core.clock.now()).toISOString();
@@ -443,6 +446,7 @@ export async function startSensorListener(
       onSession: (s) => {
         sessions.add(s);
         const device = identity.deviceFor(s.credential);
+        handshakes?.connectedSession(s, device?.id ?? null);
         logger.info(
           { deviceId: device?.id, peer: `${s.peer.address}:${s.peer.port}`, suite: s.cipherSuite },
           'sensor session',
@@ -458,6 +462,16 @@ export async function startSensorListener(
         // A session cap's refusal is not a failed authentication (the key was right); onCapacity reports it.
         if (claimed && f.code !== 'ERR_DTLS_SESSION_LIMIT')
           anomaly?.observe({ ts: core.clock.now(), device: claimed.id, kind: 'auth_failure' });
+        if (handshakes) {
+          const label = identityLabel(f);
+          // Any state: an unknown identity is often a decommissioned device's, and its page should say so.
+          const owner =
+            claimed ||
+            (label?.lookup
+              ? identity.claimedBy(label.kind as 'psk' | 'x509' | 'rpk', label.lookup)
+              : undefined);
+          handshakes.failure(f, owner ? owner.id : null);
+        }
         core.events.emit({
           type: 'handshake.failure',
           ts: new Date(core.clock.now()).toISOString(),
@@ -478,6 +492,7 @@ export async function startSensorListener(
           'sensor handshake failed',
         );
       },
+      ...(handshakes ? { onCookieRefused: (peer: PeerAddress) => handshakes.cookieRefused(peer) } : {}),
       onInternalError: (err) => logger.error({ err }, 'DTLS internal error'),
     },
     { router, onHandlerError: (err) => logger.error({ err }, 'CoAP handler error') },
