@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFi
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { create, extract } from 'tar';
+import { parse } from 'yaml';
 import { buildBundle } from '../gateway/src/updates/index.ts';
 import { createUiApp } from '../ui/src/app.ts';
 import { MAINTENANCE_API_ROUTES } from '../ui/src/routes/maintenance-api.ts';
@@ -122,6 +123,20 @@ describe('maintenance API: who may call it', () => {
     });
     assert.equal(errorCode(upload), 'ERR_UI_CSRF');
     assert.deepEqual(s.commands, [], 'nothing was run');
+  });
+});
+
+describe('maintenance API: documentation', () => {
+  it('documents every maintenance route in docs/openapi.yaml, with the same roles and re-authentication', () => {
+    const doc = parse(readFileSync(new URL('../docs/openapi.yaml', import.meta.url), 'utf8')) as {
+      paths: Record<string, Record<string, { 'x-roles'?: string[]; 'x-reauth'?: boolean }>>;
+    };
+    for (const r of MAINTENANCE_API_ROUTES) {
+      const op = doc.paths[r.path.replace(':id', '{id}')]?.[r.method.toLowerCase()];
+      assert.ok(op, `${r.method} ${r.path} is documented`);
+      assert.deepEqual(op['x-roles'], [...r.access.roles], `${r.method} ${r.path} roles`);
+      assert.equal(Boolean(op['x-reauth']), Boolean(r.access.reauth), `${r.method} ${r.path} re-auth`);
+    }
   });
 });
 
