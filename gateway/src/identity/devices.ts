@@ -386,8 +386,7 @@ export class IdentityService {
   deviceFor(credential: PeerCredential): Device | undefined {
     const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;
     if (credential.kind === 'psk' && lookup.startsWith(PULL_PREFIX)) return undefined;
-    const cred = this.store.credentials.findActive(credential.kind, lookup);
-    return cred ? this.store.devices.get(cred.deviceId) : undefined;
+    return this.store.devices.byActiveCredential(credential.kind, lookup);
   }
 
   /**

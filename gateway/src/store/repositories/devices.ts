@@ -140,6 +140,20 @@ export class DeviceRepository {
     return row && toDevice(row);
   }
 
+  /**
+   * The device holding an unrevoked credential of this kind and lookup: one statement instead of a credential
+   * then a device lookup, because the data path asks it for every message (issue 23).
+   */
+  byActiveCredential(kind: CredentialKind, lookup: string): Device | undefined {
+    const row = this.db
+      .prepare(
+        'SELECT d.* FROM credentials c JOIN devices d ON d.id = c.device_id ' +
+          'WHERE c.kind = ? AND c.lookup = ? AND c.revoked_at IS NULL',
+      )
+      .get(kind, lookup) as DeviceRow | undefined;
+    return row && toDevice(row);
+  }
+
   list(filter: { state?: DeviceState; segment?: string } = {}): Device[] {
     const rows = this.db
       .prepare(
