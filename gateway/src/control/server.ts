@@ -117,15 +117,25 @@ const answerBody = z.strictObject({
   allow: z.boolean(),
 });
 
-export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
-  const tokens = core.controlTokens;
-  // Profiles with `decision: {flow}` ask the flows registered here; without a control API nobody answers and
-  // each such profile fails closed or open as it says.
-  const points = new DecisionPoints();
-  core.policy.setFlowDecider(points);
+/** Refuses (403, audited) a call whose token lacks `scope`. */
+function need(core: Core, c: Context<Env>, scope: Scope): void {
+  const t = c.get('token');
+  if (!t.scopes.includes(scope)) {
+    core.audit.append({
+      actor: c.get('actor'),
+      action: 'control.denied',
+      target: c.req.path,
+      details: { scope },
+    });
+    throw new HttpError(403, 'ERR_CONTROL_SCOPE', `the token lacks the scope ${scope}`);
+  }
+}
+
+const id = (c: Context<Env>) => c.req.param('id') as string;
+
+/** Body size, then the bearer token (checked against the store on every call) and its rate. */
+function guard(app: Hono<Env>, core: Core): void {
   const buckets = new Map<string, { tokens: number; at: number }>();
-  const auditWrites = new AuditWriteLimiter();
-  const app = new Hono<Env>();
   // The largest legitimate body is a 256 KiB publish, base64-encoded.
   app.use(
     '*',
@@ -137,7 +147,7 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   );
   app.use('*', async (c, next) => {
     const presented = /^Bearer (\S+)$/.exec(c.req.header('authorization') ?? '')?.[1];
-    const token = tokens.verify(presented);
+    const token = core.controlTokens.verify(presented);
     if (!token) throw new HttpError(401, 'ERR_CONTROL_TOKEN', 'missing, unknown or revoked token');
     const now = core.clock.now();
     const b = buckets.get(token.name) ?? { tokens: CALLS_PER_SECOND, at: now };
@@ -156,33 +166,36 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     c.set('actor', `flows:${token.name}`);
     await next();
   });
-  const need = (c: Context<Env>, scope: Scope) => {
-    const t = c.get('token');
-    if (!t.scopes.includes(scope)) {
-      core.audit.append({
-        actor: c.get('actor'),
-        action: 'control.denied',
-        target: c.req.path,
-        details: { scope },
-      });
-      throw new HttpError(403, 'ERR_CONTROL_SCOPE', `the token lacks the scope ${scope}`);
-    }
-  };
-  const id = (c: Context<Env>) => c.req.param('id') as string;
+}
 
+/** Reading a device, and scoring an event against its baseline. */
+function deviceRoutes(app: Hono<Env>, core: Core, deps: ControlDeps): void {
   app.get('/v1/devices/:id', (c) => {
-    need(c, 'device:read');
+    need(core, c, 'device:read');
     const device = core.identity.show(id(c)).device;
     const allowList = core.segmentation.allowLists().find((l) => l.deviceId === device.id);
     return c.json({ ...device, allowList: allowList?.entries ?? null });
   });
 
+  /** The per-event score against the device's baseline, without learning from it. */
+  app.post('/v1/devices/:id/score', async (c) => {
+    need(core, c, 'device:read');
+    const b = await controlBody(c, scoreBody);
+    const device = core.identity.show(id(c)).device;
+    if (!deps.anomaly)
+      throw new HttpError(409, 'ERR_CONTROL_STATE', 'behaviour monitoring is off (anomaly.enabled)');
+    return c.json(deps.anomaly.detector.scoreEvent({ ...b, ts: core.clock.now(), device: device.id }));
+  });
+}
+
+/** The two NDJSON streams: events, and the policy questions a flow answers. */
+function streamRoutes(app: Hono<Env>, core: Core, points: DecisionPoints): void {
   /**
    * Events as they happen, one JSON object per line (NDJSON), optionally filtered by `types` and `device`.
    * The stream ends when the token is revoked.
    */
   app.get('/v1/events', (c) => {
-    need(c, 'events:read');
+    need(core, c, 'events:read');
     const types = new Set(
       (c.req.query('types') ?? '')
         .split(',')
@@ -201,7 +214,7 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     const token = c.get('token');
     return tokenStream(
       core,
-      () => tokens.isActive(token.name),
+      () => core.controlTokens.isActive(token.name),
       (controller, stop) =>
         core.events.on((e) => {
           if (types.size > 0 && !types.has(e.type)) return;
@@ -221,11 +234,11 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
    * arrive as NDJSON lines for as long as the stream is open; the token's revocation ends it.
    */
   app.get('/v1/policy/questions', (c) => {
-    need(c, 'policy:decide');
+    need(core, c, 'policy:decide');
     const token = c.get('token');
     return tokenStream(
       core,
-      () => tokens.isActive(token.name),
+      () => core.controlTokens.isActive(token.name),
       (controller) => {
         const off = points.register(token.name, {
           send: (line) => {
@@ -243,24 +256,17 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
 
   /** A flow's answer to one question; only the flow asked may answer, and only within the budget. */
   app.post('/v1/policy/answers', async (c) => {
-    need(c, 'policy:decide');
+    need(core, c, 'policy:decide');
     const b = await controlBody(c, answerBody);
     const accepted = points.answer(c.get('token').name, b.id, b.allow);
     return c.json({ accepted });
   });
+}
 
-  /** The per-event score against the device's baseline, without learning from it. */
-  app.post('/v1/devices/:id/score', async (c) => {
-    need(c, 'device:read');
-    const b = await controlBody(c, scoreBody);
-    const device = core.identity.show(id(c)).device;
-    if (!deps.anomaly)
-      throw new HttpError(409, 'ERR_CONTROL_STATE', 'behaviour monitoring is off (anomaly.enabled)');
-    return c.json(deps.anomaly.detector.scoreEvent({ ...b, ts: core.clock.now(), device: device.id }));
-  });
-
+/** What a flow may do: publish through the uplink, quarantine, release, lift a rate limit. */
+function actionRoutes(app: Hono<Env>, core: Core, deps: ControlDeps): void {
   app.post('/v1/uplink/publish', async (c) => {
-    need(c, 'uplink:publish');
+    need(core, c, 'uplink:publish');
     const b = await controlBody(c, publishBody);
     if (!deps.uplink) throw new HttpError(409, 'ERR_CONTROL_STATE', 'no uplink is running');
     const payload = Buffer.from(b.payload, b.encoding);
@@ -283,7 +289,7 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     return c.json({ queued: true, bytes: payload.length }, 202);
   });
   app.post('/v1/devices/:id/quarantine', async (c) => {
-    need(c, 'device:quarantine');
+    need(core, c, 'device:quarantine');
     const b = await controlBody(
       c,
       z.strictObject({ reason: z.string().min(1).max(500), mode: z.enum(['observe', 'isolate']).optional() }),
@@ -294,7 +300,7 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
     return c.json(await core.segmentation.quarantine(id(c), b, c.get('actor')));
   });
   app.post('/v1/devices/:id/release', async (c) => {
-    need(c, 'device:quarantine');
+    need(core, c, 'device:quarantine');
     const b = await controlBody(c, z.strictObject({ reason: z.string().min(1).max(500).optional() }));
     const current = core.identity.show(id(c)).device;
     if (current.state !== 'quarantined') return c.json({ device: current, unchanged: true });
@@ -302,13 +308,18 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
   });
   // Lifting an automatic rate limit is undoing a containment, like release: the same scope.
   app.post('/v1/devices/:id/unlimit', async (c) => {
-    need(c, 'device:quarantine');
+    need(core, c, 'device:quarantine');
     await controlBody(c, z.strictObject({}));
     const device = core.identity.show(id(c)).device;
     return c.json({ lifted: core.policy.liftRateLimit(device.id, c.get('actor')) });
   });
+}
+
+/** Audit entries a flow writes, namespaced and rate-limited per token. */
+function auditRoute(app: Hono<Env>, core: Core): void {
+  const auditWrites = new AuditWriteLimiter();
   app.post('/v1/audit', async (c) => {
-    need(c, 'audit:write');
+    need(core, c, 'audit:write');
     const b = await controlBody(
       c,
       z.strictObject({
@@ -352,6 +363,19 @@ export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
       throw err;
     }
   });
+}
+
+export function controlApp(core: Core, deps: ControlDeps = {}): Hono<Env> {
+  // Profiles with `decision: {flow}` ask the flows registered here; without a control API nobody answers and
+  // each such profile fails closed or open as it says.
+  const points = new DecisionPoints();
+  core.policy.setFlowDecider(points);
+  const app = new Hono<Env>();
+  guard(app, core);
+  deviceRoutes(app, core, deps);
+  streamRoutes(app, core, points);
+  actionRoutes(app, core, deps);
+  auditRoute(app, core);
   app.notFound((c) => c.json({ error: { code: 'ERR_NOT_FOUND', message: 'no such route' } }, 404));
   app.onError((err, c) => errorResponse(c, err));
   return app;
