@@ -62,25 +62,28 @@ function invalid(message: string): DtlsError {
   return new DtlsError('ERR_DTLS_OPTIONS', message);
 }
 
+/** The server's key (P-256) and the chain that must match it, or null when it has none. */
+function resolveIdentity(id: DtlsServerOptions['identity']): ResolvedOptions['identity'] {
+  if (!id) return null;
+  const key = id.privateKey;
+  if (key.type !== 'private' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw invalid('server identity key must be a P-256 private key');
+  }
+  const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
+  const chain = id.certificateChain ?? null;
+  if (chain && chain.length > 0) {
+    const leaf = new X509Certificate(chain[0] as Buffer);
+    if (!leaf.checkPrivateKey(key)) throw invalid('server certificate does not match its private key');
+  }
+  return { chain: chain && chain.length > 0 ? chain : null, privateKey: key, spki };
+}
+
 /** Validates server options once, so the per-datagram path never has to. */
 export function resolveOptions(o: DtlsServerOptions): ResolvedOptions {
   const names = o.cipherSuites ?? [...DEFAULT_SUITE_ORDER];
   if (names.length === 0) throw invalid('no cipher suites configured');
   const suites = names.map(suiteByName);
-  let identity: ResolvedOptions['identity'] = null;
-  if (o.identity) {
-    const key = o.identity.privateKey;
-    if (key.type !== 'private' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-      throw invalid('server identity key must be a P-256 private key');
-    }
-    const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
-    const chain = o.identity.certificateChain ?? null;
-    if (chain && chain.length > 0) {
-      const leaf = new X509Certificate(chain[0] as Buffer);
-      if (!leaf.checkPrivateKey(key)) throw invalid('server certificate does not match its private key');
-    }
-    identity = { chain: chain && chain.length > 0 ? chain : null, privateKey: key, spki };
-  }
+  const identity = resolveIdentity(o.identity);
   const ca = o.clientAuth ?? {};
   const mtu = o.mtu ?? 1200;
   // 128 still leaves a handshake fragment room beside its record, handshake and CID headers.

@@ -81,7 +81,7 @@ export const CIPHER_SUITE_NAMES = Object.keys(CIPHER_SUITES) as CipherSuiteName[
 /**
  * Forward-secret suites first: a client that offers ECDHE gets it. Within each, CCM_8 (the smallest records,
  * what constrained stacks use), then GCM, then ChaCha20-Poly1305 — unless the client itself puts a ChaCha20
- * suite first (an MCU without AES hardware), see `prioritizeChaCha` in the connection.
+ * suite first (an MCU without AES hardware), see `serverPreference` in server-handshake/negotiate.ts.
  */
 export const DEFAULT_SUITE_ORDER: readonly CipherSuiteName[] = [
   'TLS_ECDHE_PSK_WITH_AES_128_CCM_8_SHA256',
@@ -99,9 +99,13 @@ export function suiteByName(name: CipherSuiteName): CipherSuite {
   return { name, ...CIPHER_SUITES[name] };
 }
 
+/** Read per handshake (the client's first suite): one shared, frozen object per suite, not a copy each time. */
+const SUITES_BY_ID: ReadonlyMap<number, CipherSuite> = new Map(
+  CIPHER_SUITE_NAMES.map((name) => [CIPHER_SUITES[name].id, Object.freeze(suiteByName(name))]),
+);
+
 export function suiteById(id: number): CipherSuite | undefined {
-  for (const name of CIPHER_SUITE_NAMES) if (CIPHER_SUITES[name].id === id) return suiteByName(name);
-  return undefined;
+  return SUITES_BY_ID.get(id);
 }
 
 export function usesPsk(s: CipherSuite): boolean {

@@ -38,6 +38,17 @@ export interface SizeLimit {
   echoMaxFragmentLength: number | null;
 }
 
+/** An extension's list of 16-bit values, or `absent`'s when the client did not send it. */
+function u16s(ext: ClientHello['extensions'], type: number, what: string, absent: number[]): number[] {
+  const data = ext.get(type);
+  return data ? parseU16List(data, what) : absent;
+}
+
+function u8s(ext: ClientHello['extensions'], type: number, what: string, absent: number[]): number[] {
+  const data = ext.get(type);
+  return data ? parseU8List(data, what) : absent;
+}
+
 function fail(code: string, message: string, alert: number): DtlsError {
   return new DtlsError(code, message, alert);
 }
@@ -67,20 +78,12 @@ export function readHelloOffer(hello: ClientHello, o: ResolvedOptions): HelloOff
       AlertDescription.handshakeFailure,
     );
   }
-  const u16s = (type: number, what: string, absent: number[]) => {
-    const data = ext.get(type);
-    return data ? parseU16List(data, what) : absent;
-  };
-  const u8s = (type: number, what: string, absent: number[]) => {
-    const data = ext.get(type);
-    return data ? parseU8List(data, what) : absent;
-  };
-  const signatureAlgorithms = u16s(ExtensionType.signatureAlgorithms, 'signature_algorithms', [
+  const signatureAlgorithms = u16s(ext, ExtensionType.signatureAlgorithms, 'signature_algorithms', [
     ECDSA_SECP256R1_SHA256,
   ]);
-  const groups = u16s(ExtensionType.supportedGroups, 'supported_groups', [NamedGroup.secp256r1]);
+  const groups = u16s(ext, ExtensionType.supportedGroups, 'supported_groups', [NamedGroup.secp256r1]);
   const pointFormats = ext.has(ExtensionType.ecPointFormats);
-  if (pointFormats && !u8s(ExtensionType.ecPointFormats, 'ec_point_formats', []).includes(0)) {
+  if (pointFormats && !u8s(ext, ExtensionType.ecPointFormats, 'ec_point_formats', []).includes(0)) {
     throw decodeError('ec_point_formats (no uncompressed)');
   }
   return {
@@ -89,10 +92,10 @@ export function readHelloOffer(hello: ClientHello, o: ResolvedOptions): HelloOff
     signatureAlgorithms,
     groups,
     pointFormats,
-    clientCertTypes: u8s(ExtensionType.clientCertificateType, 'client_certificate_type', [
+    clientCertTypes: u8s(ext, ExtensionType.clientCertificateType, 'client_certificate_type', [
       CertificateType.x509,
     ]),
-    serverCertTypes: u8s(ExtensionType.serverCertificateType, 'server_certificate_type', [
+    serverCertTypes: u8s(ext, ExtensionType.serverCertificateType, 'server_certificate_type', [
       CertificateType.x509,
     ]),
     clientCertTypeSent: ext.has(ExtensionType.clientCertificateType),
