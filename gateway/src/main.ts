@@ -6,13 +6,16 @@ import { type RunningServer, startHttpsServer } from '../../ui/src/server.ts';
 import { uiTls } from '../../ui/src/tls.ts';
 import { AnomalyService } from './anomaly/index.ts';
 import type { Clock } from './clock.ts';
+import type { ConfigApplier } from './config/apply.ts';
 import type { LoadedConfig } from './config/index.ts';
 import type { ControlServer } from './control/server.ts';
 import { Core } from './core.ts';
 import { commandHandler } from './datapath/downlink.ts';
+import { HandshakeLog } from './datapath/handshake-log.ts';
 import { type SensorListener, startSensorListener } from './datapath/sensor-listener.ts';
 import { dtlsCryptoStatus } from './dtls/index.ts';
 import { startFirmwareScheduler } from './firmware/index.ts';
+import type { FleetAgent } from './fleet/agent.ts';
 import type { GpioBackend, HardwareService } from './hardware/index.ts';
 import type { Logger } from './log.ts';
 import { PullManager } from './pull/pull-manager.ts';
@@ -45,6 +48,14 @@ function uplinkOptions(core: Core): UplinkOptions | null {
             groupId: u.sparkplug.groupId,
             edgeNodeId:
               u.sparkplug.edgeNodeId ?? (u.clientId ?? `portcullis-${hostname()}`).replace(/[/#+]/g, '_'),
+            // Each device's metrics as its policy profile maps them (docs/fleet.md), read at publish time.
+            metricsFor: (id: string) => {
+              try {
+                return core.policy.show(id).fields.metrics;
+              } catch {
+                return undefined;
+              }
+            },
           }
         : undefined,
   };
@@ -87,7 +98,13 @@ export class Gateway {
 
   static async start(
     loaded: LoadedConfig,
-    deps: { clock: Clock; logger: Logger; logs?: { recent(): string[] } },
+    deps: {
+      clock: Clock;
+      logger: Logger;
+      logs?: { recent(): string[] };
+      /** Applies a configuration change from the console (the supervisor in `portcullis start`). */
+      configApply?: ConfigApplier;
+    },
   ): Promise<Gateway> {
     const { config } = loaded;
     const { logger } = deps;
@@ -109,6 +126,7 @@ export class Gateway {
     let anomaly: AnomalyService | undefined;
     let hardware: HardwareService | undefined;
     let control: ControlServer | undefined;
+    let fleetAgent: FleetAgent | undefined;
     try {
       const backend = await gpioBackend(config.hardware.backend, logger);
       if (backend) {
@@ -144,8 +162,13 @@ export class Gateway {
       const pairing = hardware;
       // On the appliance: the policy flows' unit state, for /healthz (PORTCULLIS_FLOWS_UNIT, set by the unit).
       const flowsUnit = UnitStateProbe.fromEnv()?.start();
+      // The sensors' recent handshakes: written by the sensor listener, read by the device and diagnostics pages.
+      const handshakes = new HandshakeLog(() => deps.clock.now());
       const uiApp = createUiApp(core, {
         logs: deps.logs,
+        fleet: () => fleetAgent?.status(),
+        handshakes,
+        configApply: deps.configApply,
         // Backups carry the configuration file the gateway runs with.
         maintenance: { configSource: loaded.source },
         pairingOpen: () => pairing?.pairingOpen() ?? false,
@@ -181,13 +204,14 @@ export class Gateway {
         });
         anomaly.start();
       }
-      sensors = await startSensorListener(core, uplink, logger, anomaly);
+      sensors = await startSensorListener(core, uplink, logger, anomaly, handshakes);
       let fleet: { stop(): Promise<void> } | undefined;
       if (config.uplink) {
         // The fleet plane rides on the uplink's connection (presence, state, desired state): docs/fleet.md.
         const { FleetAgent } = await import('./fleet/agent.ts');
         const agent = await FleetAgent.create(core, uplink, deps.clock, logger);
         agent.start();
+        fleetAgent = agent;
         fleet = agent;
       }
       uplink.start();
@@ -281,10 +305,12 @@ export class Gateway {
   }
 
   /** Idempotent: close listeners first so no new work arrives, then record the stop and close the database. */
-  stop(reason: string): Promise<void> {
+  stop(reason: string, opts: { reloading?: boolean } = {}): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ reason }, 'gateway stopping');
-      this.systemd.stopping();
+      // Stopped to start again in this process (a configuration change): systemd hears "reloading", not "stopping".
+      if (opts.reloading) this.systemd.reloading();
+      else this.systemd.stopping();
       await Promise.all([
         this.ui.close(),
         this.sensors.close(),

@@ -3,13 +3,16 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { secureHeaders } from 'hono/secure-headers';
 import type { BehaviourStatus } from '../../gateway/src/anomaly/index.ts';
+import type { ConfigApplier } from '../../gateway/src/config/apply.ts';
 import type { Core } from '../../gateway/src/core.ts';
 import type { HandshakeLog } from '../../gateway/src/datapath/handshake-log.ts';
 import { PortcullisError } from '../../gateway/src/errors.ts';
+import type { FleetRuntimeStatus } from '../../gateway/src/fleet/view.ts';
 import { assessHealth, type RuntimeProbe } from '../../gateway/src/health.ts';
 import { errorResponse } from '../../gateway/src/http.ts';
 import type { Logger } from '../../gateway/src/log.ts';
 import type { UplinkStatus } from '../../gateway/src/uplink/uplink.ts';
+import { onlyTableRoutes } from './access.ts';
 import { LiveFeed } from './live.ts';
 import { LoginThrottle } from './login.ts';
 import { apiRoutes } from './routes/api.ts';
@@ -29,8 +32,12 @@ export interface UiOptions {
   behaviour?: (deviceId: string) => BehaviourStatus | undefined;
   /** The gateway's recent log lines (pino JSON), for the logs page; absent: the page says where the log is. */
   logs?: { recent(): string[] } | undefined;
+  /** The fleet agent's publications, for the fleet page (absent: no uplink). */
+  fleet?: () => FleetRuntimeStatus | undefined;
   /** The sensors' recent DTLS handshakes, for the device and diagnostics pages; absent: not kept here. */
   handshakes?: HandshakeLog;
+  /** Applies a configuration change with automatic rollback; absent: the configuration page is read-only. */
+  configApply?: ConfigApplier | undefined;
   /** How often live views poll for changes (tests shorten it). */
   livePollMs?: number;
   /** Backups, updates, restart and reboot: the configuration file, the power command (tests record it), caps. */
@@ -65,6 +72,8 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 export function createUiApp(core: Core, options: UiOptions = {}): Hono {
   const app = new Hono();
+  // Every route is in the one access table (ui/src/access.ts); one that is not is refused, whatever it does.
+  app.use('*', onlyTableRoutes);
   // Nothing the UI accepts is large (the biggest is a form of a few fields): refuse big bodies before reading.
   // The two streamed uploads (an update bundle, a backup archive) go to disk under their own cap instead.
   const limit = bodyLimit({
@@ -132,7 +141,9 @@ export function createUiApp(core: Core, options: UiOptions = {}): Hono {
       behaviour: options.behaviour ?? (() => undefined),
       runtime: options.runtime,
       logs: options.logs,
+      fleet: options.fleet,
       handshakes: options.handshakes,
+      configApply: options.configApply,
       report: (err: unknown, where: string) =>
         options.logger?.error(
           { err: err instanceof Error ? err.message : String(err), where },

@@ -23,6 +23,7 @@ const NAV: { href: string; label: string; roles?: readonly Role[] }[] = [
   { href: '/logs', label: 'Log' },
   { href: '/diagnostics', label: 'Diagnostics', roles: ['admin'] },
   { href: '/maintenance', label: 'Maintenance' },
+  { href: '/fleet', label: 'Fleet' },
   { href: '/configuration', label: 'Config', roles: ['admin'] },
   { href: '/tokens', label: 'Tokens', roles: ['admin'] },
   { href: '/users', label: 'Users', roles: ['admin'] },
