@@ -61,6 +61,58 @@ describe('sensor handshake record', () => {
   });
 });
 
+describe('the DTLS server reports a refused cookie', () => {
+  it('calls onCookieRefused for a hello whose cookie does not verify, not for the first, cookie-less hello', async () => {
+    const { createSocket } = await import('node:dgram');
+    const { once } = await import('node:events');
+    const { DtlsServer } = await import('../gateway/src/dtls/index.ts');
+    const refused: string[] = [];
+    const server = new DtlsServer({
+      lookupPsk: () => undefined,
+      onCookieRefused: (p) => refused.push(p.address),
+    });
+    const { port } = await server.listen(0, '127.0.0.1');
+    const sock = createSocket('udp4');
+    try {
+      /** One ClientHello record (epoch 0) offering PSK-AES128-CCM8, with `cookie`. */
+      const hello = (cookie: Buffer, seq: number) => {
+        const body = Buffer.concat([
+          Buffer.from([0xfe, 0xfd]),
+          Buffer.alloc(32, 7),
+          Buffer.from([0, cookie.length]),
+          cookie,
+          Buffer.from([0, 2, 0xc0, 0xa8, 1, 0]),
+        ]);
+        const hs = Buffer.alloc(12);
+        hs[0] = 1;
+        hs.writeUIntBE(body.length, 1, 3);
+        hs.writeUInt16BE(seq, 4);
+        hs.writeUIntBE(body.length, 9, 3);
+        const rec = Buffer.alloc(13);
+        rec[0] = 22;
+        rec.writeUInt16BE(0xfefd, 1);
+        rec.writeUIntBE(seq, 5, 6);
+        rec.writeUInt16BE(12 + body.length, 11);
+        return Buffer.concat([rec, hs, body]);
+      };
+      const ask = async (d: Buffer) => {
+        sock.send(d, port, '127.0.0.1');
+        const [answer] = (await once(sock, 'message')) as [Buffer];
+        return answer;
+      };
+      const hvr = await ask(hello(Buffer.alloc(0), 0));
+      assert.equal(hvr[13], 3, 'a HelloVerifyRequest');
+      assert.deepEqual(refused, [], 'the first hello has no cookie to refuse');
+      const again = await ask(hello(Buffer.alloc(16, 0xab), 1));
+      assert.equal(again[13], 3, 'a forged cookie gets a fresh HelloVerifyRequest');
+      assert.deepEqual(refused, ['127.0.0.1']);
+    } finally {
+      sock.close();
+      await server.close();
+    }
+  });
+});
+
 describe('diagnostics pages in process', () => {
   it('shows a device’s last handshakes and the diagnostics table with its filter', async (t) => {
     const { core, login } = site(t);
