@@ -55,6 +55,12 @@ export type VerifyResult =
 
 export type AuditCheckpoint = AuditCheckpointRow;
 
+/** An identity a restore replaced: it signed the checkpoints before `untilSeq`. */
+interface EarlierIdentity {
+  untilSeq: number;
+  certificate: string;
+}
+
 /** Field names that would carry secrets. Audit entries are exported to SIEMs: a secret there is a leak. */
 const SECRET_KEY =
   /^(psk|secret|password|passphrase|private_?key|token|totp|otp|setup_?code|key_?material)$/i;
@@ -357,47 +363,16 @@ export class AuditLog {
    * entry it names is still there with the same hash).
    */
   verify(): VerifyResult {
-    let expectedSeq = 1;
-    let prevHash = GENESIS_HASH;
-    let count = 0;
+    const chain = this.walkChain();
+    if ('firstBadSeq' in chain) return chain;
+    const { count, lastSeq, prevHash, earlierIdentities } = chain;
     const fail = (firstBadSeq: number, reason: string): VerifyResult => ({
       ok: false,
       entries: count,
       firstBadSeq,
       reason,
     });
-    // Checkpoints made before a restore were signed by the old gateway's identity key; its certificate is in
-    // the `backup.restore` entry, which the chain and this gateway's keyed head protect (docs/backup.md).
-    const earlierIdentities: { untilSeq: number; certificate: string }[] = [];
-    for (const row of this.store.audit.iterate()) {
-      count++;
-      if (row.seq !== expectedSeq)
-        return fail(expectedSeq, `entry ${expectedSeq} is missing (next present is ${row.seq})`);
-      if (row.prev_hash !== prevHash) return fail(row.seq, 'link to the previous entry is broken');
-      let details: Record<string, unknown>;
-      try {
-        details = JSON.parse(row.details) as Record<string, unknown>;
-      } catch {
-        return fail(row.seq, 'details are not valid JSON');
-      }
-      const content: AuditContent = {
-        seq: row.seq,
-        ts: row.ts,
-        actor: row.actor,
-        action: row.action,
-        target: row.target,
-        details,
-      };
-      if (entryHash(content, row.prev_hash) !== row.hash)
-        return fail(row.seq, 'content does not match its hash');
-      if (row.action === 'backup.restore' && typeof details.previousIdentityCertificate === 'string') {
-        earlierIdentities.push({ untilSeq: row.seq, certificate: details.previousIdentityCertificate });
-      }
-      prevHash = row.hash;
-      expectedSeq++;
-    }
     const head = this.store.audit.head();
-    const lastSeq = expectedSeq - 1;
     if ((head?.seq ?? 0) !== lastSeq || (head && head.hash !== prevHash)) {
       return fail(lastSeq + 1, `log ends at entry ${lastSeq} but its head records entry ${head?.seq ?? 0}`);
     }
@@ -405,27 +380,8 @@ export class AuditLog {
 
     const sealing = this.sealing;
     const checkpoints = this.store.audit.checkpoints(0);
-    if (checkpoints.length > 0) {
-      const cert = sealing.identityCertificate();
-      for (const cp of checkpoints) {
-        if (cp.seq > lastSeq) {
-          return fail(
-            lastSeq + 1,
-            `truncated: the log ends at entry ${lastSeq} but a signed checkpoint (${cp.ts}) shows it reached entry ${cp.seq}; entries ${lastSeq + 1}-${cp.seq} at least were removed`,
-          );
-        }
-        const signedBy = [
-          cert,
-          ...earlierIdentities.filter((i) => cp.seq < i.untilSeq).map((i) => i.certificate),
-        ];
-        if (!signedBy.some((c) => verifyCheckpoint(cp, c))) {
-          return fail(cp.seq, `the checkpoint at entry ${cp.seq} (${cp.ts}) has no valid identity signature`);
-        }
-        if (cp.seq > 0 && this.store.audit.hashAt(cp.seq) !== cp.hash) {
-          return fail(cp.seq, `entry ${cp.seq} differs from the one its signed checkpoint (${cp.ts}) names`);
-        }
-      }
-    }
+    const badCheckpoint = this.checkCheckpoints(checkpoints, lastSeq, earlierIdentities);
+    if (badCheckpoint) return fail(badCheckpoint.seq, badCheckpoint.reason);
     // Never creates the counter: a verify before the first keyed start must not make that start see a counter
     // beside an unkeyed head (which reads as tampering).
     const { value, fresh } = sealing.counter.open(false);
@@ -454,6 +410,87 @@ export class AuditLog {
         checkpoints: checkpoints.length,
       },
     };
+  }
+
+  /** Every entry in order: its place, its link and its hash; and the identities a restore replaced. */
+  private walkChain():
+    | Extract<VerifyResult, { ok: false }>
+    | { count: number; lastSeq: number; prevHash: string; earlierIdentities: EarlierIdentity[] } {
+    let expectedSeq = 1;
+    let prevHash = GENESIS_HASH;
+    let count = 0;
+    const fail = (firstBadSeq: number, reason: string) => ({
+      ok: false as const,
+      entries: count,
+      firstBadSeq,
+      reason,
+    });
+    // Checkpoints made before a restore were signed by the old gateway's identity key; its certificate is in
+    // the `backup.restore` entry, which the chain and this gateway's keyed head protect (docs/backup.md).
+    const earlierIdentities: EarlierIdentity[] = [];
+    for (const row of this.store.audit.iterate()) {
+      count++;
+      if (row.seq !== expectedSeq)
+        return fail(expectedSeq, `entry ${expectedSeq} is missing (next present is ${row.seq})`);
+      if (row.prev_hash !== prevHash) return fail(row.seq, 'link to the previous entry is broken');
+      let details: Record<string, unknown>;
+      try {
+        details = JSON.parse(row.details) as Record<string, unknown>;
+      } catch {
+        return fail(row.seq, 'details are not valid JSON');
+      }
+      const content: AuditContent = {
+        seq: row.seq,
+        ts: row.ts,
+        actor: row.actor,
+        action: row.action,
+        target: row.target,
+        details,
+      };
+      if (entryHash(content, row.prev_hash) !== row.hash)
+        return fail(row.seq, 'content does not match its hash');
+      if (row.action === 'backup.restore' && typeof details.previousIdentityCertificate === 'string') {
+        earlierIdentities.push({ untilSeq: row.seq, certificate: details.previousIdentityCertificate });
+      }
+      prevHash = row.hash;
+      expectedSeq++;
+    }
+    return { count, lastSeq: expectedSeq - 1, prevHash, earlierIdentities };
+  }
+
+  /** The first checkpoint that shows truncation, has no valid signature, or names an entry that changed. */
+  private checkCheckpoints(
+    checkpoints: AuditCheckpoint[],
+    lastSeq: number,
+    earlierIdentities: EarlierIdentity[],
+  ): { seq: number; reason: string } | undefined {
+    if (checkpoints.length === 0 || !this.sealing) return undefined;
+    const cert = this.sealing.identityCertificate();
+    for (const cp of checkpoints) {
+      if (cp.seq > lastSeq) {
+        return {
+          seq: lastSeq + 1,
+          reason: `truncated: the log ends at entry ${lastSeq} but a signed checkpoint (${cp.ts}) shows it reached entry ${cp.seq}; entries ${lastSeq + 1}-${cp.seq} at least were removed`,
+        };
+      }
+      const signedBy = [
+        cert,
+        ...earlierIdentities.filter((i) => cp.seq < i.untilSeq).map((i) => i.certificate),
+      ];
+      if (!signedBy.some((c) => verifyCheckpoint(cp, c))) {
+        return {
+          seq: cp.seq,
+          reason: `the checkpoint at entry ${cp.seq} (${cp.ts}) has no valid identity signature`,
+        };
+      }
+      if (cp.seq > 0 && this.store.audit.hashAt(cp.seq) !== cp.hash) {
+        return {
+          seq: cp.seq,
+          reason: `entry ${cp.seq} differs from the one its signed checkpoint (${cp.ts}) names`,
+        };
+      }
+    }
+    return undefined;
   }
 }
 
