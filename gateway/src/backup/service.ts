@@ -102,33 +102,28 @@ function restoreDir(config: Config): string {
   return join(config.dataDir, RESTORE_DIR);
 }
 
-/** Makes the encrypted, signed archive of the database (a consistent online copy) and the configuration file. */
-export async function createBackup(
-  deps: BackupDeps,
-  opts: {
-    passphrase: string;
-    configSource: string | undefined;
-    actor: string;
-    kdf?: { N: number; r: number; p: number };
-  },
-): Promise<{ archive: Buffer; summary: BackupSummary }> {
-  assertPassphrase(opts.passphrase);
+interface Snapshot {
+  db: Buffer;
+  secrets: CarriedSecret[];
+  devices: number;
+  schemaVersion: number;
+}
+
+/**
+ * A consistent copy of the live database (SQLite's online backup) and its secrets unwrapped with this keystore —
+ * read from the copy, so they match the database in the archive row for row.
+ */
+async function snapshot(deps: BackupDeps): Promise<Snapshot> {
   const base = restoreDir(deps.config);
   mkdirSync(base, { recursive: true, mode: 0o700 });
   const tmp = mkdtempSync(join(base, '.backup-'));
-  let db: Buffer;
-  let secrets: CarriedSecret[];
-  let devices: number;
-  let schemaVersion: number;
   try {
     const copy = join(tmp, DATABASE_FILE);
     await deps.store.backup.copyTo(copy);
-    // The secrets are read from the copy, so they match the database in the archive row for row.
-    const snapshot = Store.open(copy);
+    const store = Store.open(copy);
+    let facts: Omit<Snapshot, 'db'>;
     try {
-      schemaVersion = snapshot.backup.schemaVersion();
-      devices = snapshot.devices.list({}).length;
-      secrets = snapshot.backup.wrappedSecrets().map((row): CarriedSecret => {
+      const secrets = store.backup.wrappedSecrets().map((row): CarriedSecret => {
         if (row.kind === 'totp') {
           const value = deps.keystore.unwrap(row.wrapped, totpContext(row.key)).toString('base64');
           return { kind: 'totp', username: row.key, value };
@@ -142,13 +137,33 @@ export async function createBackup(
         const value = deps.keystore.unwrap(row.wrapped, pskContext(row.lookup)).toString('base64');
         return { kind: 'psk', credentialId: Number(row.key), lookup: row.lookup, value };
       });
+      facts = {
+        secrets,
+        schemaVersion: store.backup.schemaVersion(),
+        devices: store.devices.list({}).length,
+      };
     } finally {
-      snapshot.close();
+      store.close();
     }
-    db = readFileSync(copy);
+    // Read once closed: the copy is complete and nothing holds it open.
+    return { ...facts, db: readFileSync(copy) };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** Makes the encrypted, signed archive of the database (a consistent online copy) and the configuration file. */
+export async function createBackup(
+  deps: BackupDeps,
+  opts: {
+    passphrase: string;
+    configSource: string | undefined;
+    actor: string;
+    kdf?: { N: number; r: number; p: number };
+  },
+): Promise<{ archive: Buffer; summary: BackupSummary }> {
+  assertPassphrase(opts.passphrase);
+  const { db, secrets, devices, schemaVersion } = await snapshot(deps);
   const files = new Map<'portcullis.db' | 'config.yaml', Buffer>([['portcullis.db', db]]);
   if (opts.configSource) files.set('config.yaml', readFileSync(opts.configSource));
   const createdAt = isoTime(deps.clock);

@@ -217,36 +217,44 @@ export class UpdateInstaller {
       });
       return { version: m.version, previous };
     }
-    // Unhealthy: the previous release comes back, the new one goes.
+    return this.undo(m.version, previous, target, health.reason, actor, now);
+  }
+
+  /** Unhealthy: the previous release comes back, the new one goes; recorded, audited and alerted. */
+  private undo(
+    version: string,
+    previous: string | null,
+    target: string,
+    reason: string,
+    actor: string,
+    now: string,
+  ): never {
     if (previous) this.link(join(this.o.releasesDir, previous));
     else rmSync(this.o.currentLink, { force: true });
     rmSync(target, { recursive: true, force: true });
     this.deps.store.transaction(() => {
-      this.deps.store.updates.record(
-        { version: m.version, previous, status: 'rolled-back', actor, error: health.reason },
-        now,
-      );
+      this.deps.store.updates.record({ version, previous, status: 'rolled-back', actor, error: reason }, now);
       this.deps.audit.append({
         actor,
         action: 'update.rollback',
-        target: m.version,
-        details: { restored: previous, reason: health.reason },
+        target: version,
+        details: { restored: previous, reason },
       });
       this.deps.store.alerts.raise(
         {
           deviceId: null,
           severity: 'high',
           kind: 'update.rolled_back',
-          explanation: `Release ${m.version} failed its health check and was rolled back to ${previous ?? 'nothing'}: ${health.reason}`,
-          evidence: { version: m.version, previous },
-          dedupeKey: `update.rolled_back:${m.version}`,
+          explanation: `Release ${version} failed its health check and was rolled back to ${previous ?? 'nothing'}: ${reason}`,
+          evidence: { version, previous },
+          dedupeKey: `update.rolled_back:${version}`,
         },
         now,
       );
     });
     throw new UpdateError(
       'ERR_UPDATE_HEALTH',
-      `release ${m.version} failed its health check (${health.reason}); ${previous ?? 'nothing'} restored`,
+      `release ${version} failed its health check (${reason}); ${previous ?? 'nothing'} restored`,
     );
   }
 
