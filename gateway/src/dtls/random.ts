@@ -15,7 +15,8 @@ export function publicRandom(length: number): Buffer {
     randomFillSync(pool);
     used = 0;
   }
-  const out = Buffer.allocUnsafe(length);
+  // Not from Node's buffer pool: a connection or session ID lives as long as its session (see ownCopy).
+  const out = Buffer.allocUnsafeSlow(length);
   pool.copy(out, 0, used, used + length);
   pool.fill(0, used, used + length);
   used += length;

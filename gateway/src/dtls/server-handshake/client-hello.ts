@@ -1,4 +1,4 @@
-import { Reader } from '../bytes.ts';
+import { ownCopy, Reader } from '../bytes.ts';
 import {
   AlertDescription,
   CertificateType,
@@ -147,5 +147,5 @@ export function readConnectionId(hello: ClientHello): Buffer | null | undefined 
   const r = new Reader(data, 'connection_id');
   const peerCid = r.vec8();
   r.end();
-  return peerCid.length > 0 ? Buffer.from(peerCid) : null;
+  return peerCid.length > 0 ? ownCopy(peerCid) : null;
 }
