@@ -14,8 +14,9 @@
  * gateway path that includes DTLS, CoAP, the durable queue (fsync with `store.synchronous: full`) and MQTT.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { systemClock } from '../gateway/src/clock.ts';
 import { resolveConfig } from '../gateway/src/config/index.ts';
@@ -39,6 +40,8 @@ interface Settings {
   inflight: number;
   /** Cores the gateway is pinned to (taskset), or 0: not pinned. */
   cores: number;
+  /** store.synchronous of the gateway: `full` (the default, issue 23's condition) or `normal` (to see fsync's share). */
+  synchronous: 'full' | 'normal';
   /** Sessions (or broker connections) made at once while setting up a scale. */
   setupConcurrency: number;
   /** A scale whose sessions are not all up within this many seconds is reported as such and skipped. */
@@ -47,7 +50,7 @@ interface Settings {
 
 const USAGE =
   'usage: npm run bench -- e2e [--full] [--sensors N[,N…]] [--seconds N] [--inflight N] [--cores 1|2] ' +
-  '[--setup-concurrency N] [--setup-seconds N]';
+  '[--setup-concurrency N] [--setup-seconds N] [--synchronous full|normal]';
 
 /** The default is short (100 and 1,000 sensors, 3 s per phase); `--full` is issue 23's run: 100, 1,000, 10,000, 10 s. */
 export function parseE2eOptions(argv: string[]): Settings {
@@ -56,6 +59,7 @@ export function parseE2eOptions(argv: string[]): Settings {
     seconds: 3,
     inflight: 64,
     cores: 0,
+    synchronous: 'full',
     setupConcurrency: 32,
     setupSeconds: 300,
   };
@@ -76,6 +80,7 @@ export function parseE2eOptions(argv: string[]): Settings {
     else if (key === '--seconds') s.seconds = positive(value);
     else if (key === '--inflight') s.inflight = positive(value);
     else if (key === '--cores') s.cores = positive(value);
+    else if (key === '--synchronous' && (value === 'full' || value === 'normal')) s.synchronous = value;
     else if (key === '--setup-concurrency') s.setupConcurrency = positive(value);
     else if (key === '--setup-seconds') s.setupSeconds = positive(value);
     else throw new Error(USAGE);
@@ -111,6 +116,25 @@ function processTree(root: number): number[] {
   return out;
 }
 
+/** The mosquitto process listening on `port` (its config file names the listener), for its CPU time. */
+function brokerPid(port: number): number | null {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (!argv[0]?.endsWith('mosquitto')) continue;
+      const conf = argv[argv.indexOf('-c') + 1];
+      if (conf && new RegExp(`^listener ${port} `, 'm').test(readFileSync(conf, 'utf8'))) return Number(name);
+    } catch {
+      // not ours, or gone
+    }
+  }
+  return null;
+}
+
+/** The broker's CPU milliseconds so far (0 when it could not be found: the figure is then left out). */
+const brokerCpuMs = (pid: number | null) => (pid ? cpuMs(pid) : 0);
+
 /** CPU milliseconds and resident bytes of the gateway's process tree. */
 function treeUsage(root: number): { cpuMs: number; rss: number; peak: number } {
   let cpu = 0;
@@ -127,6 +151,33 @@ function treeUsage(root: number): { cpuMs: number; rss: number; peak: number } {
     }
   }
   return { cpuMs: cpu, rss, peak };
+}
+
+/**
+ * The median time of a 4 KiB write + fsync in the gateway's home, taken just before its window: the gateway
+ * acknowledges a reading only after an fsync (`synchronous: full`), so a busy or slow disk shows here first.
+ */
+function fsyncMs(dir: string): number {
+  const file = join(dir, 'bench-fsync-probe');
+  const fd = openSync(file, 'w');
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < 15; i++) {
+      const t0 = performance.now();
+      writeSync(fd, Buffer.alloc(4096, i), 0, 4096, 0);
+      fsyncSync(fd);
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(file, { force: true });
+  }
+  return round2(
+    percentile(
+      times.sort((a, b) => a - b),
+      50,
+    ),
+  );
 }
 
 /** Receives everything under the prefix and records each message's latency (payload "<tag>|<sent at>"). */
@@ -160,11 +211,16 @@ async function drive(
   inflight: number,
   seconds: number,
   send: (sender: number) => Promise<void>,
-): Promise<{ sent: number; errors: number; elapsed: number }> {
+): Promise<{ sent: number; errors: number; elapsed: number; generatorCoresBusy: number }> {
   const workers = Math.min(inflight, n);
   const next = sliceWalker(n, workers);
+  const cpu0 = process.cpuUsage();
   const r = await runFor(seconds, workers, (w) => send(next(w)));
-  return { sent: r.ops, errors: r.errors, elapsed: r.seconds };
+  const cpu = process.cpuUsage(cpu0);
+  // The load generator (this process: the sensors' DTLS and CoAP, the MQTT clients, the sink) shares the machine:
+  // near a whole core it, not the path under test, may be what bounds the rate.
+  const generatorCoresBusy = round2((cpu.user + cpu.system) / 1000 / (r.seconds * 1000));
+  return { sent: r.ops, errors: r.errors, elapsed: r.seconds, generatorCoresBusy };
 }
 
 async function drain(latencies: Map<string, number[]>, tag: string, expected: number): Promise<void> {
@@ -174,12 +230,17 @@ async function drain(latencies: Map<string, number[]>, tag: string, expected: nu
   }
 }
 
-function summarize(latencies: number[], sent: number, elapsed: number, errors: number) {
+function summarize(
+  latencies: number[],
+  r: { sent: number; elapsed: number; errors: number; generatorCoresBusy: number },
+) {
+  const { sent, elapsed, errors } = r;
   const sorted = [...latencies].sort((a, b) => a - b);
   return {
     sent,
     received: latencies.length,
     errors,
+    generatorCoresBusy: r.generatorCoresBusy,
     messagesPerSecond: round2(latencies.length / elapsed),
     latencyMs: { p50: round2(percentile(sorted, 50)), p99: round2(percentile(sorted, 99)) },
   };
@@ -227,7 +288,7 @@ async function startGateway(home: GatewayHome, s: Settings) {
   return { gateway, pid, pinned, affinity, idle: treeUsage(pid) };
 }
 
-type Env = { pki: TestPki; broker: Broker; home: GatewayHome };
+type Env = { pki: TestPki; broker: Broker; home: GatewayHome; brokerPid: number | null };
 type Sink = Awaited<ReturnType<typeof latencySink>>;
 
 /**
@@ -254,7 +315,10 @@ async function gatewayPhase(n: number, s: Settings, env: Env, sink: Sink) {
     log(`${n} sensors: gateway path`);
     const mids = new Array<number>(n).fill(0);
     const processes = processTree(gw.pid).length;
+    const diskFsyncMs = fsyncMs(env.home.dir);
+    const loadAverage1m = round2(loadavg()[0] as number);
     const before = treeUsage(gw.pid);
+    const broker0 = brokerCpuMs(env.brokerPid);
     // Resident memory is sampled through the window (every session open, traffic flowing); the highest counts.
     let rss = 0;
     const sampler = setInterval(() => {
@@ -268,12 +332,14 @@ async function gatewayPhase(n: number, s: Settings, env: Env, sink: Sink) {
     });
     clearInterval(sampler);
     const after = treeUsage(gw.pid);
+    const brokerCpu = brokerCpuMs(env.brokerPid) - broker0;
     rss = Math.max(rss, after.rss);
     await drain(sink.latencies, 'gw', r.sent);
     const cpu = after.cpuMs - before.cpuMs;
     const gateway = {
       processes,
       cpusAllowed: gw.affinity,
+      diskFsyncMs,
       cpuMsPerMessage: round(cpu / Math.max(1, r.sent), 4),
       coresBusy: round2(cpu / (r.elapsed * 1000)),
       rssIdleMiB: round2(gw.idle.rss / MiB),
@@ -281,7 +347,11 @@ async function gatewayPhase(n: number, s: Settings, env: Env, sink: Sink) {
       rssBeyondIdleMiB: round2((rss - gw.idle.rss) / MiB),
       rssPeakMiB: round2(after.peak / MiB),
     };
-    const summary = summarize(sink.latencies.get('gw') ?? [], r.sent, r.elapsed, r.errors);
+    const summary = {
+      ...summarize(sink.latencies.get('gw') ?? [], r),
+      loadAverage1m,
+      ...(env.brokerPid ? { brokerCpuMsPerMessage: round(brokerCpu / Math.max(1, r.sent), 4) } : {}),
+    };
     return { setupSeconds: sessions.seconds, summary: { ...summary, gateway } };
   } finally {
     for (const c of sensors) c?.close();
@@ -315,13 +385,20 @@ async function directPhase(n: number, s: Settings, env: Env, sink: Sink) {
     if (!conns) return null;
     direct = conns.made;
     log(`${n} sensors: direct path`);
+    const loadAverage1m = round2(loadavg()[0] as number);
+    const broker0 = brokerCpuMs(env.brokerPid);
     const r = await drive(n, s.inflight, s.seconds, async (i) => {
       await (direct[i] as MqttClient).publishAsync(`direct/${i}`, `direct|${performance.now()}`, { qos: 1 });
     });
+    const brokerCpu = brokerCpuMs(env.brokerPid) - broker0;
     await drain(sink.latencies, 'direct', r.sent);
     return {
       setupSeconds: conns.seconds,
-      summary: summarize(sink.latencies.get('direct') ?? [], r.sent, r.elapsed, r.errors),
+      summary: {
+        ...summarize(sink.latencies.get('direct') ?? [], r),
+        loadAverage1m,
+        ...(env.brokerPid ? { brokerCpuMsPerMessage: round(brokerCpu / Math.max(1, r.sent), 4) } : {}),
+      },
     };
   } finally {
     for (const c of direct) c?.end(true);
@@ -350,6 +427,16 @@ async function scale(n: number, s: Settings, env: Env) {
         throughput: round2(g.summary.messagesPerSecond / d.summary.messagesPerSecond),
         p50Latency: round2(g.summary.latencyMs.p50 / d.summary.latencyMs.p50),
         p99Latency: round2(g.summary.latencyMs.p99 / d.summary.latencyMs.p99),
+        // Robust on a busy machine where rates are not: server-side CPU per message, the gateway and the broker it
+        // publishes to against the broker alone (the clients' TLS and DTLS are in neither).
+        ...(g.summary.brokerCpuMsPerMessage !== undefined && d.summary.brokerCpuMsPerMessage
+          ? {
+              serverCpuPerMessage: round2(
+                (g.summary.gateway.cpuMsPerMessage + g.summary.brokerCpuMsPerMessage) /
+                  d.summary.brokerCpuMsPerMessage,
+              ),
+            }
+          : {}),
       },
     };
   } finally {
@@ -386,11 +473,13 @@ export async function e2eBench(argv: string[]): Promise<unknown> {
       `maxHandshakesPerPrefix: 1000, maxSessionsPerSource: ${most + 1000}}`,
     // Started as the appliance's unit starts it: its node flags (the heap's limits) shape throughput too.
     unit: gatewayUnitStart(),
+    extraConfig: [`store: {synchronous: ${settings.synchronous}}`],
   });
   try {
     provision(home, most);
     const scales = [];
-    for (const n of settings.sensors) scales.push(await scale(n, settings, { pki, broker, home }));
+    const env = { pki, broker, home, brokerPid: brokerPid(broker.port) };
+    for (const n of settings.sensors) scales.push(await scale(n, settings, env));
     return {
       bench: 'e2e',
       settings: {
