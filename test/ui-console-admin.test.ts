@@ -73,6 +73,32 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
     )) as string[];
     assert.deepEqual(r, [], where);
   };
+  /** Every visible control is reached by the Tab key (the pattern of ui-console.test.ts). */
+  const keyboard = async (where: string) => {
+    const KEY = `(el) => [el.tagName, el.id, el.getAttribute('name'), el.getAttribute('href'), el.getAttribute('value'), (el.textContent || '').trim().slice(0, 40)].join('|')`;
+    const all = (await page.evaluate(`(() => {
+      const key = ${KEY};
+      const out = new Set();
+      for (const el of document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex="0"]')) {
+        if (!el.checkVisibility() || el.disabled) continue;
+        out.add(key(el));
+      }
+      return [...out];
+    })()`)) as string[];
+    const seen = new Set<string>();
+    for (let i = 0; i < all.length + 8; i++) {
+      await page.keyboard.press('Tab');
+      const k = (await page.evaluate(
+        `(() => { const el = document.activeElement; return el && el !== document.body ? (${KEY})(el) : ''; })()`,
+      )) as string;
+      if (k) seen.add(k);
+    }
+    assert.deepEqual(
+      all.filter((k) => !seen.has(k)),
+      [],
+      `${where}: not reached by Tab`,
+    );
+  };
   const fitsPhone = async (where: string) => {
     const overflow = (await page.evaluate(
       'document.documentElement.scrollWidth - document.documentElement.clientWidth',
@@ -180,12 +206,13 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
     const mine = (await page.getByRole('table', { name: 'Recent sensor handshakes' }).textContent()) ?? '';
     assert.doesNotMatch(mine, /nobody-here/);
     await axe('diagnostics at 1280px');
+    await keyboard('diagnostics at 1280px');
     await shot('diagnostics-handshakes');
   });
 
   it('pings from the gateway, and refuses an injected option or shell syntax', async () => {
     await page.goto(`${base}/diagnostics`);
-    await page.getByLabel('Host or address to ping').fill('127.0.0.1');
+    await page.getByLabel('Address or name to ping').fill('127.0.0.1');
     await page.getByLabel(/Echoes/).fill('2');
     await page.getByRole('button', { name: 'Ping' }).click();
     assert.match(
@@ -193,14 +220,14 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
       /2 of 2 answered \(0% loss\), round trip/,
     );
     for (const host of ['-f', '127.0.0.1; reboot']) {
-      await page.getByLabel('Host or address to ping').fill(host);
+      await page.getByLabel('Address or name to ping').fill(host);
       await page.getByRole('button', { name: 'Ping' }).click();
       assert.match(
         (await page.locator('#ping-result').textContent()) ?? '',
         /Not sent: host: must be a host name/,
         host,
       );
-      assert.equal(await page.getByLabel('Host or address to ping').inputValue(), host, 'kept as typed');
+      assert.equal(await page.getByLabel('Address or name to ping').inputValue(), host, 'kept as typed');
     }
     await page.setViewportSize(PHONE);
     await page.goto(`${base}/diagnostics`);
@@ -250,6 +277,7 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
     assert.match(readFileSync(e2e.home.config, 'utf8'), /topicPrefix: site-2/);
     assert.match(readFileSync(`${e2e.home.config}.previous`, 'utf8'), /topicPrefix: site-1/);
     await axe('configuration at 1280px');
+    await keyboard('configuration at 1280px');
     await shot('configuration-applied');
   });
 

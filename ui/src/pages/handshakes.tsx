@@ -118,7 +118,7 @@ export const PingSection: FC<{ viewer: Viewer; result?: PingResult; values?: Rec
     <form method="post" action="/diagnostics/ping" class="row">
       <Csrf token={viewer.csrf} />
       <div>
-        <label for="ping-host">Host or address to ping</label>
+        <label for="ping-host">Address or name to ping</label>
         <input id="ping-host" name="host" required maxlength={253} value={values?.pingHost} />
       </div>
       <div>
