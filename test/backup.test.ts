@@ -10,10 +10,10 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { generateSync } from 'otplib';
 import { sealArchive } from '../gateway/src/backup/archive.ts';
-import { BackupError, createBackup, stageRestore } from '../gateway/src/backup/index.ts';
+import { applyStagedRestore, BackupError, createBackup, stageRestore } from '../gateway/src/backup/index.ts';
 import { ManualClock, systemClock } from '../gateway/src/clock.ts';
 import { loadConfigFile, parseConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
@@ -22,6 +22,7 @@ import { runCli, spawnCli, waitForLine } from './helpers/cli.ts';
 import { freeUdpPort } from './helpers/gateway.ts';
 import { runPeer } from './helpers/peers.ts';
 import { tempDir } from './helpers/tmp.ts';
+import { startTpm, type TestTpm } from './helpers/tpm.ts';
 
 type T = Parameters<typeof tempDir>[0];
 const PASSPHRASE = 'a long backup passphrase';
@@ -313,5 +314,59 @@ describe('backup and restore onto a replacement gateway (real CLI, real gateways
       generateSync({ secret, epoch: Math.floor(Date.now() / 1000) + 30 }),
     );
     assert.equal(readFileSync(archive).subarray(0, 18).toString(), 'PORTCULLIS-BACKUP ');
+  });
+});
+
+describe('restore onto a replacement gateway whose keys are in a TPM (swtpm)', () => {
+  let tpm: TestTpm;
+  before(async () => {
+    tpm = await startTpm();
+    Object.assign(process.env, tpm.env);
+  });
+  after(() => tpm.stop());
+
+  it('re-wraps the PSK and TOTP secret under the TPM-sealed data key; the identity is the new TPM key; the chain verifies', async (t) => {
+    const { a, archive } = await archiveOfA(t);
+    await a.core.users.createUser(
+      { username: 'tech', role: 'admin', password: 'correct horse battery staple' },
+      'test',
+    );
+    const { secret } = a.core.users.beginTotpEnrollment('tech');
+    a.core.users.confirmTotpEnrollment('tech', generateSync({ secret, epoch: a.core.clock.now() / 1000 }));
+    a.core.audit.checkpoint({ force: true });
+    const { archive: withUser } = await createBackup(deps(a.core), {
+      passphrase: PASSPHRASE,
+      configSource: undefined,
+      actor: 'test',
+      kdf: KDF,
+    });
+    assert.ok(withUser.length > archive.length);
+    const dir = tempDir(t, 'portcullis-b-tpm-');
+    const config = parseConfig(
+      { dataDir: join(dir, 'var'), keystore: { backend: 'tpm2', tcti: tpm.tcti } },
+      dir,
+    );
+    const clock = new ManualClock(Date.UTC(2026, 11, 2));
+    const b = Core.open(config, clock);
+    const staged = stageRestore(deps(b), withUser, {
+      passphrase: PASSPHRASE,
+      actor: 'test',
+      keepConfig: true,
+    });
+    assert.equal(staged.secrets, 2);
+    b.close();
+    const applied = applyStagedRestore({ config, source: undefined }, clock);
+    assert.ok(applied && 'rollbackDir' in applied, JSON.stringify(applied));
+    const restored = Core.open(config, clock);
+    t.after(() => restored.close());
+    assert.equal(restored.keystore?.backend, 'tpm2');
+    assert.equal(restored.identity.pskFor(Buffer.from('s1'))?.toString(), KEY_1);
+    restored.users.verifySecondFactor('tech', generateSync({ secret, epoch: clock.now() / 1000 }));
+    const identityA = new X509Certificate(a.core.keystore?.identityCertificate() as string).fingerprint256;
+    const identityB = new X509Certificate(restored.keystore?.identityCertificate() as string).fingerprint256;
+    assert.notEqual(identityB, identityA, 'the identity key was made anew in the TPM');
+    const v = restored.audit.verify();
+    assert.ok(v.ok, JSON.stringify(v));
+    assert.ok(v.keyed && v.keyed.checkpoints >= 1 && v.keyed.anchor === 'tpm2-nv', JSON.stringify(v));
   });
 });
