@@ -3,6 +3,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { HttpError } from '../../gateway/src/http.ts';
 import type { Role } from '../../gateway/src/store/index.ts';
 import { REAUTH_MS, type UiSession, type UiSessions } from '../../gateway/src/users/index.ts';
+import type { Access } from './access.ts';
 
 export const SESSION_COOKIE = '__Host-portcullis';
 
@@ -54,15 +55,7 @@ export function requireSession(
   };
 }
 
-export interface Access {
-  roles: readonly Role[];
-  /** Dangerous: the password and a code again within the last few minutes. */
-  reauth?: boolean;
-}
-
-export const ALL_ROLES: readonly Role[] = ['admin', 'technician', 'auditor'];
-export const OPERATORS: readonly Role[] = ['admin', 'technician'];
-export const ADMINS: readonly Role[] = ['admin'];
+export { type Access, ADMINS, ALL_ROLES, OPERATORS } from './access.ts';
 
 /** Role (and re-authentication) check of one route; always server-side, whatever the page shows. */
 export function allow(access: Access, now: () => number): MiddlewareHandler<{ Variables: AuthVars }> {

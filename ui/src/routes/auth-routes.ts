@@ -73,6 +73,28 @@ export function authRoutes(
     return c.json({ next: user.totpEnrolledAt ? 'totp' : 'enroll' });
   });
 
+  secondFactorRoutes(app, core, sessions, throttle);
+
+  app.post('/logout', (c) => {
+    const s = sessionFrom(c, sessions);
+    if (s?.mfaPassed && c.req.header('x-csrf-token') !== s.csrf) {
+      throw new HttpError(403, 'ERR_UI_CSRF', 'missing or wrong CSRF token');
+    }
+    if (s) sessions.destroyHash(s.tokenHash);
+    clearSessionCookie(c);
+    return c.json({ loggedOut: true });
+  });
+  return app;
+}
+
+/** The second factor (code, enrolment) and re-authentication, each ending in a fresh session or a mark on it. */
+function secondFactorRoutes(
+  app: Hono,
+  core: Core,
+  sessions: UiSessions,
+  throttle: (c: Context) => void,
+): void {
+  const users = core.users;
   const loggedIn = (c: Context, s: UiSession, details: Record<string, unknown>) =>
     completeLogin(c, core, sessions, s, details);
 
@@ -119,15 +141,4 @@ export function authRoutes(
     await reauthenticate(core, sessions, s, b.password, b.code, clientAddress(c));
     return c.json({ reauthenticated: true });
   });
-
-  app.post('/logout', (c) => {
-    const s = sessionFrom(c, sessions);
-    if (s?.mfaPassed && c.req.header('x-csrf-token') !== s.csrf) {
-      throw new HttpError(403, 'ERR_UI_CSRF', 'missing or wrong CSRF token');
-    }
-    if (s) sessions.destroyHash(s.tokenHash);
-    clearSessionCookie(c);
-    return c.json({ loggedOut: true });
-  });
-  return app;
 }

@@ -9,9 +9,9 @@ import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
 import { type CommandRunner, PowerControl } from '../../../gateway/src/maintenance/power.ts';
 import type { UiSessions } from '../../../gateway/src/users/index.ts';
-import { ADMINS, type AuthVars, allow, requireSession } from '../auth.ts';
+import { type RouteSpec, routesOf, signedInRule } from '../access.ts';
+import { type AuthVars, allow, requireSession } from '../auth.ts';
 import { receiveUpload } from '../uploads.ts';
-import type { RouteSpec } from './api.ts';
 
 type Env = { Variables: AuthVars };
 
@@ -36,33 +36,10 @@ export const MAX_BUNDLE_BYTES = 512 * 1024 * 1024;
 /** The streamed uploads: exempt from the UI's 64 KiB body limit, capped by their own limit while read. */
 export const STREAMED_UPLOADS = /^\/api\/v1\/maintenance\/uploads\/(update|restore)$/;
 
-const REAUTH_ADMIN = { roles: ADMINS, reauth: true } as const;
-
-/** Who may call each maintenance route: the same table shape as API_ROUTES, walked by the tests. */
-export const MAINTENANCE_API_ROUTES: readonly RouteSpec[] = [
-  {
-    method: 'POST',
-    path: '/api/v1/maintenance/backup',
-    access: REAUTH_ADMIN,
-    sample: { passphrase: 'x', again: 'y' },
-  },
-  { method: 'POST', path: '/api/v1/maintenance/uploads/restore', access: REAUTH_ADMIN },
-  {
-    method: 'POST',
-    path: '/api/v1/maintenance/restore/:id',
-    access: REAUTH_ADMIN,
-    sample: { passphrase: 'x' },
-  },
-  { method: 'POST', path: '/api/v1/maintenance/uploads/update', access: REAUTH_ADMIN },
-  { method: 'GET', path: '/api/v1/maintenance/jobs/:id', access: { roles: ADMINS } },
-  { method: 'POST', path: '/api/v1/maintenance/rollback', access: REAUTH_ADMIN, sample: {} },
-  {
-    method: 'POST',
-    path: '/api/v1/maintenance/power',
-    access: REAUTH_ADMIN,
-    sample: { action: 'restart', confirm: 'no' },
-  },
-];
+/** The maintenance routes of the UI's one access table (ui/src/access.ts), walked by the tests. */
+export const MAINTENANCE_API_ROUTES: readonly RouteSpec[] = routesOf('api').filter((r) =>
+  r.path.startsWith('/api/v1/maintenance/'),
+);
 
 /** An update in progress or done, as the page polls it. */
 export interface UpdateJob {
@@ -143,9 +120,8 @@ export function maintenanceApi(
     path: string,
     handler: (c: Context<Env>) => Response | Promise<Response>,
   ) => {
-    const spec = MAINTENANCE_API_ROUTES.find((r) => r.method === method && r.path === path);
-    if (!spec) throw new Error(`route ${method} ${path} is missing from MAINTENANCE_API_ROUTES`);
-    app.on(method, path.replace(/^\/api\/v1\/maintenance/, ''), allow(spec.access, now), async (c) => {
+    const access = signedInRule('api', method, path);
+    app.on(method, path.replace(/^\/api\/v1\/maintenance/, ''), allow(access, now), async (c) => {
       try {
         return await handler(c);
       } catch (err) {

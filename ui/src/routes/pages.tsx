@@ -21,15 +21,8 @@ import type { DeviceState, Role } from '../../../gateway/src/store/index.ts';
 import type { UplinkStatus } from '../../../gateway/src/uplink/uplink.ts';
 import type { UiSession, UiSessions } from '../../../gateway/src/users/index.ts';
 import { passwordSchema, SCOPES, usernameSchema } from '../../../gateway/src/users/index.ts';
-import {
-  type Access,
-  ADMINS,
-  ALL_ROLES,
-  clearSessionCookie,
-  OPERATORS,
-  sessionFrom,
-  setSessionCookie,
-} from '../auth.ts';
+import { type Method, type RouteSpec, routesOf, signedInRule } from '../access.ts';
+import { clearSessionCookie, OPERATORS, sessionFrom, setSessionCookie } from '../auth.ts';
 import { dnsLookup, hostSchema, portSchema, tcpReach, uplinkTls } from '../diagnostics.ts';
 import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
 import { handshakeView } from '../handshake-view.ts';
@@ -72,141 +65,13 @@ const qrcode = async () => (await import('qrcode')).default;
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 type Env = { Variables: { viewer: Viewer; session: UiSession } };
-type Method = 'GET' | 'POST';
 
-/** Every page and form route with who may use it: the table the page authorisation tests walk. */
-export interface PageSpec {
-  method: Method;
-  path: string;
-  access: Access;
+/** The page routes of the UI's one access table (ui/src/access.ts), in its order: the role tests walk them. */
+export interface PageSpec extends RouteSpec {
   /** A form body that passes validation, for the tests. */
   sample?: Record<string, string>;
 }
-
-const REAUTH_SAMPLE = { password: 'x', code: '000000' };
-export const PAGE_ROUTES: readonly PageSpec[] = [
-  { method: 'GET', path: '/', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/events', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/devices', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/devices/:id', access: { roles: ALL_ROLES } },
-  { method: 'POST', path: '/devices/:id/approve', access: { roles: OPERATORS } },
-  { method: 'POST', path: '/devices/:id/reject', access: { roles: OPERATORS } },
-  {
-    method: 'POST',
-    path: '/devices/:id/quarantine',
-    access: { roles: OPERATORS },
-    sample: { reason: 'test' },
-  },
-  { method: 'POST', path: '/devices/:id/release', access: { roles: OPERATORS } },
-  { method: 'POST', path: '/devices/:id/profile', access: { roles: OPERATORS }, sample: { profile: '' } },
-  {
-    method: 'POST',
-    path: '/devices/:id/decommission',
-    access: { roles: ADMINS, reauth: true },
-    sample: REAUTH_SAMPLE,
-  },
-  {
-    method: 'POST',
-    path: '/devices/:id/unlimit',
-    access: { roles: ADMINS, reauth: true },
-    sample: REAUTH_SAMPLE,
-  },
-  { method: 'GET', path: '/onboarding', access: { roles: ALL_ROLES } },
-  {
-    method: 'POST',
-    path: '/onboarding/psk',
-    access: { roles: OPERATORS },
-    sample: { id: 'page-sensor', pskIdentity: 'page-sensor' },
-  },
-  { method: 'GET', path: '/alerts', access: { roles: ALL_ROLES } },
-  { method: 'POST', path: '/alerts/:id/ack', access: { roles: OPERATORS } },
-  { method: 'GET', path: '/segments', access: { roles: ALL_ROLES } },
-  {
-    method: 'POST',
-    path: '/segments/apply',
-    access: { roles: ADMINS, reauth: true },
-    sample: { hash: 'x', ...REAUTH_SAMPLE },
-  },
-  { method: 'GET', path: '/audit', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/audit/export', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/compliance', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/compliance/report', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/users', access: { roles: ADMINS } },
-  {
-    method: 'POST',
-    path: '/users',
-    access: { roles: ADMINS, reauth: true },
-    sample: {
-      username: 'pageuser',
-      role: 'auditor',
-      newPassword: 'a long enough password',
-      ...REAUTH_SAMPLE,
-    },
-  },
-  // The samples below are refused before any password is checked (no such account, passwords that differ,
-  // no scope): walking the table must not count as failed logins and throttle the test's address.
-  {
-    method: 'POST',
-    path: '/users/:id/manage',
-    access: { roles: ADMINS, reauth: true },
-    sample: { op: 'disable', ...REAUTH_SAMPLE },
-  },
-  { method: 'POST', path: '/users/sessions/revoke', access: { roles: ADMINS }, sample: { session: 'x' } },
-  { method: 'GET', path: '/health', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/logs', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/diagnostics', access: { roles: ADMINS } },
-  { method: 'GET', path: '/maintenance', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/configuration', access: { roles: ADMINS } },
-  {
-    method: 'POST',
-    path: '/configuration/uplink-csr',
-    access: { roles: ADMINS },
-    sample: { subject: 'CN=page-test' },
-  },
-  {
-    method: 'POST',
-    path: '/configuration/uplink-certificate',
-    access: { roles: ADMINS, reauth: true },
-    // Refused before the password is checked (no certFile in the tests' configuration).
-    sample: { certificate: 'x', ...REAUTH_SAMPLE },
-  },
-  { method: 'POST', path: '/diagnostics/dns', access: { roles: ADMINS }, sample: { name: 'localhost' } },
-  {
-    method: 'POST',
-    path: '/diagnostics/reach',
-    access: { roles: ADMINS },
-    sample: { host: '127.0.0.1', port: '9' },
-  },
-  { method: 'POST', path: '/diagnostics/uplink', access: { roles: ADMINS } },
-  {
-    method: 'POST',
-    path: '/diagnostics/ping',
-    access: { roles: ADMINS },
-    sample: { host: '127.0.0.1', count: '1' },
-  },
-  { method: 'GET', path: '/logs/download', access: { roles: ALL_ROLES } },
-  { method: 'GET', path: '/account', access: { roles: ALL_ROLES } },
-  {
-    method: 'POST',
-    path: '/account/password',
-    access: { roles: ALL_ROLES },
-    sample: { current: 'x', next: 'a long enough password', again: 'another long password' },
-  },
-  {
-    method: 'POST',
-    path: '/account/sessions/revoke',
-    access: { roles: ALL_ROLES },
-    sample: { session: 'x' },
-  },
-  { method: 'GET', path: '/tokens', access: { roles: ADMINS } },
-  {
-    method: 'POST',
-    path: '/tokens',
-    access: { roles: ADMINS, reauth: true },
-    sample: { name: 'page-flow', ...REAUTH_SAMPLE },
-  },
-  { method: 'POST', path: '/tokens/:id/revoke', access: { roles: ADMINS } },
-];
+export const PAGE_ROUTES = routesOf('page') as readonly PageSpec[];
 
 const FLASH_COOKIE = '__Host-portcullis-flash';
 const AUDIT_PAGE = 200;
@@ -420,14 +285,13 @@ export function pageRoutes(
   };
 
   const page = (method: Method, path: string, handler: (c: Context<Env>) => Response | Promise<Response>) => {
-    const spec = PAGE_ROUTES.find((r) => r.method === method && r.path === path);
-    if (!spec) throw new Error(`page ${method} ${path} is missing from PAGE_ROUTES`);
+    const access = signedInRule('page', method, path);
     app.on(method, path, signedIn, async (c) => {
       const role: Role = c.get('viewer').role;
-      if (!spec.access.roles.includes(role)) {
+      if (!access.roles.includes(role)) {
         return errorPage(
           c,
-          new HttpError(403, 'ERR_UI_FORBIDDEN', `this needs the role ${spec.access.roles.join(' or ')}`),
+          new HttpError(403, 'ERR_UI_FORBIDDEN', `this needs the role ${access.roles.join(' or ')}`),
         );
       }
       try {
