@@ -258,6 +258,16 @@ describe('appliance root file system (amd64)', () => {
       );
       assert.equal(r.status, 0, `${worker}: ${r.stderr}`);
     }
+    // The uplink's connection thread (issue 23) loads the same way and answers a publish with no connection.
+    const thread = inRoot(
+      'node',
+      '-e',
+      `const w = new (require('node:worker_threads').Worker)('/opt/portcullis/current/dist/gateway/src/uplink/broker-thread.js');
+       w.on('error', (e) => { console.error(e.message); process.exit(1); });
+       w.on('message', (b) => { process.exitCode = b[0] && b[0].type === 'acks' ? 0 : 1; w.terminate(); });
+       w.postMessage([{ type: 'publish', index: Float64Array.of(1, 0, 2, 2, 0), data: Buffer.from('{}') }]);`,
+    );
+    assert.equal(thread.status, 0, `uplink/broker-thread.js: ${thread.stderr}`);
     // The gateway itself, started as the unit starts it, answers /healthz with the DTLS crypto addon in use.
     const gw = spawn('chroot', [rootfs, 'portcullis', 'start', '--config', '/tmp/pt/config.yaml'], {
       stdio: ['ignore', 'ignore', 'pipe'],

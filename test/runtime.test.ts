@@ -82,6 +82,20 @@ describe('the shipped runtime', () => {
     assert.ok(list.has('zod'), 'the config is still validated in full');
   });
 
+  it('runs the uplink thread (broker-thread.js) from dist/ without the tsx loader, and it answers over its port', () => {
+    // What remote-connection.ts starts for a software-key uplink: a publish with no connection comes back refused.
+    const thread = join(ROOT, 'dist', 'gateway', 'src', 'uplink', 'broker-thread.js');
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(${JSON.stringify(thread)});
+      w.on('error', (e) => { console.error(e.message); process.exit(1); });
+      w.on('message', (batch) => { console.log(JSON.stringify(batch)); w.terminate(); });
+      w.postMessage([{ type: 'publish', index: Float64Array.of(7, 0, 2, 2, 0), data: Buffer.from('{}') }]);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [{ type: 'acks', ids: [7], errs: ['uplink not connected'] }]);
+  });
+
   it('says what to do when dist/ is missing instead of a stack trace', (t) => {
     const dir = tempDir(t);
     // A checkout that was never built: bin/ without dist/ beside it.
