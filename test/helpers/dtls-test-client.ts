@@ -78,7 +78,7 @@ export interface TestClientOptions {
   recordReceived?: boolean;
 }
 
-/** A hello's extensions block (the server writes its own in place, in ServerConnection.negotiate). */
+/** A hello's extensions block (the server writes its own in place, in server-handshake/server-flight.ts). */
 function encodeExtensions(exts: Array<[number, Buffer]>): Buffer {
   if (exts.length === 0) return Buffer.alloc(0);
   const w = new Writer();
