@@ -5,6 +5,8 @@
  * never reaches ping, the count bounded. The browser side, with real DTLS peers, is in ui-console-admin.test.ts.
  */
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { HandshakeLog } from '../gateway/src/datapath/handshake-log.ts';
 import type { HandshakeFailure, PeerAddress } from '../gateway/src/dtls/index.ts';
@@ -63,8 +65,6 @@ describe('sensor handshake record', () => {
 
 describe('the DTLS server reports a refused cookie', () => {
   it('calls onCookieRefused for a hello whose cookie does not verify, not for the first, cookie-less hello', async () => {
-    const { createSocket } = await import('node:dgram');
-    const { once } = await import('node:events');
     const { DtlsServer } = await import('../gateway/src/dtls/index.ts');
     const refused: string[] = [];
     const server = new DtlsServer({

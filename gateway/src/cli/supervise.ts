@@ -89,6 +89,10 @@ export class GatewaySupervisor implements ConfigApplier {
     return this.last;
   }
 
+  canApply(): boolean {
+    return this.file !== undefined;
+  }
+
   check(change: ConfigChange): string[] {
     const plan = planConfigChange(this.writableFile(), change);
     if (plan.createdCaFile && plan.caFile) rmSync(plan.caFile, { force: true });

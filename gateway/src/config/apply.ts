@@ -66,6 +66,8 @@ export interface ConfigApplyStatus {
 
 /** The process-level owner of applying a change (the supervisor in `portcullis start`). */
 export interface ConfigApplier {
+  /** Whether there is a configuration file to change (not the embedded defaults). */
+  canApply(): boolean;
   /** Validates a change without applying it (the schema's error when it is invalid): what it would change. */
   check(change: ConfigChange): string[];
   /** Validates and writes the change, then restarts the gateway with it in the background. */

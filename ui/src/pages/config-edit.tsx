@@ -46,7 +46,8 @@ export const ConfigEditForms: FC<{
       <h2 id="edit-title">Change the configuration</h2>
       {!editable ? (
         <p>
-          This gateway process cannot restart itself (it was not started by <code>portcullis start</code>).
+          Not from here: this gateway runs on its embedded defaults (no configuration file), or was not
+          started by <code>portcullis start</code>, which restarts it with a change and rolls back.
         </p>
       ) : (
         <>
