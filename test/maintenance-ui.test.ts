@@ -215,6 +215,39 @@ describe('maintenance API: backup and restore', () => {
     }
     const dir = join(s.core.config.dataDir, 'uploads');
     assert.deepEqual(existsSync(dir) ? readdirSync(dir) : [], []);
+    // One upload at a time: a second one while the first is still arriving is refused, not raced to the disk.
+    let finish: () => void = () => {};
+    const held = new Promise<void>((r) => {
+      finish = r;
+    });
+    let sent = false;
+    const slow = s.app.request('/api/v1/maintenance/uploads/restore', {
+      method: 'POST',
+      headers: {
+        cookie: admin.browser.cookie,
+        'content-type': 'application/octet-stream',
+        'x-csrf-token': admin.browser.csrf,
+      },
+      body: new ReadableStream({
+        async pull(controller) {
+          if (sent) {
+            await held;
+            controller.close();
+            return;
+          }
+          sent = true;
+          controller.enqueue(new Uint8Array(1024));
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    await new Promise((r) => setTimeout(r, 50));
+    const second = await send(admin.browser, '/api/v1/maintenance/uploads/update', Buffer.alloc(10));
+    assert.equal(second.status, 409);
+    assert.equal(errorCode(second), 'ERR_UI_BUSY');
+    finish();
+    const first = await slow;
+    assert.equal(first.status, 422, 'the first upload went on (and is no archive)');
     // Other routes keep the UI's 64 KiB body limit.
     const other = await send(admin.browser, '/api/v1/maintenance/power', Buffer.alloc(100 * 1024));
     assert.equal(other.status, 413);

@@ -7,6 +7,12 @@ import { HttpError } from '../../gateway/src/http.ts';
 
 /** Files older than this in the uploads folder are leftovers of an interrupted upload. */
 const STALE_MS = 60 * 60_000;
+/**
+ * Uploads under way, per folder: one at a time, so two uploads cannot each pass the free-space check and
+ * together fill the disk.
+ */
+const busy = new Set<string>();
+
 /** Free space kept beyond the upload itself, so an upload never fills the disk the database lives on. */
 const RESERVE_BYTES = 64 * 1024 * 1024;
 
@@ -39,6 +45,23 @@ export async function receiveUpload(
     new HttpError(413, 'ERR_UI_TOO_LARGE', `uploads here are limited to ${maxBytes} bytes`);
   const declared = Number(c.req.header('content-length') ?? Number.NaN);
   if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+  if (busy.has(dir)) throw new HttpError(409, 'ERR_UI_BUSY', 'another upload is under way; wait for it');
+  busy.add(dir);
+  try {
+    return await receive(c, dir, prefix, maxBytes, declared, tooLarge);
+  } finally {
+    busy.delete(dir);
+  }
+}
+
+async function receive(
+  c: Context,
+  dir: string,
+  prefix: string,
+  maxBytes: number,
+  declared: number,
+  tooLarge: () => HttpError,
+): Promise<{ file: string; bytes: number }> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   sweep(dir);
   const fs = statfsSync(dir);
