@@ -16,6 +16,7 @@ import { createLogger } from '../gateway/src/log.ts';
 import { Gateway } from '../gateway/src/main.ts';
 import { PORTCULLIS_BIN, runCli, spawnCli, waitForLine } from './helpers/cli.ts';
 import { freeUdpPort } from './helpers/gateway.ts';
+import { gatewayUnitStart } from './helpers/gateway-unit.ts';
 import { httpsGet } from './helpers/https.ts';
 import { makePki } from './helpers/pki.ts';
 import { tempDir } from './helpers/tmp.ts';
@@ -105,6 +106,38 @@ describe('the shipped runtime', () => {
     });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /dist\/ is missing: run `npm run build`/);
+  });
+});
+
+describe('how the appliance starts the gateway', () => {
+  it("the benches read node's flags and the environment from the gateway unit, and node accepts those flags", () => {
+    const unit = gatewayUnitStart();
+    // The young generation's cap and glibc's arena limit are what the footprint figures rest on.
+    assert.ok(unit.nodeArgs.includes('--max-semi-space-size=2'), unit.nodeArgs.join(' '));
+    assert.equal(unit.env.MALLOC_ARENA_MAX, '2');
+    assert.equal(unit.env.PORTCULLIS_CONFIG, undefined, 'a bench passes --config instead');
+    // A flag node refuses would keep the gateway from starting at all.
+    const r = spawnSync(process.execPath, [...unit.nodeArgs, '-e', '0'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const typo = spawnSync(process.execPath, ['--max-semi-spce-size=2', '-e', '0'], { encoding: 'utf8' });
+    assert.notEqual(typo.status, 0, 'node refuses an unknown flag (so the check above means something)');
+  });
+
+  it('a unit the bench cannot read as "node [flags] …/bin/portcullis.js start" is refused, not guessed', () => {
+    const unit = (execStart: string, env = 'Environment=MALLOC_ARENA_MAX=2') =>
+      `[Unit]\nDescription=x\n[Service]\n${execStart}\n${env}\n[Install]\nWantedBy=multi-user.target\n`;
+    assert.deepEqual(gatewayUnitStart(unit('ExecStart=/usr/bin/node --a=1 /opt/p/bin/portcullis.js start')), {
+      nodeArgs: ['--a=1'],
+      env: { MALLOC_ARENA_MAX: '2' },
+    });
+    assert.throws(() => gatewayUnitStart(unit('ExecStart=/bin/sh -c "node /opt/p/bin/portcullis.js start"')));
+    assert.throws(() => gatewayUnitStart(unit('ExecStart=/usr/bin/node /opt/p/bin/portcullis.js flows')));
+    assert.throws(() =>
+      gatewayUnitStart(
+        unit('ExecStart=/usr/bin/node /opt/p/bin/portcullis.js start', 'Environment="A=1 B=2"'),
+      ),
+    );
+    assert.throws(() => gatewayUnitStart('[Unit]\nDescription=x\n'));
   });
 });
 

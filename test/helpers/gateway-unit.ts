@@ -18,7 +18,10 @@ export interface UnitStart {
  * node flags and environment (MALLOC_ARENA_MAX, say) — not a bare `node bin/portcullis.js start` that the
  * appliance never runs. Only the forms the unit uses are understood; anything else is refused, not guessed.
  */
-export function gatewayUnitStart(unitText = readFileSync(GATEWAY_UNIT, 'utf8')): UnitStart {
+export function gatewayUnitStart(
+  // PORTCULLIS_BENCH_UNIT: another unit file, for an A/B run of a change to its flags.
+  unitText = readFileSync(process.env.PORTCULLIS_BENCH_UNIT || GATEWAY_UNIT, 'utf8'),
+): UnitStart {
   const service = unitText.split(/^\[Service\]\s*$/m)[1]?.split(/^\[/m)[0];
   if (service === undefined) throw new Error('the gateway unit has no [Service] section');
   const lines = service.split('\n').map((l) => l.trim());
