@@ -39,6 +39,8 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
   let observer: mqtt.MqttClient;
   const results: Array<Record<string, unknown>> = [];
   const telemetry: string[] = [];
+  type State = { fleet: { profiles: string[]; lastRefused: { code: string } | null } };
+  const states: State[] = [];
   let version = 0;
   const releases = () => join(dir, 'releases');
   const current = () => join(dir, 'current');
@@ -167,11 +169,15 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
     observer.on('message', (topic, payload) => {
       if (payload.length === 0) return;
       if (topic.endsWith('/telemetry')) telemetry.push(payload.toString());
+      else if (topic.endsWith('/gateway/state')) states.push(JSON.parse(payload.toString()) as State);
       else results.push(JSON.parse(payload.toString()) as Record<string, unknown>);
     });
-    await observer.subscribeAsync([`${PREFIX}/gateway/desired/result`, `${PREFIX}/devices/+/telemetry`], {
-      qos: 1,
-    });
+    await observer.subscribeAsync(
+      [`${PREFIX}/gateway/desired/result`, `${PREFIX}/devices/+/telemetry`, `${PREFIX}/gateway/state`],
+      {
+        qos: 1,
+      },
+    );
     gw = await home.start();
   });
 
@@ -439,5 +445,23 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
       ...updateLines(pathToFileURL(good.path).href, good.sha256),
     ]);
     assert.equal(again.code, 'ERR_UPDATE_DOWNGRADE', JSON.stringify(again));
+  });
+
+  it('reports the defined profiles and the last refusal in the state and in fleet show', async () => {
+    const deadline = Date.now() + 10_000;
+    let last: State | undefined;
+    while (Date.now() < deadline) {
+      last = states.at(-1);
+      if (last?.fleet.lastRefused?.code === 'ERR_UPDATE_DOWNGRADE') break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.deepEqual(last?.fleet.profiles, ['small']);
+    assert.equal(last?.fleet.lastRefused?.code, 'ERR_UPDATE_DOWNGRADE');
+    const shown = await home.cli(['fleet', 'show']);
+    assert.match(shown, /profiles defined by documents: small/);
+    assert.match(
+      shown,
+      /refused: gateway version \d+ at .*: ERR_UPDATE_DOWNGRADE release 0\.3\.0 is not newer/,
+    );
   });
 });

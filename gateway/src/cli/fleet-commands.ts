@@ -319,6 +319,13 @@ export function fleetShowCommand(configPath: string | undefined, json: boolean, 
         `applied: ${a.scope} version ${a.version} by ${a.keyId} at ${a.appliedAt}${labels ? ` (${labels})` : ''}`,
       );
     }
+    if (v.profiles.length > 0) io.out(`profiles defined by documents: ${v.profiles.join(', ')}`);
+    // The newest few; `--json` has the newest 50.
+    for (const r of v.refusals.slice(0, 5)) {
+      io.out(
+        `refused: ${r.scope}${r.version !== null ? ` version ${r.version}` : ''} at ${r.at}: ${r.code} ${r.reason}`,
+      );
+    }
     return EXIT.ok;
   });
 }

@@ -674,7 +674,9 @@ function fleetOperatorCommands({ program, io, setCode }: Cli): Command {
 function fleetGatewayCommands({ io, setCode, configOpt }: Cli, fleet: Command): void {
   fleet
     .command('show')
-    .description('on this gateway: the operator key in force, the fleet lock, the documents applied')
+    .description(
+      'on this gateway: the operator key in force, the fleet lock, the documents applied, the profiles they defined, recent refusals',
+    )
     .option('--json', 'JSON output')
     .action(async (o: { json?: boolean }) =>
       setCode((await commands.fleet()).fleetShowCommand(configOpt(), o.json ?? false, io)),

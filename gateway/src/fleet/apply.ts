@@ -282,29 +282,11 @@ export class DesiredStateApplier {
   ): void {
     const { spec } = body;
     const actor = `fleet:${keyId}`;
-    const identity = this.core.identity;
     const now = this.now();
     for (const [name, fields] of Object.entries(spec.profiles)) {
       this.core.policy.defineProfile(name, fields, actor, keyId);
     }
-    for (const d of spec.devices.add) {
-      identity.addPskDevice(
-        {
-          id: d.id,
-          pskIdentity: d.pskIdentity,
-          pskHex: (prepared.psks.get(d.id) as Buffer).toString('hex'),
-          segment: d.segment,
-          name: d.name,
-          type: d.type,
-        },
-        actor,
-      );
-    }
-    for (const id of spec.devices.decommission)
-      identity.decommission(id, actor, `fleet document ${body.version}`);
-    for (const q of spec.devices.quarantine)
-      identity.quarantine(q.id, { mode: q.mode, reason: q.reason }, actor);
-    for (const id of spec.devices.release) identity.release(id, actor, `fleet document ${body.version}`);
+    this.changeDevices(body, actor, prepared);
     for (const a of spec.allowLists) this.core.segmentation.importMud(a.device, JSON.stringify(a.mud), actor);
     for (const p of spec.policy) {
       this.core.policy.assign(p.device, { profile: p.profile, overrides: p.overrides }, actor);
@@ -355,6 +337,30 @@ export class DesiredStateApplier {
       target: scope,
       details: { version: body.version, documentHash: hash, expires: body.expires, ...changes },
     });
+  }
+
+  /** Device additions (PSKs opened in `prepare`), decommissions, quarantines and releases, in that order. */
+  private changeDevices(body: DocumentBody, actor: string, prepared: Prepared): void {
+    const { spec } = body;
+    const identity = this.core.identity;
+    for (const d of spec.devices.add) {
+      identity.addPskDevice(
+        {
+          id: d.id,
+          pskIdentity: d.pskIdentity,
+          pskHex: (prepared.psks.get(d.id) as Buffer).toString('hex'),
+          segment: d.segment,
+          name: d.name,
+          type: d.type,
+        },
+        actor,
+      );
+    }
+    for (const id of spec.devices.decommission)
+      identity.decommission(id, actor, `fleet document ${body.version}`);
+    for (const q of spec.devices.quarantine)
+      identity.quarantine(q.id, { mode: q.mode, reason: q.reason }, actor);
+    for (const id of spec.devices.release) identity.release(id, actor, `fleet document ${body.version}`);
   }
 
   private refused(

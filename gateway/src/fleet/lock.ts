@@ -18,12 +18,17 @@ export function fleetLocalView(core: Core): {
     keyId: string;
     appliedAt: string;
     labels: Record<string, string>;
+    changes?: Record<string, unknown>;
   }>;
+  profiles: string[];
+  refusals: Array<{ scope: string; version: number | null; code: string; reason: string; at: string }>;
 } {
   const trust = core.store.fleet.trust();
   return {
     operatorKey: trust ? { keyId: trust.keyId, since: trust.since, rotatedFrom: trust.pinnedFrom } : null,
     lock: core.store.fleet.lock(),
     applied: core.store.fleet.allApplied().map(({ hash: _h, ...a }) => a),
+    profiles: core.store.fleet.profiles().map((p) => p.name),
+    refusals: core.store.fleet.refusals().map(({ claimedKeyId: _k, ...r }) => r),
   };
 }

@@ -69,6 +69,10 @@ export interface StateDocument {
     locked: boolean;
     applied: Array<{ scope: string; version: number; keyId: string; appliedAt: string }>;
     labels: Record<string, string>;
+    /** Policy profiles documents defined (the configuration's own are not listed). */
+    profiles: string[];
+    /** The newest refused document: an operator sees a refusal in `fleet status --json` too. */
+    lastRefused: { scope: string; version: number | null; code: string; at: string } | null;
   };
 }
 
@@ -107,6 +111,7 @@ export interface StateInputs {
 export function buildState(i: StateInputs): StateDocument {
   const { core } = i;
   const status = core.status();
+  const lastRefused = core.store.fleet.refusals()[0];
   const devices: DeviceSummary[] = core.identity.list().map((d) => ({
     id: d.id,
     state: d.state,
@@ -164,6 +169,15 @@ export function buildState(i: StateInputs): StateDocument {
         .allApplied()
         .map((a) => ({ scope: a.scope, version: a.version, keyId: a.keyId, appliedAt: a.appliedAt })),
       labels: i.labels,
+      profiles: core.store.fleet.profiles().map((p) => p.name),
+      lastRefused: lastRefused
+        ? {
+            scope: lastRefused.scope,
+            version: lastRefused.version,
+            code: lastRefused.code,
+            at: lastRefused.at,
+          }
+        : null,
     },
   };
 }
