@@ -317,6 +317,62 @@ describe('backup and restore onto a replacement gateway (real CLI, real gateways
   });
 });
 
+describe('applying a staged restore at start', () => {
+  it('puts the configuration in place with the database, or — when it no longer fits — refuses the whole restore and starts on the old data', async (t) => {
+    const home = (name: string) => {
+      const dir = tempDir(t, `portcullis-${name}-`);
+      const file = join(dir, 'config.yaml');
+      writeFileSync(file, 'dataDir: var\nlog: {level: warn}\n');
+      return { dir, file, config: loadConfigFile(file) };
+    };
+    const a = home('a');
+    const coreA = Core.open(a.config, new ManualClock(Date.UTC(2026, 11, 1)));
+    coreA.identity.addPskDevice({ id: 's1', pskIdentity: 's1', pskText: KEY_1 }, 'test');
+    const { archive } = await createBackup(deps(coreA), {
+      passphrase: PASSPHRASE,
+      configSource: a.file,
+      actor: 'test',
+      kdf: KDF,
+    });
+    coreA.close();
+    const stage = () => {
+      const b = home('b');
+      const coreB = Core.open(b.config, new ManualClock(Date.UTC(2026, 11, 2)));
+      const r = stageRestore(deps(coreB), archive, {
+        passphrase: PASSPHRASE,
+        actor: 'test',
+        configSource: b.file,
+      });
+      coreB.close();
+      assert.equal(r.config, 'restored');
+      return b;
+    };
+    const clock = new ManualClock(Date.UTC(2026, 11, 3));
+
+    const ok = stage();
+    const applied = applyStagedRestore({ config: ok.config, source: ok.file }, clock);
+    assert.ok(applied && 'rollbackDir' in applied && applied.config, JSON.stringify(applied));
+    assert.match(readFileSync(ok.file, 'utf8'), /log: \{level: warn\}/);
+    assert.ok(existsSync(join(applied.rollbackDir, 'config.yaml')));
+    const restored = Core.open(ok.config, clock);
+    assert.equal(restored.identity.list({}).length, 1);
+    restored.close();
+
+    // Between staging and the restart the configuration moved: its relative dataDir now means another folder.
+    const moved = stage();
+    const elsewhere = join(tempDir(t, 'portcullis-moved-'), 'config.yaml');
+    const refused = applyStagedRestore({ config: moved.config, source: elsewhere }, clock);
+    assert.ok(refused && 'refused' in refused, JSON.stringify(refused));
+    assert.match(refused.refused, /keeps its data in/);
+    const dirs = readdirSync(join(moved.config.dataDir, 'restore'));
+    assert.ok(dirs.some((d) => d.startsWith('refused-')));
+    assert.ok(!dirs.includes('staged') && !dirs.some((d) => d.startsWith('rollback-')), dirs.join(','));
+    const untouched = Core.open(moved.config, clock);
+    assert.equal(untouched.identity.list({}).length, 0, 'the old (empty) database is still in place');
+    untouched.close();
+  });
+});
+
 describe('restore onto a replacement gateway whose keys are in a TPM (swtpm)', () => {
   let tpm: TestTpm;
   before(async () => {
