@@ -9,10 +9,13 @@ import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
 import type { BehaviourStatus } from '../../../gateway/src/anomaly/index.ts';
 import { toJsonLine } from '../../../gateway/src/audit/index.ts';
 import { assess, gatherLiveEvidence, toHtml } from '../../../gateway/src/compliance/index.ts';
+import type { ConfigApplier } from '../../../gateway/src/config/apply.ts';
+import { hostTimePaths, readHostTime } from '../../../gateway/src/config/host-time.ts';
 import type { Core } from '../../../gateway/src/core.ts';
 import type { HandshakeLog } from '../../../gateway/src/datapath/handshake-log.ts';
 import { sha256Hex } from '../../../gateway/src/digest.ts';
 import { firstIssue, PortcullisError } from '../../../gateway/src/errors.ts';
+import type { FleetRuntimeStatus } from '../../../gateway/src/fleet/view.ts';
 import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import type { RuntimeProbe } from '../../../gateway/src/health.ts';
 import { clientAddress, describeError, HttpError } from '../../../gateway/src/http.ts';
@@ -23,6 +26,13 @@ import type { UiSession, UiSessions } from '../../../gateway/src/users/index.ts'
 import { passwordSchema, SCOPES, usernameSchema } from '../../../gateway/src/users/index.ts';
 import { type Method, type RouteSpec, routesOf, signedInRule } from '../access.ts';
 import { clearSessionCookie, OPERATORS, sessionFrom, setSessionCookie } from '../auth.ts';
+import {
+  configChangeForm,
+  configChangeOf,
+  hostTimeForm,
+  hostTimeOf,
+  setHostTimeForUi,
+} from '../config-forms.ts';
 import { dnsLookup, hostSchema, portSchema, tcpReach, uplinkTls } from '../diagnostics.ts';
 import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
 import { handshakeView } from '../handshake-view.ts';
@@ -46,6 +56,7 @@ import { ConfigurationPage } from '../pages/configuration.tsx';
 import { Dashboard } from '../pages/dashboard.tsx';
 import { DeviceDetail, DeviceList, PAGE_SIZE } from '../pages/devices.tsx';
 import { DiagnosticsPage } from '../pages/diagnostics.tsx';
+import { FleetPage } from '../pages/fleet.tsx';
 import { HealthPage } from '../pages/health.tsx';
 import { type FlashMessage, Layout, type Viewer } from '../pages/layout.tsx';
 import { LEVELS, type LogFilter, LogsPage, parseLogLine } from '../pages/logs.tsx';
@@ -59,6 +70,8 @@ import { SystemMonitor } from '../system.ts';
 
 /** Update status: the updates module (tar, semver) loads with the first page that shows it, not at start. */
 const updates = () => import('../../../gateway/src/updates/index.ts');
+/** The fleet page's view, loaded with the first visit to it. */
+const fleetView = () => import('../../../gateway/src/fleet/view.ts');
 
 /** The QR encoder, loaded on the first page that shows a code (PSK wizard, MFA enrolment), not at start. */
 const qrcode = async () => (await import('qrcode')).default;
@@ -87,6 +100,10 @@ export interface PageOptions {
   runtime?: RuntimeProbe | undefined;
   /** The sensors' recent DTLS handshakes (absent: this process runs no sensor listener). */
   handshakes?: HandshakeLog | undefined;
+  /** Applies a configuration change with rollback (absent: the process cannot restart itself). */
+  configApply?: ConfigApplier | undefined;
+  /** The fleet agent's publications (absent: no uplink, or not this process). */
+  fleet?: (() => FleetRuntimeStatus | undefined) | undefined;
   /** Failures that are not the service layer's typed errors: the person sees "internal error", the log why. */
   report: (err: unknown, where: string) => void;
 }
@@ -903,7 +920,15 @@ export function pageRoutes(
     return diagnostics(c, { uplink });
   });
   page('POST', '/diagnostics/ping', async (c) => {
-    const b = await form(c, z.strictObject({ host: hostSchema, count: pingCountSchema }));
+    const raw = await formFields(c);
+    const parsed = z.strictObject({ host: hostSchema, count: pingCountSchema }).safeParse(raw);
+    if (!parsed.success) {
+      // Answered here, with the form as typed: this page's address (/diagnostics/ping) has no GET to go back to.
+      const problem = { code: 'ERR_UI_INVALID', message: firstIssue(parsed.error, 'form') };
+      const host = String(raw.host ?? '').slice(0, 253);
+      return diagnostics(c, { ping: { host, count: 0, error: problem } }, { pingHost: host });
+    }
+    const b = parsed.data;
     const r = await ping(b.host, b.count);
     core.audit.append({
       actor: actor(c),
@@ -922,9 +947,57 @@ export function pageRoutes(
     ),
   );
 
-  page('GET', '/configuration', (c) =>
-    render(c, 'Configuration', <ConfigurationPage config={core.config} viewer={c.get('viewer')} />),
+  page('GET', '/fleet', async (c) =>
+    render(
+      c,
+      'Fleet',
+      <FleetPage view={(await fleetView()).fleetPageView(core)} runtime={options.fleet?.()} />,
+    ),
   );
+
+  page('GET', '/configuration', (c) =>
+    render(
+      c,
+      'Configuration',
+      <ConfigurationPage
+        config={core.config}
+        viewer={c.get('viewer')}
+        edit={{
+          editable: options.configApply?.canApply() ?? false,
+          status: options.configApply?.status() ?? null,
+          hostTime: readHostTime(hostTimePaths()),
+        }}
+      />,
+    ),
+  );
+  page('POST', '/configuration/apply', async (c) => {
+    const b = await form(c, configChangeForm);
+    // Refused before the password is checked: a process that cannot restart itself changes nothing.
+    const applier = options.configApply;
+    if (!applier) {
+      throw new HttpError(409, 'ERR_CONFIG_APPLY_STATE', 'this gateway process cannot restart itself');
+    }
+    // An invalid change is refused with the schema's words before the password and code are spent on it.
+    applier.check(configChangeOf(b));
+    await reauthed(c, b);
+    const r = applier.apply(configChangeOf(b), actor(c));
+    return flashTo(c, '/configuration', {
+      kind: 'ok',
+      text: `Applying ${r.changed.join(', ')}: the gateway restarts with it and must come back healthy, or the previous file is put back. Reload this page in a few seconds for the result.`,
+    });
+  });
+  page('POST', '/configuration/time', async (c) => {
+    const b = await form(c, hostTimeForm);
+    const paths = hostTimePaths();
+    const next = hostTimeOf(b, readHostTime(paths));
+    await reauthed(c, b);
+    const { changed } = await setHostTimeForUi(next, paths);
+    core.audit.append({ actor: actor(c), action: 'host.time', target: null, details: { changed } });
+    return flashTo(c, '/configuration', {
+      kind: 'ok',
+      text: `Clock settings changed: ${changed.join(', ')}.`,
+    });
+  });
   page('POST', '/configuration/uplink-csr', async (c) => {
     const b = await form(
       c,
