@@ -52,11 +52,15 @@ function serverCanSend(o: ResolvedOptions, t: number): boolean {
 
 /** The client's first certificate type the server can verify: X.509 with trust anchors, raw keys if allowed. */
 function chooseClientCertType(o: ResolvedOptions, offer: HelloOffer): number | undefined {
-  return offer.clientCertTypes.find(
-    (t) =>
+  for (const t of offer.clientCertTypes) {
+    if (
       (t === CertificateType.x509 && o.trustAnchors.length > 0) ||
-      (t === CertificateType.rawPublicKey && o.allowRawPublicKeys),
-  );
+      (t === CertificateType.rawPublicKey && o.allowRawPublicKeys)
+    ) {
+      return t;
+    }
+  }
+  return undefined;
 }
 
 /** A client authenticating with a raw public key usually expects one back (no PKI on either side). */
@@ -72,7 +76,8 @@ function chooseServerCertType(
   ) {
     return clientCertType;
   }
-  return offer.serverCertTypes.find((t) => serverCanSend(o, t));
+  for (const t of offer.serverCertTypes) if (serverCanSend(o, t)) return t;
+  return undefined;
 }
 
 /**
@@ -81,7 +86,7 @@ function chooseServerCertType(
  * ecdsa_secp256r1_sha256 for ECDHE-ECDSA). None: handshake_failure.
  */
 export function negotiate(o: ResolvedOptions, hello: ClientHello, offer: HelloOffer): Negotiated {
-  const group = o.groups.find((g) => offer.groups.includes(NamedGroup[g]));
+  const group = chooseGroup(o, offer);
   const clientCertType = chooseClientCertType(o, offer);
   const serverCertType = chooseServerCertType(o, offer, clientCertType);
   const ecdsaUsable =
@@ -90,23 +95,28 @@ export function negotiate(o: ResolvedOptions, hello: ClientHello, offer: HelloOf
     offer.signatureAlgorithms.includes(ECDSA_SECP256R1_SHA256) &&
     clientCertType !== undefined &&
     serverCertType !== undefined;
-  const usable = (s: CipherSuite) =>
-    s.keyExchange === 'psk'
-      ? o.lookupPsk !== null
-      : s.keyExchange === 'ecdhe_psk'
-        ? o.lookupPsk !== null && group !== undefined
-        : ecdsaUsable;
-  const suite = serverPreference(o.suites, hello.cipherSuites).find(
-    (s) => hello.cipherSuites.includes(s.id) && usable(s),
-  );
-  if (!suite) {
-    throw new DtlsError(
-      'ERR_DTLS_NO_SHARED_SUITE',
-      'no cipher suite acceptable to both sides',
-      AlertDescription.handshakeFailure,
-    );
+  // Loops rather than callbacks: this runs for every handshake.
+  for (const suite of serverPreference(o.suites, hello.cipherSuites)) {
+    if (!hello.cipherSuites.includes(suite.id)) continue;
+    const usable =
+      suite.keyExchange === 'psk'
+        ? o.lookupPsk !== null
+        : suite.keyExchange === 'ecdhe_psk'
+          ? o.lookupPsk !== null && group !== undefined
+          : ecdsaUsable;
+    if (usable) return { suite, group, clientCertType, serverCertType };
   }
-  return { suite, group, clientCertType, serverCertType };
+  throw new DtlsError(
+    'ERR_DTLS_NO_SHARED_SUITE',
+    'no cipher suite acceptable to both sides',
+    AlertDescription.handshakeFailure,
+  );
+}
+
+/** Our first group (server preference) that the client supports. */
+function chooseGroup(o: ResolvedOptions, offer: HelloOffer): GroupName | undefined {
+  for (const g of o.groups) if (offer.groups.includes(NamedGroup[g])) return g;
+  return undefined;
 }
 
 /** A remembered session to resume and its suite. */
@@ -129,7 +139,13 @@ export function findResumable(
 ): Resumption | undefined {
   const cached = cache?.get(hello.sessionId);
   if (!cached || !cache) return undefined;
-  const suite = o.suites.find((s) => s.id === cached.suiteId);
+  let suite: CipherSuite | undefined;
+  for (const s of o.suites) {
+    if (s.id === cached.suiteId) {
+      suite = s;
+      break;
+    }
+  }
   if (
     !suite ||
     !hello.cipherSuites.includes(cached.suiteId) ||

@@ -41,11 +41,7 @@ export interface HelloAnswer {
 export function writeServerFlight(ctx: HandshakeContext, hs: HandshakeState, a: HelloAnswer): FlightItem[] {
   const w = new Writer(a.negotiated.suite.keyExchange === 'ecdhe_ecdsa' ? 1024 : 128);
   const flight: FlightItem[] = [];
-  const add = (message: Buffer) => {
-    hs.transcript.bytes(message);
-    flight.push({ epoch: 0, type: ContentType.handshake, payload: message });
-  };
-  add(writeServerHello(w, ctx, hs, a));
+  addToFlight(hs, flight, writeServerHello(w, ctx, hs, a));
   if (a.resuming) {
     resumedFinish(ctx, hs, a.resuming, flight);
     return flight;
@@ -54,20 +50,30 @@ export function writeServerFlight(ctx: HandshakeContext, hs: HandshakeState, a: 
   if (usesEcdhe(hs.suite)) hs.ephemeral = generateEphemeral(group as NonNullable<typeof group>);
   if (hs.suite.keyExchange === 'ecdhe_ecdsa') {
     const identity = ctx.opts.identity as NonNullable<ResolvedOptions['identity']>;
-    add(writeCertificate(w, hs, identity, serverCertType));
-    add(writeSignedKeyExchange(w, hs, identity));
+    addToFlight(hs, flight, writeCertificate(w, hs, identity, serverCertType));
+    addToFlight(hs, flight, writeSignedKeyExchange(w, hs, identity));
     const start = beginHandshake(w, HandshakeType.certificateRequest, hs.nextSendSeq++);
     w.u8(1).u8(CLIENT_CERT_TYPE_ECDSA_SIGN).u16(2).u16(ECDSA_SECP256R1_SHA256).u16(0);
-    add(endHandshake(w, start));
+    addToFlight(hs, flight, endHandshake(w, start));
   } else if (hs.suite.keyExchange === 'ecdhe_psk') {
     const eph = hs.ephemeral as EphemeralKey;
     const start = beginHandshake(w, HandshakeType.serverKeyExchange, hs.nextSendSeq++);
     // RFC 5489 §2: an empty PSK identity hint, then the ECDH parameters.
     w.u16(0).u8(3).u16(NamedGroup[eph.group]).vec8(eph.publicPoint);
-    add(endHandshake(w, start));
+    addToFlight(hs, flight, endHandshake(w, start));
   }
-  add(endHandshake(w, beginHandshake(w, HandshakeType.serverHelloDone, hs.nextSendSeq++)));
+  addToFlight(
+    hs,
+    flight,
+    endHandshake(w, beginHandshake(w, HandshakeType.serverHelloDone, hs.nextSendSeq++)),
+  );
   return flight;
+}
+
+/** A clear handshake message of our flight, hashed into the transcript. */
+function addToFlight(hs: HandshakeState, flight: FlightItem[], message: Buffer): void {
+  hs.transcript.bytes(message);
+  flight.push({ epoch: 0, type: ContentType.handshake, payload: message });
 }
 
 function writeServerHello(w: Writer, ctx: HandshakeContext, hs: HandshakeState, a: HelloAnswer): Buffer {
