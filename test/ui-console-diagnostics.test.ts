@@ -314,3 +314,73 @@ describe('configuration changes in process', () => {
     assert.match(r.flash?.text ?? '', /cannot restart itself/);
   });
 });
+
+describe('the configuration supervisor in process', () => {
+  it('applies a change and restarts the gateway with it; a change left by a dead process is rolled back at start', async (t) => {
+    const { tempDir } = await import('./helpers/tmp.ts');
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { systemClock } = await import('../gateway/src/clock.ts');
+    const { resolveConfig } = await import('../gateway/src/config/index.ts');
+    const { createLogger } = await import('../gateway/src/log.ts');
+    const { GatewaySupervisor } = await import('../gateway/src/cli/supervise.ts');
+    const { planConfigChange, writeConfigChange, markerOf, previousOf } = await import(
+      '../gateway/src/config/apply.ts'
+    );
+    const { existsSync } = await import('node:fs');
+    const dir = tempDir(t);
+    const file = join(dir, 'config.yaml');
+    const text = `dataDir: ${join(dir, 'var')}\nui: {port: 0}\ndtls: {port: 0}\nsegments: []\n`;
+    writeFileSync(file, text, { mode: 0o600 });
+    const deps = { clock: systemClock, logger: createLogger('fatal') };
+    const seg =
+      '- name: plant\n  role: sensors\n  interface: eth1\n  subnet: 10.1.0.0/24\n  gatewayAddress: 10.1.0.1\n';
+
+    // Applied: no uplink to wait for, so a store that answers is healthy.
+    const sup = new GatewaySupervisor(resolveConfig(file), deps, { healthBoundMs: 3000 });
+    await sup.boot();
+    assert.equal(sup.canApply(), true);
+    assert.deepEqual(sup.check({ segmentsYaml: seg }), ['segments']);
+    assert.equal(readFileSync(file, 'utf8'), text, 'a check writes nothing');
+    assert.throws(() => sup.check({ segmentsYaml: '- name: Bad Name\n' }), { code: 'ERR_CONFIG_INVALID' });
+    sup.apply({ segmentsYaml: seg }, 'ui:root');
+    assert.throws(() => sup.apply({ segmentsYaml: '[]' }, 'ui:root'), { code: 'ERR_CONFIG_APPLY_BUSY' });
+    for (let i = 0; i < 100 && sup.status()?.state === 'applying'; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.equal(sup.status()?.state, 'applied', JSON.stringify(sup.status()));
+    assert.match(readFileSync(file, 'utf8'), /name: plant/);
+    assert.equal(existsSync(markerOf(file)), false);
+    await sup.stop('test');
+
+    // A change whose process died before it proved itself: the next start puts the previous file back.
+    const plan = planConfigChange(file, { segmentsYaml: '[]' });
+    writeConfigChange(plan, {
+      id: 'crashed',
+      actor: 'ui:root',
+      changed: plan.changed,
+      state: 'applying',
+      reasons: [],
+      requestedAt: new Date().toISOString(),
+    });
+    const inForce = readFileSync(previousOf(file), 'utf8');
+    const again = new GatewaySupervisor(resolveConfig(file), deps);
+    const gw = await again.boot();
+    try {
+      assert.equal(again.status()?.state, 'rolled-back');
+      assert.equal(readFileSync(file, 'utf8'), inForce);
+      assert.match(gw.core.config.segments[0]?.name ?? '', /plant/);
+      const entries = gw.core
+        .searchAudit({ action: 'config.apply', limit: 10 })
+        .filter((e) => e.action === 'config.apply');
+      assert.deepEqual(
+        entries.map((e) => [e.actor, (JSON.parse(e.details) as { result: string }).result]),
+        [
+          ['ui:root', 'rolled-back'],
+          ['ui:root', 'applied'],
+        ],
+      );
+    } finally {
+      await again.stop('test');
+    }
+  });
+});
