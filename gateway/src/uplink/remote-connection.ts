@@ -133,26 +133,101 @@ const ownBytes = (b: Buffer): Uint8Array =>
   b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : new Uint8Array(b);
 
 /**
+ * The publishes between two posts, packed into one PublishBatch (worker-protocol.ts): topic, properties JSON and
+ * payload back to back in one buffer, and a number index.
+ */
+class PublishPacker {
+  private batch: PublishBatch | null = null;
+  private index: number[] = [];
+  private data = Buffer.alloc(0);
+  private size = 0;
+
+  /** Adds one; returns the batch when it is the first since the last seal (the caller queues it for posting). */
+  add(id: number, topic: string, payload: Buffer, props: string, retain: boolean): PublishBatch | null {
+    let opened: PublishBatch | null = null;
+    if (!this.batch) {
+      opened = this.batch = { type: 'publish', index: new Float64Array(0), data: new Uint8Array(0) };
+      if (this.data.length === 0) this.data = Buffer.allocUnsafe(16_384);
+    }
+    const room = (topic.length + props.length) * 3 + payload.length;
+    if (this.size + room > this.data.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.size + room));
+      this.data.copy(bigger, 0, 0, this.size);
+      this.data = bigger;
+    }
+    this.size += this.data.write(topic, this.size);
+    const topicEnd = this.size;
+    this.size += this.data.write(props, this.size);
+    const propsEnd = this.size;
+    this.size += payload.copy(this.data, this.size);
+    this.index.push(id, topicEnd, propsEnd, this.size, retain ? 1 : 0);
+    return opened;
+  }
+
+  /** Fills the open batch with copies of its own (moved to the thread without another copy). */
+  seal(): void {
+    if (!this.batch) return;
+    this.batch.index = Float64Array.from(this.index);
+    this.batch.data = new Uint8Array(this.data.subarray(0, this.size));
+    this.batch = null;
+    this.index = [];
+    this.size = 0;
+  }
+}
+
+/** What the thread said, for the connection's events and its pending publishes. */
+function fromThread(
+  batch: FromThread[],
+  ev: ConnectionEvents,
+  pending: Map<number, (err: string | null) => void>,
+  gone: () => void,
+): void {
+  for (const m of batch) {
+    switch (m.type) {
+      case 'connect':
+        ev.onConnect();
+        break;
+      case 'error':
+        ev.onError(m.message);
+        break;
+      case 'message':
+        ev.onMessage(
+          m.topic,
+          Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength),
+          m.userProperties,
+        );
+        break;
+      case 'acks':
+        for (let i = 0; i < m.ids.length; i++) {
+          const id = m.ids[i] as number;
+          const done = pending.get(id);
+          pending.delete(id);
+          done?.(m.errs[i] ?? null);
+        }
+        break;
+      case 'close':
+      case 'ended':
+        gone();
+        break;
+    }
+  }
+}
+
+/**
  * The connection in a worker thread (broker-thread.ts); one thread per connection, ended with it, so a connection
- * that hangs is ended by terminating its thread. Publishes and acknowledgements cross in batches, one message per
- * turn of each side's event loop.
+ * that hangs is ended by terminating its thread. Publishes and acknowledgements cross in batches, at most about one
+ * post a millisecond each way (batchPosts).
  */
 export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem: string): BrokerConnection {
   const worker = startThread('broker-thread');
   const pending = new Map<number, (err: string | null) => void>();
+  const packer = new PublishPacker();
   let nextId = 1;
   let closed = false;
   let exited = false;
   let out: ToThread[] = [];
-  /** The publishes since the last post, packed into one entry of `out` as it is posted (worker-protocol.ts). */
-  let pubs: { batch: PublishBatch; index: number[]; data: Buffer; size: number } | null = null;
   const flush = () => {
-    if (pubs) {
-      // Copies of their own, moved to the thread without another copy.
-      pubs.batch.index = Float64Array.from(pubs.index);
-      pubs.batch.data = new Uint8Array(pubs.data.subarray(0, pubs.size));
-      pubs = null;
-    }
+    packer.seal();
     const batch = out;
     out = [];
     if (batch.length === 0 || exited) return;
@@ -166,26 +241,6 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
     out.push(m);
     schedule();
   };
-  const queuePublish = (id: number, topic: string, payload: Buffer, props: string, retain: boolean) => {
-    if (!pubs) {
-      const batch: PublishBatch = { type: 'publish', index: new Float64Array(0), data: new Uint8Array(0) };
-      pubs = { batch, index: [], data: Buffer.allocUnsafe(16_384), size: 0 };
-      post(batch);
-    }
-    const p = pubs;
-    const room = (topic.length + props.length) * 3 + payload.length;
-    if (p.size + room > p.data.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(p.data.length * 2, p.size + room));
-      p.data.copy(bigger, 0, 0, p.size);
-      p.data = bigger;
-    }
-    p.size += p.data.write(topic, p.size);
-    const topicEnd = p.size;
-    p.size += p.data.write(props, p.size);
-    const propsEnd = p.size;
-    p.size += payload.copy(p.data, p.size);
-    p.index.push(id, topicEnd, propsEnd, p.size, retain ? 1 : 0);
-  };
   const close = () => {
     if (closed) return;
     closed = true;
@@ -193,54 +248,28 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
     pending.clear();
     ev.onClose();
   };
-  worker.on('message', (batch: FromThread[]) => {
-    for (const m of batch) {
-      switch (m.type) {
-        case 'connect':
-          ev.onConnect();
-          break;
-        case 'error':
-          ev.onError(m.message);
-          break;
-        case 'message':
-          ev.onMessage(
-            m.topic,
-            Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength),
-            m.userProperties,
-          );
-          break;
-        case 'acks':
-          for (let i = 0; i < m.ids.length; i++) {
-            const id = m.ids[i] as number;
-            const done = pending.get(id);
-            pending.delete(id);
-            done?.(m.errs[i] ?? null);
-          }
-          break;
-        case 'close':
-          void worker.terminate();
-          close();
-          break;
-        case 'ended':
-          void worker.terminate();
-          break;
-      }
-    }
-  });
+  // 'close': the connection is gone (the uplink reconnects with a new thread); 'ended': end() finished.
+  worker.on('message', (batch: FromThread[]) =>
+    fromThread(batch, ev, pending, () => {
+      void worker.terminate();
+      close();
+    }),
+  );
   // An exception in the thread (mqtt.js throwing from a socket handler) ends it: the uplink reconnects.
   worker.on('error', (err) => ev.onError(`uplink thread: ${err.message}`));
   worker.on('exit', () => {
     exited = true;
     close();
   });
+  const { url, clientId, ca, cert, will } = p;
   post({
     type: 'connect',
     params: {
-      url: p.url,
-      clientId: p.clientId,
-      ca: ownBytes(p.ca),
-      cert: ownBytes(p.cert),
-      will: p.will && { ...p.will, payload: ownBytes(p.will.payload) },
+      url,
+      clientId,
+      ca: ownBytes(ca),
+      cert: ownBytes(cert),
+      will: will && { ...will, payload: ownBytes(will.payload) },
     },
     keyPem,
   });
@@ -249,7 +278,8 @@ export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem:
       if (closed) return done('uplink thread gone');
       const id = nextId++;
       pending.set(id, done);
-      queuePublish(id, topic, payload, JSON.stringify(userProperties), options?.retain ?? false);
+      const opened = packer.add(id, topic, payload, JSON.stringify(userProperties), options?.retain ?? false);
+      if (opened) post(opened);
     },
     subscribe(topic) {
       post({ type: 'subscribe', topic });
