@@ -83,13 +83,6 @@ export function maintenanceApi(
   const app = new Hono<Env>();
   const now = () => core.clock.now();
   const uploadsDir = join(core.config.dataDir, 'uploads');
-  const pendingRestores = new Map<string, string>();
-  const jobs = new Map<string, UpdateJob>();
-  const power = new PowerControl({
-    audit: core.audit,
-    ...(options.runCommand ? { run: options.runCommand } : {}),
-    ...(options.powerDelayMs !== undefined ? { delayMs: options.powerDelayMs } : {}),
-  });
 
   app.use(
     '*',
@@ -130,6 +123,29 @@ export function maintenanceApi(
     });
   };
 
+  const ctx: RouteContext = { route, core, options, uploadsDir };
+  backupRoutes(ctx);
+  updateRoutes(ctx);
+  powerRoutes(ctx);
+  return app;
+}
+
+type Register = (
+  method: 'GET' | 'POST',
+  path: string,
+  handler: (c: Context<Env>) => Response | Promise<Response>,
+) => void;
+
+interface RouteContext {
+  route: Register;
+  core: Core;
+  options: MaintenanceOptions;
+  uploadsDir: string;
+}
+
+/** Backup download; restore upload (format and signature checked on arrival), then staging with the passphrase. */
+function backupRoutes({ route, core, options, uploadsDir }: RouteContext): void {
+  const pendingRestores = new Map<string, string>();
   route('POST', '/api/v1/maintenance/backup', async (c) => {
     const b = await body(c, z.strictObject({ passphrase, again: passphrase }));
     if (b.passphrase !== b.again) throw new HttpError(400, 'ERR_UI_INVALID', 'the two passphrases differ');
@@ -202,7 +218,11 @@ export function maintenanceApi(
       throw err;
     }
   });
+}
 
+/** Update upload (a job: verify, install, health check), its status, rollback. */
+function updateRoutes({ route, core, options, uploadsDir }: RouteContext): void {
+  const jobs = new Map<string, UpdateJob>();
   route('POST', '/api/v1/maintenance/uploads/update', async (c) => {
     const { file, bytes } = await receiveUpload(
       c,
@@ -214,7 +234,7 @@ export function maintenanceApi(
       id: randomUUID(),
       phase: 'verifying',
       bytes,
-      startedAt: new Date(now()).toISOString(),
+      startedAt: new Date(core.clock.now()).toISOString(),
     };
     jobs.set(job.id, job);
     void runUpdate(job, file, c.get('actor'));
@@ -256,7 +276,15 @@ export function maintenanceApi(
     const { installerFor } = await updates();
     return c.json({ ...installerFor(core).rollback(c.get('actor')), restartRequired: true });
   });
+}
 
+/** Restart the gateway or reboot the host: the action's name typed again, then the (injected) command. */
+function powerRoutes({ route, core, options }: RouteContext): void {
+  const power = new PowerControl({
+    audit: core.audit,
+    ...(options.runCommand ? { run: options.runCommand } : {}),
+    ...(options.powerDelayMs !== undefined ? { delayMs: options.powerDelayMs } : {}),
+  });
   route('POST', '/api/v1/maintenance/power', async (c) => {
     const b = await body(
       c,
@@ -272,6 +300,4 @@ export function maintenanceApi(
     }
     return c.json(power.request(b.action, c.get('actor'), b.reason ?? ''), 202);
   });
-
-  return app;
 }
