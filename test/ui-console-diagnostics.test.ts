@@ -236,6 +236,18 @@ describe('configuration changes in process', () => {
     restorePrevious(file);
     assert.equal(readFileSync(file, 'utf8'), text);
     assert.ok(existsSync(`${file}.apply.json`));
+    // The appliance's config file is root's: a refused write is said as such, not an internal error.
+    const { fileRefusal } = await import('../gateway/src/config/apply.ts');
+    for (const code of ['EACCES', 'EPERM', 'EROFS']) {
+      const e = fileRefusal(
+        '/etc/portcullis/config.yaml',
+        Object.assign(new Error(code), { code }),
+      ) as Error & {
+        code: string;
+      };
+      assert.equal(e.code, 'ERR_CONFIG_APPLY_READONLY');
+      assert.match(e.message, /root's on the appliance/);
+    }
   });
 
   it('writes the clock settings under its root, and says clearly when the host does not allow it', async (t) => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ConfigChange } from '../../gateway/src/config/apply.ts';
+import { type ConfigApplier, ConfigApplyError, type ConfigChange } from '../../gateway/src/config/apply.ts';
 import {
   type HostTime,
   HostTimeError,
@@ -39,6 +39,26 @@ export function configChangeOf(b: z.output<typeof configChangeForm>): ConfigChan
     };
   }
   return { segmentsYaml: b.segments ?? '' };
+}
+
+/**
+ * Checks (`dryRun`) or applies a change through the supervisor; a host that refuses the write is a 409 with its
+ * reason, not an internal error.
+ */
+export function applyConfigForUi(
+  applier: ConfigApplier,
+  change: ConfigChange,
+  actor: string,
+  dryRun: boolean,
+): { changed: string[] } {
+  try {
+    return dryRun ? { changed: applier.check(change) } : applier.apply(change, actor);
+  } catch (err) {
+    if (err instanceof ConfigApplyError && err.code === 'ERR_CONFIG_APPLY_READONLY') {
+      throw new HttpError(409, err.code, err.message);
+    }
+    throw err;
+  }
 }
 
 export const hostTimeForm = z.strictObject({

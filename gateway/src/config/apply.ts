@@ -77,9 +77,26 @@ export interface ConfigApplier {
 
 /** A change that cannot be applied now (nothing changes, another is under way, no file to change). */
 export class ConfigApplyError extends PortcullisError {
-  constructor(code: 'ERR_CONFIG_APPLY_STATE' | 'ERR_CONFIG_APPLY_BUSY', message: string) {
+  constructor(
+    code: 'ERR_CONFIG_APPLY_STATE' | 'ERR_CONFIG_APPLY_BUSY' | 'ERR_CONFIG_APPLY_READONLY',
+    message: string,
+  ) {
     super(code, message);
   }
+}
+
+/**
+ * A write next to the configuration file that the host refused. The shipped image installs
+ * /etc/portcullis/config.yaml as root's (0644 in a 0755 folder) and the unit runs the gateway as `portcullis`
+ * with ProtectSystem=strict: there the console cannot change the file, and says so.
+ */
+export function fileRefusal(path: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (!['EACCES', 'EPERM', 'EROFS'].includes(code)) return err;
+  return new ConfigApplyError(
+    'ERR_CONFIG_APPLY_READONLY',
+    `the gateway may not write beside ${path} (${code}): the configuration file is root's on the appliance; change it there as root and restart the gateway`,
+  );
 }
 
 const MAX_CA_CERTIFICATES = 10;
@@ -131,7 +148,11 @@ export function planConfigChange(file: string, change: ConfigChange): ConfigPlan
           `uplink-ca-${createHash('sha256').update(pem).digest('hex').slice(0, 16)}.pem`,
         );
         if (!existsSync(caFile)) {
-          writeFileSync(caFile, pem, { mode: 0o644, flag: 'wx' });
+          try {
+            writeFileSync(caFile, pem, { mode: 0o644, flag: 'wx' });
+          } catch (err) {
+            throw fileRefusal(file, err);
+          }
           created = true;
         }
       } else if (!current.uplink) {
@@ -210,8 +231,13 @@ export const markerOf = (file: string) => `${file}.apply.json`;
  */
 export function writeConfigChange(plan: ConfigPlan, marker: ConfigApplyStatus): void {
   const mode = statSync(plan.file).mode & 0o777;
-  writeAtomically(previousOf(plan.file), readFileSync(plan.file, 'utf8'), mode);
-  writeAtomically(markerOf(plan.file), `${JSON.stringify(marker)}\n`, 0o600);
+  try {
+    writeAtomically(previousOf(plan.file), readFileSync(plan.file, 'utf8'), mode);
+    writeAtomically(markerOf(plan.file), `${JSON.stringify(marker)}\n`, 0o600);
+  } catch (err) {
+    // Nothing in force has changed yet: the file itself is written last.
+    throw fileRefusal(plan.file, err);
+  }
   writeAtomically(plan.file, plan.text, mode);
 }
 
