@@ -275,6 +275,73 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
     assert.equal((await audit()).filter((e) => e.action === 'mud.import').length, 1);
   });
 
+  it('adds (PSK sealed to this gateway), decommissions, quarantines and releases devices; a PSK sealed to another gateway, a taken id, an unknown device or a release of an active one refuses the document', async () => {
+    await home.cli(['device', 'add', 'spare-1', '--psk-identity', 'spare-1', '--generate-psk']);
+    const status = await fleet(
+      ...['status', '--broker', broker.url, '--ca', pki.caPath, '--cert', pki.client.certPath],
+      ...['--key', pki.client.keyPath, '--known', join(dir, 'known.json'), '--wait', '1500', '--json'],
+    );
+    assert.equal(status.code, 0, status.stderr);
+    writeFileSync(join(dir, 'recipients.json'), status.stdout);
+    // The same list with another X25519 key in place of this gateway's: the PSK is sealed to someone else.
+    const rows = JSON.parse(status.stdout) as Array<{ state: { hpke: { publicKey: string } } }>;
+    for (const r of rows) {
+      r.state.hpke.publicKey = generateKeyPairSync('x25519')
+        .publicKey.export({ format: 'der', type: 'spki' })
+        .subarray(-32)
+        .toString('base64');
+    }
+    writeFileSync(join(dir, 'elsewhere.json'), JSON.stringify(rows));
+    const add = (id: string) => [
+      '  devices:',
+      '    add:',
+      `      - {id: ${id}, pskIdentity: ${id}, pskText: remote-key-for-${id}}`,
+    ];
+    let r = await send(
+      ['  labels: {step: sealed-elsewhere}', ...add('remote-x')],
+      ['--recipients', join(dir, 'elsewhere.json')],
+    );
+    assert.equal(r.code, 'ERR_FLEET_SEALED', JSON.stringify(r));
+    r = await send(
+      ['  labels: {step: taken}', ...add('thermo-1')],
+      ['--recipients', join(dir, 'recipients.json')],
+    );
+    assert.equal(r.status, 'refused');
+    assert.match(String(r.code), /^ERR_IDENTITY_/, JSON.stringify(r));
+    r = await send(['  labels: {step: unknown}', '  devices: {decommission: [no-such-device]}']);
+    assert.equal(r.code, 'ERR_IDENTITY_NOT_FOUND', JSON.stringify(r));
+    r = await send([
+      '  labels: {step: release-active}',
+      '  devices: {decommission: [spare-1], release: [thermo-1]}',
+    ]);
+    assert.equal(r.code, 'ERR_IDENTITY_STATE', JSON.stringify(r));
+    assert.deepEqual(await labels(), { step: 'mud' });
+    assert.doesNotMatch(await home.cli(['device', 'show', 'spare-1']), /decommissioned/);
+    assert.match(await home.cli(['device', 'list']), /thermo-1/);
+    // Now the good ones: an addition sealed to this gateway, a decommission, a quarantine then its release.
+    r = await send(
+      [
+        '  labels: {step: devices}',
+        ...add('remote-1'),
+        '    decommission: [spare-1]',
+        '    quarantine: [{id: thermo-1, reason: checked}]',
+      ],
+      ['--recipients', join(dir, 'recipients.json')],
+    );
+    assert.equal(r.status, 'applied', JSON.stringify(r));
+    assert.match(await home.cli(['device', 'show', 'spare-1']), /decommissioned/);
+    assert.match(await home.cli(['device', 'show', 'thermo-1']), /quarantined/);
+    r = await send(['  labels: {step: devices}', '  devices: {release: [thermo-1]}']);
+    assert.equal(r.status, 'applied', JSON.stringify(r));
+    assert.doesNotMatch(await home.cli(['device', 'show', 'thermo-1']), /quarantined/);
+    const entries = await audit();
+    for (const action of ['device.add', 'device.decommission', 'device.quarantine', 'device.release']) {
+      const e = entries.find((x) => x.action === action && x.actor.startsWith('fleet:'));
+      assert.ok(e, `${action} audited under the operator key`);
+    }
+    assert.ok(!entries.some((e) => e.action === 'device.add' && e.target === 'remote-x'));
+  });
+
   it('starts a firmware campaign over an image on the gateway; an unknown image refuses the document', async () => {
     const vendor = generateKeyPairSync('ed25519');
     writeFileSync(join(dir, 'vendor.pub'), vendor.publicKey.export({ type: 'spki', format: 'pem' }));
