@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import { ownCopy } from '../bytes.ts';
 import { AlertDescription, ContentType } from '../constants.ts';
 import { DtlsError } from '../errors.ts';
 import type { FlightItem } from '../flight.ts';
@@ -44,7 +45,9 @@ export function finishHandshake(
     chainDer: p.chainDer,
   });
   hs.transcript.bytes(clientFinished);
-  const finished = serverFinished(ctx, hs);
+  // Kept for resending until the peer's first application data, so possibly for the session's whole idle life:
+  // a copy of its own, not a slice that pins a pool slab (bytes.ts ownCopy).
+  const finished = ownCopy(serverFinished(ctx, hs));
   master.fill(0);
   return [
     { epoch: 0, type: ContentType.changeCipherSpec, payload: CHANGE_CIPHER_SPEC },
