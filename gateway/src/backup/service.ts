@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import {
+  accessSync,
   chmodSync,
+  constants,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -233,6 +235,18 @@ function checkArchivedConfig(text: Buffer, baseDir: string, dataDir: string): vo
   }
 }
 
+/** The configuration's folder must take a new file (the restore writes it beside the old one, then renames). */
+function assertWritable(dir: string): void {
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new BackupError(
+      'ERR_BACKUP_INCOMPATIBLE',
+      `${dir} is not writable here, so the configuration cannot be restored: restore with "keep this gateway's configuration", or make it writable`,
+    );
+  }
+}
+
 export interface RestoreOptions {
   passphrase: string;
   actor: string;
@@ -287,6 +301,7 @@ export function stageRestore(deps: BackupDeps, archive: Buffer, opts: RestoreOpt
   if (configText) {
     const baseDir = opts.configSource ? dirname(opts.configSource) : process.cwd();
     checkArchivedConfig(configText, baseDir, deps.config.dataDir);
+    if (opts.configSource) assertWritable(dirname(opts.configSource));
   }
   const base = restoreDir(deps.config);
   mkdirSync(base, { recursive: true, mode: 0o700 });
@@ -406,13 +421,20 @@ export function applyStagedRestore(
   const stagedConfig = join(staged, CONFIG_NAME);
   const live = join(config.dataDir, DATABASE_FILE);
   const withConfig = existsSync(stagedConfig) && loaded.source !== undefined;
+  const tmpConfig = `${loaded.source}.restore`;
   try {
     if (!existsSync(stagedDb))
       throw new BackupError('ERR_BACKUP_STATE', 'the staged restore has no database');
-    if (withConfig)
+    if (withConfig) {
       checkArchivedConfig(readFileSync(stagedConfig), dirname(loaded.source as string), config.dataDir);
+      // Written beside the file now, so a folder the service may not write to (a read-only /etc) refuses the
+      // restore before anything moved, rather than after the live database went to the rollback copy.
+      copyFileSync(stagedConfig, tmpConfig);
+      chmodSync(tmpConfig, 0o600);
+    }
   } catch (err) {
     // Nothing was moved: the gateway starts on its own data, and the refused copy stays for a person to look at.
+    if (withConfig) rmSync(tmpConfig, { force: true });
     renameSync(staged, join(base, `refused-${stamp}`));
     return { refused: (err as Error).message };
   }
@@ -431,10 +453,7 @@ export function applyStagedRestore(
   if (withConfig) {
     const source = loaded.source as string;
     copyFileSync(source, join(rollbackDir, CONFIG_NAME));
-    const tmp = `${source}.restore`;
-    copyFileSync(stagedConfig, tmp);
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, source);
+    renameSync(tmpConfig, source);
   }
   // The commit point: from here the gateway opens the restored database.
   renameSync(stagedDb, live);
