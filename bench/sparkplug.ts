@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- sparkplug`: end-to-end throughput and latency of the same sensors' readings through two real
  * gateways on one broker in the same run — one with `uplink.format: raw`, one with `sparkplug-b` — so the cost
- * of Sparkplug (metric mapping, Tahu's protobuf encoding, births, sequence numbers) is a ratio against raw.
+ * of Sparkplug (metric mapping, Tahu's protobuf encoding, births, sequence numbers) is a ratio against raw; and a
+ * third gateway whose devices' policy profile maps the readings to typed metrics (`metrics`), against both.
  * Readings are small JSON objects; latency is from the sensor's send to the subscriber's receipt.
  */
 
@@ -41,7 +42,7 @@ export async function sparkplugBench(argv: string[]): Promise<unknown> {
   const homes: GatewayHome[] = [];
   const gws: RunningGateway[] = [];
   const sensors: TestDtlsClient[] = [];
-  const latencies = { raw: [] as number[], sparkplug: [] as number[] };
+  const latencies = { raw: [] as number[], sparkplug: [] as number[], mapped: [] as number[] };
   const sink = mqtt.connect(broker.url, {
     protocolVersion: 5,
     ca: readFileSync(pki.caPath),
@@ -54,19 +55,29 @@ export async function sparkplugBench(argv: string[]): Promise<unknown> {
       latencies.raw.push(performance.now() - (JSON.parse(payload.toString()) as { t: number }).t);
     } else if (topic.includes('/DDATA/')) {
       const t = tahu.decodePayload(payload).metrics?.find((m) => m.name === 't')?.value;
-      if (typeof t === 'number') latencies.sparkplug.push(performance.now() - t);
+      const into = topic.startsWith('spBv1.0/benchmap/') ? latencies.mapped : latencies.sparkplug;
+      if (typeof t === 'number') into.push(performance.now() - t);
     }
   });
   try {
     await new Promise<void>((resolve) => sink.once('connect', () => resolve()));
-    await sink.subscribeAsync(['raw/devices/+/telemetry', 'spBv1.0/bench/DDATA/#'], { qos: 1 });
+    await sink.subscribeAsync(
+      ['raw/devices/+/telemetry', 'spBv1.0/bench/DDATA/#', 'spBv1.0/benchmap/DDATA/#'],
+      { qos: 1 },
+    );
     const keyOf = (i: number) => Buffer.from(`bench-sensor-key-${String(i).padStart(6, '0')}`);
     const results: Record<string, unknown> = {};
-    for (const format of ['raw', 'sparkplug'] as const) {
+    for (const format of ['raw', 'sparkplug', 'mapped'] as const) {
       const extra =
         format === 'sparkplug'
           ? ['  format: sparkplug-b', '  sparkplug: {groupId: bench, edgeNodeId: edge}']
-          : [];
+          : format === 'mapped'
+            ? [
+                '  format: sparkplug-b',
+                '  sparkplug: {groupId: benchmap, edgeNodeId: edge}',
+                'policy: {profiles: {mapped: {metrics: [{name: t, field: t, type: Double}, {name: Temperature, field: temperature, type: Float}, {name: OK, field: ok, type: Boolean}]}}}',
+              ]
+            : [];
       const home = await makeGatewayHome(pki, broker, `gw-${format}`, {
         topicPrefix: format,
         dtlsLimits: limits,
@@ -80,6 +91,7 @@ export async function sparkplugBench(argv: string[]): Promise<unknown> {
             { id: `s${i}`, pskIdentity: `s${i}`, pskHex: keyOf(i).toString('hex') },
             'bench',
           );
+          if (format === 'mapped') core.policy.assign(`s${i}`, { profile: 'mapped' }, 'bench');
         }
       } finally {
         core.close();
@@ -122,6 +134,7 @@ export async function sparkplugBench(argv: string[]): Promise<unknown> {
     }
     const raw = results.raw as { messagesPerSecond: number; latencyMs: { p50: number; p99: number } };
     const sp = results.sparkplug as typeof raw;
+    const mapped = results.mapped as typeof raw;
     return {
       bench: 'sparkplug',
       settings: o,
@@ -130,6 +143,9 @@ export async function sparkplugBench(argv: string[]): Promise<unknown> {
         throughput: round(sp.messagesPerSecond / raw.messagesPerSecond, 2),
         p50Latency: round(sp.latencyMs.p50 / raw.latencyMs.p50, 2),
         p99Latency: round(sp.latencyMs.p99 / raw.latencyMs.p99, 2),
+        mappedThroughputVsRaw: round(mapped.messagesPerSecond / raw.messagesPerSecond, 2),
+        mappedThroughputVsGeneric: round(mapped.messagesPerSecond / sp.messagesPerSecond, 2),
+        mappedP50VsGeneric: round(mapped.latencyMs.p50 / sp.latencyMs.p50, 2),
       },
     };
   } finally {
