@@ -106,6 +106,59 @@ const PULL_PREFIX = 'pull:';
 /** last_seen granularity: a sensor sending every second must not cost a database write every second. */
 const TOUCH_INTERVAL_MS = 30_000;
 
+/** A PSK device request checked whole: its id, identity and key (the caller zeroes `psk`), and the pull source. */
+function validatePskDevice(req: AddPskDevice): { id: string; identity: string; psk: Buffer; weak: boolean } {
+  if (req.pull) {
+    const u = pullUrlSchema.safeParse(req.pull.url);
+    if (!u.success) throw invalid('pull URL', u.error);
+    if (!Number.isInteger(req.pull.intervalSeconds) || req.pull.intervalSeconds < 1) {
+      throw new IdentityError('ERR_IDENTITY_INVALID', 'pull interval must be a whole number of seconds ≥ 1');
+    }
+  }
+  const id = deviceIdSchema.safeParse(req.id);
+  if (!id.success) throw invalid('device id', id.error);
+  const identity = pskIdentitySchema.safeParse(req.pskIdentity);
+  if (!identity.success) throw invalid('PSK identity', identity.error);
+  if (!req.pull && identity.data.startsWith(PULL_PREFIX)) {
+    throw new IdentityError(
+      'ERR_IDENTITY_INVALID',
+      `PSK identity must not start with "${PULL_PREFIX}" (reserved)`,
+    );
+  }
+  // An empty hex field (the UI form's) means none given.
+  const given = [Boolean(req.pskHex), req.pskText !== undefined, Boolean(req.generate)];
+  if (given.filter(Boolean).length !== 1) {
+    throw new IdentityError(
+      'ERR_IDENTITY_INVALID',
+      'give exactly one of a PSK as hex, a PSK as text, or --generate-psk',
+    );
+  }
+  let psk: Buffer;
+  if (req.pskHex) {
+    const hex = pskHexSchema.safeParse(req.pskHex);
+    if (!hex.success) throw invalid('PSK', hex.error);
+    psk = Buffer.from(hex.data, 'hex');
+  } else if (req.pskText !== undefined) {
+    const text = pskTextSchema.safeParse(req.pskText);
+    if (!text.success) throw invalid('PSK text', text.error);
+    psk = Buffer.from(text.data, 'utf8');
+  } else {
+    psk = randomBytes(MIN_STRONG_PSK_BYTES);
+  }
+  // The length is no secret worth hiding from the operator who typed the key, but the key itself never
+  // appears in a message.
+  const weak = psk.length < MIN_STRONG_PSK_BYTES;
+  if (weak && !req.allowWeak) {
+    psk.fill(0);
+    throw new IdentityError(
+      'ERR_IDENTITY_WEAK_PSK',
+      `PSK is ${psk.length} bytes; at least ${MIN_STRONG_PSK_BYTES} bytes (128 bits) are required ` +
+        '(a legacy sensor whose key cannot change: --allow-weak-psk, and the device is marked weak)',
+    );
+  }
+  return { id: id.data, identity: identity.data, psk, weak };
+}
+
 export class IdentityService {
   private readonly touched = new Map<string, number>();
   private localChanges = 0;
@@ -167,69 +220,19 @@ export class IdentityService {
 
   /** Pre-provisions a PSK device (active at once). Returns the key only when the gateway generated it. */
   addPskDevice(req: AddPskDevice, actor: string): { device: Device; generatedPskHex: string | null } {
-    const id = deviceIdSchema.safeParse(req.id);
-    if (!id.success) throw invalid('device id', id.error);
-    const identity = pskIdentitySchema.safeParse(req.pskIdentity);
-    if (!identity.success) throw invalid('PSK identity', identity.error);
-    if (!req.pull && identity.data.startsWith(PULL_PREFIX)) {
-      throw new IdentityError(
-        'ERR_IDENTITY_INVALID',
-        `PSK identity must not start with "${PULL_PREFIX}" (reserved)`,
-      );
-    }
-    // An empty hex field (the UI form's) means none given.
-    const given = [Boolean(req.pskHex), req.pskText !== undefined, Boolean(req.generate)];
-    if (given.filter(Boolean).length !== 1) {
-      throw new IdentityError(
-        'ERR_IDENTITY_INVALID',
-        'give exactly one of a PSK as hex, a PSK as text, or --generate-psk',
-      );
-    }
-    let psk: Buffer;
-    if (req.pskHex) {
-      const hex = pskHexSchema.safeParse(req.pskHex);
-      if (!hex.success) throw invalid('PSK', hex.error);
-      psk = Buffer.from(hex.data, 'hex');
-    } else if (req.pskText !== undefined) {
-      const text = pskTextSchema.safeParse(req.pskText);
-      if (!text.success) throw invalid('PSK text', text.error);
-      psk = Buffer.from(text.data, 'utf8');
-    } else {
-      psk = randomBytes(MIN_STRONG_PSK_BYTES);
-    }
-    // The length is no secret worth hiding from the operator who typed the key, but the key itself never
-    // appears in a message.
-    const weak = psk.length < MIN_STRONG_PSK_BYTES;
-    if (weak && !req.allowWeak) {
-      psk.fill(0);
-      throw new IdentityError(
-        'ERR_IDENTITY_WEAK_PSK',
-        `PSK is ${psk.length} bytes; at least ${MIN_STRONG_PSK_BYTES} bytes (128 bits) are required ` +
-          '(a legacy sensor whose key cannot change: --allow-weak-psk, and the device is marked weak)',
-      );
-    }
-    if (req.pull) {
-      const u = pullUrlSchema.safeParse(req.pull.url);
-      if (!u.success) throw invalid('pull URL', u.error);
-      if (!Number.isInteger(req.pull.intervalSeconds) || req.pull.intervalSeconds < 1) {
-        throw new IdentityError(
-          'ERR_IDENTITY_INVALID',
-          'pull interval must be a whole number of seconds ≥ 1',
-        );
-      }
-    }
+    const { id, identity, psk, weak } = validatePskDevice(req);
     if (req.segment && !this.store.segments.get(req.segment)) {
       throw new IdentityError('ERR_IDENTITY_NOT_FOUND', `segment ${req.segment} does not exist`);
     }
     const now = this.nowIso();
     // A pull sensor's key is the one the gateway presents to it; many sensors may expect the same identity, so
     // its credential is keyed by device, under a prefix inbound handshakes can never authenticate with.
-    const credentialLookup = req.pull ? `${PULL_PREFIX}${id.data}` : identity.data;
+    const credentialLookup = req.pull ? `${PULL_PREFIX}${id}` : identity;
     try {
       const device = this.mutate(() => {
         const d = this.store.devices.insert(
           {
-            id: id.data,
+            id: id,
             name: req.name ?? null,
             type: req.type ?? null,
             credentialKind: 'psk',
@@ -249,7 +252,7 @@ export class IdentityService {
           now,
         );
         if (req.pull) {
-          this.store.pullSources.insert({ deviceId: d.id, ...req.pull, pskIdentity: identity.data }, now);
+          this.store.pullSources.insert({ deviceId: d.id, ...req.pull, pskIdentity: identity }, now);
         }
         this.audit.append({
           actor,
@@ -257,7 +260,7 @@ export class IdentityService {
           target: d.id,
           details: {
             credentialKind: 'psk',
-            identity: identity.data,
+            identity: identity,
             segment: d.segment,
             generated: Boolean(req.generate),
             keyForm: req.generate ? 'generated' : req.pskText !== undefined ? 'text' : 'hex',
