@@ -434,7 +434,15 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
     ]);
     assert.equal(r.code, 'ERR_FIRMWARE_SIGNATURE', JSON.stringify(r));
     assert.doesNotMatch(await home.cli(['firmware', 'list']), /2\.1\.0/);
-    r = await send(['  labels: {step: fw-url}', ...lines(pathToFileURL(file).href, good)]);
+    // As an operator writes it: the manifest and signature by file, `fleet sign` puts their contents in.
+    writeFileSync(join(dir, 'fw-2.1.0.json'), manifest);
+    writeFileSync(join(dir, 'fw-2.1.0.sig'), `${good}\n`);
+    r = await send([
+      '  labels: {step: fw-url}',
+      '  firmware:',
+      `    images: [{url: "${pathToFileURL(file).href}", manifestFile: fw-2.1.0.json, signatureFile: fw-2.1.0.sig}]`,
+      `    campaigns: [{image: "${sha(image)}", settings: {canaryPercent: 100}}]`,
+    ]);
     assert.equal(r.status, 'applied', JSON.stringify(r));
     const entries = await audit();
     const upload = entries.find((e) => e.action === 'firmware.upload' && e.details.version === '2.1.0');
@@ -491,6 +499,23 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
     await refused(updateLines(pathToFileURL(mis.path).href, mis.sha256), 'ERR_UPDATE_SIGNATURE');
     assert.equal(readlinkSync(current()), join(releases(), '0.1.0'));
     assert.deepEqual(await labels(), { step: 'fw-url' });
+    // The operator's side: a bundle file whose hash is not the one written beside it is not signed at all.
+    writeFileSync(
+      join(dir, 'mismatch.yaml'),
+      `target: {gateway: ${PREFIX}}\nspec:\n  update: {url: "${url}", file: "${good.path}", sha256: "${'1'.repeat(64)}"}\n`,
+    );
+    const s = await fleet(
+      'sign',
+      'mismatch.yaml',
+      '--key',
+      'keys/operator.key',
+      '--doc-version',
+      '99',
+      '--expires',
+      '1h',
+    );
+    assert.notEqual(s.code, 0);
+    assert.match(s.stderr, /ERR_FLEET_USAGE.*not the SHA-256 of update\.file/);
     assert.ok(!(await audit()).some((e) => e.action === 'update.install'));
   });
 
@@ -498,7 +523,8 @@ describe('fleet documents: profiles, allow-lists, firmware campaigns, gateway up
     const good = await bundle('0.3.0');
     const r = await send([
       '  labels: {step: update}',
-      ...updateLines(pathToFileURL(good.path).href, good.sha256),
+      // The bundle by file: `fleet sign` writes its SHA-256 into the document.
+      `  update: {url: "${pathToFileURL(good.path).href}", file: "${good.path}"}`,
     ]);
     assert.equal(r.status, 'applied', JSON.stringify(r));
     assert.deepEqual(r.update, { status: 'installed', version: '0.3.0' });

@@ -2,10 +2,10 @@
  * `portcullis fleet …`: the operator's commands (keygen, sign, publish, status, watch; any MQTT 5 broker) and
  * the gateway's local fleet lock. docs/fleet.md.
  */
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { firstIssue } from '../errors.ts';
@@ -83,6 +83,46 @@ const sourceSchema = z.strictObject({
     .prefault({}),
 });
 
+/**
+ * Local files the operator names instead of pasting hashes and base64: `update.file` becomes `update.sha256`,
+ * a firmware image's `manifestFile` and `signatureFile` become its `manifest` (base64 of the exact bytes) and
+ * `signature`. Paths are relative to the document; the files themselves never go into it.
+ */
+function resolveLocalFiles(spec: Record<string, unknown>, baseDir: string): void {
+  const path = (p: unknown, where: string) => {
+    if (typeof p !== 'string' || p.length === 0)
+      throw new FleetError('ERR_FLEET_MALFORMED', `${where}: a path`);
+    return resolve(baseDir, p);
+  };
+  const update = spec.update as Record<string, unknown> | undefined;
+  if (update && 'file' in update) {
+    const sha256 = createHash('sha256')
+      .update(readFileSync(path(update.file, 'update.file')))
+      .digest('hex');
+    if (update.sha256 !== undefined && update.sha256 !== sha256) {
+      throw new FleetError('ERR_FLEET_USAGE', `update.sha256 is not the SHA-256 of update.file (${sha256})`);
+    }
+    delete update.file;
+    update.sha256 = sha256;
+  }
+  const images = (spec.firmware as { images?: Array<Record<string, unknown>> } | undefined)?.images ?? [];
+  images.forEach((image, i) => {
+    if ('manifestFile' in image) {
+      image.manifest = readFileSync(path(image.manifestFile, `firmware.images.${i}.manifestFile`)).toString(
+        'base64',
+      );
+      delete image.manifestFile;
+    }
+    if ('signatureFile' in image) {
+      image.signature = readFileSync(
+        path(image.signatureFile, `firmware.images.${i}.signatureFile`),
+        'utf8',
+      ).trim();
+      delete image.signatureFile;
+    }
+  });
+}
+
 /** `24h`, `7d`, `30m`, or an ISO time. */
 export function parseExpiry(t: string, now: number): string {
   const rel = /^(\d+)([mhd])$/.exec(t);
@@ -127,6 +167,7 @@ export async function fleetSignCommand(
     string,
     unknown
   >;
+  resolveLocalFiles(spec, dirname(resolve(docFile)));
   const adds = src.data.spec.devices.add;
   if (adds.length > 0) {
     if (!o.recipients) {
