@@ -250,7 +250,14 @@ export class DesiredStateApplier {
       } finally {
         for (const k of prepared.psks.values()) k.fill(0);
         // Committed or not, the engine takes what the store now holds (a rolled-back definition is not there).
-        if (Object.keys(body.spec.profiles).length > 0) this.core.policy.reloadProfiles();
+        if (Object.keys(body.spec.profiles).length > 0) {
+          try {
+            this.core.policy.reloadProfiles();
+          } catch (err) {
+            // Never in place of the document's own outcome; the stored definitions were checked when defined.
+            this.logger.error({ err: (err as Error).message }, 'fleet: profiles not reloaded');
+          }
+        }
       }
       if (!prepared.bundle) return undefined;
       // After the commit: unpack, switch, health check, or roll back — the installer's own A/B steps, recorded
