@@ -111,6 +111,29 @@ describe('uplink queue', () => {
     assert.equal(pull.health().refused, 1);
   });
 
+  it('runs a write beside a reading (last_seen) before the reading is acknowledged; its failure loses no reading', async (t) => {
+    const store = Store.open(join(tempDir(t), 'q.db'));
+    const u = new Uplink(store, opts({}), new ManualClock(), quiet);
+    const ran: string[] = [];
+    await Promise.all([
+      u.enqueue({ ...msg(0), alongside: () => ran.push('m0') }),
+      u.enqueue({
+        ...msg(1),
+        alongside: () => {
+          throw new Error('no such device');
+        },
+      }),
+      u.enqueue({ ...msg(2), alongside: () => ran.push('m2') }),
+    ]);
+    assert.deepEqual(ran, ['m0', 'm2']);
+    assert.deepEqual(
+      store.queue.peek(10).map((m) => m.payload.toString()),
+      ['m0', 'm1', 'm2'],
+    );
+    assert.equal(u.status().queueDepth, 3);
+    store.close();
+  });
+
   it('drops messages older than maxAge, counted, and keeps younger ones', async (t) => {
     const store = Store.open(join(tempDir(t), 'q.db'));
     const clock = new ManualClock();
