@@ -11,8 +11,12 @@ process.stdout.on('error', (err) => {
   if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
   throw err;
 });
-// Stack traces point at the TypeScript sources (dist/ carries source maps).
-process.setSourceMapsEnabled(true);
+// Stack traces point at the TypeScript sources (dist/ carries source maps) — for the commands, not for the gateway
+// itself by default: Node keeps every loaded module's map in memory for the process's life (1.5 MiB of an idle
+// gateway's heap, docs/performance.md). Its traces name dist/*.js lines, which tsc keeps next to the TypeScript
+// ones; PORTCULLIS_SOURCE_MAPS=1 maps them for a debugging session.
+const gateway = process.argv.slice(2).includes('start');
+if (!gateway || process.env.PORTCULLIS_SOURCE_MAPS === '1') process.setSourceMapsEnabled(true);
 let cli;
 try {
   cli = await import('../dist/gateway/src/cli/index.js');
