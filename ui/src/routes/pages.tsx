@@ -27,6 +27,7 @@ import { passwordSchema, SCOPES, usernameSchema } from '../../../gateway/src/use
 import { type Method, type RouteSpec, routesOf, signedInRule } from '../access.ts';
 import { clearSessionCookie, OPERATORS, sessionFrom, setSessionCookie } from '../auth.ts';
 import {
+  applyConfigForUi,
   configChangeForm,
   configChangeOf,
   hostTimeForm,
@@ -978,9 +979,9 @@ export function pageRoutes(
       throw new HttpError(409, 'ERR_CONFIG_APPLY_STATE', 'this gateway process cannot restart itself');
     }
     // An invalid change is refused with the schema's words before the password and code are spent on it.
-    applier.check(configChangeOf(b));
+    applyConfigForUi(applier, configChangeOf(b), actor(c), true);
     await reauthed(c, b);
-    const r = applier.apply(configChangeOf(b), actor(c));
+    const r = applyConfigForUi(applier, configChangeOf(b), actor(c), false);
     return flashTo(c, '/configuration', {
       kind: 'ok',
       text: `Applying ${r.changed.join(', ')}: the gateway restarts with it and must come back healthy, or the previous file is put back. Reload this page in a few seconds for the result.`,
