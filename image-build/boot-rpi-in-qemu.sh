@@ -8,7 +8,7 @@
 # The kernel and initrd come from the image's firmware partition (RASPIFIRM, mtools: no mount), the root file
 # system is the image's RASPIROOT, on a copy-on-write overlay (the image is not changed). The serial console
 # (ttyAMA0) is printed; with SECONDS (default 900) QEMU is stopped after that long. The UI's port 8443 is
-# forwarded to 127.0.0.1:18443.
+# forwarded to 127.0.0.1:18443 (or $PORTCULLIS_RPI_UI_PORT).
 set -euo pipefail
 img="${1:?usage: $0 RPI_IMAGE [SECONDS]}"
 seconds="${2:-900}"
@@ -30,4 +30,4 @@ timeout --foreground "$seconds" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp
   -kernel "$work/vmlinuz" -initrd "$work/initrd.img" \
   -append 'root=LABEL=RASPIROOT rw console=ttyAMA0 net.ifnames=1' \
   -drive "file=$work/disk.qcow2,format=qcow2,if=virtio" \
-  -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:18443-:8443 || true
+  -nic "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${PORTCULLIS_RPI_UI_PORT:-18443}-:8443" || true

@@ -10,7 +10,7 @@
  * One image build for the whole file (about 2 minutes here); the boots run side by side under TCG, about 3 minutes.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import {
   copyFileSync,
@@ -22,11 +22,11 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import { type Vm as BaseVm, vmHttps, waitForVm, watchSerial } from './helpers/appliance-vm.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
@@ -54,11 +54,9 @@ const freePort = () =>
  */
 const ACCEL = process.env.PORTCULLIS_QEMU_ACCEL === 'kvm' ? 'kvm' : 'tcg';
 
-interface Vm {
-  serial: () => string;
+interface Vm extends BaseVm {
   ui: number;
   editor: number;
-  proc: ChildProcess;
 }
 
 /** Boots a fresh copy-on-write overlay of the image; with `tpm`, a swtpm of its own as the TPM. */
@@ -125,66 +123,13 @@ async function boot(t: TestContext, image: string, opts: { tpm: boolean }): Prom
   }
   const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => proc.kill('SIGKILL'));
-  let out = '';
-  proc.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  proc.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  t.after(() => {
-    // The whole serial log stays with the test's artefacts, for a failure's post-mortem.
-    const dest = join(ROOT, 'test-artifacts');
-    mkdirSync(dest, { recursive: true });
-    writeFileSync(join(dest, `appliance-boot-${opts.tpm ? 'tpm' : 'no-tpm'}.serial.log`), out);
-  });
-  return { serial: () => out, ui, editor, proc };
+  const serial = watchSerial(t, proc, `appliance-boot-${opts.tpm ? 'tpm' : 'no-tpm'}`);
+  return { serial, ui, editor, proc };
 }
 
-async function waitFor<T>(what: string, vm: Vm, probe: () => T | undefined | Promise<T | undefined>) {
-  const deadline = Date.now() + BOOT_DEADLINE_MS;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    assert.ok(vm.proc.exitCode === null, `QEMU exited waiting for ${what}:\n${vm.serial().slice(-4000)}`);
-    assert.ok(Date.now() < deadline, `no ${what} in time; the console said:\n${vm.serial().slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
-
-function https(
-  port: number,
-  path: string,
-  init: { method?: string; json?: unknown; timeoutMs?: number } = {},
-): Promise<{ status: number; body: string } | undefined> {
-  return new Promise((resolve) => {
-    const body = init.json === undefined ? undefined : JSON.stringify(init.json);
-    const req = httpsRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: init.method ?? 'GET',
-        // The appliance's UI certificate is its own (issued by its identity CA, which never left the box);
-        // what is checked here is that it answers over TLS on the management address.
-        rejectUnauthorized: false,
-        // Polls give up quickly; a setup or login hashes a password (argon2) on an emulated CPU: slow.
-        timeout: init.timeoutMs ?? (init.method === 'POST' ? 120_000 : 5000),
-        headers: body ? { 'content-type': 'application/json' } : {},
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => {
-          text += d.toString();
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(undefined));
-    req.end(body);
-  });
-}
+const waitFor = <T>(what: string, vm: Vm, probe: () => T | undefined | Promise<T | undefined>) =>
+  waitForVm(what, vm, probe, BOOT_DEADLINE_MS);
+const https = vmHttps;
 
 // The two boots and the kernel test share the one image (each VM on its own copy-on-write overlay) and run at
 // the same time.

@@ -1,0 +1,86 @@
+/**
+ * Watching a booted appliance image from outside, as a technician does without a login: its serial console
+ * and its forwarded ports (test/appliance-boot.test.ts, test/rpi-image-boot.test.ts).
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+export interface Vm {
+  /** Everything the serial console printed so far. */
+  serial: () => string;
+  proc: ChildProcess;
+}
+
+/** Collects QEMU's serial console; the whole log stays in test-artifacts/NAME.serial.log for a post-mortem. */
+export function watchSerial(t: TestContext, proc: ChildProcess, name: string): () => string {
+  let out = '';
+  const add = (d: Buffer) => {
+    out += d.toString();
+  };
+  proc.stdout?.on('data', add);
+  proc.stderr?.on('data', add);
+  t.after(() => {
+    const dest = join(ROOT, 'test-artifacts');
+    mkdirSync(dest, { recursive: true });
+    writeFileSync(join(dest, `${name}.serial.log`), out);
+  });
+  return () => out;
+}
+
+/** Polls `probe` each second until it gives a value; fails with the console's tail if QEMU exits or time runs out. */
+export async function waitForVm<T>(
+  what: string,
+  vm: Vm,
+  probe: () => T | undefined | Promise<T | undefined>,
+  deadlineMs: number,
+): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    assert.ok(vm.proc.exitCode === null, `QEMU exited waiting for ${what}:\n${vm.serial().slice(-4000)}`);
+    assert.ok(Date.now() < deadline, `no ${what} in time; the console said:\n${vm.serial().slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+/** One HTTPS request to a forwarded port of the VM; undefined when nothing answers. */
+export function vmHttps(
+  port: number,
+  path: string,
+  init: { method?: string; json?: unknown; timeoutMs?: number } = {},
+): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const body = init.json === undefined ? undefined : JSON.stringify(init.json);
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: init.method ?? 'GET',
+        // The appliance's UI certificate is its own (issued by its identity CA, which never left the box);
+        // what is checked here is that it answers over TLS on the management address.
+        rejectUnauthorized: false,
+        // Polls give up quickly; a setup or login hashes a password (argon2) on an emulated CPU: slow.
+        timeout: init.timeoutMs ?? (init.method === 'POST' ? 120_000 : 5000),
+        headers: body ? { 'content-type': 'application/json' } : {},
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => {
+          text += d.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end(body);
+  });
+}
