@@ -99,10 +99,11 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
   /**
    * Every visible control is reached by the Tab key, in a page whose first stop is the skip link. Controls are
    * named by what they are (tag, id, name, target, text), not marked: a live region may swap its nodes while
-   * the keys are pressed.
+   * the keys are pressed. A radio group is one stop (Tab reaches it, the arrow keys move within it, as every
+   * browser does), so its radios are named by the group.
    */
   const keyboard = async (p: Page, where: string) => {
-    const KEY = `(el) => [el.tagName, el.id, el.getAttribute('name'), el.getAttribute('href'), el.getAttribute('value'), (el.textContent || '').trim().slice(0, 40)].join('|')`;
+    const KEY = `(el) => el.type === 'radio' ? ['RADIO', el.form ? el.form.id || el.form.action : '', el.name].join('|') : [el.tagName, el.id, el.getAttribute('name'), el.getAttribute('href'), el.getAttribute('value'), (el.textContent || '').trim().slice(0, 40)].join('|')`;
     const all = (await p.evaluate(`(() => {
       const key = ${KEY};
       const out = new Set();
