@@ -14,7 +14,18 @@
  * gateway path that includes DTLS, CoAP, the durable queue (fsync with `store.synchronous: full`) and MQTT.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -275,7 +286,35 @@ async function setUp<T>(
 const keyOf = (i: number) => Buffer.from(`bench-sensor-key-${String(i).padStart(6, '0')}`);
 
 /** Starts the gateway, pinned when asked; waits for it to settle and reads its idle base. */
+/**
+ * A DTLS port for the next start, below the kernel's ephemeral range: between two scales the gateway is down,
+ * and a port from that range (the home's first one) can be taken meanwhile by any socket on the machine.
+ */
+async function movePort(home: GatewayHome): Promise<void> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const probe = createSocket('udp4');
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.bind(port, '127.0.0.1', () => resolve(true));
+    });
+    try {
+      const closed = once(probe, 'close');
+      probe.close();
+      await closed;
+    } catch {
+      // a socket whose bind failed may be closed already
+    }
+    if (!free) continue;
+    const config = readFileSync(home.config, 'utf8').replace(`port: ${home.dtlsPort}`, `port: ${port}`);
+    writeFileSync(home.config, config);
+    home.dtlsPort = port;
+    return;
+  }
+}
+
 async function startGateway(home: GatewayHome, s: Settings) {
+  await movePort(home);
   const gateway = await home.start();
   const pid = gateway.child.pid as number;
   const pinned = s.cores > 0 ? `0-${s.cores - 1}` : null;
