@@ -2,13 +2,14 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
-import { type CoapRequest, CoapRouter, createCoapsServer } from '../coap/index.ts';
+import { type CoapHandler, type CoapRequest, CoapRouter, createCoapsServer } from '../coap/index.ts';
 import type { Core } from '../core.ts';
 import {
-  type CapacityEvent,
   type DtlsServer,
+  type DtlsServerOptions,
   type DtlsSession,
   dtlsCryptoStatus,
+  type HandshakeFailure,
   type PeerAddress,
   sourcePrefix,
 } from '../dtls/index.ts';
@@ -22,6 +23,7 @@ import { RateLimiter } from '../policy/rate-limit.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { queueFull } from '../uplink/queue-full.ts';
 import { handshakeFailureRecorder, identityLabel } from './auth-failures.ts';
+import { CapacityReporter } from './capacity-alerts.ts';
 import { withNextCommand } from './downlink.ts';
 import type { HandshakeLog } from './handshake-log.ts';
 import { ingestTelemetry } from './ingest.ts';
@@ -46,149 +48,6 @@ function safeJson(b: Buffer): unknown {
  * the CLI's commit with room for the review itself (a CRL load verifies signatures).
  */
 const SESSION_REVIEW_MS = 500;
-/** DTLS capacity refusals fold into one alert update per this interval (the store is not written per hello). */
-const CAPACITY_ALERT_MS = 60_000;
-
-/**
- * Turns the DTLS server's capacity events into throttled log lines and alerts: a flood of never-continued
- * hellos (issue 19) must be visible to the operator without costing a log line or a database write per hello.
- */
-function capacityReporter(
-  core: Core,
-  logger: Logger,
-  warnOnce: (key: string, f: Record<string, unknown>, m: string) => void,
-) {
-  const pending = {
-    refused: 0,
-    evicted: 0,
-    byReason: {} as Record<string, number>,
-    prefixes: new Map<string, number>(),
-  };
-  let lastRaised = Number.NEGATIVE_INFINITY;
-  const raise = () => {
-    const now = core.clock.now();
-    const ts = new Date(now).toISOString();
-    const top = [...pending.prefixes].sort((a, b) => b[1] - a[1]).slice(0, 5);
-    const evidence = {
-      refused: pending.refused,
-      evicted: pending.evicted,
-      byReason: pending.byReason,
-      topPrefixes: Object.fromEntries(top),
-    };
-    try {
-      const { alert } = core.store.alerts.raise(
-        {
-          deviceId: null,
-          severity: 'medium',
-          kind: 'dtls.capacity',
-          explanation:
-            `DTLS handshakes refused for capacity: ${pending.refused} refused, ${pending.evicted} half-open ` +
-            `evicted (${Object.entries(pending.byReason)
-              .map(([r, n]) => `${r} ${n}`)
-              .join(', ')}); ` +
-            `busiest sources: ${top.map(([p, n]) => `${p} ${n}`).join(', ')}`,
-          evidence,
-          dedupeKey: 'dtls.capacity',
-        },
-        ts,
-      );
-      core.events.emit({
-        type: 'alert',
-        ts,
-        alertId: alert.id,
-        deviceId: null,
-        severity: alert.severity,
-        kind: alert.kind,
-        explanation: alert.explanation,
-        score: null,
-      });
-    } catch (err) {
-      logger.error({ err: (err as Error).message }, 'raising the DTLS capacity alert failed');
-    }
-    lastRaised = now;
-    pending.refused = 0;
-    pending.evicted = 0;
-    pending.byReason = {};
-    pending.prefixes.clear();
-  };
-  /**
-   * Someone with a device's key was refused a session because that key already holds its cap from other
-   * addresses: the key may be copied. Its own alert, on the device, at most once a minute per device.
-   */
-  const lastOverused = new Map<string, number>();
-  const credentialOverused = (deviceId: string, peer: PeerAddress) => {
-    const now = core.clock.now();
-    if (now - (lastOverused.get(deviceId) ?? Number.NEGATIVE_INFINITY) < CAPACITY_ALERT_MS) return;
-    lastOverused.set(deviceId, now);
-    const ts = new Date(now).toISOString();
-    try {
-      const { alert } = core.store.alerts.raise(
-        {
-          deviceId,
-          severity: 'high',
-          kind: 'dtls.session_limit',
-          explanation:
-            `${deviceId}'s credential was refused a session from ${peer.address}: it already holds the most ` +
-            'sessions allowed (dtls.limits.maxSessionsPerIdentity) from other addresses. Is the key copied?',
-          evidence: { address: peer.address },
-          dedupeKey: `dtls.session_limit:${deviceId}`,
-        },
-        ts,
-      );
-      core.events.emit({
-        type: 'alert',
-        ts,
-        alertId: alert.id,
-        deviceId,
-        severity: alert.severity,
-        kind: alert.kind,
-        explanation: alert.explanation,
-        score: null,
-      });
-    } catch (err) {
-      logger.error({ err: (err as Error).message }, 'raising the DTLS session-limit alert failed');
-    }
-  };
-  let timer: NodeJS.Timeout | null = null;
-  const flush = () => {
-    timer = null;
-    if (pending.refused + pending.evicted > 0) raise();
-  };
-  const onCapacity = (e: CapacityEvent) => {
-    if (e.action === 'evicted') pending.evicted++;
-    else pending.refused++;
-    const reason = e.action === 'evicted' ? 'evicted' : e.reason;
-    pending.byReason[reason] = (pending.byReason[reason] ?? 0) + 1;
-    const prefix = sourcePrefix(e.peer.address);
-    // Bounded: a flood from many prefixes keeps the first 1,000 it saw until the next alert update.
-    if (pending.prefixes.has(prefix) || pending.prefixes.size < 1000)
-      pending.prefixes.set(prefix, (pending.prefixes.get(prefix) ?? 0) + 1);
-    const device = e.credential ? core.identity.deviceFor(e.credential) : undefined;
-    warnOnce(
-      `dtls-capacity:${reason}`,
-      { peer: `${e.peer.address}:${e.peer.port}`, reason, deviceId: device?.id },
-      e.action === 'evicted'
-        ? "DTLS handshake table full: evicted the busiest source's oldest half-open handshake"
-        : 'DTLS capacity: refused',
-    );
-    if (e.reason === 'sessions-per-identity' && device) credentialOverused(device.id, e.peer);
-    const since = core.clock.now() - lastRaised;
-    if (since >= CAPACITY_ALERT_MS) raise();
-    else if (!timer) {
-      // What came after the last update is written at the end of the interval, even if the flood stopped.
-      timer = setTimeout(flush, CAPACITY_ALERT_MS - since);
-      timer.unref();
-    }
-  };
-  return {
-    onCapacity,
-    stop: () => {
-      if (timer) clearTimeout(timer);
-      flush();
-    },
-  };
-}
-
 const policyRequest = (req: CoapRequest) => ({
   method: req.method,
   resource: req.path,
@@ -207,43 +66,23 @@ export interface SensorListener {
   close(): Promise<void>;
 }
 
-/**
- * The sensor side of the data path: DTLS (PSK from the identity service) → CoAP `POST /telemetry` →
- * identity → policy → durable uplink queue. A message is acknowledged (2.04) only once it is in the queue.
- */
-export async function startSensorListener(
-  core: Core,
-  uplink: Uplink,
-  logger: Logger,
-  anomaly?: AnomalyService,
-  /** Where the recent handshakes and their failure reasons are kept for the technician (issue 25). */
-  handshakes?: HandshakeLog,
-): Promise<SensorListener> {
+/** What the listener's parts share: the services, the live sessions, the rate limiter, the throttled log. */
+interface ListenerContext {
+  core: Core;
+  uplink: Uplink;
+  logger: Logger;
+  anomaly: AnomalyService | undefined;
+  handshakes: HandshakeLog | undefined;
+  limiter: RateLimiter;
+  sessions: Set<DtlsSession>;
+  warnOnce: (key: string, fields: Record<string, unknown>, msg: string) => void;
+}
+
+/** POST /telemetry: rate limit → behaviour → policy → durable queue; 2.04 only once the reading is stored. */
+function telemetryHandler(ctx: ListenerContext): CoapHandler {
+  const { core, uplink, anomaly, limiter, warnOnce } = ctx;
   const identity = core.identity;
-  const nowIso = () => new Date(core.clock.now()).toISOString();
-  // Automatic rate limits (an anomaly response) apply per message; CoAP says 4.29 Too Many Requests (RFC 8516).
-  const limiter = new RateLimiter(() => core.clock.now());
-  limiter.refresh(core.store.rateLimits.active(nowIso()));
-  const sessions = new Set<DtlsSession>();
-  const throttle = new LogThrottle(60_000, () => core.clock.now());
-  /** Logs a peer-triggered warning at most once a minute per key, with the count of what it held back. */
-  const warnOnce = (key: string, fields: Record<string, unknown>, msg: string) => {
-    const suppressed = throttle.admit(key);
-    if (suppressed !== null) logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
-  };
-  const capacity = capacityReporter(core, logger, warnOnce);
-  const authFailures = handshakeFailureRecorder(core, logger, anomaly);
-  // Policy refusals (pushed or pulled readings alike) are events for the behaviour detector.
-  const stopRefusals = core.policy.onRefusal((r) =>
-    anomaly?.observe({
-      ts: r.ts,
-      device: r.deviceId,
-      kind: 'policy_refusal',
-      rule: r.rule,
-      resource: r.resource,
-    }),
-  );
-  const router = new CoapRouter().on('POST', '/telemetry', async (req) => {
+  return async (req) => {
     const device = identity.deviceFor(req.session.credential);
     if (device && !limiter.admit(device.id)) {
       anomaly?.observe({
@@ -286,7 +125,13 @@ export async function startSensorListener(
     }
     if (!device) return { code: '4.01' };
     return withNextCommand(core, device.id, '2.04');
-  });
+  };
+}
+
+/** Commands and firmware: each resource decided by the device's profile, as telemetry is. */
+function otherRoutes(ctx: ListenerContext, router: CoapRouter): void {
+  const { core, anomaly, warnOnce } = ctx;
+  const identity = core.identity;
   // A sensor that sends nothing can still ask for its commands.
   router.on('GET', '/commands', async (req) => {
     const device = identity.deviceFor(req.session.credential);
@@ -339,16 +184,15 @@ export async function startSensorListener(
       return { code: '4.09' };
     }
   });
-  // Certificate and raw-public-key sensors need the gateway to present a key of its own: a leaf certified by
-  // the gateway's identity key (in the TPM with the tpm2 keystore); sensors trust `tls/identity-ca.pem`.
-  const { host, port } = core.config.dtls;
-  const tls = await operationalCertificate(
-    core.keystore as NonNullable<Core['keystore']>,
-    join(core.config.dataDir, 'tls'),
-    'sensors',
-    host === '0.0.0.0' || host === '::' ? ['localhost'] : [host],
-    core.clock.now(),
-  );
+}
+
+/**
+ * The trust anchors and their revocation lists for certificate sensors, refreshed in place (anchors added with
+ * the CLI apply to the next handshake); `closeRevoked` ends live sessions whose chain is no longer good.
+ */
+async function clientTrust(ctx: ListenerContext) {
+  const { core, logger, sessions } = ctx;
+  const identity = core.identity;
   // Refreshed in place: trust anchors added with the CLI apply to the next handshake.
   const trustAnchors: X509Certificate[] = [];
   const refreshAnchors = () => {
@@ -379,136 +223,151 @@ export async function startSensorListener(
       (err: Error) => logger.error({ err: err.message }, 'loading the trust anchors’ CRLs failed'),
     );
   };
-  const { server } = createCoapsServer(
-    {
-      limits: {
-        maxSessions: core.config.dtls.limits.maxSessions,
-        maxHandshakes: core.config.dtls.limits.maxHandshakes,
-        handshakesPerSecondPerSource: core.config.dtls.limits.handshakesPerSecondPerSource,
-        idleTimeoutMs: core.config.dtls.limits.idleTimeoutSeconds * 1000,
-        maxHandshakesPerSource: core.config.dtls.limits.maxHandshakesPerSource,
-        maxHandshakesPerPrefix: core.config.dtls.limits.maxHandshakesPerPrefix,
-        handshakeTimeoutMs: core.config.dtls.limits.handshakeTimeoutSeconds * 1000,
-        maxSessionsPerIdentity: core.config.dtls.limits.maxSessionsPerIdentity,
-        maxSessionsPerSource: core.config.dtls.limits.maxSessionsPerSource,
-      },
-      // A sensor that restarts comes back from its address on a new port: its old session goes.
-      replaceSessionsOfIdentity: true,
-      // On by default: a sensor behind a NAT whose mapping changes keeps its session (RFC 9146).
-      connectionIds: core.config.dtls.connectionId.enabled
-        ? { length: core.config.dtls.connectionId.length }
-        : false,
-      mtu: core.config.dtls.mtu,
-      // Every resumption asks lookupPsk / verifyPeer again, so a device decommissioned, isolated or revoked
-      // since its full handshake cannot resume.
-      sessionResumption: core.config.dtls.resumption.enabled
-        ? {
-            maxEntries: core.config.dtls.resumption.maxSessions,
-            lifetimeMs: core.config.dtls.resumption.lifetimeSeconds * 1000,
-          }
-        : false,
-      ...(core.config.dtls.cipherSuites ? { cipherSuites: core.config.dtls.cipherSuites } : {}),
-      onCapacity: capacity.onCapacity,
-      identity: {
-        certificateChain: [new X509Certificate(tls.certPem).raw],
-        privateKey: createPrivateKey(tls.keyPem),
-      },
-      clientAuth: {
-        trustAnchors,
-        revocation: revocation.check,
-        allowRawPublicKeys: true,
-        verifyPeer: (credential, peer) => {
-          // Chained to a trusted manufacturer CA, or a pinned raw key; and the device must be active (or
-          // quarantined for observation).
-          const device =
-            credential.kind === 'x509'
-              ? identity.admitCertificate(credential, `${peer.address}:${peer.port}`)
-              : identity.deviceFor(credential);
-          if (device?.state === 'pending') {
-            warnOnce(
-              `pending:${device.id}`,
-              { deviceId: device.id },
-              'certificate sensor pending approval (portcullis device approve)',
-            );
-          }
-          return mayHoldSession(device);
-        },
-      },
-      lookupPsk: (id) => {
-        try {
-          return identity.pskFor(id);
-        } catch (err) {
-          // A secret that no longer unwraps (tampered row, changed data key) must fail closed, loudly.
-          logger.error({ err: (err as Error).message }, 'PSK lookup failed');
-          return undefined;
-        }
-      },
-      onSession: (s) => {
-        sessions.add(s);
-        const device = identity.deviceFor(s.credential);
-        handshakes?.connectedSession(s, device?.id ?? null);
-        logger.info(
-          { deviceId: device?.id, peer: `${s.peer.address}:${s.peer.port}`, suite: s.cipherSuite },
-          'sensor session',
-        );
-      },
-      onClose: (s) => sessions.delete(s),
-      onHandshakeFailure: (f) => {
-        // Failed authentications: audited per source and identity per minute, and watched for brute force.
-        authFailures.record(f);
-        // A failed handshake that named a known device's PSK identity counts against that device.
-        const claimed =
-          f.claimedPskIdentity && identity.deviceFor({ kind: 'psk', identity: f.claimedPskIdentity });
-        // A session cap's refusal is not a failed authentication (the key was right); onCapacity reports it.
-        if (claimed && f.code !== 'ERR_DTLS_SESSION_LIMIT')
-          anomaly?.observe({ ts: core.clock.now(), device: claimed.id, kind: 'auth_failure' });
-        if (handshakes) {
-          const label = identityLabel(f);
-          // Any state: an unknown identity is often a decommissioned device's, and its page should say so.
-          const owner =
-            claimed ||
-            (label?.lookup
-              ? identity.claimedBy(label.kind as 'psk' | 'x509' | 'rpk', label.lookup)
-              : undefined);
-          handshakes.failure(f, owner ? owner.id : null);
-        }
-        core.events.emit({
-          type: 'handshake.failure',
-          ts: new Date(core.clock.now()).toISOString(),
-          address: f.peer.address,
-          code: f.code,
-          deviceId: claimed ? claimed.id : null,
-        });
-        // Abandoned handshakes come by the thousand from a flood over many addresses: one line per prefix.
-        const from = f.code === 'ERR_DTLS_HANDSHAKE_TIMEOUT' ? sourcePrefix(f.peer.address) : f.peer.address;
-        warnOnce(
-          `handshake:${from}:${f.code}`,
-          {
-            peer: `${f.peer.address}:${f.peer.port}`,
-            code: f.code,
-            fromPeer: f.fromPeer,
-            deviceId: claimed ? claimed.id : undefined,
-          },
-          'sensor handshake failed',
-        );
-      },
-      ...(handshakes ? { onCookieRefused: (peer: PeerAddress) => handshakes.cookieRefused(peer) } : {}),
-      onInternalError: (err) => logger.error({ err }, 'DTLS internal error'),
+  return { trustAnchors, revocation, refreshAnchors, refreshRevocation, closeRevoked };
+}
+
+/** The DTLS server's limits and protocol settings, from `dtls:` in the configuration. */
+function serverSettings(dtls: Core['config']['dtls']) {
+  return {
+    limits: {
+      maxSessions: dtls.limits.maxSessions,
+      maxHandshakes: dtls.limits.maxHandshakes,
+      handshakesPerSecondPerSource: dtls.limits.handshakesPerSecondPerSource,
+      idleTimeoutMs: dtls.limits.idleTimeoutSeconds * 1000,
+      maxHandshakesPerSource: dtls.limits.maxHandshakesPerSource,
+      maxHandshakesPerPrefix: dtls.limits.maxHandshakesPerPrefix,
+      handshakeTimeoutMs: dtls.limits.handshakeTimeoutSeconds * 1000,
+      maxSessionsPerIdentity: dtls.limits.maxSessionsPerIdentity,
+      maxSessionsPerSource: dtls.limits.maxSessionsPerSource,
     },
-    { router, onHandlerError: (err) => logger.error({ err }, 'CoAP handler error') },
-  );
-  const address = await server.listen(port, host).catch((err: NodeJS.ErrnoException) => {
-    throw new ListenError('dtls', host, port, err);
-  });
-  const crypto = dtlsCryptoStatus();
-  if (crypto.fallbackReason) {
-    logger.warn(
-      { reason: crypto.fallbackReason },
-      'DTLS crypto runs on node:crypto (slower): the native addon is unusable',
+    // A sensor that restarts comes back from its address on a new port: its old session goes.
+    replaceSessionsOfIdentity: true,
+    // On by default: a sensor behind a NAT whose mapping changes keeps its session (RFC 9146).
+    connectionIds: dtls.connectionId.enabled ? { length: dtls.connectionId.length } : false,
+    mtu: dtls.mtu,
+    // Every resumption asks lookupPsk / verifyPeer again, so a device decommissioned, isolated or revoked
+    // since its full handshake cannot resume.
+    sessionResumption: dtls.resumption.enabled
+      ? {
+          maxEntries: dtls.resumption.maxSessions,
+          lifetimeMs: dtls.resumption.lifetimeSeconds * 1000,
+        }
+      : false,
+    ...(dtls.cipherSuites ? { cipherSuites: dtls.cipherSuites } : {}),
+  };
+}
+
+/**
+ * Who may hold a session: a PSK the identity service unwraps, a certificate chained to a trusted manufacturer
+ * CA (not revoked) or a pinned raw key — and a device that is active (or quarantined for observation).
+ */
+function sensorAuthentication(
+  ctx: ListenerContext,
+  trust: Awaited<ReturnType<typeof clientTrust>>,
+): Pick<DtlsServerOptions, 'clientAuth' | 'lookupPsk' | 'onSession'> {
+  const { core, logger, handshakes, sessions, warnOnce } = ctx;
+  const identity = core.identity;
+  return {
+    clientAuth: {
+      trustAnchors: trust.trustAnchors,
+      revocation: trust.revocation.check,
+      allowRawPublicKeys: true,
+      verifyPeer: (credential, peer) => {
+        // Chained to a trusted manufacturer CA, or a pinned raw key; and the device must be active (or
+        // quarantined for observation).
+        const device =
+          credential.kind === 'x509'
+            ? identity.admitCertificate(credential, `${peer.address}:${peer.port}`)
+            : identity.deviceFor(credential);
+        if (device?.state === 'pending') {
+          warnOnce(
+            `pending:${device.id}`,
+            { deviceId: device.id },
+            'certificate sensor pending approval (portcullis device approve)',
+          );
+        }
+        return mayHoldSession(device);
+      },
+    },
+    lookupPsk: (id) => {
+      try {
+        return identity.pskFor(id);
+      } catch (err) {
+        // A secret that no longer unwraps (tampered row, changed data key) must fail closed, loudly.
+        logger.error({ err: (err as Error).message }, 'PSK lookup failed');
+        return undefined;
+      }
+    },
+    onSession: (s) => {
+      sessions.add(s);
+      const device = identity.deviceFor(s.credential);
+      handshakes?.connectedSession(s, device?.id ?? null);
+      logger.info(
+        { deviceId: device?.id, peer: `${s.peer.address}:${s.peer.port}`, suite: s.cipherSuite },
+        'sensor session',
+      );
+    },
+  };
+}
+
+/** A failed handshake: audited and recorded, counted against the device it claimed, shown, logged once a minute. */
+function handshakeFailureHandler(
+  ctx: ListenerContext,
+  authFailures: ReturnType<typeof handshakeFailureRecorder>,
+): (f: HandshakeFailure) => void {
+  const { core, anomaly, handshakes, warnOnce } = ctx;
+  const identity = core.identity;
+  return (f) => {
+    // Failed authentications: audited per source and identity per minute, and watched for brute force.
+    authFailures.record(f);
+    // A failed handshake that named a known device's PSK identity counts against that device.
+    const claimed =
+      f.claimedPskIdentity && identity.deviceFor({ kind: 'psk', identity: f.claimedPskIdentity });
+    // A session cap's refusal is not a failed authentication (the key was right); onCapacity reports it.
+    if (claimed && f.code !== 'ERR_DTLS_SESSION_LIMIT')
+      anomaly?.observe({ ts: core.clock.now(), device: claimed.id, kind: 'auth_failure' });
+    if (handshakes) {
+      const label = identityLabel(f);
+      // Any state: an unknown identity is often a decommissioned device's, and its page should say so.
+      const owner =
+        claimed ||
+        (label?.lookup ? identity.claimedBy(label.kind as 'psk' | 'x509' | 'rpk', label.lookup) : undefined);
+      handshakes.failure(f, owner ? owner.id : null);
+    }
+    core.events.emit({
+      type: 'handshake.failure',
+      ts: new Date(core.clock.now()).toISOString(),
+      address: f.peer.address,
+      code: f.code,
+      deviceId: claimed ? claimed.id : null,
+    });
+    // Abandoned handshakes come by the thousand from a flood over many addresses: one line per prefix.
+    const from = f.code === 'ERR_DTLS_HANDSHAKE_TIMEOUT' ? sourcePrefix(f.peer.address) : f.peer.address;
+    warnOnce(
+      `handshake:${from}:${f.code}`,
+      {
+        peer: `${f.peer.address}:${f.peer.port}`,
+        code: f.code,
+        fromPeer: f.fromPeer,
+        deviceId: claimed ? claimed.id : undefined,
+      },
+      'sensor handshake failed',
     );
-  }
-  // The CLI changes device state in another process; close sessions whose device may no longer talk. The
-  // review (two queries per session) runs only when something in identity changed since the last one.
+  };
+}
+
+/**
+ * The CLI changes device state in another process; close sessions whose device may no longer talk. The review
+ * (two queries per session) runs only when something in identity changed since the last one.
+ */
+function startSessionReview(
+  ctx: ListenerContext,
+  trust: Awaited<ReturnType<typeof clientTrust>>,
+): NodeJS.Timeout {
+  const { core, limiter, sessions } = ctx;
+  const identity = core.identity;
+  const { revocation, closeRevoked, refreshAnchors, refreshRevocation } = trust;
+  const nowIso = () => new Date(core.clock.now()).toISOString();
   let reviewed = identity.changeStamp;
   let staleSeen = revocation.staleKey(new Date());
   const review = setInterval(() => {
@@ -528,6 +387,85 @@ export async function startSensorListener(
     }
   }, SESSION_REVIEW_MS);
   review.unref();
+  return review;
+}
+
+/**
+ * The sensor side of the data path: DTLS (PSK from the identity service) → CoAP `POST /telemetry` →
+ * identity → policy → durable uplink queue. A message is acknowledged (2.04) only once it is in the queue.
+ */
+export async function startSensorListener(
+  core: Core,
+  uplink: Uplink,
+  logger: Logger,
+  anomaly?: AnomalyService,
+  /** Where the recent handshakes and their failure reasons are kept for the technician (issue 25). */
+  handshakes?: HandshakeLog,
+): Promise<SensorListener> {
+  const nowIso = () => new Date(core.clock.now()).toISOString();
+  // Automatic rate limits (an anomaly response) apply per message; CoAP says 4.29 Too Many Requests (RFC 8516).
+  const limiter = new RateLimiter(() => core.clock.now());
+  limiter.refresh(core.store.rateLimits.active(nowIso()));
+  const sessions = new Set<DtlsSession>();
+  const throttle = new LogThrottle(60_000, () => core.clock.now());
+  /** Logs a peer-triggered warning at most once a minute per key, with the count of what it held back. */
+  const warnOnce = (key: string, fields: Record<string, unknown>, msg: string) => {
+    const suppressed = throttle.admit(key);
+    if (suppressed !== null) logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+  };
+  const ctx: ListenerContext = { core, uplink, logger, anomaly, handshakes, limiter, sessions, warnOnce };
+  const capacity = new CapacityReporter(core, logger, warnOnce);
+  const authFailures = handshakeFailureRecorder(core, logger, anomaly);
+  // Policy refusals (pushed or pulled readings alike) are events for the behaviour detector.
+  const stopRefusals = core.policy.onRefusal((r) =>
+    anomaly?.observe({
+      ts: r.ts,
+      device: r.deviceId,
+      kind: 'policy_refusal',
+      rule: r.rule,
+      resource: r.resource,
+    }),
+  );
+  const router = new CoapRouter().on('POST', '/telemetry', telemetryHandler(ctx));
+  otherRoutes(ctx, router);
+  // Certificate and raw-public-key sensors need the gateway to present a key of its own: a leaf certified by
+  // the gateway's identity key (in the TPM with the tpm2 keystore); sensors trust `tls/identity-ca.pem`.
+  const { host, port } = core.config.dtls;
+  const tls = await operationalCertificate(
+    core.keystore as NonNullable<Core['keystore']>,
+    join(core.config.dataDir, 'tls'),
+    'sensors',
+    host === '0.0.0.0' || host === '::' ? ['localhost'] : [host],
+    core.clock.now(),
+  );
+  const trust = await clientTrust(ctx);
+  const { server } = createCoapsServer(
+    {
+      ...serverSettings(core.config.dtls),
+      onCapacity: capacity.onCapacity,
+      identity: {
+        certificateChain: [new X509Certificate(tls.certPem).raw],
+        privateKey: createPrivateKey(tls.keyPem),
+      },
+      ...sensorAuthentication(ctx, trust),
+      onClose: (s) => sessions.delete(s),
+      onHandshakeFailure: handshakeFailureHandler(ctx, authFailures),
+      ...(handshakes ? { onCookieRefused: (peer: PeerAddress) => handshakes.cookieRefused(peer) } : {}),
+      onInternalError: (err) => logger.error({ err }, 'DTLS internal error'),
+    },
+    { router, onHandlerError: (err) => logger.error({ err }, 'CoAP handler error') },
+  );
+  const address = await server.listen(port, host).catch((err: NodeJS.ErrnoException) => {
+    throw new ListenError('dtls', host, port, err);
+  });
+  const crypto = dtlsCryptoStatus();
+  if (crypto.fallbackReason) {
+    logger.warn(
+      { reason: crypto.fallbackReason },
+      'DTLS crypto runs on node:crypto (slower): the native addon is unusable',
+    );
+  }
+  const review = startSessionReview(ctx, trust);
   // Anchors with a CRL distribution URL: fetched on their schedule; a newer CRL lands in the store and the
   // review above applies it like one added with the CLI.
   const stopCrlRefresh = core.revocation.startRefresher(logger);
