@@ -233,32 +233,41 @@ function describe(err: unknown): { status: ContentfulStatusCode; text: string } 
   return { status, text: message };
 }
 
+const sessionId = (tokenHash: string) => sha256Hex(`session:${tokenHash}`).slice(0, 16);
+
+/** The signed-in sessions (of one user, or all) as the pages list them, the viewer's own marked. */
+function sessionViews(users: Core['users'], c: Context<Env>, username?: string): SessionView[] {
+  const mine = c.get('session').tokenHash;
+  return users
+    .sessions(username)
+    .filter((s) => s.mfaPassed)
+    .map((s) => ({
+      id: sessionId(s.tokenHash),
+      username: s.username,
+      createdAt: s.createdAt,
+      lastSeenAt: s.lastSeenAt,
+      address: s.address,
+      current: s.tokenHash === mine,
+    }));
+}
+
+function sessionById(users: Core['users'], idValue: string, username?: string) {
+  const s = users.sessions(username).find((x) => sessionId(x.tokenHash) === idValue);
+  if (!s) throw new HttpError(404, 'ERR_UI_NOT_FOUND', 'no such session (it may have ended already)');
+  return s;
+}
+
 /**
- * The server-rendered pages: plain HTML forms (no script needed), POST-redirect-GET with a one-page flash,
- * the session's CSRF token in every form plus a same-origin check, roles enforced per route exactly as in the
- * JSON API, and dangerous actions re-authenticated inside their own form.
+ * Signed-in pages: a session past its second factor, an enabled user (whose forced password change comes
+ * first), and on every form the same-origin check, the session's CSRF token and the tamper lock.
  */
-export function pageRoutes(
+function signedInGuard(
   core: Core,
   sessions: UiSessions,
-  feed: LiveFeed,
-  options: PageOptions,
-): Hono<Env> {
-  const app = new Hono<Env>();
+  errorPage: (c: Context, err: unknown) => Response | Promise<Response>,
+): MiddlewareHandler<Env> {
   const users = core.users;
-  const now = () => core.clock.now();
-
-  const html = (c: Context, status: ContentfulStatusCode, node: Html) => {
-    c.header('Cache-Control', 'no-store');
-    return c.html(node, status);
-  };
-  const errorPage = (c: Context, err: unknown) => {
-    const { status, text } = describe(err);
-    return html(c, status, <ErrorPage status={status} message={text} />);
-  };
-
-  // --- Signed-in pages -------------------------------------------------------------------------------------
-  const signedIn: MiddlewareHandler<Env> = async (c, next) => {
+  return async (c, next) => {
     const s = sessionFrom(c, sessions);
     if (!s) return c.redirect(users.needsSetup() ? '/setup' : '/login', 303);
     if (!s.mfaPassed) return c.redirect(users.isEnrolled(s.username) ? '/login/totp' : '/login/enroll', 303);
@@ -301,8 +310,16 @@ export function pageRoutes(
     c.set('viewer', { username: s.username, role: user.role, csrf: s.csrf });
     await next();
   };
+}
 
-  const page = (method: Method, path: string, handler: (c: Context<Env>) => Response | Promise<Response>) => {
+/** Registers a signed-in page under its access-table row: the role check, then the handler's errors as a page. */
+function pageRegistrar(
+  app: Hono<Env>,
+  signedIn: MiddlewareHandler<Env>,
+  errorPage: (c: Context, err: unknown) => Response | Promise<Response>,
+  options: PageOptions,
+): PageKit['page'] {
+  return (method: Method, path: string, handler: (c: Context<Env>) => Response | Promise<Response>) => {
     const access = signedInRule('page', method, path);
     app.on(method, path, signedIn, async (c) => {
       const role: Role = c.get('viewer').role;
@@ -322,23 +339,30 @@ export function pageRoutes(
       }
     });
   };
-  const render = (c: Context<Env>, title: string, body: Child, live = false) =>
-    html(
-      c,
-      200,
-      <Layout title={title} path={c.req.path} viewer={c.get('viewer')} flash={takeFlash(c)} live={live}>
-        {body}
-      </Layout>,
-    );
-  const canOperate = (c: Context<Env>) => OPERATORS.includes(c.get('viewer').role);
-  const actor = (c: Context<Env>) => `ui:${c.get('viewer').username}`;
-  const id = (c: Context<Env>) => c.req.param('id') as string;
-  const deviceUrl = (deviceId: string) => `/devices/${encodeURIComponent(deviceId)}`;
-  /** Inline re-authentication of a dangerous action (the form carries the password and a code). */
-  const reauthed = async (c: Context<Env>, b: { password: string; code: string }) => {
-    await reauthenticate(core, sessions, c.get('session'), b.password, b.code, clientAddress(c));
-  };
+}
 
+/** What every group of pages registers with: the services, and the helpers pageRoutes makes per app. */
+interface PageKit {
+  app: Hono<Env>;
+  core: Core;
+  sessions: UiSessions;
+  feed: LiveFeed;
+  options: PageOptions;
+  users: Core['users'];
+  now: () => number;
+  html: (c: Context, status: ContentfulStatusCode, node: Html) => Response | Promise<Response>;
+  errorPage: (c: Context, err: unknown) => Response | Promise<Response>;
+  page: (method: Method, path: string, handler: (c: Context<Env>) => Response | Promise<Response>) => void;
+  render: (c: Context<Env>, title: string, body: Child, live?: boolean) => Response | Promise<Response>;
+  canOperate: (c: Context<Env>) => boolean;
+  actor: (c: Context<Env>) => string;
+  id: (c: Context<Env>) => string;
+  deviceUrl: (deviceId: string) => string;
+  reauthed: (c: Context<Env>, b: { password: string; code: string }) => Promise<void>;
+}
+
+function dashboardPages(k: PageKit): void {
+  const { core, sessions, feed, options, page, render } = k;
   page('GET', '/', async (c) =>
     render(
       c,
@@ -369,7 +393,10 @@ export function pageRoutes(
       unsubscribe();
     });
   });
+}
 
+function deviceViewPages(k: PageKit): void {
+  const { core, options, now, page, render, canOperate, id } = k;
   const stateSchema = z.enum(['pending', 'active', 'quarantined', 'decommissioned']);
   page('GET', '/devices', (c) => {
     const q = (c.req.query('q') ?? '').trim().toLowerCase().slice(0, 100);
@@ -434,7 +461,10 @@ export function pageRoutes(
       true,
     );
   });
+}
 
+function deviceActionPages(k: PageKit): void {
+  const { core, page, actor, id, deviceUrl, reauthed } = k;
   page('POST', '/devices/:id/approve', async (c) => {
     const d = core.identity.approve(id(c), actor(c));
     return flashTo(c, backTo(c, deviceUrl(d.id)), {
@@ -510,7 +540,10 @@ export function pageRoutes(
       text: `${d.id} decommissioned; its credentials were erased.`,
     });
   });
+}
 
+function onboardingPages(k: PageKit): void {
+  const { core, page, render, canOperate } = k;
   page('GET', '/onboarding', (c) =>
     render(
       c,
@@ -524,32 +557,38 @@ export function pageRoutes(
       true,
     ),
   );
-  const pskWizard = z.strictObject({
-    id: deviceIdSchema,
-    pskIdentity: z.string().trim().min(1, { error: 'is required' }).max(128),
-    pskHex: z
-      .string()
-      .max(128)
-      .transform((v) => v.replace(/[\s:]/g, '') || undefined)
-      .pipe(
-        z
-          .string()
-          .regex(/^([0-9a-fA-F]{2}){16,64}$/, { error: 'must be 16 to 64 bytes written as hex' })
-          .optional(),
-      )
-      .optional(),
-    name: optional(128),
-    type: optional(64),
-    segment: optional(64),
-  });
-  const PSK_FIELDS: Record<string, string> = {
-    id: 'Device id',
-    pskIdentity: 'PSK identity',
-    pskHex: 'Key',
-    name: 'Name',
-    type: 'Type',
-    segment: 'Segment',
-  };
+}
+
+/** The PSK wizard's form, and its fields' names as its errors say them. */
+const pskWizard = z.strictObject({
+  id: deviceIdSchema,
+  pskIdentity: z.string().trim().min(1, { error: 'is required' }).max(128),
+  pskHex: z
+    .string()
+    .max(128)
+    .transform((v) => v.replace(/[\s:]/g, '') || undefined)
+    .pipe(
+      z
+        .string()
+        .regex(/^([0-9a-fA-F]{2}){16,64}$/, { error: 'must be 16 to 64 bytes written as hex' })
+        .optional(),
+    )
+    .optional(),
+  name: optional(128),
+  type: optional(64),
+  segment: optional(64),
+});
+const PSK_FIELDS: Record<string, string> = {
+  id: 'Device id',
+  pskIdentity: 'PSK identity',
+  pskHex: 'Key',
+  name: 'Name',
+  type: 'Type',
+  segment: 'Segment',
+};
+
+function pskWizardPages(k: PageKit): void {
+  const { core, html, page, render, canOperate, actor } = k;
   page('POST', '/onboarding/psk', async (c) => {
     const raw = await formFields(c);
     const kept = {
@@ -614,7 +653,10 @@ export function pageRoutes(
       <PskCreated device={device} identity={b.pskIdentity} pskHex={generatedPskHex} qrSvg={qrSvg} />,
     );
   });
+}
 
+function alertSegmentPages(k: PageKit): void {
+  const { core, page, render, canOperate, actor, id, reauthed } = k;
   page('GET', '/alerts', (c) => {
     const all = c.req.query('all') === '1';
     return render(
@@ -687,7 +729,10 @@ export function pageRoutes(
       text: `Ruleset ${r.hash.slice(0, 12)} is in force (${r.rules} rules).`,
     });
   });
+}
 
+function auditCompliancePages(k: PageKit): void {
+  const { core, page, render, actor } = k;
   const auditFilter = (c: Context<Env>) => ({
     actor: (c.req.query('actor') ?? '').slice(0, 64),
     action: (c.req.query('action') ?? '').slice(0, 64),
@@ -743,32 +788,20 @@ export function pageRoutes(
   });
 
   /** A session as pages show it: a short digest of the stored hash names it (never the token). */
-  const sessionId = (tokenHash: string) => sha256Hex(`session:${tokenHash}`).slice(0, 16);
-  const sessionViews = (c: Context<Env>, username?: string): SessionView[] => {
-    const mine = c.get('session').tokenHash;
-    return users
-      .sessions(username)
-      .filter((s) => s.mfaPassed)
-      .map((s) => ({
-        id: sessionId(s.tokenHash),
-        username: s.username,
-        createdAt: s.createdAt,
-        lastSeenAt: s.lastSeenAt,
-        address: s.address,
-        current: s.tokenHash === mine,
-      }));
-  };
-  const sessionById = (idValue: string, username?: string) => {
-    const s = users.sessions(username).find((x) => sessionId(x.tokenHash) === idValue);
-    if (!s) throw new HttpError(404, 'ERR_UI_NOT_FOUND', 'no such session (it may have ended already)');
-    return s;
-  };
+}
 
+function userPages(k: PageKit): void {
+  const { users, now, page, render, actor, id, reauthed } = k;
   page('GET', '/users', (c) =>
     render(
       c,
       'Users',
-      <UsersPage users={users.list()} viewer={c.get('viewer')} sessions={sessionViews(c)} now={now()} />,
+      <UsersPage
+        users={users.list()}
+        viewer={c.get('viewer')}
+        sessions={sessionViews(users, c)}
+        now={now()}
+      />,
     ),
   );
   page('POST', '/users/:id/manage', async (c) => {
@@ -817,11 +850,14 @@ export function pageRoutes(
   });
   page('POST', '/users/sessions/revoke', async (c) => {
     const b = await form(c, z.strictObject({ session: z.string().min(1).max(64) }));
-    const s = sessionById(b.session);
+    const s = sessionById(users, b.session);
     users.revokeSession(s.tokenHash, actor(c));
     return flashTo(c, '/users', { kind: 'ok', text: `A session of ${s.username} was ended.` });
   });
+}
 
+function logPages(k: PageKit): void {
+  const { options, page, render } = k;
   const logFilter = (c: Context<Env>): LogFilter => {
     const level = c.req.query('level') ?? 'info';
     return {
@@ -871,6 +907,10 @@ export function pageRoutes(
   });
 
   // Diagnostics answer with the page and the result (nothing changed, so no redirect); every run is audited.
+}
+
+function diagnosticsPages(k: PageKit): void {
+  const { core, options, page, render, actor } = k;
   const diagnostics = (
     c: Context<Env>,
     results: Parameters<typeof DiagnosticsPage>[0]['results'],
@@ -939,7 +979,10 @@ export function pageRoutes(
     });
     return diagnostics(c, { ping: r }, { pingHost: b.host, pingCount: String(b.count) });
   });
+}
 
+function maintenanceConfigPages(k: PageKit): void {
+  const { core, options, page, render, actor, reauthed } = k;
   page('GET', '/maintenance', async (c) =>
     render(
       c,
@@ -999,6 +1042,10 @@ export function pageRoutes(
       text: `Clock settings changed: ${changed.join(', ')}.`,
     });
   });
+}
+
+function uplinkCertificatePages(k: PageKit): void {
+  const { core, page, actor, reauthed } = k;
   page('POST', '/configuration/uplink-csr', async (c) => {
     const b = await form(
       c,
@@ -1044,7 +1091,10 @@ export function pageRoutes(
       text: `Certificate ${r.subject} (until ${r.notAfter.slice(0, 10)}) written to ${r.file}${r.replaced ? '; it replaces the previous one from the next start' : ''}.`,
     });
   });
+}
 
+function accountPages(k: PageKit): void {
+  const { core, options, users, now, html, page, render, actor } = k;
   const monitor = new SystemMonitor(core, options.runtime);
   page('GET', '/health', (c) => render(c, 'Health', <HealthPage h={monitor.read()} now={now()} />));
 
@@ -1059,7 +1109,7 @@ export function pageRoutes(
       <AccountPage
         viewer={v}
         enrolledAt={users.get(v.username)?.totpEnrolledAt ?? null}
-        sessions={sessionViews(c, v.username)}
+        sessions={sessionViews(users, c, v.username)}
         now={now()}
       />,
     );
@@ -1089,11 +1139,14 @@ export function pageRoutes(
   page('POST', '/account/sessions/revoke', async (c) => {
     const b = await form(c, z.strictObject({ session: z.string().min(1).max(64) }));
     // Only one's own sessions: another account's session is "not found" here, whatever its id.
-    const s = sessionById(b.session, c.get('viewer').username);
+    const s = sessionById(users, b.session, c.get('viewer').username);
     users.revokeSession(s.tokenHash, actor(c));
     return flashTo(c, '/account', { kind: 'ok', text: 'The session was ended.' });
   });
+}
 
+function tokenPages(k: PageKit): void {
+  const { core, users, page, render, actor, id, reauthed } = k;
   const tokens = core.controlTokens;
   page('GET', '/tokens', (c) =>
     render(c, 'Flow tokens', <TokensPage tokens={tokens.list()} scopes={SCOPES} viewer={c.get('viewer')} />),
@@ -1141,7 +1194,84 @@ export function pageRoutes(
     );
     return flashTo(c, '/users', { kind: 'ok', text: `User ${u.username} (${u.role}) added.` });
   });
+}
 
+/**
+ * The server-rendered pages: plain HTML forms (no script needed), POST-redirect-GET with a one-page flash,
+ * the session's CSRF token in every form plus a same-origin check, roles enforced per route exactly as in the
+ * JSON API, and dangerous actions re-authenticated inside their own form.
+ */
+export function pageRoutes(
+  core: Core,
+  sessions: UiSessions,
+  feed: LiveFeed,
+  options: PageOptions,
+): Hono<Env> {
+  const app = new Hono<Env>();
+  const users = core.users;
+  const now = () => core.clock.now();
+
+  const html = (c: Context, status: ContentfulStatusCode, node: Html) => {
+    c.header('Cache-Control', 'no-store');
+    return c.html(node, status);
+  };
+  const errorPage = (c: Context, err: unknown) => {
+    const { status, text } = describe(err);
+    return html(c, status, <ErrorPage status={status} message={text} />);
+  };
+
+  const signedIn = signedInGuard(core, sessions, errorPage);
+
+  const page = pageRegistrar(app, signedIn, errorPage, options);
+  const render = (c: Context<Env>, title: string, body: Child, live = false) =>
+    html(
+      c,
+      200,
+      <Layout title={title} path={c.req.path} viewer={c.get('viewer')} flash={takeFlash(c)} live={live}>
+        {body}
+      </Layout>,
+    );
+  const canOperate = (c: Context<Env>) => OPERATORS.includes(c.get('viewer').role);
+  const actor = (c: Context<Env>) => `ui:${c.get('viewer').username}`;
+  const id = (c: Context<Env>) => c.req.param('id') as string;
+  const deviceUrl = (deviceId: string) => `/devices/${encodeURIComponent(deviceId)}`;
+  /** Inline re-authentication of a dangerous action (the form carries the password and a code). */
+  const reauthed = async (c: Context<Env>, b: { password: string; code: string }) => {
+    await reauthenticate(core, sessions, c.get('session'), b.password, b.code, clientAddress(c));
+  };
+
+  const kit: PageKit = {
+    app,
+    core,
+    sessions,
+    feed,
+    options,
+    users,
+    now,
+    html,
+    errorPage,
+    page,
+    render,
+    canOperate,
+    actor,
+    id,
+    deviceUrl,
+    reauthed,
+  };
+  dashboardPages(kit);
+  deviceViewPages(kit);
+  deviceActionPages(kit);
+  onboardingPages(kit);
+  pskWizardPages(kit);
+  alertSegmentPages(kit);
+  auditCompliancePages(kit);
+  userPages(kit);
+  logPages(kit);
+  diagnosticsPages(kit);
+  maintenanceConfigPages(kit);
+  uplinkCertificatePages(kit);
+  accountPages(kit);
+  tokenPages(kit);
   return app;
 }
 
