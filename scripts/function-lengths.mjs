@@ -15,7 +15,7 @@ const BUDGET = 90;
 const DECLARATIVE = new Set(['gateway/src/config/schema.ts:configSchema']);
 const isPageComponent = (file, name) => file.startsWith('ui/src/pages/') && /^[A-Z]/.test(name);
 /** Over the budget today, to be split; the figure is a ceiling. */
-const DEBT = new Map([['ui/src/routes/pages.tsx:loginPages', 206]]);
+const DEBT = new Map(); // e.g. ['ui/src/routes/pages.tsx:loginPages', 206]: none today
 
 const files = execSync(
   "git ls-files 'gateway/src/**/*.ts' 'ui/src/**/*.ts' 'ui/src/**/*.tsx' 'nodes/**/*.ts'",

@@ -1275,29 +1275,21 @@ export function pageRoutes(
   return app;
 }
 
-/** The public side: setup, login, second factor, logout. Forms only; every POST is throttled per address. */
-export function loginPages(
-  core: Core,
-  sessions: UiSessions,
-  limiter: LoginThrottle,
-  options: PageOptions,
-): Hono {
-  const app = new Hono();
-  const users = core.users;
-  const show = (c: Context, node: Html, status: ContentfulStatusCode = 200) => {
-    c.header('Cache-Control', 'no-store');
-    return c.html(node, status);
-  };
-  const guard = (c: Context) => {
-    if (!sameOrigin(c)) throw new HttpError(403, 'ERR_UI_CSRF', 'cross-site form refused');
-    limiter.check(c);
-  };
-  /** The pre-MFA session of this browser, if any. */
-  const preMfa = (c: Context) => {
-    const s = sessionFrom(c, sessions);
-    return s && !s.mfaPassed ? s : undefined;
-  };
+/** What the public pages register with: the services, and the helpers loginPages makes per app. */
+interface LoginKit {
+  app: Hono;
+  core: Core;
+  sessions: UiSessions;
+  users: Core['users'];
+  options: PageOptions;
+  show: (c: Context, node: Html, status?: ContentfulStatusCode) => Response | Promise<Response>;
+  /** Same origin, and the per-address throttle: before any form is read. */
+  guard: (c: Context) => void;
+  preMfa: (c: Context) => ReturnType<typeof sessionFrom> | undefined;
+}
 
+function setupRoutes(k: LoginKit): void {
+  const { app, users, options, show, guard } = k;
   app.get('/setup', (c) => {
     if (!users.needsSetup()) return c.redirect('/login', 303);
     return show(c, <SetupPage pairingOpen={options.pairingOpen()} flash={takeFlash(c)} />);
@@ -1359,7 +1351,10 @@ export function loginPages(
       );
     }
   });
+}
 
+function passwordLoginRoutes(k: LoginKit): void {
+  const { app, sessions, users, show, guard } = k;
   app.get('/login', (c) => {
     if (users.needsSetup()) return c.redirect('/setup', 303);
     const s = sessionFrom(c, sessions);
@@ -1387,7 +1382,10 @@ export function loginPages(
       return show(c, <LoginPage flash={{ kind: 'error', text }} username={username} />, status);
     }
   });
+}
 
+function totpRoutes(k: LoginKit): void {
+  const { app, core, sessions, users, show, guard, preMfa } = k;
   app.get('/login/totp', (c) => {
     const s = preMfa(c);
     if (!s) return c.redirect('/login', 303);
@@ -1408,7 +1406,10 @@ export function loginPages(
       return show(c, <TotpPage flash={{ kind: 'error', text }} />, status);
     }
   });
+}
 
+function enrolRoutes(k: LoginKit): void {
+  const { app, core, sessions, users, show, guard, preMfa } = k;
   const enrollPage = async (c: Context, username: string, flash?: FlashMessage, fresh = false) => {
     const { secret, uri, renewed } = users.beginTotpEnrollment(username, { fresh });
     const qrSvg = await (await qrcode()).toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
@@ -1457,7 +1458,10 @@ export function loginPages(
       return c.redirect('/login', 303);
     }
   });
+}
 
+function logoutRoute(k: LoginKit): void {
+  const { app, core, sessions, show } = k;
   app.post('/logout', async (c) => {
     const s = sessionFrom(c, sessions);
     if (s) {
@@ -1480,5 +1484,36 @@ export function loginPages(
     clearSessionCookie(c);
     return c.redirect('/login', 303);
   });
+}
+
+/** The public side: setup, login, second factor, logout. Forms only; every POST is throttled per address. */
+export function loginPages(
+  core: Core,
+  sessions: UiSessions,
+  limiter: LoginThrottle,
+  options: PageOptions,
+): Hono {
+  const app = new Hono();
+  const users = core.users;
+  const show = (c: Context, node: Html, status: ContentfulStatusCode = 200) => {
+    c.header('Cache-Control', 'no-store');
+    return c.html(node, status);
+  };
+  const guard = (c: Context) => {
+    if (!sameOrigin(c)) throw new HttpError(403, 'ERR_UI_CSRF', 'cross-site form refused');
+    limiter.check(c);
+  };
+  /** The pre-MFA session of this browser, if any. */
+  const preMfa = (c: Context) => {
+    const s = sessionFrom(c, sessions);
+    return s && !s.mfaPassed ? s : undefined;
+  };
+
+  const kit: LoginKit = { app, core, sessions, users, options, show, guard, preMfa };
+  setupRoutes(kit);
+  passwordLoginRoutes(kit);
+  totpRoutes(kit);
+  enrolRoutes(kit);
+  logoutRoute(kit);
   return app;
 }
