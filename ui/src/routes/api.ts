@@ -3,12 +3,12 @@ import { z } from 'zod';
 import { RETENTION_MS } from '../../../gateway/src/anomaly/activity.ts';
 import { assess, gatherLiveEvidence } from '../../../gateway/src/compliance/index.ts';
 import type { Core } from '../../../gateway/src/core.ts';
-import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
 import type { UiSessions } from '../../../gateway/src/users/index.ts';
 import { type Method, type RouteSpec, routesOf, signedInRule } from '../access.ts';
-import { type AuthVars, allow, requireSession } from '../auth.ts';
+import { type AuthVars, allow } from '../auth.ts';
 import { assertEnforcing, firewallReview, firewallStatus } from '../firewall-review.ts';
+import { sessionGuards } from './api-guards.ts';
 
 type Env = { Variables: AuthVars };
 type Register = (
@@ -56,43 +56,6 @@ export function apiRoutes(core: Core, sessions: UiSessions): Hono<Env> {
   deviceApi(route, core);
   recordsApi(route, core);
   return app;
-}
-
-/** A live session past its second factor, an own password, no tamper lock: before any API route. */
-function sessionGuards(app: Hono<Env>, core: Core, sessions: UiSessions): void {
-  app.use(
-    '*',
-    requireSession(sessions, (u) => {
-      const user = core.users.get(u);
-      return user && !user.disabledAt ? user.role : undefined;
-    }),
-  );
-  // A password an admin set is changed (on the account page) before the account does anything else.
-  app.use('*', async (c, next) => {
-    if (core.users.get(c.get('session').username)?.passwordChangeRequired) {
-      throw new HttpError(
-        403,
-        'ERR_UI_PASSWORD_CHANGE_REQUIRED',
-        'an admin set this password: change it on the account page first',
-      );
-    }
-    await next();
-  });
-  // After a tamper alert (with tamperLocksUi), nothing changes through the UI until a person acknowledges it.
-  app.use('*', async (c, next) => {
-    if (
-      c.req.method !== 'GET' &&
-      !/\/alerts\/[^/]+\/ack$/.test(c.req.path) &&
-      uiLockedByTamper(core.alerts({ open: true }))
-    ) {
-      throw new HttpError(
-        423,
-        'ERR_UI_TAMPER_LOCK',
-        'the enclosure was opened: acknowledge the tamper alert first',
-      );
-    }
-    await next();
-  });
 }
 
 /** Status and devices: the identity, segmentation and policy services' methods. */

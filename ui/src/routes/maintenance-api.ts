@@ -5,13 +5,13 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import type { Core } from '../../../gateway/src/core.ts';
 import { PortcullisError } from '../../../gateway/src/errors.ts';
-import { uiLockedByTamper } from '../../../gateway/src/hardware/index.ts';
 import { body, HttpError } from '../../../gateway/src/http.ts';
 import { type CommandRunner, PowerControl } from '../../../gateway/src/maintenance/power.ts';
 import type { UiSessions } from '../../../gateway/src/users/index.ts';
 import { type RouteSpec, routesOf, signedInRule } from '../access.ts';
-import { type AuthVars, allow, requireSession } from '../auth.ts';
+import { type AuthVars, allow } from '../auth.ts';
 import { receiveUpload } from '../uploads.ts';
+import { sessionGuards } from './api-guards.ts';
 
 type Env = { Variables: AuthVars };
 
@@ -84,30 +84,7 @@ export function maintenanceApi(
   const now = () => core.clock.now();
   const uploadsDir = join(core.config.dataDir, 'uploads');
 
-  app.use(
-    '*',
-    requireSession(sessions, (u) => {
-      const user = core.users.get(u);
-      return user && !user.disabledAt ? user.role : undefined;
-    }),
-  );
-  app.use('*', async (c, next) => {
-    if (core.users.get(c.get('session').username)?.passwordChangeRequired) {
-      throw new HttpError(
-        403,
-        'ERR_UI_PASSWORD_CHANGE_REQUIRED',
-        'change your password on the account page first',
-      );
-    }
-    if (c.req.method !== 'GET' && uiLockedByTamper(core.alerts({ open: true }))) {
-      throw new HttpError(
-        423,
-        'ERR_UI_TAMPER_LOCK',
-        'the enclosure was opened: acknowledge the tamper alert first',
-      );
-    }
-    await next();
-  });
+  sessionGuards(app, core, sessions);
   const route = (
     method: 'GET' | 'POST',
     path: string,
