@@ -13,6 +13,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { PortcullisError } from '../errors.ts';
 import { writeAtomically } from './apply.ts';
+import { isKnownTimeZone } from './time-zone.ts';
 
 /**
  * The appliance's clock settings: its time zone (what `timedatectl set-timezone` writes: the `/etc/localtime`
@@ -77,17 +78,7 @@ export const timeZoneSchema = z
   .regex(/^(?:UTC|[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+){0,2})$/, {
     error: 'must be an IANA time zone such as Europe/Berlin',
   })
-  .refine(
-    (tz) => {
-      try {
-        new Intl.DateTimeFormat('en-US', { timeZone: tz });
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    { error: 'not a known IANA time zone' },
-  );
+  .refine(isKnownTimeZone, { error: 'not a known IANA time zone' });
 
 export interface HostTime {
   timeZone: string | null;

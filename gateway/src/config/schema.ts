@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { CIPHER_SUITE_NAMES, type CipherSuiteName } from '../dtls/suites.ts';
 import { isHostOf, networksOverlap, parseIpv4Network } from '../net/ipv4.ts';
 import { policySchema } from './policy-schema.ts';
+import { isKnownTimeZone } from './time-zone.ts';
 
 /** Port 0 asks the OS for a free port: useful in tests, never a default. */
 const listenPort = z.number().int().min(0).max(65535);
@@ -304,17 +305,7 @@ export function configSchema(baseDir: string) {
             .string()
             .min(1)
             .max(64)
-            .refine(
-              (tz) => {
-                try {
-                  new Intl.DateTimeFormat('en-US', { timeZone: tz });
-                  return true;
-                } catch {
-                  return false;
-                }
-              },
-              { error: 'not a known IANA time zone' },
-            )
+            .refine(isKnownTimeZone, { error: 'not a known IANA time zone' })
             .optional(),
           /** How long a device re-learns after a firmware update or re-onboarding (an expected change). */
           relearnHours: z
