@@ -1,9 +1,9 @@
 export {
-  adoptRestoredHead,
   type AuditCheckpoint,
   type AuditEntry,
   AuditError,
   AuditLog,
+  adoptRestoredHead,
   CHECKPOINT_EVERY,
   CHECKPOINT_INTERVAL_MS,
   MAX_DETAILS_BYTES,
