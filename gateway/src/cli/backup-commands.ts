@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
-import { createBackup, DOES_NOT_MOVE, describeArchive, stageRestore } from '../backup/index.ts';
+import { backupFor, createBackup, DOES_NOT_MOVE, describeArchive, stageRestore } from '../backup/index.ts';
 import { systemClock } from '../clock.ts';
 import { resolveConfig } from '../config/index.ts';
 import { Core } from '../core.ts';
@@ -19,16 +19,6 @@ function openCore(configPath: string | undefined) {
   return { loaded, core: Core.open(loaded.config, systemClock) };
 }
 
-function backupDeps(core: Core) {
-  return {
-    config: core.config,
-    store: core.store,
-    keystore: core.keystore as NonNullable<Core['keystore']>,
-    audit: core.audit,
-    clock: core.clock,
-  };
-}
-
 export async function backupCreateCommand(
   configPath: string | undefined,
   o: { out: string; passphraseFile?: string },
@@ -41,7 +31,7 @@ export async function backupCreateCommand(
   const secret = await passphrase(o.passphraseFile);
   const { loaded, core } = openCore(configPath);
   try {
-    const { archive, summary } = await createBackup(backupDeps(core), {
+    const { archive, summary } = await createBackup(backupFor(core), {
       passphrase: secret,
       configSource: loaded.source,
       actor: cliActor(),
@@ -79,7 +69,7 @@ export async function backupRestoreCommand(
   const secret = await passphrase(o.passphraseFile);
   const { loaded, core } = openCore(configPath);
   try {
-    const r = stageRestore(backupDeps(core), archive, {
+    const r = stageRestore(backupFor(core), archive, {
       passphrase: secret,
       actor: cliActor(),
       keepConfig: o.keepConfig ?? false,
