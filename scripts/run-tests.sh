@@ -19,7 +19,8 @@ if [[ ${#files[@]} -eq 0 ]]; then
   setsid bash scripts/prebuild-rpi-image.sh "$prebuild" &
   builder=$!
   export PORTCULLIS_RPI_PREBUILD="$prebuild"
-  trap 'kill -- -"$builder" 2>/dev/null; wait "$builder" 2>/dev/null; rm -rf "$prebuild"' EXIT
+  # `|| true`: under errexit a failing kill (the build already finished) would otherwise become the exit code.
+  trap 'kill -- -"$builder" 2>/dev/null || true; wait "$builder" 2>/dev/null || true; rm -rf "$prebuild"' EXIT
 fi
 # One file at a time: several tests bind the product's default ports, and the machine has two cores.
 # A per-test timeout turns a hung peer into a failure instead of a stuck CI run.
