@@ -20,6 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import { generateSync } from 'otplib';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { type E2e, startE2e, stopE2e } from './helpers/e2e.ts';
+import { tabReachesEveryControl } from './helpers/keyboard.ts';
 import { opensslDtlsArgs, runPeer } from './helpers/peers.ts';
 
 const SHOTS = join(import.meta.dirname, '..', 'test-artifacts', 'screenshots');
@@ -72,32 +73,6 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
       '(async () => { const r = await axe.run(document, { resultTypes: ["violations"] }); return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => v.id + ": " + v.help + " " + JSON.stringify(v.nodes.slice(0, 3).map((n) => n.target))); })()',
     )) as string[];
     assert.deepEqual(r, [], where);
-  };
-  /** Every visible control is reached by the Tab key (the pattern of ui-console.test.ts). */
-  const keyboard = async (where: string) => {
-    const KEY = `(el) => [el.tagName, el.id, el.getAttribute('name'), el.getAttribute('href'), el.getAttribute('value'), (el.textContent || '').trim().slice(0, 40)].join('|')`;
-    const all = (await page.evaluate(`(() => {
-      const key = ${KEY};
-      const out = new Set();
-      for (const el of document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex="0"]')) {
-        if (!el.checkVisibility() || el.disabled) continue;
-        out.add(key(el));
-      }
-      return [...out];
-    })()`)) as string[];
-    const seen = new Set<string>();
-    for (let i = 0; i < all.length + 8; i++) {
-      await page.keyboard.press('Tab');
-      const k = (await page.evaluate(
-        `(() => { const el = document.activeElement; return el && el !== document.body ? (${KEY})(el) : ''; })()`,
-      )) as string;
-      if (k) seen.add(k);
-    }
-    assert.deepEqual(
-      all.filter((k) => !seen.has(k)),
-      [],
-      `${where}: not reached by Tab`,
-    );
   };
   const fitsPhone = async (where: string) => {
     const overflow = (await page.evaluate(
@@ -206,7 +181,7 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
     const mine = (await page.getByRole('table', { name: 'Recent sensor handshakes' }).textContent()) ?? '';
     assert.doesNotMatch(mine, /nobody-here/);
     await axe('diagnostics at 1280px');
-    await keyboard('diagnostics at 1280px');
+    await tabReachesEveryControl(page, 'diagnostics at 1280px');
     await shot('diagnostics-handshakes');
   });
 
@@ -277,7 +252,7 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
     assert.match(readFileSync(e2e.home.config, 'utf8'), /topicPrefix: site-2/);
     assert.match(readFileSync(`${e2e.home.config}.previous`, 'utf8'), /topicPrefix: site-1/);
     await axe('configuration at 1280px');
-    await keyboard('configuration at 1280px');
+    await tabReachesEveryControl(page, 'configuration at 1280px');
     await shot('configuration-applied');
   });
 

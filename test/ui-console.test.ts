@@ -18,6 +18,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from 'playwrig
 import { postMany } from './helpers/coap-sender.ts';
 import { TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { type E2e, startE2e, stopE2e } from './helpers/e2e.ts';
+import { tabReachesEveryControl } from './helpers/keyboard.ts';
 
 const SHOTS = join(import.meta.dirname, '..', 'test-artifacts', 'screenshots');
 const DOC_SHOTS = process.env.PORTCULLIS_DOC_SHOTS
@@ -94,37 +95,6 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
       [],
       where,
     );
-  };
-
-  /**
-   * Every visible control is reached by the Tab key, in a page whose first stop is the skip link. Controls are
-   * named by what they are (tag, id, name, target, text), not marked: a live region may swap its nodes while
-   * the keys are pressed. A radio group is one stop (Tab reaches it, the arrow keys move within it, as every
-   * browser does), so its radios are named by the group.
-   */
-  const keyboard = async (p: Page, where: string) => {
-    const KEY = `(el) => el.type === 'radio' ? ['RADIO', el.form ? el.form.id || el.form.action : '', el.name].join('|') : [el.tagName, el.id, el.getAttribute('name'), el.getAttribute('href'), el.getAttribute('value'), (el.textContent || '').trim().slice(0, 40)].join('|')`;
-    const all = (await p.evaluate(`(() => {
-      const key = ${KEY};
-      const out = new Set();
-      for (const el of document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex="0"]')) {
-        // checkVisibility: also false inside a closed <details> (content-visibility), unlike client rects.
-        if (!el.checkVisibility() || el.disabled) continue;
-        out.add(key(el));
-      }
-      return [...out];
-    })()`)) as string[];
-    const seen = new Set<string>();
-    for (let i = 0; i < all.length + 8; i++) {
-      await p.keyboard.press('Tab');
-      const k = (await p.evaluate(
-        `(() => { const el = document.activeElement; return el && el !== document.body ? (${KEY})(el) : ''; })()`,
-      )) as string;
-      if (i === 0) assert.match(k, /Skip to content/, `${where}: the skip link is first`);
-      if (k) seen.add(k);
-    }
-    const missed = all.filter((k) => !seen.has(k));
-    assert.deepEqual(missed, [], `${where}: not reached by Tab`);
   };
 
   /** The phone layout: no sideways scroll, a compact header, tables inside the screen (or scrolling boxes). */
@@ -535,7 +505,7 @@ describe('technician console in chromium, at 1280 and 390 px', () => {
         const where = `${path} at ${viewport.width}px`;
         await axe(page, where);
         if (viewport === PHONE) await phoneLayout(page, where);
-        if (viewport === DESKTOP) await keyboard(page, where);
+        if (viewport === DESKTOP) await tabReachesEveryControl(page, where);
       }
     }
     await page.goto(`${base}/`);
