@@ -133,7 +133,11 @@ describe('end to end: sensor → DTLS → gateway → MQTT 5 mTLS → broker', (
     assert.equal(parse(await live.receive()).code, '2.04');
     const out = await home.cli(['device', 'decommission', 'sensor-3', '--reason', 'sold']);
     assert.match(out, /decommissioned/);
+    const committed = Date.now();
     assert.equal(await live.nextAlert(), 0, 'the gateway closed the session (close_notify)');
+    // The session review polls identity's change counter (migration 25's triggers) every 500 ms.
+    const closedAfter = Date.now() - committed;
+    assert.ok(closedAfter <= 1000, `closed ${closedAfter} ms after the CLI's commit (within a second)`);
     live.send(coapPost('after decommission'));
     live.close();
 

@@ -44,8 +44,8 @@ function safeJson(b: Buffer): unknown {
 
 /**
  * How often sessions of devices that lost their standing (decommissioned, quarantined, certificate revoked) are
- * closed. Each tick costs one `PRAGMA data_version` unless something changed; 500 ms keeps "within a second" of
- * the CLI's commit with room for the review itself (a CRL load verifies signatures).
+ * closed. Each tick costs one read of identity's change counter unless something changed; 500 ms keeps "within a
+ * second" of the CLI's commit with room for the review itself (a CRL load verifies signatures).
  */
 const SESSION_REVIEW_MS = 500;
 const policyRequest = (req: CoapRequest) => ({

@@ -196,10 +196,12 @@ export class IdentityService {
 
   /**
    * Differs whenever devices, credentials or trust anchors may have changed — here or in another process (the
-   * CLI) — so periodic reviews can skip the work when nothing did.
+   * CLI) — so periodic reviews can skip the work when nothing did. Scoped by triggers to the tables the reviews
+   * read (`identityVersion`), not `PRAGMA data_version`: the uplink queue's commits from its own connection
+   * must not set off a review every tick under load (issue 23).
    */
   get changeStamp(): string {
-    return `${this.store.dataVersion()}:${this.localChanges}`;
+    return `${this.store.devices.identityVersion()}:${this.localChanges}`;
   }
 
   /** Runs another module's write (allow-lists, controllers) so that reviews notice it like an identity change. */

@@ -485,6 +485,84 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 25,
+    name: 'identity_version: a change counter moved only by writes that sessions, the CRL, the firewall and pulls depend on',
+    sql: `
+      -- The gateway's reviews (sessions, CRL, firewall, pull sources) used PRAGMA data_version, which every
+      -- commit of another connection moves — the uplink queue's too once its writes have a connection of their
+      -- own (issue 23). Triggers bump this one row instead, in whichever process writes (the CLI's
+      -- decommission as well), and only for what the reviews read: not last_seen, the queue, audit or alerts.
+      CREATE TABLE identity_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+      ) STRICT;
+      INSERT INTO identity_version (id, version) VALUES (1, 0);
+      CREATE TRIGGER identity_version_devices_insert AFTER INSERT ON devices
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_devices_delete AFTER DELETE ON devices
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      -- Every column but last_seen, first_seen, firmware_version and updated_at (a reading moves last_seen).
+      CREATE TRIGGER identity_version_devices_update AFTER UPDATE OF
+          id, name, type, credential_kind, segment, state, address, quarantine_mode, quarantine_reason,
+          quarantined_at, state_before_quarantine, policy_profile, policy_overrides ON devices
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_credentials_insert AFTER INSERT ON credentials
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_credentials_update AFTER UPDATE ON credentials
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_credentials_delete AFTER DELETE ON credentials
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_trust_anchors_insert AFTER INSERT ON trust_anchors
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_trust_anchors_update AFTER UPDATE ON trust_anchors
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_trust_anchors_delete AFTER DELETE ON trust_anchors
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_trust_anchor_crls_insert AFTER INSERT ON trust_anchor_crls
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_trust_anchor_crls_update AFTER UPDATE ON trust_anchor_crls
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_trust_anchor_crls_delete AFTER DELETE ON trust_anchor_crls
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_device_rate_limits_insert AFTER INSERT ON device_rate_limits
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_device_rate_limits_update AFTER UPDATE ON device_rate_limits
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_device_rate_limits_delete AFTER DELETE ON device_rate_limits
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_pull_sources_insert AFTER INSERT ON pull_sources
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_pull_sources_update AFTER UPDATE ON pull_sources
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_pull_sources_delete AFTER DELETE ON pull_sources
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_segments_insert AFTER INSERT ON segments
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_segments_update AFTER UPDATE ON segments
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_segments_delete AFTER DELETE ON segments
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_allowlists_insert AFTER INSERT ON allowlists
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_allowlists_update AFTER UPDATE ON allowlists
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_allowlists_delete AFTER DELETE ON allowlists
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_mud_controllers_insert AFTER INSERT ON mud_controllers
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_mud_controllers_update AFTER UPDATE ON mud_controllers
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_mud_controllers_delete AFTER DELETE ON mud_controllers
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_fleet_profiles_insert AFTER INSERT ON fleet_profiles
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_fleet_profiles_update AFTER UPDATE ON fleet_profiles
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+      CREATE TRIGGER identity_version_fleet_profiles_delete AFTER DELETE ON fleet_profiles
+        BEGIN UPDATE identity_version SET version = version + 1; END;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -254,6 +254,16 @@ export class DeviceRepository {
     return `${r.n}:${r.u ?? ''}`;
   }
 
+  /**
+   * Moves whenever a write that identity's reviews depend on commits, from any connection or process: devices
+   * (not their last_seen), credentials, trust anchors and CRLs, rate limits, pull sources, segments, allow-lists,
+   * controllers, fleet profiles (migration 25's triggers) — and not queue, audit or alert writes.
+   */
+  identityVersion(): number {
+    return (this.db.prepare('SELECT version FROM identity_version WHERE id = 1').get() as { version: number })
+      .version;
+  }
+
   setFirmwareVersion(id: string, version: string, now: string): void {
     this.db
       .prepare('UPDATE devices SET firmware_version = ?, updated_at = ? WHERE id = ?')

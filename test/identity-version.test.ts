@@ -1,0 +1,98 @@
+/**
+ * identity's change stamp (what the session review, the CRL reload, the firewall reconciler and the pull
+ * manager poll) moves for writes they depend on, from any connection — and not for the uplink queue's or
+ * last_seen's, which come from another connection under load once the queue commits off the main thread
+ * (issue 23; migration 25's triggers).
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { ManualClock } from '../gateway/src/clock.ts';
+import { parseConfig } from '../gateway/src/config/index.ts';
+import { Core } from '../gateway/src/core.ts';
+import { DATABASE_FILE, Store } from '../gateway/src/store/index.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+/** The gateway's Core, a second one as the CLI opens it, and a bare connection as the queue writer's. */
+function twoProcesses(t: TestContext) {
+  const dir = tempDir(t);
+  const clock = new ManualClock(Date.UTC(2026, 11, 6, 9));
+  const config = parseConfig(
+    { dataDir: join(dir, 'var'), policy: { profiles: { slow: { contentFormats: [50] } } } },
+    dir,
+  );
+  const gateway = Core.open(config, clock);
+  t.after(() => gateway.close());
+  const cli = Core.open(config, clock);
+  t.after(() => cli.close());
+  const writer = Store.open(join(config.dataDir, DATABASE_FILE));
+  t.after(() => writer.close());
+  cli.identity.addPskDevice({ id: 's1', pskIdentity: 's1', generate: true }, 'test');
+  return { gateway, cli, writer };
+}
+
+function enqueue(store: Store, n: number): number[] {
+  const ids: number[] = [];
+  store.transaction(() => {
+    for (let i = 0; i < n; i++) {
+      ids.push(
+        store.queue.enqueue({
+          deviceId: 's1',
+          topic: 'site/devices/s1/telemetry',
+          payload: Buffer.from([i]),
+          properties: {},
+          enqueuedAt: '2026-12-06T09:00:00.000Z',
+        }),
+      );
+    }
+    store.devices.touch('s1', '2026-12-06T09:00:01.000Z');
+  });
+  return ids;
+}
+
+describe('identity change stamp (migration 25)', () => {
+  it('does not move for queue inserts, PUBACK deletes and last_seen from another connection', (t) => {
+    const { gateway, writer } = twoProcesses(t);
+    const before = gateway.identity.changeStamp;
+    const dataVersion = gateway.store.dataVersion();
+    const ids = enqueue(writer, 20);
+    writer.transaction(() => {
+      for (const id of ids) writer.queue.delete(id);
+    });
+    assert.equal(gateway.store.devices.get('s1')?.lastSeen, '2026-12-06T09:00:01.000Z');
+    assert.equal(gateway.identity.changeStamp, before);
+    // PRAGMA data_version, the stamp's former source, did move: a review would have run for nothing.
+    assert.notEqual(gateway.store.dataVersion(), dataVersion);
+  });
+
+  it('moves when another process decommissions a device', (t) => {
+    const { gateway, cli } = twoProcesses(t);
+    const before = gateway.identity.changeStamp;
+    cli.identity.decommission('s1', 'cli', 'sold');
+    assert.notEqual(gateway.identity.changeStamp, before);
+  });
+
+  it('moves when another process assigns a policy profile (policy.assign writes devices itself)', (t) => {
+    const { gateway, cli } = twoProcesses(t);
+    const before = gateway.identity.changeStamp;
+    cli.policy.assign('s1', { profile: 'slow' }, 'cli');
+    assert.notEqual(gateway.identity.changeStamp, before);
+  });
+
+  it('moves when another process quarantines or releases a device, or adds one', (t) => {
+    const { gateway, cli } = twoProcesses(t);
+    let stamp = gateway.identity.changeStamp;
+    const moved = () => {
+      const now = gateway.identity.changeStamp;
+      const changed = now !== stamp;
+      stamp = now;
+      return changed;
+    };
+    cli.identity.quarantine('s1', { mode: 'observe', reason: 'test' }, 'cli');
+    assert.ok(moved(), 'quarantine');
+    cli.identity.release('s1', 'cli');
+    assert.ok(moved(), 'release');
+    cli.identity.addPskDevice({ id: 's2', pskIdentity: 's2', generate: true }, 'cli');
+    assert.ok(moved(), 'a new device and its credential');
+  });
+});
