@@ -84,6 +84,9 @@ node -e 'const f=process.argv[1],fs=require("fs"),p=JSON.parse(fs.readFileSync(f
 cat > "$work/config.yaml" <<EOF
 # Portcullis appliance configuration (the image's defaults; see README "Configuration").
 dataDir: /var/lib/portcullis
+# This file is root's and read-only to the gateway; the console's changes (uplink, segments) go to its own file
+# in the state folder, merged over this one (docs/appliance.md, "Configuration the console changes").
+consoleConfigFile: /var/lib/portcullis/config/console.yaml
 keystore: {backend: $keystore}
 control: {socketPath: /run/portcullis/control.sock}
 # Every address: the management port's DHCP or link-local one, and the management segment's once segments

@@ -246,7 +246,7 @@ describe('configuration changes in process', () => {
         code: string;
       };
       assert.equal(e.code, 'ERR_CONFIG_APPLY_READONLY');
-      assert.match(e.message, /root's on the appliance/);
+      assert.match(e.message, /consoleConfigFile/);
     }
   });
 

@@ -6,6 +6,7 @@ import {
   ConfigApplyError,
   type ConfigApplyStatus,
   type ConfigChange,
+  changeTargetOf,
   clearPending,
   pendingChange,
   planConfigChange,
@@ -67,8 +68,9 @@ export class GatewaySupervisor implements ConfigApplier {
   /** The first start; a change left half-tried by a dead process is rolled back first. */
   async boot(): Promise<Gateway> {
     const file = this.file;
-    const pending = file ? pendingChange(file) : undefined;
-    if (!file || !pending) {
+    const target = file ? changeTargetOf(file) : undefined;
+    const pending = target ? pendingChange(target) : undefined;
+    if (!file || !target || !pending) {
       this.gateway = await this.start(this.loaded);
       return this.gateway;
     }
@@ -76,8 +78,8 @@ export class GatewaySupervisor implements ConfigApplier {
       { changed: pending.changed },
       'a configuration change never proved itself: rolling it back',
     );
-    restorePrevious(file);
-    clearPending(file);
+    restorePrevious(target);
+    clearPending(target);
     this.gateway = await this.start(resolveConfig(file));
     this.finish(this.gateway, pending, 'rolled-back', [
       'the gateway stopped before the change was confirmed healthy',
@@ -133,12 +135,12 @@ export class GatewaySupervisor implements ConfigApplier {
     running.core.audit.append({
       actor,
       action: 'config.apply.requested',
-      target: file,
+      target: plan.file,
       details: { id: status.id, changed: plan.changed },
     });
     this.last = status;
     this.busy = new Promise<void>((r) => setTimeout(r, RESPONSE_GRACE_MS).unref())
-      .then(() => this.restart(file, status, mustConnect))
+      .then(() => this.restart(file, plan.file, status, mustConnect))
       .catch((err: unknown) => {
         // Nothing to fall back to: exit, and systemd's restart finds the marker (or the previous file) again.
         this.deps.logger.error({ err: (err as Error).message }, 'applying the configuration failed; exiting');
@@ -180,7 +182,13 @@ export class GatewaySupervisor implements ConfigApplier {
     }
   }
 
-  private async restart(file: string, status: ConfigApplyStatus, mustConnect: boolean): Promise<void> {
+  /** `file`: the main configuration (what a start reads); `target`: where the change was written. */
+  private async restart(
+    file: string,
+    target: string,
+    status: ConfigApplyStatus,
+    mustConnect: boolean,
+  ): Promise<void> {
     const old = this.gateway as Gateway;
     this.gateway = null;
     await old.stop('configuration change', { reloading: true });
@@ -193,7 +201,7 @@ export class GatewaySupervisor implements ConfigApplier {
       reasons = [`the gateway did not start: ${(err as Error).message.split('\n')[0]}`];
     }
     if (next && reasons.length === 0) {
-      clearPending(file);
+      clearPending(target);
       this.gateway = next;
       this.finish(next, status, 'applied', []);
       return;
@@ -203,8 +211,8 @@ export class GatewaySupervisor implements ConfigApplier {
       'configuration change unhealthy: rolling back',
     );
     await next?.stop('configuration rolled back', { reloading: true });
-    restorePrevious(file);
-    clearPending(file);
+    restorePrevious(target);
+    clearPending(target);
     this.gateway = await this.start(resolveConfig(file));
     this.finish(this.gateway, status, 'rolled-back', reasons);
   }

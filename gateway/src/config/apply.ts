@@ -3,6 +3,7 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
+  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -13,6 +14,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { parseDocument, parse as parseYaml } from 'yaml';
 import { PortcullisError } from '../errors.ts';
+import { checkConsoleChanges, consoleFileOf, mergeConsoleChanges, readConsoleText } from './console-file.ts';
 import { ConfigError } from './errors.ts';
 import { parseConfig } from './load.ts';
 import { checkLocalFiles } from './local-files.ts';
@@ -40,6 +42,7 @@ export interface ConfigChange {
 }
 
 export interface ConfigPlan {
+  /** The file the change is written to: the console's own file where the main one names it, else the main one. */
   file: string;
   /** The new file's text. */
   text: string;
@@ -86,16 +89,16 @@ export class ConfigApplyError extends PortcullisError {
 }
 
 /**
- * A write next to the configuration file that the host refused. The shipped image installs
- * /etc/portcullis/config.yaml as root's (0644 in a 0755 folder) and the unit runs the gateway as `portcullis`
- * with ProtectSystem=strict: there the console cannot change the file, and says so.
+ * A write next to the configuration file that the host refused: a root-owned file in a read-only /etc with no
+ * `consoleConfigFile` (the shipped image names one, in the service's state directory), or a console file
+ * whose folder the service may not write. Nothing changed; the console says so.
  */
 export function fileRefusal(path: string, err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException).code ?? '';
   if (!['EACCES', 'EPERM', 'EROFS'].includes(code)) return err;
   return new ConfigApplyError(
     'ERR_CONFIG_APPLY_READONLY',
-    `the gateway may not write beside ${path} (${code}): the configuration file is root's on the appliance; change it there as root and restart the gateway`,
+    `the gateway may not write beside ${path} (${code}): name a file the service may write as consoleConfigFile in the main configuration (the appliance's does), or change this one as root and restart the gateway`,
   );
 }
 
@@ -133,9 +136,17 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
  * schema's `ConfigError` (nothing written but a content-addressed CA file, removed again) when it is invalid.
  */
 export function planConfigChange(file: string, change: ConfigChange): ConfigPlan {
-  const text = readFileSync(file, 'utf8');
-  const doc = parseDocument(text, { uniqueKeys: true });
-  const current = parseConfig(doc.toJS(), dirname(file), file);
+  const mainText = readFileSync(file, 'utf8');
+  const main = parseDocument(mainText, { uniqueKeys: true }).toJS();
+  // On the appliance the change goes to the console's own file, merged over the main one (console-file.ts).
+  const consoleFile = consoleFileOf(main);
+  const target = consoleFile ?? file;
+  const doc = parseDocument(consoleFile ? readConsoleText(consoleFile) : mainText, { uniqueKeys: true });
+  const whole = (): unknown =>
+    consoleFile
+      ? mergeConsoleChanges(main, checkConsoleChanges(doc.toJS(), consoleFile), consoleFile)
+      : doc.toJS();
+  const current = parseConfig(whole(), dirname(file), file);
   let caFile: string | undefined;
   let created = false;
   try {
@@ -144,11 +155,13 @@ export function planConfigChange(file: string, change: ConfigChange): ConfigPlan
       if (up.caPem?.trim()) {
         const pem = checkCaPem(up.caPem);
         caFile = join(
-          dirname(file),
+          dirname(target),
           `uplink-ca-${createHash('sha256').update(pem).digest('hex').slice(0, 16)}.pem`,
         );
         if (!existsSync(caFile)) {
           try {
+            // The console's folder may not exist yet (made on the first change, 0700 in the state directory).
+            if (consoleFile) mkdirSync(dirname(target), { recursive: true, mode: 0o700 });
             writeFileSync(caFile, pem, { mode: 0o644, flag: 'wx' });
           } catch (err) {
             throw fileRefusal(file, err);
@@ -173,7 +186,7 @@ export function planConfigChange(file: string, change: ConfigChange): ConfigPlan
       doc.set('segments', doc.createNode(segments));
     }
     // The same schema and the same local-file checks as a start: what passes here starts.
-    const config = parseConfig(doc.toJS(), dirname(file), file);
+    const config = parseConfig(whole(), dirname(file), file);
     checkLocalFiles({ config, source: file });
     const changed: string[] = [];
     for (const k of ['url', 'topicPrefix', 'caFile'] as const) {
@@ -187,7 +200,7 @@ export function planConfigChange(file: string, change: ConfigChange): ConfigPlan
       );
     }
     return {
-      file,
+      file: target,
       text: doc.toString(),
       changed,
       config,
@@ -223,6 +236,11 @@ export function writeAtomically(file: string, text: string, mode: number): void 
 }
 
 export const previousOf = (file: string) => `${file}.previous`;
+
+/** The file a change to the configuration `file` is written to (and rolled back in): see planConfigChange. */
+export function changeTargetOf(file: string): string {
+  return consoleFileOf(parseDocument(readFileSync(file, 'utf8')).toJS()) ?? file;
+}
 export const markerOf = (file: string) => `${file}.apply.json`;
 
 /**
@@ -230,9 +248,12 @@ export const markerOf = (file: string) => `${file}.apply.json`;
  * that finds it knows the last one never finished), then the new file.
  */
 export function writeConfigChange(plan: ConfigPlan, marker: ConfigApplyStatus): void {
-  const mode = statSync(plan.file).mode & 0o777;
+  // A console file the console has not written yet: its "previous" is empty (no changes over the main file).
+  const exists = existsSync(plan.file);
+  const mode = exists ? statSync(plan.file).mode & 0o777 : 0o600;
   try {
-    writeAtomically(previousOf(plan.file), readFileSync(plan.file, 'utf8'), mode);
+    if (!exists) mkdirSync(dirname(plan.file), { recursive: true, mode: 0o700 });
+    writeAtomically(previousOf(plan.file), exists ? readFileSync(plan.file, 'utf8') : '', mode);
     writeAtomically(markerOf(plan.file), `${JSON.stringify(marker)}\n`, 0o600);
   } catch (err) {
     // Nothing in force has changed yet: the file itself is written last.

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { withConsoleChanges } from './console-file.ts';
 import { ConfigError, type ConfigIssue } from './errors.ts';
 import { checkConfigFile, checkLocalFiles } from './local-files.ts';
 import { type Config, configSchema } from './schema.ts';
@@ -60,7 +61,8 @@ export function loadConfigFile(file: string): Config {
       [{ path: '(root)', message: first.code }],
     );
   }
-  return parseConfig(doc.toJS(), dirname(path), path);
+  // The console's own file (consoleConfigFile), when this one names it, over this one.
+  return parseConfig(withConsoleChanges(doc.toJS()), dirname(path), path);
 }
 
 /**

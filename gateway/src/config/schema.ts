@@ -111,6 +111,12 @@ export function configSchema(baseDir: string) {
   return z
     .strictObject({
       dataDir: dirPath.default(resolve(baseDir, 'var')),
+      /**
+       * Where the technician's console keeps its changes (uplink, segments), merged over this file at every
+       * load; set only in a file the service cannot write (the appliance's, docs/appliance.md). Absent: the
+       * console changes this file itself.
+       */
+      consoleConfigFile: z.string().startsWith('/').optional(),
       log: z
         .strictObject({
           level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),

@@ -1,0 +1,168 @@
+/**
+ * The console's own configuration file (issue 25, appliance point 1): on the appliance the main file is root's
+ * and read-only to the gateway's unit, so the console writes its changes — uplink, segments — to a file the
+ * service owns (`consoleConfigFile`), merged over the main file at every load, applied and rolled back by the
+ * supervisor like before. What a holder of the service user can put in that file is exactly those settings:
+ * the release key, the update paths and command, the keystore, the data directory are refused there.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { systemClock } from '../gateway/src/clock.ts';
+import {
+  changeTargetOf,
+  markerOf,
+  planConfigChange,
+  previousOf,
+  writeConfigChange,
+} from '../gateway/src/config/apply.ts';
+import { loadConfigFile, resolveConfig } from '../gateway/src/config/index.ts';
+import { createLogger } from '../gateway/src/log.ts';
+import { tempDir } from './helpers/tmp.ts';
+
+const SEGMENT =
+  '- name: plant\n  role: sensors\n  interface: eth1\n  subnet: 10.1.0.0/24\n  gatewayAddress: 10.1.0.1\n';
+
+/** A main file (the image's: 0644, the release key pinned beside it) naming a console file in the state folder. */
+function appliance(t: TestContext) {
+  const dir = tempDir(t);
+  const etc = join(dir, 'etc');
+  const state = join(dir, 'var');
+  mkdirSync(etc, { mode: 0o755 });
+  mkdirSync(state, { mode: 0o700 });
+  const key = join(etc, 'release-key.pub.pem');
+  writeFileSync(key, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }), {
+    mode: 0o644,
+  });
+  const main = join(etc, 'config.yaml');
+  const consoleFile = join(state, 'config', 'console.yaml');
+  const text = `# the image's file\ndataDir: ${state}\nconsoleConfigFile: ${consoleFile}\nui: {port: 0}\ndtls: {port: 0}\nupdates:\n  publicKeyFile: ${key}\nsegments: []\n`;
+  writeFileSync(main, text, { mode: 0o644 });
+  return { dir, main, text, consoleFile, state, key };
+}
+
+const marker = (changed: string[]) => ({
+  id: 'x',
+  actor: 'ui:root',
+  changed,
+  state: 'applying' as const,
+  reasons: [],
+  requestedAt: new Date().toISOString(),
+});
+
+describe('the console configuration file', () => {
+  it('takes the console’s changes and leaves the main file as it was', (t) => {
+    const a = appliance(t);
+    assert.equal(changeTargetOf(a.main), a.consoleFile);
+    const plan = planConfigChange(a.main, { segmentsYaml: SEGMENT });
+    assert.equal(plan.file, a.consoleFile);
+    assert.deepEqual(plan.changed, ['segments']);
+    writeConfigChange(plan, marker(plan.changed));
+    assert.equal(readFileSync(a.main, 'utf8'), a.text, 'the main file is untouched');
+    assert.equal(readFileSync(previousOf(a.consoleFile), 'utf8'), '', 'before the first change: no changes');
+    assert.ok(existsSync(markerOf(a.consoleFile)));
+    const loaded = loadConfigFile(a.main);
+    assert.equal(loaded.segments[0]?.name, 'plant');
+    assert.equal(loaded.updates.publicKeyFile, a.key, 'the main file’s settings stay in force');
+  });
+
+  it('refuses settings the console may not change (release key, update command, keystore, data folder)', (t) => {
+    const a = appliance(t);
+    mkdirSync(join(a.state, 'config'), { mode: 0o700 });
+    const evilKey = join(a.state, 'config', 'attacker.pub.pem');
+    writeFileSync(evilKey, readFileSync(a.key));
+    for (const [what, yaml] of [
+      ['updates.publicKeyFile', `updates:\n  publicKeyFile: ${evilKey}\n`],
+      ['updates.healthCommand', 'updates:\n  healthCommand: [/bin/sh, -c, "id > /tmp/owned"]\n'],
+      ['keystore.backend', 'keystore: {backend: software}\n'],
+      ['dataDir', `dataDir: ${a.dir}\n`],
+      ['consoleConfigFile', `consoleConfigFile: ${join(a.dir, 'other.yaml')}\n`],
+      ['uplink.certFile', 'uplink: {certFile: /etc/shadow}\n'],
+    ] as const) {
+      writeFileSync(a.consoleFile, yaml, { mode: 0o600 });
+      assert.throws(
+        () => loadConfigFile(a.main),
+        (e: Error & { code?: string }) =>
+          e.code === 'ERR_CONFIG_INVALID' && /not a setting the console may change/.test(e.message),
+        what,
+      );
+    }
+    // A CA named outside the console's folder: root's CLI would otherwise read any file it names.
+    writeFileSync(a.consoleFile, 'uplink: {caFile: /etc/ssl/certs/ca-certificates.crt}\n', { mode: 0o600 });
+    assert.throws(() => loadConfigFile(a.main), /uplink\.caFile: must be a file in/);
+    // Writable by others: refused like the main file would be.
+    writeFileSync(a.consoleFile, `segments:\n${SEGMENT.replace(/^/gm, '  ')}`, { mode: 0o600 });
+    assert.equal(loadConfigFile(a.main).segments[0]?.name, 'plant', 'the allowed part loads');
+    chmodSync(a.consoleFile, 0o666);
+    assert.throws(() => loadConfigFile(a.main), { code: 'ERR_CONFIG_UNSAFE_PATH' });
+  });
+
+  it('puts an uplink CA beside the console file and names it there', (t) => {
+    const a = appliance(t);
+    // A broker CA made here (openssl), nothing from fixtures.
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-subj',
+        '/CN=broker CA',
+        '-days',
+        '2',
+        '-keyout',
+        join(a.dir, 'ca.key'),
+        '-out',
+        join(a.dir, 'ca.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const ca = readFileSync(join(a.dir, 'ca.pem'), 'utf8');
+    const plan = planConfigChange(a.main, {
+      uplink: { url: 'mqtts://broker.example.net:8883', topicPrefix: 'site-1', caPem: ca },
+    });
+    assert.deepEqual(plan.changed, ['uplink.url', 'uplink.topicPrefix', 'uplink.caFile']);
+    assert.ok(plan.caFile?.startsWith(join(a.state, 'config', 'uplink-ca-')), plan.caFile);
+    writeConfigChange(plan, marker(plan.changed));
+    const c = loadConfigFile(a.main);
+    assert.equal(c.uplink?.url, 'mqtts://broker.example.net:8883');
+    assert.equal(c.uplink?.caFile, plan.caFile);
+  });
+
+  it('is applied by the supervisor, and a change left by a dead process is rolled back there', async (t) => {
+    const a = appliance(t);
+    const { GatewaySupervisor } = await import('../gateway/src/cli/supervise.ts');
+    const deps = { clock: systemClock, logger: createLogger('fatal') };
+    const sup = new GatewaySupervisor(resolveConfig(a.main), deps, { healthBoundMs: 3000 });
+    await sup.boot();
+    try {
+      sup.apply({ segmentsYaml: SEGMENT }, 'ui:root');
+      for (let i = 0; i < 100 && sup.status()?.state === 'applying'; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.equal(sup.status()?.state, 'applied', JSON.stringify(sup.status()));
+      assert.equal(existsSync(markerOf(a.consoleFile)), false);
+      assert.match(readFileSync(a.consoleFile, 'utf8'), /name: plant/);
+      assert.equal(readFileSync(a.main, 'utf8'), a.text);
+    } finally {
+      await sup.stop('test');
+    }
+    const plan = planConfigChange(a.main, { segmentsYaml: '[]' });
+    writeConfigChange(plan, marker(plan.changed));
+    const again = new GatewaySupervisor(resolveConfig(a.main), deps);
+    const gw = await again.boot();
+    try {
+      assert.equal(again.status()?.state, 'rolled-back');
+      assert.equal(gw.core.config.segments[0]?.name, 'plant');
+      assert.equal(existsSync(markerOf(a.consoleFile)), false);
+    } finally {
+      await again.stop('test');
+    }
+  });
+});
