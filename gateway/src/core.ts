@@ -124,6 +124,7 @@ export class Core {
       audit: this.audit,
       identity: this.identity,
       clock: this.clock,
+      events: this.events,
     });
     return this.segmentationService;
   }
@@ -148,6 +149,7 @@ export class Core {
       store: this.store,
       audit: this.audit,
       clock: this.clock,
+      events: this.events,
     });
     return this.firmwareService;
   }

@@ -139,6 +139,7 @@ export class Gateway {
           audit: core.audit,
           clock: deps.clock,
           logger,
+          events: core.events,
         });
         hardware.start();
       }

@@ -1,3 +1,4 @@
+import { raiseAlert } from '../alerts.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/index.ts';
@@ -217,8 +218,8 @@ export class AnomalyService {
       b.by === 'source'
         ? `credential guessing: ${b.failures} failed DTLS authentications from ${b.key} in ${secs} s (${others})`
         : `credential guessing: ${b.failures} failed DTLS authentications as ${b.key} in ${secs} s (${others})`;
-    const now = new Date(this.deps.clock.now()).toISOString();
-    const { alert } = this.deps.store.alerts.raise(
+    const alert = raiseAlert(
+      this.deps,
       {
         deviceId: b.deviceId,
         severity: 'high',
@@ -234,23 +235,13 @@ export class AnomalyService {
         },
         dedupeKey: `anomaly:auth:${b.by}:${b.key}`,
       },
-      now,
+      b.failures,
     );
     this.deps.logger.warn(
       { alertId: alert.id, by: b.by, key: b.key, failures: b.failures, deviceId: b.deviceId ?? undefined },
       'credential guessing alert',
     );
     if (this.blocks(b)) this.block(b, alert.id);
-    this.deps.events?.emit({
-      type: 'alert',
-      ts: now,
-      alertId: alert.id,
-      deviceId: b.deviceId,
-      severity: 'high',
-      kind: alert.kind,
-      explanation: alert.explanation,
-      score: b.failures,
-    });
   }
 
   /** Whether the response policy blocks this brute force's source (policy.response.blockSource). */
@@ -315,7 +306,8 @@ export class AnomalyService {
       const rule = responseFor(this.deps.config.anomaly.responses, device, f.severity);
       const action = rule?.action ?? 'alert';
       const kinds = [...new Set(f.reasons.map((r) => r.feature))].sort();
-      const { alert } = this.deps.store.alerts.raise(
+      const alert = raiseAlert(
+        this.deps,
         {
           deviceId: f.device,
           severity: f.severity,
@@ -330,22 +322,12 @@ export class AnomalyService {
           },
           dedupeKey: `anomaly:${f.device}:${kinds.join('+')}`,
         },
-        new Date(this.deps.clock.now()).toISOString(),
+        f.score,
       );
       this.deps.logger.warn(
         { deviceId: f.device, alertId: alert.id, severity: f.severity, kinds, response: action },
         'behaviour alert',
       );
-      this.deps.events?.emit({
-        type: 'alert',
-        ts: new Date(this.deps.clock.now()).toISOString(),
-        alertId: alert.id,
-        deviceId: f.device,
-        severity: f.severity,
-        kind: alert.kind,
-        explanation: alert.explanation,
-        score: f.score,
-      });
       const record = alertRecord(f, alert.id, action);
       for (const s of this.sinks) {
         try {

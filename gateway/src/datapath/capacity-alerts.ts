@@ -1,3 +1,4 @@
+import { raiseAlert as raise } from '../alerts.ts';
 import type { Core } from '../core.ts';
 import { type CapacityEvent, type PeerAddress, sourcePrefix } from '../dtls/index.ts';
 import type { Logger } from '../log.ts';
@@ -10,21 +11,10 @@ const MAX_PREFIXES = 1000;
 
 type WarnOnce = (key: string, fields: Record<string, unknown>, message: string) => void;
 
-/** Stores an alert and tells the event stream; a store failure is logged, never thrown into the data path. */
+/** Raises an alert; a store failure is logged, never thrown into the data path. */
 function raiseAlert(core: Core, logger: Logger, alert: NewAlert, failure: string): void {
-  const ts = new Date(core.clock.now()).toISOString();
   try {
-    const { alert: a } = core.store.alerts.raise(alert, ts);
-    core.events.emit({
-      type: 'alert',
-      ts,
-      alertId: a.id,
-      deviceId: a.deviceId,
-      severity: a.severity,
-      kind: a.kind,
-      explanation: a.explanation,
-      score: null,
-    });
+    raise(core, alert);
   } catch (err) {
     logger.error({ err: (err as Error).message }, failure);
   }

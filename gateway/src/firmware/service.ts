@@ -1,11 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { raiseAlert } from '../alerts.ts';
 import type { AuditLog } from '../audit/index.ts';
 import { type Clock, isoTime } from '../clock.ts';
 import type { Config } from '../config/index.ts';
 import { sha256Hex } from '../digest.ts';
 import { firstIssue } from '../errors.ts';
+import type { GatewayEvents } from '../events.ts';
 import type { Campaign, CampaignDevice, FirmwareImage, Store } from '../store/index.ts';
 import { FirmwareError } from './errors.ts';
 import { checkVendorKey, parseFirmwareManifest, verifyVendorSignature } from './manifest.ts';
@@ -45,7 +47,8 @@ export interface FirmwareDeps {
   config: Config;
   store: Store;
   audit: AuditLog;
-  clock: Clock;
+  clock: Clock /** Where an alert is announced to flows (absent in a CLI process). */;
+  events?: GatewayEvents;
 }
 
 /** The command a sensor finds on its next message (downlink queue): where to fetch what. */
@@ -394,17 +397,14 @@ export class FirmwareService {
         target: String(id),
         details: { reason },
       });
-      store.alerts.raise(
-        {
-          deviceId: null,
-          severity: 'high',
-          kind: 'firmware.campaign_halted',
-          explanation: `Firmware campaign ${id} (${v.image.deviceClass} ${v.image.version}) halted: ${reason}`,
-          evidence: { campaign: id, ...v.counts },
-          dedupeKey: `firmware.campaign_halted:${id}`,
-        },
-        now,
-      );
+      raiseAlert(this.deps, {
+        deviceId: null,
+        severity: 'high',
+        kind: 'firmware.campaign_halted',
+        explanation: `Firmware campaign ${id} (${v.image.deviceClass} ${v.image.version}) halted: ${reason}`,
+        evidence: { campaign: id, ...v.counts },
+        dedupeKey: `firmware.campaign_halted:${id}`,
+      });
       return;
     }
     if (done === v.devices.length && v.campaign.state !== 'halted') {

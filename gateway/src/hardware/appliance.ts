@@ -1,5 +1,7 @@
+import { raiseAlert } from '../alerts.ts';
 import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
+import type { GatewayEvents } from '../events.ts';
 import type { Logger } from '../log.ts';
 import type { Alert, Store } from '../store/index.ts';
 import type { GpioBackend } from './backend.ts';
@@ -56,6 +58,8 @@ export class HardwareService {
       audit: AuditLog;
       clock: Clock;
       logger: Logger;
+      /** Where the tamper alert is announced to flows. */
+      events?: GatewayEvents;
     },
   ) {}
 
@@ -102,20 +106,16 @@ export class HardwareService {
   }
 
   private tampered(): void {
-    const { store, audit, clock, options, logger } = this.deps;
-    const now = new Date(clock.now()).toISOString();
+    const { store, audit, options, logger } = this.deps;
     store.transaction(() => {
-      store.alerts.raise(
-        {
-          deviceId: null,
-          severity: 'high',
-          kind: TAMPER_ALERT,
-          explanation: `the enclosure was opened (tamper switch)${options.tamperLocksUi ? '; changes through the UI are locked until this alert is acknowledged' : ''}`,
-          evidence: { pin: options.pins.tamperSwitch, lockUi: options.tamperLocksUi },
-          dedupeKey: TAMPER_ALERT,
-        },
-        now,
-      );
+      raiseAlert(this.deps, {
+        deviceId: null,
+        severity: 'high',
+        kind: TAMPER_ALERT,
+        explanation: `the enclosure was opened (tamper switch)${options.tamperLocksUi ? '; changes through the UI are locked until this alert is acknowledged' : ''}`,
+        evidence: { pin: options.pins.tamperSwitch, lockUi: options.tamperLocksUi },
+        dedupeKey: TAMPER_ALERT,
+      });
       audit.append({
         actor: 'hardware',
         action: 'hardware.tamper',

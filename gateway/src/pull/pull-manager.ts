@@ -1,5 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { raiseAlert } from '../alerts.ts';
 import type { AnomalyService } from '../anomaly/index.ts';
 import { logChildStderr, siblingModule } from '../child.ts';
 import type { Core } from '../core.ts';
@@ -132,17 +133,14 @@ export class PullManager {
 
   private reportCrashLoop(): void {
     this.logger.error({ crashes: this.crashes, err: this.lastError }, 'pull poller is crash-looping');
-    this.core.store.alerts.raise(
-      {
-        deviceId: null,
-        severity: 'high',
-        kind: 'gateway.worker_crash_loop',
-        explanation: `The pull-mode poller exited ${this.crashes} times in a row before answering (${this.lastError}); pull-mode sensors are not being read`,
-        evidence: { worker: 'pull-poller', crashes: this.crashes, lastError: this.lastError },
-        dedupeKey: 'gateway.worker_crash_loop:pull-poller',
-      },
-      new Date(this.core.clock.now()).toISOString(),
-    );
+    raiseAlert(this.core, {
+      deviceId: null,
+      severity: 'high',
+      kind: 'gateway.worker_crash_loop',
+      explanation: `The pull-mode poller exited ${this.crashes} times in a row before answering (${this.lastError}); pull-mode sensors are not being read`,
+      evidence: { worker: 'pull-poller', crashes: this.crashes, lastError: this.lastError },
+      dedupeKey: 'gateway.worker_crash_loop:pull-poller',
+    });
   }
 
   health(): WorkerHealth {

@@ -1,7 +1,9 @@
 import { join } from 'node:path';
+import { raiseAlert } from '../alerts.ts';
 import type { AuditLog } from '../audit/index.ts';
 import { type Clock, isoTime } from '../clock.ts';
 import type { Config } from '../config/index.ts';
+import type { GatewayEvents } from '../events.ts';
 import type { IdentityService } from '../identity/index.ts';
 import { isIpv4 } from '../net/ipv4.ts';
 import type { Device, QuarantineMode, Segment, Store, StoredRuleset } from '../store/index.ts';
@@ -49,6 +51,8 @@ export class SegmentationService {
       clock: Clock;
       tools?: FirewallTools;
       names?: NameCache;
+      /** Where a failed apply's alert is announced to flows. */
+      events?: GatewayEvents;
     },
   ) {
     this.applier = new FirewallApplier(
@@ -145,17 +149,14 @@ export class SegmentationService {
           target: r.hash,
           details: { ...summary, code: e.code, error: e.message },
         });
-        store.alerts.raise(
-          {
-            deviceId: null,
-            severity: 'high',
-            kind: 'firewall.apply_failed',
-            explanation: `Firewall ruleset ${r.hash.slice(0, 12)} was not applied (${e.code}): ${e.message}`,
-            evidence: { hash: r.hash, code: e.code },
-            dedupeKey: 'firewall.apply_failed',
-          },
-          isoTime(clock),
-        );
+        raiseAlert(this.deps, {
+          deviceId: null,
+          severity: 'high',
+          kind: 'firewall.apply_failed',
+          explanation: `Firewall ruleset ${r.hash.slice(0, 12)} was not applied (${e.code}): ${e.message}`,
+          evidence: { hash: r.hash, code: e.code },
+          dedupeKey: 'firewall.apply_failed',
+        });
       });
       throw e;
     }

@@ -67,6 +67,8 @@ export const DATABASE_FILE = 'portcullis.db';
 
 /** One SQLite database with a repository per aggregate. */
 export class Store {
+  private depth = 0;
+  private readonly afterCommits: Array<() => void> = [];
   readonly devices: DeviceRepository;
   readonly credentials: CredentialRepository;
   readonly segments: SegmentRepository;
@@ -124,7 +126,32 @@ export class Store {
 
   /** Run `fn` in one IMMEDIATE transaction: all of it survives a crash, or none of it. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    const pending = this.afterCommits.length;
+    this.depth++;
+    let result: T;
+    try {
+      result = this.db.transaction(fn).immediate();
+    } catch (err) {
+      // What the rolled-back part asked to announce never happened.
+      this.afterCommits.length = pending;
+      throw err;
+    } finally {
+      this.depth--;
+    }
+    if (this.depth === 0) {
+      const due = this.afterCommits.splice(0);
+      for (const f of due) f();
+    }
+    return result;
+  }
+
+  /**
+   * Runs `fn` once what was just written is committed: now outside `transaction`, at the outermost commit inside
+   * one, never when it rolls back — so an event announces only what a reader can find.
+   */
+  afterCommit(fn: () => void): void {
+    if (this.depth === 0) fn();
+    else this.afterCommits.push(fn);
   }
 
   /** Changes whenever another connection (e.g. the CLI in its own process) commits to the database. */

@@ -13,9 +13,11 @@ import {
 } from 'node:fs';
 import { basename, join } from 'node:path';
 import semver from 'semver';
+import { raiseAlert } from '../alerts.ts';
 import type { AuditLog } from '../audit/index.ts';
 import { type Clock, isoTime } from '../clock.ts';
 import type { Config } from '../config/index.ts';
+import type { GatewayEvents } from '../events.ts';
 import { DEFAULT_TCTI } from '../keystore/index.ts';
 import type { Store, UpdateRecord } from '../store/index.ts';
 import { VERSION } from '../version.ts';
@@ -33,7 +35,8 @@ export interface UpdateDeps {
   runningVersion: string;
   arch?: string;
   /** Where one exists (the TPM), the counter that proves the store's floor was not rolled back. */
-  counter?: RollbackCounter;
+  counter?: RollbackCounter /** Where an alert is announced to flows (absent in a CLI process). */;
+  events?: GatewayEvents;
 }
 
 export interface UpdateStatusView {
@@ -240,17 +243,14 @@ export class UpdateInstaller {
         target: version,
         details: { restored: previous, reason },
       });
-      this.deps.store.alerts.raise(
-        {
-          deviceId: null,
-          severity: 'high',
-          kind: 'update.rolled_back',
-          explanation: `Release ${version} failed its health check and was rolled back to ${previous ?? 'nothing'}: ${reason}`,
-          evidence: { version, previous },
-          dedupeKey: `update.rolled_back:${version}`,
-        },
-        now,
-      );
+      raiseAlert(this.deps, {
+        deviceId: null,
+        severity: 'high',
+        kind: 'update.rolled_back',
+        explanation: `Release ${version} failed its health check and was rolled back to ${previous ?? 'nothing'}: ${reason}`,
+        evidence: { version, previous },
+        dedupeKey: `update.rolled_back:${version}`,
+      });
     });
     throw new UpdateError(
       'ERR_UPDATE_HEALTH',
@@ -353,12 +353,14 @@ export function installerFor(core: {
   store: Store;
   audit: AuditLog;
   clock: Clock;
+  events?: GatewayEvents;
 }): UpdateInstaller {
   return new UpdateInstaller({
     options: core.config.updates,
     store: core.store,
     audit: core.audit,
     clock: core.clock,
+    events: core.events,
     runningVersion: VERSION,
     counter: rollbackCounterFor(core.config),
   });
