@@ -166,3 +166,54 @@ describe('the console configuration file', () => {
     }
   });
 });
+
+describe('the clock form on the appliance', () => {
+  it('asks timedated for the zone and NTP, writes the servers through the image’s link, and says when the host refuses', async (t) => {
+    const { symlinkSync, lstatSync } = await import('node:fs');
+    const { hostTimePaths, setHostTime, timedated } = await import('../gateway/src/config/host-time.ts');
+    const root = tempDir(t);
+    const paths = hostTimePaths(root);
+    assert.equal(timedated(paths), undefined, 'under a test root the files are written directly');
+    // The image: the drop-in in /etc is root's link to the service's own file.
+    const own = join(root, 'var', 'lib', 'portcullis-time', '60-portcullis-ui.conf');
+    mkdirSync(join(root, 'var', 'lib', 'portcullis-time'), { recursive: true });
+    mkdirSync(join(root, 'etc', 'systemd', 'timesyncd.conf.d'), { recursive: true });
+    mkdirSync(join(root, 'usr', 'share'), { recursive: true });
+    symlinkSync('/usr/share/zoneinfo', join(root, 'usr', 'share', 'zoneinfo'));
+    writeFileSync(own, '', { mode: 0o644 });
+    symlinkSync(own, paths.timesyncdDropIn);
+    const calls: string[] = [];
+    const host = timedated(hostTimePaths('/'), async (argv) => {
+      calls.push(argv.join(' '));
+    });
+    const r = await setHostTime({ timeZone: 'Europe/Berlin', ntp: ['ntp.example.net'] }, paths, host);
+    assert.deepEqual(r.changed, ['timeZone', 'ntp']);
+    assert.deepEqual(calls, [
+      'timedatectl --no-ask-password set-timezone Europe/Berlin',
+      'timedatectl --no-ask-password set-ntp false',
+      'timedatectl --no-ask-password set-ntp true',
+    ]);
+    assert.ok(lstatSync(paths.timesyncdDropIn).isSymbolicLink(), 'the link stays');
+    assert.match(readFileSync(own, 'utf8'), /^NTP=ntp\.example\.net$/m);
+    assert.equal(existsSync(paths.localtime), false, 'timedated, not the gateway, sets the zone');
+    // A host that does not allow it (no polkit rule, no timedated: a development machine) refuses, said so.
+    for (const [err, said] of [
+      [
+        Object.assign(new Error('x'), { stderr: 'Failed to set time zone: Access denied\n' }),
+        /Access denied/,
+      ],
+      [Object.assign(new Error('spawn timedatectl ENOENT'), { code: 'ENOENT' }), /not installed/],
+    ] as const) {
+      const refusing = timedated(hostTimePaths('/'), async () => {
+        throw err;
+      });
+      await assert.rejects(
+        setHostTime({ timeZone: 'Asia/Tokyo', ntp: ['ntp.example.net'] }, paths, refusing),
+        (e: Error & { code?: string }) =>
+          e.code === 'ERR_HOST_TIME_READONLY' &&
+          said.test(e.message) &&
+          /timedatectl set-timezone/.test(e.message),
+      );
+    }
+  });
+});

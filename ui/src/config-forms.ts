@@ -6,7 +6,7 @@ import {
   type HostTimePaths,
   ntpServersSchema,
   setHostTime,
-  timesyncdReload,
+  timedated,
   timeZoneSchema,
 } from '../../gateway/src/config/host-time.ts';
 import { firstIssue } from '../../gateway/src/errors.ts';
@@ -85,7 +85,7 @@ export function hostTimeOf(b: z.output<typeof hostTimeForm>, now: HostTime): Hos
 /** The host-time service, its typed errors as HTTP statuses (a host that refuses is a 409, not a 500). */
 export async function setHostTimeForUi(next: HostTime, paths: HostTimePaths): Promise<{ changed: string[] }> {
   try {
-    return await setHostTime(next, paths, timesyncdReload(paths));
+    return await setHostTime(next, paths, timedated(paths));
   } catch (err) {
     if (!(err instanceof HostTimeError)) throw err;
     throw new HttpError(err.code === 'ERR_HOST_TIME_INVALID' ? 400 : 409, err.code, err.message);
