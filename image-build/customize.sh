@@ -67,6 +67,12 @@ systemctl --root="$root" disable systemd-networkd-wait-online.service 2>/dev/nul
 install -d -m 0755 "$root/etc/systemd/timesyncd.conf.d"
 install -m 0644 "$release/systemd/timesyncd.conf.d/50-portcullis.conf" "$root/etc/systemd/timesyncd.conf.d/"
 systemctl --root="$root" enable systemd-timesyncd.service
+# The console's NTP servers: root's link to the file the gateway may write (portcullis-tmpfiles.conf makes it).
+ln -sfn /var/lib/portcullis-time/60-portcullis-ui.conf "$root/etc/systemd/timesyncd.conf.d/60-portcullis-ui.conf"
+
+# What the console may ask systemd for as the gateway's user (restart its units, reboot, time zone, NTP) and
+# nothing else: polkitd's JavaScript rule (systemd/polkit/50-portcullis.rules).
+install -D -m 0644 "$release/systemd/polkit/50-portcullis.rules" "$root/etc/polkit-1/rules.d/50-portcullis.rules"
 
 # The TPM: every Portcullis unit uses the kernel's resource manager (/dev/tpmrm0, group tss), so the
 # user-space broker is not needed; masked, because it waits 90 s for /dev/tpm0 on a machine without a TPM.

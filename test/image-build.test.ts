@@ -9,7 +9,16 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -323,6 +332,22 @@ describe('appliance root file system (amd64)', () => {
     const config = readFileSync(join(rootfs, 'etc', 'portcullis', 'config.yaml'), 'utf8');
     assert.match(config, /setupCodeFile: \/run\/portcullis-console\/setup-code/);
     assert.match(config, /host: 0\.0\.0\.0/);
+    // The console's settings (issue 25): its own file in the state directory; the main file and the release
+    // key root's and nobody else's to write; the NTP drop-in a link to the service's file; the polkit rule.
+    assert.match(config, /^consoleConfigFile: \/var\/lib\/portcullis\/config\/console\.yaml$/m);
+    for (const f of ['config.yaml', 'release-key.pub.pem']) {
+      const st = statSync(join(rootfs, 'etc', 'portcullis', f));
+      assert.ok(st.uid === 0 && (st.mode & 0o022) === 0, `${f} is root's alone`);
+    }
+    assert.equal(
+      readlinkSync(join(rootfs, 'etc', 'systemd', 'timesyncd.conf.d', '60-portcullis-ui.conf')),
+      '/var/lib/portcullis-time/60-portcullis-ui.conf',
+    );
+    assert.equal(
+      readFileSync(join(rootfs, 'etc', 'polkit-1', 'rules.d', '50-portcullis.rules'), 'utf8'),
+      readFileSync(join(ROOT, 'systemd', 'polkit', '50-portcullis.rules'), 'utf8'),
+    );
+    assert.equal(inRoot('dpkg-query', '-W', 'polkitd').status, 0, 'polkitd judges the rule');
     for (const d of ['kernel/postinst.d', 'kernel/postrm.d', 'initramfs/post-update.d'])
       assert.ok(existsSync(join(rootfs, 'etc', d, 'zz-portcullis-esp')), d);
     // The hook does nothing where there is no ESP (the Raspberry Pi image, this root file system).
