@@ -62,10 +62,23 @@ interface Download {
   at: number;
 }
 
+/**
+ * A message ID answered within the exchange lifetime, and the answer to repeat to a retransmission. The answer
+ * is kept as a latin1 string (one character a byte), not a Buffer: a small Buffer of its own costs ~0.5 KiB
+ * resident (its Uint8Array, ArrayBuffer and backing store) against ~16 bytes plus its length for a string, and
+ * up to MAX_REMEMBERED_IDS of them live per session for minutes — under traffic they are promoted to old space
+ * and were most of what the heap grew by.
+ */
+interface Seen {
+  at: number;
+  reply: string | null;
+}
+
 interface SessionState {
-  seen: Map<number, { at: number; reply: Buffer | null }>;
-  uploads: Map<string, Upload>;
-  downloads: Map<string, Download>;
+  seen: Map<number, Seen>;
+  /** Block-wise transfers in progress; made at a session's first (most sessions never have one). */
+  uploads: Map<string, Upload> | null;
+  downloads: Map<string, Download> | null;
   nextMessageId: number;
 }
 
@@ -98,7 +111,7 @@ export class CoapEndpoint {
   private state(session: DtlsSession): SessionState {
     let s = this.states.get(session);
     if (!s) {
-      s = { seen: new Map(), uploads: new Map(), downloads: new Map(), nextMessageId: randomInt(0, 0x10000) };
+      s = { seen: new Map(), uploads: null, downloads: null, nextMessageId: randomInt(0, 0x10000) };
       this.states.set(session, s);
     }
     return s;
@@ -131,10 +144,10 @@ export class CoapEndpoint {
     const seen = st.seen.get(messageId);
     if (seen && now - seen.at < EXCHANGE_LIFETIME_MS) {
       // A retransmission: repeat the answer (CON) without running the handler again.
-      if (seen.reply && msg.confirmable) this.sendRaw(session, seen.reply);
+      if (seen.reply !== null && msg.confirmable) this.sendRaw(session, Buffer.from(seen.reply, 'latin1'));
       return;
     }
-    const entry = { at: now, reply: null as Buffer | null };
+    const entry: Seen = { at: now, reply: null };
     st.seen.set(messageId, entry);
     this.pruneSeen(st, now);
 
@@ -157,7 +170,7 @@ export class CoapEndpoint {
       },
       65_535,
     );
-    entry.reply = packet;
+    entry.reply = packet.toString('latin1');
     this.sendRaw(session, packet);
   }
 
@@ -226,7 +239,7 @@ export class CoapEndpoint {
     const b2 = block2Raw ? decodeBlock(block2Raw) : null;
     if (block2Raw && !b2) return { code: '4.02', options: [] };
     let response: CoapResponse;
-    const cached = st.downloads.get(key);
+    const cached = st.downloads?.get(key);
     if (b2 && b2.num > 0 && cached && this.now() - cached.at < EXCHANGE_LIFETIME_MS) {
       response = cached.response;
     } else {
@@ -254,14 +267,16 @@ export class CoapEndpoint {
     const szx = Math.min(b2?.szx ?? maxSzx, maxSzx);
     const size = blockSize(szx);
     if (body.length <= size && !(b2 && b2.num > 0)) {
-      st.downloads.delete(key);
+      st.downloads?.delete(key);
       return { code: response.code, payload: body, options };
     }
     const num = b2?.num ?? 0;
     if (num * size >= body.length && body.length > 0) return { code: '4.02', options: [] };
     const more = (num + 1) * size < body.length;
-    if (more) st.downloads.set(key, { response, at: this.now() });
-    else st.downloads.delete(key);
+    if (more) {
+      st.downloads ??= new Map();
+      st.downloads.set(key, { response, at: this.now() });
+    } else st.downloads?.delete(key);
     options.push({ name: 'Block2', value: encodeBlock({ num, more, szx }) });
     if (num === 0) options.push({ name: 'Size2', value: encodeUint(body.length) });
     return { code: response.code, payload: body.subarray(num * size, (num + 1) * size), options };
@@ -283,27 +298,29 @@ export class CoapEndpoint {
   private receiveBlock(st: SessionState, key: string, b: BlockOption, part: Buffer): Buffer | string {
     const size = blockSize(b.szx);
     if (b.more && part.length !== size) return '4.00';
-    let up = st.uploads.get(key);
+    st.uploads ??= new Map();
+    const uploads = st.uploads;
+    let up = uploads.get(key);
     if (b.num === 0) {
-      if (!up && st.uploads.size >= MAX_PARALLEL_UPLOADS) return '5.03';
+      if (!up && uploads.size >= MAX_PARALLEL_UPLOADS) return '5.03';
       up = { parts: [], length: 0, at: this.now() };
-      st.uploads.set(key, up);
+      uploads.set(key, up);
     }
     // RFC 7959 §2.5: blocks out of order or of an unknown transfer are 4.08 Request Entity Incomplete.
     // The offset, not the number, must line up: the client may shrink its blocks after our first 2.31.
     if (!up || b.num * size !== up.length || this.now() - up.at > EXCHANGE_LIFETIME_MS) {
-      st.uploads.delete(key);
+      uploads.delete(key);
       return '4.08';
     }
     if (up.length + part.length > this.maxBody) {
-      st.uploads.delete(key);
+      uploads.delete(key);
       return '4.13';
     }
     up.parts.push(Buffer.from(part));
     up.length += part.length;
     up.at = this.now();
     if (b.more) return Buffer.alloc(0); // the caller answers 2.31 Continue
-    st.uploads.delete(key);
+    uploads.delete(key);
     return Buffer.concat(up.parts);
   }
 }

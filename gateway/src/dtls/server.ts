@@ -15,6 +15,7 @@ import {
 } from './constants.ts';
 import { CookieJar } from './cookie.ts';
 import { DtlsError } from './errors.ts';
+import { GroupIndex } from './group-index.ts';
 import {
   beginHandshake,
   type ClientHello,
@@ -209,8 +210,8 @@ export class DtlsServer {
   /** Established sessions by source address and by credential, kept only when a session cap or replacement needs them. */
   private readonly trackSessions: boolean;
   private readonly sessions = new Map<ServerConnection, SessionEntry>();
-  private readonly sessionsBySource = new Map<string, Set<ServerConnection>>();
-  private readonly sessionsByCredential = new Map<string, Set<ServerConnection>>();
+  private readonly sessionsBySource = new GroupIndex<string, ServerConnection>();
+  private readonly sessionsByCredential = new GroupIndex<string, ServerConnection>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private readonly helloReassemblies = new Map<string, HelloReassembly>();
   /** Sessions that may be resumed (null: resumption off). */
@@ -318,9 +319,9 @@ export class DtlsServer {
         this.byAddress.set(peerKey(conn.peer), conn);
         const entry = this.sessions.get(conn);
         if (entry && entry.address !== conn.peer.address) {
-          removeFrom(this.sessionsBySource, entry.address, conn);
+          this.sessionsBySource.remove(entry.address, conn);
           entry.address = conn.peer.address;
-          addTo(this.sessionsBySource, entry.address, conn);
+          this.sessionsBySource.add(entry.address, conn);
         }
       },
     };
@@ -341,13 +342,13 @@ export class DtlsServer {
     const entry: SessionEntry = { address: conn.peer.address, credential: credentialKey(conn.credential) };
     if (this.opts.replaceSessionsOfIdentity) {
       // The same credential from the same address: the sensor restarted on a new port. Its old session goes.
-      for (const other of [...(this.sessionsByCredential.get(entry.credential) ?? [])]) {
+      for (const other of this.sessionsByCredential.get(entry.credential)) {
         if (other !== conn && this.sessions.get(other)?.address === entry.address) other.close('replaced');
       }
     }
     this.sessions.set(conn, entry);
-    addTo(this.sessionsBySource, entry.address, conn);
-    addTo(this.sessionsByCredential, entry.credential, conn);
+    this.sessionsBySource.add(entry.address, conn);
+    this.sessionsByCredential.add(entry.credential, conn);
   }
 
   /** The session caps, applied once the peer is authenticated (see ServerConnection.onFinished). */
@@ -359,14 +360,14 @@ export class DtlsServer {
     const replace = this.opts.replaceSessionsOfIdentity;
     // Sessions this one will replace do not count against it.
     let sameCredential = 0;
-    for (const s of this.sessionsByCredential.get(credential) ?? []) {
+    for (const s of this.sessionsByCredential.get(credential)) {
       if (!(replace && this.sessions.get(s)?.address === address)) sameCredential++;
     }
     let reason: CapacityReason | null = null;
     if (sameCredential >= l.maxSessionsPerIdentity) reason = 'sessions-per-identity';
     else {
       let sameSource = 0;
-      for (const s of this.sessionsBySource.get(address) ?? []) {
+      for (const s of this.sessionsBySource.get(address)) {
         if (!(replace && this.sessions.get(s)?.credential === credential)) sameSource++;
       }
       if (sameSource >= l.maxSessionsPerSource) reason = 'sessions-per-source';
@@ -396,8 +397,8 @@ export class DtlsServer {
     const entry = this.sessions.get(conn);
     if (entry) {
       this.sessions.delete(conn);
-      removeFrom(this.sessionsBySource, entry.address, conn);
-      removeFrom(this.sessionsByCredential, entry.credential, conn);
+      this.sessionsBySource.remove(entry.address, conn);
+      this.sessionsByCredential.remove(entry.credential, conn);
     }
     const key = peerKey(conn.peer);
     if (this.byAddress.get(key) === conn) this.byAddress.delete(key);
