@@ -217,3 +217,102 @@ describe('the clock form on the appliance', () => {
     }
   });
 });
+
+describe('a backup restored onto a replacement appliance', () => {
+  it('carries the console’s configuration and its CA over, never writes the main file, and refuses what the console may not set', async (t) => {
+    const { createBackup, stageRestore, applyStagedRestore } = await import('../gateway/src/backup/index.ts');
+    const { Core } = await import('../gateway/src/core.ts');
+    const { ManualClock } = await import('../gateway/src/clock.ts');
+    const clock = new ManualClock(Date.UTC(2026, 11, 1));
+    const deps = (core: InstanceType<typeof Core>) => ({
+      config: core.config,
+      store: core.store,
+      keystore: core.keystore as NonNullable<typeof core.keystore>,
+      audit: core.audit,
+      clock,
+    });
+    const KDF = { N: 2 ** 14, r: 8, p: 1 };
+    // A: the console set an uplink (with its CA) and a segment.
+    const a = appliance(t);
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-subj',
+        '/CN=broker CA',
+      ].concat(['-days', '2', '-keyout', join(a.dir, 'ca.key'), '-out', join(a.dir, 'ca.pem')]),
+      { stdio: 'ignore' },
+    );
+    const plan = planConfigChange(a.main, {
+      uplink: {
+        url: 'mqtts://broker.example.net:8883',
+        topicPrefix: 'site-1',
+        caPem: readFileSync(join(a.dir, 'ca.pem'), 'utf8'),
+      },
+    });
+    writeConfigChange(plan, marker(plan.changed));
+    const seg = planConfigChange(a.main, { segmentsYaml: SEGMENT });
+    writeConfigChange(seg, marker(seg.changed));
+    const coreA = Core.open(loadConfigFile(a.main), clock);
+    t.after(() => coreA.close());
+    const { archive } = await createBackup(deps(coreA), {
+      passphrase: 'a long backup passphrase',
+      configSource: a.main,
+      actor: 'test',
+      kdf: KDF,
+    });
+    // B: a fresh appliance elsewhere; its main file is the image's, read-only.
+    const b = appliance(t);
+    chmodSync(b.main, 0o444);
+    const coreB = Core.open(loadConfigFile(b.main), clock);
+    const staged = stageRestore(deps(coreB), archive, {
+      passphrase: 'a long backup passphrase',
+      actor: 'test',
+      configSource: b.main,
+    });
+    coreB.close();
+    assert.equal(staged.config, 'restored');
+    const applied = applyStagedRestore({ config: loadConfigFile(b.main), source: b.main }, clock);
+    assert.ok(applied && 'rollbackDir' in applied && applied.config, JSON.stringify(applied));
+    assert.equal(readFileSync(b.main, 'utf8'), b.text, 'the main file is never written');
+    const c = loadConfigFile(b.main);
+    assert.equal(c.uplink?.url, 'mqtts://broker.example.net:8883');
+    assert.equal(c.segments[0]?.name, 'plant');
+    assert.ok(c.uplink?.caFile?.startsWith(join(b.state, 'config', 'uplink-ca-')), c.uplink?.caFile);
+    assert.equal(
+      readFileSync(c.uplink?.caFile as string, 'utf8').trim(),
+      readFileSync(join(a.dir, 'ca.pem'), 'utf8').trim(),
+    );
+
+    // An archive whose console file sets the release key (made by someone holding A's service user): refused.
+    const evil = join(a.state, 'config', 'attacker.pub.pem');
+    writeFileSync(evil, readFileSync(a.key));
+    writeFileSync(a.consoleFile, `updates:\n  publicKeyFile: ${evil}\n`, { mode: 0o600 });
+    const { archive: bad } = await createBackup(deps(coreA), {
+      passphrase: 'a long backup passphrase',
+      configSource: a.main,
+      actor: 'test',
+      kdf: KDF,
+    });
+    const d = appliance(t);
+    const coreD = Core.open(loadConfigFile(d.main), clock);
+    t.after(() => coreD.close());
+    assert.throws(
+      () =>
+        stageRestore(deps(coreD), bad, {
+          passphrase: 'a long backup passphrase',
+          actor: 'test',
+          configSource: d.main,
+        }),
+      (e: Error & { code?: string }) =>
+        e.code === 'ERR_BACKUP_INCOMPATIBLE' && /not a setting the console may change/.test(e.message),
+    );
+    assert.equal(existsSync(d.consoleFile), false, 'nothing written');
+  });
+});

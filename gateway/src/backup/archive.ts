@@ -66,11 +66,18 @@ export type CarriedSecret =
   | { kind: 'psk'; credentialId: number; lookup: string; value: string }
   | { kind: 'totp'; username: string; value: string };
 
+/**
+ * What an archive may hold: the database, the main configuration file, and the console's own configuration
+ * file with the uplink CA it names (a gateway with `consoleConfigFile`; docs/backup.md).
+ */
+export const ARCHIVE_FILES = ['portcullis.db', 'config.yaml', 'console.yaml', 'console-ca.pem'] as const;
+export type ArchiveFileName = (typeof ARCHIVE_FILES)[number];
+
 const indexSchema = z.strictObject({
   files: z
     .array(
       z.strictObject({
-        name: z.enum(['portcullis.db', 'config.yaml']),
+        name: z.enum(ARCHIVE_FILES),
         size: z.number().int().min(0),
         sha256: z.string().length(64),
       }),
@@ -93,7 +100,7 @@ const indexSchema = z.strictObject({
 export type ArchiveIndex = z.output<typeof indexSchema>;
 
 export interface ArchiveContents {
-  files: Map<'portcullis.db' | 'config.yaml', Buffer>;
+  files: Map<ArchiveFileName, Buffer>;
   secrets: CarriedSecret[];
 }
 
@@ -160,7 +167,7 @@ function decodePayload(payload: Buffer): ArchiveContents {
   } catch {
     throw tampered('the index is not valid');
   }
-  const files = new Map<'portcullis.db' | 'config.yaml', Buffer>();
+  const files = new Map<ArchiveFileName, Buffer>();
   let at = 4 + len;
   for (const f of index.files) {
     const data = payload.subarray(at, at + f.size);

@@ -25,6 +25,7 @@ import { DATABASE_FILE, LATEST_SCHEMA_VERSION, Store } from '../store/index.ts';
 import { totpContext } from '../users/service.ts';
 import { VERSION } from '../version.ts';
 import {
+  type ArchiveFileName,
   type ArchiveHeader,
   assertPassphrase,
   type CarriedSecret,
@@ -33,6 +34,12 @@ import {
   openArchive,
   sealArchive,
 } from './archive.ts';
+import {
+  checkStagedConsole,
+  consoleFilesOf,
+  installConsoleFile,
+  stageConsoleFile,
+} from './console-config.ts';
 import { BackupError } from './errors.ts';
 
 /** Archives above this are refused (the UI stops reading the upload at it). */
@@ -41,6 +48,7 @@ export const MAX_ARCHIVE_BYTES = 256 * 1024 * 1024;
 export const RESTORE_DIR = 'restore';
 const STAGED = 'staged';
 const CONFIG_NAME = 'config.yaml';
+const CONSOLE_NAME = 'console.yaml';
 /** The rollback copies kept (the oldest go first). */
 const KEEP_ROLLBACKS = 3;
 
@@ -166,8 +174,9 @@ export async function createBackup(
 ): Promise<{ archive: Buffer; summary: BackupSummary }> {
   assertPassphrase(opts.passphrase);
   const { db, secrets, devices, schemaVersion } = await snapshot(deps);
-  const files = new Map<'portcullis.db' | 'config.yaml', Buffer>([['portcullis.db', db]]);
+  const files = new Map<ArchiveFileName, Buffer>([['portcullis.db', db]]);
   if (opts.configSource) files.set('config.yaml', readFileSync(opts.configSource));
+  for (const [name, data] of consoleFilesOf(deps.config)) files.set(name, data);
   const createdAt = isoTime(deps.clock);
   const certificate = deps.keystore.identityCertificate();
   const archive = sealArchive({
@@ -185,7 +194,7 @@ export async function createBackup(
     identity: certificateFingerprint(certificate),
     devices,
     secrets: secrets.length,
-    config: files.has('config.yaml'),
+    config: files.has('config.yaml') || files.has(CONSOLE_NAME),
     bytes: archive.length,
     sha256: sha256(archive),
   };
@@ -297,7 +306,15 @@ export function stageRestore(deps: BackupDeps, archive: Buffer, opts: RestoreOpt
       `the archive's database has schema ${schema}, newer than this release's ${LATEST_SCHEMA_VERSION} (made by ${header.gatewayVersion}): update this gateway first`,
     );
   }
-  const configText = opts.keepConfig ? undefined : contents.files.get('config.yaml');
+  // With a console file the main file is root's (the image's, the same on the replacement) and never written:
+  // the console's file (uplink, segments) and its CA are what carry the configuration over.
+  const consoleFile = deps.config.consoleConfigFile;
+  const configText = opts.keepConfig || consoleFile ? undefined : contents.files.get('config.yaml');
+  const consoleText =
+    !opts.keepConfig && consoleFile && contents.files.has(CONSOLE_NAME)
+      ? stageConsoleFile(contents.files, consoleFile, opts.configSource)
+      : undefined;
+  const restoresConfig = Boolean(configText ?? consoleText);
   if (configText) {
     const baseDir = opts.configSource ? dirname(opts.configSource) : process.cwd();
     checkArchivedConfig(configText, baseDir, deps.config.dataDir);
@@ -316,9 +333,10 @@ export function stageRestore(deps: BackupDeps, archive: Buffer, opts: RestoreOpt
       contents.secrets,
       sha256(archive),
       opts,
-      Boolean(configText),
+      restoresConfig,
     );
     if (configText) writeFileSync(join(staging, CONFIG_NAME), configText, { mode: 0o600 });
+    if (consoleText) writeFileSync(join(staging, CONSOLE_NAME), consoleText, { mode: 0o600 });
     renameSync(staging, join(base, STAGED));
     const staged: StagedRestore = {
       from: {
@@ -329,7 +347,7 @@ export function stageRestore(deps: BackupDeps, archive: Buffer, opts: RestoreOpt
       },
       devices,
       secrets: contents.secrets.length,
-      config: configText ? 'restored' : 'kept',
+      config: restoresConfig ? 'restored' : 'kept',
     };
     deps.audit.append({
       actor: opts.actor,
@@ -422,6 +440,10 @@ export function applyStagedRestore(
   const live = join(config.dataDir, DATABASE_FILE);
   const withConfig = existsSync(stagedConfig) && loaded.source !== undefined;
   const tmpConfig = `${loaded.source}.restore`;
+  const consoleFile = config.consoleConfigFile;
+  const stagedConsole = join(staged, CONSOLE_NAME);
+  const consoleText =
+    consoleFile && existsSync(stagedConsole) ? readFileSync(stagedConsole, 'utf8') : undefined;
   try {
     if (!existsSync(stagedDb))
       throw new BackupError('ERR_BACKUP_STATE', 'the staged restore has no database');
@@ -432,6 +454,7 @@ export function applyStagedRestore(
       copyFileSync(stagedConfig, tmpConfig);
       chmodSync(tmpConfig, 0o600);
     }
+    if (consoleFile && consoleText !== undefined) checkStagedConsole(consoleText, consoleFile, loaded.source);
   } catch (err) {
     // Nothing was moved: the gateway starts on its own data, and the refused copy stays for a person to look at.
     if (withConfig) rmSync(tmpConfig, { force: true });
@@ -455,11 +478,12 @@ export function applyStagedRestore(
     copyFileSync(source, join(rollbackDir, CONFIG_NAME));
     renameSync(tmpConfig, source);
   }
+  if (consoleFile && consoleText !== undefined) installConsoleFile(consoleText, consoleFile, rollbackDir);
   // The commit point: from here the gateway opens the restored database.
   renameSync(stagedDb, live);
   rmSync(staged, { recursive: true, force: true });
   pruneRollbacks(base);
-  return { rollbackDir, config: withConfig };
+  return { rollbackDir, config: withConfig || consoleText !== undefined };
 }
 
 function pruneRollbacks(base: string): void {
