@@ -20,6 +20,7 @@ import {
   writeConfigChange,
 } from '../gateway/src/config/apply.ts';
 import { loadConfigFile, resolveConfig } from '../gateway/src/config/index.ts';
+import type { Core as CoreType } from '../gateway/src/core.ts';
 import { createLogger } from '../gateway/src/log.ts';
 import { tempDir } from './helpers/tmp.ts';
 
@@ -224,7 +225,7 @@ describe('a backup restored onto a replacement appliance', () => {
     const { Core } = await import('../gateway/src/core.ts');
     const { ManualClock } = await import('../gateway/src/clock.ts');
     const clock = new ManualClock(Date.UTC(2026, 11, 1));
-    const deps = (core: InstanceType<typeof Core>) => ({
+    const deps = (core: CoreType) => ({
       config: core.config,
       store: core.store,
       keystore: core.keystore as NonNullable<typeof core.keystore>,
