@@ -111,27 +111,52 @@ describe('uplink queue', () => {
     assert.equal(pull.health().refused, 1);
   });
 
-  it('runs a write beside a reading (last_seen) before the reading is acknowledged; its failure loses no reading', async (t) => {
+  it("writes last_seen in the readings' commit, on a connection of its own, before they are acknowledged", async (t) => {
     const store = Store.open(join(tempDir(t), 'q.db'));
+    t.after(() => store.close());
+    store.devices.insert({ id: 'd0', credentialKind: 'psk', state: 'active' }, '2026-12-06T09:00:00.000Z');
     const u = new Uplink(store, opts({}), new ManualClock(), quiet);
-    const ran: string[] = [];
+    t.after(() => u.stop());
+    const before = store.dataVersion();
     await Promise.all([
-      u.enqueue({ ...msg(0), alongside: () => ran.push('m0') }),
-      u.enqueue({
-        ...msg(1),
-        alongside: () => {
-          throw new Error('no such device');
-        },
-      }),
-      u.enqueue({ ...msg(2), alongside: () => ran.push('m2') }),
+      u.enqueue({ ...msg(0), seenAt: '2026-12-06T09:00:05.000Z' }),
+      // A device that is not there: its last_seen changes nothing, and its reading is stored all the same.
+      u.enqueue({ ...msg(1), seenAt: '2026-12-06T09:00:05.000Z' }),
+      u.enqueue(msg(2)),
     ]);
-    assert.deepEqual(ran, ['m0', 'm2']);
+    // Read on the main connection once the promises resolved: committed, and by another connection (the
+    // writer's thread; PRAGMA data_version moves only for other connections' commits).
+    assert.equal(store.devices.get('d0')?.lastSeen, '2026-12-06T09:00:05.000Z');
+    assert.notEqual(store.dataVersion(), before);
     assert.deepEqual(
-      store.queue.peek(10).map((m) => m.payload.toString()),
-      ['m0', 'm1', 'm2'],
+      store.queue.peek(10).map((m) => [m.deviceId, m.payload.toString(), m.properties.deviceId]),
+      [
+        ['d0', 'm0', 'd0'],
+        ['d1', 'm1', 'd1'],
+        ['d0', 'm2', 'd0'],
+      ],
     );
     assert.equal(u.status().queueDepth, 3);
-    store.close();
+  });
+
+  it('keeps arrival order across batches committed while earlier ones are still with the writer', async (t) => {
+    const store = Store.open(join(tempDir(t), 'q.db'));
+    t.after(() => store.close());
+    const u = new Uplink(store, opts({}), new ManualClock(), quiet);
+    t.after(() => u.stop());
+    const all: Promise<void>[] = [];
+    // Several turns of the event loop, each adding readings while the batch before may still be committing.
+    for (let turn = 0; turn < 20; turn++) {
+      for (let i = 0; i < 10; i++) all.push(u.enqueue(msg(turn * 10 + i)));
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(all);
+    const stored = store.queue.peek(1000).map((m) => m.payload.toString());
+    assert.deepEqual(
+      stored,
+      Array.from({ length: 200 }, (_, i) => `m${i}`),
+    );
+    assert.equal(u.status().queueDepth, 200);
   });
 
   it('drops messages older than maxAge, counted, and keeps younger ones', async (t) => {

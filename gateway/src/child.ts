@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 import type { Logger } from './log.ts';
 
 /** A module to run in a child process, and the Node flags it needs. */
@@ -20,6 +21,26 @@ export function siblingModule(callerUrl: string, name: string): ChildModule {
     path: fileURLToPath(new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, callerUrl)),
     execArgv: fromSource ? ['--import', import.meta.resolve('tsx')] : ['--enable-source-maps'],
   };
+}
+
+/**
+ * The module `name` beside the caller in a worker thread: compiled JavaScript in the appliance; from TypeScript
+ * (tests, benchmarks) through tsx, which a worker thread does not inherit from the thread that made it, so it
+ * registers it first.
+ */
+export function startWorkerThread(
+  callerUrl: string,
+  name: string,
+  options: Pick<WorkerOptions, 'resourceLimits' | 'workerData'> = {},
+): Worker {
+  const mod = siblingModule(callerUrl, name);
+  if (!mod.path.endsWith('.ts')) return new Worker(mod.path, options);
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  const entry = JSON.stringify(pathToFileURL(mod.path).href);
+  return new Worker(`import(${tsx}).then((t) => { t.register(); return import(${entry}); });`, {
+    ...options,
+    eval: true,
+  });
 }
 
 /** Lines a child may log per minute before the rest are only counted: a crash-looping child must not flood the journal. */

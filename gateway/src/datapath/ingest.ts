@@ -52,6 +52,7 @@ export async function ingestTelemetry(
   }
   if (!decision.allow || !device) return decision;
   // last_seen (written at most every 30 s per device) rides in the queue's transaction: no fsync of its own.
-  await uplink.enqueue({ deviceId: device.id, ...reading, alongside: () => core.identity.touch(device.id) });
+  const seenAt = core.identity.seenDue(device.id);
+  await uplink.enqueue({ deviceId: device.id, ...reading, ...(seenAt !== null ? { seenAt } : {}) });
   return decision;
 }

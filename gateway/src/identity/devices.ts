@@ -645,10 +645,19 @@ export class IdentityService {
 
   /** Records activity; written at most once per TOUCH_INTERVAL_MS per device, not once per message. */
   touch(id: string): void {
+    const at = this.seenDue(id);
+    if (at !== null) this.store.devices.touch(id, at);
+  }
+
+  /**
+   * The time to write as the device's last_seen now (ISO), or null when it was written under TOUCH_INTERVAL_MS
+   * ago: for a caller that writes it itself, inside another commit (the uplink queue's, issue 23).
+   */
+  seenDue(id: string): string | null {
     const now = this.clock.now();
     const last = this.touched.get(id);
-    if (last !== undefined && now - last < TOUCH_INTERVAL_MS) return;
+    if (last !== undefined && now - last < TOUCH_INTERVAL_MS) return null;
     this.touched.set(id, now);
-    this.store.devices.touch(id, new Date(now).toISOString());
+    return new Date(now).toISOString();
   }
 }

@@ -10,7 +10,8 @@ export type StoreErrorCode =
   | 'ERR_STORE_OPEN'
   | 'ERR_STORE_MIGRATION'
   | 'ERR_STORE_CONFLICT'
-  | 'ERR_STORE_NOT_FOUND';
+  | 'ERR_STORE_NOT_FOUND'
+  | 'ERR_STORE_QUEUE_WRITER';
 
 export class StoreError extends PortcullisError {
   constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
@@ -23,6 +24,11 @@ export type Db = Database.Database;
 export interface OpenOptions {
   synchronous?: 'full' | 'normal';
   readonly?: boolean;
+  /**
+   * A second connection of a process whose first one checked and migrated the file (the queue writer's thread):
+   * no integrity check and no migration again.
+   */
+  checked?: boolean;
 }
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
@@ -96,7 +102,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
           'refusing to open it — run the release that wrote it',
       );
     }
-    const check = db.pragma('quick_check', { simple: true });
+    const check = options.checked ? 'ok' : db.pragma('quick_check', { simple: true });
     if (check !== 'ok') {
       throw new StoreError(
         'ERR_STORE_CORRUPT',
@@ -106,7 +112,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
     if (!options.readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-      migrate(db, version, file);
+      if (!options.checked) migrate(db, version, file);
     }
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');

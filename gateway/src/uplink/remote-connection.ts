@@ -6,9 +6,8 @@
  */
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { followStderr, siblingModule } from '../child.ts';
+import type { Worker } from 'node:worker_threads';
+import { followStderr, siblingModule, startWorkerThread } from '../child.ts';
 import type { BrokerConnection, ConnectionEvents, ConnectParams, UplinkKey } from './connection.ts';
 import {
   batchPosts,
@@ -114,21 +113,12 @@ function connectViaWorker(
   };
 }
 
-/**
- * The thread's module: compiled JavaScript in the appliance; from TypeScript (tests, benchmarks) through tsx, which a
- * worker thread does not inherit from the thread that made it, so it registers it first.
- */
+/** The thread's module beside this one (child.ts says how it loads in the appliance and from TypeScript). */
 function startThread(name: string): Worker {
-  const mod = siblingModule(import.meta.url, name);
   // The thread keeps little alive (a connection, a window of publishes): a small young generation keeps the
   // gateway's resident memory down (issue 20) at the price of more scavenges, which run on the thread's own core.
-  const resourceLimits = { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB };
-  if (!mod.path.endsWith('.ts')) return new Worker(mod.path, { resourceLimits });
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  const entry = JSON.stringify(pathToFileURL(mod.path).href);
-  return new Worker(`import(${tsx}).then((t) => { t.register(); return import(${entry}); });`, {
-    eval: true,
-    resourceLimits,
+  return startWorkerThread(import.meta.url, name, {
+    resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
   });
 }
 

@@ -3,6 +3,12 @@ import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { LogThrottle } from '../log-throttle.ts';
 import type { QueuedMessage, Store } from '../store/index.ts';
+import {
+  openQueueWriter,
+  type QueueBatchResult,
+  type QueueRow,
+  type QueueWriter,
+} from '../store/queue-writer.ts';
 import { watchCertificate } from './certificate-watch.ts';
 import type {
   BrokerConnection,
@@ -71,10 +77,11 @@ export interface TelemetryMessage {
   /** Under the topic prefix instead of the device's telemetry topic (messages published by policy flows). */
   topicSuffix?: string;
   /**
-   * A small write that belongs with the reading (the device's last_seen): run inside the queue's transaction, so
-   * it shares its one fsync instead of paying its own (issue 23). Its failure is logged; the reading still commits.
+   * The device's last_seen to write with the reading (ISO time; identity.seenDue says when one is due): inside the
+   * queue's transaction, so it shares its one fsync instead of paying its own (issue 23). Its failure is logged;
+   * the reading still commits.
    */
-  alongside?: () => void;
+  seenAt?: string;
 }
 
 export interface UplinkStatus {
@@ -104,6 +111,13 @@ const DEFAULT_WINDOW = 256;
 const ACK_FLUSH_MS = 100;
 /** Messages the pump holds in memory ahead of the broker; beyond it (the broker is slow or away) it reads the queue. */
 const TAIL_MAX = 4096;
+const DEFAULT_MAX_AGE_MS = 7 * 24 * 3600_000;
+
+interface Pending {
+  m: TelemetryMessage;
+  resolve(): void;
+  reject(err: unknown): void;
+}
 
 let connector: Promise<(p: ConnectParams, ev: ConnectionEvents) => BrokerConnection> | undefined;
 
@@ -138,9 +152,16 @@ export class Uplink {
   private stopped = false;
   /** After stop(): the store may be closed; nothing touches it any more. */
   private closed = false;
-  private batch: Array<{ m: TelemetryMessage; resolve(): void; reject(err: unknown): void }> = [];
+  private batch: Pending[] = [];
   private acked: number[] = [];
   private ackTimer: NodeJS.Timeout | null = null;
+  /** Commits the queue's writes in a thread of its own (store/queue-writer.ts); made with the first batch. */
+  private writer: QueueWriter | null = null;
+  /** The batch the writer has now (one at a time: what comes meanwhile goes next, together), settled or not. */
+  private committing: Promise<void> | null = null;
+  private commitScheduled = false;
+  /** Retention: what was enqueued before this goes with the next commit. */
+  private expireBefore: string | null = null;
   /** Committed messages not yet sent, in id order, while the pump is in step with the queue; null: read the queue. */
   private tail: QueuedMessage[] | null = null;
   /** clock.now() when the connection last came up or went down (or the uplink was made). */
@@ -221,21 +242,35 @@ export class Uplink {
   }
 
   /**
-   * Resolves once the message is committed (group commit: every message that arrives in the same turn of the
-   * event loop shares one transaction, so one fsync). Only then may the sensor be acknowledged. Rejects with
+   * Resolves once the message is committed (group commit: every message that arrives while the writer commits the
+   * batch before shares the next transaction, so one fsync). Only then may the sensor be acknowledged. Rejects with
    * QueueFullError (ERR_UPLINK_QUEUE_FULL) when the queue is at its bound: nothing is stored.
    */
   enqueue(m: TelemetryMessage): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.batch.push({ m, resolve, reject });
-      if (this.batch.length === 1) setImmediate(() => this.commitBatch());
+      this.scheduleCommit();
     });
   }
 
+  private scheduleCommit(): void {
+    if (this.commitScheduled || this.committing) return;
+    this.commitScheduled = true;
+    setImmediate(() => {
+      this.commitScheduled = false;
+      this.commitBatch();
+    });
+  }
+
+  /**
+   * Hands the writer one transaction: the new readings that fit under the bound, their devices' last_seen, the
+   * PUBACKed rows to delete and the retention cut. The writer commits it on its own connection in its own thread,
+   * so the fsync blocks that thread, not this one (issue 23); the senders are answered when it says committed.
+   */
   private commitBatch(): void {
+    if (this.committing || this.closed) return;
     const batch = this.batch;
     this.batch = [];
-    if (batch.length === 0) return;
     const max = this.opts?.maxMessages ?? 100_000;
     // Backpressure: what does not fit is refused before it is stored, in arrival order, so no message is
     // acknowledged that the bound would later drop (issue 23).
@@ -243,41 +278,73 @@ export class Uplink {
     const refused = batch.slice(room);
     batch.length = Math.min(batch.length, room);
     if (refused.length > 0) this.refuse(refused, max);
-    if (batch.length === 0) return;
-    const rows: QueuedMessage[] = [];
     // PUBACKed rows waiting for their delete go in the same transaction: one fsync for both (issue 23).
     const acked = this.takeAcked();
-    let deleted = 0;
-    try {
-      this.store.transaction(() => {
-        const receivedAt = new Date(this.clock.now()).toISOString();
-        for (const { m } of batch) {
-          const properties: Record<string, string> = { receivedAt, credentialKind: m.credentialKind };
-          if (m.deviceId) properties.deviceId = m.deviceId;
-          if (m.contentFormat !== null) properties.contentFormat = String(m.contentFormat);
-          const row = {
-            deviceId: m.deviceId,
-            topic: m.topicSuffix
-              ? `${this.opts?.topicPrefix ?? 'portcullis'}/${m.topicSuffix}`
-              : this.topicFor(m.deviceId),
-            payload: m.payload,
-            properties,
-            enqueuedAt: receivedAt,
-          };
-          rows.push({ id: this.store.queue.enqueue(row), ...row });
-          if (m.alongside) this.runAlongside(m.alongside);
-        }
-        deleted = this.deleteAcked(acked);
-      });
-    } catch (err) {
-      // Nothing was stored: no sensor is acknowledged, so each will retransmit.
-      for (const b of batch) b.reject(err);
-      this.acked.push(...acked);
-      return;
+    const expireBefore = this.expireBefore;
+    this.expireBefore = null;
+    if (batch.length === 0 && acked.length === 0 && expireBefore === null) return;
+    const receivedAt = new Date(this.clock.now()).toISOString();
+    const rows: QueueRow[] = [];
+    const props: Array<Record<string, string>> = [];
+    const seen: Array<[string, string]> = [];
+    for (const { m } of batch) {
+      const properties: Record<string, string> = { receivedAt, credentialKind: m.credentialKind };
+      if (m.deviceId) properties.deviceId = m.deviceId;
+      if (m.contentFormat !== null) properties.contentFormat = String(m.contentFormat);
+      const topic = m.topicSuffix
+        ? `${this.opts?.topicPrefix ?? 'portcullis'}/${m.topicSuffix}`
+        : this.topicFor(m.deviceId);
+      rows.push({ deviceId: m.deviceId, topic, payload: m.payload, properties: JSON.stringify(properties) });
+      props.push(properties);
+      if (m.seenAt && m.deviceId) seen.push([m.deviceId, m.seenAt]);
     }
-    this.depth += batch.length - deleted;
+    this.writer ??= openQueueWriter(this.store);
+    this.committing = this.writer
+      .commit({ enqueuedAt: receivedAt, rows, seen, acked, expireBefore })
+      .then(
+        (r) => this.committed(batch, rows, props, r, receivedAt),
+        (err: unknown) => {
+          // Nothing was stored: no sensor is acknowledged, so each will retransmit.
+          for (const b of batch) b.reject(err);
+          this.acked.push(...acked);
+          this.expireBefore ??= expireBefore;
+          this.logger.error({ err: (err as Error).message }, 'uplink queue: commit failed');
+        },
+      )
+      .finally(() => {
+        this.committing = null;
+        if (this.batch.length > 0 || this.expireBefore !== null) this.commitBatch();
+        else if (this.acked.length > 0) this.armAckFlush();
+      });
+  }
+
+  private committed(
+    batch: Pending[],
+    rows: QueueRow[],
+    props: Array<Record<string, string>>,
+    r: QueueBatchResult,
+    receivedAt: string,
+  ): void {
+    for (const e of r.errors) this.logger.error({ err: e }, 'uplink: a write beside the readings failed');
+    this.depth += rows.length - r.deleted;
+    if (r.expired > 0) {
+      this.tail = null; // what the pump holds may include them
+      const maxAgeMs = this.opts?.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
+      this.countDropped(r.expired, { maxAgeMs }, 'uplink queue: dropped expired messages');
+    }
     // The pump sends these from memory while it is in step with the queue (no read back of what was just written).
-    if (this.tail) this.tail = this.tail.length + rows.length <= TAIL_MAX ? this.tail.concat(rows) : null;
+    // It may have read some of them already (they were committed before this answer came): ids tell.
+    if (this.tail) {
+      const fresh: QueuedMessage[] = [];
+      rows.forEach((row, i) => {
+        const id = r.ids[i] as number;
+        if (id > this.lastSentId) {
+          const { deviceId, topic, payload } = row;
+          fresh.push({ id, deviceId, topic, payload, properties: props[i] ?? {}, enqueuedAt: receivedAt });
+        }
+      });
+      this.tail = this.tail.length + fresh.length <= TAIL_MAX ? this.tail.concat(fresh) : null;
+    }
     for (const b of batch) b.resolve();
     this.schedulePump();
   }
@@ -303,15 +370,6 @@ export class Uplink {
     }
   }
 
-  private runAlongside(write: () => void): void {
-    try {
-      write();
-    } catch (err) {
-      // SQLite undid only that statement; the transaction and the readings in it go on.
-      this.logger.error({ err: (err as Error).message }, 'uplink: a write alongside a reading failed');
-    }
-  }
-
   /**
    * PUBACKed rows are deleted with the next group commit of new messages, or on their own after ACK_FLUSH_MS when
    * none comes: a delete lost in a crash only means a duplicate, so it need not cost an fsync of its own.
@@ -319,7 +377,15 @@ export class Uplink {
   private acknowledged(id: number): void {
     if (this.closed) return; // the row stays queued: at worst one duplicate after the restart
     this.acked.push(id);
-    if (!this.ackTimer) this.ackTimer = setTimeout(() => this.flushAcks(), ACK_FLUSH_MS);
+    this.armAckFlush();
+  }
+
+  private armAckFlush(): void {
+    if (this.ackTimer) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      this.scheduleCommit();
+    }, ACK_FLUSH_MS);
   }
 
   private takeAcked(): number[] {
@@ -330,30 +396,8 @@ export class Uplink {
     return ids;
   }
 
-  /** Inside a transaction; a failed delete leaves the rest going (those rows are published again). */
-  private deleteAcked(ids: number[]): number {
-    let n = 0;
-    try {
-      for (const i of ids) if (this.store.queue.delete(i)) n++;
-    } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'uplink: acknowledged messages not deleted');
-    }
-    return n;
-  }
-
-  private flushAcks(): void {
-    const ids = this.takeAcked();
-    if (ids.length === 0) return;
-    try {
-      this.depth -= this.store.transaction(() => this.deleteAcked(ids));
-    } catch (err) {
-      // Not fatal: the rows stay and are published again (at least once).
-      this.logger.error({ err: (err as Error).message }, 'uplink: acknowledged messages not deleted');
-    }
-  }
-
   start(): void {
-    const maxAge = this.opts?.maxAgeMs ?? 7 * 24 * 3600_000;
+    const maxAge = this.opts?.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
     this.expiryTimer = setInterval(() => this.expire(maxAge), Math.min(maxAge, 60_000));
     this.expiryTimer.unref();
     const certFile = this.opts?.certFile;
@@ -367,10 +411,10 @@ export class Uplink {
     this.connect();
   }
 
+  /** Retention rides with the next commit (the writer's thread deletes; committed() counts and says it). */
   private expire(maxAgeMs: number): void {
-    const n = this.store.queue.deleteEnqueuedBefore(new Date(this.clock.now() - maxAgeMs).toISOString());
-    if (n > 0) this.tail = null; // what the pump holds may include them
-    this.countDropped(n, { maxAgeMs }, 'uplink queue: dropped expired messages');
+    this.expireBefore = new Date(this.clock.now() - maxAgeMs).toISOString();
+    this.scheduleCommit();
   }
 
   /** Every drop is counted and said: the bound is a policy, never a silent loss. */
@@ -505,8 +549,9 @@ export class Uplink {
       if (this.tail) batch = this.tail.splice(0, want);
       else {
         batch = this.store.queue.peek(want, this.lastSentId);
-        // Fewer than asked: every queued row after lastSentId is in hand, and new ones are committed on this
-        // thread, so from here the pump follows the commits in memory.
+        // Fewer than asked: every queued row after lastSentId is in hand, and every new one is committed by this
+        // uplink's writer, whose answers append it (committed(); rows read here already are skipped by id), so
+        // from here the pump follows the commits in memory.
         if (batch.length < want) this.tail = [];
       }
       if (batch.length === 0) return;
@@ -576,8 +621,19 @@ export class Uplink {
     await this.client?.end(1000);
     this.client = null;
     this.connected = false;
-    if (this.batch.length > 0) this.commitBatch();
-    this.flushAcks();
+    // What is still to commit (readings, deletes) is committed before the writer's connection closes.
+    // Bounded: a writer that keeps failing leaves the rest queued or unsent (the senders were not acknowledged).
+    for (
+      let round = 0;
+      round < 5 && (this.committing || this.batch.length + this.acked.length > 0);
+      round++
+    ) {
+      if (!this.committing) this.commitBatch();
+      if (!this.committing) break;
+      await this.committing;
+    }
     this.closed = true;
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    await this.writer?.close();
   }
 }

@@ -34,12 +34,33 @@ export class QueueRepository {
   constructor(private readonly db: Db) {}
 
   enqueue(m: Omit<QueuedMessage, 'id'>): number {
+    return this.enqueueRow(m.deviceId, m.topic, m.payload, JSON.stringify(m.properties), m.enqueuedAt);
+  }
+
+  /** `enqueue` with the properties already as JSON (the queue writer's thread gets them so). */
+  enqueueRow(
+    deviceId: string,
+    topic: string,
+    payload: Buffer,
+    properties: string,
+    enqueuedAt: string,
+  ): number {
     const r = this.db
       .prepare(
         'INSERT INTO uplink_queue (device_id, topic, payload, properties, enqueued_at) VALUES (?, ?, ?, ?, ?)',
       )
-      .run(m.deviceId, m.topic, m.payload, JSON.stringify(m.properties), m.enqueuedAt);
+      .run(deviceId, topic, payload, properties, enqueuedAt);
     return Number(r.lastInsertRowid);
+  }
+
+  /**
+   * Where a second connection to this queue would open (null: an in-memory database, which no other connection
+   * can reach) and with which durability (PRAGMA synchronous: 2 is FULL).
+   */
+  connection(): { file: string | null; synchronous: 'full' | 'normal' } {
+    const file = this.db.memory || this.db.name === '' ? null : this.db.name;
+    const sync = this.db.pragma('synchronous', { simple: true }) as number;
+    return { file, synchronous: sync >= 2 ? 'full' : 'normal' };
   }
 
   peek(limit: number, afterId = 0): QueuedMessage[] {
