@@ -2,7 +2,6 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { once } from 'node:events';
 import { isIP, isIPv4 } from 'node:net';
-import { Writer } from './bytes.ts';
 import { type CloseReason, type ConnectionHost, ServerConnection } from './connection.ts';
 import {
   AlertDescription,
@@ -12,15 +11,14 @@ import {
   DTLS_1_2,
   HANDSHAKE_HEADER_LENGTH,
   HandshakeType,
+  RECORD_HEADER_LENGTH,
 } from './constants.ts';
 import { CookieJar } from './cookie.ts';
 import { DtlsError } from './errors.ts';
 import { GroupIndex } from './group-index.ts';
 import {
-  beginHandshake,
   type ClientHello,
   type ClientHelloHead,
-  endHandshake,
   type HandshakeMessage,
   parseClientHello,
   parseFragments,
@@ -163,12 +161,29 @@ function literalLookup(
   else dnsLookup(address, options, callback);
 }
 
-/** RFC 6347 §4.2.1: the HelloVerifyRequest reuses the ClientHello's record and message sequence numbers. */
+/**
+ * RFC 6347 §4.2.1: the HelloVerifyRequest reuses the ClientHello's record and message sequence numbers. Every
+ * cookie-less hello gets one, so it is written straight into the datagram: one allocation.
+ */
 function helloVerifyRequest(recordSeq: number, messageSeq: number, cookie: Buffer): Buffer {
-  const w = new Writer(HANDSHAKE_HEADER_LENGTH + 3 + cookie.length);
-  const start = beginHandshake(w, HandshakeType.helloVerifyRequest, messageSeq);
-  w.u16(DTLS_1_0).vec8(cookie);
-  return encodeRecord(ContentType.handshake, DTLS_1_0, 0, recordSeq, endHandshake(w, start));
+  const bodyLength = 3 + cookie.length;
+  const d = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + HANDSHAKE_HEADER_LENGTH + bodyLength);
+  d[0] = ContentType.handshake;
+  d.writeUInt16BE(DTLS_1_0, 1);
+  d.writeUInt16BE(0, 3); // epoch
+  d.writeUIntBE(recordSeq, 5, 6);
+  d.writeUInt16BE(HANDSHAKE_HEADER_LENGTH + bodyLength, 11);
+  let at = RECORD_HEADER_LENGTH;
+  d[at] = HandshakeType.helloVerifyRequest;
+  d.writeUIntBE(bodyLength, at + 1, 3);
+  d.writeUInt16BE(messageSeq, at + 4);
+  d.writeUIntBE(0, at + 6, 3); // fragment offset
+  d.writeUIntBE(bodyLength, at + 9, 3);
+  at += HANDSHAKE_HEADER_LENGTH;
+  d.writeUInt16BE(DTLS_1_0, at);
+  d[at + 2] = cookie.length;
+  cookie.copy(d, at + 3);
+  return d;
 }
 
 /**
@@ -207,6 +222,8 @@ export class DtlsServer {
   private readonly halfOpenBySource = new Map<string, Set<ServerConnection>>();
   private readonly halfOpenByPrefix = new Map<string, number>();
   private halfOpenSeq = 0;
+  /** See peerBytes. */
+  private readonly peerScratch = Buffer.allocUnsafeSlow(128);
   /** Established sessions by source address and by credential, kept only when a session cap or replacement needs them. */
   private readonly trackSessions: boolean;
   private readonly sessions = new Map<ServerConnection, SessionEntry>();
@@ -511,7 +528,7 @@ export class DtlsServer {
         } catch {
           return false; // the first fragment must reach past the cookie
         }
-        const peerBytes = Buffer.from(`${key}\0`);
+        const peerBytes = this.peerBytes(key);
         if (!this.cookies.verify(peerBytes, head)) {
           if (head.cookie.length > 0) this.opts.handlers.onCookieRefused?.(peer);
           this.send(helloVerifyRequest(rec.seq, f.seq, this.cookies.make(peerBytes, head)), peer);
@@ -614,7 +631,7 @@ export class DtlsServer {
       });
       return;
     }
-    const peerBytes = Buffer.from(`${key}\0`);
+    const peerBytes = this.peerBytes(key);
     if (!this.cookies.verify(peerBytes, head)) {
       // A hello that carried a cookie which does not verify (not the first, cookie-less hello): worth telling.
       if (head.cookie.length > 0) this.opts.handlers.onCookieRefused?.(peer);
@@ -633,7 +650,8 @@ export class DtlsServer {
       this.discard(peer, 'rate-limited');
       return;
     }
-    const refused = this.admitHandshake(peer, replacing !== null);
+    const prefix = sourcePrefix(peer.address);
+    const refused = this.admitHandshake(peer, prefix, replacing !== null);
     if (refused) {
       this.refuse(peer, refused);
       this.discard(peer, 'capacity');
@@ -644,7 +662,7 @@ export class DtlsServer {
     this.byAddress.set(key, conn);
     const h: HalfOpen = {
       address: peer.address,
-      prefix: sourcePrefix(peer.address),
+      prefix,
       seq: this.halfOpenSeq++,
     };
     this.handshaking.set(conn, h);
@@ -660,12 +678,12 @@ export class DtlsServer {
    * table is full all the same (many prefixes), the heaviest source's oldest half-open handshake makes room for
    * a lighter source. A source that is itself the heaviest is refused: evicting its own would gain nothing.
    */
-  private admitHandshake(peer: PeerAddress, replacing: boolean): CapacityReason | null {
+  private admitHandshake(peer: PeerAddress, prefix: string, replacing: boolean): CapacityReason | null {
     const l = this.opts.limits;
     if (!replacing && this.byAddress.size >= l.maxSessions) return 'sessions';
     const mine = this.halfOpenBySource.get(peer.address)?.size ?? 0;
     if (mine >= l.maxHandshakesPerSource) return 'handshakes-per-source';
-    if ((this.halfOpenByPrefix.get(sourcePrefix(peer.address)) ?? 0) >= l.maxHandshakesPerPrefix) {
+    if ((this.halfOpenByPrefix.get(prefix) ?? 0) >= l.maxHandshakesPerPrefix) {
       return 'handshakes-per-prefix';
     }
     if (this.handshaking.size < l.maxHandshakes) return null;
@@ -690,6 +708,19 @@ export class DtlsServer {
     });
     victim.dropHandshake();
     return null;
+  }
+
+  /**
+   * The source address and port as the cookie binds them: the peer key and a NUL, written into a scratch
+   * buffer the cookie's HMAC reads before it returns (two hellos per handshake took a Buffer each).
+   */
+  private peerBytes(key: string): Buffer {
+    const scratch = this.peerScratch;
+    // latin1: an address and port are ASCII. A key too long for the scratch (none is) takes a Buffer.
+    if (key.length >= scratch.length) return Buffer.from(`${key}\0`, 'latin1');
+    const n = scratch.write(key, 0, 'latin1');
+    scratch[n] = 0;
+    return scratch.subarray(0, n + 1);
   }
 
   private newCid(): Buffer {
