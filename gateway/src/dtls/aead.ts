@@ -49,6 +49,12 @@ export abstract class AeadKey {
     sequence?: Buffer,
   ): Buffer | null;
 
+  /**
+   * Moves the bytes this key keeps for its life into the session's own allocation (bytes.ts packOwned); a key
+   * without such bytes (ChaCha20's KeyObject) keeps what it has.
+   */
+  relocate(_move: (b: Buffer) => Buffer): void {}
+
   /** Returns explicit_nonce || ciphertext || tag. */
   seal(explicit: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
     const out = Buffer.allocUnsafe(this.overhead + plaintext.length);
@@ -61,7 +67,7 @@ export abstract class AeadKey {
 export class NativeAeadKey extends AeadKey {
   private readonly gcm: boolean;
   /** key || salt, the layout the addon takes; a session's whole record-protection state. */
-  private readonly keySalt: Buffer;
+  private keySalt: Buffer;
 
   constructor(
     suite: CipherSuite,
@@ -76,6 +82,10 @@ export class NativeAeadKey extends AeadKey {
     this.keySalt = Buffer.allocUnsafeSlow(key.length + salt.length);
     key.copy(this.keySalt, 0);
     salt.copy(this.keySalt, key.length);
+  }
+
+  override relocate(move: (b: Buffer) => Buffer): void {
+    this.keySalt = move(this.keySalt);
   }
 
   sealInto(explicit: Buffer, aad: Buffer, plaintext: Buffer, out: Buffer, offset: number): number {

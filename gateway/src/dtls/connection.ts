@@ -1,4 +1,4 @@
-import { ownCopy, Writer } from './bytes.ts';
+import { ownCopy, packOwned, Writer } from './bytes.ts';
 import { AlertDescription, AlertLevel, CertificateType, ContentType, HandshakeType } from './constants.ts';
 import { DtlsError, decodeError } from './errors.ts';
 import type { FlightItem } from './flight.ts';
@@ -392,10 +392,29 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
     this.retransmit.stop();
     this.hs = null;
     this.state = 'established';
+    this.packSession(finalFlight);
     // A resumed handshake's Finished went first: nothing is left to resend.
     if (finalFlight) this.retransmit.send(finalFlight, false);
     else this.retransmit.release();
     this.host.established(this);
+  }
+
+  /**
+   * What the session keeps for its life — session ID, PSK identity, Connection IDs, record keys and the Finished
+   * held for resending — moved into one allocation of its own (bytes.ts packOwned): each was a small Buffer
+   * with its own ArrayBuffer and backing store, together most of an idle session's memory (issue 23).
+   */
+  private packSession(finalFlight: FlightItem[] | null): void {
+    const p = this.params;
+    const c = p.credential;
+    packOwned((move) => {
+      p.sessionId = move(p.sessionId);
+      if (c?.kind === 'psk') c.identity = move(c.identity);
+      if (p.connectionId) p.connectionId = move(p.connectionId);
+      if (this.records.peerCid) this.records.peerCid = move(this.records.peerCid);
+      this.records.relocateKeys(move);
+      for (const item of finalFlight ?? []) if (item.epoch === 1) item.payload = move(item.payload);
+    });
   }
 
   // ---------------------------------------------------------------- records out, ending

@@ -70,6 +70,12 @@ export class RecordLayer implements RecordSink {
     return this.readKey !== null;
   }
 
+  /** The keys' own bytes into the session's allocation (connection.ts packSession). */
+  relocateKeys(move: (b: Buffer) => Buffer): void {
+    this.readKey?.relocate(move);
+    this.writeKey?.relocate(move);
+  }
+
   /** Forgets the keys: the connection is closed. */
   clear(): void {
     this.readKey = null;
