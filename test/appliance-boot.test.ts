@@ -26,7 +26,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { type Vm as BaseVm, vmHttps, waitForVm, watchSerial } from './helpers/appliance-vm.ts';
+import { generateSync } from 'otplib';
+import { type Vm as BaseVm, vmApp, vmHttps, waitForVm, watchSerial } from './helpers/appliance-vm.ts';
+import { Browser } from './helpers/ui.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
@@ -133,6 +135,85 @@ const waitFor = <T>(what: string, vm: Vm, probe: () => T | undefined | Promise<T
   waitForVm(what, vm, probe, BOOT_DEADLINE_MS);
 const https = vmHttps;
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * What the console changes on the shipped appliance (issue 25, appliance points 1–3, 5), as the admin made
+ * above, through the UI over the forwarded port: a configuration change applies (to the service's own file;
+ * /etc stays read-only to it) and the gateway comes back healthy with it; the time zone and NTP servers change
+ * through timedated (the polkit rule); a restart from Maintenance restarts the gateway through systemd.
+ */
+async function consoleChangesTheAppliance(t: TestContext, vm: Vm): Promise<void> {
+  const password = 'a long first password';
+  const b = new Browser(vmApp(vm.ui) as never);
+  assert.equal((await b.call('POST', '/auth/login', { username: 'tech', password })).status, 200);
+  const secret = (await b.call('POST', '/auth/totp/enroll')).data.secret as string;
+  // Each code once: a re-authentication waits for the next 30-second step.
+  let step = 0;
+  const code = async () => {
+    while (Math.floor(Date.now() / 30_000) <= step) await sleep(1000);
+    step = Math.floor(Date.now() / 30_000);
+    return generateSync({ secret, epoch: Math.floor(Date.now() / 1000) });
+  };
+  const enrolled = await b.call('POST', '/auth/totp/confirm', { code: await code() });
+  assert.equal(enrolled.status, 200, JSON.stringify(enrolled.data));
+  b.csrf = enrolled.data.csrf as string;
+
+  // 1. A segment, applied with automatic rollback; the gateway restarts in its process and must be healthy.
+  const segment =
+    '- name: plant\n  role: sensors\n  interface: eth1\n  subnet: 10.1.0.0/24\n  gatewayAddress: 10.1.0.1\n';
+  const applied = await b.page('POST', '/configuration/apply', {
+    part: 'segments',
+    segments: segment,
+    password,
+    code: await code(),
+  });
+  assert.equal(applied.flash?.kind, 'ok', JSON.stringify(applied.flash));
+  const segments = await waitFor('the gateway back, healthy, with the new segment', vm, async () => {
+    const h = await https(vm.ui, '/healthz');
+    if (!h || (JSON.parse(h.body) as { status: string }).status !== 'ok') return undefined;
+    const r = await b.call('GET', '/api/v1/segments').catch(() => undefined);
+    return r?.status === 200 && JSON.stringify(r.data).includes('plant') ? r.data : undefined;
+  });
+  t.diagnostic(`segments after the change: ${JSON.stringify(segments)}`);
+  const page = await waitFor('the change reported applied', vm, async () => {
+    const p = await b.page('GET', '/configuration').catch(() => undefined);
+    return p && /applied/i.test(p.text) ? p.text : undefined;
+  });
+  assert.doesNotMatch(page, /rolled back/i);
+
+  // 2. The clock: timedated sets the zone (/etc/localtime, which the page reads back) and restarts NTP.
+  const clock = await b.page('POST', '/configuration/time', {
+    timeZone: 'Europe/Berlin',
+    ntp: 'ntp.example.net',
+    password,
+    code: await code(),
+  });
+  assert.equal(clock.flash?.kind, 'ok', JSON.stringify(clock.flash));
+  assert.match((await b.page('GET', '/configuration')).text, /Now: Europe\/Berlin, NTP\s+ntp\.example\.net/);
+
+  // 3. Restart from Maintenance (re-authenticated just now): systemd restarts the gateway, a new process.
+  const before = JSON.parse((await https(vm.ui, '/healthz'))?.body ?? '{}') as { uptimeSeconds: number };
+  await sleep(2000);
+  const restart = await b.call('POST', '/api/v1/maintenance/power', {
+    action: 'restart',
+    confirm: 'restart',
+    reason: 'appliance boot test',
+  });
+  assert.equal(restart.status, 202, JSON.stringify(restart.data));
+  const requestedAt = Date.now();
+  const after = await waitFor('the gateway restarted by systemd', vm, async () => {
+    const h = await https(vm.ui, '/healthz');
+    if (!h) return undefined;
+    const j = JSON.parse(h.body) as { status: string; uptimeSeconds: number };
+    const wouldBe = before.uptimeSeconds + (Date.now() - requestedAt) / 1000;
+    return j.status === 'ok' && j.uptimeSeconds + 2 < wouldBe && j.uptimeSeconds < before.uptimeSeconds
+      ? j
+      : undefined;
+  });
+  t.diagnostic(`uptime before the restart ${before.uptimeSeconds} s, after ${after.uptimeSeconds} s`);
+}
+
 // The two boots and the kernel test share the one image (each VM on its own copy-on-write overlay) and run at
 // the same time.
 // Its own budget (the runner's default is 10 minutes): the build, then the no-TPM boot until systemd gives up.
@@ -212,6 +293,7 @@ describe('the amd64 appliance image, out of the box', { concurrency: 3, timeout:
     assert.equal(admin?.status, 401, 'the editor API needs a login');
     // The code never reached the network: not in /healthz, not in the editor.
     assert.ok(!JSON.stringify(health).includes(code));
+    await consoleChangesTheAppliance(t, vm);
   });
 
   it('without a TPM, says on the console why the gateway does not start, and that systemd stops retrying after a bounded number of tries', {

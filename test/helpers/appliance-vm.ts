@@ -84,3 +84,44 @@ export function vmHttps(
     req.end(body);
   });
 }
+
+/**
+ * The UI on a forwarded port as the `request` of an in-process app, so test/helpers/ui.ts's Browser (session
+ * cookie, CSRF token, forms, flash messages) drives the booted appliance as it drives the UI in process.
+ */
+export function vmApp(port: number) {
+  return {
+    request: (path: string, init: { method?: string; headers?: Record<string, string>; body?: string }) =>
+      new Promise<Response>((resolve, reject) => {
+        const req = httpsRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            path,
+            method: init.method ?? 'GET',
+            rejectUnauthorized: false,
+            // Re-authentication hashes a password on an emulated CPU: slow.
+            timeout: 120_000,
+            headers: init.headers ?? {},
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (d: Buffer) => chunks.push(d));
+            res.on('end', () => {
+              const headers = new Headers();
+              for (const [k, v] of Object.entries(res.headers)) {
+                if (Array.isArray(v)) for (const one of v) headers.append(k, one);
+                else if (v !== undefined) headers.set(k, String(v));
+              }
+              const status = res.statusCode ?? 500;
+              const body = status === 204 || status === 304 ? null : Buffer.concat(chunks);
+              resolve(new Response(body, { status, headers }));
+            });
+          },
+        );
+        req.on('timeout', () => req.destroy(new Error(`no answer from the appliance's UI for ${path}`)));
+        req.on('error', reject);
+        req.end(init.body);
+      }),
+  };
+}
