@@ -15,8 +15,8 @@ export class PowerError extends PortcullisError {
 
 /**
  * What restarts the gateway service and reboots the host on the appliance. `--no-block`: systemctl returns once
- * the job is queued, so the request is answered before systemd stops this process. The service user needs a
- * polkit rule allowing exactly these (docs/backup.md, "Maintenance").
+ * the job is queued, so the request is answered before systemd stops this process. The appliance's polkit rule
+ * (systemd/polkit/50-portcullis.rules) allows the service user exactly these (docs/appliance.md).
  */
 export const DEFAULT_POWER_COMMANDS: Record<PowerAction, readonly string[]> = {
   restart: ['systemctl', '--no-block', 'restart', 'portcullis-gateway.service'],
