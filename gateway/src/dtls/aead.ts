@@ -77,9 +77,9 @@ export class NativeAeadKey extends AeadKey {
   ) {
     super(suite);
     this.gcm = suite.aead === 'aes-128-gcm';
-    // Its own 20 bytes, not a slice of Node's 8 KB allocation pool: a session lives for hours and would keep
-    // a whole pool slab alive.
-    this.keySalt = Buffer.allocUnsafeSlow(key.length + salt.length);
+    // From Node's pool: an established session moves it into its own allocation (relocate, packSession), so
+    // no pool slab stays pinned for the session's life, and a handshake pays no ArrayBuffer of its own per key.
+    this.keySalt = Buffer.allocUnsafe(key.length + salt.length);
     key.copy(this.keySalt, 0);
     salt.copy(this.keySalt, key.length);
   }

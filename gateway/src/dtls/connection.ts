@@ -1,4 +1,4 @@
-import { ownCopy, packOwned, Writer } from './bytes.ts';
+import { packOwned, Writer } from './bytes.ts';
 import { AlertDescription, AlertLevel, CertificateType, ContentType, HandshakeType } from './constants.ts';
 import { DtlsError, decodeError } from './errors.ts';
 import type { FlightItem } from './flight.ts';
@@ -161,7 +161,8 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
     const resuming = findResumable(o, this.sessions, hello, offer.extendedMasterSecret, this.peer);
     const suite = resuming ? resuming.suite : negotiated.suite;
     p.suite = suite;
-    p.sessionId = resuming ? ownCopy(hello.sessionId) : this.sessions ? publicRandom(32) : p.sessionId;
+    // A copy (the hello is the datagram's memory); packSession moves it into the session's own allocation.
+    p.sessionId = resuming ? Buffer.from(hello.sessionId) : this.sessions ? publicRandom(32) : p.sessionId;
     const hs = this.newHandshake(hello, msg, suite, negotiated.clientCertType, resuming !== undefined);
     this.hs = hs;
     const answer: HelloAnswer = { offer, negotiated, size, ownCid: p.connectionId, resuming };

@@ -15,8 +15,9 @@ export function publicRandom(length: number): Buffer {
     randomFillSync(pool);
     used = 0;
   }
-  // Not from Node's buffer pool: a connection or session ID lives as long as its session (see ownCopy).
-  const out = Buffer.allocUnsafeSlow(length);
+  // From Node's pool: what a session keeps (its session and connection IDs) moves into the session's own
+  // allocation once established (connection.ts packSession), so no pool slab stays pinned by it.
+  const out = Buffer.allocUnsafe(length);
   pool.copy(out, 0, used, used + length);
   pool.fill(0, used, used + length);
   used += length;

@@ -1,5 +1,5 @@
 import { type KeyObject, randomBytes, verify } from 'node:crypto';
-import { ownCopy, Reader, Writer } from '../bytes.ts';
+import { Reader, Writer } from '../bytes.ts';
 import {
   certificateFingerprint,
   parseRawPublicKey,
@@ -124,7 +124,8 @@ function onClientKeyExchange(ctx: HandshakeContext, hs: HandshakeState, body: Bu
 function readPskIdentity(ctx: HandshakeContext, hs: HandshakeState, r: Reader): Buffer {
   const identity = r.vec16();
   if (identity.length === 0 || identity.length > MAX_PSK_IDENTITY) throw decodeError('PSK identity');
-  ctx.params.credential = { kind: 'psk', identity: ownCopy(identity) };
+  // A copy of the datagram's bytes; once established, the session moves it into its own allocation (packSession).
+  ctx.params.credential = { kind: 'psk', identity: Buffer.from(identity) };
   const lookup = ctx.opts.lookupPsk as NonNullable<ResolvedOptions['lookupPsk']>;
   const found = lookup(identity, ctx.peer);
   // RFC 4279 §2: carry on with a random key so an unknown identity looks exactly like a wrong key.

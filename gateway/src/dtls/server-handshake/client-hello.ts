@@ -1,4 +1,4 @@
-import { ownCopy, Reader } from '../bytes.ts';
+import { Reader } from '../bytes.ts';
 import {
   AlertDescription,
   CertificateType,
@@ -147,5 +147,6 @@ export function readConnectionId(hello: ClientHello): Buffer | null | undefined 
   const r = new Reader(data, 'connection_id');
   const peerCid = r.vec8();
   r.end();
-  return peerCid.length > 0 ? ownCopy(peerCid) : null;
+  // A copy of the datagram's bytes, moved into the session's own allocation once established (packSession).
+  return peerCid.length > 0 ? Buffer.from(peerCid) : null;
 }

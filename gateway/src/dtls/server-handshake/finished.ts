@@ -1,5 +1,4 @@
 import { timingSafeEqual } from 'node:crypto';
-import { ownCopy } from '../bytes.ts';
 import { AlertDescription, ContentType } from '../constants.ts';
 import { DtlsError } from '../errors.ts';
 import type { FlightItem } from '../flight.ts';
@@ -46,8 +45,8 @@ export function finishHandshake(
   });
   hs.transcript.bytes(clientFinished);
   // Kept for resending until the peer's first application data, so possibly for the session's whole idle life:
-  // a copy of its own, not a slice that pins a pool slab (bytes.ts ownCopy).
-  const finished = ownCopy(serverFinished(ctx, hs));
+  // the connection moves it into the session's own allocation (packSession), so no pool slab stays pinned.
+  const finished = serverFinished(ctx, hs);
   master.fill(0);
   return [
     { epoch: 0, type: ContentType.changeCipherSpec, payload: CHANGE_CIPHER_SPEC },
