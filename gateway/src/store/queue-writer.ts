@@ -164,6 +164,9 @@ export function unpackBatch(p: PackedBatch): QueueBatch {
   return { enqueuedAt: p.enqueuedAt, rows, seen, acked: Array.from(p.acked), expireBefore: p.expireBefore };
 }
 
+/** How long the thread stays without a batch before it and its connection are let go. */
+const IDLE_CLOSE_MS = 20_000;
+
 /** The thread keeps a connection and one batch: a small young generation, as the uplink's own thread. */
 const THREAD_YOUNG_GENERATION_MB = 4;
 
@@ -180,6 +183,7 @@ interface Waiting {
 class ThreadQueueWriter implements QueueWriter {
   private worker: Worker | null = null;
   private readonly waiting: Waiting[] = [];
+  private idle: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly file: string,
@@ -193,7 +197,10 @@ class ThreadQueueWriter implements QueueWriter {
     });
     w.on('message', (m: FromQueueThread) => {
       const next = this.waiting.shift();
-      if (this.waiting.length === 0) w.unref();
+      if (this.waiting.length === 0) {
+        w.unref();
+        this.closeWhenIdle(w);
+      }
       if (!next) return;
       if (m.type === 'committed') {
         next.resolve({ ids: Array.from(m.ids), deleted: m.deleted, expired: m.expired, errors: m.errors });
@@ -212,7 +219,24 @@ class ThreadQueueWriter implements QueueWriter {
     return w;
   }
 
+  /**
+   * A thread and its connection cost resident memory (issue 20): a gateway whose sensors went quiet (or that
+   * queued only a fleet batch) lets them go, and the next batch starts them again (tens of milliseconds).
+   */
+  private closeWhenIdle(w: Worker): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = setTimeout(() => {
+      this.idle = null;
+      if (this.worker !== w || this.waiting.length > 0) return;
+      this.worker = null;
+      w.postMessage({ type: 'close' } satisfies ToQueueThread);
+    }, IDLE_CLOSE_MS);
+    this.idle.unref();
+  }
+
   commit(batch: QueueBatch): Promise<QueueBatchResult> {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
     this.worker ??= this.start();
     const w = this.worker;
     const packed = packBatch(batch);
@@ -229,6 +253,8 @@ class ThreadQueueWriter implements QueueWriter {
   }
 
   async close(): Promise<void> {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
     const w = this.worker;
     if (!w) return;
     // The thread answers batches in order: a last empty one returns once everything before it is answered.
