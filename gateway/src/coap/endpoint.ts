@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { generate, type ParsedPacket, parse } from 'coap-packet';
 import type { DtlsSession } from '../dtls/index.ts';
+import { type CodeOnly, codeOnlyAnswer, MessageIdDedupe } from './dedupe.ts';
 import { type BlockOption, blockSize, decodeBlock, decodeUint, encodeBlock, encodeUint } from './options.ts';
 import type { CoapMethod, CoapResponse, CoapRouter } from './router.ts';
 
@@ -62,20 +63,8 @@ interface Download {
   at: number;
 }
 
-/**
- * A message ID answered within the exchange lifetime, and the answer to repeat to a retransmission. The answer
- * is kept as a latin1 string (one character a byte), not a Buffer: a small Buffer of its own costs ~0.5 KiB
- * resident (its Uint8Array, ArrayBuffer and backing store) against ~16 bytes plus its length for a string, and
- * up to MAX_REMEMBERED_IDS of them live per session for minutes — under traffic they are promoted to old space
- * and were most of what the heap grew by.
- */
-interface Seen {
-  at: number;
-  reply: string | null;
-}
-
 interface SessionState {
-  seen: Map<number, Seen>;
+  seen: MessageIdDedupe;
   /** Block-wise transfers in progress; made at a session's first (most sessions never have one). */
   uploads: Map<string, Upload> | null;
   downloads: Map<string, Download> | null;
@@ -87,6 +76,25 @@ interface Reply {
   payload?: Buffer;
   options: { name: string; value: Buffer }[];
 }
+
+/** The answer to a duplicate: the remembered packet, or the bare code's ACK rebuilt as it was first sent. */
+function repeated(answer: string | CodeOnly, messageId: number, msg: ParsedPacket): Buffer {
+  if (typeof answer === 'string') return Buffer.from(answer, 'latin1');
+  return generate(
+    {
+      code: answer.code,
+      messageId,
+      token: msg.token,
+      ack: true,
+      confirmable: false,
+      options: [],
+      payload: EMPTY,
+    },
+    65_535,
+  );
+}
+
+const EMPTY = Buffer.alloc(0);
 
 function option(msg: ParsedPacket, name: string): Buffer | undefined {
   return msg.options.find((o) => o.name === name)?.value;
@@ -111,7 +119,12 @@ export class CoapEndpoint {
   private state(session: DtlsSession): SessionState {
     let s = this.states.get(session);
     if (!s) {
-      s = { seen: new Map(), uploads: null, downloads: null, nextMessageId: randomInt(0, 0x10000) };
+      s = {
+        seen: new MessageIdDedupe(EXCHANGE_LIFETIME_MS, MAX_REMEMBERED_IDS),
+        uploads: null,
+        downloads: null,
+        nextMessageId: randomInt(0, 0x10000),
+      };
       this.states.set(session, s);
     }
     return s;
@@ -141,15 +154,14 @@ export class CoapEndpoint {
 
     const st = this.state(session);
     const now = this.now();
-    const seen = st.seen.get(messageId);
-    if (seen && now - seen.at < EXCHANGE_LIFETIME_MS) {
+    const seen = st.seen.lookup(messageId, now);
+    if (seen) {
       // A retransmission: repeat the answer (CON) without running the handler again.
-      if (seen.reply !== null && msg.confirmable) this.sendRaw(session, Buffer.from(seen.reply, 'latin1'));
+      if (seen.answer !== null && msg.confirmable)
+        this.sendRaw(session, repeated(seen.answer, messageId, msg));
       return;
     }
-    const entry: Seen = { at: now, reply: null };
-    st.seen.set(messageId, entry);
-    this.pruneSeen(st, now);
+    st.seen.add(messageId, now);
 
     let reply: Reply;
     try {
@@ -170,20 +182,14 @@ export class CoapEndpoint {
       },
       65_535,
     );
-    entry.reply = packet.toString('latin1');
+    const bare = msg.confirmable && reply.options.length === 0 && !reply.payload?.length;
+    st.seen.answer(messageId, (bare && codeOnlyAnswer(reply.code)) || packet.toString('latin1'));
     this.sendRaw(session, packet);
   }
 
   private nextMessageId(st: SessionState): number {
     st.nextMessageId = (st.nextMessageId + 1) & 0xffff;
     return st.nextMessageId;
-  }
-
-  private pruneSeen(st: SessionState, now: number): void {
-    for (const [id, e] of st.seen) {
-      if (st.seen.size <= MAX_REMEMBERED_IDS && now - e.at < EXCHANGE_LIFETIME_MS) break;
-      st.seen.delete(id);
-    }
   }
 
   private sendRaw(session: DtlsSession, packet: Buffer): void {
