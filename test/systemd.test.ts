@@ -219,4 +219,64 @@ while True:
       'stopping is announced',
     );
   });
+  it('keeps the watchdog while a configuration change restarts the gateway in its process, for a bounded time', async (t) => {
+    const dir = tempDir(t);
+    const socket = join(dir, 'notify.sock');
+    const listener = spawn('python3', [
+      '-u',
+      '-c',
+      `import socket,sys
+s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("listening", flush=True)
+while True:
+    print(s.recv(4096).decode().replace("\\n", " "), flush=True)`,
+      socket,
+    ]);
+    t.after(() => listener.kill());
+    const messages: { at: number; m: string }[] = [];
+    listener.stdout.on('data', (d: Buffer) =>
+      messages.push(
+        ...d
+          .toString()
+          .trim()
+          .split('\n')
+          .map((m) => ({ at: Date.now(), m })),
+      ),
+    );
+    await waitForLine(listener, (l) => (l === 'listening' ? true : undefined));
+    const { SystemdNotifier } = await import('../gateway/src/systemd.ts');
+    const { createLogger } = await import('../gateway/src/log.ts');
+    // WatchdogSec=2 s: a pet each second; a reload may keep it for 3 s.
+    const env = { ...process.env, NOTIFY_SOCKET: socket, WATCHDOG_USEC: '2000000' };
+    const old = new SystemdNotifier(createLogger('fatal'), env, 3000);
+    old.ready(() => true);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await sleep(1500);
+    const reloadAt = Date.now();
+    old.reloading();
+    // The old gateway's store is gone and no new one is ready: the process pets on its own behalf.
+    await sleep(2600);
+    const during = messages.filter((x) => x.at > reloadAt && x.m.includes('WATCHDOG=1')).length;
+    assert.ok(
+      messages.some((x) => x.m.includes('RELOADING=1')),
+      messages.map((x) => x.m).join(' | '),
+    );
+    assert.ok(during >= 2, `pets during the reload: ${during}`);
+    // A reload that never ends stops being covered: systemd's watchdog then restarts the gateway.
+    await sleep(1500);
+    const quietFrom = Date.now();
+    await sleep(1500);
+    assert.equal(messages.filter((x) => x.at > quietFrom && x.m.includes('WATCHDOG=1')).length, 0);
+    // The next gateway's ready takes over (and ends any reload petting); stopping ends its own.
+    const next = new SystemdNotifier(createLogger('fatal'), env, 3000);
+    next.reloading();
+    next.ready(() => true);
+    await sleep(1200);
+    next.stopping();
+    await sleep(300);
+    const stoppedAt = Date.now();
+    await sleep(1500);
+    assert.equal(messages.filter((x) => x.at > stoppedAt && x.m.includes('WATCHDOG=1')).length, 0);
+  });
 });

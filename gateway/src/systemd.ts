@@ -6,13 +6,29 @@ import type { Logger } from './log.ts';
  * a Unix datagram socket itself, so the messages go through `systemd-notify`, a child in the same cgroup —
  * hence `NotifyAccess=all` in the unit. Outside systemd (no NOTIFY_SOCKET) everything here does nothing.
  */
+/**
+ * The watchdog kept while a configuration change stops and starts the gateway in this process: shared by every
+ * notifier, because the gateway that starts again makes a new one (whose `ready` ends it).
+ */
+let reloadPets: NodeJS.Timeout | undefined;
+
 export class SystemdNotifier {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly logger: Logger,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    /** How long a reload may keep the watchdog without a store to ask (a start that hangs beyond is killed). */
+    private readonly reloadLimitMs = 120_000,
   ) {}
+
+  /** Half the unit's WatchdogSec, when it has one and it is this process's. */
+  private watchdogEveryMs(): number | undefined {
+    const usec = Number(this.env.WATCHDOG_USEC);
+    const forUs = !this.env.WATCHDOG_PID || Number(this.env.WATCHDOG_PID) === process.pid;
+    if (!this.active || !Number.isFinite(usec) || usec <= 0 || !forUs) return undefined;
+    return Math.max(1000, usec / 2000);
+  }
 
   get active(): boolean {
     return Boolean(this.env.NOTIFY_SOCKET);
@@ -32,30 +48,42 @@ export class SystemdNotifier {
 
   /** Ready: every listener is up. Starts the watchdog if the unit has one (WATCHDOG_USEC). */
   ready(healthy: () => boolean): void {
+    clearInterval(reloadPets);
     this.send('--ready', 'STATUS=serving');
-    const usec = Number(this.env.WATCHDOG_USEC);
-    const forUs = !this.env.WATCHDOG_PID || Number(this.env.WATCHDOG_PID) === process.pid;
-    if (!this.active || !Number.isFinite(usec) || usec <= 0 || !forUs) return;
+    const every = this.watchdogEveryMs();
+    if (every === undefined) return;
     // Pet at half the interval, and only while the store answers: a wedged gateway gets restarted.
-    this.timer = setInterval(
-      () => {
-        if (healthy()) this.send('WATCHDOG=1');
-        else this.logger.error('store unhealthy: withholding the systemd watchdog');
-      },
-      Math.max(1000, usec / 2000),
-    );
+    this.timer = setInterval(() => {
+      if (healthy()) this.send('WATCHDOG=1');
+      else this.logger.error('store unhealthy: withholding the systemd watchdog');
+    }, every);
     this.timer.unref();
   }
 
   stopping(): void {
     clearInterval(this.timer);
+    clearInterval(reloadPets);
     this.send('STOPPING=1', 'STATUS=stopping');
   }
 
-  /** Stopping to start again in this process (a configuration change); the next `ready` ends it. */
+  /**
+   * Stopping to start again in this process (a configuration change); the next `ready` ends it. The process
+   * keeps petting the watchdog meanwhile: on a small board (or the appliance under emulation) stopping and
+   * starting takes longer than WatchdogSec, and systemd killed a gateway that was coming back healthy. Bounded:
+   * a start that hangs beyond `reloadLimitMs` is killed and restarted, and its marker rolls the change back.
+   */
   reloading(): void {
     clearInterval(this.timer);
     this.send('RELOADING=1', 'STATUS=applying a configuration change');
+    const every = this.watchdogEveryMs();
+    if (every === undefined) return;
+    const until = Date.now() + this.reloadLimitMs;
+    clearInterval(reloadPets);
+    reloadPets = setInterval(() => {
+      if (Date.now() < until) this.send('WATCHDOG=1');
+      else clearInterval(reloadPets);
+    }, every);
+    reloadPets.unref();
   }
 }
 
