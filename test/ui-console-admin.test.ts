@@ -204,6 +204,38 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
       );
       assert.equal(await page.getByLabel('Address or name to ping').inputValue(), host, 'kept as typed');
     }
+    // DNS and reach: refused as typed, in place, however often (a flash back to the result page's own
+    // address, /diagnostics/dns, was a 404 from the second refusal on).
+    for (const viewport of [DESKTOP, PHONE]) {
+      await page.setViewportSize(viewport);
+      await page.goto(`${base}/diagnostics`);
+      await page.getByLabel('Host name').fill('localhost');
+      await page.getByRole('button', { name: 'Look up' }).click();
+      assert.match((await page.locator('#dns-result').textContent()) ?? '', /localhost/);
+      for (const name of ['-x', 'a b', '$(reboot)']) {
+        const r = page.waitForResponse((res) => res.url().endsWith('/diagnostics/dns'));
+        await page.getByLabel('Host name').fill(name);
+        await page.getByRole('button', { name: 'Look up' }).click();
+        assert.equal((await r).status(), 200, name);
+        assert.match((await page.locator('#dns-result').textContent()) ?? '', /Not looked up: .*host/, name);
+        assert.equal(await page.getByLabel('Host name').inputValue(), name, 'kept as typed');
+      }
+      for (const [host, port] of [
+        ['-p', '443'],
+        ['127.0.0.1', '99999'],
+      ] as const) {
+        const r = page.waitForResponse((res) => res.url().endsWith('/diagnostics/reach'));
+        await page.getByLabel('Host or address').fill(host);
+        await page.getByLabel('TCP port').fill(port);
+        await page.getByRole('button', { name: 'Connect' }).click();
+        assert.equal((await r).status(), 200, host);
+        assert.match((await page.locator('#reach-result').textContent()) ?? '', /Not tried:/, host);
+        assert.equal(await page.getByLabel('Host or address').inputValue(), host);
+        assert.equal(await page.getByLabel('TCP port').inputValue(), port);
+      }
+      await axe(`diagnostics refusals at ${viewport.width}px`);
+      assert.equal((await page.goto(`${base}/diagnostics/dns`))?.status(), 200, 'a reload is the page again');
+    }
     await page.setViewportSize(PHONE);
     await page.goto(`${base}/diagnostics`);
     await axe('diagnostics at 390px');
@@ -217,24 +249,49 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
     await page.setViewportSize(DESKTOP);
     const audit = await e2e.home.cli(['audit', 'export', '--format', 'jsonl']);
     assert.equal(audit.match(/"action":"diagnostics\.ping"/g)?.length, 1, 'refused pings never ran');
+    assert.equal(audit.match(/"action":"diagnostics\.dns"/g)?.length, 2, 'refused lookups never ran');
+    assert.doesNotMatch(audit, /"action":"diagnostics\.reach"/, 'refused reach tests never ran');
   });
 
-  it('refuses an invalid configuration with the schema’s words and changes nothing', async () => {
+  it('refuses an invalid configuration with the schema’s words, keeps what was typed, and changes nothing', async () => {
     const before = readFileSync(e2e.home.config, 'utf8');
     await page.goto(`${base}/configuration`);
-    await page.getByLabel(/Segments \(YAML/).fill('- name: plant\n  subnet: 10.1.0.0/33\n');
+    const typed = '- name: plant\n  subnet: 10.1.0.0/33\n';
+    await page.getByLabel(/Segments \(YAML/).fill(typed);
     await page.locator('#seg-password').fill(PASSWORD);
     await page.locator('#seg-code').fill('000000');
     await page.getByRole('button', { name: 'Apply the segments' }).click();
-    const msg = await flash();
+    const msg = (await page.locator('#seg-error').textContent()) ?? '';
     assert.match(msg, /invalid configuration/);
     assert.match(msg, /segments\.0/);
+    // The refused change stays in its form to be corrected (never the password or code).
+    assert.equal(await page.getByLabel(/Segments \(YAML/).inputValue(), typed);
+    assert.equal(await page.locator('#seg-password').inputValue(), '');
     assert.equal(readFileSync(e2e.home.config, 'utf8'), before, 'the file is unchanged');
     await page.getByLabel('Broker URL (mqtts://host:port)').fill('not a url');
+    await page.getByLabel('Topic prefix').fill('site-typed');
     await page.locator('#up-password').fill(PASSWORD);
     await page.locator('#up-code').fill('000000');
     await page.getByRole('button', { name: 'Apply the uplink change' }).click();
-    assert.match(await flash(), /uplink\.url/);
+    assert.match((await page.locator('#up-error').textContent()) ?? '', /uplink\.url/);
+    assert.equal(await page.getByLabel('Broker URL (mqtts://host:port)').inputValue(), 'not a url');
+    assert.equal(await page.getByLabel('Topic prefix').inputValue(), 'site-typed');
+    // The segments form shows the file's again, not the earlier refused text.
+    assert.notEqual(await page.getByLabel(/Segments \(YAML/).inputValue(), typed);
+    await axe('a refused change at 1280px');
+    await page.setViewportSize(PHONE);
+    await page.getByLabel('Broker URL (mqtts://host:port)').fill('still not a url');
+    await page.locator('#up-password').fill(PASSWORD);
+    await page.locator('#up-code').fill('000000');
+    await page.getByRole('button', { name: 'Apply the uplink change' }).click();
+    assert.match((await page.locator('#up-error').textContent()) ?? '', /uplink\.url/);
+    assert.equal(await page.getByLabel('Broker URL (mqtts://host:port)').inputValue(), 'still not a url');
+    await axe('a refused change at 390px');
+    await fitsPhone('a refused change');
+    await page.setViewportSize(DESKTOP);
+    // Its address reloaded goes back to the page, not a 404.
+    assert.equal((await page.goto(`${base}/configuration/apply`))?.status(), 200);
+    assert.equal(new URL(page.url()).pathname, '/configuration');
     assert.equal(readFileSync(e2e.home.config, 'utf8'), before, 'the file is unchanged');
     const audit = await e2e.home.cli(['audit', 'export', '--format', 'jsonl']);
     assert.doesNotMatch(audit, /config\.apply/);
@@ -288,13 +345,45 @@ describe('console diagnostics and configuration in chromium, at 1280 and 390 px'
     await page.setViewportSize(DESKTOP);
   });
 
+  it('keeps the admin’s menu on one row at 1280 px, and a compact header at 390 px', async () => {
+    const header = async () =>
+      (await page.evaluate(`(() => {
+        const items = [...document.querySelectorAll('header.top nav li')];
+        const nav = document.querySelector('header.top nav');
+        return {
+          items: items.length,
+          rows: new Set(items.map((i) => Math.round(i.getBoundingClientRect().top))).size,
+          height: document.querySelector('header.top').getBoundingClientRect().height,
+          hidden: nav.scrollWidth - nav.clientWidth,
+        };
+      })()`)) as { items: number; rows: number; height: number; hidden: number };
+    await page.goto(`${base}/configuration`);
+    const wide = await header();
+    assert.equal(wide.items, 15, 'an admin sees every entry');
+    assert.equal(wide.rows, 1, `the menu wraps at 1280px: ${JSON.stringify(wide)}`);
+    assert.ok(wide.hidden <= 0, `the menu is cut off at 1280px: ${JSON.stringify(wide)}`);
+    assert.ok(wide.height <= 130, `header ${wide.height}px`);
+    await shot('header-1280');
+    await page.setViewportSize(PHONE);
+    await page.goto(`${base}/configuration`);
+    const narrow = await header();
+    assert.equal(narrow.rows, 1, 'one swipeable row on a phone');
+    assert.ok(narrow.height <= 120, `header ${narrow.height}px of 844`);
+    await fitsPhone('the header');
+    await axe('header at 390px');
+    await page.setViewportSize(DESKTOP);
+  });
+
   it('sets the clock’s time zone and NTP servers, and refuses a server that reads as an option', async () => {
     await page.goto(`${base}/configuration`);
+    await page.getByLabel(/Time zone/).fill('Asia/Tokyo');
     await page.getByLabel(/NTP servers/).fill('-f ntp.example');
     await page.locator('#clk-password').fill(PASSWORD);
     await page.locator('#clk-code').fill('000000');
     await page.getByRole('button', { name: 'Set the clock' }).click();
-    assert.match(await flash(), /NTP server must be a host name/);
+    assert.match((await page.locator('#clk-error').textContent()) ?? '', /NTP server must be a host name/);
+    assert.equal(await page.getByLabel(/NTP servers/).inputValue(), '-f ntp.example', 'kept as typed');
+    assert.equal(await page.getByLabel(/Time zone/).inputValue(), 'Asia/Tokyo', 'kept as typed');
     await page.getByLabel(/Time zone/).fill('Europe/Berlin');
     await page.getByLabel(/NTP servers/).fill('ntp1.example.net 192.0.2.123');
     await reauth('clk');

@@ -323,7 +323,8 @@ describe('configuration changes in process', () => {
       password: 'x',
       code: '1',
     });
-    assert.match(r.flash?.text ?? '', /cannot restart itself/);
+    assert.equal(r.status, 409);
+    assert.match(r.text, /Not changed: this gateway process cannot restart itself/);
   });
 });
 

@@ -141,6 +141,13 @@ const RULES: readonly Rule[] = [
   { access: EVERYONE, page: 'GET /health' },
   { access: EVERYONE, page: 'GET /logs' },
   { access: ADMIN, page: 'GET /diagnostics' },
+  // A result page's address reloaded (or gone back to): the diagnostics page again, never a 404.
+  { access: ADMIN, page: 'GET /diagnostics/dns' },
+  { access: ADMIN, page: 'GET /configuration/apply' },
+  { access: ADMIN, page: 'GET /configuration/time' },
+  { access: ADMIN, page: 'GET /diagnostics/reach' },
+  { access: ADMIN, page: 'GET /diagnostics/ping' },
+  { access: ADMIN, page: 'GET /diagnostics/uplink' },
   { access: EVERYONE, page: 'GET /maintenance' },
   { access: EVERYONE, page: 'GET /fleet' },
   { access: ADMIN, page: 'GET /configuration' },

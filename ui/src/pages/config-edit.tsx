@@ -30,6 +30,25 @@ export const ApplyResult: FC<{ status: ConfigApplyStatus | null }> = ({ status }
     </div>
   ) : null;
 
+/** A refused change as typed (never the password or code), shown again in its form with the reason. */
+export interface TypedChange {
+  form: 'uplink' | 'segments' | 'clock';
+  values: Record<string, string>;
+  error: string;
+}
+
+/** The reason a form's change was refused, inside that form (read out at once). */
+const Refused: FC<{ id: string; typed?: TypedChange | undefined; form: TypedChange['form'] }> = ({
+  id,
+  typed,
+  form,
+}) =>
+  typed?.form === form ? (
+    <p id={id} role="alert" class="error">
+      Not changed: {typed.error}
+    </p>
+  ) : null;
+
 /**
  * The forms that change the configuration file (uplink, segments) and the host's clock. Each carries its own
  * re-authentication; a file change is validated by the configuration's schema before anything is written.
@@ -39,11 +58,21 @@ export const ConfigEditForms: FC<{
   viewer: Viewer;
   editable: boolean;
   hostTime: HostTime;
-}> = ({ config, viewer, editable, hostTime }) => {
+  typed?: TypedChange | undefined;
+}> = ({ config, viewer, editable, hostTime, typed }) => {
   const up = config.uplink;
+  // What the technician typed, where a change was refused; else what is in force.
+  const v = (form: TypedChange['form'], key: string, inForce: string) =>
+    typed?.form === form ? (typed.values[key] ?? '') : inForce;
+
   return (
     <section aria-labelledby="edit-title">
       <h2 id="edit-title">Change the configuration</h2>
+      {!editable && typed && typed.form !== 'clock' ? (
+        <p id="edit-error" role="alert" class="error">
+          Not changed: {typed.error}
+        </p>
+      ) : null}
       {!editable ? (
         <p>
           Not from here: this gateway runs on its embedded defaults (no configuration file), or was not
@@ -61,12 +90,27 @@ export const ConfigEditForms: FC<{
           <form method="post" action="/configuration/apply">
             <Csrf token={viewer.csrf} />
             <input type="hidden" name="part" value="uplink" />
+            <Refused id="up-error" typed={typed} form="uplink" />
             <label for="up-url">Broker URL (mqtts://host:port)</label>
-            <input id="up-url" name="url" required maxlength={500} value={up?.url ?? ''} />
+            <input
+              id="up-url"
+              name="url"
+              required
+              maxlength={500}
+              value={v('uplink', 'url', up?.url ?? '')}
+            />
             <label for="up-prefix">Topic prefix</label>
-            <input id="up-prefix" name="topicPrefix" required maxlength={200} value={up?.topicPrefix ?? ''} />
+            <input
+              id="up-prefix"
+              name="topicPrefix"
+              required
+              maxlength={200}
+              value={v('uplink', 'topicPrefix', up?.topicPrefix ?? '')}
+            />
             <label for="up-ca">Broker CA certificate (PEM; leave empty to keep the one in force)</label>
-            <textarea id="up-ca" name="caPem" rows={4} maxlength={32768} />
+            <textarea id="up-ca" name="caPem" rows={4} maxlength={32768}>
+              {v('uplink', 'caPem', '')}
+            </textarea>
             <Reauth idPrefix="up" />
             <p>
               <button type="submit">Apply the uplink change</button>
@@ -76,9 +120,10 @@ export const ConfigEditForms: FC<{
           <form method="post" action="/configuration/apply">
             <Csrf token={viewer.csrf} />
             <input type="hidden" name="part" value="segments" />
+            <Refused id="seg-error" typed={typed} form="segments" />
             <label for="seg-yaml">Segments (YAML, as under segments: in the file)</label>
             <textarea id="seg-yaml" name="segments" rows={10} maxlength={32768} class="code">
-              {config.segments.length ? stringify(config.segments) : '[]\n'}
+              {v('segments', 'segments', config.segments.length ? stringify(config.segments) : '[]\n')}
             </textarea>
             <Reauth idPrefix="seg" />
             <p>
@@ -95,14 +140,20 @@ export const ConfigEditForms: FC<{
       </p>
       <form method="post" action="/configuration/time">
         <Csrf token={viewer.csrf} />
+        <Refused id="clk-error" typed={typed} form="clock" />
         <div class="row">
           <div>
             <label for="tz">Time zone (e.g. Europe/Berlin)</label>
-            <input id="tz" name="timeZone" maxlength={64} value={hostTime.timeZone ?? ''} />
+            <input
+              id="tz"
+              name="timeZone"
+              maxlength={64}
+              value={v('clock', 'timeZone', hostTime.timeZone ?? '')}
+            />
           </div>
           <div>
             <label for="ntp">NTP servers (space-separated)</label>
-            <input id="ntp" name="ntp" maxlength={1000} value={hostTime.ntp.join(' ')} />
+            <input id="ntp" name="ntp" maxlength={1000} value={v('clock', 'ntp', hostTime.ntp.join(' '))} />
           </div>
         </div>
         <Reauth idPrefix="clk" />

@@ -3,7 +3,7 @@ import type { ConfigApplyStatus } from '../../../gateway/src/config/apply.ts';
 import type { HostTime } from '../../../gateway/src/config/host-time.ts';
 import type { Config } from '../../../gateway/src/config/index.ts';
 import { Csrf, Reauth } from './components.tsx';
-import { ApplyResult, ConfigEditForms } from './config-edit.tsx';
+import { ApplyResult, ConfigEditForms, type TypedChange } from './config-edit.tsx';
 import type { Viewer } from './layout.tsx';
 
 /**
@@ -13,7 +13,12 @@ import type { Viewer } from './layout.tsx';
 export const ConfigurationPage: FC<{
   config: Config;
   viewer: Viewer;
-  edit?: { editable: boolean; status: ConfigApplyStatus | null; hostTime: HostTime };
+  edit?: {
+    editable: boolean;
+    status: ConfigApplyStatus | null;
+    hostTime: HostTime;
+    typed?: TypedChange | undefined;
+  };
 }> = ({ config, viewer, edit }) => {
   const up = config.uplink;
   const anomaly = config.anomaly as { timeZone?: string; utcOffsetMinutes?: number };
@@ -121,7 +126,13 @@ export const ConfigurationPage: FC<{
         </dd>
       </dl>
       {edit ? (
-        <ConfigEditForms config={config} viewer={viewer} editable={edit.editable} hostTime={edit.hostTime} />
+        <ConfigEditForms
+          config={config}
+          viewer={viewer}
+          editable={edit.editable}
+          hostTime={edit.hostTime}
+          typed={edit.typed}
+        />
       ) : null}
     </>
   );

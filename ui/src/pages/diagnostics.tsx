@@ -11,6 +11,8 @@ export interface DiagnosticsResults {
   reach?: ReachResult;
   uplink?: UplinkTlsResult;
   ping?: PingResult;
+  /** A form refused as typed (answered on this page with the input kept, never a redirect). */
+  invalid?: { form: 'dns' | 'reach'; message: string };
 }
 
 export const DiagnosticsPage: FC<{
@@ -80,12 +82,25 @@ export const DiagnosticsPage: FC<{
       <Csrf token={viewer.csrf} />
       <div>
         <label for="dg-name">Host name</label>
-        <input id="dg-name" name="name" required maxlength={253} value={values?.name} />
+        <input
+          id="dg-name"
+          name="name"
+          required
+          maxlength={253}
+          value={values?.name}
+          aria-invalid={results.invalid?.form === 'dns' ? 'true' : undefined}
+          aria-describedby={results.invalid?.form === 'dns' ? 'dns-result' : undefined}
+        />
       </div>
       <div>
         <button type="submit">Look up</button>
       </div>
     </form>
+    {results.invalid?.form === 'dns' ? (
+      <p id="dns-result" role="alert" class="error">
+        Not looked up: {results.invalid.message}
+      </p>
+    ) : null}
     {results.dns ? (
       <p id="dns-result" role="status">
         {results.dns.error
@@ -98,7 +113,15 @@ export const DiagnosticsPage: FC<{
       <Csrf token={viewer.csrf} />
       <div>
         <label for="dg-host">Host or address</label>
-        <input id="dg-host" name="host" required maxlength={253} value={values?.host} />
+        <input
+          id="dg-host"
+          name="host"
+          required
+          maxlength={253}
+          value={values?.host}
+          aria-invalid={results.invalid?.form === 'reach' ? 'true' : undefined}
+          aria-describedby={results.invalid?.form === 'reach' ? 'reach-result' : undefined}
+        />
       </div>
       <div>
         <label for="dg-port">TCP port</label>
@@ -116,6 +139,11 @@ export const DiagnosticsPage: FC<{
       </div>
     </form>
     <p class="hint">A TCP connection and its time.</p>
+    {results.invalid?.form === 'reach' ? (
+      <p id="reach-result" role="alert" class="error">
+        Not tried: {results.invalid.message}
+      </p>
+    ) : null}
     {results.reach ? (
       <p id="reach-result" role="status">
         {results.reach.ok

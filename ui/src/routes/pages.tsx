@@ -53,6 +53,7 @@ import {
   TotpPage,
 } from '../pages/auth.tsx';
 import { CompliancePage } from '../pages/compliance.tsx';
+import type { TypedChange } from '../pages/config-edit.tsx';
 import { ConfigurationPage } from '../pages/configuration.tsx';
 import { Dashboard } from '../pages/dashboard.tsx';
 import { DeviceDetail, DeviceList, PAGE_SIZE } from '../pages/devices.tsx';
@@ -353,7 +354,13 @@ interface PageKit {
   html: (c: Context, status: ContentfulStatusCode, node: Html) => Response | Promise<Response>;
   errorPage: (c: Context, err: unknown) => Response | Promise<Response>;
   page: (method: Method, path: string, handler: (c: Context<Env>) => Response | Promise<Response>) => void;
-  render: (c: Context<Env>, title: string, body: Child, live?: boolean) => Response | Promise<Response>;
+  render: (
+    c: Context<Env>,
+    title: string,
+    body: Child,
+    live?: boolean,
+    status?: ContentfulStatusCode,
+  ) => Response | Promise<Response>;
   canOperate: (c: Context<Env>) => boolean;
   actor: (c: Context<Env>) => string;
   id: (c: Context<Env>) => string;
@@ -909,26 +916,48 @@ function logPages(k: PageKit): void {
   // Diagnostics answer with the page and the result (nothing changed, so no redirect); every run is audited.
 }
 
-function diagnosticsPages(k: PageKit): void {
-  const { core, options, page, render, actor } = k;
-  const diagnostics = (
-    c: Context<Env>,
-    results: Parameters<typeof DiagnosticsPage>[0]['results'],
-    values?: Record<string, string>,
-  ) =>
-    render(
+type DiagnosticsAnswer = (
+  c: Context<Env>,
+  results: Parameters<typeof DiagnosticsPage>[0]['results'],
+  values?: Record<string, string>,
+) => Response | Promise<Response>;
+
+/** The diagnostics page with a result (and the form as typed): every form of it answers this way. */
+function diagnosticsAnswer(k: PageKit): DiagnosticsAnswer {
+  return (c, results, values) =>
+    k.render(
       c,
       'Diagnostics',
       <DiagnosticsPage
         viewer={c.get('viewer')}
         results={results}
         values={values}
-        handshakes={handshakeView(options.handshakes, c.req.query())}
+        handshakes={handshakeView(k.options.handshakes, c.req.query())}
       />,
     );
+}
+
+function diagnosticsPages(k: PageKit): void {
+  const { core, page, actor } = k;
+  const diagnostics = diagnosticsAnswer(k);
   page('GET', '/diagnostics', (c) => diagnostics(c, {}));
+  // A refused form is answered here with what was typed (as ping's): a flash back to the Referer went to
+  // /diagnostics/dns itself after a first lookup, which has no GET (404). A reload of a result page goes back too.
+  for (const path of ['/diagnostics/dns', '/diagnostics/reach', '/diagnostics/ping', '/diagnostics/uplink']) {
+    page('GET', path, (c) => c.redirect('/diagnostics', 303));
+  }
   page('POST', '/diagnostics/dns', async (c) => {
-    const b = await form(c, z.strictObject({ name: hostSchema }));
+    const raw = await formFields(c);
+    const parsed = z.strictObject({ name: hostSchema }).safeParse(raw);
+    if (!parsed.success) {
+      const name = String(raw.name ?? '').slice(0, 253);
+      return diagnostics(
+        c,
+        { invalid: { form: 'dns', message: firstIssue(parsed.error, 'form') } },
+        { name },
+      );
+    }
+    const b = parsed.data;
     const dns = await dnsLookup(b.name);
     core.audit.append({
       actor: actor(c),
@@ -939,7 +968,18 @@ function diagnosticsPages(k: PageKit): void {
     return diagnostics(c, { dns }, { name: b.name });
   });
   page('POST', '/diagnostics/reach', async (c) => {
-    const b = await form(c, z.strictObject({ host: hostSchema, port: portSchema }));
+    const raw = await formFields(c);
+    const parsed = z.strictObject({ host: hostSchema, port: portSchema }).safeParse(raw);
+    if (!parsed.success) {
+      const host = String(raw.host ?? '').slice(0, 253);
+      const port = String(raw.port ?? '').slice(0, 5);
+      return diagnostics(
+        c,
+        { invalid: { form: 'reach', message: firstIssue(parsed.error, 'form') } },
+        { host, port },
+      );
+    }
+    const b = parsed.data;
     const reach = await tcpReach(b.host, b.port);
     core.audit.append({
       actor: actor(c),
@@ -960,11 +1000,17 @@ function diagnosticsPages(k: PageKit): void {
     });
     return diagnostics(c, { uplink });
   });
+  pingPage(k, diagnostics);
+}
+
+/** Ping from the gateway (admins): refused as typed, in place; the count bounded. */
+function pingPage(k: PageKit, diagnostics: DiagnosticsAnswer): void {
+  const { core, page, actor } = k;
   page('POST', '/diagnostics/ping', async (c) => {
     const raw = await formFields(c);
     const parsed = z.strictObject({ host: hostSchema, count: pingCountSchema }).safeParse(raw);
     if (!parsed.success) {
-      // Answered here, with the form as typed: this page's address (/diagnostics/ping) has no GET to go back to.
+      // Answered here, with the form as typed (as DNS and reach are).
       const problem = { code: 'ERR_UI_INVALID', message: firstIssue(parsed.error, 'form') };
       const host = String(raw.host ?? '').slice(0, 253);
       return diagnostics(c, { ping: { host, count: 0, error: problem } }, { pingHost: host });
@@ -982,7 +1028,7 @@ function diagnosticsPages(k: PageKit): void {
 }
 
 function maintenanceConfigPages(k: PageKit): void {
-  const { core, options, page, render, actor, reauthed } = k;
+  const { core, options, page, render } = k;
   page('GET', '/maintenance', async (c) =>
     render(
       c,
@@ -999,7 +1045,13 @@ function maintenanceConfigPages(k: PageKit): void {
     ),
   );
 
-  page('GET', '/configuration', (c) =>
+  configurationPages(k);
+}
+
+/** The configuration page and its forms (uplink, segments, clock), each refused as typed, in place. */
+function configurationPages(k: PageKit): void {
+  const { core, options, page, render, actor, reauthed } = k;
+  const configurationPage = (c: Context<Env>, typed?: TypedChange, status: ContentfulStatusCode = 200) =>
     render(
       c,
       'Configuration',
@@ -1010,36 +1062,67 @@ function maintenanceConfigPages(k: PageKit): void {
           editable: options.configApply?.canApply() ?? false,
           status: options.configApply?.status() ?? null,
           hostTime: readHostTime(hostTimePaths()),
+          typed,
         }}
       />,
-    ),
-  );
+      false,
+      status,
+    );
+  /**
+   * A refused change is answered here, its form filled in as typed (never the password or code) with the
+   * reason beside it: a flash back to the page in force made the technician type it all again.
+   */
+  const refusedAsTyped = async (
+    c: Context<Env>,
+    typed: Omit<TypedChange, 'error'>,
+    run: () => Promise<Response>,
+  ): Promise<Response> => {
+    try {
+      return await run();
+    } catch (err) {
+      if (!(err instanceof PortcullisError)) throw err;
+      const d = describe(err);
+      return configurationPage(c, { ...typed, error: d.text }, d.status);
+    }
+  };
+  page('GET', '/configuration', (c) => configurationPage(c));
+  // The address a refused change was answered at, reloaded: the page again, never a 404.
+  page('GET', '/configuration/apply', (c) => c.redirect('/configuration', 303));
+  page('GET', '/configuration/time', (c) => c.redirect('/configuration', 303));
   page('POST', '/configuration/apply', async (c) => {
     const b = await form(c, configChangeForm);
-    // Refused before the password is checked: a process that cannot restart itself changes nothing.
-    const applier = options.configApply;
-    if (!applier) {
-      throw new HttpError(409, 'ERR_CONFIG_APPLY_STATE', 'this gateway process cannot restart itself');
-    }
-    // An invalid change is refused with the schema's words before the password and code are spent on it.
-    applyConfigForUi(applier, configChangeOf(b), actor(c), true);
-    await reauthed(c, b);
-    const r = applyConfigForUi(applier, configChangeOf(b), actor(c), false);
-    return flashTo(c, '/configuration', {
-      kind: 'ok',
-      text: `Applying ${r.changed.join(', ')}: the gateway restarts with it and must come back healthy, or the previous file is put back. Reload this page in a few seconds for the result.`,
+    const values: Record<string, string> =
+      b.part === 'uplink'
+        ? { url: b.url ?? '', topicPrefix: b.topicPrefix ?? '', caPem: b.caPem ?? '' }
+        : { segments: b.segments ?? '' };
+    return refusedAsTyped(c, { form: b.part, values }, async () => {
+      // Refused before the password is checked: a process that cannot restart itself changes nothing.
+      const applier = options.configApply;
+      if (!applier) {
+        throw new HttpError(409, 'ERR_CONFIG_APPLY_STATE', 'this gateway process cannot restart itself');
+      }
+      // An invalid change is refused with the schema's words before the password and code are spent on it.
+      applyConfigForUi(applier, configChangeOf(b), actor(c), true);
+      await reauthed(c, b);
+      const r = applyConfigForUi(applier, configChangeOf(b), actor(c), false);
+      return flashTo(c, '/configuration', {
+        kind: 'ok',
+        text: `Applying ${r.changed.join(', ')}: the gateway restarts with it and must come back healthy, or the previous file is put back. Reload this page in a few seconds for the result.`,
+      });
     });
   });
   page('POST', '/configuration/time', async (c) => {
     const b = await form(c, hostTimeForm);
-    const paths = hostTimePaths();
-    const next = hostTimeOf(b, readHostTime(paths));
-    await reauthed(c, b);
-    const { changed } = await setHostTimeForUi(next, paths);
-    core.audit.append({ actor: actor(c), action: 'host.time', target: null, details: { changed } });
-    return flashTo(c, '/configuration', {
-      kind: 'ok',
-      text: `Clock settings changed: ${changed.join(', ')}.`,
+    return refusedAsTyped(c, { form: 'clock', values: { timeZone: b.timeZone, ntp: b.ntp } }, async () => {
+      const paths = hostTimePaths();
+      const next = hostTimeOf(b, readHostTime(paths));
+      await reauthed(c, b);
+      const { changed } = await setHostTimeForUi(next, paths);
+      core.audit.append({ actor: actor(c), action: 'host.time', target: null, details: { changed } });
+      return flashTo(c, '/configuration', {
+        kind: 'ok',
+        text: `Clock settings changed: ${changed.join(', ')}.`,
+      });
     });
   });
 }
@@ -1223,10 +1306,16 @@ export function pageRoutes(
   const signedIn = signedInGuard(core, sessions, errorPage);
 
   const page = pageRegistrar(app, signedIn, errorPage, options);
-  const render = (c: Context<Env>, title: string, body: Child, live = false) =>
+  const render = (
+    c: Context<Env>,
+    title: string,
+    body: Child,
+    live = false,
+    status: ContentfulStatusCode = 200,
+  ) =>
     html(
       c,
-      200,
+      status,
       <Layout title={title} path={c.req.path} viewer={c.get('viewer')} flash={takeFlash(c)} live={live}>
         {body}
       </Layout>,
