@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { systemClock } from '../gateway/src/clock.ts';
@@ -187,7 +187,11 @@ describe('the clock form on the appliance', () => {
     const host = timedated(hostTimePaths('/'), async (argv) => {
       calls.push(argv.join(' '));
     });
+    // The unit's UMask=0077: the drop-in must still be readable by timesyncd's own user.
+    const umask = process.umask(0o077);
+    t.after(() => process.umask(umask));
     const r = await setHostTime({ timeZone: 'Europe/Berlin', ntp: ['ntp.example.net'] }, paths, host);
+    assert.equal(statSync(own).mode & 0o777, 0o644);
     assert.deepEqual(r.changed, ['timeZone', 'ntp']);
     assert.deepEqual(calls, [
       'timedatectl --no-ask-password set-timezone Europe/Berlin',

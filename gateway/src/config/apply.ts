@@ -2,6 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import {
   closeSync,
   existsSync,
+  fchmodSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -226,6 +227,9 @@ export function writeAtomically(file: string, text: string, mode: number): void 
   const tmp = join(dirname(file), `.${basename(file)}.tmp-${process.pid}`);
   const fd = openSync(tmp, 'w', mode);
   try {
+    // The mode asked for, not the umask's cut of it (the gateway's unit has UMask=0077; timesyncd, another
+    // user, must read the NTP drop-in).
+    fchmodSync(fd, mode);
     writeFileSync(fd, text);
     fsyncSync(fd);
   } finally {
