@@ -822,4 +822,30 @@ describe('the session cache', () => {
     assert.equal(cache.size, 0, 'expired after lifetimeMs');
     assert.equal(cache.get(Buffer.alloc(0)), undefined, 'an empty session id is never a session');
   });
+
+  it('finds a session only by its whole ID, and issues IDs whose table key no remembered session has', () => {
+    const cache = new SessionCache({ maxEntries: 10, lifetimeMs: 1000 }, () => 0);
+    const id = Buffer.alloc(32, 7);
+    cache.put(id, {
+      master: Buffer.alloc(48, 1),
+      suiteId: 0xc0a8,
+      extendedMasterSecret: true,
+      credential: { kind: 'psk', identity: Buffer.from('sensor') },
+      pskDigest: Buffer.alloc(32, 2),
+      chainDer: null,
+    });
+    // The table is keyed by the ID's first 30 bits; an ID that shares them but differs after must not match.
+    const lookalike = Buffer.from(id);
+    lookalike[31] = 8;
+    assert.equal(cache.get(lookalike), undefined, 'same key, other ID: not the session');
+    cache.forget(lookalike);
+    assert.ok(cache.get(id), 'forgetting a look-alike leaves the session');
+    assert.equal(cache.get(id.subarray(0, 16)), undefined, 'an ID of another length is never one of ours');
+    // newId draws again while the random ID's key is taken.
+    const draws = [Buffer.from(id), Buffer.alloc(32, 9)];
+    assert.deepEqual(
+      cache.newId(() => draws.shift() as Buffer),
+      Buffer.alloc(32, 9),
+    );
+  });
 });

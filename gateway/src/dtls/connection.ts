@@ -162,7 +162,11 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
     const suite = resuming ? resuming.suite : negotiated.suite;
     p.suite = suite;
     // A copy (the hello is the datagram's memory); packSession moves it into the session's own allocation.
-    p.sessionId = resuming ? Buffer.from(hello.sessionId) : this.sessions ? publicRandom(32) : p.sessionId;
+    p.sessionId = resuming
+      ? Buffer.from(hello.sessionId)
+      : this.sessions
+        ? this.sessions.newId(publicRandom)
+        : p.sessionId;
     const hs = this.newHandshake(hello, msg, suite, negotiated.clientCertType, resuming !== undefined);
     this.hs = hs;
     const answer: HelloAnswer = { offer, negotiated, size, ownCid: p.connectionId, resuming };

@@ -26,9 +26,10 @@ export interface SessionCacheOptions {
 
 export const DEFAULT_SESSION_CACHE: SessionCacheOptions = { maxEntries: 10_000, lifetimeMs: 24 * 3600_000 };
 
-/** Where one remembered session's secrets sit in a slab: master secret, then PSK digest, then PSK identity. */
+/** Where one remembered session's bytes sit in a slab: session ID, master secret, PSK digest, PSK identity. */
 interface Slot {
   slab: Buffer;
+  /** Where the session ID starts; the master secret follows it. */
   at: number;
   masterLength: number;
   digestLength: number;
@@ -41,12 +42,24 @@ interface Slot {
   expires: number;
 }
 
+/** The session IDs this cache issues (RFC 5246 allows up to 32 bytes). */
+const ID_LENGTH = 32;
+
 /**
- * Entries' secrets are carved from slabs of this size in insertion order. Eviction is oldest first, so a slab
+ * Entries' bytes are carved from slabs of this size in insertion order. Eviction is oldest first, so a slab
  * is freed once eviction (or expiry) has passed all of its entries: at most one slab beyond what the live
  * entries fill. What leaves the cache for longer (a resumed session's PSK identity) is copied out.
  */
 const SLAB_SIZE = 16 * 1024;
+
+/**
+ * The table key of a session ID: its first 30 bits, a small integer (V8 hashes it without allocating, where a
+ * string key cost a string per put and a hash of it per lookup). IDs come from newId, which keeps the keys of
+ * remembered sessions distinct; the whole ID is compared on lookup. -1 for an ID this cache cannot have issued.
+ */
+function keyOf(id: Buffer): number {
+  return id.length === ID_LENGTH ? id.readUInt32BE(0) >>> 2 : -1;
+}
 
 /**
  * A bounded server-side session cache keyed by session ID (RFC 5246 §7.4.1.2). Chosen over session tickets
@@ -54,16 +67,17 @@ const SLAB_SIZE = 16 * 1024;
  * resumption is looked up (so it can be re-authorised and a session forgotten at once), and the cost is
  * bounded: about 200 bytes per entry, 2 MB at the default 10,000. See docs/dtls.md.
  *
- * A put runs on every full handshake, so it allocates one small object and no Buffer: the secrets are copied
- * into a shared slab (a Buffer per entry — an ArrayBuffer the GC tracks — was most of a put's cost).
+ * A put runs on every full handshake, so it allocates one small object and no Buffer or string: the bytes
+ * are copied into a shared slab (a Buffer per entry — an ArrayBuffer the GC tracks — was most of a put's
+ * cost) and the table is keyed by a number taken from the ID.
  */
 export class SessionCache {
-  private readonly entries = new Map<string, Slot>();
+  private readonly entries = new Map<number, Slot>();
   /**
    * Keys in insertion order, oldest at `head`: evicting through `entries.keys().next()` would walk V8's
    * hash-table holes left by earlier deletions — 7 µs per handshake at 10,000 entries, measured.
    */
-  private order: string[] = [];
+  private order: number[] = [];
   private head = 0;
   private slab: Buffer | null = null;
   private slabUsed = 0;
@@ -77,13 +91,25 @@ export class SessionCache {
     return this.entries.size;
   }
 
+  /**
+   * A new session ID for a ServerHello: random, and its key not that of a remembered session (so a later put
+   * replaces none). Two handshakes in flight could still draw the same key, about one in 10^8; the later
+   * put then replaces the earlier session, which loses only its resumability.
+   */
+  newId(random: (length: number) => Buffer): Buffer {
+    for (;;) {
+      const id = random(ID_LENGTH);
+      if (!this.entries.has(keyOf(id))) return id;
+    }
+  }
+
   /** Remembers a completed session. The secrets are copied: the handshake zeroes its own. */
   put(id: Buffer, s: Omit<CachedSession, 'expires'>): void {
-    // Session IDs are bytes; latin1 maps each to one character (half the key a hex string would be).
-    const key = id.toString('latin1');
+    const key = keyOf(id);
+    if (key < 0) return; // not an ID this cache issued: nothing could find it
     this.forgetKey(key);
     while (this.entries.size >= this.o.maxEntries && this.head < this.order.length) {
-      this.forgetKey(this.order[this.head++] as string); // a key forgotten earlier is skipped
+      this.forgetKey(this.order[this.head++] as number); // a key forgotten earlier is skipped
     }
     if (this.head > 1024 && this.head * 2 > this.order.length) {
       this.order = this.order.slice(this.head);
@@ -92,7 +118,7 @@ export class SessionCache {
     const c = s.credential;
     const identity = c.kind === 'psk' ? c.identity : null;
     const digestLength = s.pskDigest ? s.pskDigest.length : 0;
-    const need = s.master.length + digestLength + (identity ? identity.length : 0);
+    const need = ID_LENGTH + s.master.length + digestLength + (identity ? identity.length : 0);
     let slab = this.slab;
     if (!slab || this.slabUsed + need > slab.length) {
       slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, need));
@@ -100,9 +126,11 @@ export class SessionCache {
       this.slabUsed = 0;
     }
     const at = this.slabUsed;
-    s.master.copy(slab, at);
-    if (s.pskDigest) s.pskDigest.copy(slab, at + s.master.length);
-    if (identity) identity.copy(slab, at + s.master.length + digestLength);
+    id.copy(slab, at);
+    const masterAt = at + ID_LENGTH;
+    s.master.copy(slab, masterAt);
+    if (s.pskDigest) s.pskDigest.copy(slab, masterAt + s.master.length);
+    if (identity) identity.copy(slab, masterAt + s.master.length + digestLength);
     this.slabUsed = at + need;
     this.entries.set(key, {
       slab,
@@ -121,24 +149,30 @@ export class SessionCache {
     if (this.order.length - this.head > 2 * this.o.maxEntries) this.sweep();
   }
 
+  /** The entry for this exact ID, or undefined. */
+  private find(id: Buffer): Slot | undefined {
+    const s = this.entries.get(keyOf(id));
+    // Session IDs are public (they travel in clear): a plain comparison.
+    return s && s.slab.compare(id, 0, ID_LENGTH, s.at, s.at + ID_LENGTH) === 0 ? s : undefined;
+  }
+
   /**
    * The session, if remembered and not expired. Its master secret and PSK digest are views of the cache's
    * memory, zeroed when the entry goes: copy what must outlive the handshake. A PSK identity comes as a copy
    * of its own, as the resumed session keeps it for its lifetime.
    */
   get(id: Buffer): CachedSession | undefined {
-    if (id.length === 0) return undefined;
-    const key = id.toString('latin1');
-    const s = this.entries.get(key);
+    const s = this.find(id);
     if (!s) return undefined;
     if (s.expires <= this.now()) {
-      this.forgetKey(key);
+      this.forgetKey(keyOf(id));
       return undefined;
     }
-    const digestAt = s.at + s.masterLength;
+    const masterAt = s.at + ID_LENGTH;
+    const digestAt = masterAt + s.masterLength;
     const identityAt = digestAt + s.digestLength;
     return {
-      master: s.slab.subarray(s.at, digestAt),
+      master: s.slab.subarray(masterAt, digestAt),
       suiteId: s.suiteId,
       extendedMasterSecret: s.extendedMasterSecret,
       credential:
@@ -153,14 +187,15 @@ export class SessionCache {
 
   /** A session that ended in a fatal alert, or whose credential no longer authorises it, is not resumable. */
   forget(id: Buffer): void {
-    this.forgetKey(id.toString('latin1'));
+    if (this.find(id)) this.forgetKey(keyOf(id));
   }
 
-  private forgetKey(key: string): void {
+  private forgetKey(key: number): void {
     const s = this.entries.get(key);
     if (!s) return;
     // The master secret and the digest of the PSK: zeroed in place, as the slab may live on.
-    s.slab.fill(0, s.at, s.at + s.masterLength + s.digestLength);
+    const masterAt = s.at + ID_LENGTH;
+    s.slab.fill(0, masterAt, masterAt + s.masterLength + s.digestLength);
     this.entries.delete(key);
   }
 
