@@ -7,6 +7,7 @@ import type { Clock } from '../clock.ts';
 import { sha256Hex } from '../digest.ts';
 import type { Keystore } from '../keystore/index.ts';
 import { type Role, type Store, StoreError, type User } from '../store/index.ts';
+import { argon2idInThread, argon2VerifyInThread } from './argon2-thread.ts';
 import { UserError } from './errors.ts';
 import { SourceFailures, sourceOf } from './source-failures.ts';
 
@@ -48,25 +49,22 @@ export interface PasswordHasher {
 /**
  * argon2id with OWASP's minimum parameters (19 MiB, 2 passes, 1 lane), as a PHC string. WebAssembly
  * (hash-wasm): the native argon2 package's prebuilt binary crashed on load here, and building it needs a
- * compiler and Node's headers from the internet.
+ * compiler and Node's headers from the internet. Computed in a worker thread (argon2-thread.ts), so a login
+ * never holds the gateway's event loop.
  */
 async function hashPassword(password: string): Promise<string> {
-  // Loaded with the first password (its WebAssembly is ~14 MiB resident): the CLI and an idle gateway skip it.
-  const { argon2id } = await import('hash-wasm');
-  return argon2id({
+  return argon2idInThread({
     password,
     salt: randomBytes(16),
     parallelism: 1,
     iterations: 2,
     memorySize: 19_456,
     hashLength: 32,
-    outputType: 'encoded',
   });
 }
 
 async function verifyPassword(hash: string, password: string): Promise<boolean> {
-  const { argon2Verify } = await import('hash-wasm');
-  return argon2Verify({ password, hash }).catch(() => false);
+  return argon2VerifyInThread(hash, password).catch(() => false);
 }
 
 export const argon2Hasher: PasswordHasher = { hash: hashPassword, verify: verifyPassword };
