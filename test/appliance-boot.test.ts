@@ -61,6 +61,8 @@ const ACCEL = process.env.PORTCULLIS_QEMU_ACCEL === 'kvm' ? 'kvm' : 'tcg';
 interface Vm extends BaseVm {
   ui: number;
   editor: number;
+  /** The VM's copy-on-write disk (its journal, after a failure). */
+  disk: string;
 }
 
 /** Boots a fresh copy-on-write overlay of the image; with `tpm`, a swtpm of its own as the TPM. */
@@ -128,7 +130,47 @@ async function boot(t: TestContext, image: string, opts: { tpm: boolean }): Prom
   const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => proc.kill('SIGKILL'));
   const serial = watchSerial(t, proc, `appliance-boot-${opts.tpm ? 'tpm' : 'no-tpm'}`);
-  return { serial, ui, editor, proc };
+  return { serial, ui, editor, proc, disk };
+}
+
+/**
+ * After a failure: the guest's journal for the gateway and what it asked of systemd (timedated, polkit), from
+ * its disk, into test-artifacts — the console alone does not say why (a watchdog kill on it said only that).
+ * Waits for the guest's page cache to reach the disk first, then stops QEMU.
+ */
+async function keepJournal(vm: Vm, name: string): Promise<void> {
+  await new Promise((r) => setTimeout(r, 35_000));
+  vm.proc.kill('SIGKILL');
+  const raw = `${vm.disk}.raw`;
+  const dest = join(ROOT, 'test-artifacts');
+  const journal = join(tmpdir(), `portcullis-journal-${process.pid}`);
+  try {
+    execFileSync('qemu-img', ['convert', '-O', 'raw', vm.disk, raw]);
+    mkdirSync(journal, { recursive: true });
+    execFileSync('debugfs', ['-R', `rdump /var/log/journal ${journal}`, `${raw}?offset=${ROOT_OFFSET}`], {
+      stdio: 'ignore',
+    });
+    const units = ['portcullis-gateway.service', 'systemd-timedated.service', 'polkit.service'];
+    const r = spawnSync(
+      'journalctl',
+      [
+        '--directory',
+        join(journal, 'journal'),
+        ...units.flatMap((u) => ['-u', u]),
+        '-o',
+        'short-monotonic',
+        '--no-pager',
+      ],
+      { encoding: 'utf8' },
+    );
+    mkdirSync(dest, { recursive: true });
+    writeFileSync(join(dest, `${name}.journal.log`), `${r.stdout}${r.stderr}`);
+  } catch (err) {
+    writeFileSync(join(dest, `${name}.journal.log`), `no journal: ${(err as Error).message}\n`);
+  } finally {
+    rmSync(raw, { force: true });
+    rmSync(journal, { recursive: true, force: true });
+  }
 }
 
 const waitFor = <T>(what: string, vm: Vm, probe: () => T | undefined | Promise<T | undefined>) =>
@@ -293,7 +335,12 @@ describe('the amd64 appliance image, out of the box', { concurrency: 3, timeout:
     assert.equal(admin?.status, 401, 'the editor API needs a login');
     // The code never reached the network: not in /healthz, not in the editor.
     assert.ok(!JSON.stringify(health).includes(code));
-    await consoleChangesTheAppliance(t, vm);
+    try {
+      await consoleChangesTheAppliance(t, vm);
+    } catch (err) {
+      await keepJournal(vm, 'appliance-boot-tpm');
+      throw err;
+    }
   });
 
   it('without a TPM, says on the console why the gateway does not start, and that systemd stops retrying after a bounded number of tries', {
