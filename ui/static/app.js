@@ -62,7 +62,7 @@
       }
       markScrollables();
       const status = document.getElementById('live-status');
-      if (status) status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+      if (status) status.textContent = `Updated ${new Date().toLocaleTimeString([], { timeZoneName: 'short' })}`;
     } finally {
       pending = false;
     }
