@@ -62,7 +62,8 @@
       }
       markScrollables();
       const status = document.getElementById('live-status');
-      if (status) status.textContent = `Updated ${new Date().toLocaleTimeString([], { timeZoneName: 'short' })}`;
+      if (status)
+        status.textContent = `Updated ${new Date().toLocaleTimeString([], { timeZoneName: 'short' })}`;
     } finally {
       pending = false;
     }
