@@ -10,6 +10,7 @@ import { firewallBench } from './firewall.ts';
 import { fleetBench } from './fleet.ts';
 import { footprintBench } from './footprint.ts';
 import { policyBench } from './policy.ts';
+import { sessionMemoryBench } from './session-memory.ts';
 import { sparkplugBench } from './sparkplug.ts';
 import { uiBench } from './ui.ts';
 
@@ -23,6 +24,7 @@ const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   fleet: fleetBench,
   footprint: footprintBench,
   policy: policyBench,
+  'session-memory': sessionMemoryBench,
   sparkplug: sparkplugBench,
   ui: uiBench,
 };
