@@ -53,7 +53,15 @@ export class SystemdNotifier {
     const every = this.watchdogEveryMs();
     if (every === undefined) return;
     // Pet at half the interval, and only while the store answers: a wedged gateway gets restarted.
+    let last = performance.now();
     this.timer = setInterval(() => {
+      // A pet due long ago means the event loop was held (a synchronous call): said, so a watchdog kill
+      // in the journal comes with what preceded it.
+      const late = performance.now() - last - every;
+      last = performance.now();
+      if (late > every / 2) {
+        this.logger.warn({ lateMs: Math.round(late) }, 'event loop held: the watchdog pet came late');
+      }
       if (healthy()) this.send('WATCHDOG=1');
       else this.logger.error('store unhealthy: withholding the systemd watchdog');
     }, every);
