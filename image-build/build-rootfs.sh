@@ -100,7 +100,7 @@ updates:
   healthDeadlineSeconds: 180
 EOF
 
-packages=nodejs,systemd,systemd-sysv,systemd-timesyncd,systemd-resolved,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus,polkitd,iputils-ping${extra:+,$extra}
+packages=nodejs,systemd,systemd-sysv,systemd-timesyncd,systemd-resolved,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus,polkitd,iputils-ping,tzdata${extra:+,$extra}
 echo "== mmdebstrap $suite/$arch → $out"
 mkdir -p "$out"
 mmdebstrap --mode=root --variant=apt --architectures="$arch" --components="$components" --include="$packages" \

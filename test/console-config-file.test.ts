@@ -221,6 +221,34 @@ describe('the clock form on the appliance', () => {
       );
     }
   });
+
+  it('says the host lacks the time zone database (tzdata) rather than that the zone is unknown', async (t) => {
+    const { hostTimePaths, setHostTime, timedated } = await import('../gateway/src/config/host-time.ts');
+    // The booted trixie image before tzdata was added: /usr/share/zoneinfo absent, every zone refused.
+    const root = tempDir(t);
+    const paths = hostTimePaths(root);
+    mkdirSync(join(root, 'etc'), { recursive: true });
+    const calls: string[] = [];
+    const host = timedated(hostTimePaths('/'), async (argv) => {
+      calls.push(argv.join(' '));
+    });
+    await assert.rejects(
+      setHostTime({ timeZone: 'Europe/Berlin', ntp: [] }, paths, host),
+      (e: Error & { code?: string }) =>
+        e.code === 'ERR_HOST_TIME_READONLY' &&
+        /no time zone database/.test(e.message) &&
+        /tzdata/.test(e.message),
+    );
+    assert.deepEqual(calls, [], 'timedated is not asked');
+    // With the database, a zone that is not in it is still the zone's fault.
+    mkdirSync(join(root, 'usr', 'share', 'zoneinfo', 'Etc'), { recursive: true });
+    writeFileSync(join(root, 'usr', 'share', 'zoneinfo', 'Etc', 'UTC'), 'TZif');
+    await assert.rejects(
+      setHostTime({ timeZone: 'Europe/Berlin', ntp: [] }, paths, host),
+      (e: Error & { code?: string }) =>
+        e.code === 'ERR_HOST_TIME_INVALID' && /not in this host/.test(e.message),
+    );
+  });
 });
 
 describe('a backup restored onto a replacement appliance', () => {

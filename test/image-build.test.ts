@@ -348,6 +348,9 @@ describe('appliance root file system (amd64)', () => {
       readFileSync(join(ROOT, 'systemd', 'polkit', '50-portcullis.rules'), 'utf8'),
     );
     assert.equal(inRoot('dpkg-query', '-W', 'polkitd').status, 0, 'polkitd judges the rule');
+    // The clock form's zones: trixie's minimal system has no tzdata, and the booted image refused every zone.
+    assert.equal(inRoot('dpkg-query', '-W', 'tzdata').status, 0, 'the time zone database');
+    assert.ok(statSync(join(rootfs, 'usr', 'share', 'zoneinfo', 'Europe', 'Berlin')).isFile());
     for (const d of ['kernel/postinst.d', 'kernel/postrm.d', 'initramfs/post-update.d'])
       assert.ok(existsSync(join(rootfs, 'etc', d, 'zz-portcullis-esp')), d);
     // The hook does nothing where there is no ESP (the Raspberry Pi image, this root file system).

@@ -96,7 +96,8 @@ export type HostCommand = (argv: readonly string[]) => Promise<void>;
 const runHostCommand: HostCommand = async (argv) => {
   const { execa } = await import('execa');
   const [cmd, ...args] = argv as [string, ...string[]];
-  await execa(cmd, args, { timeout: 15_000, stdin: 'ignore' });
+  // Above timedatectl's own D-Bus timeout (25 s): a slow timedated or polkitd is reported in its words.
+  await execa(cmd, args, { timeout: 30_000, stdin: 'ignore' });
 };
 
 /** What the host's own daemons do for an unprivileged gateway: timedated, through D-Bus and polkit. */
@@ -220,6 +221,14 @@ export async function setHostTime(
     const zone = parsed.data;
     const target = join(paths.zoneinfo, ...zone.split('/'));
     if (!existsSync(target) || !lstatSync(target).isFile()) {
+      // No database at all (Debian trixie's minimal systems come without tzdata): every zone would be refused,
+      // and timedated checks the same folder — the host needs the package, not another zone.
+      if (!existsSync(join(paths.zoneinfo, 'Etc', 'UTC'))) {
+        throw new HostTimeError(
+          'ERR_HOST_TIME_READONLY',
+          `this host has no time zone database (${paths.zoneinfo}; Debian package tzdata): it cannot change zones`,
+        );
+      }
       throw new HostTimeError('ERR_HOST_TIME_INVALID', `${zone}: not in this host's zoneinfo database`);
     }
     if (system) {
