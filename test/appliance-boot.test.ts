@@ -355,6 +355,9 @@ describe('the amd64 appliance image, out of the box', { concurrency: 3, timeout:
     for (const l of late) t.diagnostic(l.slice(0, 300));
     assert.match(journal, /gateway started/, 'the journal reached the disk');
     assert.doesNotMatch(journal, /portcullis-gateway\.service: Watchdog timeout/);
+    // The journal on the disk may end minutes before QEMU is stopped (the guest had not written the rest);
+    // the console is remade at every stop with systemd's result for it, so a watchdog kill shows there.
+    assert.doesNotMatch(vm.serial(), /THE GATEWAY IS NOT RUNNING \([a-z-]+, watchdog\)/);
   });
 
   it('without a TPM, says on the console why the gateway does not start, and that systemd stops retrying after a bounded number of tries', {

@@ -279,4 +279,25 @@ while True:
     await sleep(1500);
     assert.equal(messages.filter((x) => x.at > stoppedAt && x.m.includes('WATCHDOG=1')).length, 0);
   });
+
+  it('says in the journal when a held event loop delayed a watchdog pet (what a watchdog kill follows)', async (t) => {
+    const { SystemdNotifier } = await import('../gateway/src/systemd.ts');
+    const { createLogger } = await import('../gateway/src/log.ts');
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (l: string) => lines.push(l) });
+    // No listener on this socket: the pets fail (and say so); what is checked is the lateness line.
+    const env = { ...process.env, NOTIFY_SOCKET: join(tempDir(t), 'none.sock'), WATCHDOG_USEC: '2000000' };
+    const n = new SystemdNotifier(logger, env);
+    n.ready(() => true);
+    t.after(() => n.stopping());
+    // A synchronous call holding the thread for 1.7 s: the first pet (due after 1 s) comes 0.7 s late.
+    const end = Date.now() + 1700;
+    while (Date.now() < end) {
+      // held, as execFileSync of a slow tool holds it
+    }
+    await new Promise((r) => setTimeout(r, 1300));
+    const late = lines.filter((l) => l.includes('the watchdog pet came late')).map((l) => JSON.parse(l));
+    assert.ok(late.length >= 1, lines.join(''));
+    assert.ok(late[0].lateMs >= 500, String(late[0].lateMs));
+  });
 });
