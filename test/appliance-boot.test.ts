@@ -22,7 +22,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -63,6 +63,8 @@ interface Vm extends BaseVm {
   editor: number;
   /** The VM's copy-on-write disk (its journal, after a failure). */
   disk: string;
+  /** QEMU's QMP socket: the power button, for a shutdown that leaves the guest's journal on its disk. */
+  qmp: string;
 }
 
 /** Boots a fresh copy-on-write overlay of the image; with `tpm`, a swtpm of its own as the TPM. */
@@ -86,6 +88,8 @@ async function boot(t: TestContext, image: string, opts: { tpm: boolean }): Prom
     'none',
     '-monitor',
     'none',
+    '-qmp',
+    `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
     '-serial',
     'stdio',
     '-drive',
@@ -130,20 +134,32 @@ async function boot(t: TestContext, image: string, opts: { tpm: boolean }): Prom
   const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => proc.kill('SIGKILL'));
   const serial = watchSerial(t, proc, `appliance-boot-${opts.tpm ? 'tpm' : 'no-tpm'}`);
-  return { serial, ui, editor, proc, disk };
+  return { serial, ui, editor, proc, disk, qmp: join(dir, 'qmp.sock') };
 }
 
 /**
- * After a failure: the guest's journal for the gateway and what it asked of systemd (timedated, polkit), from
- * its disk, into test-artifacts — the console alone does not say why (a watchdog kill on it said only that).
- * Waits for the guest's page cache to reach the disk first, then stops QEMU.
+ * The guest's whole journal, from its disk, into test-artifacts (after a failure, and after a pass to check it):
+ * the console alone does not say why (a watchdog kill on it said only that). Powers the guest off first.
  */
 async function keepJournal(vm: Vm, name: string): Promise<string> {
-  // The guest's writeback (30 s) under emulation: 35 s left the last minute out of the journal before.
-  await new Promise((r) => setTimeout(r, 60_000));
+  // The power button (ACPI, through QMP): logind shuts the guest down, journald writes and syncs its journal,
+  // the gateway's own stop is in it, and QEMU exits having flushed its disk. Killing QEMU instead lost the last
+  // minutes (the guest's page cache and QEMU's own qcow2 metadata). Killed anyway if it does not power off.
+  const exited = new Promise((r) => {
+    if (vm.proc.exitCode !== null || vm.proc.signalCode !== null) r(undefined);
+    else vm.proc.once('exit', r);
+  });
+  await powerButton(vm.qmp).catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const poweredOff = await Promise.race([
+    exited.then(() => true),
+    new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), 150_000);
+    }),
+  ]);
+  clearTimeout(timer);
   // QEMU holds the disk's lock until it has exited, not when it is signalled: qemu-img refused the disk before.
-  if (vm.proc.exitCode === null && vm.proc.signalCode === null) {
-    const exited = new Promise((r) => vm.proc.once('exit', r));
+  if (!poweredOff) {
     vm.proc.kill('SIGKILL');
     await exited;
   }
@@ -173,6 +189,35 @@ async function keepJournal(vm: Vm, name: string): Promise<string> {
     rmSync(raw, { force: true });
     rmSync(journal, { recursive: true, force: true });
   }
+}
+
+/** Presses the VM's power button: QMP's greeting, `qmp_capabilities`, then `system_powerdown`. */
+function powerButton(socket: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(socket);
+    let text = '';
+    c.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('"QMP"') && !text.includes('qmp_capabilities-sent')) {
+        text += 'qmp_capabilities-sent';
+        c.write('{"execute":"qmp_capabilities"}\n{"execute":"system_powerdown"}\n');
+      }
+      // Two answers: the capabilities' and the power button's.
+      if ((text.match(/"return"/g) ?? []).length >= 2) {
+        c.end();
+        resolve();
+      }
+      if (text.includes('"error"')) {
+        c.destroy();
+        reject(new Error(`QMP: ${text}`));
+      }
+    });
+    c.on('error', reject);
+    c.setTimeout(10_000, () => {
+      c.destroy();
+      reject(new Error('QMP did not answer'));
+    });
+  });
 }
 
 const waitFor = <T>(what: string, vm: Vm, probe: () => T | undefined | Promise<T | undefined>) =>
