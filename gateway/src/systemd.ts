@@ -1,5 +1,52 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import type { Logger } from './log.ts';
+
+/**
+ * Runs a short systemd tool (systemd-notify, systemctl) without holding the process open: neither the child, its
+ * pipes nor its time limit keep Node's event loop alive. A stopped gateway exits when its own work is done; a
+ * `systemd-notify` still waiting for PID 1 (its BARRIER=1 round trip, slow on a busy or emulated board) kept it
+ * past `portcullis start`'s 4 s shutdown deadline, which exits 1 — systemd recorded a requested restart as a
+ * failure ("exit-code") on the appliance. Exported for tests.
+ */
+export function runUnheld(
+  cmd: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs: number },
+  done: (err: Error | null, stdout: string) => void,
+): void {
+  let out = '';
+  let errText = '';
+  let finished = false;
+  const finish = (err: Error | null) => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    done(err, out);
+  };
+  const child = spawn(cmd, args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+  timer.unref();
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    errText += d.toString();
+  });
+  child.on('error', (err) => finish(err));
+  child.on('close', (code, signal) =>
+    finish(
+      code === 0
+        ? null
+        : new Error(
+            `${cmd} ${signal ? `stopped by ${signal}` : `exited ${code}`}${errText.trim() ? `: ${errText.trim().split('\n')[0]}` : ''}`,
+          ),
+    ),
+  );
+  child.unref();
+  (child.stdout as unknown as Socket).unref();
+  (child.stderr as unknown as Socket).unref();
+}
 
 /**
  * systemd readiness and watchdog for `Type=notify` (systemd/portcullis-gateway.service). Node cannot send to
@@ -36,10 +83,10 @@ export class SystemdNotifier {
 
   private send(...messages: string[]): void {
     if (!this.active) return;
-    execFile(
+    runUnheld(
       'systemd-notify',
       [`--pid=${process.pid}`, ...messages],
-      { env: this.env, timeout: 5000 },
+      { env: this.env, timeoutMs: 5000 },
       (err) => {
         if (err) this.logger.warn({ err: err.message }, 'systemd-notify failed');
       },
@@ -116,7 +163,7 @@ export class UnitStateProbe {
 
   start(): this {
     const poll = () =>
-      execFile('systemctl', ['is-active', this.unit], { timeout: 5000 }, (err, stdout) => {
+      runUnheld('systemctl', ['is-active', this.unit], { timeoutMs: 5000 }, (err, stdout) => {
         // is-active exits non-zero for every state but active and still prints the state; nothing printed
         // means systemd could not be asked.
         const state = String(stdout).trim().split('\n')[0];
