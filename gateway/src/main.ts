@@ -94,6 +94,8 @@ export class Gateway {
     private readonly control: ControlServer | undefined,
     private readonly firmwareScheduler: { close(): void },
     private readonly fleet: { stop(): Promise<void> } | undefined,
+    /** Polls the flows' unit; stopped with the gateway, or each in-process restart would leave one more. */
+    private readonly flowsUnit: UnitStateProbe | undefined,
   ) {}
 
   static async start(
@@ -127,6 +129,7 @@ export class Gateway {
     let hardware: HardwareService | undefined;
     let control: ControlServer | undefined;
     let fleetAgent: FleetAgent | undefined;
+    let flowsUnit: UnitStateProbe | undefined;
     try {
       const backend = await gpioBackend(config.hardware.backend, logger);
       if (backend) {
@@ -162,7 +165,7 @@ export class Gateway {
       );
       const pairing = hardware;
       // On the appliance: the policy flows' unit state, for /healthz (PORTCULLIS_FLOWS_UNIT, set by the unit).
-      const flowsUnit = UnitStateProbe.fromEnv()?.start();
+      flowsUnit = UnitStateProbe.fromEnv()?.start();
       // The sensors' recent handshakes: written by the sensor listener, read by the device and diagnostics pages.
       const handshakes = new HandshakeLog(() => deps.clock.now());
       const uiApp = createUiApp(core, {
@@ -280,6 +283,7 @@ export class Gateway {
           logger.error({ err }, 'firmware campaign step failed'),
         ),
         fleet,
+        flowsUnit,
       );
     } catch (err) {
       // Whatever came up goes down again: a failed start must not leave a listener behind.
@@ -291,6 +295,7 @@ export class Gateway {
       await anomaly?.stop();
       await firewall?.close();
       hardware?.stop();
+      flowsUnit?.stop();
       core.close();
       if (freshDataDir) rmSync(config.dataDir, { recursive: true, force: true });
       throw err;
@@ -322,6 +327,7 @@ export class Gateway {
       this.firmwareScheduler.close();
       await this.anomaly?.stop();
       this.hardware?.stop();
+      this.flowsUnit?.stop();
       await this.fleet?.stop();
       await this.uplink.stop();
       this.core.audit.append({ actor: 'system', action: 'gateway.stop', details: { reason } });
