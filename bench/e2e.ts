@@ -39,7 +39,7 @@ import { gatewayUnitStart } from '../test/helpers/gateway-unit.ts';
 import { type Broker, startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki, type TestPki } from '../test/helpers/pki.ts';
 import { inParallel, round, runFor, sliceWalker } from './lib/load.ts';
-import { cpuMs, memory } from './lib/proc.ts';
+import { cpuMs, memory, processTree } from './lib/proc.ts';
 
 const log = (msg: string) => process.stderr.write(`[bench e2e] ${msg}\n`);
 const round2 = (x: number) => round(x, 2);
@@ -103,28 +103,6 @@ export function parseE2eOptions(argv: string[]): Settings {
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-/** The gateway and every process under it (a broker worker, the pull poller), from /proc. */
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (pid: number) => {
-    out.push(pid);
-    for (const c of children.get(pid) ?? []) walk(c);
-  };
-  walk(root);
-  return out;
 }
 
 /** The mosquitto process listening on `port` (its config file names the listener), for its CPU time. */

@@ -18,7 +18,7 @@ import { gatewayUnitStart } from '../test/helpers/gateway-unit.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki } from '../test/helpers/pki.ts';
 import { inParallel, round, runFor, sliceWalker } from './lib/load.ts';
-import { cpuMs, memory } from './lib/proc.ts';
+import { cpuMs, memory, processTree } from './lib/proc.ts';
 
 const MiB = 1024 * 1024;
 const USAGE =
@@ -52,30 +52,8 @@ function parse(argv: string[]): Settings {
   return s;
 }
 
-/** The gateway and every process under it, from /proc. */
-function tree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (pid: number) => {
-    out.push(pid);
-    for (const c of children.get(pid) ?? []) walk(c);
-  };
-  walk(root);
-  return out;
-}
-
 const sum = (pid: number, f: (p: number) => number) =>
-  tree(pid).reduce((a, p) => {
+  processTree(pid).reduce((a, p) => {
     try {
       return a + f(p);
     } catch {
