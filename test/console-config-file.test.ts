@@ -8,7 +8,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { systemClock } from '../gateway/src/clock.ts';
@@ -99,6 +108,30 @@ describe('the console configuration file', () => {
     assert.equal(loadConfigFile(a.main).segments[0]?.name, 'plant', 'the allowed part loads');
     chmodSync(a.consoleFile, 0o666);
     assert.throws(() => loadConfigFile(a.main), { code: 'ERR_CONFIG_UNSAFE_PATH' });
+  });
+
+  it('refuses a console file or uplink CA that is a link (root’s CLI would read what it names)', (t) => {
+    const a = appliance(t);
+    const folder = join(a.state, 'config');
+    mkdirSync(folder, { mode: 0o700 });
+    // The folder is the service user's: a link in it to a file only root may read.
+    const secret = join(a.dir, 'root-only.yaml');
+    writeFileSync(secret, 'hostKey: do-not-read\n', { mode: 0o600 });
+    symlinkSync(secret, a.consoleFile);
+    assert.throws(
+      () => loadConfigFile(a.main),
+      (e: Error & { code?: string }) =>
+        e.code === 'ERR_CONFIG_INVALID' && /symbolic link/.test(e.message) && !/hostKey/.test(e.message),
+    );
+    unlinkSync(a.consoleFile);
+    const ca = join(folder, 'uplink-ca-1.pem');
+    symlinkSync('/etc/ssl/certs/ca-certificates.crt', ca);
+    writeFileSync(a.consoleFile, 'uplink: {caFile: uplink-ca-1.pem}\n', { mode: 0o600 });
+    assert.throws(() => loadConfigFile(a.main), /uplink\.caFile: is a symbolic link/);
+    // The same names as files of their own load.
+    unlinkSync(ca);
+    writeFileSync(a.consoleFile, `segments:\n${SEGMENT.replace(/^/gm, '  ')}`, { mode: 0o600 });
+    assert.equal(loadConfigFile(a.main).segments[0]?.name, 'plant');
   });
 
   it('puts an uplink CA beside the console file and names it there', (t) => {

@@ -3,7 +3,12 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { basename, dirname, join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { checkCaPem, writeAtomically } from '../config/apply.ts';
-import { checkConsoleChanges, mergeConsoleChanges, readConsoleText } from '../config/console-file.ts';
+import {
+  checkConsoleChanges,
+  mergeConsoleChanges,
+  readConsoleText,
+  readOwnFile,
+} from '../config/console-file.ts';
 import { parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { ArchiveFileName } from './archive.ts';
@@ -29,7 +34,7 @@ export function consoleFilesOf(config: Config): Map<ArchiveFileName, Buffer> {
   if (!text.trim()) return out;
   out.set(CONSOLE, Buffer.from(text));
   const ca = config.uplink?.caFile;
-  if (ca && dirname(ca) === dirname(file) && existsSync(ca)) out.set(CA, readFileSync(ca));
+  if (ca && dirname(ca) === dirname(file) && existsSync(ca)) out.set(CA, readOwnFile(ca));
   return out;
 }
 

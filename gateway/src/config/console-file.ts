@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, openSync, readFileSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -39,13 +39,29 @@ export function consoleFileOf(raw: unknown): string | undefined {
 /** The console file's text, or '' when the console has changed nothing yet. */
 export function readConsoleText(file: string): string {
   try {
-    return readFileSync(file, 'utf8');
+    return readOwnFile(file).toString('utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw refuse(file, '(file)', LINK);
     throw new ConfigError(
       'ERR_CONFIG_NOT_FOUND',
       `${file}: cannot read the console's configuration (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
     );
+  }
+}
+
+const LINK = 'is a symbolic link: the console writes files of its own here, never links';
+
+/**
+ * Reads a file in the console's folder without following a link: the folder is the service user's, and root's
+ * CLI (config check, backup create) reads these files too — a link there would make root read what it names.
+ */
+export function readOwnFile(path: string): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -75,6 +91,10 @@ export function checkConsoleChanges(raw: unknown, file: string): ConsoleChanges 
   if (ca !== undefined && !resolve(dirname(file), ca).startsWith(`${dirname(file)}${sep}`)) {
     // A service-held file naming a CA elsewhere would make root's CLI read (and report on) any file it names.
     throw refuse(file, 'uplink.caFile', `must be a file in ${dirname(file)}`);
+  }
+  if (ca !== undefined) {
+    const path = resolve(dirname(file), ca);
+    if (existsSync(path) && lstatSync(path).isSymbolicLink()) throw refuse(file, 'uplink.caFile', LINK);
   }
   return changes;
 }
