@@ -14,6 +14,7 @@ import { PullManager } from '../gateway/src/pull/pull-manager.ts';
 import { Store } from '../gateway/src/store/index.ts';
 import { Uplink, type UplinkOptions } from '../gateway/src/uplink/index.ts';
 import { QueueFullError, queueFull } from '../gateway/src/uplink/queue-full.ts';
+import { withRawDb } from './helpers/raw-db.ts';
 import { tempDir } from './helpers/tmp.ts';
 
 const quiet = createLogger('fatal');
@@ -34,6 +35,71 @@ const msg = (i: number) => ({
 });
 
 describe('uplink queue', () => {
+  it('counts what the writer thread committed before it died, whether or not the sender heard', async (t) => {
+    for (let trial = 0; trial < 6; trial++) {
+      const store = Store.open(join(tempDir(t), `q${trial}.db`));
+      const u = new Uplink(store, opts({}), new ManualClock(), quiet);
+      await u.enqueue(msg(0)); // the thread is up
+      const sent = u.enqueue(msg(1));
+      await new Promise((r) => setImmediate(r));
+      // The thread dies while the batch is out: before, during or after its commit, by the trial's delay.
+      const worker = (u as unknown as { writer: { worker: { terminate(): Promise<number> } | null } }).writer
+        .worker;
+      await new Promise((r) => setTimeout(r, 2 + trial));
+      await worker?.terminate();
+      const acknowledged = await sent.then(
+        () => true,
+        () => false,
+      );
+      const stored = store.queue.depth();
+      assert.ok(stored >= (acknowledged ? 2 : 1), 'an acknowledged reading is stored');
+      assert.equal(
+        u.status().queueDepth,
+        stored,
+        `trial ${trial}: the depth the bound uses is what is stored`,
+      );
+      await u.stop();
+      store.close();
+    }
+  });
+
+  it('pauses longer after each failed commit instead of retrying at once (a store that keeps refusing)', async (t) => {
+    const file = join(tempDir(t), 'q.db');
+    const store = Store.open(file);
+    t.after(() => store.close());
+    store.queue.enqueue({
+      deviceId: 'd0',
+      topic: 'site/devices/d0/telemetry',
+      payload: Buffer.from('old'),
+      properties: {},
+      enqueuedAt: '1900-01-01T00:00:00.000Z',
+    });
+    // Retention must delete that row, and the disk refuses every delete (as a read-only remount would).
+    withRawDb(file, (db) =>
+      db.exec(
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON uplink_queue BEGIN SELECT RAISE(ABORT, 'disk refuses'); END",
+      ),
+    );
+    const lines: Array<{ msg: string; failures?: number; suppressed?: number }> = [];
+    const logger = createLogger('error', { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const clock = new ManualClock();
+    // Retention ticks every 50 ms here (every minute by default): each would start a commit of its own.
+    const u = new Uplink(store, opts({ maxAgeMs: 50 }), clock, logger);
+    u.start();
+    t.after(() => u.stop());
+    await new Promise((r) => setTimeout(r, 1500));
+    const failed = () => lines.filter((l) => l.msg === 'uplink queue: commit failed');
+    assert.equal(failed().length, 1, 'one line a minute, not one per attempt');
+    clock.advance(61_000);
+    for (let i = 0; i < 100 && failed().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    const second = failed()[1];
+    assert.ok(second, 'the next minute says how many attempts failed');
+    // 100, 200, 400, 800, 1600 ms: five or six attempts in those seconds; retried at once it was thousands.
+    assert.ok((second.failures ?? 0) <= 8, `attempts: ${second.failures}`);
+    assert.equal(store.queue.depth(), 1, 'the row is still there, counted');
+    assert.equal(u.status().queueDepth, 1);
+  });
+
   it('keeps messages durable across a restart of the process (a new Uplink on the same file)', async (t) => {
     const file = join(tempDir(t), 'q.db');
     const s1 = Store.open(file);

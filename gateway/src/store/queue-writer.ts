@@ -196,6 +196,9 @@ class ThreadQueueWriter implements QueueWriter {
       workerData: { file: this.file, synchronous: this.synchronous },
     });
     w.on('message', (m: FromQueueThread) => {
+      // A thread already given up on (it failed) answers nothing that is still waiting: its batches were
+      // rejected, and what waits now belongs to its successor.
+      if (this.worker !== w) return;
       const next = this.waiting.shift();
       if (this.waiting.length === 0) {
         w.unref();

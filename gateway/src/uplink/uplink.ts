@@ -109,6 +109,9 @@ export interface UplinkStatus {
 const DEFAULT_WINDOW = 256;
 /** How long PUBACKed rows wait for a group commit to ride in before they are deleted on their own. */
 const ACK_FLUSH_MS = 100;
+/** The first retry after a failed queue commit, and the longest pause the doubling reaches. */
+const COMMIT_RETRY_MS = 100;
+const COMMIT_RETRY_MAX_MS = 30_000;
 /** Messages the pump holds in memory ahead of the broker; beyond it (the broker is slow or away) it reads the queue. */
 const TAIL_MAX = 4096;
 const DEFAULT_MAX_AGE_MS = 7 * 24 * 3600_000;
@@ -160,6 +163,9 @@ export class Uplink {
   /** The batch the writer has now (one at a time: what comes meanwhile goes next, together), settled or not. */
   private committing: Promise<void> | null = null;
   private commitScheduled = false;
+  /** Commits failed in a row: the retry of what they carried waits longer each time. */
+  private commitFailures = 0;
+  private commitRetry: NodeJS.Timeout | null = null;
   /** Retention: what was enqueued before this goes with the next commit. */
   private expireBefore: string | null = null;
   /** Committed messages not yet sent, in id order, while the pump is in step with the queue; null: read the queue. */
@@ -269,6 +275,8 @@ export class Uplink {
    */
   private commitBatch(): void {
     if (this.committing || this.closed) return;
+    // While a failed commit's retry waits, only new readings go (their senders hear at once).
+    if (this.commitRetry && this.batch.length === 0) return;
     const batch = this.batch;
     this.batch = [];
     const max = this.opts?.maxMessages ?? 100_000;
@@ -299,23 +307,64 @@ export class Uplink {
       if (m.seenAt && m.deviceId) seen.push([m.deviceId, m.seenAt]);
     }
     this.writer ??= openQueueWriter(this.store);
+    let failed = false;
     this.committing = this.writer
       .commit({ enqueuedAt: receivedAt, rows, seen, acked, expireBefore })
       .then(
         (r) => this.committed(batch, rows, props, r, receivedAt),
         (err: unknown) => {
-          // Nothing was stored: no sensor is acknowledged, so each will retransmit.
+          failed = true;
+          // No sensor is acknowledged, so each will retransmit.
           for (const b of batch) b.reject(err);
           this.acked.push(...acked);
           this.expireBefore ??= expireBefore;
-          this.logger.error({ err: (err as Error).message }, 'uplink queue: commit failed');
+          this.commitFailed(err);
         },
       )
       .finally(() => {
         this.committing = null;
-        if (this.batch.length > 0 || this.expireBefore !== null) this.commitBatch();
+        if (failed) this.armCommitRetry();
+        else if (this.batch.length > 0 || this.expireBefore !== null) this.commitBatch();
         else if (this.acked.length > 0) this.armAckFlush();
       });
+  }
+
+  /**
+   * A writer that died may have committed the batch before it could say so: what the queue holds is read again
+   * rather than assumed (its depth for the bound, its rows for the pump — a row the pump never heard of would
+   * otherwise wait for the next reconnect). Logged once a minute with the count, not once per attempt.
+   */
+  private commitFailed(err: unknown): void {
+    this.commitFailures++;
+    if (!this.closed) {
+      this.tail = null;
+      try {
+        this.depth = this.store.queue.depth();
+      } catch {
+        // the depth stays as counted; the next commit's answer moves it again
+      }
+    }
+    const suppressed = this.refusalLog.admit('commit-failed');
+    if (suppressed !== null)
+      this.logger.error(
+        { err: (err as Error).message, failures: this.commitFailures, suppressed },
+        'uplink queue: commit failed',
+      );
+  }
+
+  /**
+   * What a failed commit carried (PUBACK deletes, the retention cut) is tried again after a pause that doubles
+   * up to 30 s: a store that keeps refusing (a file system remounted read-only, a full disk) must not turn the
+   * retry into a busy loop. New readings still go at once (each sender hears of a failure and retransmits).
+   */
+  private armCommitRetry(): void {
+    if (this.commitRetry || this.closed) return;
+    const delay = Math.min(COMMIT_RETRY_MAX_MS, COMMIT_RETRY_MS * 2 ** Math.min(this.commitFailures - 1, 16));
+    this.commitRetry = setTimeout(() => {
+      this.commitRetry = null;
+      this.scheduleCommit();
+    }, delay);
+    this.commitRetry.unref();
   }
 
   private committed(
@@ -325,6 +374,7 @@ export class Uplink {
     r: QueueBatchResult,
     receivedAt: string,
   ): void {
+    this.commitFailures = 0;
     for (const e of r.errors) this.logger.error({ err: e }, 'uplink: a write beside the readings failed');
     this.depth += rows.length - r.deleted;
     if (r.expired > 0) {
@@ -616,6 +666,8 @@ export class Uplink {
     this.certWatch?.close();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
+    if (this.commitRetry) clearTimeout(this.commitRetry);
+    this.commitRetry = null;
     // Give in-flight publishes a moment to be acknowledged (their rows are still deleted); what is not
     // acknowledged stays queued for the next start.
     await this.client?.end(1000);
