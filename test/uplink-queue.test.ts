@@ -47,10 +47,20 @@ describe('uplink queue', () => {
         .worker;
       await new Promise((r) => setTimeout(r, 2 + trial));
       await worker?.terminate();
-      const acknowledged = await sent.then(
-        () => true,
-        () => false,
-      );
+      // Every sender hears one way or the other (a ref'd timer: a sender left hanging fails here, by name).
+      let guard: NodeJS.Timeout | undefined;
+      const acknowledged = await Promise.race([
+        sent.then(
+          () => true,
+          () => false,
+        ),
+        new Promise<never>((_, reject) => {
+          guard = setTimeout(
+            () => reject(new Error(`trial ${trial}: the sender was never answered`)),
+            10_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(guard));
       const stored = store.queue.depth();
       assert.ok(stored >= (acknowledged ? 2 : 1), 'an acknowledged reading is stored');
       assert.equal(
