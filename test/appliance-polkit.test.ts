@@ -28,6 +28,8 @@ const ALLOWED: Check[] = [
   ['portcullis', MANAGE, unit('portcullis-gateway.service', 'restart')],
   ['portcullis', MANAGE, unit('portcullis-flows.service', 'restart')],
   ['portcullis', 'org.freedesktop.login1.reboot', {}],
+  // logind asks for this one instead when another session is open (a technician on the serial console or SSH).
+  ['portcullis', 'org.freedesktop.login1.reboot-multiple-sessions', {}],
   ['portcullis', 'org.freedesktop.timedate1.set-timezone', {}],
   ['portcullis', 'org.freedesktop.timedate1.set-ntp', {}],
 ];
@@ -53,6 +55,7 @@ const REFUSED: Check[] = [
   // Another user: none of what the service may do.
   ['intruder', MANAGE, unit('portcullis-gateway.service', 'restart')],
   ['intruder', 'org.freedesktop.login1.reboot', {}],
+  ['intruder', 'org.freedesktop.login1.reboot-multiple-sessions', {}],
   ['intruder', 'org.freedesktop.timedate1.set-timezone', {}],
 ];
 
