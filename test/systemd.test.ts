@@ -263,6 +263,12 @@ while True:
       messages.map((x) => x.m).join(' | '),
     );
     assert.ok(during >= 2, `pets during the reload: ${during}`);
+    // Petted with the reload and with the next readiness, not an interval later: the old gateway's last pet may be
+    // nearly an interval old, and an interval more would leave systemd a whole WatchdogSec without one.
+    assert.ok(
+      messages.some((x) => x.m.includes('RELOADING=1') && x.m.includes('WATCHDOG=1')),
+      messages.map((x) => x.m).join(' | '),
+    );
     // A reload that never ends stops being covered: systemd's watchdog then restarts the gateway.
     await sleep(1500);
     const quietFrom = Date.now();
@@ -273,6 +279,10 @@ while True:
     next.reloading();
     next.ready(() => true);
     await sleep(1200);
+    assert.ok(
+      messages.filter((x) => x.m.includes('READY=1') && x.m.includes('WATCHDOG=1')).length >= 2,
+      'each readiness carries a pet',
+    );
     next.stopping();
     await sleep(300);
     const stoppedAt = Date.now();

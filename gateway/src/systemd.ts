@@ -96,8 +96,12 @@ export class SystemdNotifier {
   /** Ready: every listener is up. Starts the watchdog if the unit has one (WATCHDOG_USEC). */
   ready(healthy: () => boolean): void {
     clearInterval(reloadPets);
-    this.send('--ready', 'STATUS=serving');
     const every = this.watchdogEveryMs();
+    // Petted with the readiness itself: after an in-process restart the last pet may be nearly an interval old,
+    // and waiting another for the first of this gateway's left systemd 30 s without one (the booted appliance
+    // killed a gateway that had just come back healthy).
+    const pet = every !== undefined && healthy() ? ['WATCHDOG=1'] : [];
+    this.send('--ready', 'STATUS=serving', ...pet);
     if (every === undefined) return;
     // Pet at half the interval, and only while the store answers: a wedged gateway gets restarted.
     let last = performance.now();
@@ -129,8 +133,13 @@ export class SystemdNotifier {
    */
   reloading(): void {
     clearInterval(this.timer);
-    this.send('RELOADING=1', 'STATUS=applying a configuration change');
     const every = this.watchdogEveryMs();
+    // Petted at once, for the same reason as in `ready`.
+    this.send(
+      'RELOADING=1',
+      'STATUS=applying a configuration change',
+      ...(every === undefined ? [] : ['WATCHDOG=1']),
+    );
     if (every === undefined) return;
     const until = Date.now() + this.reloadLimitMs;
     clearInterval(reloadPets);
