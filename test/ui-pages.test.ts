@@ -38,8 +38,14 @@ describe('UI pages', () => {
           assert.match(res.text, /this needs the role/, where);
         } else {
           // The PSK wizard answers a refused device (here: the id another role made already) with the form
-          // again, its fields and every problem (400), instead of a redirect.
-          const ok = [200, 303, ...(r.path === '/onboarding/psk' ? [400] : [])];
+          // again, its fields and every problem (400), instead of a redirect; so do the configuration forms, with
+          // what was typed: a change this process cannot apply (409: no supervisor here), an unknown zone (400).
+          const inPlace: Record<string, number> = {
+            '/onboarding/psk': 400,
+            '/configuration/apply': 409,
+            '/configuration/time': 400,
+          };
+          const ok = [200, 303, ...(inPlace[r.path] ? [inPlace[r.path] as number] : [])];
           assert.ok(ok.includes(res.status), `${where}: ${res.status}`);
         }
       }
