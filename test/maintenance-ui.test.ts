@@ -338,6 +338,28 @@ describe('maintenance API: updates, rollback, restart and reboot', () => {
     for (const a of ['update.install', 'update.refused', 'update.revert']) assert.ok(actions.includes(a), a);
   });
 
+  it('a restart whose systemctl is cut off by the stop it asked for ends nothing with an error', async (t) => {
+    const s = site(t);
+    const { PowerControl } = await import('../gateway/src/maintenance/power.ts');
+    let cutOff: (e: Error) => void = () => {};
+    const power = new PowerControl({
+      audit: s.core.audit,
+      delayMs: 0,
+      run: () => new Promise((_, reject) => (cutOff = reject)),
+    });
+    power.request('restart', 'ui:admin1', 'test');
+    await new Promise((r) => setTimeout(r, 20));
+    s.core.close(); // the gateway stopped, as systemd asked it to
+    const unhandled: unknown[] = [];
+    const note = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', note);
+    t.after(() => process.off('unhandledRejection', note));
+    cutOff(new Error('systemctl: terminated'));
+    await new Promise((r) => setTimeout(r, 50));
+    // On the appliance this was "The database connection is not open", exit 1, and systemd's result exit-code.
+    assert.deepEqual(unhandled, []);
+  });
+
   it('restarts or reboots only with the action typed as confirmation, through the injected command, audited', async (t) => {
     const s = await maintenanceSite(t);
     const admin = await s.as('admin1', 'admin');

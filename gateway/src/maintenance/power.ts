@@ -71,12 +71,18 @@ export class PowerControl {
         },
         (err: unknown) => {
           this.pending = null;
-          this.deps.audit.append({
-            actor,
-            action: `${action === 'restart' ? 'gateway.restart' : 'host.reboot'}.failed`,
-            target: null,
-            details: { reason: err instanceof Error ? err.message.slice(0, 300) : 'failed' },
-          });
+          try {
+            this.deps.audit.append({
+              actor,
+              action: `${action === 'restart' ? 'gateway.restart' : 'host.reboot'}.failed`,
+              target: null,
+              details: { reason: err instanceof Error ? err.message.slice(0, 300) : 'failed' },
+            });
+          } catch {
+            // The store is closed: the gateway is stopping — what was asked for is under way (systemctl, cut off
+            // by that stop, reports a failure). Thrown here it ended the process with exit 1, and systemd
+            // recorded the requested restart as a failure.
+          }
         },
       );
     }, this.deps.delayMs ?? 500);
