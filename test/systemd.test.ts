@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PORTCULLIS_BIN, waitForLine } from './helpers/cli.ts';
 import { tempDir } from './helpers/tmp.ts';
@@ -171,26 +171,34 @@ describe('a secret handed to the gateway', () => {
   });
 });
 
-describe('systemd readiness and watchdog', () => {
-  it('tells the notify socket READY=1 once serving, pets the watchdog, and says STOPPING=1 on SIGTERM', async (t) => {
-    const dir = tempDir(t);
-    const socket = join(dir, 'notify.sock');
-    // A datagram listener in place of PID 1's notify socket (Node has no Unix datagram sockets).
-    const listener = spawn('python3', [
-      '-u',
-      '-c',
-      `import socket,sys
+/** A datagram listener in place of PID 1's notify socket (Node has no Unix datagram sockets): what it heard, when. */
+async function notifySocket(t: TestContext, socket: string): Promise<{ at: number; m: string }[]> {
+  const listener = spawn('python3', [
+    '-u',
+    '-c',
+    `import socket,sys
 s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
 print("listening", flush=True)
 while True:
     print(s.recv(4096).decode().replace("\\n", " "), flush=True)`,
-      socket,
-    ]);
-    t.after(() => listener.kill());
-    const messages: string[] = [];
-    listener.stdout.on('data', (d: Buffer) => messages.push(...d.toString().trim().split('\n')));
-    await waitForLine(listener, (l) => (l === 'listening' ? true : undefined));
+    socket,
+  ]);
+  t.after(() => listener.kill());
+  const heard: { at: number; m: string }[] = [];
+  listener.stdout.on('data', (d: Buffer) => {
+    for (const m of d.toString().trim().split('\n')) heard.push({ at: Date.now(), m });
+  });
+  await waitForLine(listener, (l) => (l === 'listening' ? true : undefined));
+  return heard;
+}
+
+describe('systemd readiness and watchdog', () => {
+  it('tells the notify socket READY=1 once serving, pets the watchdog, and says STOPPING=1 on SIGTERM', async (t) => {
+    const dir = tempDir(t);
+    const socket = join(dir, 'notify.sock');
+    const heard = await notifySocket(t, socket);
+    const said = () => heard.map((x) => x.m);
     const config = join(dir, 'config.yaml');
     writeFileSync(config, `dataDir: ${join(dir, 'var')}\ndtls: {port: 0}\nui: {port: 0}\n`);
     const gw = spawn(process.execPath, [PORTCULLIS_BIN, '--config', config, 'start'], {
@@ -202,49 +210,27 @@ while True:
       const end = Date.now() + 10_000;
       while (!pred() && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
     };
-    await until(() => messages.some((m) => m.includes('WATCHDOG=1')));
+    await until(() => said().some((m) => m.includes('WATCHDOG=1')));
     gw.kill('SIGTERM');
     await new Promise((r) => gw.once('exit', r));
-    await until(() => messages.some((m) => m.includes('STOPPING=1')));
+    await until(() => said().some((m) => m.includes('STOPPING=1')));
     assert.ok(
-      messages.some((m) => /READY=1/.test(m) && m.includes(`MAINPID=${gw.pid}`)),
-      messages.join(' | '),
+      said().some((m) => /READY=1/.test(m) && m.includes(`MAINPID=${gw.pid}`)),
+      said().join(' | '),
     );
     assert.ok(
-      messages.some((m) => m.includes('WATCHDOG=1')),
+      said().some((m) => m.includes('WATCHDOG=1')),
       'the watchdog is petted',
     );
     assert.ok(
-      messages.some((m) => m.includes('STOPPING=1')),
+      said().some((m) => m.includes('STOPPING=1')),
       'stopping is announced',
     );
   });
   it('keeps the watchdog while a configuration change restarts the gateway in its process, for a bounded time', async (t) => {
     const dir = tempDir(t);
     const socket = join(dir, 'notify.sock');
-    const listener = spawn('python3', [
-      '-u',
-      '-c',
-      `import socket,sys
-s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print("listening", flush=True)
-while True:
-    print(s.recv(4096).decode().replace("\\n", " "), flush=True)`,
-      socket,
-    ]);
-    t.after(() => listener.kill());
-    const messages: { at: number; m: string }[] = [];
-    listener.stdout.on('data', (d: Buffer) =>
-      messages.push(
-        ...d
-          .toString()
-          .trim()
-          .split('\n')
-          .map((m) => ({ at: Date.now(), m })),
-      ),
-    );
-    await waitForLine(listener, (l) => (l === 'listening' ? true : undefined));
+    const messages = await notifySocket(t, socket);
     const { SystemdNotifier } = await import('../gateway/src/systemd.ts');
     const { createLogger } = await import('../gateway/src/log.ts');
     // WatchdogSec=2 s: a pet each second; a reload may keep it for 3 s.
