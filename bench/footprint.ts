@@ -20,13 +20,14 @@ import { systemClock } from '../gateway/src/clock.ts';
 import { resolveConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
 import { PORTCULLIS_BIN } from '../test/helpers/cli.ts';
-import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
+import type { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { freeUdpPort, makeGatewayHome } from '../test/helpers/gateway.ts';
 import { gatewayUnitStart, type UnitStart } from '../test/helpers/gateway-unit.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki } from '../test/helpers/pki.ts';
-import { inParallel, parseOptions, round } from './lib/load.ts';
+import { parseOptions, round } from './lib/load.ts';
 import { memory } from './lib/proc.ts';
+import { openPskSessions } from './lib/sessions.ts';
 
 const log = (msg: string) => process.stderr.write(`[bench footprint] ${msg}\n`);
 const MiB = 1024 * 1024;
@@ -154,18 +155,7 @@ async function loadedGateway(sessions: number, settleSeconds: number, unit: Unit
     await new Promise((r) => setTimeout(r, settleSeconds * 1000));
     const connectedOnly = treeRssMiB(pid);
     log(`opening ${sessions} DTLS sessions`);
-    clients.push(
-      ...(await inParallel(sessions, 16, async (i) => {
-        const c = new TestDtlsClient({
-          port: home.dtlsPort,
-          suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-          psk: { identity: `s${i}`, key: keyOf(i) },
-          timeoutMs: 10_000,
-        });
-        await c.connect();
-        return c;
-      })),
-    );
+    clients.push(...(await openPskSessions(home.dtlsPort, sessions, 16, keyOf)));
     await new Promise((r) => setTimeout(r, settleSeconds * 1000));
     const withSessions = treeRssMiB(pid);
     const mosquittoMiB = Number.isFinite(brokerPid) && brokerPid > 0 ? memory(brokerPid).rss / MiB : null;

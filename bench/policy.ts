@@ -19,12 +19,13 @@ import { Core } from '../gateway/src/core.ts';
 import { PolicyEngine, type PolicyRequest } from '../gateway/src/policy/engine.ts';
 import { authorizeTelemetry } from '../gateway/src/policy/index.ts';
 import type { Device } from '../gateway/src/store/index.ts';
-import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
+import type { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { makeGatewayHome } from '../test/helpers/gateway.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki } from '../test/helpers/pki.ts';
 import { siteDevice } from '../test/helpers/site-model.ts';
-import { inParallel, parseOptions, round } from './lib/load.ts';
+import { parseOptions, round } from './lib/load.ts';
+import { openPskSessions } from './lib/sessions.ts';
 
 const log = (msg: string) => process.stderr.write(`[bench policy] ${msg}\n`);
 
@@ -137,18 +138,7 @@ async function e2e(sensors: number, inflight: number, seconds: number, pairs: nu
     }
     gateway = await home.start();
     log(`opening ${2 * sensors} DTLS sessions`);
-    clients.push(
-      ...(await inParallel(2 * sensors, 16, async (i) => {
-        const c = new TestDtlsClient({
-          port: home.dtlsPort,
-          suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-          psk: { identity: `s${i}`, key: keyOf(i) },
-          timeoutMs: 10_000,
-        });
-        await c.connect();
-        return c;
-      })),
-    );
+    clients.push(...(await openPskSessions(home.dtlsPort, 2 * sensors, 16, keyOf)));
     const mids = new Array<number>(2 * sensors).fill(0);
     const phase = async (group: 0 | 1) => {
       let sent = 0;

@@ -12,13 +12,14 @@ import { systemClock } from '../gateway/src/clock.ts';
 import { resolveConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
 import { coapPost } from '../test/helpers/coaps-fixture.ts';
-import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
+import type { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { type GatewayHome, makeGatewayHome } from '../test/helpers/gateway.ts';
 import { gatewayUnitStart } from '../test/helpers/gateway-unit.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki } from '../test/helpers/pki.ts';
-import { inParallel, round, runFor, sliceWalker } from './lib/load.ts';
+import { round, runFor, sliceWalker } from './lib/load.ts';
 import { cpuMs, memory, processTree } from './lib/proc.ts';
+import { openPskSessions } from './lib/sessions.ts';
 
 const MiB = 1024 * 1024;
 const USAGE =
@@ -92,16 +93,7 @@ async function scale(n: number, s: Settings, home: GatewayHome) {
   try {
     await sleep(2000);
     const idle = rss(pid);
-    sensors = await inParallel(n, 32, async (i) => {
-      const c = new TestDtlsClient({
-        port: home.dtlsPort,
-        suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-        psk: { identity: `s${i}`, key: keyOf(i) },
-        timeoutMs: 10_000,
-      });
-      await c.connect();
-      return c;
-    });
+    sensors = await openPskSessions(home.dtlsPort, n, 32, keyOf);
     await sleep(2000);
     const withSessions = rss(pid);
     const sessionsSplit = anonymous(pid);

@@ -14,11 +14,12 @@ import { systemClock } from '../gateway/src/clock.ts';
 import { resolveConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
 import { coapPost } from '../test/helpers/coaps-fixture.ts';
-import { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
+import type { TestDtlsClient } from '../test/helpers/dtls-test-client.ts';
 import { type GatewayHome, makeGatewayHome, type RunningGateway } from '../test/helpers/gateway.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki } from '../test/helpers/pki.ts';
-import { inParallel, parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
+import { parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
+import { openPskSessions } from './lib/sessions.ts';
 
 const log = (msg: string) => process.stderr.write(`[bench sparkplug] ${msg}\n`);
 const tahu = (
@@ -98,16 +99,7 @@ export async function sparkplugBench(argv: string[]): Promise<unknown> {
       }
       gws.push(await home.start());
       log(`${format}: opening ${o.sensors} DTLS sessions`);
-      const mine = await inParallel(o.sensors, 16, async (i) => {
-        const c = new TestDtlsClient({
-          port: home.dtlsPort,
-          suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-          psk: { identity: `s${i}`, key: keyOf(i) },
-          timeoutMs: 10_000,
-        });
-        await c.connect();
-        return c;
-      });
+      const mine = await openPskSessions(home.dtlsPort, o.sensors, 16, keyOf);
       sensors.push(...mine);
       const mids = new Array<number>(o.sensors).fill(0);
       const workers = Math.min(o.inflight, o.sensors);
