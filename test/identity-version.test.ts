@@ -96,3 +96,47 @@ describe('identity change stamp (migration 25)', () => {
     assert.ok(moved(), 'a new device and its credential');
   });
 });
+
+/** deviceFor keeps each credential's device while the stamp stands (issue 23: a reading no longer reads it). */
+describe('the device behind a credential (device-cache.ts)', () => {
+  const psk = (id: string) => ({ kind: 'psk', identity: Buffer.from(id) }) as const;
+
+  it('answers one frozen device per credential while only readings and last_seen are written', (t) => {
+    const { gateway, writer } = twoProcesses(t);
+    const first = gateway.identity.deviceFor(psk('s1'));
+    assert.equal(first?.state, 'active');
+    enqueue(writer, 5);
+    assert.equal(gateway.identity.deviceFor(psk('s1')), first, 'the same object: nothing was read again');
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first?.policyOverrides));
+    assert.throws(() => {
+      (first as { state: string }).state = 'decommissioned';
+    }, TypeError);
+  });
+
+  it('answers what another process changed at once: quarantine, profile, decommission', (t) => {
+    const { gateway, cli } = twoProcesses(t);
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
+    cli.identity.quarantine('s1', { mode: 'observe', reason: 'test' }, 'cli');
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'quarantined');
+    cli.identity.release('s1', 'cli');
+    cli.policy.assign('s1', { profile: 'slow' }, 'cli');
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.policyProfile, 'slow');
+    cli.identity.decommission('s1', 'cli', 'sold');
+    assert.equal(gateway.identity.deviceFor(psk('s1')), undefined, 'its credential is revoked');
+  });
+
+  it('does not keep a device read inside a transaction that rolls back', (t) => {
+    const { gateway, cli } = twoProcesses(t);
+    assert.throws(() =>
+      gateway.store.transaction(() => {
+        gateway.store.devices.setState('s1', 'quarantined', '2026-12-06T09:00:02.000Z');
+        assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'quarantined');
+        throw new Error('rolled back');
+      }),
+    );
+    // The counter moves back with the rollback and forward again with the next write: to the value the rolled-back
+    // read saw, so a device kept from it would be answered as current.
+    cli.store.devices.setState('s1', 'active', '2026-12-06T09:00:03.000Z');
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
+  });
+});

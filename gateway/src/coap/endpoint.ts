@@ -95,6 +95,7 @@ function repeated(answer: string | CodeOnly, messageId: number, msg: ParsedPacke
 }
 
 const EMPTY = Buffer.alloc(0);
+const DONE: Promise<void> = Promise.resolve();
 
 function option(msg: ParsedPacket, name: string): Buffer | undefined {
   return msg.options.find((o) => o.name === name)?.value;
@@ -131,8 +132,8 @@ export class CoapEndpoint {
   }
 
   /** Handles one decrypted datagram. Never throws: a bad message gets RST or is dropped. */
-  async handle(session: DtlsSession, data: Buffer): Promise<void> {
-    if (data.length < 4 || data[0] === undefined || data[0] >> 6 !== 1) return;
+  handle(session: DtlsSession, data: Buffer): Promise<void> {
+    if (data.length < 4 || data[0] === undefined || data[0] >> 6 !== 1) return DONE;
     const confirmable = ((data[0] >> 4) & 3) === 0;
     const messageId = data.readUInt16BE(2);
     let msg: ParsedPacket;
@@ -143,14 +144,14 @@ export class CoapEndpoint {
     } catch {
       // RFC 7252 §4.2: a CON message with a format error is rejected with RST.
       if (confirmable) this.sendRaw(session, generate({ reset: true, messageId, code: '0.00' }));
-      return;
+      return DONE;
     }
-    if (msg.reset || msg.ack) return;
+    if (msg.reset || msg.ack) return DONE;
     if (msg.code === '0.00') {
       if (msg.confirmable) this.sendRaw(session, generate({ reset: true, messageId, code: '0.00' })); // CoAP ping
-      return;
+      return DONE;
     }
-    if (!msg.code.startsWith('0.')) return;
+    if (!msg.code.startsWith('0.')) return DONE;
 
     const st = this.state(session);
     const now = this.now();
@@ -159,30 +160,66 @@ export class CoapEndpoint {
       // A retransmission: repeat the answer (CON) without running the handler again.
       if (seen.answer !== null && msg.confirmable)
         this.sendRaw(session, repeated(seen.answer, messageId, msg));
-      return;
+      return DONE;
     }
     st.seen.add(messageId, now);
 
-    let reply: Reply;
+    const token = msg.token;
+    let reply: Reply | Promise<Reply>;
     try {
-      reply = await this.respond(session, st, msg);
+      reply = this.respond(session, st, msg);
+    } catch (err) {
+      reply = this.failed(err);
+    }
+    if (!(reply instanceof Promise)) {
+      this.answer(session, st, messageId, token, confirmable, reply);
+      return DONE;
+    }
+    // While a handler waits (a reading waits for its queue commit, milliseconds) only the exchange's identity is
+    // held, not the parsed packet or an async frame: what outlives a few young-generation collections is promoted
+    // into V8's old space, and at 10,000 sensors that was most of a reading's garbage (issue 23).
+    return reply.then(
+      (r) => this.answer(session, st, messageId, token, confirmable, r),
+      (err: unknown) => this.answer(session, st, messageId, token, confirmable, this.failed(err)),
+    );
+  }
+
+  private failed(err: unknown): Reply {
+    this.opts.onHandlerError?.(err);
+    return { code: '5.00', options: [] };
+  }
+
+  /**
+   * Sends the reply (piggy-backed on the ACK of a CON, a NON of its own otherwise) and remembers it for duplicates.
+   * A reply that cannot be encoded is the handler's error: nothing is sent, the peer retransmits.
+   */
+  private answer(
+    session: DtlsSession,
+    st: SessionState,
+    messageId: number,
+    token: Buffer,
+    confirmable: boolean,
+    reply: Reply,
+  ): void {
+    let packet: Buffer;
+    try {
+      packet = generate(
+        {
+          code: reply.code,
+          messageId: confirmable ? messageId : this.nextMessageId(st),
+          token,
+          ack: confirmable,
+          confirmable: false,
+          options: reply.options,
+          payload: reply.payload ?? EMPTY,
+        },
+        65_535,
+      );
     } catch (err) {
       this.opts.onHandlerError?.(err);
-      reply = { code: '5.00', options: [] };
+      return;
     }
-    const packet = generate(
-      {
-        code: reply.code,
-        messageId: msg.confirmable ? messageId : this.nextMessageId(st),
-        token: msg.token,
-        ack: msg.confirmable,
-        confirmable: false,
-        options: reply.options,
-        payload: reply.payload ?? Buffer.alloc(0),
-      },
-      65_535,
-    );
-    const bare = msg.confirmable && reply.options.length === 0 && !reply.payload?.length;
+    const bare = confirmable && reply.options.length === 0 && !reply.payload?.length;
     st.seen.answer(messageId, (bare && codeOnlyAnswer(reply.code)) || packet.toString('latin1'));
     this.sendRaw(session, packet);
   }
@@ -200,7 +237,8 @@ export class CoapEndpoint {
     }
   }
 
-  private async respond(session: DtlsSession, st: SessionState, msg: ParsedPacket): Promise<Reply> {
+  /** The handler's reply, shaped for block-wise transfer; a promise only when the handler's answer is one. */
+  private respond(session: DtlsSession, st: SessionState, msg: ParsedPacket): Reply | Promise<Reply> {
     const method = METHODS[msg.code];
     if (!method) return { code: '4.05', options: [] };
     for (const o of msg.options) {
@@ -251,7 +289,7 @@ export class CoapEndpoint {
     } else {
       const handler = this.opts.router.resolve(method, path);
       if (typeof handler === 'string') return { code: handler, options: [] };
-      response = await handler({
+      const answer = handler({
         method,
         path,
         query,
@@ -260,15 +298,29 @@ export class CoapEndpoint {
         session,
         confirmable: msg.confirmable,
       });
+      if (answer instanceof Promise)
+        return answer.then((r) => this.shape(session, st, key, r, b2, block1Ack));
+      response = answer;
     }
+    return this.shape(session, st, key, response, b2, block1Ack);
+  }
 
+  /** The reply to a handler's response: block-wise (RFC 7959 §2.2) when it does not fit the session's block. */
+  private shape(
+    session: DtlsSession,
+    st: SessionState,
+    key: string,
+    response: CoapResponse,
+    b2: BlockOption | null,
+    block1Ack: BlockOption | null,
+  ): Reply {
     const options: Reply['options'] = [];
     if (block1Ack) options.push({ name: 'Block1', value: encodeBlock(block1Ack) });
     if (response.contentFormat !== undefined) {
       options.push({ name: 'Content-Format', value: encodeUint(response.contentFormat) });
     }
     if (response.maxAge !== undefined) options.push({ name: 'Max-Age', value: encodeUint(response.maxAge) });
-    const body = response.payload ?? Buffer.alloc(0);
+    const body = response.payload ?? EMPTY;
     const maxSzx = this.sessionSzx(session);
     const szx = Math.min(b2?.szx ?? maxSzx, maxSzx);
     const size = blockSize(szx);

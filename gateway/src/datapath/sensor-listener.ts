@@ -2,7 +2,13 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { AnomalyService } from '../anomaly/index.ts';
-import { type CoapHandler, type CoapRequest, CoapRouter, createCoapsServer } from '../coap/index.ts';
+import {
+  type CoapHandler,
+  type CoapRequest,
+  type CoapResponse,
+  CoapRouter,
+  createCoapsServer,
+} from '../coap/index.ts';
 import type { Core } from '../core.ts';
 import {
   type DtlsServer,
@@ -20,6 +26,7 @@ import { LogThrottle } from '../log-throttle.ts';
 import type { PolicyDecision } from '../policy/engine.ts';
 import { mayHoldSession } from '../policy/index.ts';
 import { RateLimiter } from '../policy/rate-limit.ts';
+import type { Device } from '../store/index.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { queueFull } from '../uplink/queue-full.ts';
 import { handshakeFailureRecorder, identityLabel } from './auth-failures.ts';
@@ -78,11 +85,14 @@ interface ListenerContext {
   warnOnce: (key: string, fields: Record<string, unknown>, msg: string) => void;
 }
 
-/** POST /telemetry: rate limit → behaviour → policy → durable queue; 2.04 only once the reading is stored. */
+/**
+ * POST /telemetry: rate limit → behaviour → policy → durable queue; 2.04 only once the reading is stored. Not an
+ * async function: what waits for the commit is kept small (ingest.ts says why).
+ */
 function telemetryHandler(ctx: ListenerContext): CoapHandler {
   const { core, uplink, anomaly, limiter, warnOnce } = ctx;
   const identity = core.identity;
-  return async (req) => {
+  return (req) => {
     const device = identity.deviceFor(req.session.credential);
     if (device && !limiter.admit(device.id)) {
       anomaly?.observe({
@@ -95,37 +105,43 @@ function telemetryHandler(ctx: ListenerContext): CoapHandler {
       warnOnce(`limited:${device.id}`, { deviceId: device.id }, 'telemetry over the device rate limit');
       return { code: '4.29' };
     }
-    let decision: PolicyDecision;
-    try {
-      decision = await ingestTelemetry(
-        core,
-        uplink,
-        device,
-        {
-          payload: req.payload,
-          contentFormat: req.contentFormat,
-          credentialKind: req.session.credential.kind,
-        },
-        anomaly,
-      );
-    } catch (err) {
-      // Backpressure: the uplink queue is at its bound, so the reading is not stored and not acknowledged; the
-      // sensor keeps it and retries after Max-Age (RFC 7252 §5.9.3.4). The uplink counts and logs refusals.
-      const full = queueFull(err);
-      if (full) return { code: '5.03', maxAge: full.retryAfterSeconds };
-      throw err;
-    }
-    if (!decision.allow) {
-      warnOnce(
-        `refused:${device?.id ?? '?'}:${decision.rule}`,
-        { deviceId: device?.id, rule: decision.rule, reason: decision.reason },
-        'telemetry refused',
-      );
-      return refusal(decision);
-    }
-    if (!device) return { code: '4.01' };
-    return withNextCommand(core, device.id, '2.04');
+    const reading = {
+      payload: req.payload,
+      contentFormat: req.contentFormat,
+      credentialKind: req.session.credential.kind,
+    };
+    return ingestTelemetry(core, uplink, device, reading, anomaly).then(
+      (decision) => telemetryAnswer(ctx, device, decision),
+      backpressure,
+    );
   };
+}
+
+/**
+ * Backpressure: the uplink queue is at its bound, so the reading is not stored and not acknowledged; the sensor
+ * keeps it and retries after Max-Age (RFC 7252 §5.9.3.4). The uplink counts and logs refusals.
+ */
+function backpressure(err: unknown): CoapResponse {
+  const full = queueFull(err);
+  if (full) return { code: '5.03', maxAge: full.retryAfterSeconds };
+  throw err;
+}
+
+function telemetryAnswer(
+  ctx: ListenerContext,
+  device: Device | undefined,
+  decision: PolicyDecision,
+): CoapResponse {
+  if (!decision.allow) {
+    ctx.warnOnce(
+      `refused:${device?.id ?? '?'}:${decision.rule}`,
+      { deviceId: device?.id, rule: decision.rule, reason: decision.reason },
+      'telemetry refused',
+    );
+    return refusal(decision);
+  }
+  if (!device) return { code: '4.01' };
+  return withNextCommand(ctx.core, device.id, '2.04');
 }
 
 /** Commands and firmware: each resource decided by the device's profile, as telemetry is. */

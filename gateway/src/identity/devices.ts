@@ -20,6 +20,7 @@ import {
   StoreError,
   type TrustAnchor,
 } from '../store/index.ts';
+import { DeviceCache } from './device-cache.ts';
 import { IdentityError } from './errors.ts';
 
 /** Device ids appear in MQTT topics and file names: no '/', '+', '#', spaces or control characters. */
@@ -162,13 +163,19 @@ function validatePskDevice(req: AddPskDevice): { id: string; identity: string; p
 export class IdentityService {
   private readonly touched = new Map<string, number>();
   private localChanges = 0;
+  private readonly devices: DeviceCache;
   constructor(
     private readonly store: Store,
     private readonly keystore: Keystore,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
     private readonly events?: GatewayEvents,
-  ) {}
+  ) {
+    this.devices = new DeviceCache(
+      () => store.devices.identityVersion(),
+      () => store.inTransaction,
+    );
+  }
 
   /** A state change of one device, told to the event stream once it committed. */
   private transition(id: string, actor: string, fn: () => Device): Device {
@@ -387,11 +394,16 @@ export class IdentityService {
     };
   }
 
-  /** The device behind an authenticated DTLS credential, whatever its state (policy decides what it may do). */
+  /**
+   * The device behind an authenticated DTLS credential, whatever its state (policy decides what it may do). Shared
+   * and frozen (device-cache.ts): its last-seen and firmware fields may be older than the store's.
+   */
   deviceFor(credential: PeerCredential): Device | undefined {
     const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;
     if (credential.kind === 'psk' && lookup.startsWith(PULL_PREFIX)) return undefined;
-    return this.store.devices.byActiveCredential(credential.kind, lookup);
+    return this.devices.get(`${credential.kind}:${lookup}`, () =>
+      this.store.devices.byActiveCredential(credential.kind, lookup),
+    );
   }
 
   /**

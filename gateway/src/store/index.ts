@@ -124,6 +124,11 @@ export class Store {
     return new Store(openDatabase(file, options));
   }
 
+  /** A transaction is open on this connection (what is read now may yet be rolled back). */
+  get inTransaction(): boolean {
+    return this.db.inTransaction;
+  }
+
   /** Run `fn` in one IMMEDIATE transaction: all of it survives a crash, or none of it. */
   transaction<T>(fn: () => T): T {
     const pending = this.afterCommits.length;
