@@ -113,19 +113,36 @@ describe('the device behind a credential (device-cache.ts)', () => {
     }, TypeError);
   });
 
-  it('answers what another process changed at once: quarantine, profile, decommission', (t) => {
+  it("answers this process's own writes at once, whichever module made them", (t) => {
+    const { gateway } = twoProcesses(t);
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
+    gateway.identity.quarantine('s1', { mode: 'observe', reason: 'test' }, 'anomaly');
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'quarantined');
+    gateway.identity.release('s1', 'test');
+    gateway.policy.assign('s1', { profile: 'slow' }, 'test');
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.policyProfile, 'slow');
+    // A repository write beside identity's service (the TEMP triggers see every write of the connection).
+    gateway.store.devices.setState('s1', 'decommissioned', '2026-12-06T09:00:02.000Z');
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'decommissioned');
+  });
+
+  it("answers another process's changes within a millisecond: quarantine, profile, decommission", async (t) => {
     const { gateway, cli } = twoProcesses(t);
+    const settle = () => new Promise((r) => setTimeout(r, 5));
     assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
     cli.identity.quarantine('s1', { mode: 'observe', reason: 'test' }, 'cli');
+    await settle();
     assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'quarantined');
     cli.identity.release('s1', 'cli');
     cli.policy.assign('s1', { profile: 'slow' }, 'cli');
+    await settle();
     assert.equal(gateway.identity.deviceFor(psk('s1'))?.policyProfile, 'slow');
     cli.identity.decommission('s1', 'cli', 'sold');
+    await settle();
     assert.equal(gateway.identity.deviceFor(psk('s1')), undefined, 'its credential is revoked');
   });
 
-  it('does not keep a device read inside a transaction that rolls back', (t) => {
+  it('does not keep a device read inside a transaction that rolls back', async (t) => {
     const { gateway, cli } = twoProcesses(t);
     assert.throws(() =>
       gateway.store.transaction(() => {
@@ -134,9 +151,11 @@ describe('the device behind a credential (device-cache.ts)', () => {
         throw new Error('rolled back');
       }),
     );
-    // The counter moves back with the rollback and forward again with the next write: to the value the rolled-back
-    // read saw, so a device kept from it would be answered as current.
+    assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
+    // The counter moved back with the rollback; one write of another process moves it to the value the rolled-back
+    // read saw, so a device kept from that read would now be answered as current.
     cli.store.devices.setState('s1', 'active', '2026-12-06T09:00:03.000Z');
+    await new Promise((r) => setTimeout(r, 5));
     assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
   });
 });

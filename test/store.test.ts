@@ -216,3 +216,43 @@ describe('store', () => {
     assert.equal(s.users.count(), 1);
   });
 });
+
+/** Every reading asks for its device's next command; the set of devices that may have one spares the query. */
+describe('downlink commands', () => {
+  const cmd = (deviceId: string, n: number) => ({
+    deviceId,
+    payload: Buffer.from([n]),
+    contentFormat: null,
+    receivedAt: '2026-12-06T09:00:00.000Z',
+  });
+
+  it("answers this connection's command at once, oldest first, and none twice", (t) => {
+    const file = join(tempDir(t), 'gw.db');
+    const store = Store.open(file);
+    t.after(() => store.close());
+    store.devices.insert({ id: 'd1', credentialKind: 'psk', state: 'active' }, '2026-12-06T09:00:00.000Z');
+    assert.equal(store.downlink.next('d1'), undefined);
+    store.downlink.enqueue(cmd('d1', 1));
+    store.downlink.enqueue(cmd('d1', 2));
+    const first = store.downlink.next('d1');
+    assert.deepEqual(first?.payload, Buffer.from([1]));
+    store.downlink.delete(first?.id as number);
+    const second = store.downlink.next('d1');
+    assert.deepEqual(second?.payload, Buffer.from([2]));
+    store.downlink.delete(second?.id as number);
+    assert.equal(store.downlink.next('d1'), undefined);
+  });
+
+  it("answers another process's command within 50 ms, never loses it", async (t) => {
+    const file = join(tempDir(t), 'gw.db');
+    const gateway = Store.open(file);
+    t.after(() => gateway.close());
+    const cli = Store.open(file);
+    t.after(() => cli.close());
+    gateway.devices.insert({ id: 'd1', credentialKind: 'psk', state: 'active' }, '2026-12-06T09:00:00.000Z');
+    assert.equal(gateway.downlink.next('d1'), undefined, 'the set is filled: no command yet');
+    cli.downlink.enqueue(cmd('d1', 7));
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(gateway.downlink.next('d1')?.payload, Buffer.from([7]));
+  });
+});

@@ -175,6 +175,7 @@ export class IdentityService {
       () => store.devices.identityVersion(),
       () => store.inTransaction,
     );
+    this.devices.watched = store.onIdentityWrite(() => this.devices.invalidate());
   }
 
   /** A state change of one device, told to the event stream once it committed. */

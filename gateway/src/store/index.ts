@@ -94,6 +94,7 @@ export class Store {
   readonly backup: BackupRepository;
 
   // Private: SQL lives in the repositories above, nowhere else (tests that tamper open the file themselves).
+  private readonly identityListeners = new Set<() => void>();
   private constructor(private readonly db: Db) {
     this.devices = new DeviceRepository(db);
     this.credentials = new CredentialRepository(db);
@@ -157,6 +158,33 @@ export class Store {
   afterCommit(fn: () => void): void {
     if (this.depth === 0) fn();
     else this.afterCommits.push(fn);
+  }
+
+  /**
+   * Calls `listener` at once whenever this connection writes a device or a credential, committed or not: TEMP
+   * triggers, this connection's own and never persisted, which call back into JavaScript (identity's device cache
+   * drops what it holds; other connections' writes it reads from identity_version). False where the connection
+   * cannot have them (read-only): the caller must then not rely on it.
+   */
+  onIdentityWrite(listener: () => void): boolean {
+    if (this.identityListeners.size === 0) {
+      try {
+        this.db.function('portcullis_identity_written', { deterministic: false, varargs: false }, () => {
+          for (const l of this.identityListeners) l();
+          return null;
+        });
+        for (const table of ['devices', 'credentials'])
+          for (const op of ['INSERT', 'UPDATE', 'DELETE'])
+            this.db.exec(
+              `CREATE TEMP TRIGGER IF NOT EXISTS portcullis_${table}_${op.toLowerCase()}_watch AFTER ${op} ON main.${table} ` +
+                'BEGIN SELECT portcullis_identity_written(); END',
+            );
+      } catch {
+        return false;
+      }
+    }
+    this.identityListeners.add(listener);
+    return true;
   }
 
   /** Changes whenever another connection (e.g. the CLI in its own process) commits to the database. */
