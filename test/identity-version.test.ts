@@ -10,6 +10,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { ManualClock } from '../gateway/src/clock.ts';
 import { parseConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
+import { DeviceCache } from '../gateway/src/identity/device-cache.ts';
 import { DATABASE_FILE, Store } from '../gateway/src/store/index.ts';
 import { tempDir } from './helpers/tmp.ts';
 
@@ -157,5 +158,71 @@ describe('the device behind a credential (device-cache.ts)', () => {
     cli.store.devices.setState('s1', 'active', '2026-12-06T09:00:03.000Z');
     await new Promise((r) => setTimeout(r, 5));
     assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
+  });
+});
+
+/**
+ * The cache on its own, on two real connections, with its re-read of identity_version put off for good: what it
+ * answers then comes from the TEMP triggers and from versions its callers read, not from a millisecond passing.
+ */
+describe("device cache: this connection's triggers and a reviewer's version", () => {
+  const NOW = '2026-12-06T09:00:00.000Z';
+  function stores(t: TestContext) {
+    const file = join(tempDir(t), 'gw.db');
+    const own = Store.open(file);
+    t.after(() => own.close());
+    const other = Store.open(file);
+    t.after(() => other.close());
+    own.devices.insert({ id: 'd1', credentialKind: 'psk', state: 'active' }, NOW);
+    const cache = new DeviceCache(
+      () => own.devices.identityVersion(),
+      () => own.inTransaction,
+      Number.POSITIVE_INFINITY,
+    );
+    const load = () => own.devices.get('d1');
+    return { own, other, cache, load };
+  }
+
+  it('calls back at once for identity writes of this connection, not for last_seen or firmware', (t) => {
+    const { own } = stores(t);
+    let calls = 0;
+    assert.equal(
+      own.onIdentityWrite(() => calls++),
+      true,
+    );
+    own.devices.setState('d1', 'quarantined', NOW);
+    assert.equal(calls, 1, 'a state change');
+    own.credentials.insert({ deviceId: 'd1', kind: 'psk', lookup: 'd1' }, NOW);
+    assert.equal(calls, 2, 'a credential');
+    own.devices.touch('d1', NOW);
+    own.devices.setFirmwareVersion('d1', '1.2.3', NOW);
+    assert.equal(calls, 2, 'last_seen and firmware_version are not identity');
+  });
+
+  it('drops what it keeps when this connection writes, and only then', (t) => {
+    const { own, cache, load } = stores(t);
+    cache.watched = own.onIdentityWrite(() => cache.invalidate());
+    assert.equal(cache.get('psk:d1', load)?.state, 'active');
+    own.devices.setState('d1', 'quarantined', NOW);
+    assert.equal(cache.get('psk:d1', load)?.state, 'quarantined');
+  });
+
+  it("answers another connection's write once a reviewer has read the version that moved", (t) => {
+    const { own, other, cache, load } = stores(t);
+    cache.watched = own.onIdentityWrite(() => cache.invalidate());
+    assert.equal(cache.get('psk:d1', load)?.state, 'active');
+    other.devices.setState('d1', 'decommissioned', NOW);
+    assert.equal(cache.get('psk:d1', load)?.state, 'active', 'kept: nothing re-read the version yet');
+    cache.observe(own.devices.identityVersion());
+    assert.equal(cache.get('psk:d1', load)?.state, 'decommissioned');
+  });
+
+  it('freezes what it hands out, overrides and all', (t) => {
+    const { own, cache, load } = stores(t);
+    own.devices.setPolicy('d1', null, { resources: ['/telemetry'], rate: { perSecond: 1, burst: 2 } }, NOW);
+    const d = cache.get('psk:d1', load);
+    assert.ok(Object.isFrozen(d));
+    assert.ok(Object.isFrozen((d?.policyOverrides as { resources: string[] }).resources));
+    assert.ok(Object.isFrozen((d?.policyOverrides as { rate: object }).rate));
   });
 });

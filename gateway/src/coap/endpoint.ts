@@ -97,6 +97,11 @@ function repeated(answer: string | CodeOnly, messageId: number, msg: ParsedPacke
 const EMPTY = Buffer.alloc(0);
 const DONE: Promise<void> = Promise.resolve();
 
+/** A handler's answer still to come: any thenable, not only a native promise. */
+function isPending<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as { then?: unknown }).then === 'function';
+}
+
 function option(msg: ParsedPacket, name: string): Buffer | undefined {
   return msg.options.find((o) => o.name === name)?.value;
 }
@@ -171,14 +176,14 @@ export class CoapEndpoint {
     } catch (err) {
       reply = this.failed(err);
     }
-    if (!(reply instanceof Promise)) {
+    if (!isPending(reply)) {
       this.answer(session, st, messageId, token, confirmable, reply);
       return DONE;
     }
     // While a handler waits (a reading waits for its queue commit, milliseconds) only the exchange's identity is
     // held, not the parsed packet or an async frame: what outlives a few young-generation collections is promoted
     // into V8's old space, and at 10,000 sensors that was most of a reading's garbage (issue 23).
-    return reply.then(
+    return Promise.resolve(reply).then(
       (r) => this.answer(session, st, messageId, token, confirmable, r),
       (err: unknown) => this.answer(session, st, messageId, token, confirmable, this.failed(err)),
     );
@@ -191,7 +196,8 @@ export class CoapEndpoint {
 
   /**
    * Sends the reply (piggy-backed on the ACK of a CON, a NON of its own otherwise) and remembers it for duplicates.
-   * A reply that cannot be encoded is the handler's error: nothing is sent, the peer retransmits.
+   * A reply that cannot be encoded is the handler's error: nothing is sent, and the exchange's retransmissions are
+   * dropped as duplicates without an answer (none was recorded) until its lifetime ends.
    */
   private answer(
     session: DtlsSession,
@@ -298,8 +304,7 @@ export class CoapEndpoint {
         session,
         confirmable: msg.confirmable,
       });
-      if (answer instanceof Promise)
-        return answer.then((r) => this.shape(session, st, key, r, b2, block1Ack));
+      if (isPending(answer)) return answer.then((r) => this.shape(session, st, key, r, b2, block1Ack));
       response = answer;
     }
     return this.shape(session, st, key, response, b2, block1Ack);

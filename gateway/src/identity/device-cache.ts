@@ -13,7 +13,9 @@ const RECHECK_MS = 1;
  * A write of this connection's drops the cache at once (`invalidate`, from the store's TEMP triggers): a device
  * this process quarantines is refused from its next reading on. Another process's (the CLI's) shows in
  * `identityVersion` (migration 25's triggers), read again when RECHECK_MS has passed — not per reading, which cost
- * 5 % of the main thread's samples at ~12,000 messages/s. Without the hook (`watched` false) it is read every time.
+ * 5 % of the main thread's samples at ~12,000 messages/s — and handed in by whoever reads it meanwhile (`observe`:
+ * the session review must not judge a session on a device from before the version it saw). Without the hook
+ * (`watched` false) it is read every time.
  *
  * What those triggers leave out — `firstSeen`, `lastSeen`, `firmwareVersion`, `updatedAt` — is as of the fill:
  * callers on the data path read identity, state and policy, never those. The objects are frozen, since every
@@ -29,6 +31,8 @@ export class DeviceCache {
   constructor(
     private readonly currentVersion: () => number,
     private readonly inTransaction: () => boolean,
+    /** Tests make it long, to see that this connection's writes need no re-read. */
+    private readonly recheckMs = RECHECK_MS,
   ) {}
 
   invalidate(): void {
@@ -36,17 +40,19 @@ export class DeviceCache {
     this.checkedAt = Number.NEGATIVE_INFINITY;
   }
 
+  /** A version the caller just read (identity's change stamp): what is kept from before it goes now. */
+  observe(version: number): void {
+    if (this.inTransaction()) return;
+    this.checkedAt = performance.now();
+    if (version === this.version) return;
+    this.byCredential.clear();
+    this.version = version;
+  }
+
   get(key: string, load: () => Device | undefined): Device | undefined {
     if (this.inTransaction()) return load();
-    const now = performance.now();
-    if (!this.watched || now - this.checkedAt >= RECHECK_MS) {
-      this.checkedAt = now;
-      const version = this.currentVersion();
-      if (version !== this.version) {
-        this.byCredential.clear();
-        this.version = version;
-      }
-    }
+    if (!this.watched || performance.now() - this.checkedAt >= this.recheckMs)
+      this.observe(this.currentVersion());
     const hit = this.byCredential.get(key);
     if (hit) return hit;
     const device = load();
@@ -57,8 +63,11 @@ export class DeviceCache {
   }
 }
 
-function deepFreeze(d: Device): Device {
-  if (d.quarantine) Object.freeze(d.quarantine);
-  Object.freeze(d.policyOverrides);
-  return Object.freeze(d);
+/** Frozen through and through: every caller shares the object, so none may change it for the others. */
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    for (const inner of Object.values(v)) deepFreeze(inner);
+    Object.freeze(v);
+  }
+  return v;
 }

@@ -209,7 +209,10 @@ export class IdentityService {
    * must not set off a review every tick under load (issue 23).
    */
   get changeStamp(): string {
-    return `${this.store.devices.identityVersion()}:${this.localChanges}`;
+    const version = this.store.devices.identityVersion();
+    // A reader of the stamp reads devices next (the session review): the cache must not answer older than it.
+    this.devices.observe(version);
+    return `${version}:${this.localChanges}`;
   }
 
   /** Runs another module's write (allow-lists, controllers) so that reviews notice it like an identity change. */

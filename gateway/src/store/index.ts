@@ -173,12 +173,23 @@ export class Store {
           for (const l of this.identityListeners) l();
           return null;
         });
-        for (const table of ['devices', 'credentials'])
-          for (const op of ['INSERT', 'UPDATE', 'DELETE'])
-            this.db.exec(
-              `CREATE TEMP TRIGGER IF NOT EXISTS portcullis_${table}_${op.toLowerCase()}_watch AFTER ${op} ON main.${table} ` +
-                'BEGIN SELECT portcullis_identity_written(); END',
-            );
+        // The device columns of migration 25's trigger: not last_seen, first_seen, firmware_version, updated_at
+        // (a sensor's GET /commands and a firmware report write those on this connection).
+        const watched = {
+          devices_insert: 'INSERT ON main.devices',
+          devices_delete: 'DELETE ON main.devices',
+          devices_update:
+            'UPDATE OF id, name, type, credential_kind, segment, state, address, quarantine_mode, ' +
+            'quarantine_reason, quarantined_at, state_before_quarantine, policy_profile, policy_overrides ON main.devices',
+          credentials_insert: 'INSERT ON main.credentials',
+          credentials_update: 'UPDATE ON main.credentials',
+          credentials_delete: 'DELETE ON main.credentials',
+        };
+        for (const [name, on] of Object.entries(watched))
+          this.db.exec(
+            `CREATE TEMP TRIGGER IF NOT EXISTS portcullis_${name}_watch AFTER ${on} ` +
+              'BEGIN SELECT portcullis_identity_written(); END',
+          );
       } catch {
         return false;
       }

@@ -127,7 +127,8 @@ const THREAD_YOUNG_GENERATION_MB = 4;
  * Publishes go to the thread at most every 4 ms, not every 1 ms like its answers: posting (and waking the thread) was
  * the gateway's largest main-thread cost under load (11 % of its samples at ~12,000 messages/s, ~85 µs a post on
  * this 2-core machine), and a sensor's acknowledgement does not wait for the publish, only for the queue commit —
- * the wait adds at most 4 ms to a message's way to the broker, within the 256-publish window (issue 23).
+ * the wait adds about 4 ms (and a timer's lag) to a message's way to the broker, within the 256-publish window
+ * (issue 23).
  */
 const PUBLISH_POST_GAP_MS = 4;
 
@@ -218,8 +219,8 @@ function fromThread(
 
 /**
  * The connection in a worker thread (broker-thread.ts); one thread per connection, ended with it, so a connection
- * that hangs is ended by terminating its thread. Publishes and acknowledgements cross in batches, at most about one
- * post a millisecond each way (batchPosts).
+ * that hangs is ended by terminating its thread. Publishes and acknowledgements cross in batches: publishes about
+ * every PUBLISH_POST_GAP_MS, acknowledgements about once a millisecond (batchPosts).
  */
 export function connectViaThread(p: ConnectParams, ev: ConnectionEvents, keyPem: string): BrokerConnection {
   const worker = startThread('broker-thread');
