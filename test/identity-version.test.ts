@@ -221,8 +221,8 @@ describe("device cache: this connection's triggers and a reviewer's version", ()
     const { own, cache, load } = stores(t);
     own.devices.setPolicy('d1', null, { resources: ['/telemetry'], rate: { perSecond: 1, burst: 2 } }, NOW);
     const d = cache.get('psk:d1', load);
-    assert.ok(Object.isFrozen(d));
-    assert.ok(Object.isFrozen((d?.policyOverrides as { resources: string[] }).resources));
-    assert.ok(Object.isFrozen((d?.policyOverrides as { rate: object }).rate));
+    assert.ok(d && Object.isFrozen(d));
+    const overrides = d.policyOverrides as { resources: string[]; rate: object };
+    assert.ok(Object.isFrozen(overrides.resources) && Object.isFrozen(overrides.rate));
   });
 });
