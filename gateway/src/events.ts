@@ -42,20 +42,46 @@ export const EVENT_TYPES: readonly GatewayEventType[] = [
 
 type Listener = (e: GatewayEvent) => void;
 
+/**
+ * The gateway's event stream. A listener may name the types it wants: the data path builds a `device.message`
+ * (the payload in base64, a timestamp) for every reading only while someone wants one — the fleet agent, which
+ * listens for alerts and device changes, made every reading pay for it (issue 23).
+ */
 export class GatewayEvents {
-  private readonly listeners = new Set<Listener>();
+  private readonly listeners = new Map<Listener, ReadonlySet<GatewayEventType> | null>();
+  private wantedBy = new Map<GatewayEventType, number>();
+  private wantAll = 0;
 
   get listenerCount(): number {
     return this.listeners.size;
   }
 
-  on(l: Listener): () => void {
-    this.listeners.add(l);
-    return () => this.listeners.delete(l);
+  /** Whether any listener would be given an event of this type (build it only then). */
+  wants(type: GatewayEventType): boolean {
+    return this.wantAll > 0 || (this.wantedBy.get(type) ?? 0) > 0;
+  }
+
+  /** `types`: only these (omitted or empty: every event). */
+  on(l: Listener, types?: readonly GatewayEventType[]): () => void {
+    if (this.listeners.has(l)) return () => this.off(l);
+    const only = types && types.length > 0 ? new Set(types) : null;
+    this.listeners.set(l, only);
+    if (only) for (const t of only) this.wantedBy.set(t, (this.wantedBy.get(t) ?? 0) + 1);
+    else this.wantAll++;
+    return () => this.off(l);
+  }
+
+  private off(l: Listener): void {
+    if (!this.listeners.has(l)) return;
+    const only = this.listeners.get(l);
+    this.listeners.delete(l);
+    if (only) for (const t of only) this.wantedBy.set(t, (this.wantedBy.get(t) ?? 1) - 1);
+    else this.wantAll--;
   }
 
   emit(e: GatewayEvent): void {
-    for (const l of this.listeners) {
+    for (const [l, only] of this.listeners) {
+      if (only && !only.has(e.type)) continue;
       try {
         l(e);
       } catch {

@@ -119,12 +119,15 @@ export class AnomalyService {
       this.detector.expectChange(c.deviceId, this.deps.clock.now(), 'firmware', c.campaign);
     });
     if (firmware) this.unsubscribe.push(firmware);
-    const identity = this.deps.events?.on((e) => {
-      const readmitted =
-        (e.type === 'device.state' && e.from === 'pending' && e.to === 'active') ||
-        (e.type === 'device.new' && e.state === 'active');
-      if (readmitted) this.detector.expectChange(e.deviceId, this.deps.clock.now(), 'onboarding');
-    });
+    const identity = this.deps.events?.on(
+      (e) => {
+        const readmitted =
+          (e.type === 'device.state' && e.from === 'pending' && e.to === 'active') ||
+          (e.type === 'device.new' && e.state === 'active');
+        if (readmitted) this.detector.expectChange(e.deviceId, this.deps.clock.now(), 'onboarding');
+      },
+      ['device.state', 'device.new'],
+    );
     if (identity) this.unsubscribe.push(identity);
     if (this.deps.config.anomaly.conntrack) {
       this.conntrack = new ConntrackFeed((c) => {

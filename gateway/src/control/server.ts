@@ -216,16 +216,18 @@ function streamRoutes(app: Hono<Env>, core: Core, points: DecisionPoints): void 
       core,
       () => core.controlTokens.isActive(token.name),
       (controller, stop) =>
-        core.events.on((e) => {
-          if (types.size > 0 && !types.has(e.type)) return;
-          if (device && 'deviceId' in e && e.deviceId !== device) return;
-          if ((controller.desiredSize ?? 0) < -STREAM_MAX_PENDING) {
-            stop();
-            controller.error(new Error('reader too slow'));
-            return;
-          }
-          controller.enqueue(ENCODER.encode(`${JSON.stringify(e)}\n`));
-        }),
+        core.events.on(
+          (e) => {
+            if (device && 'deviceId' in e && e.deviceId !== device) return;
+            if ((controller.desiredSize ?? 0) < -STREAM_MAX_PENDING) {
+              stop();
+              controller.error(new Error('reader too slow'));
+              return;
+            }
+            controller.enqueue(ENCODER.encode(`${JSON.stringify(e)}\n`));
+          },
+          [...types] as GatewayEventType[],
+        ),
     );
   });
 

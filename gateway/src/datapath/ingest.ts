@@ -28,7 +28,7 @@ export function ingestTelemetry(
   if (device) observe(core, anomaly, device, reading, resource);
   const request = { method, resource, contentFormat: reading.contentFormat, payload: reading.payload };
   return core.policy.check(device, request).then((decision) => {
-    if (device && core.events.listenerCount > 0) announce(core, device, reading, resource, decision);
+    if (device && core.events.wants('device.message')) announce(core, device, reading, resource, decision);
     if (!decision.allow || !device) return decision;
     return uplink.enqueue(queued(core, device, reading)).then(() => decision);
   });

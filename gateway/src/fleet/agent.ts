@@ -88,17 +88,20 @@ export class FleetAgent implements FleetHooks {
 
   start(): void {
     this.uplink.setFleetHooks(this);
-    this.unsubscribe = this.core.events.on((e) => {
-      if (e.type === 'alert') {
-        this.streamAlert(e);
-        this.scheduleState();
-      } else if (e.type === 'device.new' || e.type === 'device.state') {
-        if (e.type === 'device.state' && (e.to === 'quarantined' || e.to === 'decommissioned')) {
-          this.uplink.deviceGone(e.deviceId); // Sparkplug's DDEATH (nothing in raw format)
+    this.unsubscribe = this.core.events.on(
+      (e) => {
+        if (e.type === 'alert') {
+          this.streamAlert(e);
+          this.scheduleState();
+        } else if (e.type === 'device.new' || e.type === 'device.state') {
+          if (e.type === 'device.state' && (e.to === 'quarantined' || e.to === 'decommissioned')) {
+            this.uplink.deviceGone(e.deviceId); // Sparkplug's DDEATH (nothing in raw format)
+          }
+          this.scheduleState();
         }
-        this.scheduleState();
-      }
-    });
+      },
+      ['alert', 'device.new', 'device.state'],
+    );
     this.intervalTimer = setInterval(
       () => this.publishState(),
       this.core.config.fleet.stateIntervalSeconds * 1000,
