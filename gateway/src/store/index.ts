@@ -94,7 +94,6 @@ export class Store {
   readonly backup: BackupRepository;
 
   // Private: SQL lives in the repositories above, nowhere else (tests that tamper open the file themselves).
-  private readonly identityListeners = new Set<() => void>();
   private constructor(private readonly db: Db) {
     this.devices = new DeviceRepository(db);
     this.credentials = new CredentialRepository(db);
@@ -167,35 +166,7 @@ export class Store {
    * cannot have them (read-only): the caller must then not rely on it.
    */
   onIdentityWrite(listener: () => void): boolean {
-    if (this.identityListeners.size === 0) {
-      try {
-        this.db.function('portcullis_identity_written', { deterministic: false, varargs: false }, () => {
-          for (const l of this.identityListeners) l();
-          return null;
-        });
-        // The device columns of migration 25's trigger: not last_seen, first_seen, firmware_version, updated_at
-        // (a sensor's GET /commands and a firmware report write those on this connection).
-        const watched = {
-          devices_insert: 'INSERT ON main.devices',
-          devices_delete: 'DELETE ON main.devices',
-          devices_update:
-            'UPDATE OF id, name, type, credential_kind, segment, state, address, quarantine_mode, ' +
-            'quarantine_reason, quarantined_at, state_before_quarantine, policy_profile, policy_overrides ON main.devices',
-          credentials_insert: 'INSERT ON main.credentials',
-          credentials_update: 'UPDATE ON main.credentials',
-          credentials_delete: 'DELETE ON main.credentials',
-        };
-        for (const [name, on] of Object.entries(watched))
-          this.db.exec(
-            `CREATE TEMP TRIGGER IF NOT EXISTS portcullis_${name}_watch AFTER ${on} ` +
-              'BEGIN SELECT portcullis_identity_written(); END',
-          );
-      } catch {
-        return false;
-      }
-    }
-    this.identityListeners.add(listener);
-    return true;
+    return this.devices.onIdentityWrite(listener);
   }
 
   /** Changes whenever another connection (e.g. the CLI in its own process) commits to the database. */
