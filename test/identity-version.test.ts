@@ -177,6 +177,7 @@ describe("device cache: this connection's triggers and a reviewer's version", ()
     const cache = new DeviceCache(
       () => own.devices.identityVersion(),
       () => own.inTransaction,
+      (invalidate) => own.devices.onIdentityWrite(invalidate),
       Number.POSITIVE_INFINITY,
     );
     const load = () => own.devices.get('d1');
@@ -187,7 +188,7 @@ describe("device cache: this connection's triggers and a reviewer's version", ()
     const { own } = stores(t);
     let calls = 0;
     assert.equal(
-      own.onIdentityWrite(() => calls++),
+      own.devices.onIdentityWrite(() => calls++),
       true,
     );
     own.devices.setState('d1', 'quarantined', NOW);
@@ -201,7 +202,6 @@ describe("device cache: this connection's triggers and a reviewer's version", ()
 
   it('drops what it keeps when this connection writes, and only then', (t) => {
     const { own, cache, load } = stores(t);
-    cache.watched = own.onIdentityWrite(() => cache.invalidate());
     assert.equal(cache.get('psk:d1', load)?.state, 'active');
     own.devices.setState('d1', 'quarantined', NOW);
     assert.equal(cache.get('psk:d1', load)?.state, 'quarantined');
@@ -209,7 +209,6 @@ describe("device cache: this connection's triggers and a reviewer's version", ()
 
   it("answers another connection's write once a reviewer has read the version that moved", (t) => {
     const { own, other, cache, load } = stores(t);
-    cache.watched = own.onIdentityWrite(() => cache.invalidate());
     assert.equal(cache.get('psk:d1', load)?.state, 'active');
     other.devices.setState('d1', 'decommissioned', NOW);
     assert.equal(cache.get('psk:d1', load)?.state, 'active', 'kept: nothing re-read the version yet');

@@ -49,7 +49,7 @@ type Listener = (e: GatewayEvent) => void;
  */
 export class GatewayEvents {
   private readonly listeners = new Map<Listener, ReadonlySet<GatewayEventType> | null>();
-  private wantedBy = new Map<GatewayEventType, number>();
+  private readonly wantedBy = new Map<GatewayEventType, number>();
   private wantAll = 0;
 
   get listenerCount(): number {

@@ -15,7 +15,7 @@ const RECHECK_MS = 1;
  * `identityVersion` (migration 25's triggers), read again when RECHECK_MS has passed — not per reading, which cost
  * 5 % of the main thread's samples at ~12,000 messages/s — and handed in by whoever reads it meanwhile (`observe`:
  * the session review must not judge a session on a device from before the version it saw). Without the hook
- * (`watched` false) it is read every time.
+ * (`onWrite` false) it is read every time.
  *
  * What those triggers leave out — `firstSeen`, `lastSeen`, `firmwareVersion`, `updatedAt` — is as of the fill:
  * callers on the data path read identity, state and policy, never those. The objects are frozen, since every
@@ -26,14 +26,19 @@ export class DeviceCache {
   private readonly byCredential = new Map<string, Device>();
   private version = -1;
   private checkedAt = Number.NEGATIVE_INFINITY;
-  watched = false;
+  private readonly watched: boolean;
 
   constructor(
     private readonly currentVersion: () => number,
     private readonly inTransaction: () => boolean,
+    /** Registers the call-back for this connection's writes; false where it cannot (the version is then read each
+     * time). */
+    onWrite: (invalidate: () => void) => boolean,
     /** Tests make it long, to see that this connection's writes need no re-read. */
     private readonly recheckMs = RECHECK_MS,
-  ) {}
+  ) {
+    this.watched = onWrite(() => this.invalidate());
+  }
 
   invalidate(): void {
     this.byCredential.clear();

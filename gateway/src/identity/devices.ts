@@ -174,8 +174,8 @@ export class IdentityService {
     this.devices = new DeviceCache(
       () => store.devices.identityVersion(),
       () => store.inTransaction,
+      (invalidate) => store.devices.onIdentityWrite(invalidate),
     );
-    this.devices.watched = store.onIdentityWrite(() => this.devices.invalidate());
   }
 
   /** A state change of one device, told to the event stream once it committed. */

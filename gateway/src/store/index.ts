@@ -159,16 +159,6 @@ export class Store {
     else this.afterCommits.push(fn);
   }
 
-  /**
-   * Calls `listener` at once whenever this connection writes a device or a credential, committed or not: TEMP
-   * triggers, this connection's own and never persisted, which call back into JavaScript (identity's device cache
-   * drops what it holds; other connections' writes it reads from identity_version). False where the connection
-   * cannot have them (read-only): the caller must then not rely on it.
-   */
-  onIdentityWrite(listener: () => void): boolean {
-    return this.devices.onIdentityWrite(listener);
-  }
-
   /** Changes whenever another connection (e.g. the CLI in its own process) commits to the database. */
   dataVersion(): number {
     return this.db.pragma('data_version', { simple: true }) as number;

@@ -122,7 +122,12 @@ export class DeviceRepository {
   private readonly identityListeners = new Set<() => void>();
   constructor(private readonly db: Db) {}
 
-  /** Store.onIdentityWrite: TEMP triggers on this connection that call back into JavaScript. */
+  /**
+   * Calls `listener` at once whenever this connection writes a device or a credential, committed or not: TEMP
+   * triggers, this connection's own and never persisted, which call back into JavaScript (identity's device cache
+   * drops what it holds; other connections' writes it reads from identity_version). False where the connection
+   * cannot have them (read-only): the caller must then not rely on it.
+   */
   onIdentityWrite(listener: () => void): boolean {
     if (this.identityListeners.size === 0) {
       try {
