@@ -1,12 +1,13 @@
 /**
- * CoAP message-ID deduplication (RFC 7252 §4.5) in flat arrays (issue 23: a Map of entry objects with a Buffer
- * answer each was most of what a busy gateway's heap grew by). Checked against the obvious Map-based model,
- * and end to end: a duplicate of a reading is answered byte for byte as the first time, the handler run once.
+ * CoAP message-ID deduplication (RFC 7252 §4.5) in a ring of two 32-bit words an entry (issue 23: a Map of entry
+ * objects with a Buffer answer each, then three arrays, were much of what a busy gateway's heap grew by).
+ * Checked against obvious models (a Map; a list in arrival order), and end to end: a duplicate of a reading is
+ * answered byte for byte as the first time, the handler run once.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generate, parse } from 'coap-packet';
-import { codeOnlyAnswer, MessageIdDedupe } from '../gateway/src/coap/dedupe.ts';
+import { type Answer, codeOnlyAnswer, MessageIdDedupe } from '../gateway/src/coap/dedupe.ts';
 import { CoapRouter } from '../gateway/src/coap/index.ts';
 import { type Fixture, PSK_IDENTITY, startFixture } from './helpers/coaps-fixture.ts';
 import { TestDtlsClient } from './helpers/dtls-test-client.ts';
@@ -64,6 +65,42 @@ describe('MessageIdDedupe', () => {
         if (e) e.answer = `answer ${step}`;
       }
       assert.equal(d.size, model.size);
+    }
+  });
+
+  it('answers like the model with bare codes and packets mixed, across growth, a 50-day session and a clock set back', () => {
+    const r = prng(23_23);
+    const lifetime = 20_000;
+    const max = 100; // not a power of two: the ring grows past it, the bound still holds
+    const codes = [codeOnlyAnswer('2.04'), codeOnlyAnswer('2.01'), codeOnlyAnswer('4.03')];
+    for (let round = 0; round < 8; round++) {
+      const d = new MessageIdDedupe(lifetime, max);
+      // What the ring should be: every use in arrival order, the oldest forgotten first.
+      const model: { id: number; at: number; answer: Answer }[] = [];
+      const newest = (id: number) => model.findLast((e) => e.id === id);
+      let now = 1_700_000_000_000;
+      for (let step = 0; step < 3_000; step++) {
+        // Quiet stretches (entries expire, the ring's head moves on) and bursts (it fills and grows), now and
+        // then 50 days at once (more than 32 bits of milliseconds) or the clock set back.
+        const jump = r.int(500);
+        const burst = Math.floor(step / 300) % 2 === 1;
+        now += jump === 0 ? 50 * 86_400_000 : jump === 1 ? -r.int(30_000) : r.int(burst ? 100 : 6_000);
+        const id = r.int(300);
+        const seen = newest(id);
+        const fresh = seen && now - seen.at < lifetime ? seen : undefined;
+        assert.deepEqual(d.lookup(id, now), fresh ? { answer: fresh.answer } : undefined, `${round}/${step}`);
+        if (fresh) continue;
+        d.add(id, now);
+        while (model.length > 0 && (model.length >= max || now - (model[0]?.at as number) >= lifetime))
+          model.shift();
+        model.push({ id, at: now, answer: null });
+        const answer: Answer = r.next() < 0.7 ? (codes[r.int(codes.length)] ?? null) : `packet ${step}`;
+        // Some answers come later, when the ring may have grown meanwhile.
+        const late = r.next() < 0.3 ? (model[r.int(model.length)]?.id as number) : id;
+        d.answer(late, answer);
+        (newest(late) as { answer: Answer }).answer = answer;
+        assert.equal(d.size, model.length);
+      }
     }
   });
 

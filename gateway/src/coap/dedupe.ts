@@ -6,18 +6,22 @@
  */
 export interface CodeOnly {
   readonly code: string;
+  /** Its place in the shared table (1-based), which a remembered entry stores instead of a pointer. */
+  readonly index: number;
 }
 
 const codeOnly = new Map<string, CodeOnly>();
-/** Codes come from the resources' handlers, a handful; a bound all the same. */
+const byIndex: CodeOnly[] = [];
+/** Codes come from the resources' handlers, a handful; a bound all the same (an index must fit 8 bits). */
 const MAX_CODES = 64;
 
 /** The shared CodeOnly answer for `code`, or null (then the packet itself is remembered). */
 export function codeOnlyAnswer(code: string): CodeOnly | null {
   let c = codeOnly.get(code);
   if (!c && codeOnly.size < MAX_CODES) {
-    c = { code };
+    c = { code, index: byIndex.length + 1 };
     codeOnly.set(code, c);
+    byIndex.push(c);
   }
   return c ?? null;
 }
@@ -25,18 +29,30 @@ export function codeOnlyAnswer(code: string): CodeOnly | null {
 /** A remembered answer: the packet as a latin1 string (one character a byte), a bare code, or none yet. */
 export type Answer = string | CodeOnly | null;
 
+/** An entry's answer field: none yet, a shared code's index (1..MAX_CODES), or "in `others`". */
+const NO_ANSWER = 0;
+const OTHER = 0xff;
+/** Times are kept as milliseconds after `base` in 32 bits; past this (or before base) the ring is rebased. */
+const SPAN = 0xffff_ffff;
+const FIRST_CAPACITY = 8;
+
 /**
  * The message IDs one peer used within the exchange lifetime, oldest first, with when each arrived and what it
  * was answered (RFC 7252 §4.5: a duplicate is answered again, its request handled once). At most `max` are
- * kept. Three flat arrays, not a Map of entry objects: an entry is ~16 bytes (an ID, an unboxed time, a
- * pointer to its answer) where a Map slot, an entry object, a boxed time and the answer's own Buffer were
- * ~0.6 KiB — and under traffic a busy session holds `max` of them for minutes, promoted to V8's old space.
+ * kept, in a ring of two 32-bit words an entry — the arrival (ms after the ring's base) and the ID with its
+ * answer's code index — that doubles as it fills. A sensor reading every second holds ~247 entries for the
+ * whole exchange lifetime: 2 KiB a session here, where three JavaScript arrays (an ID, a boxed-free double
+ * and a pointer each) were ~6 KiB, all of it in V8's old space at 10,000 sessions (issue 23). Only a packet
+ * answer (not a bare code) takes an object, kept in a side map by slot.
  */
 export class MessageIdDedupe {
-  private ids: number[] = [];
-  private times: number[] = [];
-  private answers: Answer[] = [];
+  /** [at, id << 8 | answer] per slot. */
+  private ring = new Uint32Array(2 * FIRST_CAPACITY);
+  private mask = FIRST_CAPACITY - 1;
   private head = 0;
+  private count = 0;
+  private base = Number.NaN;
+  private others: Map<number, string | CodeOnly> | null = null;
 
   constructor(
     private readonly lifetimeMs: number,
@@ -44,7 +60,7 @@ export class MessageIdDedupe {
   ) {}
 
   get size(): number {
-    return this.ids.length - this.head;
+    return this.count;
   }
 
   /**
@@ -52,44 +68,101 @@ export class MessageIdDedupe {
    * undefined when it is new.
    */
   lookup(id: number, now: number): { answer: Answer } | undefined {
+    const slot = this.find(id);
+    if (slot < 0) return undefined;
     // Newest first: if the latest use of the ID has expired, any older one has too.
-    for (let i = this.ids.length - 1; i >= this.head; i--) {
-      if (this.ids[i] === id) {
-        return now - (this.times[i] as number) < this.lifetimeMs
-          ? { answer: this.answers[i] as Answer }
-          : undefined;
-      }
-    }
-    return undefined;
+    if (now - this.base - (this.ring[2 * slot] as number) >= this.lifetimeMs) return undefined;
+    return { answer: this.answerAt(slot) };
   }
 
   /** Remembers `id` as seen at `now`, without an answer yet; forgets what is expired or over the bound. */
   add(id: number, now: number): void {
-    while (
-      this.head < this.ids.length &&
-      (this.size >= this.max || now - (this.times[this.head] as number) >= this.lifetimeMs)
-    ) {
-      this.answers[this.head] = null;
-      this.head++;
+    if (Number.isNaN(this.base)) this.base = now;
+    const rel = now - this.base;
+    if (rel < 0 || rel > SPAN) this.rebase(now);
+    while (this.count > 0 && (this.count >= this.max || this.age(this.head, now) >= this.lifetimeMs)) {
+      this.clear(this.head);
+      this.head = (this.head + 1) & this.mask;
+      this.count--;
     }
-    if (this.head > 0 && (this.head === this.ids.length || this.head >= 64)) {
-      this.ids = this.ids.slice(this.head);
-      this.times = this.times.slice(this.head);
-      this.answers = this.answers.slice(this.head);
-      this.head = 0;
-    }
-    this.ids.push(id);
-    this.times.push(now);
-    this.answers.push(null);
+    if (this.count > this.mask) this.grow();
+    const slot = (this.head + this.count) & this.mask;
+    this.ring[2 * slot] = now - this.base;
+    this.ring[2 * slot + 1] = ((id & 0xffff) << 8) | NO_ANSWER;
+    this.count++;
   }
 
   /** The answer given to `id` (its latest use); nothing if it was forgotten meanwhile. */
   answer(id: number, answer: Answer): void {
-    for (let i = this.ids.length - 1; i >= this.head; i--) {
-      if (this.ids[i] === id) {
-        this.answers[i] = answer;
-        return;
-      }
+    const slot = this.find(id);
+    if (slot < 0) return;
+    this.clear(slot);
+    let code = NO_ANSWER;
+    if (answer !== null && typeof answer !== 'string' && byIndex[answer.index - 1] === answer)
+      code = answer.index;
+    else if (answer !== null) {
+      code = OTHER;
+      if (!this.others) this.others = new Map();
+      this.others.set(slot, answer);
     }
+    this.ring[2 * slot + 1] = (((this.ring[2 * slot + 1] as number) >>> 8) << 8) | code;
+  }
+
+  /** The slot of the newest entry for `id`, or -1. */
+  private find(id: number): number {
+    for (let k = this.count - 1; k >= 0; k--) {
+      const slot = (this.head + k) & this.mask;
+      if ((this.ring[2 * slot + 1] as number) >>> 8 === (id & 0xffff)) return slot;
+    }
+    return -1;
+  }
+
+  private age(slot: number, now: number): number {
+    return now - this.base - (this.ring[2 * slot] as number);
+  }
+
+  private answerAt(slot: number): Answer {
+    const code = (this.ring[2 * slot + 1] as number) & 0xff;
+    if (code === NO_ANSWER) return null;
+    if (code === OTHER) return this.others?.get(slot) ?? null;
+    return byIndex[code - 1] ?? null;
+  }
+
+  private clear(slot: number): void {
+    if (((this.ring[2 * slot + 1] as number) & 0xff) === OTHER) this.others?.delete(slot);
+    this.ring[2 * slot + 1] = (((this.ring[2 * slot + 1] as number) >>> 8) << 8) | NO_ANSWER;
+  }
+
+  /** Doubles the ring, oldest entry first at slot 0 (packet answers move with their slots). */
+  private grow(): void {
+    const cap = this.mask + 1;
+    const next = new Uint32Array(4 * cap);
+    const moved = this.others && new Map<number, string | CodeOnly>();
+    for (let k = 0; k < this.count; k++) {
+      const slot = (this.head + k) & this.mask;
+      next[2 * k] = this.ring[2 * slot] as number;
+      next[2 * k + 1] = this.ring[2 * slot + 1] as number;
+      const other = this.others?.get(slot);
+      if (moved && other !== undefined) moved.set(k, other);
+    }
+    this.ring = next;
+    this.mask = 2 * cap - 1;
+    this.head = 0;
+    this.others = moved;
+  }
+
+  /**
+   * Moves the base to `now - lifetime` when `now` no longer fits 32 bits after it (a session older than 49 days)
+   * or falls before it (the clock was set back). An entry older than the new base was expired and stays
+   * expired (clamped to the base, its age is the lifetime); one from the future stays fresh.
+   */
+  private rebase(now: number): void {
+    const base = now - this.lifetimeMs;
+    for (let k = 0; k < this.count; k++) {
+      const slot = (this.head + k) & this.mask;
+      const at = this.base + (this.ring[2 * slot] as number);
+      this.ring[2 * slot] = Math.min(SPAN, Math.max(0, at - base));
+    }
+    this.base = base;
   }
 }
