@@ -193,6 +193,40 @@ describe('behaviour detection on a realistic site', () => {
     );
   });
 
+  it('keeps a destination on probation across a restart: the resumed baseline reports the same later contacts', () => {
+    const events: DetectorEvent[] = [];
+    for (let t = T0; t < T0 + 12 * HOUR; t += MIN) events.push(msg(t, 'cam'));
+    for (let i = 0; i < 600; i++) events.push(msg(T0 + 7 * HOUR + i * 50, 'cam'));
+    for (const at of [7 * HOUR + 2 * MIN, 8 * HOUR + 17 * MIN, 10 * HOUR + 3 * MIN])
+      events.push({
+        ts: T0 + at,
+        device: 'cam',
+        kind: 'connection',
+        dst: '203.0.113.9',
+        dport: 4444,
+        proto: 'tcp',
+      });
+    events.sort((a, b) => a.ts - b.ts);
+    const whole = run(new Detector({ learningMs: 6 * HOUR }), [...events], T0 + 12 * HOUR);
+    // Saved after the first contact (the probation record is all the device knows of that destination).
+    const cut = events.findIndex((e) => e.ts >= T0 + 8 * HOUR);
+    const a = new Detector({ learningMs: 6 * HOUR });
+    const before = events.slice(0, cut).flatMap((e) => a.observe(e));
+    const b = new Detector({ learningMs: 6 * HOUR });
+    for (const [id, state] of a.exportStates()) assert.equal(b.importState(id, state), true);
+    const resumed = run(b, events.slice(cut), T0 + 12 * HOUR);
+    assert.deepEqual([...before, ...resumed], whole);
+    assert.deepEqual(
+      whole.map((f) => f.reasons.map((r) => r.feature).join('+')),
+      ['flood', 'new-destination', 'beacon', 'beacon'],
+    );
+    // What is saved is what was restored, byte for byte (the probation records included).
+    assert.deepEqual([...b.exportStates()].length, 1);
+    const c = new Detector({ learningMs: 6 * HOUR });
+    for (const [id, state] of b.exportStates()) c.importState(id, state);
+    assert.deepEqual([...c.exportStates()], [...b.exportStates()]);
+  });
+
   it('a slow scan (a new internal target every few minutes) is classified as a scan, not as news', () => {
     const d = new Detector({ learningMs: 6 * HOUR });
     const events: DetectorEvent[] = [];

@@ -584,7 +584,7 @@ export class Detector {
       const h = fnv1a(key);
       if (v[F.destinationsOverflowed] !== 1 && !m.has('destinations', h)) {
         const j = this.probation(m, h);
-        const suspicious = j >= 0 && v[m.p(j) + P.suspicious] === 1;
+        const suspicious = j >= 0 && m.pv?.[m.p(j) + P.suspicious] === 1;
         score = suspicious ? 8 : 5;
         reasons.push(`${suspicious ? 'suspicious' : 'new'} destination ${key}`);
       }
@@ -735,9 +735,11 @@ export class Detector {
   }
 
   private probation(m: DeviceModel, h: number): number {
+    const pv = m.pv;
+    if (!pv) return -1;
     for (let j = 0; j < PROBATION; j++) {
       const at = m.p(j);
-      if (m.v[at + P.contacts]! > 0 && m.v[at + P.hash] === h) return j;
+      if (pv[at + P.contacts]! > 0 && pv[at + P.hash] === h) return j;
     }
     return -1;
   }
@@ -747,7 +749,7 @@ export class Detector {
    * known set: a slow scan cannot fill the known set and silence news, and repeated contact stays watched.
    */
   private admit(m: DeviceModel, h: number, ts: number): void {
-    const v = m.v;
+    const v = m.probation();
     let j = 0;
     let oldest = Number.POSITIVE_INFINITY;
     for (let i = 0; i < PROBATION; i++) {
@@ -783,7 +785,7 @@ export class Detector {
 
   /** Another contact with a destination on probation: suspicious ones are reported, regular ones are beacons. */
   private contact(m: DeviceModel, j: number, ts: number, key: string): void {
-    const v = m.v;
+    const v = m.probation();
     const at = m.p(j);
     const n = v[at + P.contacts]! + 1;
     const g = ts - v[at + P.last]!;
@@ -1411,10 +1413,10 @@ export class Detector {
     }
     if (m.wSuspect && m.wSuspect.length > 0) {
       const j = this.probation(m, fnv1a(m.wSuspect[0]!));
-      const at = j >= 0 ? m.p(j) : -1;
-      const contacts = at >= 0 ? v[at + P.contacts]! : 0;
-      const every = at >= 0 ? v[at + P.gmean]! / 1000 : 0;
-      const suspicious = at >= 0 && v[at + P.suspicious] === 1;
+      const rec = j >= 0 ? m.pv?.subarray(m.p(j)) : undefined;
+      const contacts = rec ? rec[P.contacts]! : 0;
+      const every = rec ? rec[P.gmean]! / 1000 : 0;
+      const suspicious = rec?.[P.suspicious] === 1;
       reasons.push({
         feature: 'beacon',
         severity: 'high',

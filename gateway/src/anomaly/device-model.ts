@@ -110,8 +110,14 @@ export const P = {
   suspicious: 6,
 } as const;
 const PROBATION_FIELDS = 7;
-export const PROBATION_AT = KIND_AT + KINDS * KIND_FIELDS;
-const SCALARS = PROBATION_AT + PROBATION * PROBATION_FIELDS;
+/**
+ * Where the probation records sit in the persisted form, after the kinds. In memory they are an array of their
+ * own, made when a device first meets a destination after learning: most devices never do, and the 672 bytes
+ * were a sixth of every baseline (issue 23).
+ */
+const PROBATION_AT = KIND_AT + KINDS * KIND_FIELDS;
+const PROBATION_BYTES = PROBATION * PROBATION_FIELDS * 8;
+const SCALARS = PROBATION_AT;
 
 /** 24 weekday + 24 weekend hours × (mean, variance, observed) — per window, and per hour. */
 export const SLOT_COUNT = 48;
@@ -123,6 +129,8 @@ const SLOTS_AT = SCALARS * 8;
 export const HOUR_BASE = SLOT_COUNT * 3;
 const HASHES_AT = SLOTS_AT + SLOT_COUNT * 7 * 4;
 const BYTES = HASHES_AT + (DESTINATIONS + RESOURCES + PROBED) * 4;
+/** The persisted form (after its version byte): scalars, probation records, profiles, hashes. */
+const STORED_BYTES = BYTES + PROBATION_BYTES;
 /** Bump when the layout changes: older states are then relearned, not misread. */
 const STATE_VERSION = 4;
 
@@ -152,6 +160,8 @@ export class DeviceModel {
    */
   readonly prof: Float32Array;
   private readonly hashes: Uint32Array;
+  /** Probation records (`m.pv[m.p(j) + P.x]`), null until the first. */
+  pv: Float64Array | null = null;
   /** Examples of what is new in the open window, for explanations; only allocated when something is. */
   wNew: string[] | null = null;
   wNewResources: string[] | null = null;
@@ -177,19 +187,34 @@ export class DeviceModel {
     return m;
   }
 
-  /** The persisted form: a version byte and the buffer. */
+  /** The persisted form: a version byte, then the layout with the probation records after the kinds. */
   toBytes(): Buffer {
-    const out = Buffer.alloc(1 + BYTES);
+    const out = Buffer.alloc(1 + STORED_BYTES);
     out[0] = STATE_VERSION;
-    Buffer.from(this.v.buffer).copy(out, 1);
+    const own = Buffer.from(this.v.buffer);
+    own.copy(out, 1, 0, SLOTS_AT);
+    if (this.pv) Buffer.from(this.pv.buffer).copy(out, 1 + SLOTS_AT);
+    own.copy(out, 1 + SLOTS_AT + PROBATION_BYTES, SLOTS_AT);
     return out;
   }
 
   static fromBytes(bytes: Buffer): DeviceModel | undefined {
-    if (bytes.length !== 1 + BYTES || bytes[0] !== STATE_VERSION) return undefined;
+    if (bytes.length !== 1 + STORED_BYTES || bytes[0] !== STATE_VERSION) return undefined;
     const buffer = new ArrayBuffer(BYTES);
-    new Uint8Array(buffer).set(bytes.subarray(1));
-    return new DeviceModel(buffer);
+    const own = new Uint8Array(buffer);
+    own.set(bytes.subarray(1, 1 + SLOTS_AT));
+    own.set(bytes.subarray(1 + SLOTS_AT + PROBATION_BYTES), SLOTS_AT);
+    const m = new DeviceModel(buffer);
+    const pv = new Float64Array(PROBATION * PROBATION_FIELDS);
+    new Uint8Array(pv.buffer).set(bytes.subarray(1 + SLOTS_AT, 1 + SLOTS_AT + PROBATION_BYTES));
+    for (let j = 0; j < PROBATION; j++) if ((pv[m.p(j) + P.contacts] as number) > 0) m.pv = pv;
+    return m;
+  }
+
+  /** The probation records, made on first use. */
+  probation(): Float64Array {
+    this.pv ??= new Float64Array(PROBATION * PROBATION_FIELDS);
+    return this.pv;
   }
 
   /** Offset of message kind i's record. */
@@ -197,9 +222,9 @@ export class DeviceModel {
     return KIND_AT + i * KIND_FIELDS;
   }
 
-  /** Offset of probation entry i's record. */
+  /** Offset of probation entry i's record in `pv`. */
   p(i: number): number {
-    return PROBATION_AT + i * PROBATION_FIELDS;
+    return i * PROBATION_FIELDS;
   }
 
   has(set: HashSet, h: number): boolean {
