@@ -76,9 +76,10 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
   /**
    * Epoch-1 records (the client's Finished) that overtook the ClientKeyExchange they depend on, e.g. when a
    * lossy link dropped it and the client retransmits its flight record by record. Bounded; replayed once the
-   * keys exist (RFC 6347 §4.1 allows buffering next-epoch records).
+   * keys exist (RFC 6347 §4.1 allows buffering next-epoch records). Null while none is (nearly always: an
+   * empty array was 32 bytes of every established session).
    */
-  private early: Array<{ rec: DtlsRecord; from: PeerAddress }> = [];
+  private early: Array<{ rec: DtlsRecord; from: PeerAddress }> | null = null;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -221,9 +222,9 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
         if (this.state === 'closed') return;
         this.handleRecord(rec, from);
       }
-      if (this.records.canRead && this.early.length > 0) {
+      if (this.records.canRead && this.early) {
         const early = this.early;
-        this.early = [];
+        this.early = null;
         for (const e of early) {
           if (this.state !== 'handshake') break;
           this.handleRecord(e.rec, e.from);
@@ -242,8 +243,14 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
       return;
     }
     const canRead = this.records.canRead;
-    if (rec.epoch === 1 && !canRead && this.state === 'handshake' && this.early.length < MAX_EARLY_RECORDS) {
+    if (
+      rec.epoch === 1 &&
+      !canRead &&
+      this.state === 'handshake' &&
+      (this.early?.length ?? 0) < MAX_EARLY_RECORDS
+    ) {
       // Copied: the datagram's buffer is not ours to keep.
+      this.early ??= [];
       this.early.push({
         rec: { ...rec, fragment: Buffer.from(rec.fragment), cid: rec.cid && Buffer.from(rec.cid) },
         from,
@@ -489,7 +496,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
     this.retransmit.release();
     this.hs = null;
     this.records.clear();
-    this.early = [];
+    this.early = null;
     this.host.closed(this, wasEstablished ? reason : 'alert');
   }
 
