@@ -112,8 +112,10 @@ describe('the shipped runtime', () => {
 describe('how the appliance starts the gateway', () => {
   it("the benches read node's flags and the environment from the gateway unit, and node accepts those flags", () => {
     const unit = gatewayUnitStart();
-    // The young generation's cap and glibc's arena limit are what the footprint figures rest on.
+    // The young generation's cap, old space's growing factor and glibc's arena limit are what the footprint and
+    // memory figures rest on.
     assert.ok(unit.nodeArgs.includes('--max-semi-space-size=2'), unit.nodeArgs.join(' '));
+    assert.ok(unit.nodeArgs.includes('--heap-growing-percent=20'), unit.nodeArgs.join(' '));
     assert.equal(unit.env.MALLOC_ARENA_MAX, '2');
     assert.equal(unit.env.PORTCULLIS_CONFIG, undefined, 'a bench passes --config instead');
     // A flag node refuses would keep the gateway from starting at all.
