@@ -5,7 +5,10 @@
  * then traffic (64 in flight), resident memory of the process tree sampled every 250 ms, and the gateway's CPU
  * per message. `--heap-snapshots` has V8 write a snapshot with every session up and another after the traffic
  * (`--heapsnapshot-signal`; the home is kept and its path reported: diff them in Chrome's DevTools or by script).
- * `--node-flag F` (repeatable) adds a node flag to the unit's, for an A/B of V8's heap settings.
+ * `--node-flag F` (repeatable) adds a node flag to the unit's, for an A/B of V8's heap settings. Scales run one
+ * after another on the same home, so a later scale's gateway restores the behaviour baselines the one before saved
+ * at its stop, as a restarted appliance does: `--sensors 10000,10000` gives a first day's figure (every baseline
+ * born during the traffic) and then an everyday one (baselines in the idle base).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { systemClock } from '../gateway/src/clock.ts';

@@ -33,6 +33,24 @@ const msg = (
   resource,
 });
 
+/** A camera's minute readings for 12 h, a flood at 7 h, and irregular contacts (no beacon rhythm) with a new
+ * destination, the first right after the flood. */
+function floodThenContacts(): DetectorEvent[] {
+  const events: DetectorEvent[] = [];
+  for (let t = T0; t < T0 + 12 * HOUR; t += MIN) events.push(msg(t, 'cam'));
+  for (let i = 0; i < 600; i++) events.push(msg(T0 + 7 * HOUR + i * 50, 'cam'));
+  for (const at of [7 * HOUR + 2 * MIN, 8 * HOUR + 17 * MIN, 10 * HOUR + 3 * MIN])
+    events.push({
+      ts: T0 + at,
+      device: 'cam',
+      kind: 'connection',
+      dst: '203.0.113.9',
+      dport: 4444,
+      proto: 'tcp',
+    });
+  return events;
+}
+
 function run(d: Detector, events: DetectorEvent[], end: number): Finding[] {
   events.sort((a, b) => a.ts - b.ts);
   const out: Finding[] = [];
@@ -160,19 +178,7 @@ describe('behaviour detection on a realistic site', () => {
 
   it('a destination first seen while the device was alerting stays suspicious: later contacts are reported', () => {
     const d = new Detector({ learningMs: 6 * HOUR });
-    const events: DetectorEvent[] = [];
-    for (let t = T0; t < T0 + 12 * HOUR; t += MIN) events.push(msg(t, 'cam'));
-    for (let i = 0; i < 600; i++) events.push(msg(T0 + 7 * HOUR + i * 50, 'cam'));
-    // Irregular contacts (no beacon rhythm), the first right after the flood.
-    for (const at of [7 * HOUR + 2 * MIN, 8 * HOUR + 17 * MIN, 10 * HOUR + 3 * MIN])
-      events.push({
-        ts: T0 + at,
-        device: 'cam',
-        kind: 'connection',
-        dst: '203.0.113.9',
-        dport: 4444,
-        proto: 'tcp',
-      });
+    const events = floodThenContacts();
     const found = run(d, events, T0 + 12 * HOUR);
     const kinds = found.map((f) => f.reasons.map((r) => r.feature).join('+'));
     assert.deepEqual(kinds, ['flood', 'new-destination', 'beacon', 'beacon']);
@@ -194,19 +200,7 @@ describe('behaviour detection on a realistic site', () => {
   });
 
   it('keeps a destination on probation across a restart: the resumed baseline reports the same later contacts', () => {
-    const events: DetectorEvent[] = [];
-    for (let t = T0; t < T0 + 12 * HOUR; t += MIN) events.push(msg(t, 'cam'));
-    for (let i = 0; i < 600; i++) events.push(msg(T0 + 7 * HOUR + i * 50, 'cam'));
-    for (const at of [7 * HOUR + 2 * MIN, 8 * HOUR + 17 * MIN, 10 * HOUR + 3 * MIN])
-      events.push({
-        ts: T0 + at,
-        device: 'cam',
-        kind: 'connection',
-        dst: '203.0.113.9',
-        dport: 4444,
-        proto: 'tcp',
-      });
-    events.sort((a, b) => a.ts - b.ts);
+    const events = floodThenContacts().sort((a, b) => a.ts - b.ts);
     const whole = run(new Detector({ learningMs: 6 * HOUR }), [...events], T0 + 12 * HOUR);
     // Saved after the first contact (the probation record is all the device knows of that destination).
     const cut = events.findIndex((e) => e.ts >= T0 + 8 * HOUR);
