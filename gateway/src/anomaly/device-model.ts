@@ -113,7 +113,7 @@ const PROBATION_FIELDS = 7;
 /**
  * Where the probation records sit in the persisted form, after the kinds. In memory they are an array of their
  * own, made when a device first meets a destination after learning: most devices never do, and the 672 bytes
- * were a sixth of every baseline (issue 23).
+ * were a fifth of every baseline's buffer (issue 23).
  */
 const PROBATION_AT = KIND_AT + KINDS * KIND_FIELDS;
 const PROBATION_BYTES = PROBATION * PROBATION_FIELDS * 8;
@@ -205,9 +205,11 @@ export class DeviceModel {
     own.set(bytes.subarray(1, 1 + SLOTS_AT));
     own.set(bytes.subarray(1 + SLOTS_AT + PROBATION_BYTES), SLOTS_AT);
     const m = new DeviceModel(buffer);
-    const pv = new Float64Array(PROBATION * PROBATION_FIELDS);
-    new Uint8Array(pv.buffer).set(bytes.subarray(1 + SLOTS_AT, 1 + SLOTS_AT + PROBATION_BYTES));
-    for (let j = 0; j < PROBATION; j++) if ((pv[m.p(j) + P.contacts] as number) > 0) m.pv = pv;
+    const stored = bytes.subarray(1 + SLOTS_AT, 1 + SLOTS_AT + PROBATION_BYTES);
+    // Made only for a device with a record in use (a restart of 10,000 devices would otherwise make 10,000).
+    let used = false;
+    for (let j = 0; j < PROBATION; j++) if (stored.readDoubleLE((m.p(j) + P.contacts) * 8) > 0) used = true;
+    if (used) new Uint8Array(m.probation().buffer).set(stored);
     return m;
   }
 

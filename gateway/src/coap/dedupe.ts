@@ -39,10 +39,11 @@ const FIRST_CAPACITY = 8;
 /**
  * The message IDs one peer used within the exchange lifetime, oldest first, with when each arrived and what it
  * was answered (RFC 7252 §4.5: a duplicate is answered again, its request handled once). At most `max` are
- * kept, in a ring of two 32-bit words an entry — the arrival (ms after the ring's base) and the ID with its
- * answer's code index — that doubles as it fills. A sensor reading every second holds ~247 entries for the
- * whole exchange lifetime: 2 KiB a session here, where three JavaScript arrays (an ID, a boxed-free double
- * and a pointer each) were ~6 KiB, all of it in V8's old space at 10,000 sessions (issue 23). Only a packet
+ * kept, in a ring of two 32-bit words an entry — the arrival (ms after the ring's base) and the 16-bit message ID
+ * with its answer's code index — that doubles as it fills and does not shrink (a quiet session keeps what its
+ * busiest minutes needed, 2 KiB at most). A sensor reading every second holds ~247 entries for the whole exchange
+ * lifetime: 2.4 KB a session here, where three JavaScript arrays (an ID, an unboxed double and a pointer each)
+ * took 8.8 KB, all of it in V8's old space (measured, 10,000 sessions at the bound; issue 23). Only a packet
  * answer (not a bare code) takes an object, kept in a side map by slot.
  */
 export class MessageIdDedupe {
@@ -64,8 +65,8 @@ export class MessageIdDedupe {
   }
 
   /**
-   * Whether `id` was seen within the lifetime, and its answer (null while its request is still being handled);
-   * undefined when it is new.
+   * Whether `id` (a CoAP message ID, 16 bits) was seen within the lifetime, and its answer (null while its
+   * request is still being handled); undefined when it is new.
    */
   lookup(id: number, now: number): { answer: Answer } | undefined {
     const slot = this.find(id);

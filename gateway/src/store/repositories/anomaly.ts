@@ -21,7 +21,8 @@ export class BaselineRepository {
 
   /**
    * Every saved baseline, one row at a time: at 10,000 devices the rows at once were ~33 MB of Buffers beside the
-   * models built from them, and a start's heap grew to hold both.
+   * models built from them, and a start's heap grew to hold both. While the caller loops, the connection refuses
+   * writes (better-sqlite3: "connection is busy"): collect what to write and write it after.
    */
   *all(): IterableIterator<[string, Buffer]> {
     const rows = this.db
