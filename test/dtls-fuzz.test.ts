@@ -315,6 +315,28 @@ describe('DTLS under packet loss', () => {
     await waitFor('telemetry after a lost key exchange', () => (delivered('reordered') ? true : undefined));
   });
 
+  it("resends its final flight when the client sends its own again, until the client's first record shows it arrived", async () => {
+    const c = new TestDtlsClient({
+      port: f.port,
+      suite: 'TLS_PSK_WITH_AES_128_CCM_8',
+      psk: { identity: PSK_IDENTITY, key: Buffer.from(f.psk) },
+      timeoutMs: 1000,
+    });
+    try {
+      await c.connect();
+      // As a client whose Finished seemed unanswered: its flight again, and the server's Finished comes again.
+      c.sendRaw(c.finalFlight as Buffer);
+      assert.equal(await c.nextHandshakeRecord(), 1, "the server's Finished, under the new keys");
+      // The client's first record: the server knows its flight arrived and keeps it no longer.
+      c.send(coapPost('after the handshake', 0x4242));
+      await c.receive();
+      c.sendRaw(c.finalFlight as Buffer);
+      await assert.rejects(c.nextHandshakeRecord(), /timed out|timeout/i, 'nothing resent once released');
+    } finally {
+      c.close();
+    }
+  });
+
   it('completes handshakes and delivers CoAP requests with coap-client -l 30%', async () => {
     // Random loss of 30 % of what each client sends, handshake flights included. Four clients so that some
     // loss is all but certain. A client may give up after four lost retransmissions in a row (its own

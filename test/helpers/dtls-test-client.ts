@@ -107,6 +107,9 @@ export class TestDtlsClient {
   /** The session's raw key block, for tests that check record bytes against the RFCs independently. */
   keys: ReturnType<typeof keyBlock> | null = null;
 
+  /** The last flight of this client's handshake (ClientKeyExchange … Finished), as sent: to send it again. */
+  finalFlight: Buffer | null = null;
+
   constructor(private readonly o: TestClientOptions) {
     this.socket = this.openSocket();
   }
@@ -383,6 +386,7 @@ export class TestDtlsClient {
     flight.push(this.protectedRecord(ContentType.handshake, fin));
     let datagram: Buffer = Buffer.concat(flight);
     if (this.o.tamper?.finishedDatagram) datagram = this.o.tamper.finishedDatagram(datagram);
+    this.finalFlight = datagram;
     this.sendRaw(datagram);
 
     const expected = finishedVerifyData(dtlsCrypto.prf, master, 'server', dtlsCrypto.sha256(transcript));
@@ -395,6 +399,14 @@ export class TestDtlsClient {
           return;
         }
       }
+    }
+  }
+
+  /** The server's next handshake record (a resent final flight, say): its epoch. */
+  async nextHandshakeRecord(): Promise<number> {
+    for (;;) {
+      const r = await this.nextPlain();
+      if (r.type === ContentType.handshake) return r.epoch;
     }
   }
 

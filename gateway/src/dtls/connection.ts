@@ -69,7 +69,11 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
   lastActivity: number;
   readonly params: SessionParams = newSessionParams();
   readonly records: RecordLayer;
-  private readonly retransmit: Retransmitter;
+  /**
+   * Resends our flight while one is held; dropped once the peer shows our final flight arrived (its first
+   * record under the new keys), as an established session never needs it again (~0.1 KiB a session).
+   */
+  private retransmit: Retransmitter | null;
   private hs: HandshakeState | null = null;
   /** Set while handling one datagram: the peer re-sent a flight, so ours was lost. */
   private resendWanted = false;
@@ -139,7 +143,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
   start(hello: ClientHello, helloMessage: HandshakeMessage, recordSeq: number, ownCid: Buffer | null): void {
     try {
       this.records.continueAfter(recordSeq);
-      this.retransmit.send(this.firstFlight(hello, helloMessage, ownCid), true);
+      this.retransmit?.send(this.firstFlight(hello, helloMessage, ownCid), true);
     } catch (err) {
       this.abort(err);
     }
@@ -230,7 +234,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
           this.handleRecord(e.rec, e.from);
         }
       }
-      if (this.resendWanted) this.retransmit.resend();
+      if (this.resendWanted) this.retransmit?.resend();
     } catch (err) {
       this.abort(err);
     }
@@ -300,7 +304,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
       case ContentType.applicationData:
         if (this.state !== 'established') return;
         // The peer has our Finished: the final flight is no longer needed for retransmission.
-        this.retransmit.release();
+        this.dropRetransmit();
         this.opts.handlers.onData?.(this, data);
         return;
       case ContentType.handshake:
@@ -322,7 +326,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
     this.lastActivity = this.opts.now();
     if (this.state === 'established') {
       // Unauthenticated; only a retransmitted final flight from the client matters: our Finished was lost.
-      if (rec.type === ContentType.handshake && this.retransmit.holding) this.resendWanted = true;
+      if (rec.type === ContentType.handshake && this.retransmit?.holding) this.resendWanted = true;
       return;
     }
     switch (rec.type) {
@@ -371,7 +375,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
       const frags = parseFragments(data);
       if (frags.some((f) => f.type === HandshakeType.clientHello)) {
         this.sendAlert(AlertLevel.warning, AlertDescription.noRenegotiation);
-      } else if (this.retransmit.holding) {
+      } else if (this.retransmit?.holding) {
         this.resendWanted = true;
       }
       return;
@@ -401,14 +405,19 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
     const refused = this.host.admit(this);
     if (refused) throw refused;
     const finalFlight = finishHandshake(this, hs, encoded);
-    this.retransmit.stop();
+    this.retransmit?.stop();
     this.hs = null;
     this.state = 'established';
     this.packSession(finalFlight);
     // A resumed handshake's Finished went first: nothing is left to resend.
-    if (finalFlight) this.retransmit.send(finalFlight, false);
-    else this.retransmit.release();
+    if (finalFlight) this.retransmit?.send(finalFlight, false);
+    else this.dropRetransmit();
     this.host.established(this);
+  }
+
+  private dropRetransmit(): void {
+    this.retransmit?.release();
+    this.retransmit = null;
   }
 
   /**
@@ -493,7 +502,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
     }
     const wasEstablished = this.state === 'established';
     this.state = 'closed';
-    this.retransmit.release();
+    this.dropRetransmit();
     this.hs = null;
     this.records.clear();
     this.early = null;

@@ -43,7 +43,9 @@ export class RecordLayer implements RecordSink {
   sendLimit = MAX_PLAINTEXT;
   private readKey: AeadKey | null = null;
   private writeKey: AeadKey | null = null;
-  private readonly writeSeq = [0, 0];
+  /** The next record number we write, per epoch: two fields, not an array (64 bytes of every session). */
+  private writeSeq0 = 0;
+  private writeSeq1 = 0;
   private readonly replay = new ReplayWindow();
 
   constructor(
@@ -56,7 +58,7 @@ export class RecordLayer implements RecordSink {
    * come after it or the client's replay window drops it.
    */
   continueAfter(recordSeq: number): void {
-    this.writeSeq[0] = recordSeq;
+    this.writeSeq0 = recordSeq;
   }
 
   /** Installs epoch 1's keys (from the key block): reading under them starts now, writing at our CCS. */
@@ -140,7 +142,7 @@ export class RecordLayer implements RecordSink {
   }
 
   private nextSeq(epoch: 0 | 1): number {
-    const seq = this.writeSeq[epoch] as number;
+    const seq = epoch === 0 ? this.writeSeq0 : this.writeSeq1;
     if (seq >= MAX_SEQ) {
       throw new DtlsError(
         'ERR_DTLS_SEQ_EXHAUSTED',
@@ -148,7 +150,8 @@ export class RecordLayer implements RecordSink {
         AlertDescription.internalError,
       );
     }
-    this.writeSeq[epoch] = seq + 1;
+    if (epoch === 0) this.writeSeq0 = seq + 1;
+    else this.writeSeq1 = seq + 1;
     return seq;
   }
 

@@ -56,14 +56,28 @@ interface DeviceRow {
   updated_at: string;
 }
 
+/**
+ * SQLite hands out a new string for every column of every row read: the enum columns are mapped to the one
+ * string each value has, and an empty override object is one frozen object, so the devices a busy gateway keeps
+ * (the identity cache holds one per credential) do not each carry copies (~0.1 KiB a device; issue 23).
+ */
+const CREDENTIAL_KINDS: Readonly<Record<string, CredentialKind>> = { psk: 'psk', x509: 'x509', rpk: 'rpk' };
+const STATES: Readonly<Record<string, DeviceState>> = {
+  pending: 'pending',
+  active: 'active',
+  quarantined: 'quarantined',
+  decommissioned: 'decommissioned',
+};
+const NO_OVERRIDES: Record<string, unknown> = Object.freeze({});
+
 function toDevice(r: DeviceRow): Device {
   return {
     id: r.id,
     name: r.name,
     type: r.type,
-    credentialKind: r.credential_kind,
+    credentialKind: CREDENTIAL_KINDS[r.credential_kind] ?? r.credential_kind,
     segment: r.segment,
-    state: r.state,
+    state: STATES[r.state] ?? r.state,
     firstSeen: r.first_seen,
     lastSeen: r.last_seen,
     firmwareVersion: r.firmware_version,
@@ -85,6 +99,7 @@ function toDevice(r: DeviceRow): Device {
 }
 
 function parseOverrides(json: string): Record<string, unknown> {
+  if (json === '{}') return NO_OVERRIDES;
   try {
     const v = JSON.parse(json) as unknown;
     if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
