@@ -14,8 +14,10 @@ export function cpuMs(pid: number): number {
 /** Resident set size now and at its peak (VmHWM), in bytes. */
 export function memory(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  // A zombie (a child that exited and is not reaped yet) has no VmRSS: it holds nothing, and a NaN would make a
+  // whole tree's sum NaN (a 300 s session-memory run met one).
   const kb = (name: string) =>
-    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
+    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
