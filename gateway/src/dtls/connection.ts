@@ -71,7 +71,7 @@ export class ServerConnection implements DtlsSession, HandshakeContext, FlightOw
   readonly records: RecordLayer;
   /**
    * Resends our flight while one is held; dropped once the peer shows our final flight arrived (its first
-   * record under the new keys), as an established session never needs it again (~0.1 KiB a session).
+   * application-data record), as an established session never needs it again (~0.1 KiB a session).
    */
   private retransmit: Retransmitter | null;
   private hs: HandshakeState | null = null;
