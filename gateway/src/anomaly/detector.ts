@@ -749,7 +749,7 @@ export class Detector {
    * known set: a slow scan cannot fill the known set and silence news, and repeated contact stays watched.
    */
   private admit(m: DeviceModel, h: number, ts: number): void {
-    const v = m.probation();
+    const v = m.probationRecords();
     let j = 0;
     let oldest = Number.POSITIVE_INFINITY;
     for (let i = 0; i < PROBATION; i++) {
@@ -785,7 +785,7 @@ export class Detector {
 
   /** Another contact with a destination on probation: suspicious ones are reported, regular ones are beacons. */
   private contact(m: DeviceModel, j: number, ts: number, key: string): void {
-    const v = m.probation();
+    const v = m.probationRecords();
     const at = m.p(j);
     const n = v[at + P.contacts]! + 1;
     const g = ts - v[at + P.last]!;

@@ -209,12 +209,12 @@ export class DeviceModel {
     // Made only for a device with a record in use (a restart of 10,000 devices would otherwise make 10,000).
     let used = false;
     for (let j = 0; j < PROBATION; j++) if (stored.readDoubleLE((m.p(j) + P.contacts) * 8) > 0) used = true;
-    if (used) new Uint8Array(m.probation().buffer).set(stored);
+    if (used) new Uint8Array(m.probationRecords().buffer).set(stored);
     return m;
   }
 
   /** The probation records, made on first use. */
-  probation(): Float64Array {
+  probationRecords(): Float64Array {
     this.pv ??= new Float64Array(PROBATION * PROBATION_FIELDS);
     return this.pv;
   }

@@ -72,7 +72,7 @@ export class MessageIdDedupe {
     const slot = this.find(id);
     if (slot < 0) return undefined;
     // Newest first: if the latest use of the ID has expired, any older one has too.
-    if (now - this.base - (this.ring[2 * slot] as number) >= this.lifetimeMs) return undefined;
+    if (this.age(slot, now) >= this.lifetimeMs) return undefined;
     return { answer: this.answerAt(slot) };
   }
 
@@ -106,7 +106,8 @@ export class MessageIdDedupe {
       if (!this.others) this.others = new Map();
       this.others.set(slot, answer);
     }
-    this.ring[2 * slot + 1] = (((this.ring[2 * slot + 1] as number) >>> 8) << 8) | code;
+    // clear() left the answer field at NO_ANSWER (0).
+    this.ring[2 * slot + 1] = (this.ring[2 * slot + 1] as number) | code;
   }
 
   /** The slot of the newest entry for `id`, or -1. */
