@@ -1,5 +1,5 @@
 /**
- * CoAP message-ID deduplication (RFC 7252 §4.5) in a ring of two 32-bit words an entry (issue 23: a Map of entry
+ * CoAP message-ID deduplication (RFC 7252 §4.5) in a ring of one 32-bit word an entry (issue 23: a Map of entry
  * objects with a Buffer answer each, then three arrays, were much of what a busy gateway's heap grew by).
  * Checked against obvious models (a Map; a list in arrival order), and end to end: a duplicate of a reading is
  * answered byte for byte as the first time, the handler run once.
@@ -14,14 +14,31 @@ import { TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { prng } from './helpers/prng.ts';
 
 describe('MessageIdDedupe', () => {
-  it('finds an ID within the lifetime with its answer, and forgets it after', () => {
-    const d = new MessageIdDedupe(1000, 8);
+  it('finds an ID within the lifetime with its answer, and forgets it at most two ticks after', () => {
+    // A tick is the lifetime's 512th, rounded up to whole milliseconds: 2 ms here.
+    const d = new MessageIdDedupe(1024, 8);
     assert.equal(d.lookup(7, 0), undefined);
-    d.add(7, 0);
+    d.add(7, 1);
     assert.deepEqual(d.lookup(7, 10), { answer: null }, 'seen, still being handled');
     d.answer(7, 'packet');
-    assert.deepEqual(d.lookup(7, 999), { answer: 'packet' });
-    assert.equal(d.lookup(7, 1000), undefined, 'the exchange lifetime is over');
+    assert.deepEqual(d.lookup(7, 1024), { answer: 'packet' }, 'never forgotten within the lifetime');
+    assert.equal(d.lookup(7, 1 + 1024 + 4), undefined, 'the exchange lifetime is over');
+  });
+
+  it('remembers an ID for at least the lifetime and forgets it within two ticks after, at any arrival time', () => {
+    const r = prng(2_47);
+    for (const lifetime of [247_000, 20_000, 1000, 333]) {
+      const tick = Math.max(1, Math.ceil(lifetime / 512));
+      for (let n = 0; n < 2_000; n++) {
+        const d = new MessageIdDedupe(lifetime, 8);
+        const at = 1_700_000_000_000 + r.int(10_000_000);
+        d.add(42, at);
+        const young = at + r.int(lifetime);
+        assert.ok(d.lookup(42, young), `${lifetime}: ${young - at} ms old`);
+        const old = at + lifetime + 2 * tick + r.int(3 * lifetime);
+        assert.equal(d.lookup(42, old), undefined, `${lifetime}: ${old - at} ms old`);
+      }
+    }
   });
 
   it('keeps at most its bound, forgetting the oldest first', () => {
@@ -35,7 +52,7 @@ describe('MessageIdDedupe', () => {
 
   it('answers like a Map of {at, answer} over a random walk (expiry, the bound, answers given late)', () => {
     const r = prng(4_5);
-    const lifetime = 500;
+    const lifetime = 500; // a tick is 1 ms: an entry is fresh up to and including the lifetime
     const max = 16;
     const d = new MessageIdDedupe(lifetime, max);
     const model = new Map<number, { at: number; answer: string | null }>();
@@ -45,14 +62,14 @@ describe('MessageIdDedupe', () => {
       now += r.int(20);
       const id = r.int(40);
       const seen = model.get(id);
-      const fresh = seen && now - seen.at < lifetime ? seen : undefined;
+      const fresh = seen && now - seen.at <= lifetime ? seen : undefined;
       assert.deepEqual(d.lookup(id, now), fresh ? { answer: fresh.answer } : undefined, `step ${step}`);
       if (!fresh) {
         d.add(id, now);
         model.delete(id);
         model.set(id, { at: now, answer: null });
         for (const [k, e] of model) {
-          if (model.size <= max && now - e.at < lifetime) break;
+          if (model.size <= max && now - e.at <= lifetime) break;
           model.delete(k);
         }
         pending.push(id);
@@ -72,6 +89,8 @@ describe('MessageIdDedupe', () => {
     const r = prng(23_23);
     const lifetime = 20_000;
     const max = 100; // not a power of two: the ring grows past it, the bound still holds
+    // Arrivals in ticks of 40 ms (the lifetime's 512th): fresh while at most 500 ticks old.
+    const fresh = (at: number, now: number) => Math.floor(now / 40) - Math.floor(at / 40) <= 500;
     const codes = [codeOnlyAnswer('2.04'), codeOnlyAnswer('2.01'), codeOnlyAnswer('4.03')];
     for (let round = 0; round < 8; round++) {
       const d = new MessageIdDedupe(lifetime, max);
@@ -81,17 +100,18 @@ describe('MessageIdDedupe', () => {
       let now = 1_700_000_000_000;
       for (let step = 0; step < 3_000; step++) {
         // Quiet stretches (entries expire, the ring's head moves on) and bursts (it fills and grows), now and
-        // then 50 days at once (more than 32 bits of milliseconds) or the clock set back.
+        // then 50 days at once (the ring's base moves) or the clock set back (by less than the ticks that fit
+        // ahead of a new base; further back, see the next test).
         const jump = r.int(500);
         const burst = Math.floor(step / 300) % 2 === 1;
-        now += jump === 0 ? 50 * 86_400_000 : jump === 1 ? -r.int(30_000) : r.int(burst ? 100 : 6_000);
+        now += jump === 0 ? 50 * 86_400_000 : jump === 1 ? -r.int(20_000) : r.int(burst ? 100 : 6_000);
         const id = r.int(300);
         const seen = newest(id);
-        const fresh = seen && now - seen.at < lifetime ? seen : undefined;
-        assert.deepEqual(d.lookup(id, now), fresh ? { answer: fresh.answer } : undefined, `${round}/${step}`);
-        if (fresh) continue;
+        const known = seen && fresh(seen.at, now) ? seen : undefined;
+        assert.deepEqual(d.lookup(id, now), known ? { answer: known.answer } : undefined, `${round}/${step}`);
+        if (known) continue;
         d.add(id, now);
-        while (model.length > 0 && (model.length >= max || now - (model[0]?.at as number) >= lifetime))
+        while (model.length > 0 && (model.length >= max || !fresh(model[0]?.at as number, now)))
           model.shift();
         model.push({ id, at: now, answer: null });
         const answer: Answer = r.next() < 0.7 ? (codes[r.int(codes.length)] ?? null) : `packet ${step}`;
@@ -102,6 +122,17 @@ describe('MessageIdDedupe', () => {
         assert.equal(d.size, model.length);
       }
     }
+  });
+
+  it('keeps an ID for the lifetime after the clock is set back by an hour', () => {
+    const d = new MessageIdDedupe(247_000, 8);
+    const t = 1_700_000_000_000;
+    d.add(1, t);
+    d.answer(1, 'first');
+    const back = t - 3_600_000;
+    d.add(2, back); // rebases: ID 1 is now from the future
+    assert.deepEqual(d.lookup(1, back + 247_000), { answer: 'first' }, 'a whole lifetime after the step');
+    assert.ok(d.lookup(2, back + 247_000));
   });
 
   it('shares one answer object per bare code', () => {

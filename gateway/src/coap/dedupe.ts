@@ -12,8 +12,8 @@ export interface CodeOnly {
 
 const codeOnly = new Map<string, CodeOnly>();
 const byIndex: CodeOnly[] = [];
-/** Codes come from the resources' handlers, a handful; a bound all the same (an index must fit 8 bits). */
-const MAX_CODES = 64;
+/** Codes come from the resources' handlers, a handful; a bound all the same (an index must fit 6 bits). */
+const MAX_CODES = 62;
 
 /** The shared CodeOnly answer for `code`, or null (then the packet itself is remembered). */
 export function codeOnlyAnswer(code: string): CodeOnly | null {
@@ -31,34 +31,49 @@ export type Answer = string | CodeOnly | null;
 
 /** An entry's answer field: none yet, a shared code's index (1..MAX_CODES), or "in `others`". */
 const NO_ANSWER = 0;
-const OTHER = 0xff;
-/** Times are kept as milliseconds after `base` in 32 bits; past this (or before base) the ring is rebased. */
-const SPAN = 0xffff_ffff;
+const OTHER = 0x3f;
+/**
+ * Arrival times are kept in ticks of about a 512th of the lifetime, as 10 bits after the ring's base tick; when
+ * a tick no longer fits (or falls before the base) the ring is rebased.
+ */
+const TICKS_PER_LIFETIME = 512;
+const TICK_SPAN = 0x3ff;
 const FIRST_CAPACITY = 8;
 
 /**
  * The message IDs one peer used within the exchange lifetime, oldest first, with when each arrived and what it
  * was answered (RFC 7252 §4.5: a duplicate is answered again, its request handled once). At most `max` are
- * kept, in a ring of two 32-bit words an entry — the arrival (ms after the ring's base) and the 16-bit message ID
- * with its answer's code index — that doubles as it fills and does not shrink (a quiet session keeps what its
- * busiest minutes needed, 2 KiB at most). A sensor reading every second holds ~247 entries for the whole exchange
- * lifetime: 2.4 KB a session here, where three JavaScript arrays (an ID, an unboxed double and a pointer each)
- * took 8.8 KB, all of it in V8's old space (measured, 10,000 sessions at the bound; issue 23). Only a packet
- * answer (not a bare code) takes an object, kept in a side map by slot.
+ * kept, in a ring of one 32-bit word an entry — the 16-bit message ID, its arrival tick and its answer's code
+ * index — that doubles as it fills and does not shrink (a quiet session keeps what its busiest minutes needed,
+ * 1 KiB at most). A sensor reading every second holds ~247 entries for the whole exchange lifetime: 1.3 KB a
+ * session here, where two words an entry (a millisecond time of its own) took 2.4 KB and three JavaScript arrays
+ * 8.8 KB, all of it in V8's old space (measured, 10,000 sessions at the bound; issue 23). Only a packet answer
+ * (not a bare code) takes an object, kept in a side map by slot.
+ *
+ * A tick is ~0.5 s at CoAP's 247 s: an ID is remembered for at least the lifetime and forgotten within two
+ * ticks after it (the arrival is rounded down, the expiry test up), so a duplicate is never handled twice; a
+ * peer reusing an ID within that second after the lifetime gets the first answer again.
  */
 export class MessageIdDedupe {
-  /** [at, id << 8 | answer] per slot. */
-  private ring = new Uint32Array(2 * FIRST_CAPACITY);
+  /** id << 16 | tick << 6 | answer, per slot. */
+  private ring = new Uint32Array(FIRST_CAPACITY);
   private mask = FIRST_CAPACITY - 1;
   private head = 0;
   private count = 0;
+  /** The tick that an entry's 10 bits count from; NaN until the first entry. */
   private base = Number.NaN;
   private others: Map<number, string | CodeOnly> | null = null;
+  private readonly tickMs: number;
+  /** The lifetime in ticks, rounded up: an entry this many ticks old is still fresh, one more is expired. */
+  private readonly lifetimeTicks: number;
 
   constructor(
-    private readonly lifetimeMs: number,
+    lifetimeMs: number,
     private readonly max: number,
-  ) {}
+  ) {
+    this.tickMs = Math.max(1, Math.ceil(lifetimeMs / TICKS_PER_LIFETIME));
+    this.lifetimeTicks = Math.ceil(lifetimeMs / this.tickMs);
+  }
 
   get size(): number {
     return this.count;
@@ -72,24 +87,24 @@ export class MessageIdDedupe {
     const slot = this.find(id);
     if (slot < 0) return undefined;
     // Newest first: if the latest use of the ID has expired, any older one has too.
-    if (this.age(slot, now) >= this.lifetimeMs) return undefined;
+    if (this.expired(slot, this.tick(now))) return undefined;
     return { answer: this.answerAt(slot) };
   }
 
   /** Remembers `id` as seen at `now`, without an answer yet; forgets what is expired or over the bound. */
   add(id: number, now: number): void {
-    if (Number.isNaN(this.base)) this.base = now;
-    const rel = now - this.base;
-    if (rel < 0 || rel > SPAN) this.rebase(now);
-    while (this.count > 0 && (this.count >= this.max || this.age(this.head, now) >= this.lifetimeMs)) {
+    const tick = this.tick(now);
+    if (Number.isNaN(this.base)) this.base = tick;
+    const rel = tick - this.base;
+    if (rel < 0 || rel > TICK_SPAN) this.rebase(tick);
+    while (this.count > 0 && (this.count >= this.max || this.expired(this.head, tick))) {
       this.clear(this.head);
       this.head = (this.head + 1) & this.mask;
       this.count--;
     }
     if (this.count > this.mask) this.grow();
     const slot = (this.head + this.count) & this.mask;
-    this.ring[2 * slot] = now - this.base;
-    this.ring[2 * slot + 1] = ((id & 0xffff) << 8) | NO_ANSWER;
+    this.ring[slot] = (((id & 0xffff) << 16) | ((tick - this.base) << 6) | NO_ANSWER) >>> 0;
     this.count++;
   }
 
@@ -107,43 +122,47 @@ export class MessageIdDedupe {
       this.others.set(slot, answer);
     }
     // clear() left the answer field at NO_ANSWER (0).
-    this.ring[2 * slot + 1] = (this.ring[2 * slot + 1] as number) | code;
+    this.ring[slot] = ((this.ring[slot] as number) | code) >>> 0;
+  }
+
+  private tick(now: number): number {
+    return Math.floor(now / this.tickMs);
   }
 
   /** The slot of the newest entry for `id`, or -1. */
   private find(id: number): number {
     for (let k = this.count - 1; k >= 0; k--) {
       const slot = (this.head + k) & this.mask;
-      if ((this.ring[2 * slot + 1] as number) >>> 8 === (id & 0xffff)) return slot;
+      if ((this.ring[slot] as number) >>> 16 === (id & 0xffff)) return slot;
     }
     return -1;
   }
 
-  private age(slot: number, now: number): number {
-    return now - this.base - (this.ring[2 * slot] as number);
+  private expired(slot: number, tick: number): boolean {
+    return tick - this.base - (((this.ring[slot] as number) >>> 6) & TICK_SPAN) > this.lifetimeTicks;
   }
 
   private answerAt(slot: number): Answer {
-    const code = (this.ring[2 * slot + 1] as number) & 0xff;
+    const code = (this.ring[slot] as number) & OTHER;
     if (code === NO_ANSWER) return null;
     if (code === OTHER) return this.others?.get(slot) ?? null;
     return byIndex[code - 1] ?? null;
   }
 
   private clear(slot: number): void {
-    if (((this.ring[2 * slot + 1] as number) & 0xff) === OTHER) this.others?.delete(slot);
-    this.ring[2 * slot + 1] = (((this.ring[2 * slot + 1] as number) >>> 8) << 8) | NO_ANSWER;
+    const word = this.ring[slot] as number;
+    if ((word & OTHER) === OTHER) this.others?.delete(slot);
+    this.ring[slot] = (word & ~OTHER) >>> 0;
   }
 
   /** Doubles the ring, oldest entry first at slot 0 (packet answers move with their slots). */
   private grow(): void {
     const cap = this.mask + 1;
-    const next = new Uint32Array(4 * cap);
+    const next = new Uint32Array(2 * cap);
     const moved = this.others && new Map<number, string | CodeOnly>();
     for (let k = 0; k < this.count; k++) {
       const slot = (this.head + k) & this.mask;
-      next[2 * k] = this.ring[2 * slot] as number;
-      next[2 * k + 1] = this.ring[2 * slot + 1] as number;
+      next[k] = this.ring[slot] as number;
       const other = this.others?.get(slot);
       if (moved && other !== undefined) moved.set(k, other);
     }
@@ -154,16 +173,19 @@ export class MessageIdDedupe {
   }
 
   /**
-   * Moves the base to `now - lifetime` when `now` no longer fits 32 bits after it (a session older than 49 days)
-   * or falls before it (the clock was set back). An entry older than the new base was expired and stays
-   * expired (clamped to the base, its age is the lifetime); one from the future stays fresh.
+   * Moves the base to one tick before the lifetime ends at `tick`, when `tick` no longer fits 10 bits after it
+   * (every few lifetimes) or falls before it (the clock was set back). An entry older than the new base was
+   * expired and stays expired (clamped to the base, it is a tick past the lifetime); one from the future stays
+   * fresh (clamped to the last tick that fits).
    */
-  private rebase(now: number): void {
-    const base = now - this.lifetimeMs;
+  private rebase(tick: number): void {
+    const base = tick - this.lifetimeTicks - 1;
     for (let k = 0; k < this.count; k++) {
       const slot = (this.head + k) & this.mask;
-      const at = this.base + (this.ring[2 * slot] as number);
-      this.ring[2 * slot] = Math.min(SPAN, Math.max(0, at - base));
+      const word = this.ring[slot] as number;
+      const at = this.base + ((word >>> 6) & TICK_SPAN);
+      const rel = Math.min(TICK_SPAN, Math.max(0, at - base));
+      this.ring[slot] = ((word & 0xffff_003f) | (rel << 6)) >>> 0;
     }
     this.base = base;
   }
