@@ -97,23 +97,24 @@ describe('MessageIdDedupe', () => {
       // What the ring should be: every use in arrival order, the oldest forgotten first.
       const model: { id: number; at: number; answer: Answer }[] = [];
       const newest = (id: number) => model.findLast((e) => e.id === id);
+      // The ring's time never goes back past its newest entry: a clock set back stops it until it catches up.
+      const ringTime = (now: number) => Math.max(now, model.at(-1)?.at ?? now);
       let now = 1_700_000_000_000;
       for (let step = 0; step < 3_000; step++) {
         // Quiet stretches (entries expire, the ring's head moves on) and bursts (it fills and grows), now and
-        // then 50 days at once (the ring's base moves) or the clock set back (by less than the ticks that fit
-        // ahead of a new base; further back, see the next test).
+        // then 50 days at once (the ring's base moves) or the clock set back by up to ten minutes.
         const jump = r.int(500);
         const burst = Math.floor(step / 300) % 2 === 1;
-        now += jump === 0 ? 50 * 86_400_000 : jump === 1 ? -r.int(20_000) : r.int(burst ? 100 : 6_000);
+        now += jump === 0 ? 50 * 86_400_000 : jump === 1 ? -r.int(600_000) : r.int(burst ? 100 : 6_000);
         const id = r.int(300);
+        const at = ringTime(now);
         const seen = newest(id);
-        const known = seen && fresh(seen.at, now) ? seen : undefined;
+        const known = seen && fresh(seen.at, at) ? seen : undefined;
         assert.deepEqual(d.lookup(id, now), known ? { answer: known.answer } : undefined, `${round}/${step}`);
         if (known) continue;
         d.add(id, now);
-        while (model.length > 0 && (model.length >= max || !fresh(model[0]?.at as number, now)))
-          model.shift();
-        model.push({ id, at: now, answer: null });
+        while (model.length > 0 && (model.length >= max || !fresh(model[0]?.at as number, at))) model.shift();
+        model.push({ id, at, answer: null });
         const answer: Answer = r.next() < 0.7 ? (codes[r.int(codes.length)] ?? null) : `packet ${step}`;
         // Some answers come later, when the ring may have grown meanwhile.
         const late = r.next() < 0.3 ? (model[r.int(model.length)]?.id as number) : id;
@@ -124,15 +125,24 @@ describe('MessageIdDedupe', () => {
     }
   });
 
-  it('keeps an ID for the lifetime after the clock is set back by an hour', () => {
-    const d = new MessageIdDedupe(247_000, 8);
+  it('keeps what it holds for the lifetime when the clock is set back an hour, and when it is set forward again', () => {
     const t = 1_700_000_000_000;
+    const back = t - 3_600_000;
+    // Set back and left there: what it held and what came after stay a lifetime of real time.
+    const d = new MessageIdDedupe(247_000, 8);
     d.add(1, t);
     d.answer(1, 'first');
-    const back = t - 3_600_000;
-    d.add(2, back); // rebases: ID 1 is now from the future
-    assert.deepEqual(d.lookup(1, back + 247_000), { answer: 'first' }, 'a whole lifetime after the step');
-    assert.ok(d.lookup(2, back + 247_000));
+    d.add(2, back + 1000);
+    assert.deepEqual(d.lookup(1, back + 247_000), { answer: 'first' });
+    assert.ok(d.lookup(2, back + 1000 + 247_000));
+    // Set back, then forward to the right time again: the first ID is as old as it is, no older.
+    const e = new MessageIdDedupe(247_000, 8);
+    e.add(1, t);
+    e.answer(1, 'first');
+    e.add(2, back);
+    assert.deepEqual(e.lookup(1, t + 2000), { answer: 'first' }, '2 s after it arrived');
+    assert.deepEqual(e.lookup(1, t + 247_000), { answer: 'first' }, 'a lifetime after it arrived');
+    assert.equal(e.lookup(1, t + 247_000 + 2 * 483), undefined, 'forgotten two ticks after');
   });
 
   it('shares one answer object per bare code', () => {

@@ -34,7 +34,7 @@ const NO_ANSWER = 0;
 const OTHER = 0x3f;
 /**
  * Arrival times are kept in ticks of about a 512th of the lifetime, as 10 bits after the ring's base tick; when
- * a tick no longer fits (or falls before the base) the ring is rebased.
+ * a tick no longer fits the ring is rebased.
  */
 const TICKS_PER_LIFETIME = 512;
 const TICK_SPAN = 0x3ff;
@@ -51,8 +51,9 @@ const FIRST_CAPACITY = 8;
  * (not a bare code) takes an object, kept in a side map by slot.
  *
  * A tick is ~0.5 s at CoAP's 247 s: an ID is remembered for at least the lifetime and forgotten within two
- * ticks after it (the arrival is rounded down, the expiry test up), so a duplicate is never handled twice; a
- * peer reusing an ID within that second after the lifetime gets the first answer again.
+ * ticks after it (the arrival is rounded down, the expiry test up), so a duplicate is never handled twice on a
+ * clock that does not step (see tick()); a peer reusing an ID within that second after the lifetime gets the
+ * first answer again.
  */
 export class MessageIdDedupe {
   /** id << 16 | tick << 6 | answer, per slot. */
@@ -125,8 +126,19 @@ export class MessageIdDedupe {
     this.ring[slot] = ((this.ring[slot] as number) | code) >>> 0;
   }
 
+  /**
+   * `now` in ticks, never before the newest entry's: a clock set back stops the ring's time until it catches
+   * up, so what it holds is kept longer, not shorter, and is as old as it was if the clock is set forward
+   * again. What arrives meanwhile is stamped with the stopped time, and would look older by the time the clock
+   * was behind if it were then set forward: no stamp holds both sides of a step that is undone. The endpoint's
+   * clock is monotonic, which does neither.
+   */
   private tick(now: number): number {
-    return Math.floor(now / this.tickMs);
+    const tick = Math.floor(now / this.tickMs);
+    if (this.count === 0) return tick;
+    const newest =
+      this.base + (((this.ring[(this.head + this.count - 1) & this.mask] as number) >>> 6) & TICK_SPAN);
+    return Math.max(tick, newest);
   }
 
   /** The slot of the newest entry for `id`, or -1. */
@@ -174,9 +186,9 @@ export class MessageIdDedupe {
 
   /**
    * Moves the base to one tick before the lifetime ends at `tick`, when `tick` no longer fits 10 bits after it
-   * (every few lifetimes) or falls before it (the clock was set back). An entry older than the new base was
-   * expired and stays expired (clamped to the base, it is a tick past the lifetime); one from the future stays
-   * fresh (clamped to the last tick that fits).
+   * (about once a lifetime at CoAP's) or, with the ring empty, falls before it. No entry is newer than `tick`
+   * (see tick()); one older than the new base was expired and stays expired (clamped to the base, it is a tick
+   * past the lifetime).
    */
   private rebase(tick: number): void {
     const base = tick - this.lifetimeTicks - 1;
@@ -184,8 +196,7 @@ export class MessageIdDedupe {
       const slot = (this.head + k) & this.mask;
       const word = this.ring[slot] as number;
       const at = this.base + ((word >>> 6) & TICK_SPAN);
-      const rel = Math.min(TICK_SPAN, Math.max(0, at - base));
-      this.ring[slot] = ((word & 0xffff_003f) | (rel << 6)) >>> 0;
+      this.ring[slot] = ((word & 0xffff_003f) | (Math.max(0, at - base) << 6)) >>> 0;
     }
     this.base = base;
   }

@@ -10,6 +10,11 @@ import type { CoapMethod, CoapResponse, CoapRouter } from './router.ts';
  * Max-Age, Block1, Block2, Size2), with room to spare.
  */
 const COAP_HEADROOM = 48;
+/**
+ * Milliseconds on a clock that never steps (performance.now() is CLOCK_MONOTONIC): message IDs and block
+ * transfers are kept for durations, and a wall clock set back or forward would keep or forget them by the step.
+ */
+const monotonicNow = (): number => performance.timeOrigin + performance.now();
 /** RFC 7252 §4.8.2: how long a message ID may be repeated by a retransmitting client. */
 export const EXCHANGE_LIFETIME_MS = 247_000;
 const MAX_REMEMBERED_IDS = 256;
@@ -119,7 +124,7 @@ export class CoapEndpoint {
   constructor(private readonly opts: CoapEndpointOptions) {
     this.maxBody = opts.maxBodyLength ?? 64 * 1024;
     this.maxSzx = opts.maxBlockSzx ?? 6;
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? monotonicNow;
   }
 
   private state(session: DtlsSession): SessionState {
