@@ -61,8 +61,8 @@ export class MessageIdDedupe {
   private mask = FIRST_CAPACITY - 1;
   private head = 0;
   private count = 0;
-  /** The tick that an entry's 10 bits count from; NaN until the first entry. */
-  private base = Number.NaN;
+  /** The tick that an entry's 10 bits count from (set again whenever the ring is empty). */
+  private base = 0;
   private others: Map<number, string | CodeOnly> | null = null;
   private readonly tickMs: number;
   /** The lifetime in ticks, rounded up: an entry this many ticks old is still fresh, one more is expired. */
@@ -95,9 +95,8 @@ export class MessageIdDedupe {
   /** Remembers `id` as seen at `now`, without an answer yet; forgets what is expired or over the bound. */
   add(id: number, now: number): void {
     const tick = this.tick(now);
-    if (Number.isNaN(this.base)) this.base = tick;
-    const rel = tick - this.base;
-    if (rel < 0 || rel > TICK_SPAN) this.rebase(tick);
+    if (this.count === 0) this.base = tick;
+    else if (tick - this.base > TICK_SPAN) this.rebase(tick);
     while (this.count > 0 && (this.count >= this.max || this.expired(this.head, tick))) {
       this.clear(this.head);
       this.head = (this.head + 1) & this.mask;
@@ -136,9 +135,12 @@ export class MessageIdDedupe {
   private tick(now: number): number {
     const tick = Math.floor(now / this.tickMs);
     if (this.count === 0) return tick;
-    const newest =
-      this.base + (((this.ring[(this.head + this.count - 1) & this.mask] as number) >>> 6) & TICK_SPAN);
-    return Math.max(tick, newest);
+    return Math.max(tick, this.arrival((this.head + this.count - 1) & this.mask));
+  }
+
+  /** The tick the entry in `slot` arrived at. */
+  private arrival(slot: number): number {
+    return this.base + (((this.ring[slot] as number) >>> 6) & TICK_SPAN);
   }
 
   /** The slot of the newest entry for `id`, or -1. */
@@ -151,7 +153,7 @@ export class MessageIdDedupe {
   }
 
   private expired(slot: number, tick: number): boolean {
-    return tick - this.base - (((this.ring[slot] as number) >>> 6) & TICK_SPAN) > this.lifetimeTicks;
+    return tick - this.arrival(slot) > this.lifetimeTicks;
   }
 
   private answerAt(slot: number): Answer {
@@ -186,17 +188,15 @@ export class MessageIdDedupe {
 
   /**
    * Moves the base to one tick before the lifetime ends at `tick`, when `tick` no longer fits 10 bits after it
-   * (about once a lifetime at CoAP's) or, with the ring empty, falls before it. No entry is newer than `tick`
-   * (see tick()); one older than the new base was expired and stays expired (clamped to the base, it is a tick
-   * past the lifetime).
+   * (about once a lifetime at CoAP's). No entry is newer than `tick` (see tick()); one older than the new base
+   * was expired and stays expired (clamped to the base, it is a tick past the lifetime).
    */
   private rebase(tick: number): void {
     const base = tick - this.lifetimeTicks - 1;
     for (let k = 0; k < this.count; k++) {
       const slot = (this.head + k) & this.mask;
-      const word = this.ring[slot] as number;
-      const at = this.base + ((word >>> 6) & TICK_SPAN);
-      this.ring[slot] = ((word & 0xffff_003f) | (Math.max(0, at - base) << 6)) >>> 0;
+      const rel = Math.max(0, this.arrival(slot) - base);
+      this.ring[slot] = (((this.ring[slot] as number) & 0xffff_003f) | (rel << 6)) >>> 0;
     }
     this.base = base;
   }
