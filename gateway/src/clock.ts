@@ -6,6 +6,13 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
+/**
+ * Milliseconds on a clock that never steps (performance.now() is CLOCK_MONOTONIC), near the epoch's: for what is
+ * kept for a duration. A wall clock set back or forward (NTP at boot on a board without a real-time clock) would
+ * keep or forget it by the step; not for anything compared with dates (certificate validity, logs).
+ */
+export const monotonicClock: Clock = { now: () => performance.timeOrigin + performance.now() };
+
 export class ManualClock implements Clock {
   constructor(private current = Date.UTC(2026, 0, 1)) {}
 

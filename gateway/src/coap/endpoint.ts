@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { generate, type ParsedPacket, parse } from 'coap-packet';
+import { monotonicClock } from '../clock.ts';
 import type { DtlsSession } from '../dtls/index.ts';
 import { type CodeOnly, codeOnlyAnswer, MessageIdDedupe } from './dedupe.ts';
 import { type BlockOption, blockSize, decodeBlock, decodeUint, encodeBlock, encodeUint } from './options.ts';
@@ -10,11 +11,6 @@ import type { CoapMethod, CoapResponse, CoapRouter } from './router.ts';
  * Max-Age, Block1, Block2, Size2), with room to spare.
  */
 const COAP_HEADROOM = 48;
-/**
- * Milliseconds on a clock that never steps (performance.now() is CLOCK_MONOTONIC): message IDs and block
- * transfers are kept for durations, and a wall clock set back or forward would keep or forget them by the step.
- */
-const monotonicNow = (): number => performance.timeOrigin + performance.now();
 /** RFC 7252 §4.8.2: how long a message ID may be repeated by a retransmitting client. */
 export const EXCHANGE_LIFETIME_MS = 247_000;
 const MAX_REMEMBERED_IDS = 256;
@@ -124,7 +120,8 @@ export class CoapEndpoint {
   constructor(private readonly opts: CoapEndpointOptions) {
     this.maxBody = opts.maxBodyLength ?? 64 * 1024;
     this.maxSzx = opts.maxBlockSzx ?? 6;
-    this.now = opts.now ?? monotonicNow;
+    // Message IDs and block transfers are kept for durations: a clock that never steps.
+    this.now = opts.now ?? monotonicClock.now;
   }
 
   private state(session: DtlsSession): SessionState {
