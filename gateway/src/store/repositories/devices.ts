@@ -61,8 +61,12 @@ interface DeviceRow {
  * string each value has, and an empty override object is one frozen object, so the devices a busy gateway keeps
  * (the identity cache holds one per credential) do not each carry copies (~0.1 KiB a device; issue 23).
  */
-const CREDENTIAL_KINDS: Readonly<Record<string, CredentialKind>> = { psk: 'psk', x509: 'x509', rpk: 'rpk' };
-const STATES: Readonly<Record<string, DeviceState>> = {
+const CREDENTIAL_KINDS: Readonly<Record<CredentialKind, CredentialKind>> = {
+  psk: 'psk',
+  x509: 'x509',
+  rpk: 'rpk',
+};
+const STATES: Readonly<Record<DeviceState, DeviceState>> = {
   pending: 'pending',
   active: 'active',
   quarantined: 'quarantined',
