@@ -117,6 +117,8 @@ function connectViaWorker(
 function startThread(name: string): Worker {
   // The thread keeps little alive (a connection, a window of publishes): a small young generation keeps the
   // gateway's resident memory down (issue 20) at the price of more scavenges, which run on the thread's own core.
+  // Where the process has --max-semi-space-size (the unit: 2), that V8 flag sets every thread's instead: flags
+  // are process-wide and win over a worker's resourceLimits (measured, docs/performance.md).
   return startWorkerThread(import.meta.url, name, {
     resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
   });
@@ -127,7 +129,7 @@ const THREAD_YOUNG_GENERATION_MB = 4;
  * Publishes go to the thread at most every 4 ms, not every 1 ms like its answers: posting (and waking the thread) was
  * the gateway's largest main-thread cost under load (11 % of its samples at ~12,000 messages/s, ~85 µs a post on
  * this 2-core machine), and a sensor's acknowledgement does not wait for the publish, only for the queue commit —
- * the wait adds about 4 ms (and a timer's lag) to a message's way to the broker, within the 256-publish window
+ * the wait adds at most 4 ms (and a timer's lag) to a message's way to the broker, within the 256-publish window
  * (issue 23).
  */
 const PUBLISH_POST_GAP_MS = 4;
