@@ -97,6 +97,7 @@ export function batchPosts(
     scheduled = true;
     const wait = last + gapMs - now();
     if (wait <= 0) setImmediate(run);
-    else setTimeout(run, wait);
+    // Whole milliseconds, as Node's timers keep them: a fractional delay would make a timer list of its own.
+    else setTimeout(run, Math.ceil(wait));
   };
 }
