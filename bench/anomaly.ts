@@ -1,10 +1,18 @@
 // `npm run bench -- anomaly`: detector cost per event and memory per device at 10,000 devices, against the
 // simplest per-device detector (a fixed-window counter with a static threshold) on the same event stream in
 // the same run; plus the detection quality on the seeded scenarios (test/helpers/scenario.ts: the blatant set)
-// and on the realistic site (test/helpers/realistic.ts: 200 devices, 10 days, benign shifts, subtle attacks).
+// and on the realistic site (test/helpers/realistic.ts: 200 devices, 10 days, benign shifts, subtle attacks);
+// and the periodic save of every baseline: the longest turn of the event loop it takes, in steps against the
+// same save in one transaction.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { BaselineSaver } from '../gateway/src/anomaly/baseline-saver.ts';
 import { Detector, type DetectorEvent } from '../gateway/src/anomaly/index.ts';
+import { createLogger } from '../gateway/src/log.ts';
+import { Store } from '../gateway/src/store/index.ts';
 import { prng } from '../test/helpers/prng.ts';
 import { evaluateSite, realisticSite, SHIFTS, SUBTLE_ATTACKS } from '../test/helpers/realistic.ts';
 import { ATTACKS, benignPopulation, evaluateAttack, runDetector } from '../test/helpers/scenario.ts';
@@ -12,6 +20,8 @@ import { parseOptions, round } from './lib/load.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 /** The peer: what a simple gateway rule does — count messages per device per minute, alert above a number. */
 class ThresholdCounter {
@@ -86,7 +96,6 @@ export async function anomalyBench(argv: string[]) {
     const p = new ThresholdCounter();
     peerUs.push(time(o.events, o.devices, (e) => p.observe(e)));
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   process.stderr.write('anomaly: memory…\n');
   const peerBytes = heapPerDevice(o.devices, () => new ThresholdCounter());
   const detectorBytes = heapPerDevice(o.devices, () => new Detector());
@@ -115,6 +124,8 @@ export async function anomalyBench(argv: string[]) {
     return { kind, detected: `${r.detected}/${r.tried}` };
   });
   const realistic = realisticQuality(o.siteDevices, o.siteDays, o.perAttack);
+  process.stderr.write(`anomaly: saving ${o.devices} baselines, in steps and in one transaction…\n`);
+  const save = await baselineSave(o.devices);
   const us = median(detectorUs);
   return {
     bench: 'anomaly',
@@ -139,6 +150,62 @@ export async function anomalyBench(argv: string[]) {
       subtleAttacksOnBurstyDevices: onBursty,
     },
     realistic,
+    baselineSave: save,
+  };
+}
+
+/**
+ * The periodic save at `devices` devices on a database file: the longest stretch the event loop is held (a 1 ms
+ * timer's longest gap), saved in steps (the gateway) against the same baselines in one transaction (the peer),
+ * alternated over three rounds.
+ */
+async function baselineSave(devices: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-bench-baselines-'));
+  const store = Store.open(join(dir, 'p.db'));
+  const now = new Date().toISOString();
+  const detector = new Detector();
+  let i = 0;
+  for (const e of stream(devices, devices, 5)) {
+    store.devices.insert({ id: e.device, credentialKind: 'psk', state: 'active' }, now);
+    detector.observe(e);
+    i++;
+  }
+  const saver = new BaselineSaver(store, detector, createLogger('fatal'));
+  const held = async (save: () => Promise<void> | void) => {
+    let longest = 0;
+    let last = performance.now();
+    const tick = setInterval(() => {
+      const t = performance.now();
+      longest = Math.max(longest, t - last);
+      last = t;
+    }, 1);
+    const t0 = performance.now();
+    await save();
+    const total = performance.now() - t0;
+    longest = Math.max(longest, performance.now() - last);
+    clearInterval(tick);
+    return { longest, total };
+  };
+  const inSteps: Array<{ longest: number; total: number }> = [];
+  const oneTransaction: Array<{ longest: number; total: number }> = [];
+  for (let r = 0; r < 3; r++) {
+    oneTransaction.push(await held(() => void store.baselines.saveAll(detector.exportStates(), now)));
+    inSteps.push(await held(() => saver.saveInSteps(now)));
+  }
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+  const longest = median(inSteps.map((x) => x.longest));
+  const peerLongest = median(oneTransaction.map((x) => x.longest));
+  return {
+    devices: i,
+    longestTurnMs: round(longest, 1),
+    totalMs: round(median(inSteps.map((x) => x.total)), 1),
+    peer: {
+      name: 'the same baselines in one transaction',
+      longestTurnMs: round(peerLongest, 1),
+      totalMs: round(median(oneTransaction.map((x) => x.total)), 1),
+    },
+    longestTurnOverPeer: round(longest / peerLongest, 3),
   };
 }
 

@@ -77,7 +77,7 @@ describe('store', () => {
     assert.equal(statSync(file).mode & 0o777, 0o600);
   });
 
-  it('devices: insert, conflict, list by state, state change, counts', (t) => {
+  it('devices: insert, conflict, list by state, segments, state change, counts', (t) => {
     const file = join(tempDir(t), 'p.db');
     const s = Store.open(file);
     t.after(() => s.close());
@@ -104,6 +104,11 @@ describe('store', () => {
       s.devices.list({ state: 'pending' }).map((d) => d.id),
       ['b'],
     );
+    // What the behaviour service groups devices by: each device's segment, '' for none.
+    assert.deepEqual([...s.devices.segments()].sort(), [
+      ['a', 'sensors'],
+      ['b', ''],
+    ]);
     s.devices.setState('b', 'active', NOW);
     assert.deepEqual(s.devices.countByState(), { pending: 0, active: 2, quarantined: 0, decommissioned: 0 });
     refused(() => s.devices.setState('zz', 'active', NOW), 'ERR_STORE_NOT_FOUND');

@@ -533,6 +533,11 @@ export class Detector {
     for (const [id, m] of this.devices) yield [id, m.toBytes()];
   }
 
+  /** One device's baseline, for persisting; undefined for a device without one (never seen, or forgotten). */
+  exportState(device: string): Buffer | undefined {
+    return this.devices.get(device)?.toBytes();
+  }
+
   /** Restores a persisted baseline; false (and nothing changed) if it is from another layout version. */
   importState(device: string, state: Buffer): boolean {
     const m = DeviceModel.fromBytes(state);

@@ -10,6 +10,7 @@ import type { SegmentationService } from '../segmentation/index.ts';
 import type { Device, Store } from '../store/index.ts';
 import { ActivityRecorder } from './activity.ts';
 import { type AuthFailureEvent, AuthWatch, type AuthWatchOptions, type BruteForce } from './auth-watch.ts';
+import { BaselineSaver } from './baseline-saver.ts';
 import { ConntrackFeed } from './conntrack.ts';
 import { type BehaviourStatus, Detector, type Finding, type Severity } from './detector.ts';
 import type { DetectorEvent } from './events.ts';
@@ -66,6 +67,7 @@ export class AnomalyService {
   private responding: Promise<void> = Promise.resolve();
   private readonly activity: ActivityRecorder;
   private readonly authWatch: AuthWatch;
+  private readonly saver: BaselineSaver;
   /** Segment by device, the peer group for site context; rebuilt when identity changes. */
   private segments = new Map<string, string>();
   private segmentStamp = '';
@@ -85,6 +87,7 @@ export class AnomalyService {
     });
     this.activity = new ActivityRecorder(deps.store);
     this.authWatch = new AuthWatch(deps.authWatch);
+    this.saver = new BaselineSaver(deps.store, this.detector, deps.logger);
     this.detector.onWindow = (w) => this.activity.add(w);
     let restored = 0;
     let relearn = 0;
@@ -106,7 +109,7 @@ export class AnomalyService {
       () => this.handle(this.detector.flush(this.deps.clock.now())),
       Math.min(windowMs, 5000),
     );
-    const save = setInterval(() => this.save(), SAVE_INTERVAL_MS);
+    const save = setInterval(() => void this.save(), SAVE_INTERVAL_MS);
     // Charts lag by at most a few windows (a minute at the default window), at one transaction per flush.
     const activity = setInterval(() => this.saveActivity(), Math.min(60_000, windowMs * 5));
     flush.unref();
@@ -155,7 +158,7 @@ export class AnomalyService {
     const stamp = this.deps.identity.changeStamp;
     if (stamp !== this.segmentStamp) {
       this.segmentStamp = stamp;
-      this.segments = new Map(this.deps.store.devices.list().map((d) => [d.id, d.segment ?? '']));
+      this.segments = this.deps.store.devices.segments();
     }
     return this.segments.get(device) ?? '';
   }
@@ -184,7 +187,8 @@ export class AnomalyService {
     this.unsubscribe = [];
     this.conntrack?.stop();
     await this.responding;
-    this.save();
+    this.saveActivity();
+    this.saver.saveNow(new Date(this.deps.clock.now()).toISOString());
     await Promise.all(this.sinks.map((s) => s.close()));
   }
 
@@ -285,22 +289,15 @@ export class AnomalyService {
     }
   }
 
-  private save(): void {
+  /**
+   * The periodic save: activity, then every baseline in steps (baseline-saver.ts), so the data path keeps being
+   * served. The segment map is rebuilt at the next event (a device may have moved to another segment).
+   */
+  private save(): Promise<void> {
     this.saveActivity();
     this.segmentStamp = '';
     this.segments = new Map();
-    // A decommissioned device's baseline was erased with it; do not write it back from memory.
-    for (const id of [...this.detector.deviceIds()]) {
-      if (this.deps.store.devices.get(id)?.state === 'decommissioned') this.detector.forget(id);
-    }
-    try {
-      this.deps.store.baselines.saveAll(
-        this.detector.exportStates(),
-        new Date(this.deps.clock.now()).toISOString(),
-      );
-    } catch (err) {
-      this.deps.logger.error({ err }, 'saving behaviour baselines failed');
-    }
+    return this.saver.saveInSteps(new Date(this.deps.clock.now()).toISOString());
   }
 
   private handle(findings: Finding[]): void {
