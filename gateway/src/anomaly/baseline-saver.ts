@@ -4,16 +4,18 @@ import type { Detector } from './detector.ts';
 
 /**
  * Baselines written per transaction by the periodic save. At 10,000 devices one transaction of every baseline
- * (~3.4 KB each) held the gateway's one data-path thread for 180–300 ms, and the decommission check before it (a
- * device read per baseline) 70–110 ms more, every ten minutes (measured in-process, docs/performance.md): no
- * datagram was read meanwhile. In steps of this size each turn of the event loop takes ~10 ms.
+ * (~3.4 KB each) held the gateway's one data-path thread for 100–360 ms every ten minutes, and the decommission
+ * check before it (a device read per baseline) 66–110 ms more (docs/performance.md): no datagram was read
+ * meanwhile. In steps of this size the longest turn of the event loop is ~10–20 ms on the machine measured (each
+ * step is a commit: on a slow card its fsync is most of the turn).
  */
 export const SAVE_STEP = 500;
 
 /**
  * Persists the behaviour baselines: at once when the gateway stops, in steps while it runs. A device decommissioned
- * meanwhile had its baseline erased with it and is not written back from memory; one forgotten (a person reset
- * it) is skipped.
+ * meanwhile had its baseline erased with it and is not written back from memory (checked in each step's own
+ * transaction, so not even by a decommission from the CLI's process between the check and the write); one the
+ * detector no longer holds is skipped.
  */
 export class BaselineSaver {
   private step: NodeJS.Immediate | null = null;
@@ -66,8 +68,10 @@ export class BaselineSaver {
 
   private write(ids: readonly string[], now: string): boolean {
     try {
-      for (const d of this.store.devices.list({ state: 'decommissioned' })) this.detector.forget(d.id);
-      this.store.baselines.saveAll(this.states(ids), now);
+      this.store.transaction(() => {
+        for (const id of this.store.devices.decommissionedAmong(ids)) this.detector.forget(id);
+        this.store.baselines.saveAll(this.states(ids), now);
+      });
       return true;
     } catch (err) {
       this.logger.error({ err }, 'saving behaviour baselines failed');

@@ -183,6 +183,7 @@ export class AnomalyService {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    this.saver.cancel(); // what a save in steps has not written yet, the whole save below does
     for (const u of this.unsubscribe) u();
     this.unsubscribe = [];
     this.conntrack?.stop();

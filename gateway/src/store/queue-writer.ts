@@ -167,7 +167,7 @@ export function unpackBatch(p: PackedBatch): QueueBatch {
 /** How long the thread stays without a batch before it and its connection are let go. */
 const IDLE_CLOSE_MS = 20_000;
 
-/** The thread keeps a connection and one batch: a small young generation, as the uplink's own (and overridden alike). */
+/** The thread keeps a connection and one batch: a small young generation, as the uplink's own (remote-connection.ts). */
 const THREAD_YOUNG_GENERATION_MB = 4;
 
 interface Waiting {

@@ -117,8 +117,8 @@ function connectViaWorker(
 function startThread(name: string): Worker {
   // The thread keeps little alive (a connection, a window of publishes): a small young generation keeps the
   // gateway's resident memory down (issue 20) at the price of more scavenges, which run on the thread's own core.
-  // Where the process has --max-semi-space-size (the unit: 2), that V8 flag sets every thread's instead: flags
-  // are process-wide and win over a worker's resourceLimits (measured, docs/performance.md).
+  // Under the unit's --max-semi-space-size=2 a worker's heap limit came out the same whether it asked for 4 or 16
+  // MB of young generation (docs/performance.md): that V8 flag, process-wide, takes precedence over this limit.
   return startWorkerThread(import.meta.url, name, {
     resourceLimits: { maxYoungGenerationSizeMb: THREAD_YOUNG_GENERATION_MB },
   });

@@ -230,11 +230,22 @@ export class DeviceRepository {
    */
   segments(): Map<string, string> {
     const out = new Map<string, string>();
-    const rows = this.db.prepare('SELECT id, segment FROM devices').raw(true).iterate() as Iterable<
-      [string, string | null]
-    >;
-    for (const [id, segment] of rows) out.set(id, segment ?? '');
+    const rows = this.db.prepare('SELECT id, segment FROM devices').iterate() as Iterable<{
+      id: string;
+      segment: string | null;
+    }>;
+    for (const r of rows) out.set(r.id, r.segment ?? '');
     return out;
+  }
+
+  /** Which of these devices are decommissioned: by primary key, so the cost is the list's, not the fleet's history. */
+  decommissionedAmong(ids: readonly string[]): string[] {
+    const rows = this.db
+      .prepare(
+        "SELECT id FROM devices WHERE state = 'decommissioned' AND id IN (SELECT value FROM json_each(?))",
+      )
+      .all(JSON.stringify(ids)) as Array<{ id: string }>;
+    return rows.map((r) => r.id);
   }
 
   /** The device's policy profile and overrides (the policy service audits the change). */
