@@ -6,7 +6,7 @@ import type { Detector } from './detector.ts';
  * Baselines written per transaction by the periodic save. At 10,000 devices one transaction of every baseline
  * (~3.4 KB each) held the gateway's one data-path thread for 100–360 ms every ten minutes, and the decommission
  * check before it (a device read per baseline) 66–110 ms more (docs/performance.md): no datagram was read
- * meanwhile. In steps of this size the longest turn of the event loop is ~10–20 ms on the machine measured (each
+ * meanwhile. In steps of this size the longest turn of the event loop is 7–25 ms on the machine measured (each
  * step is a commit: on a slow card its fsync is most of the turn).
  */
 export const SAVE_STEP = 500;
