@@ -164,11 +164,9 @@ async function baselineSave(devices: number) {
   const store = Store.open(join(dir, 'p.db'));
   const now = new Date().toISOString();
   const detector = new Detector();
-  let i = 0;
   for (const e of stream(devices, devices, 5)) {
     store.devices.insert({ id: e.device, credentialKind: 'psk', state: 'active' }, now);
     detector.observe(e);
-    i++;
   }
   const saver = new BaselineSaver(store, detector, createLogger('fatal'));
   const held = async (save: () => Promise<void> | void) => {
@@ -197,7 +195,7 @@ async function baselineSave(devices: number) {
   const longest = median(inSteps.map((x) => x.longest));
   const peerLongest = median(oneTransaction.map((x) => x.longest));
   return {
-    devices: i,
+    devices,
     longestTurnMs: round(longest, 1),
     totalMs: round(median(inSteps.map((x) => x.total)), 1),
     peer: {

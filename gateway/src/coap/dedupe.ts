@@ -196,7 +196,7 @@ export class MessageIdDedupe {
     for (let k = 0; k < this.count; k++) {
       const slot = (this.head + k) & this.mask;
       const rel = Math.max(0, this.arrival(slot) - base);
-      this.ring[slot] = (((this.ring[slot] as number) & 0xffff_003f) | (rel << 6)) >>> 0;
+      this.ring[slot] = (((this.ring[slot] as number) & ~(TICK_SPAN << 6)) | (rel << 6)) >>> 0;
     }
     this.base = base;
   }

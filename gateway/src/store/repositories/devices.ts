@@ -225,8 +225,8 @@ export class DeviceRepository {
 
   /**
    * Every device's segment ('' for none), read row by row: what the behaviour service groups devices by. A
-   * list() of every device took 42–52 ms and built 7–10 MB of objects at 10,000 devices; this, 9.5–10 ms and
-   * ~4 MB (issue 23, in-process).
+   * list() of every device took 41–52 ms and built 7–10 MB of objects at 10,000 devices; this, 9–10 ms and
+   * ~2 MB (issue 23, in-process).
    */
   segments(): Map<string, string> {
     const out = new Map<string, string>();
