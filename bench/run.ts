@@ -13,6 +13,7 @@ import { policyBench } from './policy.ts';
 import { sessionMemoryBench } from './session-memory.ts';
 import { sparkplugBench } from './sparkplug.ts';
 import { uiBench } from './ui.ts';
+import { uplinkBench } from './uplink.ts';
 
 const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   anomaly: anomalyBench,
@@ -27,6 +28,7 @@ const BENCHES: Record<string, (argv: string[]) => Promise<unknown>> = {
   'session-memory': sessionMemoryBench,
   sparkplug: sparkplugBench,
   ui: uiBench,
+  uplink: uplinkBench,
 };
 
 const [name, ...rest] = process.argv.slice(2);

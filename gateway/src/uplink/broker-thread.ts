@@ -45,21 +45,24 @@ const ack = (id: number, err: string | null) => {
   acks.errs.push(err);
 };
 let conn: BrokerConnection | null = null;
+const RETAINED = { retain: true } as const;
 
 function publish(b: PublishBatch): void {
   const data = asBuffer(b.data);
   let at = 0;
-  for (let i = 0; i < b.index.length; i += PUBLISH_FIELDS) {
-    const [id, topicEnd, propsEnd, payloadEnd, retain] = b.index.subarray(
-      i,
-      i + PUBLISH_FIELDS,
-    ) as unknown as number[];
+  const x = b.index;
+  // Read field by field: a subarray and its destructuring were two objects a publish on this thread.
+  for (let i = 0; i < x.length; i += PUBLISH_FIELDS) {
+    const id = x[i] as number;
+    const topicEnd = x[i + 1] as number;
+    const propsEnd = x[i + 2] as number;
+    const payloadEnd = x[i + 3] as number;
     const topic = data.toString('utf8', at, topicEnd);
     const props = JSON.parse(data.toString('utf8', topicEnd, propsEnd)) as Record<string, string>;
     const payload = data.subarray(propsEnd, payloadEnd);
-    at = payloadEnd as number;
-    if (!conn) ack(id as number, 'uplink not connected');
-    else conn.publish(topic, payload, props, (err) => ack(id as number, err), { retain: retain === 1 });
+    at = payloadEnd;
+    if (!conn) ack(id, 'uplink not connected');
+    else conn.publish(topic, payload, props, (err) => ack(id, err), x[i + 4] === 1 ? RETAINED : undefined);
   }
 }
 

@@ -1,5 +1,9 @@
+// First: mqtt's packages must find the quiet `debug` when they load (quiet-debug.ts).
+import './quiet-debug.ts';
+import type { Writable } from 'node:stream';
 import mqtt from 'mqtt';
 import type { UplinkKey } from '../keystore/types.ts';
+import { coalesceWrites } from './coalesced-writes.ts';
 
 export type { UplinkKey } from '../keystore/types.ts';
 
@@ -64,6 +68,10 @@ export function connectInProcess(
     // Reconnection is the uplink's (jittered back-off, queue replay); mqtt.js must not keep a second store.
     reconnectPeriod: 0,
     connectTimeout: 10_000,
+    // A PINGREQ every keep-alive period even under traffic, instead of mqtt.js restarting its keep-alive timer on
+    // each PUBACK (a new timer object per message on the uplink's thread); a dead broker is still noticed within
+    // 1.5 periods, by the missing PINGRESP.
+    reschedulePings: false,
     ca: p.ca,
     cert: p.cert,
     key,
@@ -73,6 +81,9 @@ export function connectInProcess(
       ? { will: { topic: p.will.topic, payload: p.will.payload, qos: 1, retain: p.will.retain } }
       : {}),
   } as mqtt.IClientOptions);
+  // One socket write a turn instead of one per PUBLISH field (coalesced-writes.ts). The client's only stream:
+  // reconnecting is the uplink's, with a new client.
+  coalesceWrites(client.stream as unknown as Writable);
   let closed = false;
   // mqtt.js reports one failed connect twice (the socket's error, then again as the connection fails): the
   // uplink would log every outage twice. One connection's repeat of the same message is dropped.
