@@ -1,10 +1,10 @@
 /**
  * `npm run bench -- uplink`: what publishing costs the uplink's thread — the uplink's own MQTT connection
- * (gateway/src/uplink/connection.ts: mqtt.js with its debug quiet, writes gathered per turn, no keep-alive timer
- * restarted per PUBACK) against mqtt.js as it comes with the same options, in the same run, to the same mosquitto
+ * (gateway/src/uplink/connection.ts: mqtt.js with its debug quiet and its writes gathered per turn) against mqtt.js
+ * as it comes with the same options, in the same run, to the same mosquitto
  * (mutual TLS 1.3). Each side publishes `--publishes` QoS 1 messages with four user properties from a process of
  * its own, started with the gateway unit's node flags, in `--rounds` alternated rounds. Reported per side: CPU per
- * publish (the process's utime + stime), scavenges and their time per 1,000 publishes, major collections; and the
+ * publish (the process's utime + stime), scavenges and their time per 1,000 publishes, mark-compact collections; and the
  * uplink's figures as ratios of the peer's.
  */
 import { execFile } from 'node:child_process';

@@ -65,12 +65,19 @@ describe('coalesced socket writes', () => {
       expected.push(b, Buffer.from(`topic/${i}/é`, 'utf8'));
     }
     // A write bigger than the room kept: the room grows, nothing is lost.
-    const big = Buffer.alloc(40_000, 7);
+    const big = Buffer.alloc(100_000, 7);
     client.write(big);
     expected.push(big);
     assert.equal(socketWrites, 0, 'nothing reaches the socket before the turn ends');
     await turn();
     assert.equal(socketWrites, 1);
+    // The next turn, after the room went back to its usual size: a plain Uint8Array too.
+    const small = new Uint8Array([1, 2, 3]);
+    client.write(small);
+    client.write('end');
+    expected.push(Buffer.from(small), Buffer.from('end'));
+    await turn();
+    assert.equal(socketWrites, 2);
     const want = Buffer.concat(expected);
     while (Buffer.concat(received).length < want.length) await once(peer, 'data');
     assert.deepEqual(Buffer.concat(received), want);
@@ -102,6 +109,36 @@ describe('coalesced socket writes', () => {
     await turn();
     assert.equal(called.length, 2);
     assert.ok(called.every((err) => !err));
+  });
+
+  it('keeps the order when the writer corks and uncorks at the end of the turn, as mqtt-packet does', async () => {
+    const { w, release, text } = heldWritable(1024);
+    coalesceWrites(w);
+    for (const packet of ['one ', 'two ', 'three']) {
+      w.cork();
+      for (const field of packet) w.write(field);
+      process.nextTick(() => w.uncork());
+    }
+    await turn();
+    release();
+    await turn();
+    assert.equal(text(), 'one two three');
+  });
+
+  it('ends with a callback alone, or with a chunk and a callback', async () => {
+    for (const form of ['cb', 'chunk+cb'] as const) {
+      const { w, release, text } = heldWritable(1024);
+      coalesceWrites(w);
+      w.write('gathered ');
+      let ended = 0;
+      if (form === 'cb') w.end(() => ended++);
+      else w.end('last', () => ended++);
+      release();
+      await once(w, 'finish');
+      await turn();
+      assert.equal(ended, 1, form);
+      assert.equal(text(), form === 'cb' ? 'gathered ' : 'gathered last');
+    }
   });
 
   it("ends after what was gathered, and after end's own chunk", async () => {

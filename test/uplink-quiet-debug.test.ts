@@ -1,11 +1,15 @@
 /**
  * mqtt.js's `debug` in the uplink (quiet-debug.ts): a logger that does nothing where `DEBUG` is unset, the real
  * one where a technician sets it. Each case loads the uplink's connection module in a fresh process, as the
- * uplink thread and the TPM child do, and reports which `debug` mqtt's packages got.
+ * TPM child does (and, once, in a worker thread started as the gateway starts its uplink thread: tsx's ESM hooks
+ * registered in the thread), and reports which `debug` mqtt's packages got.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 const probe = `
 import { createRequire } from 'node:module';
@@ -41,6 +45,27 @@ describe('the uplink gives mqtt.js a quiet debug', () => {
     assert.deepEqual(r.mqtt, { enabled: false, hasFormatters: false });
     assert.deepEqual(r.packet, { enabled: false, hasFormatters: false });
     assert.doesNotMatch(r.stderr, /mqttjs/);
+  });
+
+  it('replaces it in a worker thread started as the uplink thread is (child.ts startWorkerThread)', async () => {
+    const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+    const connection = JSON.stringify(
+      pathToFileURL(new URL('../gateway/src/uplink/connection.ts', import.meta.url).pathname).href,
+    );
+    const code = `
+      const { parentPort } = await import('node:worker_threads');
+      const { createRequire } = await import('node:module');
+      (await import(${tsx})).register();
+      await import(${connection});
+      const fromMqtt = createRequire(createRequire(${connection}).resolve('mqtt'));
+      const d = fromMqtt('debug');
+      parentPort.postMessage({ enabled: d('mqttjs:client').enabled, hasFormatters: typeof d.formatters === 'object' });
+    `;
+    const { DEBUG: _, ...env } = process.env;
+    const worker = new Worker(`(async () => { ${code} })()`, { eval: true, env });
+    const [got] = await once(worker, 'message');
+    await worker.terminate();
+    assert.deepEqual(got, { enabled: false, hasFormatters: false });
   });
 
   it('keeps the real debug, and its output, when DEBUG is set', () => {

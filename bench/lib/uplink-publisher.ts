@@ -45,7 +45,7 @@ async function connectUplink(): Promise<Publish> {
 
 async function connectPlain(): Promise<Publish> {
   const { default: mqtt } = await import('mqtt');
-  // connection.ts's options, without what issue 23 added (reschedulePings: false).
+  // connection.ts's options.
   const client = mqtt.connect(
     url as string,
     {
@@ -98,11 +98,11 @@ const gc = { scavenges: 0, scavengeMs: 0, majors: 0, majorMs: 0 };
 const obs = new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
     const { kind } = (e as PerformanceEntry & { detail: { kind: number } }).detail;
-    const minor = kind === constants.NODE_PERFORMANCE_GC_MINOR;
-    if (minor) {
+    // Incremental marking and weak callbacks are steps of a major collection, not collections of their own.
+    if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
       gc.scavenges++;
       gc.scavengeMs += e.duration;
-    } else {
+    } else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
       gc.majors++;
       gc.majorMs += e.duration;
     }

@@ -1,9 +1,15 @@
 import type { Writable } from 'node:stream';
 
-/** Room kept for a turn's writes; a turn that writes more grows it (to what it needed) and keeps that. */
+/** Room for a turn's writes; a turn that writes more doubles it (at least to what it needs) for that turn. */
 const INITIAL_BYTES = 16 * 1024;
+/** Room beyond this (a queue replayed after an outage, say) is not kept once its turn is written. */
+const KEPT_BYTES = 4 * INITIAL_BYTES;
 
 type WriteCallback = (err?: Error | null) => void;
+
+function callAll(callbacks: readonly WriteCallback[], err: Error | null | undefined): void {
+  for (const cb of callbacks) cb(err);
+}
 
 /**
  * Gathers what is written to `stream` in one turn of the event loop into one buffer and writes that once, at the
@@ -40,22 +46,23 @@ export function coalesceWrites(stream: Writable): void {
     const out = Buffer.allocUnsafe(used);
     buf.copy(out, 0, 0, used);
     used = 0;
+    if (buf.length > KEPT_BYTES) buf = Buffer.allocUnsafeSlow(INITIAL_BYTES);
     if (stream.destroyed) {
+      // As a destroyed Writable answers a write: the error, in a later tick.
       const err = Object.assign(new Error('Cannot call write after a stream was destroyed'), {
         code: 'ERR_STREAM_DESTROYED',
       });
-      for (const cb of waiting ?? []) cb(err);
+      if (waiting) process.nextTick(() => callAll(waiting, err));
       return;
     }
-    const all = waiting
-      ? (err?: Error | null) => {
-          for (const cb of waiting) cb(err);
-        }
-      : undefined;
-    write(out, all);
+    write(out, waiting ? (err) => callAll(waiting, err) : undefined);
   };
 
-  stream.write = ((chunk: Buffer | string, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback) => {
+  stream.write = ((
+    chunk: Uint8Array | string,
+    encoding?: BufferEncoding | WriteCallback,
+    cb?: WriteCallback,
+  ) => {
     const done = typeof encoding === 'function' ? encoding : cb;
     if (typeof chunk === 'string') {
       const enc = typeof encoding === 'string' ? encoding : 'utf8';
@@ -64,7 +71,9 @@ export function coalesceWrites(stream: Writable): void {
       used += buf.write(chunk, used, n, enc);
     } else {
       room(chunk.length);
-      used += chunk.copy(buf, used);
+      // set(), not copy(): a plain Uint8Array is a chunk a Writable takes too.
+      buf.set(chunk, used);
+      used += chunk.length;
     }
     if (done) {
       callbacks ??= [];

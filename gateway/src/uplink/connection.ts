@@ -68,10 +68,6 @@ export function connectInProcess(
     // Reconnection is the uplink's (jittered back-off, queue replay); mqtt.js must not keep a second store.
     reconnectPeriod: 0,
     connectTimeout: 10_000,
-    // A PINGREQ every keep-alive period even under traffic, instead of mqtt.js restarting its keep-alive timer on
-    // each PUBACK (a new timer object per message on the uplink's thread); a dead broker is still noticed within
-    // 1.5 periods, by the missing PINGRESP.
-    reschedulePings: false,
     ca: p.ca,
     cert: p.cert,
     key,

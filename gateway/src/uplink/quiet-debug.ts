@@ -9,8 +9,9 @@
  * more major collections on the thread every reading passes through (issue 23).
  *
  * With `DEBUG` set, to whatever namespaces, the real `debug` loads as before: a technician tracing mqtt.js gets
- * its output. Only the copies mqtt and mqtt-packet resolve are replaced, and only in the CommonJS cache of the
- * process or thread that imports this module.
+ * its output. What is replaced is the `debug` mqtt and mqtt-packet resolve — npm's hoisted copy, which any other
+ * package in the same process would share — in the CommonJS cache of the process or thread that imports this
+ * module: in the uplink's thread and its TPM child only mqtt's packages load it.
  */
 import Module, { createRequire } from 'node:module';
 
