@@ -37,7 +37,7 @@ import {
   handshake,
 } from './lib/dtls-handshakes.ts';
 import type { LoadRequest, LoadWorkerData } from './lib/dtls-load-worker.ts';
-import { inParallel, type LoadResult, parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
+import { inParallel, type LoadResult, median, parseOptions, round, runFor, sliceWalker } from './lib/load.ts';
 import { cpuMs, memory } from './lib/proc.ts';
 
 interface Settings {
@@ -368,12 +368,6 @@ async function idleSessionMemory(
     perThousandMb: mb(((m.rss - base) * 1000) / settings.sessions),
     peakMb: mb(m.peak),
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 const round2 = (x: number) => round(x, 2);

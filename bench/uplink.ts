@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { gatewayUnitStart } from '../test/helpers/gateway-unit.ts';
 import { startBroker } from '../test/helpers/mosquitto.ts';
 import { makePki } from '../test/helpers/pki.ts';
-import { parseOptions, round } from './lib/load.ts';
+import { median, parseOptions, round } from './lib/load.ts';
 
 const run = promisify(execFile);
 const PUBLISHER = fileURLToPath(new URL('./lib/uplink-publisher.ts', import.meta.url));
@@ -28,12 +28,6 @@ interface Sample {
   majors: number;
   majorMs: number;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 function perSide(samples: Sample[]) {
   const per = (f: (s: Sample) => number) => samples.map((s) => round(f(s), 4));

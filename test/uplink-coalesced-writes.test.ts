@@ -8,9 +8,8 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { setImmediate as turn } from 'node:timers/promises';
 import { coalesceWrites } from '../gateway/src/uplink/coalesced-writes.ts';
-
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** A Writable that keeps what it is given and calls back only when told (`release`). */
 function heldWritable(highWaterMark: number) {

@@ -1,5 +1,12 @@
 /** Shared by the benchmarks: option parsing, parallel set-up, and the timed load loop. */
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
 /** `--name N` options over numeric defaults; anything else is a usage error naming the known options. */
 export function parseOptions<T extends Record<string, number>>(
   bench: string,

@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
+import { setImmediate as turn } from 'node:timers/promises';
 
 type Publish = (topic: string, payload: Buffer, props: Record<string, string>, done: () => void) => void;
 
@@ -68,7 +69,6 @@ async function connectPlain(): Promise<Publish> {
 }
 
 const publish = variant === 'uplink' ? await connectUplink() : await connectPlain();
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** As the uplink's thread gets them: batches of up to 64 a turn, at most 512 waiting for their PUBACK. */
 async function run(n: number): Promise<void> {

@@ -37,13 +37,13 @@ function debugPaths(): string[] {
   return [...new Set([createRequire(mqtt).resolve('debug'), createRequire(packet).resolve('debug')])];
 }
 
-/** Installs the quiet `debug` for mqtt's packages unless `DEBUG` asks for output; returns whether it did. */
-export function quietMqttDebug(env: NodeJS.ProcessEnv = process.env): boolean {
-  if (env.DEBUG) return false;
+/** Installs the quiet `debug` for mqtt's packages unless `DEBUG` asks for output. */
+function quietMqttDebug(): void {
+  if (process.env.DEBUG) return;
   const cache = createRequire(import.meta.url).cache;
   const paths = debugPaths();
   // Already loaded (by a module imported before this one): mqtt may hold it too, so it stays as it is.
-  if (paths.some((path) => cache[path])) return false;
+  if (paths.some((path) => cache[path])) return;
   for (const path of paths) {
     const m = new Module(path);
     m.filename = path;
@@ -51,7 +51,6 @@ export function quietMqttDebug(env: NodeJS.ProcessEnv = process.env): boolean {
     m.exports = quietDebug;
     cache[path] = m;
   }
-  return true;
 }
 
 quietMqttDebug();
