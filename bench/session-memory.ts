@@ -3,7 +3,7 @@
  * (issue 23) — the e2e bench's gateway phase alone (no broker-direct phase), each scale on a freshly started
  * gateway started as its unit starts it: idle base 2 s after start (as e2e reads it), then every session up,
  * then traffic (64 in flight), resident memory of the process tree sampled every 250 ms, and the gateway's CPU
- * per message. `--heap-snapshots` has V8 write a snapshot with every session up and another after the traffic
+ * per message. `--heap-snapshots` has V8 write a snapshot at idle, another with every session up and a third after the traffic
  * (`--heapsnapshot-signal`; the home is kept and its path reported: diff them in Chrome's DevTools or by script).
  * `--node-flag F` (repeatable) adds a node flag to the unit's, for an A/B of V8's heap settings. Scales run one
  * after another on the same home, so a later scale's gateway restores the behaviour baselines the one before saved
@@ -96,11 +96,12 @@ async function scale(n: number, s: Settings, home: GatewayHome) {
   try {
     await sleep(2000);
     const idle = rss(pid);
+    const snapshots: string[] = [];
+    if (s.snapshots) snapshots.push((await snapshot(pid, home.dir)) ?? 'not written');
     sensors = await openPskSessions(home.dtlsPort, n, 32, keyOf);
     await sleep(2000);
     const withSessions = rss(pid);
     const sessionsSplit = anonymous(pid);
-    const snapshots: string[] = [];
     if (s.snapshots) snapshots.push((await snapshot(pid, home.dir)) ?? 'not written');
     // A snapshot grows the heap for a while: the traffic's figure starts from what is resident now.
     const base = s.snapshots ? rss(pid) : withSessions;

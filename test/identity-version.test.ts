@@ -225,3 +225,28 @@ describe("device cache: this connection's triggers and a reviewer's version", ()
     assert.ok(Object.isFrozen(overrides.resources) && Object.isFrozen(overrides.rate));
   });
 });
+
+describe("the data path's device", () => {
+  it('carries its standing, segment and policy, not its history (issue 23)', (t) => {
+    const { gateway, cli, writer } = twoProcesses(t);
+    enqueue(writer, 1); // last_seen written
+    const psk = { kind: 'psk' as const, identity: Buffer.from('s1') };
+    const d = gateway.identity.deviceFor(psk);
+    assert.ok(d);
+    // What each cached device kept and no data-path reader asked for: ~0.15 KiB a device at 10,000.
+    for (const history of ['firstSeen', 'lastSeen', 'firmwareVersion', 'createdAt', 'updatedAt'])
+      assert.equal(history in d, false, history);
+    assert.equal(d.id, 's1');
+    assert.equal(d.state, 'active');
+    assert.equal(d.quarantine, null);
+    // The full row is still there for whoever shows the device.
+    assert.equal(gateway.store.devices.get('s1')?.lastSeen, '2026-12-06T09:00:01.000Z');
+
+    cli.identity.quarantine('s1', { mode: 'isolate', reason: 'test' }, 'tech');
+    const q = gateway.identity.deviceFor(psk);
+    assert.equal(q?.state, 'quarantined');
+    assert.equal(q?.quarantine?.mode, 'isolate');
+    assert.equal(q?.quarantine?.reason, 'test');
+    assert.ok(q?.quarantine?.since);
+  });
+});

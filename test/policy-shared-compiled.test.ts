@@ -68,4 +68,18 @@ describe('policy engine: compiled policies shared by profile', () => {
     assert.equal(e.decide(b, to('/status'), at).allow, true);
     assert.equal(e.decide(b, to('/telemetry'), at).allow, false);
   });
+
+  it('overrides given to a device and taken away again apply at its next message', () => {
+    const e = new PolicyEngine(config);
+    const a = siteDevice('a', null, { policyProfile: 'narrow' });
+    const b = siteDevice('b', null, { policyProfile: 'narrow' });
+    const widened = { ...a, policyOverrides: { resources: [{ path: '/status', methods: ['POST'] }] } };
+    assert.equal(e.decide(a, to('/status'), at).allow, false);
+    assert.equal(e.decide(widened, to('/status'), at).allow, true);
+    assert.equal(e.decide(b, to('/status'), at).allow, false, 'the profile itself is unchanged');
+    assert.equal(e.decide(a, to('/status'), at).allow, false, 'overrides removed: the profile again');
+    const narrowed = { ...a, policyOverrides: { resources: [{ path: '/telemetry', methods: ['PUT'] }] } };
+    assert.equal(e.decide(narrowed, to('/telemetry'), at).allow, false, 'other overrides: compiled anew');
+    assert.equal(e.decide(widened, to('/status'), at).allow, true);
+  });
 });

@@ -1,7 +1,7 @@
 import type { AnomalyService } from '../anomaly/index.ts';
 import type { Core } from '../core.ts';
 import type { PolicyDecision } from '../policy/engine.ts';
-import type { Device } from '../store/index.ts';
+import type { SessionDevice } from '../store/index.ts';
 import type { TelemetryMessage, Uplink } from '../uplink/index.ts';
 
 /**
@@ -19,7 +19,7 @@ import type { TelemetryMessage, Uplink } from '../uplink/index.ts';
 export function ingestTelemetry(
   core: Core,
   uplink: Uplink,
-  device: Device | undefined,
+  device: SessionDevice | undefined,
   reading: Omit<TelemetryMessage, 'deviceId'>,
   anomaly?: AnomalyService,
   resource = '/telemetry',
@@ -37,7 +37,7 @@ export function ingestTelemetry(
 function observe(
   core: Core,
   anomaly: AnomalyService | undefined,
-  device: Device,
+  device: SessionDevice,
   reading: Omit<TelemetryMessage, 'deviceId'>,
   resource: string,
 ): void {
@@ -54,7 +54,7 @@ function observe(
 
 function announce(
   core: Core,
-  device: Device,
+  device: SessionDevice,
   reading: Omit<TelemetryMessage, 'deviceId'>,
   resource: string,
   decision: PolicyDecision,
@@ -73,7 +73,11 @@ function announce(
 }
 
 /** The queued message; last_seen (written at most every 30 s per device) rides in the queue's transaction. */
-function queued(core: Core, device: Device, reading: Omit<TelemetryMessage, 'deviceId'>): TelemetryMessage {
+function queued(
+  core: Core,
+  device: SessionDevice,
+  reading: Omit<TelemetryMessage, 'deviceId'>,
+): TelemetryMessage {
   const seenAt = core.identity.seenDue(device.id) ?? reading.seenAt;
   const m: TelemetryMessage = {
     deviceId: device.id,

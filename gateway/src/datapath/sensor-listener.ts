@@ -26,7 +26,7 @@ import { LogThrottle } from '../log-throttle.ts';
 import type { PolicyDecision } from '../policy/engine.ts';
 import { mayHoldSession } from '../policy/index.ts';
 import { RateLimiter } from '../policy/rate-limit.ts';
-import type { Device } from '../store/index.ts';
+import type { SessionDevice } from '../store/index.ts';
 import type { Uplink } from '../uplink/index.ts';
 import { queueFull } from '../uplink/queue-full.ts';
 import { handshakeFailureRecorder, identityLabel } from './auth-failures.ts';
@@ -129,7 +129,7 @@ function backpressure(err: unknown): CoapResponse {
 
 function telemetryAnswer(
   ctx: ListenerContext,
-  device: Device | undefined,
+  device: SessionDevice | undefined,
   decision: PolicyDecision,
 ): CoapResponse {
   if (!decision.allow) {

@@ -125,12 +125,6 @@ interface HalfOpen {
   seq: number;
 }
 
-/** An established session's place in the per-source and per-credential indexes. */
-interface SessionEntry {
-  address: string;
-  credential: string;
-}
-
 function addTo<K, V>(index: Map<K, Set<V>>, key: K, value: V): void {
   let set = index.get(key);
   if (!set) {
@@ -226,7 +220,6 @@ export class DtlsServer {
   private readonly peerScratch = Buffer.allocUnsafeSlow(128);
   /** Established sessions by source address and by credential, kept only when a session cap or replacement needs them. */
   private readonly trackSessions: boolean;
-  private readonly sessions = new Map<ServerConnection, SessionEntry>();
   private readonly sessionsBySource = new GroupIndex<string, ServerConnection>();
   private readonly sessionsByCredential = new GroupIndex<string, ServerConnection>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
@@ -334,11 +327,11 @@ export class DtlsServer {
         const displaced = this.byAddress.get(peerKey(conn.peer));
         if (displaced && displaced !== conn) displaced.close('replaced');
         this.byAddress.set(peerKey(conn.peer), conn);
-        const entry = this.sessions.get(conn);
-        if (entry && entry.address !== conn.peer.address) {
-          this.sessionsBySource.remove(entry.address, conn);
-          entry.address = conn.peer.address;
-          this.sessionsBySource.add(entry.address, conn);
+        const indexed = conn.indexedAddress;
+        if (indexed !== null && indexed !== conn.peer.address) {
+          this.sessionsBySource.remove(indexed, conn);
+          conn.indexedAddress = conn.peer.address;
+          this.sessionsBySource.add(conn.peer.address, conn);
         }
       },
     };
@@ -356,16 +349,18 @@ export class DtlsServer {
   }
 
   private indexSession(conn: ServerConnection): void {
-    const entry: SessionEntry = { address: conn.peer.address, credential: credentialKey(conn.credential) };
+    const address = conn.peer.address;
+    const credential = credentialKey(conn.credential);
     if (this.opts.replaceSessionsOfIdentity) {
       // The same credential from the same address: the sensor restarted on a new port. Its old session goes.
-      for (const other of this.sessionsByCredential.get(entry.credential)) {
-        if (other !== conn && this.sessions.get(other)?.address === entry.address) other.close('replaced');
+      for (const other of this.sessionsByCredential.get(credential)) {
+        if (other !== conn && other.indexedAddress === address) other.close('replaced');
       }
     }
-    this.sessions.set(conn, entry);
-    this.sessionsBySource.add(entry.address, conn);
-    this.sessionsByCredential.add(entry.credential, conn);
+    conn.indexedAddress = address;
+    conn.indexedCredential = credential;
+    this.sessionsBySource.add(address, conn);
+    this.sessionsByCredential.add(credential, conn);
   }
 
   /** The session caps, applied once the peer is authenticated (see ServerConnection.onFinished). */
@@ -378,14 +373,14 @@ export class DtlsServer {
     // Sessions this one will replace do not count against it.
     let sameCredential = 0;
     for (const s of this.sessionsByCredential.get(credential)) {
-      if (!(replace && this.sessions.get(s)?.address === address)) sameCredential++;
+      if (!(replace && s.indexedAddress === address)) sameCredential++;
     }
     let reason: CapacityReason | null = null;
     if (sameCredential >= l.maxSessionsPerIdentity) reason = 'sessions-per-identity';
     else {
       let sameSource = 0;
       for (const s of this.sessionsBySource.get(address)) {
-        if (!(replace && this.sessions.get(s)?.credential === credential)) sameSource++;
+        if (!(replace && s.indexedCredential === credential)) sameSource++;
       }
       if (sameSource >= l.maxSessionsPerSource) reason = 'sessions-per-source';
     }
@@ -411,11 +406,13 @@ export class DtlsServer {
 
   private forget(conn: ServerConnection, reason: CloseReason): void {
     const wasHandshaking = this.leaveHalfOpen(conn);
-    const entry = this.sessions.get(conn);
-    if (entry) {
-      this.sessions.delete(conn);
-      this.sessionsBySource.remove(entry.address, conn);
-      this.sessionsByCredential.remove(entry.credential, conn);
+    const address = conn.indexedAddress;
+    const credential = conn.indexedCredential;
+    if (address !== null && credential !== null) {
+      conn.indexedAddress = null;
+      conn.indexedCredential = null;
+      this.sessionsBySource.remove(address, conn);
+      this.sessionsByCredential.remove(credential, conn);
     }
     const key = peerKey(conn.peer);
     if (this.byAddress.get(key) === conn) this.byAddress.delete(key);

@@ -1,4 +1,4 @@
-import type { Device } from '../store/index.ts';
+import type { SessionDevice } from '../store/index.ts';
 
 /** Beyond this many credentials the cache starts over (a bound, not an eviction policy: it holds every device). */
 const MAX_ENTRIES = 200_000;
@@ -23,7 +23,7 @@ const RECHECK_MS = 1;
  * credential without a device is not kept (it stays a lookup each time, and unbounded keys cannot grow the map).
  */
 export class DeviceCache {
-  private readonly byCredential = new Map<string, Device>();
+  private readonly byCredential = new Map<string, SessionDevice>();
   private version = -1;
   private checkedAt = Number.NEGATIVE_INFINITY;
   private readonly watched: boolean;
@@ -54,7 +54,7 @@ export class DeviceCache {
     this.version = version;
   }
 
-  get(key: string, load: () => Device | undefined): Device | undefined {
+  get(key: string, load: () => SessionDevice | undefined): SessionDevice | undefined {
     if (this.inTransaction()) return load();
     if (!this.watched || performance.now() - this.checkedAt >= this.recheckMs)
       this.observe(this.currentVersion());

@@ -16,6 +16,7 @@ import {
   type Device,
   type DeviceState,
   type QuarantineMode,
+  type SessionDevice,
   type Store,
   StoreError,
   type TrustAnchor,
@@ -402,7 +403,7 @@ export class IdentityService {
    * The device behind an authenticated DTLS credential, whatever its state (policy decides what it may do). Shared
    * and frozen (device-cache.ts): its last-seen and firmware fields may be older than the store's.
    */
-  deviceFor(credential: PeerCredential): Device | undefined {
+  deviceFor(credential: PeerCredential): SessionDevice | undefined {
     const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;
     if (credential.kind === 'psk' && lookup.startsWith(PULL_PREFIX)) return undefined;
     return this.devices.get(`${credential.kind}:${lookup}`, () =>
@@ -508,7 +509,7 @@ export class IdentityService {
    * First contact of a sensor whose certificate chains to a trust anchor: it becomes a pending device (id from
    * its fingerprint, name from its subject) until a technician approves it. Returns the device either way.
    */
-  admitCertificate(credential: Extract<PeerCredential, { kind: 'x509' }>, from: string): Device {
+  admitCertificate(credential: Extract<PeerCredential, { kind: 'x509' }>, from: string): SessionDevice {
     const known = this.deviceFor(credential);
     if (known) return known;
     const leaf = credential.chain[0];

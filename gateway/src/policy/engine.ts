@@ -7,7 +7,7 @@ import {
   type ProfileFields,
   profileFieldsSchema,
 } from '../config/policy-schema.ts';
-import type { Device } from '../store/index.ts';
+import type { SessionDevice } from '../store/index.ts';
 import { PolicyError } from './errors.ts';
 
 /** The rule that refused a message (stable names: audit entries, counters, the CLI and docs/policy.md use them). */
@@ -132,6 +132,7 @@ function minutes(hhmm: string): number {
  */
 export class PolicyEngine {
   private ajv: AjvClass | undefined;
+  /** Compiled policies of devices with overrides of their own, by device. */
   private readonly compiled = new Map<string, { key: string; c: Compiled }>();
   /**
    * Compiled policies of devices without overrides, by profile key, shared: most devices of a site take a
@@ -185,7 +186,7 @@ export class PolicyEngine {
   }
 
   /** The device's effective policy and where each field comes from (`portcullis policy show`). */
-  effective(device: Device): EffectivePolicy {
+  effective(device: SessionDevice): EffectivePolicy {
     const own = device.policyProfile;
     const profile = own ?? this.config.defaultProfile ?? null;
     const sources = Object.fromEntries(PROFILE_FIELDS.map((f) => [f, 'unset'])) as EffectivePolicy['sources'];
@@ -226,7 +227,7 @@ export class PolicyEngine {
    * rule is not decided here (it is asynchronous): the caller asks the flow when this allows and
    * `flowDecision` names one.
    */
-  decide(device: Device | undefined, req: PolicyRequest, now: number, dryRun = false): PolicyDecision {
+  decide(device: SessionDevice | undefined, req: PolicyRequest, now: number, dryRun = false): PolicyDecision {
     if (!device) return refuse('identity', 'unknown credential', 'gateway');
     if (device.state !== 'active') return refuse('state', `device is ${device.state}`, 'gateway');
     const c = this.compile(device);
@@ -302,7 +303,7 @@ export class PolicyEngine {
   }
 
   /** The flow the device's messages are put to, with its budget (after `decide` allowed). */
-  flowDecision(device: Device): ProfileFields['decision'] {
+  flowDecision(device: SessionDevice): ProfileFields['decision'] {
     return this.compile(device).effective.fields.decision;
   }
 
@@ -392,22 +393,29 @@ export class PolicyEngine {
     return v;
   }
 
-  private compile(device: Device): Compiled {
-    // Most devices override nothing: their key is the profile's name, with no serialisation per message.
-    const key = isEmpty(device.policyOverrides)
-      ? (device.policyProfile ?? '')
-      : `${device.policyProfile ?? ''}\u0000${JSON.stringify(device.policyOverrides)}`;
+  private compile(device: SessionDevice): Compiled {
+    if (isEmpty(device.policyOverrides)) {
+      // Most devices override nothing: they take their profile's shared policy, found by the profile's name
+      // (no serialisation per message), with no entry of their own (~0.09 KiB a device at 10,000; issue 23).
+      const profile = device.policyProfile ?? '';
+      let shared = this.byProfile.get(profile);
+      if (!shared) {
+        shared = this.build(device);
+        this.byProfile.set(profile, shared);
+      }
+      // One whose overrides were removed: its own compiled policy is stale now.
+      if (this.compiled.size > 0) this.compiled.delete(device.id);
+      return shared;
+    }
+    const key = `${device.policyProfile ?? ''}\u0000${JSON.stringify(device.policyOverrides)}`;
     const hit = this.compiled.get(device.id);
     if (hit && hit.key === key) return hit.c;
-    const plain = isEmpty(device.policyOverrides);
-    const shared = plain ? this.byProfile.get(key) : undefined;
-    const c = shared ?? this.build(device);
-    if (plain && !shared) this.byProfile.set(key, c);
+    const c = this.build(device);
     this.compiled.set(device.id, { key, c });
     return c;
   }
 
-  private build(device: Device): Compiled {
+  private build(device: SessionDevice): Compiled {
     const effective = this.effective(device);
     const f = effective.fields;
     let validate: ValidateFunction | undefined;

@@ -3,7 +3,7 @@ import type { AuditLog } from '../audit/index.ts';
 import type { Clock } from '../clock.ts';
 import { type PolicyConfig, profileFieldsSchema, profileNameSchema } from '../config/policy-schema.ts';
 import { firstIssue } from '../errors.ts';
-import type { Device, RateLimit, Store } from '../store/index.ts';
+import type { Device, RateLimit, SessionDevice, Store } from '../store/index.ts';
 import {
   type EffectivePolicy,
   type PolicyDecision,
@@ -148,7 +148,7 @@ export class PolicyService {
    * flow if it names one (within its budget, failing closed or open as the profile says). A refusal is counted,
    * audited (aggregated) and told to the listeners.
    */
-  async check(device: Device | undefined, req: PolicyRequest): Promise<PolicyDecision> {
+  async check(device: SessionDevice | undefined, req: PolicyRequest): Promise<PolicyDecision> {
     const now = this.deps.clock.now();
     let d = this.engine.decide(device, req, now);
     if (d.allow && device) {
@@ -160,7 +160,7 @@ export class PolicyService {
   }
 
   private async askFlow(
-    device: Device,
+    device: SessionDevice,
     req: PolicyRequest,
     flow: { flow: string; budgetMs: number; onTimeout: 'closed' | 'open' },
   ): Promise<PolicyDecision> {

@@ -38,6 +38,7 @@ export type {
   NewDevice,
   Quarantine,
   QuarantineMode,
+  SessionDevice,
 } from './repositories/devices.ts';
 export type { DownlinkCommand } from './repositories/downlink.ts';
 export type { RulesetStatus, StoredRuleset } from './repositories/firewall-rulesets.ts';

@@ -35,6 +35,17 @@ export interface Device {
   updatedAt: string;
 }
 
+/**
+ * A device as the data path sees it (the identity cache's entries): what authorises and routes a reading. The
+ * columns that only describe a device's history — first and last seen, firmware, created and updated — are left
+ * out: the cache keeps one of these per credential for as long as the identity tables are unchanged, and at
+ * 10,000 sensors their strings were ~0.15 KiB a device (issue 23).
+ */
+export type SessionDevice = Omit<
+  Device,
+  'firstSeen' | 'lastSeen' | 'firmwareVersion' | 'createdAt' | 'updatedAt'
+>;
+
 interface DeviceRow {
   id: string;
   name: string | null;
@@ -76,30 +87,59 @@ const NO_OVERRIDES: Record<string, unknown> = Object.freeze({});
 
 function toDevice(r: DeviceRow): Device {
   return {
+    ...toSessionDevice(r),
+    firstSeen: r.first_seen,
+    lastSeen: r.last_seen,
+    firmwareVersion: r.firmware_version,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+type SessionDeviceRow = Omit<DeviceRow, 'first_seen' | 'last_seen' | 'firmware_version' | 'created_at'>;
+const SESSION_DEVICE_COLUMNS = [
+  'id',
+  'name',
+  'type',
+  'credential_kind',
+  'segment',
+  'state',
+  'address',
+  'quarantine_mode',
+  'quarantine_reason',
+  'quarantined_at',
+  'state_before_quarantine',
+  'policy_profile',
+  'policy_overrides',
+  'updated_at',
+]
+  .map((c) => `d.${c}`)
+  .join(', ');
+
+function toSessionDevice(r: SessionDeviceRow): SessionDevice {
+  return {
     id: r.id,
     name: r.name,
     type: r.type,
     credentialKind: CREDENTIAL_KINDS[r.credential_kind] ?? r.credential_kind,
     segment: r.segment,
     state: STATES[r.state] ?? r.state,
-    firstSeen: r.first_seen,
-    lastSeen: r.last_seen,
-    firmwareVersion: r.firmware_version,
     address: r.address,
-    quarantine:
-      r.state === 'quarantined' && r.quarantine_mode
-        ? {
-            mode: r.quarantine_mode,
-            reason: r.quarantine_reason ?? '',
-            since: r.quarantined_at ?? r.updated_at,
-            previousState: r.state_before_quarantine ?? 'active',
-          }
-        : null,
+    quarantine: quarantineOf(r),
     policyProfile: r.policy_profile,
     policyOverrides: parseOverrides(r.policy_overrides),
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
   };
+}
+
+function quarantineOf(r: SessionDeviceRow): Quarantine | null {
+  return r.state === 'quarantined' && r.quarantine_mode
+    ? {
+        mode: r.quarantine_mode,
+        reason: r.quarantine_reason ?? '',
+        since: r.quarantined_at ?? r.updated_at,
+        previousState: r.state_before_quarantine ?? 'active',
+      }
+    : null;
 }
 
 function parseOverrides(json: string): Record<string, unknown> {
@@ -202,14 +242,14 @@ export class DeviceRepository {
    * The device holding an unrevoked credential of this kind and lookup: one statement instead of a credential
    * then a device lookup, because the data path asks it for every message (issue 23).
    */
-  byActiveCredential(kind: CredentialKind, lookup: string): Device | undefined {
+  byActiveCredential(kind: CredentialKind, lookup: string): SessionDevice | undefined {
     const row = this.db
       .prepare(
-        'SELECT d.* FROM credentials c JOIN devices d ON d.id = c.device_id ' +
+        `SELECT ${SESSION_DEVICE_COLUMNS} FROM credentials c JOIN devices d ON d.id = c.device_id ` +
           'WHERE c.kind = ? AND c.lookup = ? AND c.revoked_at IS NULL',
       )
-      .get(kind, lookup) as DeviceRow | undefined;
-    return row && toDevice(row);
+      .get(kind, lookup) as SessionDeviceRow | undefined;
+    return row && toSessionDevice(row);
   }
 
   list(filter: { state?: DeviceState; segment?: string } = {}): Device[] {
@@ -234,7 +274,18 @@ export class DeviceRepository {
       id: string;
       segment: string | null;
     }>;
-    for (const r of rows) out.set(r.id, r.segment ?? '');
+    // A site has a few segments and many devices: each row's segment is a string of its own from SQLite, so
+    // one string per segment is kept instead (~0.03 KiB a device).
+    const names = new Map<string, string>();
+    for (const r of rows) {
+      const segment = r.segment ?? '';
+      let name = names.get(segment);
+      if (name === undefined) {
+        name = segment;
+        names.set(segment, name);
+      }
+      out.set(r.id, name);
+    }
     return out;
   }
 
