@@ -129,7 +129,8 @@ async function scale(n: number, s: Settings, home: GatewayHome) {
       sensors: n,
       idleMiB: round(idle / MiB, 1),
       withSessionsMiB: round(withSessions / MiB, 1),
-      perSessionKiB: round((withSessions - idle) / n / 1024, 2),
+      // With snapshots, the idle one's growth is in every figure after it: no per-session or beyond-idle figure.
+      perSessionKiB: s.snapshots ? null : round((withSessions - idle) / n / 1024, 2),
       withTrafficPeakMiB: round(peak / MiB, 1),
       beyondIdleMiB: s.snapshots ? null : round((peak - idle) / MiB, 1),
       trafficOnlyMiB: round((peak - base) / MiB, 1),

@@ -128,6 +128,9 @@ export class SessionCache {
     const c = s.credential;
     const identity = c.kind === 'psk' ? c.identity : null;
     const digestLength = s.pskDigest ? s.pskDigest.length : 0;
+    // The header's widths (a 48-byte master secret, a SHA-256 digest, a PSK identity of at most 256 bytes fit
+    // them); anything else is not remembered rather than read back wrong.
+    if (s.master.length > 0xff || digestLength > 0xff || (identity && identity.length >= NOT_PSK)) return;
     const need = HEADER + ID_LENGTH + s.master.length + digestLength + (identity ? identity.length : 0);
     let slab = this.slab;
     if (!slab || this.slabUsed + need > slab.length) {

@@ -17,8 +17,8 @@ const RECHECK_MS = 1;
  * the session review must not judge a session on a device from before the version it saw). Without the hook
  * (`onWrite` false) it is read every time.
  *
- * What those triggers leave out — `firstSeen`, `lastSeen`, `firmwareVersion`, `updatedAt` — is as of the fill:
- * callers on the data path read identity, state and policy, never those. The objects are frozen, since every
+ * What those triggers leave out — `firstSeen`, `lastSeen`, `firmwareVersion`, `updatedAt` — the cached devices do
+ * not hold at all (SessionDevice): callers on the data path read identity, state and policy. The objects are frozen, since every
  * caller shares one. Inside a transaction, which may yet roll back, nothing is kept or answered from the cache. A
  * credential without a device is not kept (it stays a lookup each time, and unbounded keys cannot grow the map).
  */

@@ -401,7 +401,7 @@ export class IdentityService {
 
   /**
    * The device behind an authenticated DTLS credential, whatever its state (policy decides what it may do). Shared
-   * and frozen (device-cache.ts): its last-seen and firmware fields may be older than the store's.
+   * and frozen (device-cache.ts), and only what the data path reads: no last-seen, firmware or timestamps.
    */
   deviceFor(credential: PeerCredential): SessionDevice | undefined {
     const lookup = credential.kind === 'psk' ? credential.identity.toString('utf8') : credential.fingerprint;

@@ -137,7 +137,8 @@ export class PolicyEngine {
   /**
    * Compiled policies of devices without overrides, by profile key, shared: most devices of a site take a
    * profile as it is, and a compiled copy each was ~350 bytes a device (3 MiB at 10,000; issue 23). Only the
-   * decision reads a compiled policy, and nothing of it is the device's own.
+   * decision reads a compiled policy, and nothing it reads is the device's own (`effective.deviceId` is the first
+   * device's that compiled it, and unread here).
    */
   private readonly byProfile = new Map<string, Compiled>();
   private readonly schemas = new Map<string, ValidateFunction>();

@@ -85,12 +85,22 @@ const STATES: Readonly<Record<DeviceState, DeviceState>> = {
 };
 const NO_OVERRIDES: Record<string, unknown> = Object.freeze({});
 
+/** Field by field in Device's order: `device list --json` and the API show them in it. */
 function toDevice(r: DeviceRow): Device {
   return {
-    ...toSessionDevice(r),
+    id: r.id,
+    name: r.name,
+    type: r.type,
+    credentialKind: CREDENTIAL_KINDS[r.credential_kind] ?? r.credential_kind,
+    segment: r.segment,
+    state: STATES[r.state] ?? r.state,
     firstSeen: r.first_seen,
     lastSeen: r.last_seen,
     firmwareVersion: r.firmware_version,
+    address: r.address,
+    quarantine: quarantineOf(r),
+    policyProfile: r.policy_profile,
+    policyOverrides: parseOverrides(r.policy_overrides),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -111,6 +121,7 @@ const SESSION_DEVICE_COLUMNS = [
   'state_before_quarantine',
   'policy_profile',
   'policy_overrides',
+  // Only for a quarantine without its own time (quarantineOf); the field itself is not kept.
   'updated_at',
 ]
   .map((c) => `d.${c}`)
