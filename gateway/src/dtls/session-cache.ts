@@ -41,19 +41,28 @@ interface Slot {
 }
 
 /**
- * A slot's header: the master secret's length (u8), the PSK digest's (u8), the PSK identity's (u16; NOT_PSK when
- * the credential is another kind), the expiry in `now()`'s milliseconds (float64).
+ * A slot's header, by offset from `at`: the master secret's length (u8), the PSK digest's (u8), the PSK
+ * identity's (u16; NOT_PSK when the credential is another kind), the expiry in `now()`'s milliseconds (float64).
  */
+const MASTER_LENGTH = 0;
+const DIGEST_LENGTH = 1;
+const IDENTITY_LENGTH = 2;
+const EXPIRES = 4;
 const HEADER = 12;
 const NOT_PSK = 0xffff;
 const EMS_FLAG = 0x10000;
 
 function expiry(s: Slot): number {
-  return s.slab.readDoubleBE(s.at + 4);
+  return s.slab.readDoubleBE(s.at + EXPIRES);
 }
 
 /** The session IDs this cache issues (RFC 5246 allows up to 32 bytes). */
 const ID_LENGTH = 32;
+
+/** Where the slot's master secret starts; the PSK digest follows it. */
+function masterAt(s: Slot): number {
+  return s.at + HEADER + ID_LENGTH;
+}
 
 /**
  * Entries' bytes are carved from slabs of this size in insertion order. Eviction is oldest first, so a slab
@@ -139,15 +148,15 @@ export class SessionCache {
       this.slabUsed = 0;
     }
     const at = this.slabUsed;
-    slab[at] = s.master.length;
-    slab[at + 1] = digestLength;
-    slab.writeUInt16BE(identity ? identity.length : NOT_PSK, at + 2);
-    slab.writeDoubleBE(this.now() + this.o.lifetimeMs, at + 4);
+    slab[at + MASTER_LENGTH] = s.master.length;
+    slab[at + DIGEST_LENGTH] = digestLength;
+    slab.writeUInt16BE(identity ? identity.length : NOT_PSK, at + IDENTITY_LENGTH);
+    slab.writeDoubleBE(this.now() + this.o.lifetimeMs, at + EXPIRES);
     id.copy(slab, at + HEADER);
-    const masterAt = at + HEADER + ID_LENGTH;
-    s.master.copy(slab, masterAt);
-    if (s.pskDigest) s.pskDigest.copy(slab, masterAt + s.master.length);
-    if (identity) identity.copy(slab, masterAt + s.master.length + digestLength);
+    const secretsAt = at + HEADER + ID_LENGTH;
+    s.master.copy(slab, secretsAt);
+    if (s.pskDigest) s.pskDigest.copy(slab, secretsAt + s.master.length);
+    if (identity) identity.copy(slab, secretsAt + s.master.length + digestLength);
     this.slabUsed = at + need;
     this.entries.set(key, {
       slab,
@@ -163,9 +172,10 @@ export class SessionCache {
   /** The entry for this exact ID, or undefined. */
   private find(id: Buffer): Slot | undefined {
     const s = this.entries.get(keyOf(id));
+    if (!s) return undefined;
     // Session IDs are public (they travel in clear): a plain comparison.
-    const idAt = s ? s.at + HEADER : 0;
-    return s && s.slab.compare(id, 0, ID_LENGTH, idAt, idAt + ID_LENGTH) === 0 ? s : undefined;
+    const idAt = s.at + HEADER;
+    return s.slab.compare(id, 0, ID_LENGTH, idAt, idAt + ID_LENGTH) === 0 ? s : undefined;
   }
 
   /**
@@ -182,12 +192,12 @@ export class SessionCache {
       return undefined;
     }
     const { slab, at } = s;
-    const identityLength = slab.readUInt16BE(at + 2);
-    const masterAt = at + HEADER + ID_LENGTH;
-    const digestAt = masterAt + (slab[at] as number);
-    const identityAt = digestAt + (slab[at + 1] as number);
+    const identityLength = slab.readUInt16BE(at + IDENTITY_LENGTH);
+    const secretsAt = masterAt(s);
+    const digestAt = secretsAt + (slab[at + MASTER_LENGTH] as number);
+    const identityAt = digestAt + (slab[at + DIGEST_LENGTH] as number);
     return {
-      master: slab.subarray(masterAt, digestAt),
+      master: slab.subarray(secretsAt, digestAt),
       suiteId: s.suite & 0xffff,
       extendedMasterSecret: s.suite >= EMS_FLAG,
       credential:
@@ -209,8 +219,9 @@ export class SessionCache {
     const s = this.entries.get(key);
     if (!s) return;
     // The master secret and the digest of the PSK: zeroed in place, as the slab may live on.
-    const masterAt = s.at + HEADER + ID_LENGTH;
-    s.slab.fill(0, masterAt, masterAt + (s.slab[s.at] as number) + (s.slab[s.at + 1] as number));
+    const secretsAt = masterAt(s);
+    const secretsLength = (s.slab[s.at + MASTER_LENGTH] as number) + (s.slab[s.at + DIGEST_LENGTH] as number);
+    s.slab.fill(0, secretsAt, secretsAt + secretsLength);
     this.entries.delete(key);
   }
 
