@@ -16,7 +16,12 @@ if [[ ${#files[@]} -eq 0 ]]; then
   mapfile -t files < <(find test -name '*.test.ts' ! -name rpi-image-boot.test.ts | sort)
   files+=(test/rpi-image-boot.test.ts)
   prebuild="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-rpi-prebuild.XXXXXX")"
-  setsid bash scripts/prebuild-rpi-image.sh "$prebuild" &
+  # Its own session, so that killing it kills the whole build. The session is also its own scheduler autogroup
+  # (Linux's sched_autogroup, on in Debian's kernels): nice values count only inside a group and groups share the
+  # CPU equally, so the build's `nice -n 19` alone still took half of the two cores from the tests (two
+  # CPU-bound processes got 0.53 of a core each beside it). Niced as a group, it takes only what the tests leave.
+  setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true; exec bash scripts/prebuild-rpi-image.sh "$1"' \
+    prebuild "$prebuild" &
   builder=$!
   export PORTCULLIS_RPI_PREBUILD="$prebuild"
   # `|| true`: under errexit a failing kill (the build already finished) would otherwise become the exit code.

@@ -64,6 +64,14 @@ describe('systemd units', () => {
     assert.deepEqual(directives('portcullis-gateway.service', 'SupplementaryGroups'), ['tss']);
   });
 
+  it("gives a slow first boot time to reach READY, and puts the gateway before the flows' first-boot setup", () => {
+    // systemd's default 90 s killed a first start that was progressing in an emulated VM under load.
+    assert.deepEqual(directives('portcullis-gateway.service', 'TimeoutStartSec'), ['5min']);
+    assert.deepEqual(directives('portcullis-gateway.service', 'WatchdogSec'), ['30']);
+    assert.ok(directives('portcullis-flows-setup.service', 'After').includes('portcullis-gateway.service'));
+    assert.ok(!directives('portcullis-gateway.service', 'After').join(' ').includes('portcullis-flows'));
+  });
+
   it('keeps Node-RED at exposure ≤ 2.0, with no capabilities and the gateway state out of sight', (t) => {
     const e = exposure('portcullis-flows.service');
     t.diagnostic(`flows exposure ${e}`);
