@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { generateSync } from 'otplib';
 import { type Vm as BaseVm, vmApp, vmHttps, waitForVm, watchSerial } from './helpers/appliance-vm.ts';
+import { yieldBackgroundBuild } from './helpers/background-build.ts';
 import { Browser } from './helpers/ui.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -341,8 +342,12 @@ describe('the amd64 appliance image, out of the box', { concurrency: 3, timeout:
       stdio: ['ignore', 'ignore', 'pipe'],
       timeout: 20 * 60_000,
     });
+    // The two emulated VMs need both cores against their deadlines: the background build waits meanwhile.
+    resumeBuild = yieldBackgroundBuild();
   });
+  let resumeBuild = () => {};
   after(() => {
+    resumeBuild();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
