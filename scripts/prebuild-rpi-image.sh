@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Raspberry Pi disk image for test/rpi-image-boot.test.ts in the background of the whole test run:
 # the arm64 root file system runs Debian's maintainer scripts under qemu-user (the longest build in the suite),
-# so scripts/run-tests.sh starts it first, at the lowest CPU and I/O priority, and the boot test (run last)
-# waits for it instead of building it in its own time.
+# so scripts/run-tests.sh starts it first, niced in its own session (which the amd64 VM boot test lowers to the
+# least CPU share while it runs), and the boot test (run last) waits for it instead of building it in its own time.
 #   prebuild-rpi-image.sh DIR   → DIR/portcullis-rpi.img, DIR/build.log, and DIR/rc (the exit code) when done
 set -uo pipefail
 dir="${1:?usage: $0 DIR}"

@@ -21,8 +21,8 @@ if [[ ${#files[@]} -eq 0 ]]; then
   # the CPU equally, so the build's `nice -n 19` still takes a full share beside the tests. That is wanted for
   # most of the run (niced as a group for all of it, the build finished late and the Raspberry Pi test waited
   # ~6 min for it on one busy core: 39 min instead of 35), but not while the amd64 image boots its two emulated
-  # VMs: starved by it, their gateways missed systemd's start timeout. That test lowers the group to the least
-  # share while it runs (test/helpers/background-build.ts), through this PID.
+  # VMs: starved by it, their gateways missed systemd's start timeout. That file lowers the group to the least
+  # share from its image's boots to its end (test/helpers/background-build.ts), through this PID.
   setsid bash scripts/prebuild-rpi-image.sh "$prebuild" &
   builder=$!
   export PORTCULLIS_RPI_PREBUILD="$prebuild"

@@ -68,6 +68,18 @@ describe('systemd units', () => {
     // systemd's default 90 s killed a first start that was progressing in an emulated VM under load.
     assert.deepEqual(directives('portcullis-gateway.service', 'TimeoutStartSec'), ['5min']);
     assert.deepEqual(directives('portcullis-gateway.service', 'WatchdogSec'), ['30']);
+    // ...and still a bounded number of tries: five starts that each time out fit in the start-limit interval.
+    const seconds = (key: string) => {
+      const [v] = directives('portcullis-gateway.service', key);
+      const m = /^(\d+)(min|s)?$/.exec(v ?? '');
+      assert.ok(m, `${key}=${v}`);
+      return Number(m[1]) * (m[2] === 'min' ? 60 : 1);
+    };
+    const oneTry = seconds('TimeoutStartSec') + seconds('TimeoutStopSec') + seconds('RestartSec');
+    assert.ok(
+      Number(directives('portcullis-gateway.service', 'StartLimitBurst')[0]) * oneTry <
+        seconds('StartLimitIntervalSec'),
+    );
     assert.ok(directives('portcullis-flows-setup.service', 'After').includes('portcullis-gateway.service'));
     assert.ok(!directives('portcullis-gateway.service', 'After').join(' ').includes('portcullis-flows'));
   });
@@ -123,7 +135,7 @@ describe('the appliance out of the box (issue 29)', () => {
   it("bounds the gateway's restarts and says why on the console; waits for the clock floor, not the network", () => {
     const unitText = readFileSync(unit('portcullis-gateway.service'), 'utf8');
     assert.deepEqual(directives('portcullis-gateway.service', 'StartLimitBurst'), ['5']);
-    assert.deepEqual(directives('portcullis-gateway.service', 'StartLimitIntervalSec'), ['600']);
+    assert.deepEqual(directives('portcullis-gateway.service', 'StartLimitIntervalSec'), ['30min']);
     assert.deepEqual(directives('portcullis-gateway.service', 'OnFailure'), ['portcullis-console.service']);
     assert.deepEqual(directives('portcullis-gateway.service', 'Restart'), ['on-failure']);
     // The console is remade after every start and stop, as root, and its failure never fails the gateway.
