@@ -318,6 +318,7 @@ describe('the amd64 appliance image, out of the box', { concurrency: 3, timeout:
   let dir: string;
   let rootfs: string;
   let image: string;
+  let resumeBuild = () => {};
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'portcullis-appliance-'));
     const key = join(dir, 'release.pub.pem');
@@ -345,7 +346,6 @@ describe('the amd64 appliance image, out of the box', { concurrency: 3, timeout:
     // The two emulated VMs need both cores against their deadlines: the background build waits meanwhile.
     resumeBuild = yieldBackgroundBuild();
   });
-  let resumeBuild = () => {};
   after(() => {
     resumeBuild();
     if (dir) rmSync(dir, { recursive: true, force: true });

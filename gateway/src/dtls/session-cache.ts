@@ -59,9 +59,9 @@ function expiry(s: Slot): number {
 /** The session IDs this cache issues (RFC 5246 allows up to 32 bytes). */
 const ID_LENGTH = 32;
 
-/** Where the slot's master secret starts; the PSK digest follows it. */
-function masterAt(s: Slot): number {
-  return s.at + HEADER + ID_LENGTH;
+/** Where the secrets of the slot at `at` start: the master secret, then the PSK digest. */
+function secretsAt(at: number): number {
+  return at + HEADER + ID_LENGTH;
 }
 
 /**
@@ -153,10 +153,10 @@ export class SessionCache {
     slab.writeUInt16BE(identity ? identity.length : NOT_PSK, at + IDENTITY_LENGTH);
     slab.writeDoubleBE(this.now() + this.o.lifetimeMs, at + EXPIRES);
     id.copy(slab, at + HEADER);
-    const secretsAt = at + HEADER + ID_LENGTH;
-    s.master.copy(slab, secretsAt);
-    if (s.pskDigest) s.pskDigest.copy(slab, secretsAt + s.master.length);
-    if (identity) identity.copy(slab, secretsAt + s.master.length + digestLength);
+    const masterAt = secretsAt(at);
+    s.master.copy(slab, masterAt);
+    if (s.pskDigest) s.pskDigest.copy(slab, masterAt + s.master.length);
+    if (identity) identity.copy(slab, masterAt + s.master.length + digestLength);
     this.slabUsed = at + need;
     this.entries.set(key, {
       slab,
@@ -193,11 +193,11 @@ export class SessionCache {
     }
     const { slab, at } = s;
     const identityLength = slab.readUInt16BE(at + IDENTITY_LENGTH);
-    const secretsAt = masterAt(s);
-    const digestAt = secretsAt + (slab[at + MASTER_LENGTH] as number);
+    const masterAt = secretsAt(at);
+    const digestAt = masterAt + (slab[at + MASTER_LENGTH] as number);
     const identityAt = digestAt + (slab[at + DIGEST_LENGTH] as number);
     return {
-      master: slab.subarray(secretsAt, digestAt),
+      master: slab.subarray(masterAt, digestAt),
       suiteId: s.suite & 0xffff,
       extendedMasterSecret: s.suite >= EMS_FLAG,
       credential:
@@ -219,9 +219,9 @@ export class SessionCache {
     const s = this.entries.get(key);
     if (!s) return;
     // The master secret and the digest of the PSK: zeroed in place, as the slab may live on.
-    const secretsAt = masterAt(s);
+    const from = secretsAt(s.at);
     const secretsLength = (s.slab[s.at + MASTER_LENGTH] as number) + (s.slab[s.at + DIGEST_LENGTH] as number);
-    s.slab.fill(0, secretsAt, secretsAt + secretsLength);
+    s.slab.fill(0, from, from + secretsLength);
     this.entries.delete(key);
   }
 
