@@ -105,6 +105,8 @@ echo "== mmdebstrap $suite/$arch → $out"
 mkdir -p "$out"
 mmdebstrap --mode=root --variant=apt --architectures="$arch" --components="$components" --include="$packages" \
   --aptopt='Acquire::Retries "3"' \
+  --essential-hook="bash '$here/initramfs-once.sh' defer \"\$1\"" \
   --customize-hook="bash '$here/customize.sh' \"\$1\" '$release' '$version' '$key' '$work/config.yaml' '$work/npm-sbom.json' '$arch'" \
+  --customize-hook="bash '$here/initramfs-once.sh' make \"\$1\"" \
   "$suite" "$out" "$mirror"
 echo "== done: $out (release $version, $(du -sh "$out" | cut -f1))"

@@ -11,7 +11,7 @@ for a in "$@"; do
 done
 prebuild=
 if [[ ${#files[@]} -eq 0 ]]; then
-  # The whole suite: the Raspberry Pi image (the longest build, ~18 min of one core, mostly emulated maintainer
+  # The whole suite: the Raspberry Pi image (the longest build, ~14 min of one core, mostly emulated maintainer
   # scripts) is built in the background from the start, and its boot test runs last.
   mapfile -t files < <(find test -name '*.test.ts' ! -name rpi-image-boot.test.ts | sort)
   files+=(test/rpi-image-boot.test.ts)

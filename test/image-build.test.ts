@@ -11,6 +11,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import {
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -395,6 +396,18 @@ describe('appliance root file system (amd64)', () => {
     for (const f of files.slice(0, 3)) rmSync(join(net, f));
   });
 
+  it("leaves Debian's update-initramfs in place: no stand-in and no diversion from the build", () => {
+    // initramfs-once.sh diverts it while the packages install (the initramfs is made once, at the end).
+    const diversions = inRoot('dpkg-divert', '--list');
+    assert.equal(diversions.status, 0, diversions.stderr);
+    assert.doesNotMatch(diversions.stdout, /update-initramfs|portcullis/);
+    assert.ok(
+      !existsSync(join(rootfs, 'usr', 'sbin', 'update-initramfs')),
+      'no initramfs-tools in this image',
+    );
+    assert.ok(!existsSync(join(rootfs, 'usr', 'sbin', 'update-initramfs.portcullis-real')));
+  });
+
   it('pins the release key (public only) and ships an SBOM of Debian and npm packages', () => {
     assert.equal(readFileSync(join(rootfs, 'etc', 'portcullis', 'release-key.pub.pem'), 'utf8'), keyPem);
     const sbom = JSON.parse(
@@ -430,5 +443,24 @@ describe('appliance root file system (amd64)', () => {
     const config = readFileSync(join(rootfs, 'etc', 'portcullis', 'config.yaml'), 'utf8');
     assert.match(config, /publicKeyFile: \/etc\/portcullis\/release-key\.pub\.pem/);
     assert.match(config, /backend: tpm2/);
+  });
+});
+
+describe('image-build/initramfs-once.sh', () => {
+  it('refuses to remove an update-initramfs that is not its own stand-in', () => {
+    const root = mkdtempSync(join(tmpdir(), 'portcullis-initramfs-once-'));
+    try {
+      const tool = join(root, 'usr', 'sbin', 'update-initramfs');
+      mkdirSync(join(root, 'usr', 'sbin'), { recursive: true });
+      writeFileSync(tool, "#!/bin/sh\n# the package's own\n", { mode: 0o755 });
+      const r = spawnSync('bash', [join(ROOT, 'image-build', 'initramfs-once.sh'), 'make', root], {
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /not the build's stand-in; refusing to remove it/);
+      assert.equal(readFileSync(tool, 'utf8'), "#!/bin/sh\n# the package's own\n");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
