@@ -58,6 +58,17 @@ make_rootfs() {
   else
     bash "$here/build-rootfs.sh" --release-key "$key" --mirror "$mirror" "$@" "$rootfs"
   fi
+  # A root file system whose build stopped before its last hook still has the stand-in for update-initramfs
+  # (initramfs-once.sh) and no initramfs: an image made from it would not boot or update its kernel.
+  if grep -qF portcullis-real "$rootfs/var/lib/dpkg/diversions" 2>/dev/null; then
+    echo "the root file system still diverts update-initramfs: its build did not finish" >&2
+    exit 1
+  fi
+  local kernel
+  for kernel in "$rootfs"/boot/vmlinuz-*; do
+    [[ -e "$kernel" ]] || continue
+    [[ -f "$rootfs/boot/initrd.img-${kernel##*/vmlinuz-}" ]] || { echo "no initramfs for ${kernel##*/}" >&2; exit 1; }
+  done
 }
 
 # A FAT32 partition image holding SRC's files (mcopy: no mount needed).

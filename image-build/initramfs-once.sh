@@ -11,6 +11,8 @@ set -euo pipefail
 mode="${1:?usage: $0 defer|make ROOTFS}" root="${2:?usage: $0 defer|make ROOTFS}"
 tool=/usr/sbin/update-initramfs
 marker='# portcullis image build: deferred (image-build/initramfs-once.sh)'
+# Inside the root file system: one line for each call the stand-in answered, counted by `make`.
+calls=/var/tmp/portcullis-initramfs-deferred
 
 case "$mode" in
   defer)
@@ -18,7 +20,8 @@ case "$mode" in
     install -d -m 0755 "$root/usr/sbin"
     # The kernel's hook calls it only when `--version` says initramfs-tools; this one says otherwise, so the
     # hook and every trigger do nothing until `make`.
-    printf '#!/bin/sh\n%s\necho "update-initramfs: deferred to the end of the image build"\n' "$marker" >"$root$tool"
+    printf '#!/bin/sh\n%s\necho "$*" >>%s\necho "update-initramfs: deferred to the end of the image build"\n' \
+      "$marker" "$calls" >"$root$tool"
     chmod 0755 "$root$tool"
     ;;
   make)
@@ -30,6 +33,11 @@ case "$mode" in
     fi
     rm -f "$root$tool"
     chroot "$root" dpkg-divert --quiet --local --rename --divert "$tool.portcullis-real" --remove "$tool"
+    # Said in the build's output, so a stand-in nobody called (the tool moved) shows as 0.
+    n=0
+    [[ -f "$root$calls" ]] && n=$(wc -l <"$root$calls")
+    echo "initramfs-once: $n calls to update-initramfs deferred"
+    rm -f "$root$calls"
     if [[ -x "$root$tool" ]]; then
       chroot "$root" update-initramfs -c -k all
     fi

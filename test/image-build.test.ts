@@ -403,7 +403,7 @@ describe('appliance root file system (amd64)', () => {
     assert.doesNotMatch(diversions.stdout, /update-initramfs|portcullis/);
     assert.ok(
       !existsSync(join(rootfs, 'usr', 'sbin', 'update-initramfs')),
-      'no initramfs-tools in this image',
+      'the build left its stand-in at /usr/sbin/update-initramfs',
     );
     assert.ok(!existsSync(join(rootfs, 'usr', 'sbin', 'update-initramfs.portcullis-real')));
   });
@@ -447,6 +447,44 @@ describe('appliance root file system (amd64)', () => {
 });
 
 describe('image-build/initramfs-once.sh', () => {
+  /** build-image.sh --from-rootfs on a stand-in root file system that `shape` fills. */
+  const fromRootfs = (shape: (root: string) => void) => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-from-rootfs-'));
+    try {
+      const root = join(dir, 'rootfs');
+      mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
+      writeFileSync(join(root, 'usr', 'local', 'bin', 'portcullis'), '#!/bin/sh\n', { mode: 0o755 });
+      shape(root);
+      return spawnSync(
+        'bash',
+        [join(ROOT, 'image-build', 'build-image.sh'), '--from-rootfs', root, join(dir, 'x.img')],
+        {
+          encoding: 'utf8',
+        },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('build-image.sh refuses a root file system whose build stopped before the initramfs was made', () => {
+    const diverted = fromRootfs((root) => {
+      mkdirSync(join(root, 'var', 'lib', 'dpkg'), { recursive: true });
+      writeFileSync(
+        join(root, 'var', 'lib', 'dpkg', 'diversions'),
+        '/usr/sbin/update-initramfs\n/usr/sbin/update-initramfs.portcullis-real\n:\n',
+      );
+    });
+    assert.equal(diverted.status, 1, diverted.stderr);
+    assert.match(diverted.stderr, /still diverts update-initramfs: its build did not finish/);
+    const noInitrd = fromRootfs((root) => {
+      mkdirSync(join(root, 'boot'));
+      writeFileSync(join(root, 'boot', 'vmlinuz-6.99.0-test'), '');
+    });
+    assert.equal(noInitrd.status, 1, noInitrd.stderr);
+    assert.match(noInitrd.stderr, /no initramfs for vmlinuz-6\.99\.0-test/);
+  });
+
   it('refuses to remove an update-initramfs that is not its own stand-in', () => {
     const root = mkdtempSync(join(tmpdir(), 'portcullis-initramfs-once-'));
     try {
