@@ -332,7 +332,7 @@ describe('the amd64 appliance image, out of the box', {
   let rootfs: string;
   let image: string;
   let resumeBuild = () => {};
-  /** build-rootfs.sh's output. */
+  /** build-rootfs.sh's output, both streams. */
   let built = '';
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'portcullis-appliance-'));
@@ -342,7 +342,7 @@ describe('the amd64 appliance image, out of the box', {
     image = join(dir, 'portcullis-amd64.img');
     // The root file system once (with the PC's kernel packages, as build-image.sh's header says), then the
     // disk image from a copy of it; the kernel test below changes the root file system itself.
-    built = execFileSync(
+    const build = spawnSync(
       'bash',
       [
         join(ROOT, 'image-build', 'build-rootfs.sh'),
@@ -354,6 +354,9 @@ describe('the amd64 appliance image, out of the box', {
       ],
       { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 20 * 60_000 },
     );
+    assert.equal(build.status, 0, `build-rootfs.sh failed:\n${build.stderr.slice(-4000)}`);
+    // mmdebstrap writes its own lines and its hooks' output to stderr.
+    built = build.stdout + build.stderr;
     execFileSync('bash', [join(ROOT, 'image-build', 'build-image.sh'), '--from-rootfs', rootfs, image], {
       stdio: ['ignore', 'ignore', 'pipe'],
       timeout: 20 * 60_000,
