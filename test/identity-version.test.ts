@@ -227,7 +227,7 @@ describe("device cache: this connection's triggers and a reviewer's version", ()
 });
 
 describe("the data path's device", () => {
-  it('carries its standing, segment and policy, not its history (issue 23)', (t) => {
+  it('carries its standing, segment and policy, not its history (issue 23)', async (t) => {
     const { gateway, cli, writer } = twoProcesses(t);
     enqueue(writer, 1); // last_seen written
     const psk = { kind: 'psk' as const, identity: Buffer.from('s1') };
@@ -243,6 +243,9 @@ describe("the data path's device", () => {
     assert.equal(gateway.store.devices.get('s1')?.lastSeen, '2026-12-06T09:00:01.000Z');
 
     cli.identity.quarantine('s1', { mode: 'isolate', reason: 'test' }, 'tech');
+    // Another process's write shows once the cache reads identity's version again, within a millisecond (the
+    // test above); the quarantine's commit alone may take less than that.
+    await new Promise((r) => setTimeout(r, 5));
     const q = gateway.identity.deviceFor(psk);
     assert.equal(q?.state, 'quarantined');
     assert.equal(q?.quarantine?.mode, 'isolate');
