@@ -10,13 +10,15 @@
 set -euo pipefail
 mode="${1:?usage: $0 defer|make ROOTFS}" root="${2:?usage: $0 defer|make ROOTFS}"
 tool=/usr/sbin/update-initramfs
+# Where dpkg puts the package's own file while the stand-in is in place (build-image.sh looks for this name).
+real="$tool.portcullis-real"
 marker='# portcullis image build: deferred (image-build/initramfs-once.sh)'
 # Inside the root file system: one line for each call the stand-in answered, counted by `make`.
 calls=/var/tmp/portcullis-initramfs-deferred
 
 case "$mode" in
   defer)
-    chroot "$root" dpkg-divert --quiet --local --rename --divert "$tool.portcullis-real" --add "$tool"
+    chroot "$root" dpkg-divert --quiet --local --rename --divert "$real" --add "$tool"
     install -d -m 0755 "$root/usr/sbin"
     # The kernel's hook calls it only when `--version` says initramfs-tools; this one says otherwise, so the
     # hook and every trigger do nothing until `make`.
@@ -32,7 +34,7 @@ case "$mode" in
       exit 1
     fi
     rm -f "$root$tool"
-    chroot "$root" dpkg-divert --quiet --local --rename --divert "$tool.portcullis-real" --remove "$tool"
+    chroot "$root" dpkg-divert --quiet --local --rename --divert "$real" --remove "$tool"
     # Said in the build's output, so a stand-in nobody called (the tool moved) shows as 0.
     n=0
     [[ -f "$root$calls" ]] && n=$(wc -l <"$root$calls")

@@ -23,8 +23,9 @@ import {
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { VERSION } from '../gateway/src/version.ts';
+import { tempDir } from './helpers/tmp.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const UNITS = ['portcullis-gateway.service', 'portcullis-flows.service', 'portcullis-flows-setup.service'];
@@ -448,27 +449,21 @@ describe('appliance root file system (amd64)', () => {
 
 describe('image-build/initramfs-once.sh', () => {
   /** build-image.sh --from-rootfs on a stand-in root file system that `shape` fills. */
-  const fromRootfs = (shape: (root: string) => void) => {
-    const dir = mkdtempSync(join(tmpdir(), 'portcullis-from-rootfs-'));
-    try {
-      const root = join(dir, 'rootfs');
-      mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
-      writeFileSync(join(root, 'usr', 'local', 'bin', 'portcullis'), '#!/bin/sh\n', { mode: 0o755 });
-      shape(root);
-      return spawnSync(
-        'bash',
-        [join(ROOT, 'image-build', 'build-image.sh'), '--from-rootfs', root, join(dir, 'x.img')],
-        {
-          encoding: 'utf8',
-        },
-      );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  const fromRootfs = (t: TestContext, shape: (root: string) => void) => {
+    const dir = tempDir(t, 'portcullis-from-rootfs-');
+    const root = join(dir, 'rootfs');
+    mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
+    writeFileSync(join(root, 'usr', 'local', 'bin', 'portcullis'), '#!/bin/sh\n', { mode: 0o755 });
+    shape(root);
+    return spawnSync(
+      'bash',
+      [join(ROOT, 'image-build', 'build-image.sh'), '--from-rootfs', root, join(dir, 'x.img')],
+      { encoding: 'utf8' },
+    );
   };
 
-  it('build-image.sh refuses a root file system whose build stopped before the initramfs was made', () => {
-    const diverted = fromRootfs((root) => {
+  it('build-image.sh refuses a root file system whose build stopped before the initramfs was made', (t) => {
+    const diverted = fromRootfs(t, (root) => {
       mkdirSync(join(root, 'var', 'lib', 'dpkg'), { recursive: true });
       writeFileSync(
         join(root, 'var', 'lib', 'dpkg', 'diversions'),
@@ -477,7 +472,7 @@ describe('image-build/initramfs-once.sh', () => {
     });
     assert.equal(diverted.status, 1, diverted.stderr);
     assert.match(diverted.stderr, /still diverts update-initramfs: its build did not finish/);
-    const noInitrd = fromRootfs((root) => {
+    const noInitrd = fromRootfs(t, (root) => {
       mkdirSync(join(root, 'boot'));
       writeFileSync(join(root, 'boot', 'vmlinuz-6.99.0-test'), '');
     });
@@ -485,20 +480,16 @@ describe('image-build/initramfs-once.sh', () => {
     assert.match(noInitrd.stderr, /no initramfs for vmlinuz-6\.99\.0-test/);
   });
 
-  it('refuses to remove an update-initramfs that is not its own stand-in', () => {
-    const root = mkdtempSync(join(tmpdir(), 'portcullis-initramfs-once-'));
-    try {
-      const tool = join(root, 'usr', 'sbin', 'update-initramfs');
-      mkdirSync(join(root, 'usr', 'sbin'), { recursive: true });
-      writeFileSync(tool, "#!/bin/sh\n# the package's own\n", { mode: 0o755 });
-      const r = spawnSync('bash', [join(ROOT, 'image-build', 'initramfs-once.sh'), 'make', root], {
-        encoding: 'utf8',
-      });
-      assert.equal(r.status, 1);
-      assert.match(r.stderr, /not the build's stand-in; refusing to remove it/);
-      assert.equal(readFileSync(tool, 'utf8'), "#!/bin/sh\n# the package's own\n");
-    } finally {
-      rmSync(root, { recursive: true, force: true });
-    }
+  it('refuses to remove an update-initramfs that is not its own stand-in', (t) => {
+    const root = tempDir(t, 'portcullis-initramfs-once-');
+    const tool = join(root, 'usr', 'sbin', 'update-initramfs');
+    mkdirSync(join(root, 'usr', 'sbin'), { recursive: true });
+    writeFileSync(tool, "#!/bin/sh\n# the package's own\n", { mode: 0o755 });
+    const r = spawnSync('bash', [join(ROOT, 'image-build', 'initramfs-once.sh'), 'make', root], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /not the build's stand-in; refusing to remove it/);
+    assert.equal(readFileSync(tool, 'utf8'), "#!/bin/sh\n# the package's own\n");
   });
 });
