@@ -32,6 +32,9 @@ function twoProcesses(t: TestContext) {
   return { gateway, cli, writer };
 }
 
+/** Past the device cache's recheck window (1 ms), after which another process's identity write shows. */
+const settle = () => new Promise((r) => setTimeout(r, 5));
+
 function enqueue(store: Store, n: number): number[] {
   const ids: number[] = [];
   store.transaction(() => {
@@ -129,7 +132,6 @@ describe('the device behind a credential (device-cache.ts)', () => {
 
   it("answers another process's changes within a millisecond: quarantine, profile, decommission", async (t) => {
     const { gateway, cli } = twoProcesses(t);
-    const settle = () => new Promise((r) => setTimeout(r, 5));
     assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
     cli.identity.quarantine('s1', { mode: 'observe', reason: 'test' }, 'cli');
     await settle();
@@ -156,7 +158,7 @@ describe('the device behind a credential (device-cache.ts)', () => {
     // The counter moved back with the rollback; one write of another process moves it to the value the rolled-back
     // read saw, so a device kept from that read would now be answered as current.
     cli.store.devices.setState('s1', 'active', '2026-12-06T09:00:03.000Z');
-    await new Promise((r) => setTimeout(r, 5));
+    await settle();
     assert.equal(gateway.identity.deviceFor(psk('s1'))?.state, 'active');
   });
 });
@@ -245,7 +247,7 @@ describe("the data path's device", () => {
     cli.identity.quarantine('s1', { mode: 'isolate', reason: 'test' }, 'tech');
     // Another process's write shows once the cache reads identity's version again, within a millisecond (the
     // test above); the quarantine's commit alone may take less than that.
-    await new Promise((r) => setTimeout(r, 5));
+    await settle();
     const q = gateway.identity.deviceFor(psk);
     assert.equal(q?.state, 'quarantined');
     assert.equal(q?.quarantine?.mode, 'isolate');
