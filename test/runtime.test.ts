@@ -116,7 +116,7 @@ describe('how the appliance starts the gateway', () => {
     // memory figures rest on.
     assert.ok(unit.nodeArgs.includes('--max-semi-space-size=2'), unit.nodeArgs.join(' '));
     assert.ok(unit.nodeArgs.includes('--heap-growing-percent=20'), unit.nodeArgs.join(' '));
-    assert.equal(unit.env.MALLOC_ARENA_MAX, '2');
+    assert.equal(unit.env.MALLOC_ARENA_MAX, '1');
     assert.equal(unit.env.PORTCULLIS_CONFIG, undefined, 'a bench passes --config instead');
     // A flag node refuses would keep the gateway from starting at all.
     const r = spawnSync(process.execPath, [...unit.nodeArgs, '-e', '0'], { encoding: 'utf8' });
