@@ -4,6 +4,8 @@
  * (Delivery itself is proven end to end against mosquitto in e2e*.test.ts.)
  */
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ManualClock, systemClock } from '../gateway/src/clock.ts';
@@ -253,6 +255,46 @@ describe('uplink queue', () => {
     } finally {
       await u.stop();
       store.close();
+    }
+  });
+
+  it('starts no writer thread for the retention sweep of an empty queue, and one for a queue that holds rows', async (t) => {
+    const threads = () => readdirSync('/proc/self/task').length;
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const clock = new ManualClock();
+    // A queue of one row, written by an uplink that is then stopped (its writer's thread with it).
+    const full = join(tempDir(t), 'full.db');
+    const s1 = Store.open(full);
+    const u1 = new Uplink(s1, opts({}), clock, quiet);
+    await u1.enqueue(msg(0));
+    await u1.stop();
+    s1.close();
+    await stat(full); // libuv's pool is up before the threads are counted
+    await sleep(200); // and the stopped writer's thread is gone
+    const before = threads();
+
+    const empty = Store.open(join(tempDir(t), 'empty.db'));
+    const idle = new Uplink(empty, opts({ maxAgeMs: 50 }), clock, quiet);
+    idle.start();
+    await sleep(500); // ten sweeps at this maxAge; one a minute by default
+    assert.ok(threads() <= before, 'an empty queue is swept without a thread');
+    await idle.stop();
+    empty.close();
+
+    const s2 = Store.open(full);
+    clock.advance(1000);
+    await sleep(200);
+    const base = threads();
+    const u2 = new Uplink(s2, opts({ maxAgeMs: 50 }), clock, quiet);
+    u2.start();
+    try {
+      for (let i = 0; i < 100 && u2.status().dropped === 0; i++) await sleep(50);
+      assert.equal(u2.status().dropped, 1, 'the expired row is cut');
+      assert.ok(threads() > base, 'by the writer, in its thread');
+      assert.equal(s2.queue.depth(), 0);
+    } finally {
+      await u2.stop();
+      s2.close();
     }
   });
 });
