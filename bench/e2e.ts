@@ -10,6 +10,11 @@
  * session open and traffic flowing, against its idle base. `--cores 1|2` pins the gateway (taskset, every thread
  * and any child) to that many cores, to show how it scales with them.
  *
+ * Scales run on one home, so a scale's gateway restores the behaviour baselines of the devices earlier scales
+ * saw (`baselinesRestored`); the rest are born in the window, ~3 KB each, and count in its memory. `--seen` makes
+ * every device of a scale seen first (one reading each through a gateway started and stopped before the scale),
+ * as on any day after a device's first: its baseline is then in the idle base.
+ *
  * Latency is from the sensor's send to the subscriber's receipt (both in this process, one clock). For the
  * gateway path that includes DTLS, CoAP, the durable queue (fsync with `store.synchronous: full`) and MQTT.
  */
@@ -57,11 +62,13 @@ interface Settings {
   setupConcurrency: number;
   /** A scale whose sessions are not all up within this many seconds is reported as such and skipped. */
   setupSeconds: number;
+  /** Every device of a scale sends one reading to a gateway started and stopped before it (baselines restored). */
+  seen: boolean;
 }
 
 const USAGE =
   'usage: npm run bench -- e2e [--full] [--sensors N[,N…]] [--seconds N] [--inflight N] [--cores 1|2] ' +
-  '[--setup-concurrency N] [--setup-seconds N] [--synchronous full|normal]';
+  '[--setup-concurrency N] [--setup-seconds N] [--synchronous full|normal] [--seen]';
 
 /** The default is short (100 and 1,000 sensors, 3 s per phase); `--full` is issue 23's run: 100, 1,000, 10,000, 10 s. */
 export function parseE2eOptions(argv: string[]): Settings {
@@ -73,6 +80,7 @@ export function parseE2eOptions(argv: string[]): Settings {
     synchronous: 'full',
     setupConcurrency: 32,
     setupSeconds: 300,
+    seen: false,
   };
   const positive = (v: string | undefined) => {
     const n = Number(v);
@@ -84,6 +92,10 @@ export function parseE2eOptions(argv: string[]): Settings {
     if (key === '--full') {
       s.sensors = [100, 1000, 10_000];
       s.seconds = 10;
+      continue;
+    }
+    if (key === '--seen') {
+      s.seen = true;
       continue;
     }
     const value = argv[++i];
@@ -263,7 +275,15 @@ async function setUp<T>(
 
 const keyOf = (i: number) => Buffer.from(`bench-sensor-key-${String(i).padStart(6, '0')}`);
 
-/** Starts the gateway, pinned when asked; waits for it to settle and reads its idle base. */
+/** Sensor s<i>'s DTLS client (PSK, CCM_8), not yet connected. */
+const sensor = (home: GatewayHome, i: number) =>
+  new TestDtlsClient({
+    port: home.dtlsPort,
+    suite: 'TLS_PSK_WITH_AES_128_CCM_8',
+    psk: { identity: `s${i}`, key: keyOf(i) },
+    timeoutMs: 10_000,
+  });
+
 /**
  * A DTLS port for the next start, below the kernel's ephemeral range: between two scales the gateway is down,
  * and a port from that range (the home's first one) can be taken meanwhile by any socket on the machine.
@@ -291,6 +311,16 @@ async function movePort(home: GatewayHome): Promise<void> {
   }
 }
 
+/** The behaviour baselines a start restored, from its log (0 when it restored none). */
+function baselinesRestored(log: string[]): number {
+  for (const line of log) {
+    const entry = JSON.parse(line) as { msg?: string; devices?: number };
+    if (entry.msg === 'behaviour baselines restored') return entry.devices ?? 0;
+  }
+  return 0;
+}
+
+/** Starts the gateway, pinned when asked; waits for it to settle and reads its idle base. */
 async function startGateway(home: GatewayHome, s: Settings) {
   await movePort(home);
   const gateway = await home.start();
@@ -302,10 +332,40 @@ async function startGateway(home: GatewayHome, s: Settings) {
   // What the kernel says, not what was asked: the proof the pin took.
   const affinity =
     /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? null;
-  return { gateway, pid, pinned, affinity, idle: treeUsage(pid) };
+  return { gateway, pid, pinned, affinity, idle: treeUsage(pid), restored: baselinesRestored(gateway.log) };
 }
 
-type Env = { pki: TestPki; broker: Broker; home: GatewayHome; brokerPid: number | null };
+/** `seen`: devices s0… that an earlier gateway of this run took a reading from (their baselines are saved). */
+type Env = { pki: TestPki; broker: Broker; home: GatewayHome; brokerPid: number | null; seen: number };
+
+/**
+ * `--seen`: devices s(seen)…s(n-1) each send one reading to a gateway started for it and stopped after, which
+ * saves their baselines, so the scale's own gateway starts with them as it would on any day after the first.
+ */
+async function firstContact(n: number, s: Settings, env: Env): Promise<boolean> {
+  if (env.seen >= n) return true;
+  await movePort(env.home);
+  const gateway = await env.home.start();
+  const sensors: TestDtlsClient[] = [];
+  try {
+    const done = await setUp('first contact (one reading each)', n - env.seen, s, async (k) => {
+      const c = sensor(env.home, env.seen + k);
+      sensors.push(c);
+      await c.connect();
+      c.send(coapPost(`seen|${performance.now()}`, 1));
+      await c.receive();
+      c.close();
+      return c;
+    });
+    if (!done) return false;
+    env.seen = n;
+    return true;
+  } finally {
+    for (const c of sensors) c.close();
+    await gateway.stop();
+  }
+}
+
 type Sink = Awaited<ReturnType<typeof latencySink>>;
 
 /**
@@ -313,16 +373,12 @@ type Sink = Awaited<ReturnType<typeof latencySink>>;
  * gateway's CPU and resident memory read from /proc. Null when the sessions did not come up in time.
  */
 async function gatewayPhase(n: number, s: Settings, env: Env, sink: Sink) {
+  if (s.seen && !(await firstContact(n, s, env))) return null;
   const gw = await startGateway(env.home, s);
   let sensors: TestDtlsClient[] = [];
   try {
     const sessions = await setUp('DTLS sessions', n, s, async (i) => {
-      const c = new TestDtlsClient({
-        port: env.home.dtlsPort,
-        suite: 'TLS_PSK_WITH_AES_128_CCM_8',
-        psk: { identity: `s${i}`, key: keyOf(i) },
-        timeoutMs: 10_000,
-      });
+      const c = sensor(env.home, i);
       sensors.push(c);
       await c.connect();
       return c;
@@ -359,6 +415,7 @@ async function gatewayPhase(n: number, s: Settings, env: Env, sink: Sink) {
       diskFsyncMs,
       cpuMsPerMessage: round(cpu / Math.max(1, r.sent), 4),
       coresBusy: round2(cpu / (r.elapsed * 1000)),
+      baselinesRestored: gw.restored,
       rssIdleMiB: round2(gw.idle.rss / MiB),
       rssWithSessionsMiB: round2(rss / MiB),
       rssBeyondIdleMiB: round2((rss - gw.idle.rss) / MiB),
@@ -495,7 +552,7 @@ export async function e2eBench(argv: string[]): Promise<unknown> {
   try {
     provision(home, most);
     const scales = [];
-    const env = { pki, broker, home, brokerPid: brokerPid(broker.port) };
+    const env = { pki, broker, home, brokerPid: brokerPid(broker.port), seen: 0 };
     for (const n of settings.sensors) scales.push(await scale(n, settings, env));
     return {
       bench: 'e2e',
