@@ -276,10 +276,13 @@ describe('uplink queue', () => {
     const empty = Store.open(join(tempDir(t), 'empty.db'));
     const idle = new Uplink(empty, opts({ maxAgeMs: 50 }), clock, quiet);
     idle.start();
-    await sleep(500); // ten sweeps at this maxAge; one a minute by default
-    assert.ok(threads() <= before, 'an empty queue is swept without a thread');
-    await idle.stop();
-    empty.close();
+    try {
+      await sleep(500); // ten sweeps at this maxAge; one a minute by default
+      assert.ok(threads() <= before, 'an empty queue is swept without a thread');
+    } finally {
+      await idle.stop();
+      empty.close();
+    }
 
     const s2 = Store.open(full);
     clock.advance(1000);
@@ -295,6 +298,27 @@ describe('uplink queue', () => {
     } finally {
       await u2.stop();
       s2.close();
+    }
+  });
+
+  it('still cuts an expired row its count had missed (a depth short after a writer died)', async (t) => {
+    const store = Store.open(join(tempDir(t), 'q.db'));
+    const u = new Uplink(store, opts({ maxAgeMs: 50 }), new ManualClock(), quiet);
+    // Written behind the uplink's back after it counted an empty queue.
+    store.queue.enqueue({
+      deviceId: 'd0',
+      topic: 'site/devices/d0/telemetry',
+      payload: Buffer.from('old'),
+      properties: {},
+      enqueuedAt: '1900-01-01T00:00:00.000Z',
+    });
+    u.start();
+    try {
+      for (let i = 0; i < 100 && store.queue.depth() > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(store.queue.depth(), 0);
+    } finally {
+      await u.stop();
+      store.close();
     }
   });
 });

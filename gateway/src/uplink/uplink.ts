@@ -464,12 +464,21 @@ export class Uplink {
   /**
    * Retention rides with the next commit (the writer's thread deletes; committed() counts and says it). An empty
    * queue has nothing to cut: a sweep then would start the writer's thread every minute and keep it ~20 s, ~7–10
-   * MiB for a third of an idle gateway's life (issue 20's footprint).
+   * MiB for a third of an idle gateway's life (issue 20's footprint). The count is asked of the store before it is
+   * believed: after a writer died and the depth could not be read again, it may be short, and rows must still age.
    */
   private expire(maxAgeMs: number): void {
-    if (this.depth <= 0) return;
+    if (this.depth <= 0 && this.queueEmpty()) return;
     this.expireBefore = new Date(this.clock.now() - maxAgeMs).toISOString();
     this.scheduleCommit();
+  }
+
+  private queueEmpty(): boolean {
+    try {
+      return this.store.queue.depth() === 0;
+    } catch {
+      return false; // unknown: swept, and the commit says what it found
+    }
   }
 
   /** Every drop is counted and said: the bound is a policy, never a silent loss. */
