@@ -29,6 +29,15 @@ const opts = (o: Partial<UplinkOptions>): UplinkOptions => ({
   tls: { ca: Buffer.alloc(0), cert: null, key: { kind: 'pem', pem: '' } },
   ...o,
 });
+/** A row a century old, straight into the store (past any maxAge). */
+const enqueueOldRow = (store: Store) =>
+  store.queue.enqueue({
+    deviceId: 'd0',
+    topic: 'site/devices/d0/telemetry',
+    payload: Buffer.from('old'),
+    properties: {},
+    enqueuedAt: '1900-01-01T00:00:00.000Z',
+  });
 const msg = (i: number) => ({
   deviceId: `d${i % 2}`,
   payload: Buffer.from(`m${i}`),
@@ -79,13 +88,7 @@ describe('uplink queue', () => {
     const file = join(tempDir(t), 'q.db');
     const store = Store.open(file);
     t.after(() => store.close());
-    store.queue.enqueue({
-      deviceId: 'd0',
-      topic: 'site/devices/d0/telemetry',
-      payload: Buffer.from('old'),
-      properties: {},
-      enqueuedAt: '1900-01-01T00:00:00.000Z',
-    });
+    enqueueOldRow(store);
     // Retention must delete that row, and the disk refuses every delete (as a read-only remount would).
     withRawDb(file, (db) =>
       db.exec(
@@ -305,13 +308,7 @@ describe('uplink queue', () => {
     const store = Store.open(join(tempDir(t), 'q.db'));
     const u = new Uplink(store, opts({ maxAgeMs: 50 }), new ManualClock(), quiet);
     // Written behind the uplink's back after it counted an empty queue.
-    store.queue.enqueue({
-      deviceId: 'd0',
-      topic: 'site/devices/d0/telemetry',
-      payload: Buffer.from('old'),
-      properties: {},
-      enqueuedAt: '1900-01-01T00:00:00.000Z',
-    });
+    enqueueOldRow(store);
     u.start();
     try {
       for (let i = 0; i < 100 && store.queue.depth() > 0; i++) await new Promise((r) => setTimeout(r, 50));
