@@ -37,4 +37,12 @@ if (!bench) {
   process.stderr.write(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]\n`);
   process.exit(2);
 }
-process.stdout.write(`${JSON.stringify(await bench(rest), null, 2)}\n`);
+try {
+  process.stdout.write(`${JSON.stringify(await bench(rest), null, 2)}\n`);
+} catch (err) {
+  // A bench's option parser throws its usage line: that is the whole answer, not a stack trace.
+  const message = (err as Error).message;
+  if (!message.startsWith('usage:')) throw err;
+  process.stderr.write(`${message}\n`);
+  process.exit(2);
+}
