@@ -38,6 +38,7 @@ const enqueueOldRow = (store: Store) =>
     properties: {},
     enqueuedAt: '1900-01-01T00:00:00.000Z',
   });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const msg = (i: number) => ({
   deviceId: `d${i % 2}`,
   payload: Buffer.from(`m${i}`),
@@ -263,7 +264,6 @@ describe('uplink queue', () => {
 
   it('starts no writer thread for the retention sweep of an empty queue, and one for a queue that holds rows', async (t) => {
     const threads = () => readdirSync('/proc/self/task').length;
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const clock = new ManualClock();
     // A queue of one row, written by an uplink that is then stopped (its writer's thread with it).
     const full = join(tempDir(t), 'full.db');
@@ -311,7 +311,7 @@ describe('uplink queue', () => {
     enqueueOldRow(store);
     u.start();
     try {
-      for (let i = 0; i < 100 && store.queue.depth() > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 100 && store.queue.depth() > 0; i++) await sleep(50);
       assert.equal(store.queue.depth(), 0);
     } finally {
       await u.stop();
