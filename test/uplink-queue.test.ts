@@ -57,7 +57,7 @@ describe('uplink queue', () => {
       // The thread dies while the batch is out: before, during or after its commit, by the trial's delay.
       const worker = (u as unknown as { writer: { worker: { terminate(): Promise<number> } | null } }).writer
         .worker;
-      await new Promise((r) => setTimeout(r, 2 + trial));
+      await sleep(2 + trial);
       await worker?.terminate();
       // Every sender hears one way or the other (a ref'd timer: a sender left hanging fails here, by name).
       let guard: NodeJS.Timeout | undefined;
@@ -103,11 +103,11 @@ describe('uplink queue', () => {
     const u = new Uplink(store, opts({ maxAgeMs: 50 }), clock, logger);
     u.start();
     t.after(() => u.stop());
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     const failed = () => lines.filter((l) => l.msg === 'uplink queue: commit failed');
     assert.equal(failed().length, 1, 'one line a minute, not one per attempt');
     clock.advance(61_000);
-    for (let i = 0; i < 100 && failed().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && failed().length < 2; i++) await sleep(50);
     const second = failed()[1];
     assert.ok(second, 'the next minute says how many attempts failed');
     // 100, 200, 400, 800, 1600 ms: five or six attempts in those seconds; retried at once it was thousands.
@@ -182,7 +182,7 @@ describe('uplink queue', () => {
         contentFormat: null,
       });
     const until = async (pred: () => boolean) => {
-      for (let n = 0; !pred() && n < 200; n++) await new Promise((r) => setTimeout(r, 10));
+      for (let n = 0; !pred() && n < 200; n++) await sleep(10);
     };
     reading('21.5');
     await until(() => u.status().queueDepth === 1);
@@ -250,7 +250,7 @@ describe('uplink queue', () => {
     await u.enqueue(msg(1));
     u.start();
     try {
-      await new Promise((r) => setTimeout(r, 450));
+      await sleep(450);
       assert.equal(u.status().dropped, 1);
       assert.deepEqual(
         store.queue.peek(10).map((m) => m.payload.toString()),
