@@ -26,9 +26,16 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { generateSync } from 'otplib';
-import { type Vm as BaseVm, vmApp, vmHttps, waitForVm, watchSerial } from './helpers/appliance-vm.ts';
+import {
+  type Vm as BaseVm,
+  bootPastKernel,
+  vmApp,
+  vmHttps,
+  waitForVm,
+  watchSerial,
+} from './helpers/appliance-vm.ts';
 import { yieldBackgroundBuild } from './helpers/background-build.ts';
+import { nextCode } from './helpers/totp.ts';
 import { Browser } from './helpers/ui.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -79,10 +86,18 @@ interface Vm extends BaseVm {
   disk: string;
   /** QEMU's QMP socket: the power button, for a shutdown that leaves the guest's journal on its disk. */
   qmp: string;
+  /** When QEMU was started (the boot that reached userspace). */
+  poweredOn: number;
 }
 
-/** Boots a fresh copy-on-write overlay of the image; with `tpm`, a swtpm of its own as the TPM. */
-async function boot(t: TestContext, image: string, opts: { tpm: boolean }): Promise<Vm> {
+/**
+ * Boots a fresh copy-on-write overlay of the image, with `tpm` a swtpm of its own as the TPM, until the image's
+ * userspace speaks (once more after a guest kernel panic before it: bootPastKernel).
+ */
+const boot = (t: TestContext, image: string, opts: { tpm: boolean }) =>
+  bootPastKernel(t, (attempt) => bootOnce(t, image, opts, attempt), BOOT_DEADLINE_MS);
+
+async function bootOnce(t: TestContext, image: string, opts: { tpm: boolean }, attempt: number): Promise<Vm> {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-vm-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const disk = join(dir, 'disk.qcow2');
@@ -145,10 +160,12 @@ async function boot(t: TestContext, image: string, opts: { tpm: boolean }): Prom
       'tpm-tis,tpmdev=tpm0',
     );
   }
+  const poweredOn = Date.now();
   const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => proc.kill('SIGKILL'));
-  const serial = watchSerial(t, proc, `appliance-boot-${opts.tpm ? 'tpm' : 'no-tpm'}`);
-  return { serial, ui, editor, proc, disk, qmp: join(dir, 'qmp.sock') };
+  const name = `appliance-boot-${opts.tpm ? 'tpm' : 'no-tpm'}${attempt > 1 ? `-${attempt}` : ''}`;
+  const serial = watchSerial(t, proc, name);
+  return { serial, ui, editor, proc, disk, qmp: join(dir, 'qmp.sock'), poweredOn };
 }
 
 /**
@@ -255,13 +272,8 @@ async function consoleChangesTheAppliance(t: TestContext, vm: Vm): Promise<void>
   const b = new Browser(vmApp(vm.ui) as never);
   assert.equal((await b.call('POST', '/auth/login', { username: 'tech', password })).status, 200);
   const secret = (await b.call('POST', '/auth/totp/enroll')).data.secret as string;
-  // Each code once: a re-authentication waits for the next 30-second step.
-  let step = 0;
-  const code = async () => {
-    while (Math.floor(Date.now() / 30_000) <= step) await sleep(1000);
-    step = Math.floor(Date.now() / 30_000);
-    return generateSync({ secret, epoch: Math.floor(Date.now() / 1000) });
-  };
+  // Each step once (the guest's clock is the host's, from its RTC): the current step, then the next.
+  const code = () => nextCode(secret);
   const enrolled = await b.call('POST', '/auth/totp/confirm', { code: await code() });
   assert.equal(enrolled.status, 200, JSON.stringify(enrolled.data));
   b.csrf = enrolled.data.csrf as string;
@@ -435,8 +447,8 @@ describe('the amd64 appliance image, out of the box', {
     // Power-on to systemd's last word, then room to keep the guest's journal if it never comes.
     timeout: RETRY_BOUND_DEADLINE_MS + 4 * 60_000,
   }, async (t) => {
-    const poweredOn = Date.now();
     const vm = await boot(t, image, { tpm: false });
+    const { poweredOn } = vm;
     // The gateway's own refusal (its error code and the TPM named), and the retry state while systemd retries.
     await waitFor('the refusal on the console', vm, () =>
       /THE GATEWAY IS NOT RUNNING[^\n]*\n\s*Reason: error \[ERR_[A-Z_]+\]: [^\n]*TPM[^\n]*refusing to start[^\n]*\n\s*systemd (retries a few times|stopped retrying)/.test(

@@ -15,6 +15,7 @@ import { postMany } from './helpers/coap-sender.ts';
 import { TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { type E2e, startE2e, stopE2e } from './helpers/e2e.ts';
 import { runPeer } from './helpers/peers.ts';
+import { nextCode as totpCode } from './helpers/totp.ts';
 
 /** The little of the DOM the page-side functions use (the project's types have no DOM library). */
 interface BrowserElement {
@@ -41,18 +42,7 @@ describe('technician UI in chromium', () => {
   let page: Page;
   let base: string;
   let secret = '';
-  let step = 0;
-  /** A TOTP code of a time step not used yet (the gateway accepts each step once, ±1 step of drift). */
-  const nextCode = async (key = secret) => {
-    let now = Math.floor(Date.now() / 30_000);
-    if (step + 1 > now + 1) {
-      // Every step up to one ahead is spent: wait for the clock to move on.
-      await new Promise((r) => setTimeout(r, step * 30_000 - Date.now() + 100));
-      now = Math.floor(Date.now() / 30_000);
-    }
-    step = Math.max(step + 1, now);
-    return generateSync({ secret: key, epoch: step * 30 });
-  };
+  const nextCode = (key = secret) => totpCode(key);
   const shot = async (name: string) => {
     await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
   };

@@ -17,11 +17,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { generateSync } from 'otplib';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { type E2e, startE2e, stopE2e } from './helpers/e2e.ts';
 import { tabReachesEveryControl } from './helpers/keyboard.ts';
 import { opensslDtlsArgs, runPeer } from './helpers/peers.ts';
+import { nextCode } from './helpers/totp.ts';
 
 const SHOTS = join(import.meta.dirname, '..', 'test-artifacts', 'screenshots');
 const DOC_SHOTS = process.env.PORTCULLIS_DOC_SHOTS
@@ -33,18 +33,6 @@ const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 900 };
 const KEY = '00112233445566778899aabbccddeeff';
 const WRONG_KEY = 'ffeeddccbbaa99887766554433221100';
-
-/** Codes of time steps not used yet (the gateway takes each step once, ±1 step of drift). */
-let lastStep = 0;
-async function nextCode(secret: string): Promise<string> {
-  let now = Math.floor(Date.now() / 30_000);
-  if (lastStep + 1 > now + 1) {
-    await new Promise((r) => setTimeout(r, lastStep * 30_000 - Date.now() + 100));
-    now = Math.floor(Date.now() / 30_000);
-  }
-  lastStep = Math.max(lastStep + 1, now);
-  return generateSync({ secret, epoch: lastStep * 30 });
-}
 
 async function freeTcpPort(): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1');

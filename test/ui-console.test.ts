@@ -13,12 +13,12 @@ import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { generateSync } from 'otplib';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { postMany } from './helpers/coap-sender.ts';
 import { TestDtlsClient } from './helpers/dtls-test-client.ts';
 import { type E2e, startE2e, stopE2e } from './helpers/e2e.ts';
 import { tabReachesEveryControl } from './helpers/keyboard.ts';
+import { nextCode } from './helpers/totp.ts';
 
 const SHOTS = join(import.meta.dirname, '..', 'test-artifacts', 'screenshots');
 const DOC_SHOTS = process.env.PORTCULLIS_DOC_SHOTS
@@ -28,20 +28,6 @@ const PASSWORD = 'a technician passphrase';
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 900 };
-
-/** Codes of time steps not used yet, per secret (the gateway takes each step once, ±1 step of drift). */
-const steps = new Map<string, number>();
-async function nextCode(secret: string): Promise<string> {
-  let now = Math.floor(Date.now() / 30_000);
-  const last = steps.get(secret) ?? 0;
-  if (last + 1 > now + 1) {
-    await new Promise((r) => setTimeout(r, last * 30_000 - Date.now() + 100));
-    now = Math.floor(Date.now() / 30_000);
-  }
-  const step = Math.max(last + 1, now);
-  steps.set(secret, step);
-  return generateSync({ secret, epoch: step * 30 });
-}
 
 interface AxeResult {
   violations: { id: string; impact: string | null; help: string; nodes: { target: string[] }[] }[];
