@@ -40,7 +40,8 @@ if [[ ${#files[@]} -eq 0 ]]; then
 fi
 # One file at a time, in the order above (scripts/test-runner.mjs: `node --test` would sort them): several
 # tests bind the product's default ports, and the machine has two cores.
-# A per-test timeout turns a hung peer into a failure instead of a stuck CI run. It also bounds each file as a
-# whole: 20 min. The amd64 appliance boot file (two emulated VMs on two cores, beside the background Raspberry
-# Pi build) runs ~10 min and has its own 19 min budget, so that a boot that fails late still keeps its journal.
-node --import tsx --test-timeout=1200000 scripts/test-runner.mjs "${opts[@]}" "${files[@]}"
+# A bound on each file, 20 min, turns a hung peer into a failure instead of a stuck CI run (Node 20 applies no
+# per-test default in the files' own processes; tests that need one set it). The amd64 appliance boot file (two
+# emulated VMs on two cores, beside the background Raspberry Pi build) runs ~8 min and has its own 19 min budget,
+# so that a boot that fails late still keeps its journal.
+node --import tsx scripts/test-runner.mjs --file-timeout 1200000 "${opts[@]}" "${files[@]}"

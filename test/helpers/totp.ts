@@ -7,17 +7,25 @@ import { generateSync } from 'otplib';
 
 const lastStep = new Map<string, number>();
 const STEP_MS = 30_000;
+/**
+ * The next step is used only this far into the current one, and a wait for a step ends this far into it: the
+ * emulated appliance reads its clock from the RTC in whole seconds, up to a second behind this host's.
+ */
+const MARGIN_MS = 2000;
 
 /** A code of the earliest step not used yet for `secret`: the current one, else the next, else after a wait. */
 export async function nextCode(secret: string): Promise<string> {
-  const last = lastStep.get(secret) ?? 0;
-  let now = Math.floor(Date.now() / STEP_MS);
-  if (last > now) {
-    // The next step is spent too: wait for the clock to reach it, so that its successor is the one ahead.
-    await new Promise((r) => setTimeout(r, last * STEP_MS - Date.now() + 100));
-    now = Math.floor(Date.now() / STEP_MS);
+  for (;;) {
+    const last = lastStep.get(secret) ?? 0;
+    const now = Date.now();
+    const current = Math.floor(now / STEP_MS);
+    const ahead = now - current * STEP_MS >= MARGIN_MS ? current + 1 : current;
+    const step = Math.max(last + 1, current);
+    if (step <= ahead) {
+      lastStep.set(secret, step);
+      return generateSync({ secret, epoch: step * 30 });
+    }
+    // The current step and the next are spent: once the last one used is current (a margin in), its next is.
+    await new Promise((r) => setTimeout(r, last * STEP_MS + MARGIN_MS - now));
   }
-  const step = Math.max(last + 1, now);
-  lastStep.set(secret, step);
-  return generateSync({ secret, epoch: step * 30 });
 }
