@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { Clock } from '../../gateway/src/clock.ts';
@@ -14,6 +15,8 @@ export interface Reply {
   headers: Record<string, string | string[] | undefined>;
   data: { error?: { code: string; message: string }; seq?: number };
 }
+
+const quieted = new WeakSet<Socket>();
 
 /** One call over the real Unix socket; `body` is sent as given (a string or a Buffer is not re-encoded). */
 export function call(
@@ -50,7 +53,13 @@ export function call(
     req.on('error', reject);
     // A server that refuses a large body answers before reading it all and closes: the rest of our write then
     // fails with EPIPE, after the answer has arrived. That is the refusal working, not an error of the test.
-    req.on('socket', (s) => s.on('error', () => {}));
+    // Once per socket: the global agent keeps sockets alive, and a listener per request on a reused one passed
+    // Node's limit of 10 (MaxListenersExceededWarning in the flood tests).
+    req.on('socket', (s) => {
+      if (quieted.has(s)) return;
+      quieted.add(s);
+      s.on('error', () => {});
+    });
     req.end(body);
   });
 }
