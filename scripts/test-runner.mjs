@@ -1,44 +1,160 @@
-// Runs test files with Node's own test runner (the TAP reporter, its summary last), one file at a time and in the
-// order given: `node --test` sorts the files it is given by name, so a whole run could not choose its order.
-//   node --import tsx scripts/test-runner.mjs [--file-timeout MS] [--test-name-pattern RE]... FILE...
-// --file-timeout bounds each file as a whole (its tests are cancelled and fail). Exit status 1 when a test failed,
-// 2 on bad usage.
+// Runs test files with Node's own test runner and one TAP report (its summary last), one file at a time in each of
+// up to two lanes, in the order given: `node --test` sorts the files it is given by name, so a whole run could
+// not choose its order, nor keep the files that must not overlap apart.
+//   node --import tsx scripts/test-runner.mjs [--file-timeout MS] [--test-name-pattern RE]...
+//        [--second-lane FILE]... [--second-lane-after PATH] [--alone FILE]... FILE...
+// FILE... run in the main lane. --second-lane files run in a lane of their own beside it, from when PATH exists
+// (or the main lane is done). An --alone file of the main lane waits for the second lane's file to end, and the
+// second lane starts none while it runs. --file-timeout bounds each file as a whole (its tests are cancelled and
+// fail). Exit status 1 when a test failed, 2 on bad usage.
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import { run } from 'node:test';
 import { tap } from 'node:test/reporters';
 
-const usage = 'usage: test-runner.mjs [--file-timeout MS] [--test-name-pattern RE]... FILE...';
+const usage =
+  'usage: test-runner.mjs [--file-timeout MS] [--test-name-pattern RE]... [--second-lane FILE]... ' +
+  '[--second-lane-after PATH] [--alone FILE]... FILE...';
+const bad = (why) => {
+  console.error(`test-runner: ${why}\n${usage}`);
+  process.exit(2);
+};
 let timeout = Number.POSITIVE_INFINITY;
 const files = [];
+const second = [];
+const alone = new Set();
+let secondAfter;
 const patterns = [];
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
-  if (a === '--file-timeout' && /^\d+$/.test(args[i + 1] ?? '')) timeout = Number(args[++i]);
-  else if (a === '--test-name-pattern' && i + 1 < args.length) patterns.push(args[++i]);
+  const value = () => (i + 1 < args.length ? args[++i] : bad(`${a} needs a value`));
+  if (a === '--file-timeout') {
+    const ms = value();
+    if (!/^\d+$/.test(ms)) bad('--file-timeout needs a number of milliseconds');
+    timeout = Number(ms);
+  } else if (a === '--test-name-pattern') patterns.push(value());
   else if (a.startsWith('--test-name-pattern=')) patterns.push(a.slice('--test-name-pattern='.length));
-  else if (a.startsWith('-')) {
-    console.error(`test-runner: unknown option ${a}\n${usage}`);
-    process.exit(2);
-  } else files.push(resolve(a));
+  else if (a === '--second-lane') second.push(resolve(value()));
+  else if (a === '--second-lane-after') secondAfter = resolve(value());
+  else if (a === '--alone') alone.add(resolve(value()));
+  else if (a.startsWith('-')) bad(`unknown option ${a}`);
+  else files.push(resolve(a));
 }
-if (files.length === 0) {
-  console.error(`test-runner: no test files\n${usage}`);
-  process.exit(2);
+if (files.length + second.length === 0) bad('no test files');
+for (const f of alone) if (!files.includes(f)) bad(`--alone ${f} is not a file of the main lane`);
+
+/** The merged report: each lane's events, a top-level test (a file's describe, with all it holds) at a time. */
+const queue = [];
+let wake;
+let closed = false;
+const emit = (events) => {
+  queue.push(...events);
+  wake?.();
+};
+async function* merged() {
+  for (;;) {
+    while (queue.length > 0) yield queue.shift();
+    if (closed) return;
+    await new Promise((r) => {
+      wake = r;
+    });
+    wake = undefined;
+  }
 }
 
+/** Lanes wait on each other through these, re-checked whenever one changes. */
+const state = { secondBusy: false, aloneWaiting: false, aloneRunning: false, mainDone: false };
+const waiters = [];
+const changed = () => {
+  for (const r of waiters.splice(0)) r();
+};
+const until = async (ok) => {
+  while (!ok()) await new Promise((r) => waiters.push(r));
+};
+
+let top = 0;
 let failed = false;
-const stream = run({
-  files,
-  concurrency: 1,
-  timeout,
-  ...(patterns.length > 0 ? { testNamePatterns: patterns } : {}),
-});
-// As `node --test` counts them: a failing test marked todo does not fail the run.
-stream.on('test:fail', (data) => {
-  if (data.todo === undefined || data.todo === false) failed = true;
-});
-stream.compose(tap).pipe(process.stdout);
+const totals = { tests: 0, suites: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
+
+/** One file through node:test's runner; its own plan and summary are folded into the run's. */
+async function runFile(file) {
+  let group = [];
+  const stream = run({
+    files: [file],
+    concurrency: 1,
+    timeout,
+    ...(patterns.length > 0 ? { testNamePatterns: patterns } : {}),
+  });
+  for await (const event of stream) {
+    const { type, data } = event;
+    if (
+      data.nesting === 0 &&
+      data.file === undefined &&
+      (type === 'test:plan' || type === 'test:diagnostic')
+    ) {
+      const [key, n] = String(data.message ?? '').split(' ');
+      if (type === 'test:diagnostic' && key in totals) totals[key] += Number(n) || 0;
+      continue;
+    }
+    // As `node --test` counts them: a failing test marked todo does not fail the run.
+    if (type === 'test:fail' && (data.todo === undefined || data.todo === false)) failed = true;
+    if (data.nesting === 0 && (type === 'test:pass' || type === 'test:fail')) {
+      group.push({ type, data: { ...data, testNumber: ++top } });
+      emit(group);
+      group = [];
+    } else group.push(event);
+  }
+  emit(group);
+}
+
+async function mainLane() {
+  for (const file of files) {
+    if (alone.has(file)) {
+      state.aloneWaiting = true;
+      changed();
+      await until(() => !state.secondBusy);
+      state.aloneRunning = true;
+    }
+    await runFile(file);
+    state.aloneWaiting = state.aloneRunning = false;
+    changed();
+  }
+  state.mainDone = true;
+  changed();
+}
+
+async function secondLane() {
+  if (second.length === 0) return;
+  if (secondAfter) {
+    const poll = setInterval(changed, 2000);
+    await until(() => state.mainDone || existsSync(secondAfter));
+    clearInterval(poll);
+  }
+  for (const file of second) {
+    await until(() => !state.aloneWaiting && !state.aloneRunning);
+    state.secondBusy = true;
+    await runFile(file);
+    state.secondBusy = false;
+    changed();
+  }
+}
+
+const started = performance.now();
+const report = Readable.from(tap(merged()));
+report.pipe(process.stdout);
+await Promise.all([mainLane(), secondLane()]);
+emit([{ type: 'test:plan', data: { nesting: 0, count: top } }]);
+const summary = { ...totals, duration_ms: performance.now() - started };
+emit(
+  Object.entries(summary).map(([k, v]) => ({
+    type: 'test:diagnostic',
+    data: { nesting: 0, message: `${k} ${v}` },
+  })),
+);
+closed = true;
+wake?.();
 process.on('exit', () => {
   if (failed) process.exitCode = 1;
 });
