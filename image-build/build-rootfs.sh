@@ -69,9 +69,9 @@ mkdir -p "$release"
 # platform packages: esbuild, Node-RED's bcrypt), so the SBOM below lists exactly what ships.
 git -C "$repo" ls-files -z | (cd "$repo" && tar --null -T - -cf -) | tar -C "$release" -xf -
 # The compiled JavaScript the units run (dist/), built here from the checkout's sources: the appliance has no
-# TypeScript compiler or loader.
-(cd "$repo" && node scripts/build.mjs >/dev/null)
-cp -a "$repo/dist" "$release/dist"
+# TypeScript compiler or loader. Built into the release, not the checkout's dist/, which tests running beside
+# an image build (the whole run's background build) read.
+(cd "$repo" && node scripts/build.mjs --out "$release/dist" >/dev/null)
 npm_cpu=$([[ "$arch" == amd64 ]] && echo x64 || echo arm64)
 (cd "$release" && npm ci --omit=dev --ignore-scripts --os=linux --cpu="$npm_cpu" --libc=glibc \
   --prefer-offline --no-audit --no-fund --loglevel=error)

@@ -6,16 +6,25 @@ import { spawnSync } from 'node:child_process';
 // (the image and update bundles are built from a checkout that ran this), and the step says so and succeeds.
 import { cpSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = join(root, 'dist');
+// `--out DIR` builds elsewhere (image-build/build-rootfs.sh, into its release): the checkout's own dist/, which
+// tests running beside an image build read, is then left alone.
+const outAt = process.argv.indexOf('--out');
+if (outAt >= 0 && !process.argv[outAt + 1]) {
+  process.stderr.write('build: --out needs a directory\n');
+  process.exit(2);
+}
+const dist = outAt >= 0 ? resolve(process.argv[outAt + 1]) : join(root, 'dist');
 let tsc;
 try {
   tsc = createRequire(join(root, 'package.json')).resolve('typescript/bin/tsc');
 } catch {
-  if (existsSync(join(dist, 'gateway/src/cli/index.js'))) {
+  const shipped = join(root, 'dist');
+  if (existsSync(join(shipped, 'gateway/src/cli/index.js'))) {
+    if (dist !== shipped) cpSync(shipped, dist, { recursive: true });
     process.stdout.write('build: no TypeScript compiler (production install); using the shipped dist/\n');
     process.exit(0);
   }
@@ -24,8 +33,9 @@ try {
   );
   process.exit(1);
 }
-// Built beside dist/ and swapped in at the end, so a gateway or test running from dist/ never sees half of it.
-const next = `${dist}.next-${process.pid}`;
+// Built beside the checkout's dist/ and swapped in at the end, so a gateway or test running from dist/ never sees
+// half of it. Beside it also for --out: the source maps' paths are relative to where tsc writes.
+const next = join(root, `dist.next-${process.pid}`);
 rmSync(next, { recursive: true, force: true });
 const r = spawnSync(
   process.execPath,
@@ -41,6 +51,14 @@ writeFileSync(
   join(next, 'package.json'),
   `${JSON.stringify({ name: 'portcullis-dist', version: pkg.version, private: true, type: 'module' }, null, 2)}\n`,
 );
+if (dist !== join(root, 'dist')) {
+  // Another file system, as a rule (the release is staged under /tmp): copied, not renamed.
+  rmSync(dist, { recursive: true, force: true });
+  cpSync(next, dist, { recursive: true });
+  rmSync(next, { recursive: true, force: true });
+  process.stdout.write(`build: ${dist} ready\n`);
+  process.exit(0);
+}
 const old = `${dist}.old-${process.pid}`;
 rmSync(old, { recursive: true, force: true });
 if (existsSync(dist)) renameSync(dist, old);

@@ -2,7 +2,8 @@
 # Builds the Raspberry Pi disk image for test/rpi-image-boot.test.ts in the background of the whole test run:
 # the arm64 root file system runs Debian's maintainer scripts under qemu-user (the longest build in the suite),
 # so scripts/run-tests.sh starts it first, niced in its own session (which the amd64 VM boot test lowers to the
-# least CPU share while it runs), and the boot test (run last) waits for it instead of building it in its own time.
+# least CPU share while it runs), and the boot test (the first of the run's second lane, which starts when DIR/rc
+# appears) uses it instead of building it in its own time.
 #   prebuild-rpi-image.sh DIR   → DIR/portcullis-rpi.img, DIR/build.log, and DIR/rc (the exit code) when done
 set -uo pipefail
 dir="${1:?usage: $0 DIR}"

@@ -19,19 +19,20 @@ if [[ ${#files[@]} -eq 0 ]]; then
   # otherwise takes it from files that need both. Then the rest by name.
   waiting=(test/ui-console.test.ts test/segmentation-netns.test.ts test/systemd.test.ts test/ui-fleet.test.ts
     test/policy-netns.test.ts test/ui-browser.test.ts test/ui-console-admin.test.ts test/updates.test.ts)
-  # Once the build is done its core would idle: a second lane takes the Raspberry Pi boot, then files that run
-  # in their own process alone (no fixed port, no namespace or firewall, no systemd, no timing they assert on),
-  # so that they can overlap anything in the main lane. A file not listed runs in the main lane, the safe default.
+  # Once the build is done its core would idle: a second lane takes the Raspberry Pi boot, then files that touch
+  # nothing another file uses (no fixed port, no namespace or firewall, no systemd, nothing outside their temp
+  # directories, no deadline a loaded machine could miss), so that they can overlap anything in the main lane.
+  # A file not listed runs in the main lane, the safe default.
   beside=(test/rpi-image-boot.test.ts test/activity.test.ts test/alerts.test.ts test/anomaly-baseline-saver.test.ts
     test/anomaly.test.ts test/anomaly-realistic.test.ts test/appliance-vm.test.ts test/architecture.test.ts
     test/argon2-thread.test.ts test/audit.test.ts test/bench-options.test.ts test/coap-dedupe.test.ts
-    test/coap.test.ts test/compliance.test.ts test/config.test.ts test/console-config-file.test.ts
-    test/dtls-crypto.test.ts test/dtls-internals.test.ts test/dtls-session-memory.test.ts test/events.test.ts
-    test/fleet-fetch.test.ts test/hardware.test.ts test/identity-version.test.ts test/log-throttle.test.ts
-    test/policy.test.ts test/policy-shared-compiled.test.ts test/policy-ui.test.ts test/segmentation.test.ts
+    test/coap.test.ts test/compliance.test.ts test/config.test.ts test/dtls-crypto.test.ts
+    test/dtls-internals.test.ts test/dtls-session-memory.test.ts test/events.test.ts test/fleet-fetch.test.ts
+    test/hardware.test.ts test/identity-version.test.ts test/log-throttle.test.ts test/policy.test.ts
+    test/policy-shared-compiled.test.ts test/policy-ui.test.ts test/segmentation.test.ts
     test/setup-code-console.test.ts test/store.test.ts test/ui-access.test.ts test/ui-auth.test.ts
-    test/ui-console-diagnostics.test.ts test/ui-console-pages.test.ts test/ui-pages.test.ts
-    test/uplink-coalesced-writes.test.ts test/uplink-post-batching.test.ts test/uplink-queue.test.ts)
+    test/ui-console-pages.test.ts test/ui-pages.test.ts test/uplink-coalesced-writes.test.ts
+    test/uplink-post-batching.test.ts test/uplink-queue.test.ts)
   for f in "${waiting[@]}" "${beside[@]}"; do
     [[ -f "$f" ]] || { echo "run-tests.sh: $f is listed but missing" >&2; exit 2; }
   done
@@ -56,10 +57,11 @@ if [[ ${#files[@]} -eq 0 ]]; then
   # `|| true`: under errexit a failing kill (the build already finished) would otherwise become the exit code.
   trap 'kill -- -"$builder" 2>/dev/null || true; wait "$builder" 2>/dev/null || true; rm -rf "$prebuild"' EXIT
 fi
-# One file at a time in each lane, in the order above (scripts/test-runner.mjs: `node --test` would sort them):
-# several tests bind the product's default ports, and the machine has two cores.
+# One file at a time in each lane, in the order above (scripts/test-runner.mjs: `node --test` would sort them,
+# and could not keep apart the files that must not overlap): several tests bind the product's default ports or
+# the host's firewall, and the machine has two cores.
 # A bound on each file, 20 min, turns a hung peer into a failure instead of a stuck CI run (Node 20 applies no
 # per-test default in the files' own processes; tests that need one set it). The amd64 appliance boot file (two
-# emulated VMs on two cores, beside the background Raspberry Pi build) runs ~8 min and has its own 19 min budget,
-# so that a boot that fails late still keeps its journal.
+# emulated VMs on two cores, beside the background Raspberry Pi build but nothing of the second lane) runs ~8 min
+# and has its own 19 min budget, so that a boot that fails late still keeps its journal.
 node --import tsx scripts/test-runner.mjs --file-timeout 1200000 "${opts[@]}" "${lanes[@]}" "${files[@]}"

@@ -44,6 +44,14 @@ for (let i = 0; i < args.length; i++) {
 }
 if (files.length + second.length === 0) bad('no test files');
 for (const f of alone) if (!files.includes(f)) bad(`--alone ${f} is not a file of the main lane`);
+for (const f of second) if (files.includes(f)) bad(`${f} is in both lanes`);
+for (const p of patterns) {
+  try {
+    new RegExp(p);
+  } catch (e) {
+    bad(`--test-name-pattern ${p}: ${e.message}`);
+  }
+}
 
 /** The merged report: each lane's events, a top-level test (a file's describe, with all it holds) at a time. */
 const queue = [];
@@ -73,14 +81,31 @@ const changed = () => {
 const until = async (ok) => {
   while (!ok()) await new Promise((r) => waiters.push(r));
 };
+/** Waits for `ok`, then claims `flag` in the same step, so that the other lane cannot slip in between. */
+const claim = (ok, flag) =>
+  until(() => {
+    if (!ok()) return false;
+    state[flag] = true;
+    return true;
+  });
 
 let top = 0;
 let failed = false;
 const totals = { tests: 0, suites: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
+const SUMMARY = /^(tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) (\S+)$/;
 
-/** One file through node:test's runner; its own plan and summary are folded into the run's. */
+/**
+ * One file through node:test's runner. Its top-level tests reach the report whole (with the diagnostics that
+ * follow their ok line), so the lanes interleave only between them; output a file prints goes at once. Its own
+ * plan and summary are folded into the run's.
+ */
 async function runFile(file) {
   let group = [];
+  let held = null;
+  const release = () => {
+    if (held) emit(held);
+    held = null;
+  };
   const stream = run({
     files: [file],
     concurrency: 1,
@@ -89,23 +114,33 @@ async function runFile(file) {
   });
   for await (const event of stream) {
     const { type, data } = event;
-    if (
-      data.nesting === 0 &&
-      data.file === undefined &&
-      (type === 'test:plan' || type === 'test:diagnostic')
-    ) {
-      const [key, n] = String(data.message ?? '').split(' ');
-      if (type === 'test:diagnostic' && key in totals) totals[key] += Number(n) || 0;
-      continue;
+    const root = data.nesting === 0 && data.file === undefined;
+    if (root && type === 'test:plan') continue;
+    if (root && type === 'test:diagnostic') {
+      const m = SUMMARY.exec(String(data.message));
+      if (m) {
+        if (m[1] in totals) totals[m[1]] += Number(m[2]) || 0;
+        continue;
+      }
     }
     // As `node --test` counts them: a failing test marked todo does not fail the run.
     if (type === 'test:fail' && (data.todo === undefined || data.todo === false)) failed = true;
+    if (type === 'test:stdout' || type === 'test:stderr') {
+      emit([event]);
+      continue;
+    }
+    if (type === 'test:diagnostic' && data.nesting === 0 && held) {
+      held.push(event);
+      continue;
+    }
+    release();
     if (data.nesting === 0 && (type === 'test:pass' || type === 'test:fail')) {
       group.push({ type, data: { ...data, testNumber: ++top } });
-      emit(group);
+      held = group;
       group = [];
     } else group.push(event);
   }
+  release();
   emit(group);
 }
 
@@ -114,12 +149,14 @@ async function mainLane() {
     if (alone.has(file)) {
       state.aloneWaiting = true;
       changed();
-      await until(() => !state.secondBusy);
-      state.aloneRunning = true;
+      await claim(() => !state.secondBusy, 'aloneRunning');
     }
-    await runFile(file);
-    state.aloneWaiting = state.aloneRunning = false;
-    changed();
+    try {
+      await runFile(file);
+    } finally {
+      state.aloneWaiting = state.aloneRunning = false;
+      changed();
+    }
   }
   state.mainDone = true;
   changed();
@@ -128,16 +165,18 @@ async function mainLane() {
 async function secondLane() {
   if (second.length === 0) return;
   if (secondAfter) {
-    const poll = setInterval(changed, 2000);
+    const poll = setInterval(changed, 500);
     await until(() => state.mainDone || existsSync(secondAfter));
     clearInterval(poll);
   }
   for (const file of second) {
-    await until(() => !state.aloneWaiting && !state.aloneRunning);
-    state.secondBusy = true;
-    await runFile(file);
-    state.secondBusy = false;
-    changed();
+    await claim(() => !state.aloneWaiting && !state.aloneRunning, 'secondBusy');
+    try {
+      await runFile(file);
+    } finally {
+      state.secondBusy = false;
+      changed();
+    }
   }
 }
 

@@ -8,7 +8,7 @@
  *
  * The image takes longest of anything in the suite (Debian's maintainer scripts run under qemu-user), so the
  * whole run starts it in the background first (scripts/prebuild-rpi-image.sh, from scripts/run-tests.sh) and
- * runs this file last; alone, the file builds the image itself.
+ * runs this file first in its second lane, once the build is done; alone, the file builds the image itself.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';

@@ -6,7 +6,7 @@
  * explain the decision.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encode as encodeCbor } from 'cbor-x';
@@ -50,19 +50,23 @@ async function coap(
 ): Promise<Answer> {
   const method = o.method ?? 'post';
   const args = ['-v', '7', '-u', identity, '-k', KEY, '-m', method, '-B', '5'];
+  let file: string | undefined;
   if (o.body) {
-    const file = join(dir, `body-${identity}-${Math.random().toString(36).slice(2)}`);
+    file = join(dir, `body-${identity}-${Math.random().toString(36).slice(2)}`);
     writeFileSync(file, o.body);
     args.push('-f', file);
   }
   if (o.cf !== undefined) args.push('-t', String(o.cf));
+  // The body's file goes with the request: each call left one in /tmp.
   const r = await runPeer(
     'coap-client-openssl',
     [...args, `coaps://127.0.0.1:${port}${o.path ?? '/telemetry'}`],
     {
       timeoutMs: 10_000,
     },
-  );
+  ).finally(() => {
+    if (file) rmSync(file, { force: true });
+  });
   const text = r.stdout.toString() + r.stderr;
   const m = /c:(\d\.\d\d)[^\n]*/.exec(
     text
