@@ -18,14 +18,29 @@ if (outAt >= 0 && !process.argv[outAt + 1]) {
   process.exit(2);
 }
 const dist = outAt >= 0 ? resolve(process.argv[outAt + 1]) : join(root, 'dist');
+// The target is emptied first: a mistaken path must not take the checkout (or a directory holding it) with it.
+if (
+  dist !== join(root, 'dist') &&
+  (root.startsWith(`${dist}/`) || dist === root || dist.startsWith(`${root}/`))
+) {
+  process.stderr.write(
+    `build: --out ${dist}: not inside the checkout or above it; give a directory of its own\n`,
+  );
+  process.exit(2);
+}
 let tsc;
 try {
   tsc = createRequire(join(root, 'package.json')).resolve('typescript/bin/tsc');
 } catch {
   const shipped = join(root, 'dist');
   if (existsSync(join(shipped, 'gateway/src/cli/index.js'))) {
-    if (dist !== shipped) cpSync(shipped, dist, { recursive: true });
-    process.stdout.write('build: no TypeScript compiler (production install); using the shipped dist/\n');
+    if (dist !== shipped) {
+      rmSync(dist, { recursive: true, force: true });
+      cpSync(shipped, dist, { recursive: true });
+    }
+    process.stdout.write(
+      `build: no TypeScript compiler (production install); using the shipped dist/${dist === shipped ? '' : ` (copied to ${dist})`}\n`,
+    );
     process.exit(0);
   }
   process.stderr.write(
@@ -42,7 +57,10 @@ const r = spawnSync(
   [tsc, '-p', join(root, 'tsconfig.build.json'), '--noCheck', '--outDir', next],
   { stdio: 'inherit' },
 );
-if (r.status !== 0) process.exit(r.status ?? 1);
+if (r.status !== 0) {
+  rmSync(next, { recursive: true, force: true });
+  process.exit(r.status ?? 1);
+}
 // Files the compiled code reads beside itself: the UI's static assets, and the version (version.ts reads
 // ../../package.json, which from dist/gateway/src is dist/package.json).
 cpSync(join(root, 'ui/static'), join(next, 'ui/static'), { recursive: true });

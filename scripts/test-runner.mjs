@@ -5,10 +5,10 @@
 //        [--second-lane FILE]... [--second-lane-after PATH] [--alone FILE]... FILE...
 // FILE... run in the main lane. --second-lane files run in a lane of their own beside it, from when PATH exists
 // (or the main lane is done). An --alone file of the main lane waits for the second lane's file to end, and the
-// second lane starts none while it runs. --file-timeout bounds each file as a whole (its tests are cancelled and
-// fail). Exit status 1 when a test failed, 2 on bad usage.
+// second lane starts none while it runs. --file-timeout bounds each file as a whole (its tests are cancelled, and
+// the run fails). Exit status 1 when a test failed or was cancelled, 2 on bad usage.
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { run } from 'node:test';
 import { tap } from 'node:test/reporters';
@@ -32,7 +32,7 @@ for (let i = 0; i < args.length; i++) {
   const value = () => (i + 1 < args.length ? args[++i] : bad(`${a} needs a value`));
   if (a === '--file-timeout') {
     const ms = value();
-    if (!/^\d+$/.test(ms)) bad('--file-timeout needs a number of milliseconds');
+    if (!/^[1-9]\d*$/.test(ms)) bad('--file-timeout needs a number of milliseconds');
     timeout = Number(ms);
   } else if (a === '--test-name-pattern') patterns.push(value());
   else if (a.startsWith('--test-name-pattern=')) patterns.push(a.slice('--test-name-pattern='.length));
@@ -47,7 +47,9 @@ for (const f of alone) if (!files.includes(f)) bad(`--alone ${f} is not a file o
 for (const f of second) if (files.includes(f)) bad(`${f} is in both lanes`);
 for (const p of patterns) {
   try {
-    new RegExp(p);
+    // As node:test reads them: `/re/flags`, or the pattern itself.
+    const m = /^\/(.*)\/([a-z]*)$/s.exec(p);
+    new RegExp(m ? m[1] : p, m ? m[2] : '');
   } catch (e) {
     bad(`--test-name-pattern ${p}: ${e.message}`);
   }
@@ -102,8 +104,14 @@ const SUMMARY = /^(tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) (\
 async function runFile(file) {
   let group = [];
   let held = null;
+  let heldOk = null;
+  let releaseTimer;
+  // Numbered as it is sent, so that the report's numbers run in order whichever lane sends next.
   const release = () => {
-    if (held) emit(held);
+    clearTimeout(releaseTimer);
+    if (!held) return;
+    heldOk.data.testNumber = ++top;
+    emit(held);
     held = null;
   };
   const stream = run({
@@ -126,7 +134,8 @@ async function runFile(file) {
     // As `node --test` counts them: a failing test marked todo does not fail the run.
     if (type === 'test:fail' && (data.todo === undefined || data.todo === false)) failed = true;
     if (type === 'test:stdout' || type === 'test:stderr') {
-      emit([event]);
+      // The reporter drops the file's name; with two lanes a line could pass for the other lane's.
+      emit([{ type, data: { ...data, message: `[${basename(file)}] ${data.message}` } }]);
       continue;
     }
     if (type === 'test:diagnostic' && data.nesting === 0 && held) {
@@ -135,13 +144,38 @@ async function runFile(file) {
     }
     release();
     if (data.nesting === 0 && (type === 'test:pass' || type === 'test:fail')) {
-      group.push({ type, data: { ...data, testNumber: ++top } });
+      heldOk = { type, data: { ...data } };
+      group.push(heldOk);
       held = group;
       group = [];
+      // Its diagnostics come with it; a file that keeps running after its last test does not hold it back.
+      releaseTimer = setTimeout(release, 1000);
     } else group.push(event);
   }
   release();
   emit(group);
+}
+
+/** A file whose run could not even start or be read: a failure of its own, and the lane goes on. */
+async function runFileOrFail(file) {
+  try {
+    await runFile(file);
+  } catch (e) {
+    failed = true;
+    totals.tests++;
+    totals.fail++;
+    emit([
+      {
+        type: 'test:fail',
+        data: {
+          nesting: 0,
+          name: file,
+          testNumber: ++top,
+          details: { duration_ms: 0, error: e instanceof Error ? e : new Error(String(e)) },
+        },
+      },
+    ]);
+  }
 }
 
 async function mainLane() {
@@ -151,12 +185,9 @@ async function mainLane() {
       changed();
       await claim(() => !state.secondBusy, 'aloneRunning');
     }
-    try {
-      await runFile(file);
-    } finally {
-      state.aloneWaiting = state.aloneRunning = false;
-      changed();
-    }
+    await runFileOrFail(file);
+    state.aloneWaiting = state.aloneRunning = false;
+    changed();
   }
   state.mainDone = true;
   changed();
@@ -171,12 +202,9 @@ async function secondLane() {
   }
   for (const file of second) {
     await claim(() => !state.aloneWaiting && !state.aloneRunning, 'secondBusy');
-    try {
-      await runFile(file);
-    } finally {
-      state.secondBusy = false;
-      changed();
-    }
+    await runFileOrFail(file);
+    state.secondBusy = false;
+    changed();
   }
 }
 

@@ -136,14 +136,35 @@ describe('the whole run’s test runner', () => {
     const r = await runner(['--second-lane', broken, pass], log);
     assert.equal(r.code, 1, 'a failure fails the run');
     assert.equal(r.out.match(/^TAP version 13$/gm)?.length, 1);
-    const numbers = [...r.out.matchAll(/^(?:not )?ok (\d+) - /gm)].map((m) => Number(m[1])).sort();
-    assert.deepEqual(numbers, [1, 2]);
+    const numbers = [...r.out.matchAll(/^(?:not )?ok (\d+) - /gm)].map((m) => Number(m[1]));
+    assert.deepEqual(numbers.toSorted(), [1, 2]);
     assert.deepEqual(r.out.match(/^1\.\.\d+$/gm), ['1..2']);
     assert.match(
       r.out,
       /^# tests 2\n# suites 0\n# pass 1\n# fail 1\n# cancelled 0\n# skipped 0\n# todo 0\n/m,
     );
     assert.match(r.out, /the fixture fails/);
+  });
+
+  it('numbers top-level tests in the order they are reported, when a file lingers after its last test', async (t) => {
+    const dir = tempDir(t);
+    const lingering = join(dir, 'lingering.test.mjs');
+    writeFileSync(
+      lingering,
+      "import { it } from 'node:test';\nit('L1', () => { setTimeout(() => {}, 3000); });\n",
+    );
+    const quick = join(dir, 'quick.test.mjs');
+    writeFileSync(
+      quick,
+      "import { it } from 'node:test';\nfor (let i = 1; i <= 5; i++) it('Q' + i, () => new Promise((r) => setTimeout(r, 300)));\n",
+    );
+    const r = await runner(['--second-lane', quick, lingering], join(dir, 'log'));
+    assert.equal(r.code, 0, r.out + r.err);
+    const numbers = [...r.out.matchAll(/^ok (\d+) - /gm)].map((m) => Number(m[1]));
+    assert.deepEqual(numbers, [1, 2, 3, 4, 5, 6], r.out);
+    const l1 = r.out.split('\n').findIndex((l) => / - L1$/.test(l));
+    const q5 = r.out.split('\n').findIndex((l) => / - Q5$/.test(l));
+    assert.ok(l1 < q5, 'L1 is not held back until its file ends');
   });
 
   it('does not fail the run for a failing todo test, and fails it for a file that cannot load', async (t) => {
@@ -211,6 +232,8 @@ it('a2', async () => {
       [['--bogus', file], /unknown option --bogus/],
       [['--second-lane', file, file], /is in both lanes/],
       [['--test-name-pattern', '(', file], /--test-name-pattern \(: Invalid regular expression/],
+      [['--test-name-pattern', '/Q1/q', file], /--test-name-pattern \/Q1\/q: Invalid flags/],
+      [['--file-timeout', '0', file], /--file-timeout needs a number/],
     ] as const) {
       const r = await runner([...args], log);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
