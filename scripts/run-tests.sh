@@ -19,30 +19,30 @@ if [[ ${#files[@]} -eq 0 ]]; then
   # otherwise takes it from files that need both. Then the rest by name.
   waiting=(test/ui-console.test.ts test/segmentation-netns.test.ts test/systemd.test.ts test/ui-fleet.test.ts
     test/policy-netns.test.ts test/ui-browser.test.ts test/ui-console-admin.test.ts test/updates.test.ts)
-  # A second lane beside the main one: from the start, files that touch nothing another file uses (no fixed
-  # port, no namespace or firewall, no systemd, nothing outside their temp directories, no deadline a loaded
-  # machine could miss), in the room the waiting files leave; then, once the build is done, the Raspberry Pi
-  # boot. A file not listed runs in the main lane, the safe default.
-  beside=(test/activity.test.ts test/alerts.test.ts test/anomaly-baseline-saver.test.ts test/anomaly.test.ts
-    test/anomaly-realistic.test.ts test/appliance-vm.test.ts test/architecture.test.ts test/argon2-thread.test.ts
-    test/audit.test.ts test/bench-options.test.ts test/coap-dedupe.test.ts test/coap.test.ts test/compliance.test.ts
-    test/config.test.ts test/dtls-crypto.test.ts test/dtls-internals.test.ts test/dtls-session-memory.test.ts
-    test/events.test.ts test/fleet-fetch.test.ts test/hardware.test.ts test/identity-version.test.ts
-    test/log-throttle.test.ts test/policy.test.ts test/policy-shared-compiled.test.ts test/policy-ui.test.ts
-    test/segmentation.test.ts test/setup-code-console.test.ts test/store.test.ts test/ui-access.test.ts
-    test/ui-auth.test.ts test/ui-console-pages.test.ts test/ui-pages.test.ts test/uplink-coalesced-writes.test.ts
+  # Once the build is done its core would idle: a second lane takes the Raspberry Pi boot, then files that touch
+  # nothing another file uses (no fixed port, no namespace or firewall, no systemd, nothing outside their temp
+  # directories, no deadline a loaded machine could miss), so that they can overlap anything in the main lane.
+  # A file not listed runs in the main lane, the safe default.
+  beside=(test/rpi-image-boot.test.ts test/activity.test.ts test/alerts.test.ts test/anomaly-baseline-saver.test.ts
+    test/anomaly.test.ts test/anomaly-realistic.test.ts test/appliance-vm.test.ts test/architecture.test.ts
+    test/argon2-thread.test.ts test/audit.test.ts test/bench-options.test.ts test/coap-dedupe.test.ts
+    test/coap.test.ts test/compliance.test.ts test/config.test.ts test/dtls-crypto.test.ts
+    test/dtls-internals.test.ts test/dtls-session-memory.test.ts test/events.test.ts test/fleet-fetch.test.ts
+    test/hardware.test.ts test/identity-version.test.ts test/log-throttle.test.ts test/policy.test.ts
+    test/policy-shared-compiled.test.ts test/policy-ui.test.ts test/segmentation.test.ts
+    test/setup-code-console.test.ts test/store.test.ts test/ui-access.test.ts test/ui-auth.test.ts
+    test/ui-console-pages.test.ts test/ui-pages.test.ts test/uplink-coalesced-writes.test.ts
     test/uplink-post-batching.test.ts test/uplink-queue.test.ts)
-  for f in "${waiting[@]}" "${beside[@]}" test/rpi-image-boot.test.ts; do
+  for f in "${waiting[@]}" "${beside[@]}"; do
     [[ -f "$f" ]] || { echo "run-tests.sh: $f is listed but missing" >&2; exit 2; }
   done
   files=("${waiting[@]}")
   mapfile -t -O "${#files[@]}" files < <(find test -name '*.test.ts' | sort |
-    grep -vxF -f <(printf '%s\n' "${waiting[@]}" "${beside[@]}" test/rpi-image-boot.test.ts))
+    grep -vxF -f <(printf '%s\n' "${waiting[@]}" "${beside[@]}"))
   prebuild="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-rpi-prebuild.XXXXXX")"
   # The amd64 image's two emulated VMs boot against systemd's deadlines: nothing runs beside them.
-  lanes=(--alone test/appliance-boot.test.ts)
+  lanes=(--second-lane-after "$prebuild/rc" --alone test/appliance-boot.test.ts)
   for f in "${beside[@]}"; do lanes+=(--second-lane "$f"); done
-  lanes+=(--second-lane-after "$prebuild/rc" --second-lane test/rpi-image-boot.test.ts)
   # Its own session, so that killing it kills the whole build. That session is also its own scheduler autogroup
   # (Linux's sched_autogroup, on in Debian's kernels): nice values count only inside a group and groups share
   # the CPU equally, so the build's `nice -n 19` still takes a full share beside the tests. That is wanted for

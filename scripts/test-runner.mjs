@@ -2,12 +2,11 @@
 // up to two lanes, in the order given: `node --test` sorts the files it is given by name, so a whole run could
 // not choose its order, nor keep the files that must not overlap apart.
 //   node --import tsx scripts/test-runner.mjs [--file-timeout MS] [--test-name-pattern RE]...
-//        [--second-lane FILE]... [--second-lane-after PATH [--second-lane FILE]...] [--alone FILE]... FILE...
-// FILE... run in the main lane. --second-lane files run in a lane of their own beside it; those given after
-// --second-lane-after wait until PATH exists (or the main lane is done). An --alone file of the main lane waits
-// for the second lane's file to end, and the second lane starts none while it runs. --file-timeout bounds each
-// file as a whole (its tests are cancelled, and the run fails). Exit status 1 when a test failed or was
-// cancelled, 2 on bad usage.
+//        [--second-lane FILE]... [--second-lane-after PATH] [--alone FILE]... FILE...
+// FILE... run in the main lane. --second-lane files run in a lane of their own beside it, from when PATH exists
+// (or the main lane is done). An --alone file of the main lane waits for the second lane's file to end, and the
+// second lane starts none while it runs. --file-timeout bounds each file as a whole (its tests are cancelled, and
+// the run fails). Exit status 1 when a test failed or was cancelled, 2 on bad usage.
 import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -16,7 +15,7 @@ import { tap } from 'node:test/reporters';
 
 const usage =
   'usage: test-runner.mjs [--file-timeout MS] [--test-name-pattern RE]... [--second-lane FILE]... ' +
-  '[--second-lane-after PATH [--second-lane FILE]...] [--alone FILE]... FILE...';
+  '[--second-lane-after PATH] [--alone FILE]... FILE...';
 const bad = (why) => {
   console.error(`test-runner: ${why}\n${usage}`);
   process.exit(2);
@@ -37,17 +36,15 @@ for (let i = 0; i < args.length; i++) {
     timeout = Number(ms);
   } else if (a === '--test-name-pattern') patterns.push(value());
   else if (a.startsWith('--test-name-pattern=')) patterns.push(a.slice('--test-name-pattern='.length));
-  else if (a === '--second-lane') second.push({ file: resolve(value()), gated: secondAfter !== undefined });
-  else if (a === '--second-lane-after') {
-    if (secondAfter !== undefined) bad('--second-lane-after is given once');
-    secondAfter = resolve(value());
-  } else if (a === '--alone') alone.add(resolve(value()));
+  else if (a === '--second-lane') second.push(resolve(value()));
+  else if (a === '--second-lane-after') secondAfter = resolve(value());
+  else if (a === '--alone') alone.add(resolve(value()));
   else if (a.startsWith('-')) bad(`unknown option ${a}`);
   else files.push(resolve(a));
 }
 if (files.length + second.length === 0) bad('no test files');
 for (const f of alone) if (!files.includes(f)) bad(`--alone ${f} is not a file of the main lane`);
-for (const { file } of second) if (files.includes(file)) bad(`${file} is in both lanes`);
+for (const f of second) if (files.includes(f)) bad(`${f} is in both lanes`);
 for (const p of patterns) {
   try {
     // As node:test reads them: `/re/flags`, or the pattern itself.
@@ -197,12 +194,13 @@ async function mainLane() {
 }
 
 async function secondLane() {
-  for (const { file, gated } of second) {
-    if (gated && !existsSync(secondAfter)) {
-      const poll = setInterval(changed, 500);
-      await until(() => state.mainDone || existsSync(secondAfter));
-      clearInterval(poll);
-    }
+  if (second.length === 0) return;
+  if (secondAfter) {
+    const poll = setInterval(changed, 500);
+    await until(() => state.mainDone || existsSync(secondAfter));
+    clearInterval(poll);
+  }
+  for (const file of second) {
     await claim(() => !state.aloneWaiting && !state.aloneRunning, 'secondBusy');
     await runFileOrFail(file);
     state.secondBusy = false;
