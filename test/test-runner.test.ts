@@ -36,6 +36,13 @@ it('${name}', async () => {
   return file;
 }
 
+/** A test file of node:test's own, from its tests' source (the import is added). */
+function testFile(dir: string, name: string, tests: string): string {
+  const file = join(dir, `${name}.test.mjs`);
+  writeFileSync(file, `import { it } from 'node:test';\n${tests}\n`);
+  return file;
+}
+
 async function runner(
   args: string[],
   log: string,
@@ -148,15 +155,11 @@ describe('the whole run’s test runner', () => {
 
   it('numbers top-level tests in the order they are reported, when a file lingers after its last test', async (t) => {
     const dir = tempDir(t);
-    const lingering = join(dir, 'lingering.test.mjs');
-    writeFileSync(
-      lingering,
-      "import { it } from 'node:test';\nit('L1', () => { setTimeout(() => {}, 3000); });\n",
-    );
-    const quick = join(dir, 'quick.test.mjs');
-    writeFileSync(
-      quick,
-      "import { it } from 'node:test';\nfor (let i = 1; i <= 5; i++) it('Q' + i, () => new Promise((r) => setTimeout(r, 300)));\n",
+    const lingering = testFile(dir, 'lingering', "it('L1', () => { setTimeout(() => {}, 3000); });");
+    const quick = testFile(
+      dir,
+      'quick',
+      "for (let i = 1; i <= 5; i++) it('Q' + i, () => new Promise((r) => setTimeout(r, 300)));",
     );
     const r = await runner(['--second-lane', quick, lingering], join(dir, 'log'));
     assert.equal(r.code, 0, r.out + r.err);
@@ -170,11 +173,7 @@ describe('the whole run’s test runner', () => {
   it('does not fail the run for a failing todo test, and fails it for a file that cannot load', async (t) => {
     const dir = tempDir(t);
     const log = join(dir, 'log');
-    const todo = join(dir, 'todo.test.mjs');
-    writeFileSync(
-      todo,
-      "import { it } from 'node:test';\nit('not yet', { todo: true }, () => { throw new Error('x'); });\n",
-    );
+    const todo = testFile(dir, 'todo', "it('not yet', { todo: true }, () => { throw new Error('x'); });");
     assert.equal((await runner([todo], log)).code, 0);
     const load = join(dir, 'load.test.mjs');
     writeFileSync(load, "throw new Error('broken at load');\n");
@@ -185,16 +184,14 @@ describe('the whole run’s test runner', () => {
 
   it('keeps a test’s diagnostics and a file’s own errors with it, in the other lane’s company', async (t) => {
     const dir = tempDir(t);
-    const noisy = join(dir, 'noisy.test.mjs');
-    writeFileSync(
-      noisy,
-      `import { it } from 'node:test';
-it('a1', (t) => { t.diagnostic('diag of a1'); });
+    const noisy = testFile(
+      dir,
+      'noisy',
+      `it('a1', (t) => { t.diagnostic('diag of a1'); });
 it('a2', async () => {
   await new Promise((r) => setTimeout(r, 1500));
   setImmediate(() => { throw new Error('late boom'); });
-});
-`,
+});`,
     );
     const beside = ['b1', 'b2', 'b3'].map((n) => fixture(dir, n, { ms: 150 }));
     const r = await runner([...beside.flatMap((f) => ['--second-lane', f]), noisy], join(dir, 'log'));
@@ -207,11 +204,7 @@ it('a2', async () => {
 
   it('bounds each file of either lane by --file-timeout', async (t) => {
     const dir = tempDir(t);
-    const hang = join(dir, 'hang.test.mjs');
-    writeFileSync(
-      hang,
-      "import { it } from 'node:test';\nit('hangs', () => new Promise(() => setInterval(() => {}, 1000)));\n",
-    );
+    const hang = testFile(dir, 'hang', "it('hangs', () => new Promise(() => setInterval(() => {}, 1000)));");
     const pass = fixture(dir, 'pass');
     const r = await runner(['--file-timeout', '1500', '--second-lane', hang, pass], join(dir, 'log'));
     assert.equal(r.code, 1);
