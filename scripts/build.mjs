@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const checkoutDist = join(root, 'dist');
 // `--out DIR` builds elsewhere (image-build/build-rootfs.sh, into its release): the checkout's own dist/, which
 // tests running beside an image build read, is then left alone.
 const outAt = process.argv.indexOf('--out');
@@ -17,12 +18,9 @@ if (outAt >= 0 && !process.argv[outAt + 1]) {
   process.stderr.write('build: --out needs a directory\n');
   process.exit(2);
 }
-const dist = outAt >= 0 ? resolve(process.argv[outAt + 1]) : join(root, 'dist');
+const dist = outAt >= 0 ? resolve(process.argv[outAt + 1]) : checkoutDist;
 // The target is emptied first: a mistaken path must not take the checkout (or a directory holding it) with it.
-if (
-  dist !== join(root, 'dist') &&
-  (root.startsWith(`${dist}/`) || dist === root || dist.startsWith(`${root}/`))
-) {
+if (dist !== checkoutDist && (root.startsWith(`${dist}/`) || dist === root || dist.startsWith(`${root}/`))) {
   process.stderr.write(
     `build: --out ${dist}: not inside the checkout or above it; give a directory of its own\n`,
   );
@@ -32,14 +30,13 @@ let tsc;
 try {
   tsc = createRequire(join(root, 'package.json')).resolve('typescript/bin/tsc');
 } catch {
-  const shipped = join(root, 'dist');
-  if (existsSync(join(shipped, 'gateway/src/cli/index.js'))) {
-    if (dist !== shipped) {
+  if (existsSync(join(checkoutDist, 'gateway/src/cli/index.js'))) {
+    if (dist !== checkoutDist) {
       rmSync(dist, { recursive: true, force: true });
-      cpSync(shipped, dist, { recursive: true });
+      cpSync(checkoutDist, dist, { recursive: true });
     }
     process.stdout.write(
-      `build: no TypeScript compiler (production install); using the shipped dist/${dist === shipped ? '' : ` (copied to ${dist})`}\n`,
+      `build: no TypeScript compiler (production install); using the shipped dist/${dist === checkoutDist ? '' : ` (copied to ${dist})`}\n`,
     );
     process.exit(0);
   }
@@ -69,7 +66,7 @@ writeFileSync(
   join(next, 'package.json'),
   `${JSON.stringify({ name: 'portcullis-dist', version: pkg.version, private: true, type: 'module' }, null, 2)}\n`,
 );
-if (dist !== join(root, 'dist')) {
+if (dist !== checkoutDist) {
   // Another file system, as a rule (the release is staged under /tmp): copied, not renamed.
   rmSync(dist, { recursive: true, force: true });
   cpSync(next, dist, { recursive: true });
