@@ -15,13 +15,58 @@ export interface ApplyTimings {
   totalMs: number;
 }
 
+/** A rule's packet and byte counts in front of it, as `iptables-save -c` prints them. */
+const RULE_COUNTS = /^\[(\d+):(\d+)\] /;
+/** A chain's (its policy's) counts after it. */
+const CHAIN_COUNTS = / \[(\d+):(\d+)\]$/;
+
 /** The filter table's policies and rules as `iptables-save` prints them (no comments, no counters). */
 export function ruleLines(doc: string): string[] {
   return doc
     .split('\n')
-    .map((l) => l.trimEnd())
+    .map((l) => l.trimEnd().replace(RULE_COUNTS, ''))
     .filter((l) => l.startsWith('-A ') || l.startsWith(':'))
-    .map((l) => (l.startsWith(':') ? l.replace(/ \[\d+:\d+\]$/, '') : l));
+    .map((l) => (l.startsWith(':') ? l.replace(CHAIN_COUNTS, '') : l));
+}
+
+/**
+ * The ruleset with the counts the kernel holds now (`saved`, from `iptables-save -c`) on every rule and built-in
+ * chain it keeps unchanged, for `iptables-restore --counters`: replacing the table would otherwise zero every
+ * counter at each apply, and a technician reading how much a rule dropped (`iptables -L -v`) would see only
+ * what came since the last change anywhere. A rule is the same when its text is; a text listed n times takes
+ * the counts of its n occurrences in order. A new or changed rule starts at zero.
+ */
+export function withCounters(iptables: string, saved: string): string {
+  const rules = new Map<string, string[]>();
+  const chains = new Map<string, string>();
+  for (const raw of saved.split('\n')) {
+    const line = raw.trimEnd();
+    const rule = RULE_COUNTS.exec(line);
+    if (rule) {
+      const text = line.slice(rule[0].length);
+      const counts = rules.get(text) ?? [];
+      counts.push(`[${rule[1]}:${rule[2]}]`);
+      rules.set(text, counts);
+    } else if (line.startsWith(':')) {
+      const chain = CHAIN_COUNTS.exec(line);
+      if (chain) chains.set(line.slice(0, -chain[0].length), `[${chain[1]}:${chain[2]}]`);
+    }
+  }
+  return iptables
+    .split('\n')
+    .map((raw) => {
+      const line = raw.trimEnd();
+      if (line.startsWith('-A ')) {
+        const counts = rules.get(line)?.shift();
+        return counts ? `${counts} ${line}` : line;
+      }
+      if (!line.startsWith(':')) return line;
+      // With --counters, iptables-restore requires counts on every chain line.
+      const own = CHAIN_COUNTS.exec(line);
+      const head = own ? line.slice(0, -own[0].length) : line;
+      return `${head} ${chains.get(head) ?? own?.[0].trim() ?? '[0:0]'}`;
+    })
+    .join('\n');
 }
 
 /** The blocked-sources set: entries time out on their own (`timeout 0`: each entry gives its own). */
@@ -86,7 +131,8 @@ export class FirewallApplier {
       );
     }
     const t2 = performance.now();
-    const before = await this.tools.run('iptables-save', ['-t', 'filter']);
+    // With the counters: what a rollback puts back, and what the rules kept unchanged carry over.
+    const before = await this.tools.run('iptables-save', ['-c', '-t', 'filter']);
     const swap = staged.map((s) => `swap ${s.staging} ${s.name}`).join('\n');
     let t3 = t2;
     // How many swaps took effect: `ipset restore` stops at the first failing line and names it.
@@ -100,7 +146,7 @@ export class FirewallApplier {
         swapped = Math.max(0, Math.min(staged.length, line - 1));
         throw err;
       }
-      await this.tools.run('iptables-restore', [], r.iptables);
+      await this.tools.run('iptables-restore', ['--counters'], withCounters(r.iptables, before));
       t3 = performance.now();
       await this.verify(r.iptables, new Map(r.sets.map((s) => [s.name, s.entries.length])));
     } catch (err) {
@@ -140,7 +186,7 @@ export class FirewallApplier {
           `${swappable.map((s) => `swap ${s.staging} ${s.name}`).join('\n')}\n`,
         );
       }
-      await this.tools.run('iptables-restore', [], before);
+      await this.tools.run('iptables-restore', ['--counters'], before);
       const back = await this.tools.run('iptables-save', ['-t', 'filter']);
       if (ruleLines(back).join('\n') !== ruleLines(before).join('\n'))
         throw new Error('the restored table reads back differently');

@@ -1,6 +1,6 @@
 export { isIpv4, parseIpv4Network } from '../net/ipv4.ts';
 export type { AllowEntry, AllowList, Peer } from './allowlist.ts';
-export { type ApplyTimings, FirewallApplier, ruleLines } from './applier.ts';
+export { type ApplyTimings, FirewallApplier, ruleLines, withCounters } from './applier.ts';
 export { type CompiledRuleset, type CompileInput, compileRuleset, type IpSet, SET } from './compiler.ts';
 export { SegmentationError } from './errors.ts';
 export { parseMud } from './mud.ts';
