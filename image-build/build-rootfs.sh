@@ -100,6 +100,9 @@ updates:
   healthDeadlineSeconds: 180
 EOF
 
+# initramfs-tools compresses with zstd, which it only recommends (mmdebstrap installs no recommends): without it
+# every initramfs fell back to gzip, slower to make (emulated, for arm64) and to unpack at every boot.
+[[ ",$extra," == *,initramfs-tools,* ]] && extra+=,zstd
 packages=nodejs,systemd,systemd-sysv,systemd-timesyncd,systemd-resolved,ca-certificates,openssl,iproute2,iptables,ipset,conntrack,curl,tpm2-tools,tpm2-abrmd,libtss2-tcti-tabrmd0,tpm2-openssl,dbus,polkitd,iputils-ping,tzdata${extra:+,$extra}
 echo "== mmdebstrap $suite/$arch → $out"
 mkdir -p "$out"

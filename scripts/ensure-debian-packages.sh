@@ -20,5 +20,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Two of these may run at once (scripts/test.sh installs the suite's packages while the background image build
+# checks its own): the second waits for dpkg's lock instead of failing.
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -9,7 +9,6 @@ files=()
 for a in "$@"; do
   if [[ "$a" == *.test.ts ]]; then files+=("$a"); else opts+=("$a"); fi
 done
-prebuild=
 lanes=()
 if [[ ${#files[@]} -eq 0 ]]; then
   # The whole suite: the Raspberry Pi image (the longest build, ~14 min of one core, mostly emulated maintainer
@@ -39,23 +38,13 @@ if [[ ${#files[@]} -eq 0 ]]; then
   files=("${waiting[@]}")
   mapfile -t -O "${#files[@]}" files < <(find test -name '*.test.ts' | sort |
     grep -vxF -f <(printf '%s\n' "${waiting[@]}" "${beside[@]}"))
-  prebuild="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-rpi-prebuild.XXXXXX")"
+  # The background build, unless scripts/test.sh started it before the checks.
+  # shellcheck source=scripts/rpi-prebuild.sh
+  source scripts/rpi-prebuild.sh
+  start_rpi_prebuild
   # The amd64 image's two emulated VMs boot against systemd's deadlines: nothing runs beside them.
-  lanes=(--second-lane-after "$prebuild/rc" --alone test/appliance-boot.test.ts)
+  lanes=(--second-lane-after "$PORTCULLIS_RPI_PREBUILD/rc" --alone test/appliance-boot.test.ts)
   for f in "${beside[@]}"; do lanes+=(--second-lane "$f"); done
-  # Its own session, so that killing it kills the whole build. That session is also its own scheduler autogroup
-  # (Linux's sched_autogroup, on in Debian's kernels): nice values count only inside a group and groups share
-  # the CPU equally, so the build's `nice -n 19` still takes a full share beside the tests. That is wanted for
-  # most of the run (niced as a group for all of it, the build finished late and the Raspberry Pi test waited
-  # ~6 min for it on one busy core: 39 min instead of 35), but not while the amd64 image boots its two emulated
-  # VMs: starved by it, their gateways missed systemd's start timeout. That file lowers the group to the least
-  # share from its image's boots to its end (test/helpers/background-build.ts), through this PID.
-  setsid bash scripts/prebuild-rpi-image.sh "$prebuild" &
-  builder=$!
-  export PORTCULLIS_RPI_PREBUILD="$prebuild"
-  export PORTCULLIS_RPI_PREBUILD_PID="$builder"
-  # `|| true`: under errexit a failing kill (the build already finished) would otherwise become the exit code.
-  trap 'kill -- -"$builder" 2>/dev/null || true; wait "$builder" 2>/dev/null || true; rm -rf "$prebuild"' EXIT
 fi
 # One file at a time in each lane, in the order above (scripts/test-runner.mjs: `node --test` would sort them,
 # and could not keep apart the files that must not overlap): several tests bind the product's default ports or
