@@ -26,7 +26,21 @@ start_rpi_prebuild() {
   builder=$!
   export PORTCULLIS_RPI_PREBUILD="$prebuild"
   export PORTCULLIS_RPI_PREBUILD_PID="$builder"
-  # `|| true`: under errexit a failing kill (the build already finished) would otherwise become the exit code.
   # shellcheck disable=SC2064 # the values now, not at exit
-  trap "kill -- -'$builder' 2>/dev/null || true; wait '$builder' 2>/dev/null || true; rm -rf '$prebuild'" EXIT
+  trap "stop_rpi_prebuild '$builder' '$prebuild'" EXIT
+}
+
+# Stops the build's whole session (a failed check or test can end the run while mmdebstrap is mid-way), waits for
+# every process in it to end (mmdebstrap unmounts what it mounted in the root file system when it is stopped), and
+# removes its directory, which holds all it made; never across a mount left behind.
+stop_rpi_prebuild() {
+  local builder="$1" prebuild="$2" i
+  # `|| true`: under errexit a failing kill (the build already finished) would otherwise become the exit code.
+  kill -- -"$builder" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 -- -"$builder" 2>/dev/null || break
+    sleep 0.1
+  done
+  wait "$builder" 2>/dev/null || true
+  rm -rf --one-file-system "$prebuild" || true
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { systemClock } from '../gateway/src/clock.ts';
 import { resolveConfig } from '../gateway/src/config/index.ts';
 import { Core } from '../gateway/src/core.ts';
@@ -161,7 +161,33 @@ describe('segmentation in network namespaces', () => {
     assert.equal(await coapPost(site.sensorB, 'sb', KEY_B), '2.04');
   });
 
-  it('rate-limits the DTLS port in the kernel', () => {
+  /**
+   * Waits until the running gateway's reconciler is quiet: no apply recorded and none under way for 3 s (it looks
+   * for changes every second). After a change made through the CLI (the release above) it re-applies; an apply of
+   * a test's own could meet that one (ERR_FIREWALL_BUSY, or its rules replaced), and counts read across it lose
+   * what came between its save and its restore.
+   */
+  const settled = async (t: TestContext) => {
+    const core = Core.open(resolveConfig(config).config, systemClock);
+    t.after(() => core.close());
+    const lock = join(dir, 'var', 'firewall.lock');
+    const deadline = Date.now() + 30_000;
+    let last = core.store.rulesets.latest()?.id;
+    let quietSince = Date.now();
+    while (Date.now() - quietSince < 3000) {
+      assert.ok(Date.now() < deadline, 'the running gateway kept applying rulesets for 30 s');
+      await new Promise((r) => setTimeout(r, 200));
+      const id = core.store.rulesets.latest()?.id;
+      if (id !== last || existsSync(lock)) {
+        last = id;
+        quietSince = Date.now();
+      }
+    }
+    return core;
+  };
+
+  it('rate-limits the DTLS port in the kernel', async (t) => {
+    await settled(t);
     const before = dtlsDrops(site.gw);
     site.udpFlood(site.sensorB.ns, '10.77.20.1', 5684, 3000);
     const after = dtlsDrops(site.gw);
@@ -172,8 +198,7 @@ describe('segmentation in network namespaces', () => {
   });
 
   it('keeps the counts of the rules a re-apply leaves unchanged, and starts a changed rule at zero', async (t) => {
-    const core = Core.open(resolveConfig(config).config, systemClock);
-    t.after(() => core.close());
+    const core = await settled(t);
     const service = new SegmentationService({
       ...coreDeps(core),
       tools: systemFirewallTools({ netns: site.gw }),

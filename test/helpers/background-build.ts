@@ -1,5 +1,5 @@
 /**
- * The background Raspberry Pi image build (scripts/run-tests.sh) shares the two cores with the tests; a test
+ * The background Raspberry Pi image build (scripts/rpi-prebuild.sh) shares the two cores with the tests; a test
  * that boots emulated VMs against deadlines takes the CPU from it while it runs.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
