@@ -16,9 +16,9 @@ export interface ApplyTimings {
 }
 
 /** A rule's packet and byte counts in front of it, as `iptables-save -c` prints them. */
-const RULE_COUNTS = /^\[(\d+):(\d+)\] /;
+const RULE_COUNTS = /^\[\d+:\d+\] /;
 /** A chain's (its policy's) counts after it. */
-const CHAIN_COUNTS = / \[(\d+):(\d+)\]$/;
+const CHAIN_COUNTS = / \[\d+:\d+\]$/;
 
 /** The filter table's policies and rules as `iptables-save` prints them (no comments, no counters). */
 export function ruleLines(doc: string): string[] {
@@ -45,11 +45,11 @@ export function withCounters(iptables: string, saved: string): string {
     if (rule) {
       const text = line.slice(rule[0].length);
       const counts = rules.get(text) ?? [];
-      counts.push(`[${rule[1]}:${rule[2]}]`);
+      counts.push(rule[0].trimEnd());
       rules.set(text, counts);
     } else if (line.startsWith(':')) {
       const chain = CHAIN_COUNTS.exec(line);
-      if (chain) chains.set(line.slice(0, -chain[0].length), `[${chain[1]}:${chain[2]}]`);
+      if (chain) chains.set(line.slice(0, -chain[0].length), chain[0].trimStart());
     }
   }
   return iptables
